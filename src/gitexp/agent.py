@@ -1,0 +1,236 @@
+"""The agent: the one worker-side program every backend starts.
+
+It materialises the snapshot (verified by hash), pulls its data version, runs the command,
+streams the log and metrics to the store, beats a heartbeat, honours cancel requests, and
+writes the result. Its exit code is the job's.
+
+    python -m gitexp.agent --store URL --run ID --snapshot SHA --code SRC [--repo GITDIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from gitexp import METRICS_ENV, metrics
+from gitexp.errors import GitexpError
+from gitexp.git import run_git
+from gitexp.record import Result, RunRecord, decode_message
+from gitexp.stores import Store, open_store, run_key
+
+CHUNK = 1 << 20  # streamed to the store in pieces of at most this: memory stays bounded
+KILL_GRACE = 5.0
+
+
+@dataclass
+class Agent:
+    store: Store
+    run_id: str
+    snapshot: str
+    code: str
+    workdir: Path
+    repo: Path | None = None  # the dev repository's git dir, when the worker can reach it
+    heartbeat: float = 2.0
+    flush: float = 0.5
+    record: RunRecord | None = None
+    _cancel: threading.Event = field(default_factory=threading.Event)
+    _offsets: dict[str, int] = field(default_factory=dict)
+
+    def key(self, name: str) -> str:
+        return run_key(self.run_id, name)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def main(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: self._cancel.set())
+        signal.signal(signal.SIGINT, lambda *_: self._cancel.set())
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.spool("log").touch()
+        self.spool("metrics.jsonl").touch()
+        started = time.time()
+        beat = threading.Thread(target=self._beat_forever, daemon=True)
+        beat.start()
+        try:
+            checkout = self.prepare()
+            result = self.execute(checkout, started)
+        except GitexpError as exc:
+            self.say(f"gitexp: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+            result = Result(status="failed", started_at=started, ended_at=time.time(),
+                            host=socket.gethostname(), error=exc.message)
+        self.finish(result)
+        return result.exit_code if result.exit_code is not None else 1
+
+    def prepare(self) -> Path:
+        from gitexp import workspace
+
+        source = Path(self.code)
+        if not source.exists():
+            from gitexp import transport
+
+            source = transport.fetch_code(self.code, self.snapshot, self.workdir.parent / "cache")
+        checkout = workspace.checkout(source, self.snapshot, self.workdir / "code")
+        message = run_git(["-C", str(checkout), "log", "-1", "--format=%B", self.snapshot])
+        self.record, _ = decode_message(message.stdout.decode(), self.snapshot)
+        if self.record.id != self.run_id:
+            raise GitexpError(f"snapshot {self.snapshot[:12]} belongs to run {self.record.id}")
+        if self.record.data:
+            from gitexp import data
+
+            self.say("gitexp: pulling the data version")
+            data.materialise(self.record, checkout, log=self.say)
+        return checkout
+
+    def execute(self, checkout: Path, started: float) -> Result:
+        assert self.record is not None
+        cwd = checkout / self.record.cwd if self.record.cwd else checkout
+        env = {**os.environ, "GITEXP_RUN_ID": self.run_id,
+               METRICS_ENV: str(self.spool("metrics.jsonl")), "PWD": str(cwd)}
+        try:
+            proc = subprocess.Popen(
+                self.record.argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        except OSError as exc:
+            raise GitexpError(f"cannot start {self.record.argv[0]!r}: {exc.strerror}") from None
+        self.set_status("running", started=time.time(), pid=proc.pid)
+        assert proc.stdout is not None
+        reader = threading.Thread(target=self._copy, args=(proc.stdout,), daemon=True)
+        reader.start()
+        cancelled = False
+        while proc.poll() is None:
+            if self._cancel.wait(self.flush) or self._cancel_requested():
+                cancelled = True
+                _terminate(proc)
+                break
+            self.stream()
+        code = proc.wait()
+        reader.join(timeout=10)
+        self.stream()
+        ended = time.time()
+        series = metrics.parse_series(self.spool("metrics.jsonl").read_bytes())
+        final = {**metrics.final_of(series), **metrics.from_files(cwd)}
+        exit_code = code if code >= 0 else 128 - code
+        status = "cancelled" if cancelled else ("succeeded" if code == 0 else "failed")
+        outputs = self._outputs(checkout)
+        return Result(status=status, exit_code=exit_code, started_at=started, ended_at=ended,
+                      host=socket.gethostname(), metrics=final, outputs=outputs)
+
+    def _outputs(self, checkout: Path) -> dict[str, Any]:
+        assert self.record is not None
+        if not self.record.outs:
+            return {}
+        from gitexp import data
+
+        return data.save_outputs(self.record, checkout, log=self.say)
+
+    def finish(self, result: Result) -> None:
+        self.stream()
+        self.store.write(self.key("result.json"), json.dumps(result.to_dict()).encode())
+        self._cancel.set()  # stops the heartbeat
+        if self.repo is not None and self.record is not None:
+            from gitexp import results
+            from gitexp.git import Repo
+
+            repo = Repo.at_git_dir(self.repo)
+            try:
+                results.write_back(repo, self.record, result, self.store)
+            except GitexpError as exc:  # `git exp ls` will write it back later
+                print(f"gitexp: write-back deferred: {exc.message}", file=sys.stderr)
+        if not os.environ.get("GITEXP_KEEP_WORKDIR"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- streaming ---------------------------------------------------------------------------
+    def spool(self, name: str) -> Path:
+        return self.workdir / name
+
+    def say(self, line: str) -> None:
+        with self.spool("log").open("ab") as f:
+            f.write(line.encode() + b"\n")
+        self.stream()
+
+    def _copy(self, pipe: IO[bytes]) -> None:
+        with self.spool("log").open("ab") as out:
+            while chunk := pipe.read1(65536):  # type: ignore[attr-defined]
+                out.write(chunk)
+                out.flush()
+
+    def stream(self) -> None:
+        """Send what the spool files gained since the last call, a bounded chunk at a time."""
+        for name in ("log", "metrics.jsonl"):
+            path = self.spool(name)
+            offset = self._offsets.get(name, 0)
+            with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+                f.seek(offset)
+                while chunk := f.read(CHUNK):
+                    if name == "metrics.jsonl" and not chunk.endswith(b"\n"):
+                        chunk = chunk[: chunk.rfind(b"\n") + 1]  # whole lines only
+                        if not chunk:
+                            break
+                    self.store.append(self.key(name), chunk)
+                    offset += len(chunk)
+            self._offsets[name] = offset
+
+    # -- liveness ----------------------------------------------------------------------------
+    def set_status(self, status: str, **extra: Any) -> None:
+        body = {"status": status, "host": socket.gethostname(), "agent_pid": os.getpid(), **extra}
+        self.store.write(self.key("status.json"), json.dumps(body).encode())
+
+    def _beat_forever(self) -> None:
+        while not self._cancel.is_set():
+            beat = {"time": time.time(), "interval": self.heartbeat,
+                    "host": socket.gethostname(), "pid": os.getpid()}
+            with contextlib.suppress(Exception):  # a store hiccup must not kill the run
+                self.store.write(self.key("heartbeat"), json.dumps(beat).encode())
+            self._cancel.wait(self.heartbeat)
+
+    def _cancel_requested(self) -> bool:
+        try:
+            return self.store.read(self.key("cancel")) is not None
+        except Exception:  # noqa: BLE001 - an unreachable store is not a cancel request
+            return False
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    """End the job and every process it started (its own session / process group)."""
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=wait)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # stragglers in the group
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="gitexp agent")
+    p.add_argument("--store", required=True)
+    p.add_argument("--run", required=True)
+    p.add_argument("--snapshot", required=True)
+    p.add_argument("--code", required=True)
+    p.add_argument("--workdir", type=Path)
+    p.add_argument("--repo", type=Path)
+    p.add_argument("--heartbeat", type=float, default=2.0)
+    p.add_argument("--flush", type=float, default=0.5)
+    a = p.parse_args(argv)
+    workdir = a.workdir or Path.home() / ".cache" / "gitexp" / "work" / a.run
+    agent = Agent(store=open_store(a.store), run_id=a.run, snapshot=a.snapshot, code=a.code,
+                  workdir=workdir, repo=a.repo, heartbeat=a.heartbeat, flush=a.flush)
+    return agent.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

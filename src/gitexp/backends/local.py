@@ -1,0 +1,65 @@
+"""The embedded default target: this machine, with the store under `.git/gitexp/store`."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from gitexp.backends import Handle, Launch
+from gitexp.config import Target
+from gitexp.git import Repo
+from gitexp.record import RunRecord
+
+
+class LocalBackend:
+    def __init__(self, *, target: Target, repo: Repo) -> None:
+        self.target = target
+        self.repo = repo
+
+    def store_url(self) -> str:
+        return (self.repo.gitexp_dir / "store").as_uri()
+
+    def submit(self, *, launch: Launch) -> Handle:
+        rec = launch.record
+        common = str(self.repo.common_dir)
+        argv = [sys.executable, "-m", "gitexp.agent", "--store", launch.store.url,
+                "--run", rec.id, "--snapshot", rec.snapshot, "--code", common, "--repo", common,
+                "--workdir", str(self.repo.gitexp_dir / "work" / rec.id),
+                "--heartbeat", str(launch.heartbeat), "--flush", "0.2"]
+        log = self.repo.gitexp_dir / "store" / "runs" / rec.id / "agent.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            # A new session: the agent outlives this terminal, and Ctrl-C here never reaches it.
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                    start_new_session=True, close_fds=True,
+                                    cwd=self.repo.common_dir)
+        return {"pid": proc.pid, "host": socket.gethostname()}
+
+    def alive(self, *, record: RunRecord, handle: Handle) -> bool | None:
+        if handle.get("host") != socket.gethostname() or "pid" not in handle:
+            return None
+        cmdline = Path(f"/proc/{handle['pid']}/cmdline")
+        if Path("/proc/self").exists():
+            try:
+                args = cmdline.read_bytes()
+            except OSError:
+                return False
+            # A recycled pid runs something else; a zombie has an empty command line.
+            return record.id.encode() in args
+        try:
+            os.kill(int(handle["pid"]), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def cancel(self, *, record: RunRecord, handle: Handle) -> None:
+        if self.alive(record=record, handle=handle):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(handle["pid"]), signal.SIGTERM)

@@ -1,0 +1,67 @@
+"""`git exp` / `gitexp`: parse, call the core, render. One thin module per subcommand."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import tempfile
+import traceback
+
+from importlib import import_module
+from pathlib import Path
+
+from gitexp import __version__
+from gitexp.cli._app import app
+from gitexp.errors import GitexpError
+
+# Each subcommand module (cli/<verb>.py) registers itself on `app` when imported.
+for _module in sorted(Path(__file__).parent.glob("[!_]*.py")):
+    import_module(f"gitexp.cli.{_module.stem}")
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from typer import Abort
+    from typer._click import exceptions as click_exc
+    from typer.main import get_command
+
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] in (["--version"], ["-V"]):
+        print(f"gitexp {__version__}")
+        return 0
+    try:
+        rv = get_command(app).main(args, prog_name="git exp", standalone_mode=False)
+    except GitexpError as exc:
+        _fail(exc.message, exc.hint)
+        return exc.exit_code
+    except click_exc.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (KeyboardInterrupt, Abort):
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `git exp ls | head`
+        return 0
+    except SystemExit as exc:  # typer's own exit on a closed pipe
+        return exc.code if isinstance(exc.code, int) else 1
+    except Exception:  # noqa: BLE001 - a bug: say so once, keep the details for a report
+        return _crash()
+    return rv if isinstance(rv, int) else 0
+
+
+def _fail(message: str, hint: str | None) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    if hint:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
+def _crash() -> int:
+    fd, path = tempfile.mkstemp(prefix="gitexp-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"gitexp {__version__}, Python {platform.python_version()}, "
+                f"{platform.platform()}\nargv: {sys.argv!r}\n\n{traceback.format_exc()}")
+    _fail(f"internal error (a bug in gitexp); details in {path}",
+          "please attach that file to a bug report")
+    return 3

@@ -1,0 +1,50 @@
+"""The typer app and the helpers every subcommand shares."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from gitexp.config import Config
+    from gitexp.git import Repo
+
+app = typer.Typer(
+    name="git exp",
+    help="Git-integrated experiment tracking: every run is an auditable, rerunnable git object.",
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def open_repo() -> tuple[Repo, Config]:
+    from gitexp.config import Config
+    from gitexp.git import Repo
+
+    repo = Repo.discover(Path.cwd())
+    return repo, Config.load(repo)
+
+
+def console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped output is for tools and files: never cut a column to fit an imaginary terminal.
+    width = None if stream.isatty() else 400
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
+    sys.stdout.write("\n")

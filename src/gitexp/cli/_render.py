@@ -1,0 +1,60 @@
+"""Shared renderings of runs: short times, durations, commands, metric values."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from typing import Any
+
+from gitexp.runs import Run
+
+STATUS_STYLE = {
+    "queued": "dim", "running": "cyan", "succeeded": "green", "failed": "red",
+    "cancelled": "yellow", "lost": "magenta",
+}
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    if time.time() - ts < 86400:
+        return time.strftime("%H:%M:%S", time.localtime(ts))
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{seconds:.1f}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def command(argv: list[str], width: int = 60) -> str:
+    text = shlex.join(argv)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
+def run_duration(run: Run) -> float | None:
+    res = run.result
+    if res is None or res.started_at is None:
+        return None
+    end = res.ended_at if res.ended_at is not None else time.time()
+    return end - res.started_at
+
+
+def as_json(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id, "status": run.status, "commit": run.commit,
+        "snapshot": run.record.snapshot, "record": run.record.to_dict(),
+        "result": run.result.to_dict() if run.result else None,
+    }

@@ -1,0 +1,21 @@
+"""`git exp cancel RUN…`: stop runs; the job and all its children end as `cancelled`."""
+
+from __future__ import annotations
+
+import typer
+
+from gitexp.cli._app import app
+
+
+@app.command()
+def cancel(runs_: list[str] = typer.Argument(..., metavar="RUN...", help="Runs to stop.")) -> int:
+    """Stop running runs."""
+    from gitexp import runs
+    from gitexp.cli._app import open_repo
+
+    repo, config = open_repo()
+    for spec in runs_:
+        found = runs.find(repo, spec, config)
+        runs.cancel(repo, config, found)
+        print(f"cancelling {found.id}")
+    return 0

@@ -1,0 +1,49 @@
+"""`git exp logs RUN [-f]`: the run's log, from the store or from git."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import typer
+
+from gitexp.cli._app import app
+
+if TYPE_CHECKING:
+    from gitexp.config import Config
+    from gitexp.git import Repo
+    from gitexp.runs import Run
+
+
+def stream(repo: Repo, config: Config, run: Run) -> Run:
+    from gitexp import runs
+
+    out = sys.stdout.buffer
+    for item in runs.follow(repo, config, run):
+        if isinstance(item, bytes):
+            out.write(item)
+            out.flush()
+        else:
+            return item
+    return run
+
+
+@app.command()
+def logs(
+    run: str = typer.Argument(..., help="Run id (or a unique part of it)."),
+    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing until it ends."),
+) -> int:
+    """Print a run's log."""
+    from gitexp import runs
+    from gitexp.cli._app import open_repo
+
+    repo, config = open_repo()
+    found = runs.find(repo, run, config)
+    if follow:
+        try:
+            stream(repo, config, found)
+        except KeyboardInterrupt:
+            return 130
+    else:
+        sys.stdout.buffer.write(runs.read_log(repo, found))
+    return 0

@@ -1,0 +1,51 @@
+"""`git exp run`: snapshot, record, launch; follow the log unless detached."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from gitexp.cli._app import app
+
+
+@app.command(context_settings={"allow_interspersed_args": False,
+                               "ignore_unknown_options": True})
+def run(
+    command: list[str] = typer.Argument(None, metavar="-- CMD [ARGS]...",
+                                        help="The command, exactly as it should run."),
+    name: str = typer.Option(None, "-n", "--name", help="A prefix for the run id."),
+    target: str = typer.Option(None, "-t", "--target", help="Where to run (default: local)."),
+    detach: bool = typer.Option(False, "-d", "--detach", help="Print the run id and return."),
+    out: list[str] = typer.Option([], "--out", help="An output path to record (repeatable)."),
+) -> int:
+    """Snapshot the work tree and run CMD on a target, from exactly that snapshot."""
+    from gitexp import runs
+    from gitexp.cli._app import open_repo
+    from gitexp.cli.logs import stream
+
+    repo, config = open_repo()
+    argv = list(command or [])
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    started = runs.launch(repo, config, runs.LaunchRequest(
+        argv=argv, cwd=Path.cwd(), name=name, target=target, outs=tuple(out)))
+    if detach:
+        print(started.id)
+        return 0
+    print(f"gitexp: run {started.id} on {started.record.target} "
+          f"(snapshot {started.record.snapshot[:10]})", file=sys.stderr)
+    try:
+        ended = stream(repo, config, started)
+    except KeyboardInterrupt:
+        print(f"\ngitexp: stopped following; run {started.id} goes on "
+              f"(`git exp logs -f {started.id}`, `git exp cancel {started.id}`)",
+              file=sys.stderr)
+        return 130
+    code = ended.result.exit_code if ended.result else None
+    print(f"gitexp: run {ended.id} {ended.status}"
+          + (f" (exit {code})" if code is not None else ""), file=sys.stderr)
+    if ended.status == "succeeded":
+        return 0
+    return code if code else 1

@@ -1,0 +1,60 @@
+"""The environment a run is launched with: Python, platform and installed packages."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from gitexp.git import Repo
+from gitexp.record import Environment
+
+# Only variables that change results and never hold secrets are recorded.
+RECORDED_VARIABLES = (
+    "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+    "CUBLAS_WORKSPACE_CONFIG", "TF_DETERMINISTIC_OPS",
+)
+
+_PROBE = (
+    "import importlib.metadata as m, json, platform, sys;"
+    "print(json.dumps([platform.python_version(), sorted({f\"{d.metadata['Name']}=={d.version}\""
+    " for d in m.distributions() if d.metadata['Name']})]))"
+)
+
+
+def job_python(argv: list[str]) -> str:
+    """The interpreter the job will use: `python …` on PATH, else ours."""
+    if argv and re.fullmatch(r"python[0-9.]*", Path(argv[0]).name):
+        found = shutil.which(argv[0])
+        if found:
+            return found
+    return sys.executable
+
+
+def packages_of(python: str) -> tuple[str, list[str]]:
+    if Path(python).resolve() == Path(sys.executable).resolve():
+        import importlib.metadata as md
+
+        names = {f"{d.metadata['Name']}=={d.version}" for d in md.distributions()
+                 if d.metadata["Name"]}
+        return platform.python_version(), sorted(names)
+    try:
+        out = subprocess.run([python, "-c", _PROBE], capture_output=True, timeout=20, check=True)
+        version, pkgs = json.loads(out.stdout)
+        return str(version), [str(p) for p in pkgs]
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return "unknown", []
+
+
+def capture(repo: Repo, argv: list[str]) -> Environment:
+    version, packages = packages_of(job_python(argv))
+    # Content-addressed: the same set of packages is one blob, however many runs share it.
+    blob = repo.hash_object(("\n".join(packages) + "\n").encode()) if packages else None
+    variables = {k: os.environ[k] for k in RECORDED_VARIABLES if k in os.environ}
+    return Environment(python=version, platform=platform.platform(), packages=blob,
+                       variables=variables)

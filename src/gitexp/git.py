@@ -1,0 +1,174 @@
+"""The one gateway to git: every git call goes through `Repo.git`, with explicit paths."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from gitexp.errors import GitError, GitexpError, NotARepoError
+
+ZERO_OID = "0" * 40
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+# Variables git exports to hooks; left in place they would point our own git calls at the
+# hook's repository or index instead of the one we name explicitly.
+_SCRUBBED = ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_PREFIX", "GIT_COMMON_DIR")
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    env.setdefault("GIT_TERMINAL_PROMPT", "0")
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run_git(
+    args: list[str],
+    *,
+    cwd: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,  # noqa: A002 - mirrors subprocess.run
+    check: bool = True,
+) -> subprocess.CompletedProcess[bytes]:
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd, env=clean_env(env), input=input, capture_output=True,
+        )
+    except FileNotFoundError:
+        raise GitexpError("git is not installed", hint="install git and put it on PATH") from None
+    if check and proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(
+            f"git {args[0]} failed: {err[-1] if err else f'exit {proc.returncode}'}",
+            hint="is this a healthy git repository? `git fsck` checks",
+        )
+    return proc
+
+
+@dataclass(frozen=True)
+class Repo:
+    """A git repository with a work tree (`root`) and its git directories."""
+
+    root: Path
+    git_dir: Path
+    common_dir: Path
+
+    @classmethod
+    def discover(cls, where: Path | str = ".") -> Repo:
+        proc = run_git(
+            ["rev-parse", "--is-bare-repository", "--show-toplevel", "--absolute-git-dir",
+             "--git-common-dir"],
+            cwd=where, check=False,
+        )
+        if proc.returncode != 0:
+            raise NotARepoError(str(Path(where).resolve()))
+        lines = proc.stdout.decode().splitlines()
+        if lines[0] == "true" or len(lines) < 4:
+            raise GitexpError(
+                f"{Path(where).resolve()} is a bare repository: runs need a work tree",
+                hint="clone it (`git clone REPO`) and run from the clone",
+            )
+        root, git_dir, common = Path(lines[1]), Path(lines[2]), Path(lines[3])
+        if not common.is_absolute():
+            common = (Path(where).resolve() / common).resolve()
+        return cls(root=root, git_dir=git_dir, common_dir=common)
+
+    # -- plumbing ------------------------------------------------------------------------
+    def git(
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        input: bytes | None = None,  # noqa: A002
+        check: bool = True,
+    ) -> str:
+        tree = [] if self.bare else ["--work-tree", str(self.root)]
+        proc = run_git(
+            ["--git-dir", str(self.git_dir), *tree, *args],
+            cwd=self.root, env=env, input=input, check=check,
+        )
+        return proc.stdout.decode(errors="surrogateescape")
+
+    def ok(self, *args: str) -> bool:
+        proc = run_git(["--git-dir", str(self.git_dir), *args], cwd=self.root, check=False)
+        return proc.returncode == 0
+
+    @classmethod
+    def at_git_dir(cls, git_dir: Path) -> Repo:
+        """The repository by its git directory alone (a worker writing results back)."""
+        return cls(root=git_dir, git_dir=git_dir, common_dir=git_dir)
+
+    @property
+    def bare(self) -> bool:
+        return self.root == self.git_dir
+
+    @cached_property
+    def gitexp_dir(self) -> Path:
+        """Private state, shared by all linked worktrees of this repository."""
+        return self.common_dir / "gitexp"
+
+    def head(self) -> str | None:
+        out = run_git(["--git-dir", str(self.git_dir), "rev-parse", "-q", "--verify",
+                       "HEAD^{commit}"], check=False)
+        return out.stdout.decode().strip() or None
+
+    def branch(self) -> str | None:
+        out = run_git(["--git-dir", str(self.git_dir), "symbolic-ref", "-q", "--short", "HEAD"],
+                      check=False)
+        return out.stdout.decode().strip() or None
+
+    def rev_parse(self, rev: str) -> str | None:
+        out = run_git(["--git-dir", str(self.git_dir), "rev-parse", "-q", "--verify", rev],
+                      check=False)
+        return out.stdout.decode().strip() or None
+
+    def hash_object(self, data: bytes) -> str:
+        return self.git("hash-object", "-w", "--stdin", input=data).strip()
+
+    def cat(self, rev: str) -> bytes:
+        return run_git(["--git-dir", str(self.git_dir), "cat-file", "-p", rev]).stdout
+
+    def commit_tree(self, tree: str, parents: list[str], message: str) -> str:
+        args = ["commit-tree", tree]
+        for p in parents:
+            args += ["-p", p]
+        return self.git(*args, input=message.encode(), env=_IDENTITY).strip()
+
+    def update_ref(self, ref: str, new: str, old: str, reason: str) -> bool:
+        """Compare-and-swap a ref; False when `old` no longer holds (someone else won)."""
+        proc = run_git(["--git-dir", str(self.git_dir), "update-ref", "-m", reason, ref, new, old],
+                       check=False)
+        return proc.returncode == 0
+
+    def delete_ref(self, ref: str, old: str | None = None) -> bool:
+        args = ["update-ref", "-d", ref] + ([old] if old else [])
+        return run_git(["--git-dir", str(self.git_dir), *args], check=False).returncode == 0
+
+    def for_each_ref(self, pattern: str, fmt: str) -> Iterator[str]:
+        """Records of `fmt` (NUL-terminated, so message bodies may hold newlines)."""
+        out = self.git("for-each-ref", f"--format={fmt}%00", pattern)
+        for rec in out.split("\0"):
+            rec = rec.lstrip("\n")
+            if rec:
+                yield rec
+
+    def tree_entries(self, treeish: str) -> list[str]:
+        """Raw `ls-tree -z` entries of one tree level, ready for `mktree -z`."""
+        out = self.git("ls-tree", "-z", "--full-tree", treeish)
+        return [e for e in out.split("\0") if e]
+
+    def mktree(self, entries: list[str]) -> str:
+        data = "".join(e + "\0" for e in entries).encode(errors="surrogateescape")
+        return self.git("mktree", "-z", "--missing", input=data).strip()
+
+
+# Commits gitexp makes itself carry a fixed committer so that results never depend on, or fail
+# for lack of, the user's identity settings; the record names who launched the run.
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "gitexp", "GIT_AUTHOR_EMAIL": "gitexp@localhost",
+    "GIT_COMMITTER_NAME": "gitexp", "GIT_COMMITTER_EMAIL": "gitexp@localhost",
+}

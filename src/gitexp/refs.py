@@ -1,0 +1,76 @@
+"""The ref namespace of runs, and run ids."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from pathlib import PurePath
+
+from gitexp.errors import GitexpError
+
+PREFIX = "refs/experiments/"
+TAG_PREFIX = "refs/tags/exp/"
+
+# Ids are safe everywhere they travel: a ref component, a file name, a shell word, a DNS-ish
+# Kubernetes/GCE label. Lower-case letters, digits and single dashes; at most 63 characters.
+_ID = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){0,62}$")
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){0,39}$")
+_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no look-alikes (l/1, o/0, i)
+
+
+def ref_for(run_id: str) -> str:
+    check_id(run_id)
+    return PREFIX + run_id
+
+
+def id_from_ref(ref: str) -> str | None:
+    if not ref.startswith(PREFIX):
+        return None
+    run_id = ref[len(PREFIX):]
+    return run_id if _ID.match(run_id) else None
+
+
+def is_valid_id(run_id: str) -> bool:
+    return bool(_ID.match(run_id))
+
+
+def check_id(run_id: str) -> None:
+    if not _ID.match(run_id):
+        raise GitexpError(f"invalid run id {run_id!r}",
+                          hint="run ids are lower-case letters, digits and dashes")
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise GitexpError(
+            f"invalid run name {name!r}",
+            hint="use 1-40 lower-case letters, digits and single dashes, e.g. `-n lr-sweep`",
+        )
+    return name
+
+
+_INTERPRETERS = re.compile(r"(python|pypy|bash|sh|zsh|node|rscript|julia|uv|poetry)[0-9.]*")
+
+
+def default_name(argv: list[str]) -> str:
+    """`python train.py --lr 3` -> `train`, `python -m pkg.train` -> `train`, `./x.sh` -> `x`."""
+    pick = argv[0] if argv else "run"
+    if argv and _INTERPRETERS.fullmatch(PurePath(argv[0]).name.lower()):
+        rest = argv[1:]
+        if rest[:1] == ["-m"] and len(rest) > 1:
+            pick = rest[1].rsplit(".", 1)[-1]
+        elif rest and not rest[0].startswith("-"):
+            pick = rest[0]
+    name = PurePath(pick).name
+    stem = name.rsplit(".", 1)[0] if "." in name[1:] else name
+    slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:24].strip("-")
+    return slug or "run"
+
+
+def new_id(name: str, now: float | None = None) -> str:
+    """`train-1127-1342-k7qx`: readable, sortable within a day, and never reused in practice
+    (the caller also creates the ref with create-only semantics, so a clash is retried)."""
+    stamp = time.strftime("%m%d-%H%M", time.localtime(now))
+    suffix = "".join(secrets.choice(_ALPHABET) for _ in range(4))
+    return f"{name}-{stamp}-{suffix}"

@@ -1,0 +1,72 @@
+"""Write-back: a finished run's result, log and metrics become a results commit on its ref.
+
+The results commit's first parent is the snapshot and its tree is the snapshot's tree plus
+one directory, `.gitexp-results/`, so code diffs between runs stay clean.
+"""
+
+from __future__ import annotations
+
+import json
+from gitexp.git import Repo
+from gitexp.record import Result, RunRecord, encode_message
+from gitexp.refs import ref_for
+from gitexp.stores import Store, run_key
+
+RESULTS_DIR = ".gitexp-results"
+MAX_LOG_IN_GIT = 32 << 20  # larger logs keep head and tail in git; the store keeps all
+
+
+def write_back(repo: Repo, record: RunRecord, result: Result, store: Store | None) -> str:
+    """Commit the result onto the run's ref. Idempotent: a second writer loses the race
+    harmlessly and the ref keeps the first results commit."""
+    ref = ref_for(record.id)
+    current = repo.rev_parse(ref)
+    if current is not None and current != record.snapshot:
+        return current  # already written back (or the run was removed: nothing to do)
+    files: dict[str, bytes] = {
+        "record.json": json.dumps(record.to_dict(), indent=2, sort_keys=True).encode(),
+        "result.json": json.dumps(result.to_dict(), indent=2, sort_keys=True).encode(),
+    }
+    if store is not None:
+        log = store.read(run_key(record.id, "log")) or b""
+        files["log.txt"] = _cap(log)
+        series = store.read(run_key(record.id, "metrics.jsonl"))
+        if series:
+            files["metrics.jsonl"] = series
+        for key in store.list(f"runs/{record.id}/plots"):
+            blob = store.read(key)
+            if blob is not None:
+                files["plots/" + key.rsplit("/", 1)[-1]] = blob
+    tree = _results_tree(repo, record, files)
+    commit = repo.commit_tree(tree, [record.snapshot], encode_message(record, result))
+    if current is None:
+        return commit  # the run's ref is gone (removed meanwhile): leave it gone
+    repo.update_ref(ref, commit, record.snapshot, f"gitexp: {record.id} {result.status}")
+    return repo.rev_parse(ref) or commit
+
+
+def _results_tree(repo: Repo, record: RunRecord, files: dict[str, bytes]) -> str:
+    entries = []
+    plots = []
+    for name, data in sorted(files.items()):
+        blob = repo.hash_object(data)
+        if name.startswith("plots/"):
+            plots.append(f"100644 blob {blob}\t{name[6:]}")
+        else:
+            entries.append(f"100644 blob {blob}\t{name}")
+    if plots:
+        entries.append(f"040000 tree {repo.mktree(plots)}\tplots")
+    if record.env.packages:
+        entries.append(f"100644 blob {record.env.packages}\tpackages.txt")
+    results = repo.mktree(entries)
+    top = [e for e in repo.tree_entries(record.snapshot) if not e.endswith("\t" + RESULTS_DIR)]
+    top.append(f"040000 tree {results}\t{RESULTS_DIR}")
+    return repo.mktree(top)
+
+
+def _cap(log: bytes) -> bytes:
+    if len(log) <= MAX_LOG_IN_GIT:
+        return log
+    half = MAX_LOG_IN_GIT // 2
+    cut = len(log) - 2 * half
+    return log[:half] + f"\n[gitexp: {cut} bytes cut here; the store has the whole log]\n".encode() + log[-half:]

@@ -1,0 +1,305 @@
+"""The service layer: launch runs, find them, follow them, cancel them, bring results home.
+
+No printing, no CLI: functions take explicit objects and return data.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from gitexp import environment, metrics, refs, snapshot
+from gitexp.backends import Backend, Handle, Launch, backend_for
+from gitexp.config import Config, Target
+from gitexp.errors import GitexpError, UnknownRunError
+from gitexp.git import ZERO_OID, Repo
+from gitexp.record import LIVE, Result, RunRecord, decode_message, encode_message
+from gitexp.results import RESULTS_DIR, write_back
+from gitexp.stores import Store, open_store, run_key
+from gitexp.stores.file import FileStore
+
+LAUNCH_TIMEOUT = 120.0  # a run with no handle this long after launch was never started
+
+
+@dataclass(frozen=True)
+class Run:
+    record: RunRecord
+    result: Result | None  # the written-back result, or the live view of an unfinished run
+    commit: str  # where the run's ref points: the snapshot, or its results commit
+    written_back: bool
+
+    @property
+    def id(self) -> str:
+        return self.record.id
+
+    @property
+    def status(self) -> str:
+        return self.result.status if self.result else "queued"
+
+
+# -- launch ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LaunchRequest:
+    argv: list[str]
+    cwd: Path  # where the user stood; the job runs in the same subdirectory
+    name: str | None = None
+    target: str | None = None
+    outs: tuple[str, ...] = ()
+    params: dict[str, Any] | None = None
+    rerun_of: str | None = None
+    sweep: str | None = None
+
+
+def launch(repo: Repo, config: Config, req: LaunchRequest) -> Run:
+    if not req.argv:
+        raise GitexpError("no command given", hint="git exp run -- python train.py --lr 3e-4")
+    target = config.target(req.target)
+    subdir = _subdir(repo, req.cwd)
+    _check_command(req.argv, req.cwd)
+    name = refs.check_name(req.name) if req.name else refs.default_name(req.argv)
+    snap = snapshot.take(repo)
+    backend = backend_for(target, repo)
+    store = open_store(backend.store_url())
+    record = RunRecord(
+        id="", argv=list(req.argv), cwd=subdir, base=snap.base, branch=repo.branch(),
+        user=_user(config), launched_at=time.time(), target=target.name,
+        backend=target.backend, store=store.url, env=environment.capture(repo, req.argv),
+        params=req.params or {}, name=req.name, rerun_of=req.rerun_of, sweep=req.sweep,
+        outs=list(req.outs),
+    )
+    record = _commit_record(repo, record, snap.tree, name)
+    return submit(repo, config, record, target=target, backend=backend, store=store)
+
+
+def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
+           backend: Backend, store: Store) -> Run:
+    """Start the agent for a recorded run; a failure to start leaves the run `failed`."""
+    heartbeat = config.get_float("exp.heartbeat", 2.0)
+    store.write(run_key(record.id, "status.json"), json.dumps({"status": "queued"}).encode())
+    try:
+        handle = backend.submit(launch=Launch(repo=repo, record=record, store=store,
+                                              heartbeat=heartbeat))
+    except GitexpError as exc:
+        failed = Result(status="failed", error=exc.message, ended_at=time.time())
+        store.append(run_key(record.id, "log"), f"gitexp: {exc.message}\n".encode())
+        write_back(repo, record, failed, store)
+        raise
+    store.write(run_key(record.id, "handle.json"),
+                json.dumps({"target": target.name, **handle}).encode())
+    return Run(record=record, result=Result(status="queued"), commit=record.snapshot,
+               written_back=False)
+
+
+def _commit_record(repo: Repo, record: RunRecord, tree: str, name: str) -> RunRecord:
+    parents = [record.base] if record.base else []
+    for _ in range(8):
+        run_id = refs.new_id(name)
+        rec = replace(record, id=run_id)
+        commit = repo.commit_tree(tree, parents, encode_message(rec, None))
+        # Create-only: an id that exists (or existed and was kept as a ref) is never reused.
+        if repo.update_ref(refs.ref_for(run_id), commit, ZERO_OID, f"gitexp: launch {run_id}"):
+            return rec.with_snapshot(commit)
+    raise GitexpError("could not allocate a run id", hint="retry; is the repository writable?")
+
+
+def _subdir(repo: Repo, cwd: Path) -> str:
+    try:
+        rel = cwd.resolve().relative_to(repo.root.resolve())
+    except ValueError:
+        raise GitexpError(f"{cwd} is outside the work tree {repo.root}") from None
+    if rel.parts and rel.parts[0] == ".git":
+        raise GitexpError("cannot run from inside .git", hint="cd to the work tree")
+    return rel.as_posix() if rel.parts else ""
+
+
+def _check_command(argv: list[str], cwd: Path) -> None:
+    prog = argv[0]
+    if "/" in prog:
+        path = cwd / prog
+        if not path.exists():
+            raise GitexpError(f"command not found: {prog}",
+                              hint="the path is relative to the directory you run from")
+        if not os.access(path, os.X_OK):
+            raise GitexpError(f"{prog} is not executable",
+                              hint=f"chmod +x {prog}, or run it through its interpreter")
+    elif shutil.which(prog) is None:
+        raise GitexpError(f"command not found: {prog}",
+                          hint="check the spelling, or activate the environment that has it")
+
+
+def _user(config: Config) -> str:
+    name, email = config.get("user.name"), config.get("user.email")
+    if name and email:
+        return f"{name} <{email}>"
+    return name or email or getpass.getuser()
+
+
+# -- reading --------------------------------------------------------------------------------
+_FMT = "%(refname)%01%(objectname)%01%(parent)%01%(contents)"
+
+
+def parse_ref_line(line: str) -> Run | None:
+    refname, commit, parents, message = line.split("\x01", 3)
+    run_id = refs.id_from_ref(refname)
+    if run_id is None:
+        return None
+    try:
+        record, result = decode_message(message, snapshot=commit)
+    except GitexpError:
+        return None
+    if result is not None:  # a results commit: the snapshot is its first parent
+        record = record.with_snapshot(parents.split()[0] if parents else commit)
+    return Run(record=record, result=result, commit=commit, written_back=result is not None)
+
+
+def list_runs(repo: Repo, config: Config | None = None, *, refresh: bool = True) -> list[Run]:
+    """Every run, newest first. With `refresh`, unfinished runs are looked at in their store:
+    finished ones are written back, dead ones become `lost`."""
+    runs = [r for line in repo.for_each_ref(refs.PREFIX, _FMT) if (r := parse_ref_line(line))]
+    if refresh:
+        cfg = config or Config.load(repo)
+        runs = [observe(repo, cfg, r) if not r.written_back else r for r in runs]
+    runs.sort(key=lambda r: r.record.launched_at, reverse=True)
+    return runs
+
+
+def find(repo: Repo, spec: str, config: Config | None = None, *, refresh: bool = True) -> Run:
+    """A run by id, or by a unique prefix or suffix of its id."""
+    exact = repo.rev_parse(refs.PREFIX + spec) if refs.is_valid_id(spec) else None
+    lines = list(repo.for_each_ref(refs.PREFIX + spec if exact else refs.PREFIX, _FMT))
+    candidates = [r for line in lines if (r := parse_ref_line(line))]
+    if not exact:
+        candidates = [r for r in candidates
+                      if r.id.startswith(spec) or r.id.endswith(spec)] if spec else []
+    if not candidates:
+        if exact:
+            raise GitexpError(f"run {spec} has an unreadable record",
+                              hint=f"`git exp rm {spec}` removes it")
+        raise UnknownRunError(spec)
+    if len(candidates) > 1:
+        raise GitexpError(f"{spec!r} matches {len(candidates)} runs",
+                          hint="give more of the id: " + ", ".join(r.id for r in candidates[:4]))
+    run = candidates[0]
+    if refresh and not run.written_back:
+        run = observe(repo, config or Config.load(repo), run)
+    return run
+
+
+def store_of(repo: Repo, record: RunRecord) -> Store:
+    if record.backend == "local":  # follows the repository if it moves
+        return FileStore(repo.gitexp_dir / "store")
+    return open_store(record.store)
+
+
+def _backend_of(repo: Repo, config: Config, record: RunRecord) -> Backend | None:
+    target = config.targets().get(record.target)
+    if target is None or target.backend != record.backend:
+        return None
+    return backend_for(target, repo)
+
+
+def observe(repo: Repo, config: Config, run: Run) -> Run:
+    """The live status of an unfinished run; writes back finished and lost runs."""
+    record = run.record
+    try:
+        store = store_of(repo, record)
+        result = _live_result(repo, config, store, record)
+    except GitexpError:
+        return run  # store unreachable: say what we know
+    if result.status in LIVE:
+        return replace(run, result=result)
+    commit = write_back(repo, record, result, store)
+    return Run(record=record, result=result, commit=commit, written_back=True)
+
+
+def _json(store: Store, run_id: str, name: str) -> dict[str, Any] | None:
+    raw = store.read(run_key(run_id, name))
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _live_result(repo: Repo, config: Config, store: Store, record: RunRecord) -> Result:
+    done = _json(store, record.id, "result.json")
+    if done:
+        return Result.from_dict(done)
+    status = _json(store, record.id, "status.json") or {}
+    beat = _json(store, record.id, "heartbeat")
+    handle: Handle | None = _json(store, record.id, "handle.json")
+    now = time.time()
+    lost_why = None
+    if beat:
+        interval = float(beat.get("interval", 2.0))
+        lost_after = config.get_float("exp.lostafter", max(5 * interval + 5, 10.0))
+        if now - float(beat["time"]) > lost_after:
+            lost_why = f"no heartbeat for {now - float(beat['time']):.0f}s"
+    if lost_why is None and handle:
+        backend = _backend_of(repo, config, record)
+        if backend is not None and backend.alive(record=record, handle=handle) is False:
+            lost_why = "the agent is gone"
+    if lost_why is None and handle is None and now - record.launched_at > LAUNCH_TIMEOUT:
+        lost_why = "the launch was interrupted before the agent started"
+    if lost_why is not None:
+        done = _json(store, record.id, "result.json")  # it may have just finished
+        if done:
+            return Result.from_dict(done)
+        series = metrics.parse_series(store.read(run_key(record.id, "metrics.jsonl")) or b"")
+        return Result(status="lost", started_at=status.get("started"),
+                      ended_at=float(beat["time"]) if beat else now, host=status.get("host"),
+                      metrics=metrics.final_of(series), error=lost_why)
+    return Result(status=str(status.get("status", "queued")), started_at=status.get("started"),
+                  host=status.get("host"))
+
+
+# -- logs, cancel -----------------------------------------------------------------------------
+def read_log(repo: Repo, run: Run, offset: int = 0) -> bytes:
+    try:
+        data = store_of(repo, run.record).read(run_key(run.id, "log"), offset=offset)
+    except GitexpError:
+        data = None
+    if data is None and run.written_back:  # e.g. a run fetched from a teammate
+        blob = repo.git("cat-file", "blob", f"{run.commit}:{RESULTS_DIR}/log.txt", check=False)
+        data = blob.encode(errors="surrogateescape")[offset:]
+    return data or b""
+
+
+def follow(repo: Repo, config: Config, run: Run, poll: float = 0.2) -> Iterator[bytes | Run]:
+    """Yield log chunks as they arrive, and finally the finished run."""
+    offset = 0
+    while True:
+        chunk = read_log(repo, run, offset)
+        if chunk:
+            offset += len(chunk)
+            yield chunk
+        if run.written_back or (run.result and run.result.status not in LIVE):
+            tail = read_log(repo, run, offset)
+            if tail:
+                yield tail
+            yield run
+            return
+        time.sleep(poll)
+        run = observe(repo, config, run)
+
+
+def cancel(repo: Repo, config: Config, run: Run) -> Run:
+    if run.written_back or run.status not in LIVE:
+        raise GitexpError(f"run {run.id} already ended ({run.status})")
+    store = store_of(repo, run.record)
+    store.write(run_key(run.id, "cancel"), str(time.time()).encode())
+    handle = _json(store, run.id, "handle.json")
+    backend = _backend_of(repo, config, run.record)
+    if backend is not None and handle is not None:
+        backend.cancel(record=run.record, handle=handle)
+    elif handle is None:  # never reached an agent: nothing to stop, just end it
+        result = Result(status="cancelled", ended_at=time.time(), error="cancelled before start")
+        store.write(run_key(run.id, "result.json"), json.dumps(result.to_dict()).encode())
+    return run

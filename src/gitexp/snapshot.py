@@ -1,0 +1,67 @@
+"""Snapshots: the working tree as it is, committed without touching the user's work.
+
+The tree is built in a private copy of the index (`GIT_INDEX_FILE`), so the user's index,
+work tree, HEAD and branches are never written. It equals what `git add -A && git
+write-tree` would give on a copy of the index: tracked changes, deletions and untracked
+files that git does not ignore.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitexp.git import Repo
+
+STALE_TEMP_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    tree: str
+    base: str | None  # HEAD at the time; None in a repo with no commits yet
+
+
+@contextlib.contextmanager
+def private_index(repo: Repo) -> Iterator[dict[str, str]]:
+    """A throw-away copy of the index; the environment that points git at it."""
+    tmp_dir = repo.gitexp_dir / "tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    _sweep_stale(tmp_dir)
+    fd, name = tempfile.mkstemp(dir=tmp_dir, prefix="index-")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        index = repo.git_dir / "index"
+        if index.exists():
+            shutil.copyfile(index, tmp)
+        else:
+            tmp.unlink()  # git creates it; an empty file would be a corrupt index
+        yield {"GIT_INDEX_FILE": str(tmp)}
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(str(tmp) + ".lock").unlink(missing_ok=True)
+
+
+def take(repo: Repo) -> Snapshot:
+    """Write the work tree's tree object. Objects only: no ref, index or file changes."""
+    base = repo.head()
+    with private_index(repo) as env:
+        repo.git("add", "-A", "--", ".", env=env)
+        tree = repo.git("write-tree", env=env).strip()
+    return Snapshot(tree=tree, base=base)
+
+
+def _sweep_stale(tmp_dir: Path) -> None:
+    # A `git exp run` killed mid-snapshot leaves its temp index behind; nothing else does.
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for p in tmp_dir.iterdir():
+        with contextlib.suppress(OSError):
+            if p.stat().st_mtime < cutoff:
+                p.unlink()

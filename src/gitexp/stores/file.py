@@ -1,0 +1,78 @@
+"""A store on a local disk or an NFS mount shared by the dev machine and its workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from gitexp.errors import StoreError
+
+
+class FileStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = root.as_uri()
+
+    @classmethod
+    def from_url(cls, url: str) -> FileStore:
+        parts = urlsplit(url)
+        if parts.scheme not in ("", "file") or parts.netloc not in ("", "localhost"):
+            raise StoreError(f"not a local store URL: {url!r}", hint="use file:///absolute/path")
+        return cls(Path(unquote(parts.path)))
+
+    def _path(self, key: str) -> Path:
+        # Keys are ours, but a corrupted or hostile record must still not escape the root.
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise StoreError(f"store key escapes the store: {key!r}")
+        return path
+
+    def read(self, key: str, *, offset: int = 0) -> bytes | None:
+        try:
+            with self._path(key).open("rb") as f:
+                if offset:
+                    f.seek(offset)
+                return f.read()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            Path(tmp).replace(path)  # rename is atomic on one file system, NFS included
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def append(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("ab") as f:
+            f.write(data)
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return []
+        root = self.root.resolve()
+        return sorted(
+            p.resolve().relative_to(root).as_posix()
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+
+    def delete(self, prefix: str) -> None:
+        path = self._path(prefix)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)

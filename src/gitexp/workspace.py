@@ -1,0 +1,39 @@
+"""An isolated checkout of a snapshot, where the job runs.
+
+The checkout is a git repository of its own (the job may call `git rev-parse HEAD`) that
+borrows objects from a source repository through `objects/info/alternates`: no copy of the
+history, and nothing written to the source.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from gitexp.errors import GitexpError
+from gitexp.git import run_git
+
+
+def checkout(objects_from: Path, snapshot: str, dest: Path) -> Path:
+    """Check out `snapshot` into `dest` and verify that HEAD is exactly that commit."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    run_git(["init", "-q", str(dest)])
+    objects = objects_from / "objects" if (objects_from / "objects").is_dir() else objects_from
+    (dest / ".git" / "objects" / "info" / "alternates").write_text(f"{objects.resolve()}\n")
+    # Hooks and filters of the user's repo are not run here: a plain checkout of the tree.
+    proc = run_git(["-C", str(dest), "-c", "advice.detachedHead=false", "checkout", "-q",
+                    "--detach", snapshot], check=False)
+    if proc.returncode != 0:
+        raise GitexpError(f"cannot check out snapshot {snapshot[:12]}: "
+                          f"{proc.stderr.decode(errors='replace').strip()}")
+    verify(dest, snapshot)
+    return dest
+
+
+def verify(dest: Path, snapshot: str) -> None:
+    head = run_git(["-C", str(dest), "rev-parse", "HEAD"]).stdout.decode().strip()
+    if head != snapshot:
+        raise GitexpError(f"checked-out commit {head[:12]} is not the snapshot {snapshot[:12]}",
+                          hint="the code source is corrupted or tampered with")
