@@ -1,0 +1,73 @@
+"""Small helpers shared by the tests: real git, the real `git exp` executable, waiting."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+BIN = Path(sys.executable).parent
+
+
+def git(*args: str, cwd: Path | str, check: bool = True, env: dict[str, str] | None = None,
+        input: bytes | None = None) -> str:
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False,
+                          env={**os.environ, **(env or {})}, input=input)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr.decode()}")
+    return proc.stdout.decode(errors="surrogateescape")
+
+
+def exp(*args: str, cwd: Path | str, check: bool = True, timeout: float = 120,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `git exp ARGS` exactly as a user would (through git's own dispatch)."""
+    proc = subprocess.run(["git", "exp", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, check=False, env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git exp {' '.join(args)} -> {proc.returncode}\n"
+                             f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+    return proc
+
+
+def exp_json(*args: str, cwd: Path | str) -> Any:
+    return json.loads(exp(*args, "--json", cwd=cwd).stdout)
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 30, every: float = 0.1,
+             what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def run_status(run_id: str, cwd: Path) -> str:
+    return str(exp_json("show", run_id, cwd=cwd)["status"])
+
+
+def wait_done(run_id: str, cwd: Path, timeout: float = 60) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        data: dict[str, Any] = exp_json("show", run_id, cwd=cwd)
+        return data if data["status"] not in ("queued", "running") else None
+    return wait_for(done, timeout=timeout, every=0.2, what=f"run {run_id} to end")
+
+
+def assert_user_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """One clear line (plus a hint), a non-zero exit, no traceback."""
+    assert proc.returncode != 0, proc
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert lines and lines[0].startswith("error: "), proc.stderr
+    assert len([ln for ln in lines if not ln.startswith("hint: ")]) == 1, proc.stderr
+    for needle in needles:
+        assert needle in proc.stderr, (needle, proc.stderr)
