@@ -1,0 +1,44 @@
+"""The wheel ships the CLI entry points, the hooks and the templates; docs cover every command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from gitexp.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.xdist_group("wheel")
+def test_wheel_contains_hooks_templates_and_entry_points(tmp_path: Path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    wheel = next(tmp_path.glob("gitexp-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    for folder in ("hooks", "templates"):
+        shipped = {Path(n).name for n in names if n.startswith(f"gitexp/{folder}/")}
+        expected = {p.name for p in (ROOT / folder).iterdir() if not p.name.startswith(".")}
+        assert expected <= shipped, (folder, expected - shipped)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    text = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "git-exp = gitexp.cli:main" in text and "gitexp = gitexp.cli:main" in text
+
+
+def _commands() -> list[str]:
+    from typer.main import get_command
+
+    group = get_command(app)
+    return [name for name, cmd in group.commands.items() if not cmd.hidden]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("name", _commands())
+def test_every_command_has_help_and_is_in_the_readme(name: str):
+    proc = subprocess.run(["git", "exp", name, "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "Usage:" in proc.stdout
+    readme = (ROOT / "README.md").read_text()
+    assert f"git exp {name}" in readme, f"README.md does not document `git exp {name}`"

@@ -1,0 +1,133 @@
+"""Snapshots never touch the user's work, and capture exactly what `git add -A` would."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gitexp import snapshot
+from gitexp.git import Repo
+from tests.helpers import exp, exp_json, git
+
+NAMES = st.sampled_from([
+    "a.txt", "b.py", "dir/c.txt", "dir/sub/d.bin", "with space.txt", "ünïcødé.txt",
+    "dir/日本.md", "e", "dir/f g/h.txt", "-dash.txt",
+])
+CONTENT = st.one_of(st.text(max_size=40).map(str.encode), st.binary(max_size=64))
+OPS = st.lists(st.tuples(
+    st.sampled_from(["edit", "delete", "rename", "untracked", "ignored", "exec", "symlink",
+                     "stage"]),
+    NAMES, NAMES, CONTENT), max_size=8)
+QUIET = {"GIT_OPTIONAL_LOCKS": "0"}  # `git status` must not refresh the index it observes
+
+
+def observe(root: Path) -> tuple[str, bytes, str, str]:
+    status = git("status", "--porcelain=v2", "-z", "--untracked-files=all", "--ignored",
+                 cwd=root, env=QUIET)
+    index = (root / ".git" / "index").read_bytes() if (root / ".git" / "index").exists() else b""
+    head = git("rev-parse", "-q", "--verify", "HEAD", cwd=root, check=False)
+    refs = git("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads", "refs/tags",
+               cwd=root)
+    return status, index, head, refs
+
+
+def expected_tree(root: Path, tmp: Path) -> str:
+    """The reference: `git add -A && git write-tree` on a copy of the index."""
+    index_copy = tmp / "index-copy"
+    if (root / ".git" / "index").exists():
+        shutil.copyfile(root / ".git" / "index", index_copy)
+    env = {"GIT_INDEX_FILE": str(index_copy)}
+    git("add", "-A", cwd=root, env=env)
+    return git("write-tree", cwd=root, env=env).strip()
+
+
+def write(root: Path, name: str, data: bytes) -> None:
+    path = root / name
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
+    for parent in reversed(path.relative_to(root).parents):
+        p = root / parent
+        if p.is_file() or p.is_symlink():
+            p.unlink()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def apply(root: Path, op: str, a: str, b: str, data: bytes) -> None:
+    path = root / a
+    if op == "edit":
+        write(root, a, data)
+    elif op == "delete" and (path.is_file() or path.is_symlink()):
+        path.unlink()
+    elif op == "rename" and path.is_file() and a != b and not (root / b).exists():
+        (root / b).parent.mkdir(parents=True, exist_ok=True)
+        path.rename(root / b)
+    elif op == "untracked":
+        write(root, "new/" + a, data)
+    elif op == "ignored":
+        write(root, "cache/" + a, data)
+    elif op == "exec" and path.is_file() and not path.is_symlink():
+        path.chmod(path.stat().st_mode ^ 0o111)
+    elif op == "symlink" and not path.exists() and not path.is_symlink():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(b, path)
+    elif op == "stage" and (path.exists() or path.is_symlink()):
+        git("add", "--", a, cwd=root)
+
+
+@settings(max_examples=int(os.environ.get("SNAPSHOT_EXAMPLES", "200")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(initial=st.dictionaries(NAMES, CONTENT, max_size=6), ops=OPS, commit=st.booleans())
+def test_snapshot_changes_nothing_and_matches_add_all(tmp_path_factory, initial, ops, commit):
+    root = tmp_path_factory.mktemp("wt")
+    git("init", "-q", cwd=root)
+    (root / ".gitignore").write_text("cache/\n")
+    for name, data in initial.items():
+        write(root, name, data)
+    if commit:
+        git("add", "-A", cwd=root)
+        git("commit", "-qm", "base", "--allow-empty", cwd=root)
+    for op in ops:
+        apply(root, *op)
+    before = observe(root)
+    repo = Repo.discover(root)
+    snap = snapshot.take(repo)
+    assert observe(root) == before
+    assert snap.base == (before[2].strip() or None)
+    assert snap.tree == expected_tree(root, tmp_path_factory.mktemp("ref"))
+    assert not (root / "cache").exists() or "cache" not in git("ls-tree", "-r", "--name-only",
+                                                                snap.tree, cwd=root)
+
+
+def test_cli_snapshot_commit_is_parented_on_head_and_leaves_work_untouched(repo: Path):
+    (repo / "README.md").write_text("changed\n")
+    (repo / "new.txt").write_text("untracked\n")
+    git("add", "README.md", cwd=repo)
+    (repo / "README.md").write_text("changed again\n")
+    before = observe(repo)
+    run_id = exp("run", "-d", "--", "true", cwd=repo).stdout.strip()
+    assert observe(repo) == before
+    snap = exp_json("show", run_id, cwd=repo)["snapshot"]
+    assert git("rev-parse", f"{snap}^1", cwd=repo).strip() == before[2].strip()
+    assert git("show", f"{snap}:README.md", cwd=repo) == "changed again\n"
+    assert git("show", f"{snap}:new.txt", cwd=repo) == "untracked\n"
+    assert run_id in git("for-each-ref", "refs/experiments/", cwd=repo)
+
+
+def test_snapshot_in_a_repo_without_commits_has_no_parent(tmp_path: Path):
+    root = tmp_path / "empty"
+    root.mkdir()
+    git("init", "-q", cwd=root)
+    (root / "train.py").write_text("print('hi')\n")
+    run_id = exp("run", "-d", "--", "true", cwd=root).stdout.strip()
+    snapshot_commit = exp_json("show", run_id, cwd=root)["snapshot"]
+    assert git("rev-list", "--parents", "-1", snapshot_commit, cwd=root).split() \
+        == [snapshot_commit]
+    assert git("show", f"{snapshot_commit}:train.py", cwd=root) == "print('hi')\n"
+    assert git("rev-parse", "-q", "--verify", "HEAD", cwd=root, check=False) == ""
