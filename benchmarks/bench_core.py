@@ -17,10 +17,10 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ENV, make_big_repo, median_time, ratio_line, sh  # noqa: E402
+from _common import ENV, make_big_repo, median_time, ratio_line, sh
 
-from gitexp import snapshot  # noqa: E402
-from gitexp.git import Repo  # noqa: E402
+from gitexp import snapshot
+from gitexp.git import Repo
 
 
 def plumbing_snapshot(root: Path, tmp: Path) -> None:
@@ -67,7 +67,7 @@ def main() -> None:
     true_time = median_time(lambda: subprocess.run(["true"], check=True), 10)
     for where in (small, root):
         run = median_time(lambda w=where: subprocess.run(
-            ["git", "exp", "run", "-d", "--", "true"], cwd=w, check=True, capture_output=True,
+            ["git", "exp", "run", "-d", "--force", "--", "true"], cwd=w, check=True, capture_output=True,
             env=ENV), 5)
         overhead = run - true_time
         print(f"`git exp run -d -- true` overhead in {where.name}: {overhead:.3f}s "

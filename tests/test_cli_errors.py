@@ -53,7 +53,7 @@ def test_target_without_backend_and_malformed_shared_config(tmp_path: Path):
 
 def test_ambiguous_run_prefix(repo: Path):
     exp("run", "-d", "-n", "same", "--", "true", cwd=repo)
-    exp("run", "-d", "-n", "same", "--", "true", cwd=repo)
+    exp("run", "-d", "-n", "same", "--force", "--", "true", cwd=repo)
     assert_user_error(exp("show", "same", cwd=repo, check=False), "matches 2 runs")
 
 

@@ -27,6 +27,8 @@ from typing import IO, Any
 from gitexp import METRICS_ENV, metrics
 from gitexp.errors import GitexpError
 from gitexp.git import run_git
+from gitexp.notify import mailer
+from gitexp.notify.settings import SECRET_ENV
 from gitexp.record import Result, RunRecord, decode_message
 from gitexp.stores import Store, open_store, run_key
 
@@ -47,6 +49,7 @@ class Agent:
     record: RunRecord | None = None
     _cancel: threading.Event = field(default_factory=threading.Event)
     _offsets: dict[str, int] = field(default_factory=dict)
+    _mailer: Any = None  # notify.mailer.RunMailer, once the job runs
 
     def key(self, name: str) -> str:
         return run_key(self.run_id, name)
@@ -63,7 +66,8 @@ class Agent:
         beat.start()
         try:
             checkout = self.prepare()
-            result = self.execute(checkout, started)
+            turn = self.wait_turn(started)
+            result = self.execute(checkout, turn) if turn else self.cancelled(started)
         except GitexpError as exc:
             self.say(f"gitexp: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
             result = Result(status="failed", started_at=started, ended_at=time.time(),
@@ -88,13 +92,29 @@ class Agent:
             from gitexp import data
 
             self.say("gitexp: pulling the data version")
-            data.materialise(self.record, checkout, log=self.say)
+            data.materialise(self.record, checkout, store=self.store, log=self.say)
         return checkout
+
+    def wait_turn(self, started: float) -> float | None:
+        """A sweep run under --max-parallel waits for a free slot (sweep.wait_turn): returns
+        when the run really starts, or None when it was cancelled while waiting."""
+        assert self.record is not None
+        if not self.record.sweep:
+            return started
+        from gitexp import sweep
+
+        return sweep.wait_turn(self.store, self.record, self._cancel, started=started)
+
+    def cancelled(self, started: float) -> Result:
+        return Result(status="cancelled", started_at=started, ended_at=time.time(),
+                      host=socket.gethostname(), error="cancelled before its turn in the sweep")
 
     def execute(self, checkout: Path, started: float) -> Result:
         assert self.record is not None
         cwd = checkout / self.record.cwd if self.record.cwd else checkout
-        env = {**os.environ, "GITEXP_RUN_ID": self.run_id,
+        # The job never sees the mail secrets: only the agent's mailer uses them.
+        env = {**{k: v for k, v in os.environ.items() if k not in SECRET_ENV},
+               "GITEXP_RUN_ID": self.run_id,
                METRICS_ENV: str(self.spool("metrics.jsonl")), "PWD": str(cwd)}
         try:
             proc = subprocess.Popen(
@@ -104,6 +124,8 @@ class Agent:
         except OSError as exc:
             raise GitexpError(f"cannot start {self.record.argv[0]!r}: {exc.strerror}") from None
         self.set_status("running", started=time.time(), pid=proc.pid)
+        self._mailer = mailer.for_agent(store=self.store, record=self.record,
+                                        spool=self.workdir, cwd=cwd, repo=self.repo)
         assert proc.stdout is not None
         reader = threading.Thread(target=self._copy, args=(proc.stdout,), daemon=True)
         reader.start()
@@ -116,6 +138,9 @@ class Agent:
             self.stream()
         code = proc.wait()
         reader.join(timeout=10)
+        with self.spool("metrics.jsonl").open("a", encoding="utf-8") as spool:
+            # dvclive's series (plots/metrics/*.tsv) travel and plot like gitexp.log's
+            spool.writelines(json.dumps(p) + "\n" for p in metrics.series_from_files(cwd))
         self.stream()
         ended = time.time()
         series = metrics.parse_series(self.spool("metrics.jsonl").read_bytes())
@@ -128,11 +153,11 @@ class Agent:
 
     def _outputs(self, checkout: Path) -> dict[str, Any]:
         assert self.record is not None
-        if not self.record.outs:
+        if not self.record.outs and not self.record.data:  # data: `dvc repro` stage outputs
             return {}
         from gitexp import data
 
-        return data.save_outputs(self.record, checkout, log=self.say)
+        return data.save_outputs(self.record, checkout, store=self.store, log=self.say)
 
     def finish(self, result: Result) -> None:
         self.stream()
@@ -147,6 +172,12 @@ class Agent:
                 results.write_back(repo, self.record, result, self.store)
             except GitexpError as exc:  # `git exp ls` will write it back later
                 print(f"gitexp: write-back deferred: {exc.message}", file=sys.stderr)
+        if self._mailer is None and self.record is not None:  # it failed before the job ran
+            self._mailer = mailer.for_agent(store=self.store, record=self.record,
+                                            spool=self.workdir, cwd=None, repo=self.repo,
+                                            start=False)
+        if self._mailer is not None:
+            self._mailer.finish(result)  # bounded, and never raises: mail never hurts a run
         if not os.environ.get("GITEXP_KEEP_WORKDIR"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -197,7 +228,7 @@ class Agent:
     def _cancel_requested(self) -> bool:
         try:
             return self.store.read(self.key("cancel")) is not None
-        except Exception:  # noqa: BLE001 - an unreachable store is not a cancel request
+        except Exception:
             return False
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -36,6 +38,39 @@ def job_python(argv: list[str]) -> str:
     return sys.executable
 
 
+def _site_dirs(python: str) -> list[Path]:
+    if Path(python).resolve() == Path(sys.executable).resolve():
+        return [Path(p) for p in sys.path if p and Path(p).is_dir()]
+    prefix = Path(python).resolve().parent.parent
+    return [*sorted(prefix.glob("lib/python*/site-packages")), Path(python).resolve()]
+
+
+def _cache_key(python: str) -> str:
+    # Installing or removing a package adds or removes a *.dist-info directory, which changes
+    # its site directory's mtime: the key changes exactly when the set of packages can.
+    parts = [str(Path(python).resolve())]
+    for d in _site_dirs(python):
+        with contextlib.suppress(OSError):
+            parts.append(f"{d}:{d.stat().st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+
+
+def packages_cached(python: str, cache_dir: Path) -> tuple[str, list[str]]:
+    """`packages_of`, remembered per interpreter and state of its site directories (reading
+    the metadata of hundreds of packages costs most of a second)."""
+    path = cache_dir / f"packages-{_cache_key(python)}.json"
+    with contextlib.suppress(OSError, ValueError):
+        version, pkgs = json.loads(path.read_text())
+        return str(version), [str(p) for p in pkgs]
+    version, pkgs = packages_of(python)
+    with contextlib.suppress(OSError):
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps([version, pkgs]))
+        tmp.replace(path)
+    return version, pkgs
+
+
 def packages_of(python: str) -> tuple[str, list[str]]:
     if Path(python).resolve() == Path(sys.executable).resolve():
         import importlib.metadata as md
@@ -52,7 +87,7 @@ def packages_of(python: str) -> tuple[str, list[str]]:
 
 
 def capture(repo: Repo, argv: list[str]) -> Environment:
-    version, packages = packages_of(job_python(argv))
+    version, packages = packages_cached(job_python(argv), repo.gitexp_dir / "cache")
     # Content-addressed: the same set of packages is one blob, however many runs share it.
     blob = repo.hash_object(("\n".join(packages) + "\n").encode()) if packages else None
     variables = {k: os.environ[k] for k in RECORDED_VARIABLES if k in os.environ}

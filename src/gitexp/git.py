@@ -32,12 +32,13 @@ def run_git(
     *,
     cwd: Path | str | None = None,
     env: Mapping[str, str] | None = None,
-    input: bytes | None = None,  # noqa: A002 - mirrors subprocess.run
+    input: bytes | None = None,
     check: bool = True,
 ) -> subprocess.CompletedProcess[bytes]:
     try:
         proc = subprocess.run(
             ["git", *args], cwd=cwd, env=clean_env(env), input=input, capture_output=True,
+            check=False,
         )
     except FileNotFoundError:
         raise GitexpError("git is not installed", hint="install git and put it on PATH") from None
@@ -83,7 +84,7 @@ class Repo:
         self,
         *args: str,
         env: Mapping[str, str] | None = None,
-        input: bytes | None = None,  # noqa: A002
+        input: bytes | None = None,
         check: bool = True,
     ) -> str:
         tree = [] if self.bare else ["--work-tree", str(self.root)]
@@ -151,8 +152,8 @@ class Repo:
     def for_each_ref(self, pattern: str, fmt: str) -> Iterator[str]:
         """Records of `fmt` (NUL-terminated, so message bodies may hold newlines)."""
         out = self.git("for-each-ref", f"--format={fmt}%00", pattern)
-        for rec in out.split("\0"):
-            rec = rec.lstrip("\n")
+        for raw in out.split("\0"):
+            rec = raw.lstrip("\n")
             if rec:
                 yield rec
 

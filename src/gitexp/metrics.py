@@ -55,5 +55,28 @@ def from_files(workdir: Path) -> dict[str, Any]:
     return found
 
 
+def series_from_files(workdir: Path) -> list[dict[str, Any]]:
+    """dvclive's series, `dvclive/plots/metrics/<name>.tsv` (columns: timestamp in ms, step,
+    value), as points like `gitexp.log` writes: `{"time", "step", "<name>": value}`. The agent
+    appends them to the run's metrics.jsonl when the job ends."""
+    base = workdir / "dvclive" / "plots" / "metrics"
+    points: list[dict[str, Any]] = []
+    for path in sorted(base.rglob("*.tsv")) if base.is_dir() else []:
+        # `train/loss.tsv` -> `train.loss`, the name flatten() gives dvclive/metrics.json's
+        name = path.relative_to(base).with_suffix("").as_posix().replace("/", ".")
+        try:
+            rows = path.read_text(encoding="utf-8").splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cells = row.split("\t")
+            try:
+                points.append({"time": float(cells[0]) / 1000, "step": int(float(cells[1])),
+                               name: float(cells[-1])})
+            except (ValueError, IndexError):
+                continue  # a torn last row of a live file
+    return points
+
+
 def _is_scalar(value: Any) -> bool:
     return isinstance(value, (int, float, str, bool)) or value is None

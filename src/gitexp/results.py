@@ -7,6 +7,7 @@ one directory, `.gitexp-results/`, so code diffs between runs stay clean.
 from __future__ import annotations
 
 import json
+
 from gitexp.git import Repo
 from gitexp.record import Result, RunRecord, encode_message
 from gitexp.refs import ref_for
@@ -69,4 +70,5 @@ def _cap(log: bytes) -> bytes:
         return log
     half = MAX_LOG_IN_GIT // 2
     cut = len(log) - 2 * half
-    return log[:half] + f"\n[gitexp: {cut} bytes cut here; the store has the whole log]\n".encode() + log[-half:]
+    note = f"\n[gitexp: {cut} bytes cut here; the store has the whole log]\n".encode()
+    return log[:half] + note + log[-half:]

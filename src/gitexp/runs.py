@@ -10,12 +10,12 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from gitexp import environment, metrics, refs, snapshot
+from gitexp import data, environment, metrics, preflight, refs, snapshot
 from gitexp.backends import Backend, Handle, Launch, backend_for
 from gitexp.config import Config, Target
 from gitexp.errors import GitexpError, UnknownRunError
@@ -55,35 +55,105 @@ class LaunchRequest:
     params: dict[str, Any] | None = None
     rerun_of: str | None = None
     sweep: str | None = None
+    commit_data: bool = False  # record changed DVC-tracked data (dvc commit) instead of refusing
+    progress: Callable[[str, int, int], None] | None = None  # (what, done, total): data push
+    say: Callable[[str], None] | None = None  # one-line notices for the user (e.g. committed)
+    force: bool = False  # launch even if the same run already succeeded
 
 
 def launch(repo: Repo, config: Config, req: LaunchRequest) -> Run:
-    if not req.argv:
+    recorded = record_runs(repo, config, [req])
+    return submit(repo, config, recorded.records[0], target=recorded.target,
+                  backend=recorded.backend, store=recorded.store, progress=req.progress)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    target: Target
+    backend: Backend
+    store: Store
+    records: list[RunRecord]
+
+
+def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Recorded:
+    """Snapshot the work tree once and record one run per request (a sweep: one per point),
+    all on the same target. Nothing is started yet."""
+    if not reqs or not all(req.argv for req in reqs):
         raise GitexpError("no command given", hint="git exp run -- python train.py --lr 3e-4")
-    target = config.target(req.target)
-    subdir = _subdir(repo, req.cwd)
-    _check_command(req.argv, req.cwd)
-    name = refs.check_name(req.name) if req.name else refs.default_name(req.argv)
+    target = config.target(reqs[0].target)
+    subdirs = [_subdir(repo, req.cwd) for req in reqs]
+    for req in reqs:
+        _check_command(req.argv, req.cwd)
+    names = [refs.check_name(req.name) if req.name else refs.default_name(req.argv)
+             for req in reqs]
+    preflight.check(repo, config)
+    data.check_worktree(repo, commit=reqs[0].commit_data, say=reqs[0].say)
     snap = snapshot.take(repo)
+    if len(reqs) == 1 and not reqs[0].force:  # the same code, command and data: say so
+        from gitexp.rerun import refuse_if_succeeded
+
+        refuse_if_succeeded(repo, snap.tree, reqs[0].argv, subdirs[0])
+    data_version, data_plan = data.prepare_launch(
+        repo, config, target, snap.tree, outs=any(r.outs for r in reqs),
+        progress=reqs[0].progress)
     backend = backend_for(target, repo)
     store = open_store(backend.store_url())
+    env = environment.capture(repo, reqs[0].argv)
+    records = []
+    for req, subdir, name in zip(reqs, subdirs, names, strict=True):
+        record = RunRecord(
+            id="", argv=list(req.argv), cwd=subdir, base=snap.base,
+            branch=repo.branch(), user=_user(config), launched_at=time.time(),
+            target=target.name, backend=target.backend, store=store.url, env=env,
+            params=req.params or {}, name=req.name, rerun_of=req.rerun_of, sweep=req.sweep,
+            outs=list(req.outs), data=data_version,
+        )
+        records.append(_commit_record(repo, record, snap.tree, name))
+        if data_plan is not None:  # how the agent gets the data: names and paths, no secrets
+            data.write_plan(store, records[-1].id, data_plan)
+    return Recorded(target=target, backend=backend, store=store, records=records)
+
+
+def relaunch(repo: Repo, config: Config, run: Run, *, target: str | None = None) -> Run:
+    """A rerun: a new run of `run`'s snapshot tree and parents, argv, subdirectory and data
+    version, recorded with `rerun_of`. The current work tree is not looked at."""
+    old = run.record
+    tgt = config.target(target or old.target)
+    tree = repo.rev_parse(f"{old.snapshot}^{{tree}}")
+    if tree is None:
+        raise GitexpError(f"the snapshot of run {old.id} is not in this repository",
+                          hint="git fetch origin 'refs/experiments/*:refs/experiments/*'")
+    _, data_plan = data.prepare_launch(repo, config, tgt, tree, outs=bool(old.outs))
+    backend = backend_for(tgt, repo)
+    store = open_store(backend.store_url())
     record = RunRecord(
-        id="", argv=list(req.argv), cwd=subdir, base=snap.base, branch=repo.branch(),
-        user=_user(config), launched_at=time.time(), target=target.name,
-        backend=target.backend, store=store.url, env=environment.capture(repo, req.argv),
-        params=req.params or {}, name=req.name, rerun_of=req.rerun_of, sweep=req.sweep,
-        outs=list(req.outs),
+        id="", argv=list(old.argv), cwd=old.cwd, base=old.base, branch=old.branch,
+        user=_user(config), launched_at=time.time(), target=tgt.name, backend=tgt.backend,
+        store=store.url, env=environment.capture(repo, old.argv), data=old.data,
+        params=dict(old.params), name=old.name, rerun_of=old.id, sweep=old.sweep,
+        outs=list(old.outs),
     )
-    record = _commit_record(repo, record, snap.tree, name)
-    return submit(repo, config, record, target=target, backend=backend, store=store)
+    record = _commit_record(repo, record, tree, old.name or refs.default_name(old.argv))
+    if data_plan is not None:
+        data.write_plan(store, record.id, data_plan)
+    return submit(repo, config, record, target=tgt, backend=backend, store=store)
 
 
 def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
-           backend: Backend, store: Store) -> Run:
+           backend: Backend, store: Store,
+           progress: Callable[[str, int, int], None] | None = None) -> Run:
     """Start the agent for a recorded run; a failure to start leaves the run `failed`."""
     heartbeat = config.get_float("exp.heartbeat", 2.0)
     store.write(run_key(record.id, "status.json"), json.dumps({"status": "queued"}).encode())
     try:
+        from gitexp.notify import dev as notify  # the run's mail settings, secret-free
+
+        notify.at_launch(repo, config, record, target, store)
+        if target.backend != "local":  # the worker gets the snapshot from the store
+            from gitexp import transport
+
+            sent = (lambda done, total: progress("code", done, total)) if progress else None
+            transport.push_code(repo, store, record.snapshot, progress=sent)
         handle = backend.submit(launch=Launch(repo=repo, record=record, store=store,
                                               heartbeat=heartbeat))
     except GitexpError as exc:
@@ -162,7 +232,10 @@ def parse_ref_line(line: str) -> Run | None:
 def list_runs(repo: Repo, config: Config | None = None, *, refresh: bool = True) -> list[Run]:
     """Every run, newest first. With `refresh`, unfinished runs are looked at in their store:
     finished ones are written back, dead ones become `lost`."""
-    runs = [r for line in repo.for_each_ref(refs.PREFIX, _FMT) if (r := parse_ref_line(line))]
+    from gitexp import index
+
+    runs = [Run(record=e.record, result=e.result, commit=e.commit, written_back=e.written_back)
+            for e in index.sync(repo)]
     if refresh:
         cfg = config or Config.load(repo)
         runs = [observe(repo, cfg, r) if not r.written_back else r for r in runs]
@@ -173,9 +246,11 @@ def list_runs(repo: Repo, config: Config | None = None, *, refresh: bool = True)
 def find(repo: Repo, spec: str, config: Config | None = None, *, refresh: bool = True) -> Run:
     """A run by id, or by a unique prefix or suffix of its id."""
     exact = repo.rev_parse(refs.PREFIX + spec) if refs.is_valid_id(spec) else None
-    lines = list(repo.for_each_ref(refs.PREFIX + spec if exact else refs.PREFIX, _FMT))
-    candidates = [r for line in lines if (r := parse_ref_line(line))]
-    if not exact:
+    if exact:
+        lines = list(repo.for_each_ref(refs.PREFIX + spec, _FMT))
+        candidates = [r for line in lines if (r := parse_ref_line(line))]
+    else:  # a prefix or suffix: the index knows every id without reading a commit
+        candidates = list_runs(repo, refresh=False)
         candidates = [r for r in candidates
                       if r.id.startswith(spec) or r.id.endswith(spec)] if spec else []
     if not candidates:
@@ -216,6 +291,9 @@ def observe(repo: Repo, config: Config, run: Run) -> Run:
     if result.status in LIVE:
         return replace(run, result=result)
     commit = write_back(repo, record, result, store)
+    from gitexp.notify import dev as notify  # a dead worker's `lost` mail; never raises
+
+    notify.observed(repo, store, record, result)
     return Run(record=record, result=result, commit=commit, written_back=True)
 
 
@@ -237,6 +315,7 @@ def _live_result(repo: Repo, config: Config, store: Store, record: RunRecord) ->
     handle: Handle | None = _json(store, record.id, "handle.json")
     now = time.time()
     lost_why = None
+    ended_as = "lost"
     if beat:
         interval = float(beat.get("interval", 2.0))
         lost_after = config.get_float("exp.lostafter", max(5 * interval + 5, 10.0))
@@ -246,6 +325,10 @@ def _live_result(repo: Repo, config: Config, store: Store, record: RunRecord) ->
         backend = _backend_of(repo, config, record)
         if backend is not None and backend.alive(record=record, handle=handle) is False:
             lost_why = "the agent is gone"
+            # The engine may know better (Slurm's FAILED, a Kubernetes Job's Failed condition).
+            ended = getattr(backend, "ended_as", lambda **_: None)(record=record, handle=handle)
+            if ended:
+                ended_as, lost_why = ended
     if lost_why is None and handle is None and now - record.launched_at > LAUNCH_TIMEOUT:
         lost_why = "the launch was interrupted before the agent started"
     if lost_why is not None:
@@ -253,7 +336,7 @@ def _live_result(repo: Repo, config: Config, store: Store, record: RunRecord) ->
         if done:
             return Result.from_dict(done)
         series = metrics.parse_series(store.read(run_key(record.id, "metrics.jsonl")) or b"")
-        return Result(status="lost", started_at=status.get("started"),
+        return Result(status=ended_as, started_at=status.get("started"),
                       ended_at=float(beat["time"]) if beat else now, host=status.get("host"),
                       metrics=metrics.final_of(series), error=lost_why)
     return Result(status=str(status.get("status", "queued")), started_at=status.get("started"),
@@ -266,10 +349,25 @@ def read_log(repo: Repo, run: Run, offset: int = 0) -> bytes:
         data = store_of(repo, run.record).read(run_key(run.id, "log"), offset=offset)
     except GitexpError:
         data = None
+    if data is None and not run.written_back:  # the agent never reached the store
+        data = _engine_log(repo, run.record, offset)
     if data is None and run.written_back:  # e.g. a run fetched from a teammate
         blob = repo.git("cat-file", "blob", f"{run.commit}:{RESULTS_DIR}/log.txt", check=False)
         data = blob.encode(errors="surrogateescape")[offset:]
     return data or b""
+
+
+def _engine_log(repo: Repo, record: RunRecord, offset: int) -> bytes | None:
+    """The job's own output as the engine keeps it (e.g. a Kubernetes pod's log)."""
+    try:
+        backend = _backend_of(repo, Config.load(repo), record)
+        store = store_of(repo, record)
+        handle = _json(store, record.id, "handle.json")
+        logs = getattr(backend, "logs", None)
+        data = logs(record=record, handle=handle) if logs and handle else None
+    except GitexpError:
+        return None
+    return data[offset:] if isinstance(data, bytes) else None
 
 
 def follow(repo: Repo, config: Config, run: Run, poll: float = 0.2) -> Iterator[bytes | Run]:

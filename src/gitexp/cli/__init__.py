@@ -7,7 +7,6 @@ import platform
 import sys
 import tempfile
 import traceback
-
 from importlib import import_module
 from pathlib import Path
 
@@ -46,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except SystemExit as exc:  # typer's own exit on a closed pipe
         return exc.code if isinstance(exc.code, int) else 1
-    except Exception:  # noqa: BLE001 - a bug: say so once, keep the details for a report
+    except Exception:
         return _crash()
     return rv if isinstance(rv, int) else 0
 

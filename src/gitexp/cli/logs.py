@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from gitexp.cli._app import app
+from gitexp.cli._app import JSON_OPTION, app
 
 if TYPE_CHECKING:
     from gitexp.config import Config
@@ -32,14 +32,18 @@ def stream(repo: Repo, config: Config, run: Run) -> Run:
 def logs(
     run: str = typer.Argument(..., help="Run id (or a unique part of it)."),
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing until it ends."),
+    as_json: bool = JSON_OPTION,
 ) -> int:
     """Print a run's log."""
     from gitexp import runs
-    from gitexp.cli._app import open_repo
+    from gitexp.cli._app import open_repo, print_json
 
     repo, config = open_repo()
     found = runs.find(repo, run, config)
-    if follow:
+    if as_json:
+        print_json({"id": found.id, "status": found.status,
+                    "log": runs.read_log(repo, found).decode(errors="replace")})
+    elif follow:
         try:
             stream(repo, config, found)
         except KeyboardInterrupt:

@@ -12,25 +12,49 @@ from gitexp.cli._app import app
 
 @app.command(context_settings={"allow_interspersed_args": False,
                                "ignore_unknown_options": True})
-def run(
+def run(  # noqa: PLR0917 - typer reads options from the signature
     command: list[str] = typer.Argument(None, metavar="-- CMD [ARGS]...",
                                         help="The command, exactly as it should run."),
     name: str = typer.Option(None, "-n", "--name", help="A prefix for the run id."),
     target: str = typer.Option(None, "-t", "--target", help="Where to run (default: local)."),
     detach: bool = typer.Option(False, "-d", "--detach", help="Print the run id and return."),
     out: list[str] = typer.Option([], "--out", help="An output path to record (repeatable)."),
+    sweep: list[str] = typer.Option([], "--sweep", metavar="NAME=V1,V2",
+                                    help="One run per combination; {NAME} in CMD is replaced."),
+    max_parallel: int = typer.Option(0, "--max-parallel", metavar="N",
+                                     help="Run at most N runs of the sweep at once."),
+    commit_data: bool = typer.Option(False, "--commit-data",
+                                     help="Record changed DVC-tracked data (dvc commit) first."),
+    keep: bool = typer.Option(False, "--keep",
+                              help="Keep the VM or container after the run, for debugging."),
+    force: bool = typer.Option(False, "--force",
+                               help="Run even if the same run already succeeded."),
 ) -> int:
     """Snapshot the work tree and run CMD on a target, from exactly that snapshot."""
     from gitexp import runs
     from gitexp.cli._app import open_repo
     from gitexp.cli.logs import stream
+    from gitexp.cli.outputs import data_progress
 
     repo, config = open_repo()
+    if keep:  # the target's own `keep` key, for this launch only
+        from dataclasses import replace
+
+        key = f"exp.target.{config.target(target).name}.keep"
+        config = replace(config, values={**config.values, key: "true"})
     argv = list(command or [])
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    started = runs.launch(repo, config, runs.LaunchRequest(
-        argv=argv, cwd=Path.cwd(), name=name, target=target, outs=tuple(out)))
+    with data_progress() as progress:
+        req = runs.LaunchRequest(argv=argv, cwd=Path.cwd(), name=name, target=target,
+                                 outs=tuple(out), commit_data=commit_data, progress=progress,
+                                 force=force,
+                                 say=lambda line: print(line, file=sys.stderr))
+        if sweep or max_parallel:
+            from gitexp.cli._sweep import launch_sweep
+
+            return launch_sweep(repo, config, req, sweep, max_parallel)
+        started = runs.launch(repo, config, req)
     if detach:
         print(started.id)
         return 0

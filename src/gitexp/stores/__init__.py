@@ -6,7 +6,9 @@ is opened from its URL: `file:///path`, `gs://bucket/prefix`, `ssh://[user@]host
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import import_module
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -53,3 +55,29 @@ def open_store(url: str) -> Store:
 
 def run_key(run_id: str, name: str) -> str:
     return f"runs/{run_id}/{name}"
+
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
+
+
+def put_file(store: Store, key: str, path: Path, progress: Progress | None = None) -> int:
+    """Upload a (large) file to `key`, atomically, calling `progress` as it goes. Stores may
+    stream it (`store.put_file`); the others get it in one `write`. Returns its size."""
+    if hasattr(store, "put_file"):
+        return int(store.put_file(key, path, progress=progress))
+    data = path.read_bytes()
+    store.write(key, data)
+    if progress:
+        progress(len(data), len(data))
+    return len(data)
+
+
+def get_file(store: Store, key: str, path: Path) -> bool:
+    """Download `key` into `path` (streamed where the store can); False when missing."""
+    if hasattr(store, "get_file"):
+        return bool(store.get_file(key, path))
+    data = store.read(key)
+    if data is None:
+        return False
+    path.write_bytes(data)
+    return True

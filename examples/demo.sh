@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# `make demo`: a scratch project under ./demo (recreated every time) with DVC-tracked data,
+# two runs with different settings on the local target, then `git exp ls` and `git exp show`.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+demo="$here/demo"
+export DVC_NO_ANALYTICS=1
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+rm -rf "$demo"
+mkdir -p "$demo"
+cp "$here/examples/train.py" "$here/examples/make_data.py" "$demo/"
+cd "$demo"
+git init -q
+git config user.name "gitexp demo"
+git config user.email "demo@example.com"
+printf '/model.json\n' > .gitignore
+
+say "data: generated deterministically, versioned with DVC"
+python make_data.py data
+dvc init -q
+dvc config core.analytics false
+dvc add -q data
+cat data.dvc
+want="$(grep -m1 'md5:' "$here/examples/data.dvc" | awk '{print $3}')"
+got="$(grep -m1 'md5:' data.dvc | awk '{print $3}')"
+if [ "$want" != "$got" ]; then
+    echo "data hash $got differs from the committed examples/data.dvc ($want)" >&2
+    exit 1
+fi
+echo "same hash as the committed examples/data.dvc: the data reproduces"
+git add -A
+git commit -qm "demo project: code + DVC-tracked data"
+
+say "run 1: git exp run -- python train.py --lr 0.05 --epochs 15"
+git exp run -n slow -- python train.py --lr 0.05 --epochs 15
+
+say "run 2: git exp run --out model.json -- python train.py --lr 0.3 --epochs 15"
+git exp run -n fast --out model.json -- python train.py --lr 0.3 --epochs 15
+
+say "git exp ls"
+git exp ls
+
+run="$(git exp ls --json | python -c 'import json, sys; print(json.load(sys.stdin)[0]["id"])')"
+say "git exp show $run   (note the data version)"
+git exp show "$run"
+
+say "git exp outputs $run   (the model the run recorded, via DVC)"
+git exp outputs "$run"
+cat model.json
+
+say "git exp plot / git exp report: loss curves of both runs, one offline HTML page"
+git exp plot $(git exp ls --json | python -c 'import json, sys; print(" ".join(r["id"] for r in json.load(sys.stdin)))') -m loss -o loss.png
+git exp report -o runs.html
+say "mail: one thread per run in the outbox Maildir (mutt -f .git/gitexp/outbox opens it)"
+for _ in $(seq 50); do [ "$(ls .git/gitexp/outbox/new 2>/dev/null | wc -l)" -ge 2 ] && break; sleep 0.2; done
+ls .git/gitexp/outbox/new && grep -h -m1 '^Subject:' .git/gitexp/outbox/new/* | sort | uniq -c

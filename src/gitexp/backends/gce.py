@@ -1,0 +1,286 @@
+"""The gce target: one Compute Engine VM per run, which deletes itself when the run ends.
+
+    exp.target.gpu.backend        = gce
+    exp.target.gpu.project        = my-project            (required)
+    exp.target.gpu.zone           = us-central1-a         (required)
+    exp.target.gpu.store          = gs://bucket/prefix    (required: code in, results out)
+    exp.target.gpu.machineType    = n1-standard-8         default e2-standard-4
+    exp.target.gpu.image          = projects/P/global/images/family/F    default debian-12
+    exp.target.gpu.container      = IMAGE     run the agent in this container on the VM
+    exp.target.gpu.gpus           = nvidia-tesla-t4:1     (type:count)
+    exp.target.gpu.spot           = true      (or preemptible = true)
+    exp.target.gpu.diskSize       = 100       GB, default 50 (diskType default pd-balanced)
+    exp.target.gpu.serviceAccount = SA@P.iam.gserviceaccount.com    default: the default SA
+    exp.target.gpu.labels         = team=ml, owner=alice
+    exp.target.gpu.network        = global/networks/default  (subnetwork, externalIp = false)
+    exp.target.gpu.secretEnv      = WANDB_API_KEY=wandb-key, AWS_KEY=projects/P/secrets/S
+    exp.target.gpu.keep           = true      keep the VM after the run (`git exp run --keep`)
+    exp.target.gpu.onExit         = delete | stop         what the VM does when the run ends
+
+Submit puts gitexp's wheel in the store (the snapshot is there already), then creates the
+VM with the startup script `templates/gce-startup.sh` and its settings (store, run id, snapshot) as
+instance metadata; labels carry the run id. Secrets never go into metadata nor leave the
+dev machine: `secretEnv` maps environment variables to Secret Manager secrets, which the
+VM's service account reads at boot into the agent's environment only (see the script).
+The VM's service account is also its credential for the store and for deleting itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from gitexp import templates
+from gitexp.backends import Handle, Launch
+from gitexp.config import Target
+from gitexp.errors import BackendError, ConfigError
+from gitexp.git import Repo
+from gitexp.record import Result, RunRecord
+from gitexp.stores import open_store, run_key
+
+DEFAULT_IMAGE = "projects/debian-cloud/global/images/family/debian-12"
+DEFAULT_MACHINE = "e2-standard-4"
+SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+INSERT_TIMEOUT = 300.0
+CANCEL_GRACE = 15.0  # the agent stops the job itself on the cancel marker; then we delete
+LIVE_STATES = frozenset({"PROVISIONING", "STAGING", "RUNNING", "REPAIRING"})
+_LABEL_BAD = re.compile(r"[^a-z0-9_-]")
+
+
+class GCEBackend:
+    cancel_grace = CANCEL_GRACE
+
+    def __init__(self, *, target: Target, repo: Repo) -> None:
+        self.target = target
+        self.repo = repo
+
+    def store_url(self) -> str:
+        url = self.target.require("store")
+        if not url.startswith("gs://"):
+            raise ConfigError(f"target {self.target.name!r}: the store must be gs://, not {url}",
+                              hint=f"git config exp.target.{self.target.name}.store "
+                                   "gs://BUCKET/PREFIX")
+        return url
+
+    # -- backend protocol --------------------------------------------------------------------
+    def submit(self, *, launch: Launch) -> Handle:
+        from gitexp import bootstrap
+
+        project, zone = self.target.require("project"), self.target.require("zone")
+        # runs.submit has pushed the snapshot to the store; the VM needs gitexp there too.
+        wheel_key = bootstrap.ensure_wheel(launch.store)
+        instance = build_instance(self.target, launch.record, wheel_key=wheel_key,
+                                  heartbeat=launch.heartbeat)
+        client = instances_client()
+        with _api_errors("creating the VM"):
+            operation = client.insert(project=project, zone=zone, instance_resource=instance)
+            operation.result(timeout=INSERT_TIMEOUT)
+        return {"instance": instance.name, "project": project, "zone": zone}
+
+    def alive(self, *, record: RunRecord, handle: Handle) -> bool | None:
+        from google.api_core import exceptions
+
+        try:
+            vm = instances_client().get(project=handle["project"], zone=handle["zone"],
+                                        instance=handle["instance"])
+        except exceptions.NotFound:
+            return False
+        except Exception:  # no credentials or no network: we cannot tell
+            return None
+        return str(vm.status) in LIVE_STATES
+
+    def cancel(self, *, record: RunRecord, handle: Handle) -> None:
+        from google.api_core import exceptions
+
+        store = open_store(record.store)
+        result_key = run_key(record.id, "result.json")
+        # The cancel marker is in the store: give the agent a moment to stop the job and
+        # write `cancelled` with its log, then delete the VM whatever it did.
+        deadline = time.monotonic() + self.cancel_grace
+        while store.read(result_key) is None and time.monotonic() < deadline:
+            time.sleep(1.0)
+        try:
+            with _api_errors("deleting the VM"):
+                instances_client().delete(project=handle["project"], zone=handle["zone"],
+                                          instance=handle["instance"])
+        except BackendError as exc:
+            if not isinstance(exc.__cause__, exceptions.NotFound):
+                raise
+        if store.read(result_key) is None:
+            result = Result(status="cancelled", ended_at=time.time(),
+                            error="cancelled: the VM was deleted")
+            store.write(result_key, json.dumps(result.to_dict()).encode())
+
+
+def instances_client() -> Any:
+    """The Compute API client (tests replace this function: the API cannot be reached)."""
+    from google.cloud import compute_v1
+
+    with _api_errors("connecting to the Compute API"):
+        return compute_v1.InstancesClient()
+
+
+# -- the instance -------------------------------------------------------------------------------
+def build_instance(target: Target, record: RunRecord, *, wheel_key: str,
+                   heartbeat: float) -> Any:
+    from google.cloud import compute_v1 as c
+
+    zone = target.require("zone")
+    scheduling = c.Scheduling()
+    if _flag(target, "spot"):
+        scheduling.provisioning_model = "SPOT"
+        scheduling.instance_termination_action = "DELETE"
+    if _flag(target, "preemptible"):
+        scheduling.preemptible = True
+    accelerators = _accelerators(target, zone)
+    if accelerators or _flag(target, "spot") or _flag(target, "preemptible"):
+        # GPUs cannot live-migrate, and spot/preemptible VMs must not restart by themselves.
+        scheduling.on_host_maintenance = "TERMINATE"
+        scheduling.automatic_restart = False
+    disk = c.AttachedDisk(
+        boot=True, auto_delete=True, type_="PERSISTENT",
+        initialize_params=c.AttachedDiskInitializeParams(
+            source_image=target.get("image") or DEFAULT_IMAGE,
+            disk_size_gb=_int(target, "diskSize", 50),
+            disk_type=f"zones/{zone}/diskTypes/{target.get('diskType') or 'pd-balanced'}",
+        ),
+    )
+    nic = c.NetworkInterface(network=target.get("network") or "global/networks/default")
+    if subnetwork := target.get("subnetwork"):
+        nic.subnetwork = subnetwork
+    if (target.get("externalIp") or "true").lower() not in ("0", "false", "no", "off"):
+        # GCS and the package index are reached over the internet unless the subnet has
+        # Private Google Access; set external_ip = false there.
+        nic.access_configs = [c.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")]
+    return c.Instance(
+        name=instance_name(record.id),
+        machine_type=f"zones/{zone}/machineTypes/{target.get('machineType') or DEFAULT_MACHINE}",
+        disks=[disk],
+        network_interfaces=[nic],
+        service_accounts=[c.ServiceAccount(email=target.get("serviceAccount") or "default",
+                                           scopes=SCOPES)],
+        scheduling=scheduling,
+        guest_accelerators=accelerators,
+        labels=labels(target, record),
+        metadata=c.Metadata(items=[c.Items(key=k, value=v) for k, v in
+                                   metadata(target, record, wheel_key, heartbeat).items()]),
+    )
+
+
+def metadata(target: Target, record: RunRecord, wheel_key: str, heartbeat: float
+             ) -> dict[str, str]:
+    """The startup script and its settings. Never a secret: only references to them."""
+    items = {
+        "startup-script": templates.read("gce-startup.sh"),
+        "gitexp-store": record.store,
+        "gitexp-run": record.id,
+        "gitexp-snapshot": record.snapshot,
+        "gitexp-heartbeat": f"{heartbeat:g}",
+        "gitexp-wheel": wheel_key,
+        "gitexp-on-exit": "keep" if _flag(target, "keep") else (target.get("onExit")
+                                                                or "delete"),
+    }
+    refs = secret_refs(target)
+    if refs:
+        items["gitexp-secrets"] = "\n".join(f"{k}={v}" for k, v in refs.items())
+    if target.get("container"):
+        items["gitexp-container"] = target.get("container") or ""
+    if target.get("gpus"):
+        items["install-nvidia-driver"] = "True"  # Deep Learning VM images honour this
+    return items
+
+
+def secret_refs(target: Target) -> dict[str, str]:
+    """`ENV=name` or `ENV=projects/P/secrets/S[/versions/V]` -> full version references."""
+    project = target.require("project")
+    refs = {}
+    for item in _split(target.get("secretEnv")):
+        env, sep, ref = item.partition("=")
+        if not sep or not env.isidentifier() or not ref:
+            raise ConfigError(f"target {target.name!r}: bad secret {item!r}",
+                              hint="secretEnv = ENV_NAME=SECRET[, ...] (Secret Manager names)")
+        if not ref.startswith("projects/"):
+            ref = f"projects/{project}/secrets/{ref}"
+        if "/versions/" not in ref:
+            ref += "/versions/latest"
+        refs[env] = ref
+    return refs
+
+
+def labels(target: Target, record: RunRecord) -> dict[str, str]:
+    out = {"gitexp-run": label_value(record.id), "gitexp-target": label_value(target.name)}
+    for item in _split(target.get("labels")):
+        key, _, value = item.partition("=")
+        key = label_value(key)
+        if key and key[0].isalpha():  # GCE label keys start with a letter
+            out[key] = label_value(value)
+    return out
+
+
+def label_value(text: str) -> str:
+    """GCE labels: at most 63 lower-case letters, digits, `_` and `-`."""
+    return _LABEL_BAD.sub("-", text.lower())[:63]
+
+
+def instance_name(run_id: str) -> str:
+    """`[a-z]([-a-z0-9]{0,61}[a-z0-9])?`; a long id keeps its uniqueness through a hash."""
+    name = "gitexp-" + re.sub(r"[^a-z0-9-]", "-", run_id.lower())
+    if len(name) > 63:
+        digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+        name = f"{name[:54]}-{digest}"
+    return name.rstrip("-")
+
+
+def _accelerators(target: Target, zone: str) -> list[Any]:
+    from google.cloud import compute_v1 as c
+
+    out = []
+    for item in _split(target.get("gpus")):
+        kind, _, count = item.partition(":")
+        try:
+            n = int(count or "1")
+        except ValueError:
+            raise ConfigError(f"target {target.name!r}: bad gpus {item!r}",
+                              hint="gpus = TYPE:COUNT, e.g. nvidia-tesla-t4:1") from None
+        out.append(c.AcceleratorConfig(accelerator_type=f"zones/{zone}/acceleratorTypes/{kind}",
+                                       accelerator_count=n))
+    return out
+
+
+@contextlib.contextmanager
+def _api_errors(doing: str) -> Iterator[None]:
+    """Google API failures -> one clear line, with a hint for the usual cause."""
+    try:
+        yield
+    except BackendError:
+        raise
+    except Exception as exc:
+        from google.auth.exceptions import DefaultCredentialsError
+
+        hint = ("gcloud auth application-default login"
+                if isinstance(exc, DefaultCredentialsError)
+                else "check the project, zone, quota and permissions of the target")
+        message = getattr(exc, "message", None) or (str(exc).splitlines() or [repr(exc)])[0]
+        raise BackendError(f"GCE failed {doing}: {message}", hint=hint) from exc
+
+
+def _split(value: str | None) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _flag(target: Target, key: str) -> bool:
+    return (target.get(key) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _int(target: Target, key: str, default: int) -> int:
+    raw = target.get(key)
+    try:
+        return int(raw) if raw else default
+    except ValueError:
+        raise ConfigError(f"target {target.name!r}: {key} = {raw!r} is not a number",
+                          hint=f"git config exp.target.{target.name}.{key} 100") from None

@@ -1,0 +1,28 @@
+"""`git exp run --sweep`: launch every point of a sweep and say where to look."""
+
+from __future__ import annotations
+
+import sys
+
+from gitexp import runs
+from gitexp.config import Config
+from gitexp.errors import GitexpError
+from gitexp.git import Repo
+
+
+def launch_sweep(repo: Repo, config: Config, req: runs.LaunchRequest, specs: list[str],
+                 max_parallel: int) -> int:
+    from gitexp import sweep
+
+    if not specs:
+        raise GitexpError("--max-parallel needs a --sweep",
+                          hint="git exp run --sweep lr=1e-3,1e-4 --max-parallel 1 -- ...")
+    launched = sweep.launch(repo, config, req, sweep.parse_axes(specs),
+                            max_parallel=max_parallel)
+    for run in launched.runs:
+        print(run.id)
+    limit = f", at most {max_parallel} at once" if max_parallel else ""
+    print(f"gitexp: sweep {launched.id}: {len(launched.runs)} runs on "
+          f"{launched.runs[0].record.target}{limit} (`git exp ls --sweep {launched.id}`)",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,39 @@
+"""`git exp gc [--older-than 30d] [--failed] [--keep-best METRIC N] [--dry-run]`."""
+
+from __future__ import annotations
+
+import typer
+
+from gitexp.cli._app import app
+
+
+@app.command("gc")
+def gc_command(
+    older_than: str = typer.Option(None, "--older-than", metavar="AGE",
+                                   help="Runs launched longer ago than AGE (30d, 12h)."),
+    failed: bool = typer.Option(False, "--failed", help="Runs that failed, were cancelled or "
+                                "were lost."),
+    keep_best: tuple[str, int] = typer.Option(None, "--keep-best",
+                                              metavar="METRIC N",
+                                              help="Keep the N best by METRIC (lowest; -METRIC: "
+                                                   "highest), remove the others that have it."),
+    dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Only list what would go."),
+) -> int:
+    """Remove ended runs matching every criterion given; live runs are never touched."""
+    from gitexp import gc, runs
+    from gitexp.cli._app import open_repo
+
+    repo, config = open_repo()
+    policy = gc.Policy.parse(older_than=older_than, failed=failed,
+                             keep_best=keep_best or None)
+    doomed = gc.select(runs.list_runs(repo, config), policy)
+    if dry_run:
+        for run in doomed:
+            print(f"would remove {run.id} ({run.status})")
+        return 0
+    removed = gc.remove(repo, doomed)
+    for run_id in removed:
+        print(f"removed {run_id}")
+    if not removed:
+        print("nothing to remove")
+    return 0

@@ -1,0 +1,38 @@
+"""`git exp image build`: the project image (its requirements + gitexp), with docker or podman."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from gitexp.cli._app import app
+
+image_app = typer.Typer(help="The project's container image (dev = prod).",
+                        no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+
+@image_app.command()
+def build(
+    target: str = typer.Option(None, "-t", "--target",
+                               help="A docker target: its engine, image and base_image."),
+    tag: str = typer.Option(None, "--tag", help="The image name (default: the target's image, "
+                                                "else gitexp/<repo>:latest)."),
+    base: str = typer.Option(None, "--base", help="The base image, with python3 "
+                                                  "(default: python:<this python>-slim)."),
+) -> int:
+    """Build the project image from templates/Dockerfile (or .gitexp/Dockerfile)."""
+    from gitexp.backends import docker
+    from gitexp.cli._app import open_repo
+    from gitexp.config import Target
+    from gitexp.errors import ConfigError
+
+    repo, config = open_repo()
+    chosen = config.target(target) if target else Target(name="docker", backend="docker")
+    if chosen.backend != "docker":
+        raise ConfigError(f"target {chosen.name!r} is a {chosen.backend} target, not docker",
+                          hint=f"git config exp.target.{chosen.name}.backend docker")
+    argv = docker.build_image(repo, chosen, tag=tag, base=base)
+    print(f"gitexp: built {argv[argv.index('-t') + 1]} with {argv[0]}", file=sys.stderr)
+    return 0

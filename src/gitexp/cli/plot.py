@@ -1,0 +1,33 @@
+"""`git exp plot RUN... [-m loss] [-o loss.png]`: overlay the metric curves of runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from gitexp.cli._app import app
+
+
+@app.command("plot")
+def plot(
+    run_specs: list[str] = typer.Argument(..., metavar="RUN...", help="Runs to overlay."),
+    metric: list[str] = typer.Option([], "-m", "--metric",
+                                     help="A metric to draw (repeatable; default: all)."),
+    output: Path = typer.Option(None, "-o", "--output",
+                                help="The PNG to write (default: METRIC.png or metrics.png)."),
+) -> int:
+    """Draw metric curves of one or more runs into a PNG, one colour per run."""
+    from gitexp import plots, runs
+    from gitexp.cli._app import console, open_repo
+
+    repo, config = open_repo()
+    found = [runs.find(repo, spec, config) for spec in run_specs]
+    png, drawn, empty = plots.overlay(repo, found, metric or None)
+    path = output or Path(plots.file_name(drawn[0]) if len(drawn) == 1 else "metrics.png")
+    path.write_bytes(png)
+    err = console(stderr=True)
+    err.print(f"wrote {path}: {', '.join(drawn)} of {len(found) - len(empty)} run(s)")
+    if empty:
+        err.print(f"no metric series in {', '.join(empty)}: left out")
+    return 0

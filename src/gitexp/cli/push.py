@@ -1,0 +1,31 @@
+"""`git exp push [REMOTE] [RUN...]`: share finished runs and their `exp/*` tags."""
+
+from __future__ import annotations
+
+import typer
+
+from gitexp.cli._app import app
+
+
+@app.command()
+def push(
+    args: list[str] = typer.Argument(None, metavar="[REMOTE] [RUN]...",
+                                     help="Remote (default: the branch's), then run ids."),
+) -> int:
+    """Push finished runs (all, or the ones named) and their exp/* tags; never forces."""
+    from gitexp import runs, sharing
+    from gitexp.cli._app import console, open_repo
+
+    repo, config = open_repo()
+    words = list(args or [])
+    remote = words.pop(0) if words and sharing.is_remote(repo, words[0]) else None
+    ids = [runs.find(repo, w, config).id for w in words]
+    report = sharing.push(repo, remote, ids)
+    out, err = console(), console(stderr=True)
+    out.print(f"{len(report.pushed)} ref(s) pushed to {report.remote}, "
+              f"{report.up_to_date} already there")
+    if report.live:
+        err.print(f"{len(report.live)} unfinished run(s) not pushed: they go once they end")
+    for ref, why in report.rejected:
+        err.print(f"[red]rejected[/] {ref}: {why}")
+    return 1 if report.rejected else 0

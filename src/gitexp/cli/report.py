@@ -1,0 +1,29 @@
+"""`git exp report [RUN...] [-o runs.html]`: one self-contained offline HTML page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from gitexp.cli._app import app
+
+
+@app.command("report")
+def report(
+    run_specs: list[str] = typer.Argument(None, metavar="[RUN]...",
+                                          help="Runs to include (default: all)."),
+    output: Path = typer.Option(Path("runs.html"), "-o", "--output", help="The page to write."),
+    title: str = typer.Option(None, "--title", help="The page's title."),
+) -> int:
+    """Write the runs table, metric curves and every run's record into one HTML file."""
+    from gitexp import report as core
+    from gitexp import runs
+    from gitexp.cli._app import console, open_repo
+
+    repo, config = open_repo()
+    found = ([runs.find(repo, spec, config) for spec in run_specs] if run_specs
+             else runs.list_runs(repo, config))
+    output.write_text(core.render(repo, found, title=title), encoding="utf-8")
+    console(stderr=True).print(f"wrote {output}: {len(found)} run(s)")
+    return 0

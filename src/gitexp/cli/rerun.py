@@ -1,0 +1,58 @@
+"""`git exp rerun RUN [-t TARGET] [--check] [--script]`: replay a run from its own snapshot."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from gitexp.cli._app import app
+
+
+@app.command()
+def rerun(  # noqa: PLR0917 - typer reads options from the signature
+    run: str = typer.Argument(..., help="Run id (or a unique part of it)."),
+    target: str = typer.Option(None, "-t", "--target", help="Where to run (default: the run's)."),
+    check: bool = typer.Option(False, "--check", help="Wait, then say whether it reproduced."),
+    rtol: float = typer.Option(1e-9, "--rtol", help="Relative tolerance per metric (--check)."),
+    atol: float = typer.Option(0.0, "--atol", help="Absolute tolerance per metric (--check)."),
+    script: bool = typer.Option(False, "--script", help="Print a shell script that replays the "
+                                "run with git and DVC alone; launch nothing."),
+    remote: str = typer.Option(None, "--remote", help="URL the script fetches from "
+                               "(default: origin, else this repository)."),
+    detach: bool = typer.Option(False, "-d", "--detach", help="Print the new run id and return."),
+) -> int:
+    """A new run of RUN's snapshot, argv, directory and data version (not of the work tree)."""
+    from gitexp import rerun as replay
+    from gitexp import runs
+    from gitexp.cli._app import console, open_repo
+    from gitexp.cli.logs import stream
+
+    repo, config = open_repo()
+    original = runs.find(repo, run, config)
+    if script:
+        sys.stdout.write(replay.script(repo, original, remote))
+        return 0
+    started = runs.relaunch(repo, config, original, target=target)
+    if detach and not check:
+        print(started.id)
+        return 0
+    print(f"gitexp: run {started.id} reruns {original.id} on {started.record.target}",
+          file=sys.stderr)
+    ended = stream(repo, config, started)
+    if not check:
+        return 0 if ended.status == "succeeded" else 1
+    ended = runs.find(repo, ended.id, config)
+    verdict = replay.check(original, ended, rtol=rtol, atol=atol)
+    replay.record_verdict(repo, ended, verdict)
+    out = console()
+    word = "[green]reproduced[/]" if verdict["reproduced"] else "[red]NOT reproduced[/]"
+    out.print(f"run {ended.id} {word} run {original.id} (rtol={rtol:g}, atol={atol:g})")
+    st = verdict["status"]
+    out.print(f"  {'same' if st['same'] else 'DIFF'} status {st['a']} -> {st['b']}")
+    for kind in ("metrics", "outputs"):
+        for name, m in verdict[kind].items():
+            mark = "same" if m["same"] else "DIFF"
+            out.print(f"  {mark} {kind[:-1]} {name}: {m['a']} -> {m['b']}",
+                      markup=False, highlight=False)
+    return 0 if verdict["reproduced"] else 1

@@ -1,0 +1,46 @@
+"""`git exp targets`: the named places to run, with their backend and settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gitexp.cli._app import JSON_OPTION, app
+
+
+@app.command()
+def targets(as_json: bool = JSON_OPTION) -> int:
+    """List the targets (`exp.target.<name>.*` in .gitexp/config and git config)."""
+    from gitexp import secrets
+    from gitexp.backends import backend_for
+    from gitexp.cli._app import console, open_repo, print_json
+    from gitexp.config import DEFAULT_TARGET
+    from gitexp.errors import GitexpError
+
+    repo, config = open_repo()
+    default = config.get("exp.defaulttarget") or DEFAULT_TARGET
+    rows: list[dict[str, Any]] = []
+    for name, target in sorted(config.targets().items()):
+        try:
+            store = backend_for(target, repo).store_url()
+        except (GitexpError, ImportError, KeyError, AttributeError):
+            store = None  # unknown backend or missing setting: listed, with no store
+        settings = {k: ("***" if secrets.looks_secret(k) else v)
+                    for k, v in sorted(target.settings.items())}
+        rows.append({"name": name, "backend": target.backend or None,
+                     "default": name == default, "store": store, "settings": settings})
+    if as_json:
+        print_json(rows)
+        return 0
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("TARGET", "BACKEND", "STORE", "SETTINGS"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        cells = (row["name"] + (" *" if row["default"] else ""), row["backend"] or "?",
+                 row["store"] or "-",
+                 " ".join(f"{k}={v}" for k, v in row["settings"].items()) or "-")
+        table.add_row(*(Text(c) for c in cells))  # Text: a `[` in a value is not markup
+    console().print(table)
+    return 0

@@ -1,0 +1,28 @@
+"""`git exp watch [--interval 60]`: keep an eye on live runs, so finished runs are written
+back and lost ones are marked and mailed even when nobody runs `git exp ls`."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+
+from gitexp.cli._app import app
+
+
+@app.command("watch")
+def watch(
+    interval: float = typer.Option(60.0, "--interval", help="Seconds between looks."),
+    until_idle: bool = typer.Option(False, "--until-idle", help="Stop when no run is live."),
+) -> int:
+    """Observe live runs in a loop; print each status change."""
+    from gitexp.cli._app import console, open_repo
+    from gitexp.notify import dev
+
+    repo, config = open_repo()
+    out = console()
+    for run_id, old, new in dev.watch(repo, config, interval=max(interval, 0.2),
+                                      until_idle=until_idle):
+        change = f"{old} -> {new}" if old else new
+        out.print(f"{time.strftime('%H:%M:%S')}  {run_id}  {change}")
+    return 0

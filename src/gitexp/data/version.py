@@ -1,0 +1,195 @@
+"""The data version of a tree: what its `.dvc` files and `dvc.lock` files pin.
+
+Read as plain YAML straight from git objects (or from the work tree), never through DVC
+itself: a launch in a DVC repository pays a `git ls-tree` and a YAML parse, not DVC's
+import time.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from gitexp.errors import GitexpError
+from gitexp.git import Repo, run_git
+
+LOCK_FILE = "dvc.lock"
+HASH_KEYS = ("md5", "etag", "checksum", "sha256")  # the first one present is the hash
+
+
+@dataclass(frozen=True)
+class DataItem:
+    """One DVC-tracked path as a `.dvc` file or `dvc.lock` records it."""
+
+    path: str  # posix, relative to the repository root
+    hash: str  # the value DVC records, e.g. `c41a…ad.dir` for a directory
+    algo: str  # `md5` (DVC 3), `md5-dos2unix` (DVC 2 files), `etag`, …
+    size: int | None
+    nfiles: int | None  # directories only
+    source: str  # `data.dvc`, or `sub/dvc.lock:train`
+    is_out: bool  # an output (cached by DVC) rather than a stage's dependency
+    in_git: bool = False  # git tracks the path itself (e.g. a `cache: false` metrics file)
+
+    @property
+    def cached(self) -> bool:
+        """DVC keeps the bytes (so they must be pulled), not git."""
+        return self.is_out and not self.in_git
+
+    @property
+    def is_dir(self) -> bool:
+        return self.hash.endswith(".dir")
+
+    @property
+    def dvcfile(self) -> str:
+        """The `.dvc` file or `dvc.yaml` stage DVC knows this entry by (a commit target)."""
+        file, _, stage = self.source.partition(":")
+        if not stage:
+            return file
+        yaml = posixpath.join(posixpath.dirname(file), "dvc.yaml")
+        return f"{yaml}:{stage}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"hash": self.hash, "algo": self.algo, "size": self.size,
+                             "source": self.source}
+        if self.nfiles is not None:
+            d["nfiles"] = self.nfiles
+        if not self.is_out:
+            d["dep"] = True
+        if self.in_git:
+            d["git"] = True
+        return d
+
+    @classmethod
+    def from_dict(cls, path: str, d: dict[str, Any]) -> DataItem:
+        return cls(path=path, hash=str(d["hash"]), algo=str(d.get("algo", "md5")),
+                   size=d.get("size"), nfiles=d.get("nfiles"), source=str(d.get("source", "")),
+                   is_out=not d.get("dep"), in_git=bool(d.get("git")))
+
+
+def is_dvc_file(path: str) -> bool:
+    name = posixpath.basename(path)
+    in_dvc_dir = path.startswith(".dvc/") or "/.dvc/" in path
+    return not in_dvc_dir and (name == LOCK_FILE or (name.endswith(".dvc") and name != ".dvc"))
+
+
+def parse(file: str, text: bytes | str) -> list[DataItem]:
+    """The entries of one `.dvc` or `dvc.lock` file (`file` is its repo-relative path)."""
+    doc = _load_yaml(file, text)
+    base = posixpath.dirname(file)
+    if posixpath.basename(file) != LOCK_FILE:
+        return [i for e in doc.get("outs") or [] if (i := _item(e, base, file, out=True))]
+    items: list[DataItem] = []
+    for stage, body in (doc.get("stages") or {}).items():
+        if not isinstance(body, dict):
+            continue
+        source = f"{file}:{stage}"
+        items += [i for e in body.get("outs") or [] if (i := _item(e, base, source, out=True))]
+        items += [i for e in body.get("deps") or [] if (i := _item(e, base, source, out=False))]
+    return items
+
+
+def merge(items: Iterable[DataItem]) -> dict[str, DataItem]:
+    """One entry per path; an output wins over the same path seen as a dependency."""
+    out: dict[str, DataItem] = {}
+    for item in items:
+        if item.path not in out or (item.is_out and not out[item.path].is_out):
+            out[item.path] = item
+    return dict(sorted(out.items()))
+
+
+def of_tree(repo: Repo, tree: str) -> dict[str, DataItem]:
+    """The data version pinned by the `.dvc`/`dvc.lock` files of a git tree."""
+    listing = run_git(["--git-dir", str(repo.git_dir), "ls-tree", "-r", "-z", tree]).stdout
+    blobs: list[tuple[str, str]] = []
+    for entry in listing.split(b"\0"):
+        if not entry:
+            continue
+        meta, _, name = entry.partition(b"\t")
+        path = name.decode(errors="surrogateescape")
+        kind, oid = meta.split()[1:3]
+        if kind == b"blob" and is_dvc_file(path):
+            blobs.append((path, oid.decode()))
+    if not blobs:
+        return {}
+    texts = _cat_blobs(repo, [oid for _, oid in blobs])
+    items = merge(i for (path, _), text in zip(blobs, texts, strict=True)
+                  for i in parse(path, text))
+    in_git = git_files(repo, tree, items)
+    return {p: replace(i, in_git=True) if p in in_git else i for p, i in items.items()}
+
+
+def of_worktree(repo: Repo) -> dict[str, DataItem]:
+    """The same, read from the work tree: tracked and untracked-not-ignored DVC files."""
+    out = run_git(["--git-dir", str(repo.git_dir), "--work-tree", str(repo.root), "ls-files",
+                   "-z", "-c", "-o", "--exclude-standard", "--", "*.dvc", "*dvc.lock"],
+                  cwd=repo.root).stdout
+    items: list[DataItem] = []
+    for name in sorted(set(out.decode(errors="surrogateescape").split("\0"))):
+        file = repo.root / name
+        if name and is_dvc_file(name) and file.is_file():
+            items += parse(name, file.read_bytes())
+    return merge(items)
+
+
+def to_record(items: dict[str, DataItem]) -> dict[str, Any] | None:
+    return {p: i.to_dict() for p, i in items.items()} or None
+
+
+def from_record(data: dict[str, Any] | None) -> dict[str, DataItem]:
+    return {p: DataItem.from_dict(p, d) for p, d in (data or {}).items() if isinstance(d, dict)}
+
+
+def _item(entry: Any, base: str, source: str, *, out: bool) -> DataItem | None:
+    if not isinstance(entry, dict) or "path" not in entry:
+        return None
+    algo_key = next((k for k in HASH_KEYS if entry.get(k)), None)
+    if algo_key is None:
+        return None  # declared but never computed (e.g. a stage that has not run)
+    algo = str(entry.get("hash") or ("md5-dos2unix" if algo_key == "md5" else algo_key))
+    path = posixpath.normpath(posixpath.join(base, str(entry["path"])))
+    if path.startswith("../") or "://" in str(entry["path"]):
+        return None  # outside the repository (an external or cloud output): not ours to pin
+    return DataItem(path=path, hash=str(entry[algo_key]), algo=algo, size=entry.get("size"),
+                    nfiles=entry.get("nfiles"), source=source, is_out=out)
+
+
+def _load_yaml(file: str, text: bytes | str) -> dict[str, Any]:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        doc = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        raise GitexpError(f"{file} is not valid YAML: {str(exc).splitlines()[0]}",
+                          hint=f"fix or regenerate it (`dvc commit {file}`)") from None
+    return doc if isinstance(doc, dict) else {}
+
+
+def _cat_blobs(repo: Repo, oids: list[str]) -> list[bytes]:
+    raw = run_git(["--git-dir", str(repo.git_dir), "cat-file", "--batch"],
+                  input="".join(o + "\n" for o in oids).encode()).stdout
+    texts, pos = [], 0
+    for _ in oids:
+        header_end = raw.index(b"\n", pos)
+        size = int(raw[pos:header_end].split()[2])
+        texts.append(raw[header_end + 1: header_end + 1 + size])
+        pos = header_end + 1 + size + 1
+    return texts
+
+
+def git_files(repo: Repo, tree: str, paths: Iterable[str]) -> set[str]:
+    """Which of `paths` are files or directories that git itself tracks in `tree`."""
+    wanted = sorted(set(paths))
+    if not wanted:
+        return set()
+    out = run_git(["--literal-pathspecs", "--git-dir", str(repo.git_dir), "ls-tree", "-z",
+                   "--name-only", tree, "--",
+                   *wanted]).stdout
+    return {p.decode(errors="surrogateescape") for p in out.split(b"\0") if p}
+
+
+def checkout_path(root: Path, item: DataItem) -> Path:
+    return root.joinpath(*item.path.split("/"))

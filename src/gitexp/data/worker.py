@@ -1,0 +1,130 @@
+"""The worker half: materialise a run's data version before the command, save its outputs
+after it. Called by the agent in its checkout of the snapshot."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gitexp.data import dvcrepo, verify, version
+from gitexp.data.launch import read_plan
+from gitexp.data.version import DataItem
+from gitexp.errors import GitexpError
+from gitexp.record import RunRecord
+from gitexp.stores import Store
+
+Log = Callable[[str], None]
+DVC_COMMANDS = (("dvc", "repro"), ("dvc", "exp", "run"))
+
+
+def materialise(record: RunRecord, checkout: Path, *, store: Store | None = None,
+                log: Log = lambda _: None) -> None:
+    """Put exactly the recorded data version into `checkout`, or raise: linked from this
+    machine's DVC cache (local target) or pulled from the DVC remote into the worker's cache;
+    then re-hash it (unless the plan says not to) before the command may start."""
+    plan = read_plan(store, record.id)
+    items = [i for i in version.from_record(record.data).values() if i.cached]
+    if not items:
+        return
+    cache = _configure(checkout, plan)
+    with dvcrepo.opened(checkout) as repo:
+        absent = verify.missing(cache, items)
+        if absent:
+            remote = plan.get("remote") or dvcrepo.default_remote(repo)
+            if plan.get("cache") and remote is None:
+                raise GitexpError(
+                    "data version not in the DVC cache: "
+                    + ", ".join(f"{i.path} ({i.hash[:12]})" for i in absent[:5]),
+                    hint="`dvc pull` in your repository, or configure a DVC remote")
+            sent = dvcrepo.fetch(repo, absent, remote)
+            log(f"gitexp: data: fetched {sent} object(s) from DVC remote "
+                f"{remote or '(default)'}")
+        dvcrepo.checkout(repo, checkout, items)
+    how = "linked from the local DVC cache" if plan.get("cache") else "pulled"
+    if plan.get("verify", True):
+        problems = verify.check(checkout, cache, items)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise GitexpError(f"data verification failed: {problems[0]}{more}",
+                              hint="the DVC cache or remote holds corrupted objects; "
+                                   "push them again from a good copy")
+        how += ", hashes verified"
+    for item in items:
+        log(f"gitexp: data: {item.path} {item.hash} ({how})")
+
+
+def save_outputs(record: RunRecord, checkout: Path, *, store: Store | None = None,
+                 log: Log = lambda _: None) -> dict[str, Any]:
+    """Record the run's outputs in DVC, push them, and return {path: {hash, …, remote}}."""
+    paths = output_paths(record, checkout)
+    if not paths:
+        return {}
+    try:
+        return _save_outputs(record, checkout, paths, read_plan(store, record.id), log)
+    except GitexpError as exc:  # the job's own result (exit code, metrics) still counts
+        log(f"gitexp: outputs not saved: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+        return {p: {"error": exc.message} for p in paths}
+
+
+def _save_outputs(record: RunRecord, checkout: Path, paths: list[str], plan: dict[str, Any],
+                  log: Log) -> dict[str, Any]:
+    cache = _configure(checkout, plan)
+    outputs: dict[str, Any] = {}
+    saved: list[DataItem] = []
+    with dvcrepo.opened(checkout) as repo:
+        for path in paths:
+            if not checkout.joinpath(*path.split("/")).exists():
+                log(f"gitexp: output {path} was not produced")
+                outputs[path] = {"error": "not produced"}
+                continue
+            saved.append(dvcrepo.save(repo, checkout, path))
+        remote = plan.get("remote") or dvcrepo.default_remote(repo)
+        if saved and remote is None and not plan.get("cache"):
+            raise GitexpError("outputs cannot leave the worker: no DVC remote",
+                              hint="name one with exp.target.<t>.dvcRemote")
+        if saved and remote is not None:
+            sent = dvcrepo.push(repo, saved, remote)
+            log(f"gitexp: outputs: pushed {sent} object(s) to DVC remote {remote}")
+        elif saved:
+            log(f"gitexp: outputs kept in the DVC cache {cache} (no DVC remote configured)")
+    for item in saved:
+        outputs[item.path] = {**item.to_dict(), "remote": remote}
+        outputs[item.path].pop("source", None)
+        log(f"gitexp: output {item.path} {item.hash}")
+    return outputs
+
+
+def output_paths(record: RunRecord, checkout: Path) -> list[str]:
+    """`--out` paths (relative to where the user stood), plus the DVC-cached outputs of
+    `dvc.yaml` stages when the command was `dvc repro` / `dvc exp run`."""
+    paths = [posixpath.normpath(posixpath.join(record.cwd, o)) for o in record.outs]
+    argv = tuple(record.argv)
+    if any(argv[: len(c)] == c for c in DVC_COMMANDS):
+        from gitexp.git import Repo
+
+        repo = Repo(root=checkout, git_dir=checkout / ".git", common_dir=checkout / ".git")
+        paths += [i.path for i in version.of_worktree(repo).values()
+                  if i.is_out and i.source.partition(":")[2]
+                  and not version.git_files(repo, "HEAD", [i.path])]
+    return sorted(set(paths))
+
+
+def _configure(checkout: Path, plan: dict[str, Any]) -> Path:
+    """Point the checkout's DVC at the right cache; keep its state inside the workdir."""
+    dvc_dir = checkout / ".dvc"
+    if not dvc_dir.is_dir():
+        raise GitexpError("the snapshot has no .dvc directory, but its record needs DVC",
+                          hint="commit the DVC project's .dvc/config")
+    env_cache = os.environ.get("GITEXP_DVC_CACHE")
+    cache = Path(plan.get("cache") or env_cache or dvc_dir / "cache")
+    (dvc_dir / "config.local").write_text(
+        "[core]\n"
+        f"    site_cache_dir = {dvc_dir / 'tmp' / 'site'}\n"
+        "[cache]\n"
+        f"    dir = {cache}\n"
+        f"    type = \"{dvcrepo.LINK_TYPES}\"\n"
+    )
+    return cache

@@ -1,0 +1,144 @@
+"""`git exp diff A [B]` as data: command, params, data, code, metrics and environment.
+
+With one run, B is the run's base commit: the report then says what was uncommitted when
+the run launched (code, params files, data), and the run-only sections are left out.
+Code is compared snapshot to snapshot; results commits are never diffed, so
+`.gitexp-results/` cannot show up (it is also excluded by pathspec, for safety).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeGuard
+
+from gitexp import params as params_mod
+from gitexp.git import EMPTY_TREE, Repo
+from gitexp.results import RESULTS_DIR
+from gitexp.runs import Run
+
+PATHSPEC = ("--", ".", f":(exclude){RESULTS_DIR}")
+Change = dict[str, Any]  # {"a": ..., "b": ...}
+
+
+@dataclass(frozen=True)
+class Code:
+    a: str  # commit (snapshot, or the base)
+    b: str
+    files: list[dict[str, Any]]  # {"path", "added", "deleted"} (None for binary)
+    stat: str
+    patch: str | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    a: str  # run id
+    b: str  # run id, or the base commit
+    against_base: bool
+    code: Code
+    params: dict[str, Change]
+    data: dict[str, Change]
+    command: Change | None = None  # None: the same command (or a diff against the base)
+    cwd: Change | None = None
+    metrics: dict[str, Change] = field(default_factory=dict)
+    environment: dict[str, Change] = field(default_factory=dict)
+    bases: Change | None = None  # when the runs launched from different commits
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def runs(repo: Repo, a: Run, b: Run, *, patch: bool = False) -> Report:
+    ra, rb = a.record, b.record
+    pa, pb = params_mod.of_run(repo, ra), params_mod.of_run(repo, rb)
+    return Report(
+        a=ra.id, b=rb.id, against_base=False,
+        code=code(repo, ra.snapshot, rb.snapshot, patch=patch),
+        params=changed(pa, pb), data=changed(_hashes(ra.data), _hashes(rb.data)),
+        command=None if ra.argv == rb.argv else {"a": ra.argv, "b": rb.argv},
+        cwd=None if ra.cwd == rb.cwd else {"a": ra.cwd, "b": rb.cwd},
+        metrics=metrics(a.result.metrics if a.result else {},
+                        b.result.metrics if b.result else {}),
+        environment=environment(repo, a, b),
+        bases=None if ra.base == rb.base else {"a": ra.base, "b": rb.base},
+    )
+
+
+def against_base(repo: Repo, a: Run, *, patch: bool = False) -> Report:
+    """Side a is the base commit, side b the run: what the run had that was not committed."""
+    rec = a.record
+    base_data: dict[str, Any] | None = None
+    if rec.base:
+        from gitexp import data
+
+        if data.is_dvc_project(repo) or rec.data:
+            base_data = data.version_of(repo, rec.base)
+    base_params = params_mod.at_commit(repo, rec.base, rec.cwd) if rec.base else {}
+    return Report(
+        a=rec.base or "(no commits)", b=rec.id, against_base=True,
+        code=code(repo, rec.base or EMPTY_TREE, rec.snapshot, patch=patch),
+        params=changed(base_params, params_mod.at_commit(repo, rec.snapshot, rec.cwd)),
+        data=changed(_hashes(base_data), _hashes(rec.data)),
+    )
+
+
+def code(repo: Repo, a: str, b: str, *, patch: bool) -> Code:
+    base = ["diff", "--no-color", "--no-ext-diff", "--no-renames", a, b]
+    files = []
+    for line in repo.git(*base[:-2], "--numstat", "-z", a, b, *PATHSPEC).split("\0"):
+        if not line:
+            continue
+        added, deleted, path = line.split("\t", 2)
+        files.append({"path": path, "added": None if added == "-" else int(added),
+                      "deleted": None if deleted == "-" else int(deleted)})
+    stat = repo.git(*base[:-2], "--stat=100", a, b, *PATHSPEC) if files else ""
+    text = repo.git(*base, *PATHSPEC) if patch and files else None
+    return Code(a=a, b=b, files=files, stat=stat.rstrip("\n"), patch=text)
+
+
+def changed(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Change]:
+    return {k: {"a": a.get(k), "b": b.get(k)} for k in sorted(a.keys() | b.keys())
+            if a.get(k) != b.get(k) or (k in a) != (k in b)}
+
+
+def metrics(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Change]:
+    out: dict[str, Change] = {}
+    for k in sorted(a.keys() | b.keys()):
+        va, vb = a.get(k), b.get(k)
+        delta = pct = None
+        if _number(va) and _number(vb):
+            delta = vb - va
+            pct = delta / abs(va) * 100 if va else None
+        out[k] = {"a": va, "b": vb, "delta": delta, "pct": pct}
+    return out
+
+
+def environment(repo: Repo, a: Run, b: Run) -> dict[str, Change]:
+    ea, eb = a.record.env, b.record.env
+    flat_a = {"python": ea.python, "platform": ea.platform, "target": a.record.target,
+              "backend": a.record.backend, "host": a.result.host if a.result else None,
+              **{f"variables.{k}": v for k, v in ea.variables.items()}}
+    flat_b = {"python": eb.python, "platform": eb.platform, "target": b.record.target,
+              "backend": b.record.backend, "host": b.result.host if b.result else None,
+              **{f"variables.{k}": v for k, v in eb.variables.items()}}
+    out = changed(flat_a, flat_b)
+    if ea.packages != eb.packages:
+        pkgs = changed(_packages(repo, ea.packages), _packages(repo, eb.packages))
+        out.update({f"packages.{k}": v for k, v in pkgs.items()})
+    return out
+
+
+def _packages(repo: Repo, blob: str | None) -> dict[str, str]:
+    if not blob:
+        return {}
+    text = repo.git("cat-file", "blob", blob, check=False)
+    pairs = (line.partition("==") for line in text.splitlines() if line.strip())
+    return {name: version for name, _, version in pairs}
+
+
+def _hashes(data: dict[str, Any] | None) -> dict[str, Any]:
+    return {path: (info.get("hash") if isinstance(info, dict) else info)
+            for path, info in (data or {}).items()}
+
+
+def _number(v: Any) -> TypeGuard[int | float]:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -1,0 +1,98 @@
+"""Removing runs: `git exp rm RUN...` and `git exp gc [--older-than 30d] [--failed]
+[--keep-best METRIC N]`.
+
+A removed run loses its ref (`refs/experiments/<id>`), its local store data
+(`.git/gitexp/store/runs/<id>`), any leftover local checkout and its index row. Its objects
+stay until git's own gc prunes them. Live runs are never removed: cancel them first.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+
+from gitexp import index, refs
+from gitexp.config import _parse_duration
+from gitexp.errors import GitexpError
+from gitexp.git import Repo
+from gitexp.record import LIVE
+from gitexp.runs import Run
+from gitexp.where import sort_keys
+
+NOT_SUCCEEDED = frozenset({"failed", "cancelled", "lost"})
+
+
+@dataclass(frozen=True)
+class Policy:
+    older_than: float | None = None  # seconds
+    failed: bool = False  # failed, cancelled or lost
+    keep_best: tuple[str, int] | None = None  # ("-acc", 5): keep the 5 best, remove the rest
+
+    @classmethod
+    def parse(cls, *, older_than: str | None, failed: bool,
+              keep_best: tuple[str, int] | None) -> Policy:
+        age = None
+        if older_than is not None:
+            try:
+                age = _parse_duration(older_than)
+            except ValueError:
+                raise GitexpError(f"--older-than {older_than!r} is not a duration",
+                                  hint="e.g. --older-than 30d (units: s, m, h, d)") from None
+        if keep_best is not None:
+            sort_keys(keep_best[0])  # validates the name
+            if keep_best[1] < 0:
+                raise GitexpError("--keep-best needs a count of 0 or more",
+                                  hint="e.g. --keep-best loss 5, or --keep-best -acc 5")
+        if age is None and not failed and keep_best is None:
+            raise GitexpError("gc needs at least one of --older-than, --failed, --keep-best",
+                              hint="e.g. `git exp gc --failed --older-than 30d --dry-run`")
+        return cls(older_than=age, failed=failed, keep_best=keep_best)
+
+
+def select(runs: list[Run], policy: Policy, now: float | None = None) -> list[Run]:
+    """The ended runs that match every criterion given. `--keep-best M N` matches the runs
+    that have metric M but are not among the N best (lowest; `-M`: highest)."""
+    now = time.time() if now is None else now
+    picked = [r for r in runs if r.status not in LIVE]
+    if policy.older_than is not None:
+        picked = [r for r in picked if now - r.record.launched_at > policy.older_than]
+    if policy.failed:
+        picked = [r for r in picked if r.status in NOT_SUCCEEDED]
+    if policy.keep_best is not None:
+        spec, count = policy.keep_best
+        name, descending = sort_keys(spec)[0]
+        ranked = [r for r in runs if r.status not in LIVE and _number(r, name) is not None]
+        ranked.sort(key=lambda r: _number(r, name) or 0.0, reverse=descending)
+        kept = {r.id for r in ranked[:count]}
+        ranked_ids = {r.id for r in ranked}
+        picked = [r for r in picked if r.id in ranked_ids and r.id not in kept]
+    return picked
+
+
+def _number(run: Run, name: str) -> float | None:
+    value = (run.result.metrics if run.result else {}).get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def remove(repo: Repo, runs: list[Run]) -> list[str]:
+    """Delete each run's ref (only if it still points where we saw it), its local store and
+    work directories and its index row. Returns the ids removed."""
+    live = [r.id for r in runs if r.status in LIVE]
+    if live:
+        raise GitexpError(f"run {live[0]} is still {_status(runs, live[0])}",
+                          hint=f"`git exp cancel {live[0]}` first")
+    removed = []
+    for run in runs:
+        if repo.delete_ref(refs.ref_for(run.id), run.commit):
+            removed.append(run.id)
+        for where in ("store/runs", "work"):
+            shutil.rmtree(repo.gitexp_dir / where / run.id, ignore_errors=True)
+    index.forget(repo, [refs.ref_for(i) for i in removed])
+    return removed
+
+
+def _status(runs: list[Run], run_id: str) -> str:
+    return next(r.status for r in runs if r.id == run_id)

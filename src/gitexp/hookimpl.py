@@ -1,0 +1,463 @@
+"""What gitexp's git hooks do: the stubs from `hooks/` call `main([HOOK, *git's arguments])`.
+
+- prepare-commit-msg: an `Experiment-Run: <id> (<status>, <metric>=<value>)` trailer for every
+  run whose snapshot tree is the tree being committed (`exp.hooks.trailer`, default on).
+- post-commit: such a commit is tagged `exp/<id>` (annotated with the final metrics when
+  `exp.hooks.annotate` is on), so `git log --decorate` shows which commits have runs.
+- post-rewrite: an amend or rebase that keeps the tree takes the `exp/*` tags along.
+- pre-push: finished runs and `exp/*` tags go to the same remote (`exp.hooks.pushRuns`).
+
+Two promises. Never break the user's git: every hook exits 0, and an internal error is one
+`gitexp:` warning line. Be fast: only the standard library is imported up front (gitexp's
+heavier modules only once a hook has something to do), and finding runs by tree costs one
+`for-each-ref` over ref names plus a small cache, `<common dir>/gitexp/hook-trees`, which maps
+a run ref's commit to its snapshot tree. Commits never change, so an entry is never wrong,
+only missing, and missing ones are resolved in two batched git calls.
+"""
+
+# os.path rather than pathlib on purpose: importing pathlib costs each hook start-up time.
+# ruff: noqa: PTH100, PTH103, PTH105, PTH108, PTH109, PTH110, PTH113, PTH116, PTH118, PTH119, PTH120, PTH123
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+if __name__ == "__main__" and sys.path and os.path.basename(sys.path[0]) == "gitexp":
+    # Run by path, as the stubs do (with `python -S`, which skips site-packages: start-up
+    # time). Import gitexp from this very install, and never let a module of the package
+    # folder shadow the standard library.
+    sys.path[0] = os.path.dirname(sys.path[0])
+
+# Not `typing` (it imports `re`) nor `subprocess` (`re`, `threading`, `locale`...): together
+# they would double this module's start-up time. `_spawn` below does the little we need.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+    from gitexp.git import Repo
+
+RUNS = "refs/experiments/"
+TAGS = "refs/tags/exp/"
+TRAILER = "Experiment-Run"
+PUSH_GUARD = "GITEXP_PUSHING_RUNS"  # set while gitexp pushes runs: that push must not recurse
+ZERO_OID = "0" * 40
+RACY_SECONDS = 2.0  # a stamp younger than this may not show a change made in the same tick
+TRAILER_METRICS = 3  # the trailer names at most this many metrics unless exp.hooks.metrics
+# What git exports to a hook would point our own explicit git calls elsewhere.
+_SCRUBBED = ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_PREFIX", "GIT_COMMON_DIR")
+_BOOLS = {"true": True, "yes": True, "on": True, "1": True,
+          "false": False, "no": False, "off": False, "0": False, "": False}
+
+
+class HookError(Exception):
+    pass
+
+
+class HookGit:
+    """The repository the hook runs in, and git calls aimed at it explicitly."""
+
+    def __init__(self, *revs: str) -> None:
+        # Discovered with the environment git gave the hook (GIT_DIR in a linked worktree);
+        # `revs` are resolved in the same git call, to save one.
+        code, out, _ = _spawn(["git", "rev-parse", "--absolute-git-dir", "--git-common-dir",
+                               "--show-toplevel", *revs], dict(os.environ), None)
+        lines = out.decode(errors="surrogateescape").splitlines()
+        if code != 0 or len(lines) < 3 + len(revs):
+            raise HookError("not inside a git work tree")
+        self.revs = lines[3:]
+        self.git_dir = lines[0]
+        self.common_dir = os.path.normpath(os.path.join(os.getcwd(), lines[1]))
+        self.root = lines[2]
+        index = os.environ.get("GIT_INDEX_FILE")  # the index being committed (maybe a temp one)
+        self.index = os.path.abspath(index) if index else None
+        self.env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+        self._config: dict[str, str] | None = None
+
+    def run(self, *args: str, stdin: str | None = None,
+            env: Mapping[str, str] | None = None) -> str:
+        code, out, err = self._git(args, stdin, env)
+        if code != 0:
+            lines = err.decode(errors="replace").strip().splitlines()
+            raise HookError(f"git {args[0]}: {lines[-1] if lines else f'exit {code}'}")
+        return out.decode(errors="surrogateescape")
+
+    def ok(self, *args: str) -> bool:
+        return self._git(args, None, None)[0] == 0
+
+    def _git(self, args: tuple[str, ...], stdin: str | None,
+             env: Mapping[str, str] | None) -> tuple[int, bytes, bytes]:
+        return _spawn(["git", "-C", self.root, "--git-dir", self.git_dir, *args],
+                      {**self.env, **(env or {})},
+                      stdin.encode(errors="surrogateescape") if stdin is not None else None)
+
+    # -- settings ------------------------------------------------------------------------
+    def config(self, key: str) -> str | None:
+        if self._config is None:
+            self._config = {}
+            shared = os.path.join(self.root, ".gitexp", "config")  # the team's, committed
+            if os.path.isfile(shared):
+                self._config.update(self._read_config("-f", shared))
+            self._config.update(self._read_config())
+        return self._config.get(key.lower())
+
+    def flag(self, key: str, default: bool) -> bool:
+        raw = self.config(key)
+        return default if raw is None else _BOOLS.get(raw.strip().lower(), default)
+
+    def _read_config(self, *where: str) -> dict[str, str]:
+        _, out, _ = self._git(("config", *where, "-z", "--get-regexp", r"^exp\.hooks\."), None,
+                              None)
+        pairs = (item.partition("\n") for item in out.decode(errors="replace").split("\0"))
+        return {key: value for key, _, value in pairs if key}
+
+    # -- runs by snapshot tree -------------------------------------------------------------
+    def run_refs(self) -> list[tuple[str, str]]:
+        """(run id, commit the run's ref points at) for every run."""
+        out = self.run("for-each-ref", "--format=%(objectname) %(refname)", RUNS)
+        pairs = (line.split(" ", 1) for line in out.splitlines())
+        return [(ref[len(RUNS):], oid) for oid, ref in pairs]
+
+    def runs(self) -> list[tuple[str, str, str]]:
+        """(run id, commit its ref points at, tree of its snapshot) for every run: the
+        snapshot is that commit, or a results commit's first parent.
+
+        From the cache while the refs' storage is unchanged (its stamp); else one
+        `for-each-ref`, and only commits never seen before are read."""
+        path = os.path.join(self.common_dir, "gitexp", "hook-trees")
+        stamp = self._refs_stamp()
+        cached_stamp, rows = _read_cache(path)
+        if stamp is not None and stamp == cached_stamp:
+            return rows
+        refs = self.run_refs()
+        trees = {commit: tree for _, commit, tree in rows}
+        missing = [commit for _, commit in refs if commit not in trees]
+        if missing:
+            trees.update(self._resolve_trees(missing))
+        rows = [(run_id, commit, trees[commit]) for run_id, commit in refs if commit in trees]
+        try:  # noqa: SIM105 - contextlib is one more import
+            _write_atomic(path, f"stamp {stamp or '-'}\n" + "".join(
+                f"{commit} {tree} {run_id}\n" for run_id, commit, tree in rows))
+        except OSError:
+            pass  # a cache: the next hook lists the refs again
+        return rows
+
+    def _refs_stamp(self) -> str | None:
+        """Where `refs/experiments/*` are stored, as (mtime, size, inode): git rewrites a ref
+        by renaming a lock file over it, so any change moves the directory's mtime. None
+        when a change could hide within the timestamp's granularity, or refs are not files."""
+        if os.path.exists(os.path.join(self.common_dir, "reftable")):
+            return None
+        parts = []
+        for path in (os.path.join(self.common_dir, "refs", "experiments"),
+                     os.path.join(self.common_dir, "packed-refs")):
+            try:
+                st = os.stat(path)
+            except OSError:
+                parts.append("-")
+                continue
+            if time.time() - st.st_mtime < RACY_SECONDS:
+                return None
+            parts.append(f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}")
+        return ",".join(parts)
+
+    def _resolve_trees(self, commits: list[str]) -> dict[str, str]:
+        trees: dict[str, str] = {}
+        snapshot_of: dict[str, str] = {}  # results commit -> its snapshot
+        for oid, body in _cat_commits(self.run("cat-file", "--batch",
+                                               stdin="".join(c + "\n" for c in commits))):
+            head, _, message = body.partition("\n\n")
+            fields = [line.partition(" ") for line in head.splitlines()]
+            tree = next(v for k, _, v in fields if k == "tree")
+            parents = [v for k, _, v in fields if k == "parent"]
+            subject = message.split("\n", 1)[0]
+            # A results commit is titled `gitexp run <id>: <status>`; its snapshot is parent 1.
+            if subject.startswith("gitexp run ") and ": " in subject and parents:
+                snapshot_of[oid] = parents[0]
+            else:
+                trees[oid] = tree
+        if snapshot_of:
+            out = self.run("cat-file", "--batch-check=%(objectname)",
+                           stdin="".join(f"{p}^{{tree}}\n" for p in snapshot_of.values()))
+            for oid, line in zip(snapshot_of, out.splitlines(), strict=True):
+                if not line.endswith(" missing"):
+                    trees[oid] = line.strip()
+        return trees
+
+    def runs_with_tree(self, tree: str) -> tuple[list[tuple[str, str]], set[str]]:
+        """The runs (id, commit) whose snapshot tree is `tree`, and the ids of all runs."""
+        rows = self.runs()
+        return [(i, c) for i, c, t in rows if t == tree], {i for i, _, _ in rows}
+
+    def repo(self) -> Repo:
+        _site()
+        from pathlib import Path
+
+        from gitexp.git import Repo
+
+        return Repo(root=Path(self.root), git_dir=Path(self.git_dir),
+                    common_dir=Path(self.common_dir))
+
+    def describe(self, run_id: str, commit: str) -> tuple[str, dict[str, Any]]:
+        """Status and final metrics of a run; a live one is looked at in its store."""
+        import json
+
+        _, _, message = self.run("cat-file", "commit", commit).partition("\n\n")
+        try:
+            body = json.loads(message.partition("\n\n")[2])
+            result = body.get("result")
+        except (ValueError, AttributeError):
+            raise HookError(f"run {run_id} has an unreadable record") from None
+        if isinstance(result, dict):
+            return str(result.get("status")), dict(result.get("metrics") or {})
+        _site()
+        from gitexp import runs
+
+        run = runs.find(self.repo(), run_id)  # also writes back a run that just finished
+        return run.status, dict(run.result.metrics) if run.result else {}
+
+
+# -- the hooks -------------------------------------------------------------------------------
+def prepare_commit_msg(g: HookGit, args: list[str]) -> None:
+    if not args:
+        return
+    msg_file, source = args[0], (args[1] if len(args) > 1 else "")
+    if source == "merge" or os.path.exists(os.path.join(g.git_dir, "MERGE_HEAD")):
+        return
+    # The tree this commit will have: written from the index being committed (objects only).
+    tree = g.run("write-tree", env={"GIT_INDEX_FILE": g.index} if g.index else None).strip()
+    matches, known = g.runs_with_tree(tree)
+    with open(msg_file, "rb") as f:
+        text = f.read().decode(errors="surrogateescape")
+    # An amend brings the old trailers along: drop ours, then add what holds now (one copy).
+    kept = "".join(line for line in text.splitlines(keepends=True) if not _is_ours(line, known))
+    if (not matches and kept == text) or not g.flag("exp.hooks.trailer", True):
+        return  # (the switch is read only now: a git call saved on most commits)
+    with open(msg_file, "wb") as f:
+        f.write(kept.encode(errors="surrogateescape"))
+    if matches:
+        wanted = [m.strip() for m in (g.config("exp.hooks.metrics") or "").split(",") if m]
+        trailers: list[str] = []
+        for run_id, commit in matches:
+            status, metrics = g.describe(run_id, commit)
+            trailers += ["--trailer", f"{TRAILER}: {run_id} ({summary(status, metrics, wanted)})"]
+        g.run("interpret-trailers", "--in-place", "--if-exists", "addIfDifferent",
+              *trailers, msg_file)
+
+
+def post_commit(g: HookGit, args: list[str]) -> None:
+    matches, _ = g.runs_with_tree(g.revs[0])
+    if not matches:
+        return
+    head = g.run("rev-parse", "HEAD").strip()
+    annotate = g.flag("exp.hooks.annotate", False)
+    tagged = []
+    for run_id, commit in matches:
+        if annotate:
+            status, metrics = g.describe(run_id, commit)
+            lines = "".join(f"{k} = {_value(v)}\n" for k, v in sorted(metrics.items()))
+            done = g.ok("tag", "--no-sign", "-a", "-m", f"gitexp run {run_id}: {status}\n\n"
+                        + lines, f"exp/{run_id}", head)
+        else:  # create-only: an existing tag stays where it is
+            done = g.ok("update-ref", "-m", "gitexp: commit of run", TAGS + run_id, head,
+                        ZERO_OID)
+        if done:
+            tagged.append(f"exp/{run_id}")
+    if tagged:
+        say(f"tagged {head[:10]} {', '.join(tagged)}")
+
+
+def post_rewrite(g: HookGit, args: list[str]) -> None:
+    rewritten = dict(line.split()[:2] for line in sys.stdin.read().splitlines() if " " in line)
+    if not rewritten:
+        return
+    tags = [line.split(" ") for line in g.run(
+        "for-each-ref", "--format=%(refname) %(objectname) %(objecttype) %(*objectname)",
+        TAGS).splitlines()]
+    moving = [(ref, oid, peeled or oid, kind == "tag") for ref, oid, kind, peeled in tags
+              if (peeled or oid) in rewritten]
+    if not moving:
+        return
+    tree_of = {run_id: tree for run_id, _, tree in g.runs()}
+    for ref, oid, old, annotated in moving:
+        new = rewritten[old]
+        run_id = ref[len(TAGS):]
+        if tree_of.get(run_id) != g.run("rev-parse", f"{new}^{{tree}}").strip():
+            continue  # the new commit is not what ran: the tag stays with the one that is
+        if annotated:
+            message = g.run("for-each-ref", "--format=%(contents)", ref)
+            g.ok("tag", "-f", "--no-sign", "-a", "-m", message, f"exp/{run_id}", new)
+        else:
+            g.ok("update-ref", "-m", "gitexp: commit rewritten", ref, new, oid)
+
+
+def pre_push(g: HookGit, args: list[str]) -> None:
+    if os.environ.get(PUSH_GUARD) or not args or not g.flag("exp.hooks.pushruns", True):
+        return
+    _site()
+    from gitexp import sharing
+
+    remote = args[0]
+    report = sharing.push(g.repo(), remote)
+    if report.rejected:
+        ref, why = report.rejected[0]
+        say(f"{len(report.rejected)} run ref(s) not pushed to {remote} ({ref}: {why}); "
+            f"your push goes on")
+    elif report.pushed:
+        say(f"pushed {len(report.pushed)} run ref(s) to {remote}")
+
+
+HOOKS: dict[str, tuple[Callable[[HookGit, list[str]], None], tuple[str, ...]]] = {
+    # hook: (handler, revisions to resolve while finding the repository)
+    "prepare-commit-msg": (prepare_commit_msg, ()),
+    "post-commit": (post_commit, ("HEAD^{tree}",)),
+    "post-rewrite": (post_rewrite, ()),
+    "pre-push": (pre_push, ()),
+}
+
+
+def main(argv: list[str]) -> int:
+    hook = argv[0] if argv else "(none)"
+    try:
+        if hook not in HOOKS:
+            raise HookError("gitexp has no such hook")
+        handler, revs = HOOKS[hook]
+        handler(HookGit(*revs), argv[1:])
+    except Exception as exc:  # a hook must never break the user's git
+        text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        say(f"{hook} hook skipped: {' '.join(str(text).split())}")
+    return 0
+
+
+# -- helpers ---------------------------------------------------------------------------------
+_SITE_DONE: list[bool] = []
+
+
+def _site() -> None:
+    """Before gitexp's heavier modules: the site-packages that `python -S` left out."""
+    if sys.flags.no_site and not _SITE_DONE:
+        import site
+
+        site.main()
+        _SITE_DONE.append(True)
+
+
+def say(line: str) -> None:
+    sys.stderr.write(f"gitexp: {line}\n")
+    sys.stderr.flush()
+
+
+def summary(status: str, metrics: dict[str, Any], wanted: list[str]) -> str:
+    names = wanted or sorted(metrics)[:TRAILER_METRICS]
+    return ", ".join([status, *(f"{k}={_value(metrics[k])}" for k in names if k in metrics)])
+
+
+def _value(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _is_ours(line: str, known: set[str]) -> bool:
+    words = line.split()
+    return len(words) > 1 and words[0] == f"{TRAILER}:" and words[1] in known
+
+
+def _cat_commits(out: str) -> list[tuple[str, str]]:
+    """Parse `git cat-file --batch` output: (oid, content) for each commit."""
+    found = []
+    data = out.encode(errors="surrogateescape")
+    pos = 0
+    while pos < len(data):
+        end = data.index(b"\n", pos)
+        header = data[pos:end].decode().split()
+        pos = end + 1
+        if len(header) == 3:  # "<oid> <type> <size>"; else "<oid> missing"
+            size = int(header[2])
+            if header[1] == "commit":
+                found.append((header[0], data[pos:pos + size].decode(errors="surrogateescape")))
+            pos += size + 1
+    return found
+
+
+def _spawn(argv: list[str], env: dict[str, str], data: bytes | None) -> tuple[int, bytes, bytes]:
+    """Run argv; (exit code, stdout, stderr). Feeds `data` and drains both outputs together,
+    so neither side can block the other whatever the sizes."""
+    in_r, in_w = os.pipe() if data is not None else (os.open(os.devnull, os.O_RDONLY), -1)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        pid = os.posix_spawnp(argv[0], argv, env, file_actions=[
+            (os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
+            (os.POSIX_SPAWN_DUP2, err_w, 2)])
+    except BaseException:
+        for fd in (in_w, out_r, err_r):
+            if fd >= 0:
+                os.close(fd)
+        raise
+    finally:
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+    out, err = _communicate(in_w, out_r, err_r, data or b"")
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out, err
+
+
+def _communicate(in_w: int, out_r: int, err_r: int, data: bytes) -> tuple[bytes, bytes]:
+    import select
+
+    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
+    readers, writers = [out_r, err_r], ([in_w] if in_w >= 0 else [])
+    pending = memoryview(data)
+    if writers:
+        os.set_blocking(in_w, False)
+    while readers or writers:
+        readable, writable, _ = select.select(readers, writers, [])
+        for fd in readable:
+            chunk = os.read(fd, 1 << 16)
+            if chunk:
+                chunks[fd].append(chunk)
+            else:
+                readers.remove(fd)
+                os.close(fd)
+        if writable:
+            try:
+                pending = pending[os.write(in_w, pending[:1 << 16]):]
+            except BrokenPipeError:  # the child stopped reading: its exit code will say why
+                pending = pending[:0]
+            if not pending:
+                os.close(in_w)
+                writers = []
+    return b"".join(chunks[out_r]), b"".join(chunks[err_r])
+
+
+def _read_cache(path: str) -> tuple[str | None, list[tuple[str, str, str]]]:
+    try:
+        with open(path, encoding="ascii") as f:
+            head, *lines = f.read().splitlines()
+    except (OSError, ValueError):
+        return None, []
+    rows = []
+    for line in lines:
+        commit, _, rest = line.partition(" ")
+        tree, _, run_id = rest.partition(" ")
+        if run_id:
+            rows.append((run_id, commit, tree))
+    stamp = head[len("stamp "):] if head.startswith("stamp ") else "-"
+    return (None if stamp == "-" else stamp), rows
+
+
+def _write_atomic(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,302 @@
+"""The index: a SQLite cache of run records under `.git/gitexp/index.sqlite`.
+
+Git refs are the source of truth. Each row is keyed by ref *and* commit, so a row is either
+exactly right or stale, never subtly wrong: `sync` lists `refs/experiments/` with names and
+object ids only (no commit is read), re-reads just the commits that are new or moved, and
+drops rows whose ref is gone. Deleting the file loses nothing; the next `sync` rebuilds it.
+
+Several `git exp` processes may sync at once: WAL mode lets readers go on while one writes,
+and a writer that finds the database busy retries; any trouble with the file (corrupt,
+read-only, locked for too long) falls back to reading git directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from gitexp import refs
+from gitexp.errors import GitexpError
+from gitexp.git import Repo, clean_env
+from gitexp.record import Environment, Result, RunRecord, decode_message
+
+FILE = "index.sqlite"
+VERSION = 1  # bump when the table changes: an older file is simply rebuilt
+BUSY_MS = 5000
+RETRIES = 5
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    ref TEXT PRIMARY KEY,
+    commit_id TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    snapshot TEXT,
+    launched_at REAL,
+    status TEXT,
+    target TEXT,
+    argv TEXT,
+    cwd TEXT,
+    row TEXT,          -- where.row_of(): what `ls` shows and filters on, cheap to decode
+    body TEXT          -- {"record": ..., "result": ...}; NULL: the commit is not a readable run
+);
+CREATE INDEX IF NOT EXISTS runs_launched ON runs (launched_at);
+CREATE TABLE IF NOT EXISTS params (
+    snapshot TEXT NOT NULL,
+    cwd TEXT NOT NULL,
+    body TEXT NOT NULL,  -- params read from params.yaml/params.json at the snapshot
+    PRIMARY KEY (snapshot, cwd)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One run as git has it: the ref's commit and the record/result its message carries."""
+
+    ref: str
+    commit: str
+    record: RunRecord
+    result: Result | None
+
+    @property
+    def written_back(self) -> bool:
+        return self.result is not None
+
+
+def path_of(repo: Repo) -> Path:
+    return repo.gitexp_dir / FILE
+
+
+def sync(repo: Repo) -> list[Entry]:
+    """Every readable run under `refs/experiments/`, brought up to date with the refs."""
+    return [e if isinstance(e, Entry) else _entry(*e) for e in _current(repo, "body")]
+
+
+def rows(repo: Repo) -> list[dict[str, Any]]:
+    """`where.row_of` of every readable run, without decoding whole records (fast `ls`)."""
+    from gitexp.where import row_of
+
+    return [row_of(e.record, e.result, e.commit) if isinstance(e, Entry) else json.loads(e[2])
+            for e in _current(repo, "row")]
+
+
+def _current(repo: Repo, column: str) -> list[Entry | tuple[str, str, str]]:
+    """Fresh entries, plus (ref, commit, <column>) of the rows that were already right."""
+    heads = _ref_heads(repo)
+    try:
+        with _connect(repo) as db:
+            return _sync(repo, db, heads, column)
+    except (sqlite3.Error, OSError):
+        return [e for e in _read_commits(repo, heads).values() if e is not None]
+
+
+def forget(repo: Repo, ref_names: Iterable[str]) -> None:
+    """Drop rows (after `rm`/`gc`); harmless if the file is missing or busy."""
+    with contextlib.suppress(sqlite3.Error, OSError), _connect(repo) as db:
+        _retry(lambda: db.executemany("DELETE FROM runs WHERE ref = ?",
+                                      [(r,) for r in ref_names]))
+
+
+def succeeded_like(repo: Repo, argv: list[str], cwd: str) -> list[Entry]:
+    """Written-back, succeeded runs with this argv and subdirectory: one indexed query, so
+    `git exp run` pays next to nothing for the "already succeeded" check."""
+    heads = _ref_heads(repo)
+    try:
+        with _connect(repo) as db:
+            _sync(repo, db, heads, "commit_id")
+            rows = db.execute(
+                "SELECT ref, commit_id, body FROM runs WHERE status = 'succeeded' "
+                "AND argv = ? AND cwd = ?", (_argv_key(argv), cwd)).fetchall()
+        return [_entry(*row) for row in rows if heads.get(row[0]) == row[1]]
+    except (sqlite3.Error, OSError):
+        entries = [e for e in _read_commits(repo, heads).values() if e is not None]
+        return [e for e in entries if e.result is not None and e.result.status == "succeeded"
+                and e.record.argv == argv and e.record.cwd == cwd]
+
+
+# -- params cache (params.py computes; the index only remembers) -----------------------------
+def cached_params(repo: Repo, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    wanted = set(keys)
+    found: dict[tuple[str, str], Any] = {}
+    with contextlib.suppress(sqlite3.Error, OSError), _connect(repo) as db:
+        for snap, cwd, body in db.execute("SELECT snapshot, cwd, body FROM params"):
+            if (snap, cwd) in wanted:
+                found[(snap, cwd)] = json.loads(body)
+    return found
+
+
+def store_params(repo: Repo, values: dict[tuple[str, str], Any]) -> None:
+    with contextlib.suppress(sqlite3.Error, OSError), _connect(repo) as db:
+        rows = [(s, c, json.dumps(v)) for (s, c), v in values.items()]
+        _retry(lambda: db.executemany("INSERT OR REPLACE INTO params VALUES (?, ?, ?)", rows))
+
+
+# -- internals --------------------------------------------------------------------------------
+def _ref_heads(repo: Repo) -> dict[str, str]:
+    out = repo.git("for-each-ref", "--format=%(refname) %(objectname)", refs.PREFIX)
+    heads = {}
+    for line in out.splitlines():
+        ref, _, commit = line.rpartition(" ")
+        if refs.id_from_ref(ref):
+            heads[ref] = commit
+    return heads
+
+
+@contextlib.contextmanager
+def _connect(repo: Repo) -> Iterator[sqlite3.Connection]:
+    path = path_of(repo)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=BUSY_MS / 1000, isolation_level=None)
+    try:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            _retry(lambda: db.execute("PRAGMA journal_mode = WAL"))
+        db.execute("PRAGMA synchronous = NORMAL")  # a cache: losing the last write is fine
+        if db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
+            _retry(lambda: _reset(db))
+        yield db
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            path.unlink(missing_ok=True)  # corrupt or foreign: it is only a cache
+        raise
+    finally:
+        db.close()
+
+
+def _reset(db: sqlite3.Connection) -> None:
+    db.executescript("BEGIN IMMEDIATE; DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS params;"
+                     + _SCHEMA + f"PRAGMA user_version = {VERSION}; COMMIT;")
+
+
+def _retry(fn: Any) -> Any:
+    for attempt in range(RETRIES):
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            transient = "locked" in str(exc) or "busy" in str(exc)
+            if not transient or attempt == RETRIES - 1:
+                raise
+            time.sleep(0.05 * 2**attempt)
+    return None
+
+
+def _sync(repo: Repo, db: sqlite3.Connection, heads: dict[str, str],
+          column: str) -> list[Entry | tuple[str, str, str]]:
+    rows = db.execute(f"SELECT ref, commit_id, {column} FROM runs").fetchall()  # noqa: S608
+    known = {ref: commit for ref, commit, _ in rows}
+    changed = {ref: c for ref, c in heads.items() if known.get(ref) != c}
+    gone = [ref for ref in known if ref not in heads]
+    fresh = _read_commits(repo, changed) if changed else {}
+    if changed or gone:
+        def write() -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("DELETE FROM runs WHERE ref = ?", [(r,) for r in gone])
+                db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                               [_row(ref, changed[ref], fresh.get(ref)) for ref in changed])
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        _retry(write)
+    out: list[Entry | tuple[str, str, str]] = [e for e in fresh.values() if e is not None]
+    out += [(ref, commit, value) for ref, commit, value in rows
+            if value is not None and heads.get(ref) == commit]
+    return out
+
+
+def _row(ref: str, commit: str, entry: Entry | None) -> tuple[Any, ...]:
+    from gitexp.where import row_of
+
+    run_id = refs.id_from_ref(ref) or ""
+    if entry is None:
+        return (ref, commit, run_id, None, None, None, None, None, None, None, None)
+    rec, res = entry.record, entry.result
+    body = {"record": {**rec.to_dict(), "snapshot": rec.snapshot},
+            "result": res.to_dict() if res else None}
+    return (ref, commit, run_id, rec.snapshot, rec.launched_at,
+            res.status if res else None, rec.target, _argv_key(rec.argv), rec.cwd,
+            _dumps(row_of(rec, res, commit)), _dumps(body))
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), allow_nan=True)
+
+
+def _entry(ref: str, commit: str, body: str) -> Entry:
+    # Rows were written by `_row` from validated dataclasses, so they are rebuilt directly:
+    # at 10,000 runs the generic `from_dict` checks would cost more than everything else.
+    data = json.loads(body)
+    rec = data["record"]
+    rec["env"] = Environment(**rec["env"])
+    res = data["result"]
+    try:
+        record = RunRecord(**{k: v for k, v in rec.items() if k in _RECORD_FIELDS})
+        result = Result(**{k: v for k, v in res.items() if k in _RESULT_FIELDS}) if res else None
+    except TypeError:  # a row from an older gitexp: take the careful path
+        return _careful_entry(ref, commit, json.loads(body))
+    return Entry(ref=ref, commit=commit, record=record, result=result)
+
+
+def _careful_entry(ref: str, commit: str, data: dict[str, Any]) -> Entry:
+    rec = data["record"]
+    record = RunRecord.from_dict(rec, snapshot=rec.get("snapshot", ""))
+    result = Result.from_dict(data["result"]) if data.get("result") else None
+    return Entry(ref=ref, commit=commit, record=record, result=result)
+
+
+_RECORD_FIELDS = frozenset(f.name for f in fields(RunRecord))
+_RESULT_FIELDS = frozenset(f.name for f in fields(Result))
+
+
+def _argv_key(argv: list[str]) -> str:
+    return json.dumps(argv, separators=(",", ":"))
+
+
+def _read_commits(repo: Repo, heads: dict[str, str]) -> dict[str, Entry | None]:
+    """Parse the commits `heads` point at, in one `git cat-file --batch`."""
+    if not heads:
+        return {}
+    order = list(heads.items())
+    proc = subprocess.run(
+        ["git", "--git-dir", str(repo.git_dir), "cat-file", "--batch"],
+        input="".join(f"{commit}\n" for _, commit in order).encode(),
+        capture_output=True, env=clean_env(), check=False,
+    )
+    if proc.returncode != 0:
+        raise GitexpError("git cat-file failed while reading runs",
+                          hint="is this a healthy git repository? `git fsck` checks")
+    out = proc.stdout
+    pos = 0
+    found: dict[str, Entry | None] = {}
+    for ref, commit in order:
+        nl = out.index(b"\n", pos)
+        header = out[pos:nl].split()
+        pos = nl + 1
+        if len(header) < 3 or header[1] != b"commit":  # missing, or not a commit
+            found[ref] = None
+            continue
+        size = int(header[2])
+        found[ref] = _parse_commit(ref, commit, out[pos:pos + size].decode(errors="replace"))
+        pos += size + 1
+    return found
+
+
+def _parse_commit(ref: str, commit: str, raw: str) -> Entry | None:
+    headers, _, message = raw.partition("\n\n")
+    parents = [line[7:] for line in headers.splitlines() if line.startswith("parent ")]
+    try:
+        record, result = decode_message(message, snapshot=commit)
+    except GitexpError:
+        return None
+    if result is not None:  # a results commit: the snapshot is its first parent
+        record = record.with_snapshot(parents[0] if parents else commit)
+    return Entry(ref=ref, commit=commit, record=record, result=result)

@@ -1,0 +1,135 @@
+"""The dev side of mail: freeze the settings at launch, and speak for a dead worker.
+
+A lost run's worker cannot send anything, so whoever notices the loss (`git exp ls`,
+`git exp watch`, via `runs.observe`) sends the `lost` mail, once, continuing the run's
+thread. Mail a worker could not deliver and spooled in its store is moved into the local
+outbox at the same moment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+
+from gitexp import metrics
+from gitexp.config import Config, Target
+from gitexp.git import Repo
+from gitexp.notify import deliver, policy, sender_for
+from gitexp.notify.maildir import MaildirOutbox, collect
+from gitexp.notify.mailer import SETTINGS_KEY
+from gitexp.notify.settings import NotifySettings, from_config, secrets_from
+from gitexp.record import LIVE, Result, RunRecord
+from gitexp.stores import Store, run_key
+
+log = logging.getLogger("gitexp.notify")
+
+
+def outbox(repo: Repo) -> MaildirOutbox:
+    return MaildirOutbox(repo.gitexp_dir / "outbox")
+
+
+def at_launch(repo: Repo, config: Config, record: RunRecord, target: Target,
+              store: Store) -> None:
+    """Write the run's (secret-free) mail settings to its store; ConfigError if malformed."""
+    settings = from_config(config, target, repo.root.name)
+    store.write(run_key(record.id, SETTINGS_KEY), settings.to_json())
+
+
+def settings_of(store: Store, run_id: str) -> NotifySettings | None:
+    raw = store.read(run_key(run_id, SETTINGS_KEY))
+    return NotifySettings.from_json(raw) if raw else None
+
+
+def observed(repo: Repo, store: Store, record: RunRecord, result: Result,
+             environ: Mapping[str, str] | None = None) -> None:
+    """A run was just seen ending: collect its spooled mail; mail its loss. Never raises."""
+    try:
+        collect(store, record.id, outbox(repo))
+        if result.status == "lost":
+            send_lost(repo, store, record, result, environ)
+    except Exception:  # mail must not break `git exp ls`
+        log.exception("gitexp: mail for %s failed", record.id)
+
+
+def send_lost(repo: Repo, store: Store, record: RunRecord, result: Result,
+              environ: Mapping[str, str] | None = None) -> str | None:
+    """The `lost` mail, unless the run already had its terminal mail; returns the outcome."""
+    from gitexp.notify import content
+
+    settings = settings_of(store, record.id)
+    if settings is None:
+        return None
+    state = policy.load(store, record.id)
+    digest = policy.end(state, settings, "lost")
+    # Claim before sending: a second observer finds `ended` set and stays quiet.
+    policy.save(store, record.id, state)
+    if digest is None:
+        return None
+    seq = state.next_seq()
+    policy.save(store, record.id, state)
+    points = metrics.parse_series(store.read(run_key(record.id, "metrics.jsonl")) or b"")
+    message = content.build(settings, record, event="lost", seq=seq, digest=digest,
+                            points=points, result=result,
+                            log_bytes=store.read(run_key(record.id, "log")) or b"")
+    box = outbox(repo)
+    sender = sender_for(settings, secrets_from(environ or os.environ), box)
+    # Someone is waiting at a prompt: retry briefly, then the outbox keeps it.
+    return deliver(message, sender, box, attempts=2, backoff=0.5)
+
+
+def resend(repo: Repo, config: Config, environ: Mapping[str, str] | None = None) -> int:
+    """Try once more to send the outbox's undelivered mail (with the repository's current
+    settings); a sent mail leaves the outbox. Returns how many went out. Never raises."""
+    from gitexp.notify.maildir import UNDELIVERED_HEADER
+
+    try:
+        box = outbox(repo)
+        pending = box.undelivered()
+        if not pending:
+            return 0
+        settings = from_config(config, config.target(None), repo.root.name)
+        if settings.sender == "maildir":
+            return 0
+        sender = sender_for(settings, secrets_from(environ or os.environ), box)
+        sent = 0
+        for key, message in pending:
+            del message[UNDELIVERED_HEADER]
+            try:
+                sender.send(message)
+            except Exception:  # still down: it stays where it is
+                break
+            box.remove(key)
+            sent += 1
+    except Exception:  # a broken outbox or config must not stop `git exp watch`
+        log.exception("gitexp: resending mail failed")
+        return 0
+    return sent
+
+
+def watch(repo: Repo, config: Config, *, interval: float = 60.0, until_idle: bool = False,
+          sleep: Callable[[float], None] = time.sleep) -> Iterator[tuple[str, str, str]]:
+    """Look at live runs every `interval` seconds (so finished ones are written back, lost
+    ones mailed, undelivered mail tried again) and yield `(run id, old status, new status)`
+    for each change. With `until_idle`, stop once no run is live."""
+    from gitexp import runs
+
+    done = {r.id for r in runs.list_runs(repo, config, refresh=False) if r.written_back}
+    seen: dict[str, str] = {}
+    while True:
+        live = 0
+        for run in runs.list_runs(repo, config, refresh=True):
+            if run.id in done:
+                continue
+            if seen.get(run.id) != run.status:
+                yield run.id, seen.get(run.id, ""), run.status
+            seen[run.id] = run.status
+            if run.status in LIVE:
+                live += 1
+            else:
+                done.add(run.id)
+        resend(repo, config)
+        if until_idle and not live:
+            return
+        sleep(interval)

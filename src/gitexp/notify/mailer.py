@@ -1,0 +1,170 @@
+"""The agent's mailer: a background thread that watches the job's metric lines for
+checkpoints and mails digests by the policy; `finish` sends the terminal mail.
+
+Nothing here may hurt the run: every entry point swallows its own failures (and logs them
+to the agent's stderr), the thread is a daemon, and sending is bounded by `deliver`'s retries.
+Secrets come from the agent's environment, which the job itself does not inherit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from gitexp import metrics
+from gitexp.notify import Outbox, deliver, policy, sender_for
+from gitexp.notify.settings import NotifySettings, secrets_from
+from gitexp.record import Result, RunRecord
+from gitexp.stores import Store, run_key
+
+SETTINGS_KEY = "notify-settings.json"
+JOIN_TIMEOUT = 120.0
+
+log = logging.getLogger("gitexp.notify")
+
+
+class RunMailer:
+    def __init__(self, *, settings: NotifySettings, record: RunRecord, store: Store,
+                 outbox: Outbox, secrets: Mapping[str, str], spool: Path, cwd: Path | None,
+                 poll: float = 2.0, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.record = record
+        self.store = store
+        self.outbox = outbox
+        self.sender = sender_for(settings, secrets, outbox)
+        self.metrics_path = spool / "metrics.jsonl"
+        self.log_path = spool / "log"
+        self.cwd = cwd
+        self.poll = poll
+        self.clock = clock
+        self.started = clock()
+        self.state = policy.load(store, record.id)
+        self._checkpoints: list[dict[str, Any]] = []
+        self._offset = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="gitexp-mail", daemon=True)
+        self._thread.start()
+
+    def finish(self, result: Result) -> None:
+        """The terminal mail (with the checkpoints still pending as a digest). Never raises."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(JOIN_TIMEOUT)
+        try:
+            with self._lock:
+                self._read_checkpoints()
+                digest = policy.end(self.state, self.settings, result.status)
+                policy.save(self.store, self.record.id, self.state)
+                if digest is not None:
+                    self._mail(result.status, digest, result)
+        except Exception:  # mail never hurts a run
+            log.exception("gitexp: the %s mail failed", result.status)
+
+    def _loop(self) -> None:
+        self._guarded(self._maybe_start_mail)
+        while not self._stop.wait(self.poll):
+            self._guarded(self.tick)
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        try:
+            with self._lock:
+                step()
+        except Exception:  # mail never hurts a run
+            log.exception("gitexp: mail step failed")
+
+    # -- one look ----------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Read new checkpoint lines; mail a digest when the policy says one is due."""
+        before = (self.state.seen, len(self.state.pending))
+        self._read_checkpoints()
+        digest = policy.due_digest(self.state, self.settings, self.clock())
+        if digest is not None or (self.state.seen, len(self.state.pending)) != before:
+            policy.save(self.store, self.record.id, self.state)
+        if digest:
+            self._mail("checkpoint", digest, self._live_result())
+
+    def _maybe_start_mail(self) -> None:
+        if policy.start(self.state, self.settings):
+            policy.save(self.store, self.record.id, self.state)
+            self._mail("start", [], self._live_result())
+
+    def _read_checkpoints(self) -> None:
+        try:
+            with self.metrics_path.open("rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        whole = data[: data.rfind(b"\n") + 1]  # a line still being written waits
+        self._offset += len(whole)
+        self._checkpoints += [p for p in metrics.parse_series(whole) if "_checkpoint" in p]
+        policy.add_checkpoints(self.state, self.settings, self._checkpoints)
+
+    def _mail(self, event: str, digest: list[dict[str, Any]], result: Result | None) -> None:
+        from gitexp.notify import content
+
+        seq = self.state.next_seq()
+        policy.save(self.store, self.record.id, self.state)  # a sequence number is never reused
+        points = self._points()
+        extra = metrics.from_files(self.cwd) if self.cwd and event != "checkpoint" else {}
+        message = content.build(self.settings, self.record, event=event, seq=seq,
+                                digest=digest, points=points, result=result,
+                                log_bytes=_read(self.log_path), extra_metrics=extra)
+        outcome = deliver(message, self.sender, self.outbox)
+        log.info("gitexp: %s mail %s", event, outcome)
+
+    def _points(self) -> list[dict[str, Any]]:
+        points = metrics.parse_series(_read(self.metrics_path))
+        if self.cwd is not None:  # dvclive's live series (the agent adds them at the end)
+            known = {json.dumps(p, sort_keys=True) for p in points}
+            points += [p for p in metrics.series_from_files(self.cwd)
+                       if json.dumps(p, sort_keys=True) not in known]
+        return points
+
+    def _live_result(self) -> Result:
+        return Result(status="running", started_at=self.started, host=socket.gethostname())
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def for_agent(*, store: Store, record: RunRecord, spool: Path, cwd: Path | None,
+              repo: Path | None, start: bool = True) -> RunMailer | None:
+    """The mailer of a run, started; None when the run has no mail settings (or they cannot
+    be read). Spools to the dev repository's outbox when the worker can reach it, otherwise
+    to the store, from where the dev side collects. Never raises."""
+    from gitexp.notify.maildir import MaildirOutbox, StoreOutbox
+
+    try:
+        raw = store.read(run_key(record.id, SETTINGS_KEY))
+        if raw is None:
+            return None
+        settings = NotifySettings.from_json(raw)
+        if not settings.on or settings.on == ["none"]:
+            return None
+        outbox: Outbox = (MaildirOutbox(repo / "gitexp" / "outbox") if repo is not None
+                          else StoreOutbox(store, record.id))
+        mailer = RunMailer(settings=settings, record=record, store=store, outbox=outbox,
+                           secrets=secrets_from(os.environ), spool=spool, cwd=cwd)
+        if start:
+            mailer.start()
+    except Exception:  # mail never hurts a run
+        log.exception("gitexp: mail is off for this run")
+        return None
+    return mailer

@@ -1,0 +1,114 @@
+"""What the mail of a run needs to know, minus every secret.
+
+Settings come from `exp.notify.*` (repo-wide) overridden by `exp.target.<name>.notify<Key>`
+(per target, e.g. `exp.target.gpu.notifyMinInterval 2h`). They are frozen at launch into the
+store (`runs/<id>/notify-settings.json`) so the worker and the dev side agree on them, and on
+the thread ids derived from them. Passwords and API keys are not settings: they are read from
+the environment of whoever sends (`SECRET_ENV`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from email.utils import getaddresses, parseaddr
+from typing import Any
+
+from gitexp.config import Config, Target
+from gitexp.errors import ConfigError
+
+SMTP_PASSWORD_ENV = "GITEXP_SMTP_PASSWORD"  # noqa: S105 - a variable name, not a password
+MAILGUN_KEY_ENV = "GITEXP_MAILGUN_KEY"
+SECRET_ENV = (SMTP_PASSWORD_ENV, MAILGUN_KEY_ENV)
+
+SENDERS = ("maildir", "smtp", "mailgun")
+EVENTS = ("start", "checkpoint", "succeeded", "failed", "cancelled", "lost")
+DEFAULT_ON = ("checkpoint", "succeeded", "failed", "lost")
+DEFAULT_MIN_INTERVAL = 30 * 60.0
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    repo: str  # the repository's name, for the subject
+    to: list[str] = field(default_factory=list)
+    sender_address: str = "gitexp <gitexp@localhost>"
+    sender: str = "maildir"
+    on: list[str] = field(default_factory=lambda: list(DEFAULT_ON))
+    min_interval: float = DEFAULT_MIN_INTERVAL
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_user: str | None = None
+    smtp_security: str = "starttls"
+    mailgun_domain: str | None = None
+    mailgun_url: str = "https://api.mailgun.net"
+    id_domain: str = "gitexp.localhost"  # right side of every Message-ID of this run
+
+    def wants(self, event: str) -> bool:
+        return event in self.on
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> NotifySettings:
+        raw = json.loads(data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def from_config(config: Config, target: Target, repo_name: str) -> NotifySettings:
+    """The settings for a run on `target`; ConfigError names the offending key."""
+
+    def get(key: str) -> str | None:
+        override = target.get("notify" + key.replace(".", ""))
+        return override if override is not None else config.get(f"exp.notify.{key}")
+
+    email = config.get("user.email")
+    to = [addr for _, addr in getaddresses([get("to") or email or ""]) if addr]
+    sender_address = get("from") or (f"gitexp <{to[0]}>" if to else "gitexp <gitexp@localhost>")
+    sender = (get("sender") or "maildir").lower()
+    if sender not in SENDERS:
+        raise ConfigError(f"exp.notify.sender = {sender!r} is not a mail sender",
+                          hint=f"one of: {', '.join(SENDERS)}")
+    on = [e.strip().lower() for e in (get("on") or ",".join(DEFAULT_ON)).split(",") if e.strip()]
+    unknown = [e for e in on if e not in EVENTS and e != "none"]
+    if unknown:
+        raise ConfigError(f"exp.notify.on names unknown events: {', '.join(unknown)}",
+                          hint=f"events: {', '.join(EVENTS)} (or `none`)")
+    port = _int(get("smtp.port"), "exp.notify.smtp.port")
+    security = (get("smtp.security") or ("ssl" if port == 465 else "starttls")).lower()
+    if security not in ("starttls", "ssl", "none"):
+        raise ConfigError(f"exp.notify.smtp.security = {security!r}",
+                          hint="one of: starttls, ssl, none")
+    domain = parseaddr(sender_address)[1].rpartition("@")[2]
+    return NotifySettings(
+        repo=repo_name, to=to, sender_address=sender_address, sender=sender, on=on,
+        min_interval=_interval(get("mininterval")),
+        smtp_host=get("smtp.host") or "localhost",
+        smtp_port=port or (465 if security == "ssl" else 587),
+        smtp_user=get("smtp.user"), smtp_security=security,
+        mailgun_domain=get("mailgun.domain"),
+        mailgun_url=(get("mailgun.url") or "https://api.mailgun.net").rstrip("/"),
+        id_domain=domain or "gitexp.localhost",
+    )
+
+
+def _interval(raw: str | None) -> float:
+    # Config.get_float parses durations (`30m`, `2h`) and words its errors; reuse it.
+    return Config({"exp.notify.mininterval": raw} if raw is not None else {}).get_float(
+        "exp.notify.minInterval", DEFAULT_MIN_INTERVAL)
+
+
+def _int(raw: str | None, key: str) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{key} = {raw!r} is not a port number",
+                          hint=f"e.g. `git config {key} 587`") from None
+
+
+def secrets_from(environ: dict[str, str] | Any) -> dict[str, str]:
+    """The sending secrets present in `environ` (the worker's or the dev side's)."""
+    return {k: environ[k] for k in SECRET_ENV if environ.get(k)}

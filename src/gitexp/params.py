@@ -1,0 +1,131 @@
+"""A run's params: `params.yaml`/`params.json` at its snapshot (DVC's convention) and the
+`--key value` / `--key=value` flags of its argv.
+
+Later sources win: params file < argv flags < params the record names itself (e.g. a sweep).
+Nested file params are flattened with dots (`train.lr`). Files are looked for in the run's
+subdirectory, then at the repository root, and read for many runs in one `git cat-file`
+call; what was read is remembered in the index by (snapshot, subdirectory).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterable
+from typing import Any
+
+from gitexp.git import Repo, clean_env
+from gitexp.metrics import flatten
+from gitexp.record import RunRecord
+
+FILES = ("params.yaml", "params.json")
+_FLAG = re.compile(r"^--([A-Za-z_][\w.\-]*)(?:=(.*))?$", re.DOTALL)
+_NUMBER = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
+
+
+def from_argv(argv: list[str]) -> dict[str, Any]:
+    """`--lr 3e-4 --epochs=3 --fast` -> {"lr": 0.0003, "epochs": 3, "fast": True}."""
+    found: dict[str, Any] = {}
+    i = 0
+    while i < len(argv):
+        m = _FLAG.match(argv[i])
+        i += 1
+        if not m:
+            continue
+        key, value = m.group(1), m.group(2)
+        if value is None:
+            nxt = argv[i] if i < len(argv) else None
+            if nxt is not None and not (nxt.startswith("--") or
+                                        (nxt.startswith("-") and not _NUMBER.match(nxt))):
+                value = nxt
+                i += 1
+        found[key] = True if value is None else scalar(value)
+    return found
+
+
+def scalar(text: str) -> Any:
+    """A flag's value as the program most likely reads it: numbers become numbers."""
+    if _NUMBER.match(text):
+        try:
+            return int(text)
+        except ValueError:
+            return float(text)
+    return text
+
+
+def from_file(name: str, text: str) -> dict[str, Any]:
+    """Flattened params of one file; a broken file has none (the run itself would say so)."""
+    if name.endswith(".json"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return {}
+    else:
+        import yaml  # deferred: only diff and --where on params need it
+
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        try:
+            data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+        except yaml.YAMLError:
+            return {}
+    return flatten(data) if isinstance(data, dict) else {}
+
+
+def of_run(repo: Repo, record: RunRecord) -> dict[str, Any]:
+    files = at_snapshots(repo, [(record.snapshot, record.cwd)])
+    return {**files.get((record.snapshot, record.cwd), {}), **from_argv(record.argv),
+            **record.params}
+
+
+def at_snapshots(repo: Repo, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    """File params of many (snapshot, subdirectory) pairs, from the index or one git call."""
+    from gitexp import index
+
+    wanted = {k for k in keys if k[0]}
+    found = index.cached_params(repo, wanted)
+    missing = sorted(wanted - found.keys())
+    if missing:
+        fresh = _read(repo, missing)
+        index.store_params(repo, fresh)
+        found.update(fresh)
+    return found
+
+
+def at_commit(repo: Repo, commit: str, cwd: str) -> dict[str, Any]:
+    """File params at any commit (e.g. a run's base), not cached."""
+    found: dict[str, Any] = _read(repo, [(commit, cwd)]).get((commit, cwd), {})
+    return found
+
+
+def _read(repo: Repo, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]:
+    # Each key asks for up to four paths; the first that exists wins.
+    asks: list[tuple[tuple[str, str], str]] = []
+    for snap, cwd in keys:
+        dirs = [cwd, ""] if cwd else [""]
+        for d in dirs:
+            for name in FILES:
+                asks.append(((snap, cwd), f"{d}/{name}" if d else name))
+    proc = subprocess.run(
+        ["git", "--git-dir", str(repo.git_dir), "cat-file", "--batch"],
+        input="".join(f"{snap}:{path}\n" for (snap, _), path in asks).encode(),
+        capture_output=True, env=clean_env(), check=False,
+    )
+    out, pos = proc.stdout, 0
+    found: dict[tuple[str, str], Any] = {k: {} for k in keys}
+    done: set[tuple[str, str]] = set()
+    for key, path in asks:
+        nl = out.find(b"\n", pos)
+        if nl < 0:
+            break
+        header = out[pos:nl].split()
+        pos = nl + 1
+        if len(header) != 3 or header[1] != b"blob":  # "<ask> missing"
+            continue
+        size = int(header[2])
+        blob = out[pos:pos + size]
+        pos += size + 1
+        if key not in done:
+            done.add(key)
+            found[key] = from_file(path, blob.decode("utf-8", errors="replace"))
+    return found

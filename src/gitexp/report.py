@@ -1,0 +1,150 @@
+"""`git exp report`: one self-contained, offline HTML page about runs.
+
+The page holds the runs table, the metric curves (one panel per metric, every run in its
+own colour, as inline base64 PNGs) and each run's record and result. No script, no external
+stylesheet, font or image: it opens from a mail attachment or a USB stick years later.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import shlex
+import time
+from typing import Any
+
+from gitexp import plots
+from gitexp.git import Repo
+from gitexp.runs import Run
+
+MAX_PANELS = 8
+
+STATUS_COLOUR = {"queued": "#777", "running": "#0a7ea4", "succeeded": "#1a7f37",
+                 "failed": "#cf222e", "cancelled": "#9a6700", "lost": "#8250df"}
+
+CSS = """
+body { font: 14px/1.45 -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif;
+       margin: 24px auto; max-width: 1150px; color: #1f2328; padding: 0 16px; }
+h1 { font-size: 24px; margin-bottom: 2px; } h2 { font-size: 19px; margin-top: 32px;
+     border-bottom: 1px solid #d0d7de; padding-bottom: 4px; }
+.sub { color: #656d76; margin-top: 0; }
+table.runs { border-collapse: collapse; width: 100%; font-size: 13px; }
+table.runs th { text-align: left; background: #f6f8fa; border-bottom: 2px solid #d0d7de; }
+table.runs th, table.runs td { padding: 6px 8px; border-bottom: 1px solid #eaeef2;
+                               vertical-align: top; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+code { font: 12px ui-monospace, Menlo, Consolas, monospace; }
+.badge { color: #fff; border-radius: 10px; padding: 1px 8px; font-size: 12px; }
+.swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px;
+          margin-right: 6px; }
+.curves { display: grid; grid-template-columns: repeat(auto-fill, minmax(540px, 1fr));
+          gap: 12px; }
+.curves img { width: 100%; border: 1px solid #eaeef2; }
+details { margin: 6px 0; } summary { cursor: pointer; }
+pre { background: #f6f8fa; padding: 10px; overflow-x: auto; font-size: 12px; }
+"""
+
+
+def render(repo: Repo, runs: list[Run], *, title: str | None = None) -> str:
+    """The HTML page for `runs` (newest first, as given)."""
+    by_run = {run.id: plots.curves(plots.run_points(repo, run)) for run in runs}
+    colour = plots.colours_of([run_id for run_id, series in by_run.items() if series])
+    metric_names = _metric_columns(runs)
+    title = title or f"gitexp runs: {repo.root.name}"
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1><p class='sub'>{len(runs)} run(s), generated "
+        f"{_e(time.strftime('%Y-%m-%d %H:%M'))} by gitexp</p>",
+        "<h2>Runs</h2>", _table(runs, metric_names, colour),
+        "<h2>Curves</h2>", _curves(by_run, colour),
+        "<h2>Records</h2>", *(_record(run) for run in runs),
+        "</body></html>\n",
+    ]
+    return "".join(parts)
+
+
+def _table(runs: list[Run], metric_names: list[str], colour: dict[str, str]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in ("run", "status", "target", "started",
+                                                  "duration", "command", "commit"))
+    head += "".join(f"<th class='num'>{_e(m)}</th>" for m in metric_names)
+    rows = []
+    for run in runs:
+        res = run.result
+        mets = res.metrics if res else {}
+        cells = [
+            f"<span class='swatch' style='background:{colour.get(run.id, 'transparent')}'>"
+            "</span>"
+            f"<a href='#run-{_e(run.id)}'><code>{_e(run.id)}</code></a>",
+            f"<span class='badge' style='background:{STATUS_COLOUR.get(run.status, '#777')}'>"
+            f"{_e(run.status)}</span>",
+            _e(run.record.target),
+            _e(_when(res.started_at if res and res.started_at else run.record.launched_at)),
+            _e(_duration(res.duration if res else None)),
+            f"<code>{_e(shlex.join(run.record.argv))}</code>",
+            f"<code>{_e(run.record.snapshot[:10])}</code>",
+        ]
+        row = "".join(f"<td>{c}</td>" for c in cells)
+        row += "".join(f"<td class='num'>{_e(_value(mets.get(m)))}</td>" for m in metric_names)
+        rows.append(f"<tr>{row}</tr>")
+    if not rows:
+        return "<p>No runs yet: <code>git exp run -- CMD</code> starts one.</p>"
+    return f"<table class='runs'><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _curves(by_run: dict[str, dict[str, plots.Curve]], colour: dict[str, str]) -> str:
+    names = plots.metric_order({m for series in by_run.values() for m in series})
+    if not names:
+        return "<p>No metric series: log them with <code>gitexp.log(step=i, loss=…)</code>.</p>"
+    images = []
+    for metric in names[:MAX_PANELS]:
+        try:
+            png = plots.render({r: s for r, s in by_run.items() if r in colour}, [metric],
+                               colours=colour)
+        except ImportError:
+            return "<p>Curves need matplotlib: <code>pip install 'gitexp[plots]'</code>.</p>"
+        data = base64.b64encode(png).decode()
+        images.append(f"<img alt='{_e(metric)} curves' src='data:image/png;base64,{data}'>")
+    more = (f"<p>{len(names) - MAX_PANELS} more metric(s) not drawn: "
+            f"{_e(', '.join(names[MAX_PANELS:]))}</p>") if len(names) > MAX_PANELS else ""
+    return f"<div class='curves'>{''.join(images)}</div>{more}"
+
+
+def _record(run: Run) -> str:
+    body = {"record": run.record.to_dict(), "snapshot": run.record.snapshot,
+            "commit": run.commit, "result": run.result.to_dict() if run.result else None}
+    text = json.dumps(body, indent=2, sort_keys=True, default=str)
+    return (f"<details id='run-{_e(run.id)}'><summary><code>{_e(run.id)}</code> "
+            f"({_e(run.status)})</summary><pre>{_e(text)}</pre></details>")
+
+
+def _metric_columns(runs: list[Run]) -> list[str]:
+    names: list[str] = []
+    for run in runs:
+        for key in run.result.metrics if run.result else {}:
+            if key not in names:
+                names.append(key)
+    return plots.metric_order(names)
+
+
+def _e(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return "" if v is None else str(v)
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    s = int(seconds)
+    return f"{seconds:.1f}s" if s < 60 else (f"{s // 60}m{s % 60:02d}s" if s < 3600
+                                             else f"{s // 3600}h{s % 3600 // 60:02d}m")

@@ -1,0 +1,177 @@
+"""Replay: did a rerun reproduce its run (`rerun --check`), the standalone replay script
+(`rerun --script`), the "already succeeded" notice, and restoring a run's code.
+
+A rerun itself is `runs.relaunch`: the same snapshot tree and parents, argv, subdirectory
+and data version, recorded with `rerun_of`.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import time
+from dataclasses import replace
+from typing import Any
+
+from gitexp import refs
+from gitexp.errors import GitexpError
+from gitexp.git import Repo
+from gitexp.record import encode_message
+from gitexp.results import RESULTS_DIR
+from gitexp.runs import Run
+
+RTOL = 1e-9  # floats printed and parsed back, nothing more: reproducing means the same numbers
+ATOL = 0.0
+
+
+# -- rerun --check ----------------------------------------------------------------------------
+def check(original: Run, rerun: Run, *, rtol: float = RTOL, atol: float = ATOL) -> dict[str, Any]:
+    """The verdict, metric by metric and output by output; JSON-safe (it is recorded)."""
+    a_res, b_res = original.result, rerun.result
+    a_status = original.status
+    b_status = rerun.status
+    a_mets = a_res.metrics if a_res else {}
+    b_mets = b_res.metrics if b_res else {}
+    mets = {name: {"a": a_mets.get(name), "b": b_mets.get(name),
+                   "same": _close(a_mets.get(name), b_mets.get(name), rtol, atol)
+                   if name in a_mets and name in b_mets else False}
+            for name in sorted(a_mets.keys() | b_mets.keys())}
+    a_outs = _hashes(a_res.outputs if a_res else {})
+    b_outs = _hashes(b_res.outputs if b_res else {})
+    outs = {path: {"a": a_outs.get(path), "b": b_outs.get(path),
+                   "same": a_outs.get(path) is not None and a_outs.get(path) == b_outs.get(path)}
+            for path in sorted(a_outs.keys() | b_outs.keys())}
+    same_status = a_status == b_status
+    reproduced = (same_status and all(m["same"] for m in mets.values())
+                  and all(o["same"] for o in outs.values()))
+    return {"of": original.id, "reproduced": reproduced, "rtol": rtol, "atol": atol,
+            "status": {"a": a_status, "b": b_status, "same": same_status},
+            "metrics": mets, "outputs": outs, "checked_at": time.time()}
+
+
+def _close(a: Any, b: Any, rtol: float, atol: float) -> bool:
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) \
+            and not isinstance(b, bool):
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return abs(a - b) <= atol + rtol * abs(a)
+    return bool(a == b)
+
+
+def _hashes(outputs: dict[str, Any]) -> dict[str, str]:
+    return {p: str(d.get("hash")) if isinstance(d, dict) else str(d) for p, d in outputs.items()}
+
+
+def record_verdict(repo: Repo, run: Run, verdict: dict[str, Any]) -> Run:
+    """Put the verdict into the rerun's result: a new results commit (same parent, same tree
+    but for `.gitexp-results/result.json`) replaces the old one on the run's ref."""
+    if not run.written_back or run.result is None:
+        raise GitexpError(f"run {run.id} has no result in git yet",
+                          hint=f"`git exp show {run.id}` writes it back once it ended")
+    result = replace(run.result, check=verdict)
+    import json
+
+    blob = repo.hash_object(json.dumps(result.to_dict(), indent=2, sort_keys=True).encode())
+    top = repo.tree_entries(run.commit)
+    results_tree = next((e.split()[2].split("\t")[0] for e in top
+                         if e.endswith("\t" + RESULTS_DIR)), None)
+    inner = repo.tree_entries(results_tree) if results_tree else []
+    inner = [e for e in inner if not e.endswith("\tresult.json")]
+    inner.append(f"100644 blob {blob}\tresult.json")
+    top = [e for e in top if not e.endswith("\t" + RESULTS_DIR)]
+    top.append(f"040000 tree {repo.mktree(inner)}\t{RESULTS_DIR}")
+    commit = repo.commit_tree(repo.mktree(top), [run.record.snapshot],
+                              encode_message(run.record, result))
+    if not repo.update_ref(refs.ref_for(run.id), commit, run.commit,
+                           f"gitexp: {run.id} checked against {verdict['of']}"):
+        raise GitexpError(f"run {run.id} changed while its verdict was being recorded",
+                          hint=f"retry `git exp rerun {verdict['of']} --check`")
+    return replace(run, result=result, commit=commit)
+
+
+# -- the "already succeeded" notice -----------------------------------------------------------
+class AlreadySucceededError(GitexpError):
+    def __init__(self, run: Run) -> None:
+        res = run.result
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.record.launched_at))
+        mets = ", ".join(f"{k}={_short(v)}" for k, v in sorted((res.metrics if res else {})
+                                                              .items())[:6])
+        super().__init__(
+            f"run {run.id} already ran this (same code, command, directory and data) and "
+            f"succeeded at {when}" + (f": {mets}" if mets else ""),
+            hint=f"`git exp show {run.id}` shows it; `git exp run --force -- ...` runs again",
+        )
+        self.run = run
+
+
+def _short(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def refuse_if_succeeded(repo: Repo, tree: str, argv: list[str], cwd: str) -> None:
+    """Raise AlreadySucceededError if a run of this tree, argv, subdirectory and data version
+    already succeeded."""
+    from gitexp import data, index
+
+    candidates = index.succeeded_like(repo, argv, cwd)
+    if not candidates:
+        return
+    version = data.version_of(repo, tree) if data.is_dvc_project(repo) else None
+    for entry in candidates:
+        same_data = (entry.record.data or None) == (version or None)
+        if same_data and repo.rev_parse(f"{entry.record.snapshot}^{{tree}}") == tree:
+            raise AlreadySucceededError(Run(record=entry.record, result=entry.result,
+                                            commit=entry.commit, written_back=True))
+
+
+# -- rerun --script -----------------------------------------------------------------------------
+def default_remote(repo: Repo) -> str:
+    """Where an auditor fetches the run from: `origin` if there is one, else this repository."""
+    url = repo.git("remote", "get-url", "origin", check=False).strip()
+    return url or str(repo.root)
+
+
+def script(repo: Repo, run: Run, remote: str | None = None) -> str:
+    """A POSIX shell script (templates/run.sh) that replays `run` with git and DVC alone."""
+    from gitexp import templates
+    from gitexp.data import version
+
+    rec = run.record
+    pulls = sorted(i.path for i in version.from_record(rec.data).values() if i.cached)
+    data_step = ("dvc pull -- " + shlex.join(pulls)) if pulls else \
+        ": # the run used no DVC-tracked data"
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(rec.env.variables.items())
+                      if k.isidentifier()) or ": # no recorded environment variables\n"
+    values = {
+        "run_id": rec.id, "snapshot": rec.snapshot, "remote": remote or default_remote(repo),
+        "cwd": rec.cwd or ".", "command": shlex.join(rec.argv).replace("\n", " "),
+    }
+    quoted = {k: shlex.quote(v) for k, v in values.items()}
+    quoted["command"] = values["command"]  # a comment line: shown, never executed
+    return templates.render("run.sh", {**quoted, "argv": shlex.join(rec.argv),
+                                       "data_step": data_step, "env_exports": exports.rstrip()},
+                            quote=lambda s: s)
+
+
+# -- git exp checkout -------------------------------------------------------------------------
+def restore_code(repo: Repo, run: Run, branch: str | None = None, *,
+                 outputs: bool = False) -> None:
+    """Check out the run's snapshot (detached, or on a new branch `branch`). Refuses, having
+    touched nothing, when the work tree has any change git would have to carry or clobber
+    (or, with `outputs`, when the run recorded none to restore afterwards)."""
+    if outputs and not (run.result and run.result.outputs):
+        raise GitexpError(f"run {run.id} recorded no outputs",
+                          hint="`git exp run --out PATH -- CMD` records one")
+    dirty = repo.git("status", "--porcelain", "--untracked-files=all").splitlines()
+    if dirty:
+        raise GitexpError(
+            f"the work tree has {len(dirty)} uncommitted change(s); checking out run {run.id} "
+            "could overwrite them",
+            hint="commit or stash them first (`git stash -u`), then retry",
+        )
+    snap = run.record.snapshot
+    if branch:
+        repo.git("switch", "-q", "-c", branch, snap)
+    else:
+        repo.git("-c", "advice.detachedHead=false", "checkout", "-q", "--detach", snap)

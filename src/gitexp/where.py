@@ -1,0 +1,325 @@
+"""Selecting runs: `--where 'lr<0.01 and status==succeeded'`, `--sort -loss`, `--limit`.
+
+Runs are looked at as flat *rows* (`row_of`): record and result fields by name, plus the
+`metrics` and `params` dicts. A bare name is a row field, else a metric, else a param;
+`metrics.loss` and `params.lr` say which. The expression language is parsed here by hand
+(no `eval`): comparisons `< <= > >= == = !=`, `and`, `or`, `not`, parentheses, numbers,
+quoted or bare strings. A missing value makes its comparison false.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitexp.config import Config
+from gitexp.errors import GitexpError
+from gitexp.git import Repo
+from gitexp.params import from_argv
+from gitexp.record import Result, RunRecord
+
+Row = dict[str, Any]
+Predicate = Callable[[Row], bool]
+HINT = "e.g. --where 'lr<0.01 and status==succeeded' (quote it for the shell)"
+# Fields every row has; any other name is looked up among metrics, then params.
+FIELDS = (
+    "id", "status", "target", "backend", "user", "branch", "cwd", "name", "sweep", "rerun_of",
+    "base", "snapshot", "launched_at", "started", "ended", "duration", "exit_code", "host",
+    "command", "verdict", "error",
+)
+_TOKEN = re.compile(r"""\s*(?:
+    (?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
+  | (?P<op><=|>=|==|!=|=|<|>)
+  | (?P<paren>[()])
+  | (?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
+  | (?P<word>[A-Za-z_][\w.\-/:]*)
+  )""", re.VERBOSE)
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "=": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
+
+
+def row_of(record: RunRecord, result: Result | None, commit: str = "") -> Row:
+    """What `ls` shows and `--where` sees of one run (JSON-safe; the index stores it)."""
+    res = result or Result(status="queued")
+    check = res.check or None
+    return {
+        "id": record.id, "status": res.status, "target": record.target,
+        "backend": record.backend, "user": record.user, "branch": record.branch,
+        "cwd": record.cwd, "name": record.name, "sweep": record.sweep,
+        "rerun_of": record.rerun_of, "base": record.base, "snapshot": record.snapshot,
+        "commit": commit, "launched_at": record.launched_at, "started": res.started_at,
+        "ended": res.ended_at, "duration": res.duration, "exit_code": res.exit_code,
+        "host": res.host, "command": shlex.join(record.argv), "error": res.error,
+        "verdict": None if check is None else
+        ("reproduced" if check.get("reproduced") else "not reproduced"),
+        "metrics": dict(res.metrics),
+        "params": {**from_argv(record.argv), **record.params},  # files: `add_file_params`
+        "written_back": result is not None,
+    }
+
+
+def value_of(row: Row, name: str) -> Any:
+    if name in row and name not in ("metrics", "params"):
+        return row[name]
+    head, _, rest = name.partition(".")
+    if head in ("metrics", "params") and rest:
+        return _lookup(row.get(head, {}), rest)
+    metrics = row.get("metrics", {})
+    return metrics[name] if name in metrics else _lookup(row.get("params", {}), name)
+
+
+def _lookup(values: dict[str, Any], name: str) -> Any:
+    if name in values:
+        return values[name]
+    # `lr` also finds `train.lr` from a nested params.yaml, when only one key ends so
+    nested = [v for k, v in values.items() if k.endswith("." + name)]
+    return nested[0] if len(nested) == 1 else None
+
+
+def needs_params(names: Iterable[str], rows: list[Row]) -> bool:
+    """Whether any name may be a param (so params files must be read): not a field, not a
+    metric that some run has."""
+    known = set(FIELDS)
+    for row in rows:
+        known.update(row.get("metrics", {}))
+    return any(n.startswith("params.") or (n not in known and not n.startswith("metrics."))
+               for n in names)
+
+
+def add_file_params(repo: Repo, rows: list[Row]) -> None:
+    """Put params.yaml/params.json params under each row's own (argv, record) params."""
+    from gitexp import params
+
+    files = params.at_snapshots(repo, [(r["snapshot"], r["cwd"]) for r in rows])
+    for r in rows:
+        r["params"] = {**files.get((r["snapshot"], r["cwd"]), {}), **r["params"]}
+
+
+# -- the query ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Query:
+    status: tuple[str, ...] = ()
+    target: tuple[str, ...] = ()
+    where: str | None = None
+    sort: str | None = None
+    limit: int | None = None
+    columns: tuple[str, ...] = field(default=())
+    sweep: str | None = None
+
+    def filters(self) -> bool:
+        return bool(self.status or self.target or self.where or self.sweep)
+
+    def names(self) -> list[str]:
+        """Every name the query looks at (to know whether params are needed)."""
+        out = [k for k, _ in sort_keys(self.sort)] + list(self.columns)
+        if self.where:
+            out += [t for kind, t, _ in _tokens(self.where) if kind == "word"
+                    and t.lower() not in ("and", "or", "not", "true", "false", "null")]
+        return out
+
+
+def listing(repo: Repo, config: Config, query: Query) -> list[Row]:
+    """The rows `git exp ls` shows: from the index, with unfinished runs looked at afresh
+    (finished ones get written back, dead ones become lost) and params files read only when
+    the query may name a param."""
+    from gitexp import index
+
+    rows = index.rows(repo)
+    for i, row in enumerate(rows):
+        if not row["written_back"]:
+            from gitexp import runs  # only now: the service layer is a heavier import
+
+            try:
+                run = runs.find(repo, row["id"], config)
+            except GitexpError:
+                continue
+            rows[i] = row_of(run.record, run.result, run.commit)
+            rows[i]["written_back"] = run.written_back
+    if needs_params(query.names(), rows):
+        add_file_params(repo, rows)
+    return select(rows, query)
+
+
+def select(rows: list[Row], query: Query) -> list[Row]:
+    """Filter, sort (newest first unless told) and cut."""
+    test = compile_where(query.where) if query.where else None
+    picked = [
+        r for r in rows
+        if (not query.status or r["status"] in query.status)
+        and (not query.target or r["target"] in query.target)
+        and (query.sweep is None or r["sweep"] == query.sweep)
+        and (test is None or test(r))
+    ]
+    picked.sort(key=lambda r: r.get("launched_at") or 0.0, reverse=True)
+    for name, descending in reversed(sort_keys(query.sort)):
+        keyed = [(_sortable(value_of(r, name)), r) for r in picked]
+        present = [(k, r) for k, r in keyed if k is not None]
+        present.sort(key=lambda kr: kr[0], reverse=descending)
+        # runs without the value go last either way (stable: the earlier order holds within)
+        picked = [r for _, r in present] + [r for k, r in keyed if k is None]
+    if query.limit is not None:
+        if query.limit < 0:
+            raise GitexpError("--limit must be 0 or more", hint="e.g. --limit 20")
+        picked = picked[: query.limit]
+    return picked
+
+
+def sort_keys(spec: str | None) -> list[tuple[str, bool]]:
+    """`-loss,acc` -> [("loss", True), ("acc", False)]; `-` means descending."""
+    keys = []
+    for raw in (spec or "").split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        name = part.lstrip("-+")
+        if not re.fullmatch(r"[A-Za-z_][\w.\-/:]*", name):
+            raise GitexpError(f"cannot sort by {part!r}", hint="e.g. --sort -acc or --sort loss")
+        keys.append((name, part.startswith("-")))
+    return keys
+
+
+def _sortable(v: Any) -> tuple[int, Any] | None:
+    if v is None:
+        return None
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (0, float(v))
+    return (1, str(v))  # numbers before strings: never compare the two
+
+
+# -- the --where parser -----------------------------------------------------------------------
+def compile_where(text: str) -> Predicate:
+    parser = _Parser(text, _tokens(text))
+    pred = parser.expr()
+    if parser.peek() is not None:
+        parser.fail(f"unexpected {parser.peek()[1]!r}")  # type: ignore[index]
+    return pred
+
+
+def _tokens(text: str) -> list[tuple[str, str, int]]:
+    out, pos = [], 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            col = len(text) - len(text[pos:].lstrip())
+            raise GitexpError(f"bad --where expression {text!r}: unexpected {text[col]!r} "
+                              f"at column {col + 1}", hint=HINT)
+        kind = m.lastgroup or ""
+        out.append((kind, m.group(kind), m.start(kind)))
+        pos = m.end()
+    return out
+
+
+class _Parser:
+    def __init__(self, text: str, tokens: list[tuple[str, str, int]]) -> None:
+        self.text, self.tokens, self.i = text, tokens, 0
+
+    def peek(self) -> tuple[str, str, int] | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str, int]:
+        tok = self.peek()
+        if tok is None:
+            self.fail("it ends too early")
+        self.i += 1
+        return tok  # type: ignore[return-value]
+
+    def fail(self, why: str) -> None:
+        raise GitexpError(f"bad --where expression {self.text!r}: {why}", hint=HINT)
+
+    def is_word(self, word: str) -> bool:
+        tok = self.peek()
+        return tok is not None and tok[0] == "word" and tok[1].lower() == word
+
+    def expr(self) -> Predicate:
+        left = self.conj()
+        while self.is_word("or"):
+            self.take()
+            left = _or(left, self.conj())
+        return left
+
+    def conj(self) -> Predicate:
+        left = self.neg()
+        while self.is_word("and"):
+            self.take()
+            left = _and(left, self.neg())
+        return left
+
+    def neg(self) -> Predicate:
+        if self.is_word("not"):
+            self.take()
+            inner = self.neg()
+            return lambda r: not inner(r)
+        tok = self.peek()
+        if tok is not None and tok[1] == "(":
+            self.take()
+            inner = self.expr()
+            if self.take()[1] != ")":
+                self.fail("a ')' is missing")
+            return inner
+        return self.comparison()
+
+    def comparison(self) -> Predicate:
+        kind, name, _ = self.take()
+        if kind != "word" or name.lower() in ("and", "or", "not"):
+            self.fail(f"expected a name (a field, metric or param) but found {name!r}")
+        tok = self.peek()
+        if tok is None or tok[0] != "op":
+            self.fail(f"expected a comparison (<, <=, >, >=, ==, !=) after {name!r}")
+        op = self.take()[1]
+        kind, raw, _ = self.take()
+        if kind not in ("num", "str", "word"):
+            self.fail(f"expected a value after {op!r} but found {raw!r}")
+        return _compare(name, op, _literal(kind, raw))
+
+
+def _or(a: Predicate, b: Predicate) -> Predicate:
+    return lambda r: a(r) or b(r)
+
+
+def _and(a: Predicate, b: Predicate) -> Predicate:
+    return lambda r: a(r) and b(r)
+
+
+def _literal(kind: str, raw: str) -> Any:
+    if kind == "num":
+        return float(raw)
+    if kind == "str":
+        return re.sub(r"\\(.)", r"\1", raw[1:-1])
+    return {"true": True, "false": False, "null": None, "none": None}.get(raw.lower(), raw)
+
+
+def _compare(name: str, op: str, want: Any) -> Predicate:
+    fn = _COMPARE[op]
+
+    def test(row: Row) -> bool:
+        have = value_of(row, name)
+        if have is None or want is None:
+            return (have is None) == (want is None) if op in ("==", "=") else (
+                op == "!=" and (have is None) != (want is None))
+        a, b = _coerce(have, want)
+        if a is None:
+            return op == "!="  # incomparable kinds: equal never, different always
+        try:
+            return fn(a, b)
+        except TypeError:
+            return False
+
+    return test
+
+
+def _coerce(have: Any, want: Any) -> tuple[Any, Any]:
+    if isinstance(want, bool) or isinstance(have, bool):
+        return (have, want) if isinstance(have, bool) and isinstance(want, bool) else (None, None)
+    if isinstance(want, float):
+        try:
+            return float(have), want
+        except (TypeError, ValueError):
+            return None, None
+    return str(have), str(want)

@@ -1,0 +1,260 @@
+"""One contract, every store: a temp dir (file://), two GCS emulators (gs://) and a real sshd
+on loopback (ssh://). GCS-only behaviour (generation preconditions, retries) follows."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitexp.errors import StoreError
+from gitexp.stores import Store, get_file, open_store, put_file
+from gitexp.stores.gcs import GCSStore
+
+KINDS = ["file", "gcs_emulator", "fake_gcs", "sftp"]
+
+
+@pytest.fixture(params=KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    kind = request.param
+    if kind == "file":
+        yield open_store((tmp_path / "store").as_uri())
+    elif kind == "sftp":
+        sshd = request.getfixturevalue("sshd")
+        monkeypatch.setenv("GITEXP_SSH_CONFIG", sshd.ssh_config)
+        yield open_store(sshd.url(sshd.mkdtemp("store")))
+    else:
+        server = request.getfixturevalue(kind)
+        for key, value in server.env.items():
+            monkeypatch.setenv(key, value)
+        server.bucket("contract")
+        yield open_store(f"gs://contract/{uuid.uuid4().hex[:8]}/store")
+
+
+def test_opens_as_a_store(store: Store) -> None:
+    assert isinstance(store, Store)
+    assert open_store(store.url).url == store.url  # the URL round-trips
+
+
+def test_read_write_replace(store: Store) -> None:
+    assert store.read("runs/a/status.json") is None
+    store.write("runs/a/status.json", b'{"status": "queued"}')
+    assert store.read("runs/a/status.json") == b'{"status": "queued"}'
+    store.write("runs/a/status.json", b"{}")
+    assert store.read("runs/a/status.json") == b"{}"
+    store.write("empty", b"")
+    assert store.read("empty") == b""
+
+
+def test_offset_reads(store: Store) -> None:
+    store.write("log", b"0123456789")
+    assert store.read("log", offset=4) == b"456789"
+    assert store.read("log", offset=10) == b""
+    assert store.read("log", offset=99) == b""
+    assert store.read("nothing", offset=3) is None
+
+
+def test_append_creates_then_extends(store: Store) -> None:
+    for i in range(5):
+        store.append("runs/a/log", f"line {i}\n".encode())
+    store.append("runs/a/log", b"")
+    assert store.read("runs/a/log") == b"".join(f"line {i}\n".encode() for i in range(5))
+    assert store.read("runs/a/log", offset=7) == b"line 1\nline 2\nline 3\nline 4\n"
+
+
+def test_list_is_recursive_sorted_and_hides_temporaries(store: Store) -> None:
+    for key in ("runs/b/log", "runs/a/result.json", "runs/a/plots/loss.png", "runsx/y"):
+        store.write(key, b"x")
+    store.append("runs/a/log", b"x")  # GCS appends go through a hidden temporary
+    assert store.list("runs") == ["runs/a/log", "runs/a/plots/loss.png",
+                                  "runs/a/result.json", "runs/b/log"]
+    assert store.list("runs/a/plots") == ["runs/a/plots/loss.png"]
+    assert store.list("missing") == []
+    assert "runsx/y" in store.list("")
+
+
+def test_delete_prefix(store: Store) -> None:
+    for key in ("runs/a/log", "runs/a/plots/x.png", "runs/ab/log"):
+        store.write(key, b"x")
+    store.delete("runs/a")
+    assert store.list("runs") == ["runs/ab/log"]
+    assert store.read("runs/a/log") is None
+    store.delete("runs/a")  # missing: fine
+    store.delete("runs/ab/log")  # a single key
+    assert store.list("runs") == []
+
+
+def test_keys_cannot_escape(store: Store) -> None:
+    with pytest.raises(StoreError):
+        store.write("../outside", b"x")
+
+
+def test_write_is_atomic_for_readers(store: Store) -> None:
+    """A reader racing a writer sees the old bytes or the new ones, never a mix or a part."""
+    size = 256 * 1024
+    versions = [bytes([c]) * size for c in b"AB"]
+    store.write("big", versions[0])
+    stop = threading.Event()
+    seen: list[bytes] = []
+
+    def writer() -> None:
+        for i in range(8):
+            store.write("big", versions[(i + 1) % 2])
+        stop.set()
+    thread = threading.Thread(target=writer)
+    thread.start()
+    reads = 0
+    while not stop.is_set() or reads < 3:
+        data = store.read("big")
+        assert data in versions, (len(data or b""), (data or b"")[:1], (data or b"")[-1:])
+        seen.append(data[:1])
+        reads += 1
+    thread.join()
+    assert reads >= 3
+
+
+def test_large_files_with_progress(store: Store, tmp_path: Path) -> None:
+    src = tmp_path / "blob"
+    src.write_bytes(bytes(range(256)) * 12_000)  # ~3 MB
+    if isinstance(store, GCSStore):
+        store.chunk_size = 1 << 20  # resumable, in several chunks
+    calls: list[tuple[int, int]] = []
+    assert put_file(store, "tools/blob", src, lambda done, total: calls.append((done, total)))
+    assert calls and calls[-1] == (src.stat().st_size, src.stat().st_size)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    out = tmp_path / "back"
+    assert get_file(store, "tools/blob", out)
+    assert out.read_bytes() == src.read_bytes()
+    assert not get_file(store, "tools/missing", tmp_path / "none")
+
+
+# -- GCS: preconditions, retries ------------------------------------------------------------
+@pytest.fixture
+def fake_gcs_store(fake_gcs_env: Any) -> GCSStore:
+    fake_gcs_env.bucket("contract")
+    return GCSStore.from_url(f"gs://contract/{uuid.uuid4().hex[:8]}")
+
+
+def test_conflicting_writer_is_detected_by_generation(fake_gcs_store: GCSStore,
+                                                      fake_gcs_env: Any,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """fake-gcs-server enforces ifGenerationMatch: an append whose object changed between
+    reading and writing fails its precondition and is redone - no update is lost."""
+    store = fake_gcs_store
+    store.compose = False  # the read-modify-write path, which relies on the precondition
+    store.append("log", b"one\n")
+    real = GCSStore._upload
+    sabotaged: list[int] = []
+
+    def interleaved(self: GCSStore, name: str, stream: Any, size: int, **kw: Any) -> None:
+        if not sabotaged:  # another writer appends right before our upload lands
+            other = fake_gcs_env.client().bucket("contract").blob(name)
+            other.upload_from_string(b"one\nother\n")
+            sabotaged.append(kw["generation"])
+        real(self, name, stream, size, **kw)
+    monkeypatch.setattr(GCSStore, "_upload", interleaved)
+    store.append("log", b"two\n")
+    assert sabotaged
+    assert store.read("log") == b"one\nother\ntwo\n"
+
+
+def test_create_precondition_refuses_to_clobber(fake_gcs_store: GCSStore,
+                                                fake_gcs_env: Any) -> None:
+    import io
+
+    from gitexp.stores.gcs import _Conflict
+
+    fake_gcs_store.write("k", b"first")
+    name = fake_gcs_store._name("k")
+    with pytest.raises(_Conflict):  # generation 0 = "must not exist"
+        fake_gcs_store._upload(name, io.BytesIO(b"second"), 6, generation=0)
+    assert fake_gcs_store.read("k") == b"first"
+
+
+def test_a_retried_write_whose_first_attempt_landed_stops(
+        fake_gcs_store: GCSStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = GCSStore._upload
+    calls: list[int] = []
+
+    def lost_reply(self: GCSStore, *args: Any, **kw: Any) -> None:
+        calls.append(1)
+        real(self, *args, **kw)
+        if len(calls) == 1:
+            raise ConnectionError("connection reset after the upload landed")
+    monkeypatch.setattr(GCSStore, "_upload", lost_reply)
+    monkeypatch.setattr(GCSStore, "_sleep", staticmethod(lambda s: None))
+    fake_gcs_store.write("status.json", b'{"status": "running"}')
+    assert calls == [1]  # the retry saw its own bytes (same MD5) and did not upload again
+    assert fake_gcs_store.read("status.json") == b'{"status": "running"}'
+
+
+def test_transient_errors_are_retried_with_backoff(fake_gcs_store: GCSStore,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from google.api_core import exceptions as gexc
+
+    failures = [gexc.ServiceUnavailable("busy"), gexc.TooManyRequests("slow down"),
+                ConnectionError("reset")]
+    real = GCSStore._upload
+
+    def flaky(self: GCSStore, *args: Any, **kw: Any) -> None:
+        if failures:
+            raise failures.pop(0)
+        real(self, *args, **kw)
+    slept: list[float] = []
+    monkeypatch.setattr(GCSStore, "_upload", flaky)
+    monkeypatch.setattr(GCSStore, "_sleep", staticmethod(slept.append))
+    fake_gcs_store.write("k", b"v")
+    assert fake_gcs_store.read("k") == b"v"
+    assert len(slept) == 3 and slept[0] < slept[1] < slept[2]  # exponential backoff
+
+    failures.extend([gexc.ServiceUnavailable("down")] * 100)
+    fake_gcs_store.retry_seconds = 1.0
+    with pytest.raises(StoreError, match="503 down") as err:
+        fake_gcs_store.write("k", b"w")
+    assert "retried" in (err.value.hint or "")
+
+
+def test_a_permanent_error_is_not_retried(fake_gcs_env: Any) -> None:
+    store = GCSStore.from_url(f"gs://no-such-bucket-{uuid.uuid4().hex[:6]}/p")
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="no such bucket"):
+        store.write("k", b"v")
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.xdist_group("gcs-restart")
+def test_survives_an_emulator_restart_mid_upload(gcs_env: Any, tmp_path: Path) -> None:
+    """The emulator dies in the middle of a chunked upload and comes back (empty: it keeps
+    objects in memory) a second later: the upload is retried from the start and lands."""
+    gcs_env.bucket("restart")
+    store = GCSStore.from_url("gs://restart/p")
+    store.chunk_size = 256 * 1024
+    src = tmp_path / "big"
+    src.write_bytes(bytes(range(256)) * 8_000)  # 2 MB: eight chunks
+    restarted = threading.Event()
+
+    def restart() -> None:
+        time.sleep(1.0)
+        gcs_env.start()
+        gcs_env.bucket("restart")
+        restarted.set()
+
+    def progress(done: int, total: int) -> None:
+        if done < total and not restarted.is_set() and gcs_env.running:
+            gcs_env.stop()
+            threading.Thread(target=restart, daemon=True).start()
+    # Backoff sleeps during the outage last until the emulator is back *with* its bucket
+    # (a retry landing between its start and the bucket's re-creation would see no bucket).
+    store._sleep = lambda seconds: (restarted.wait(30), time.sleep(seconds))  # type: ignore
+    try:
+        store.put_file("tools/big", src, progress)
+    finally:
+        restarted.wait(30)
+    assert restarted.is_set()
+    assert store.read("tools/big") == src.read_bytes()
