@@ -221,14 +221,19 @@ def main() -> int:
             assert shows == a.dvc_runs, f"dvc exp show lists {shows}, expected {a.dvc_runs}"
             shutil.rmtree(side / ".dvc/tmp/exps/cache", ignore_errors=True)
             dvc_cold = timed(["dvc", "exp", "show", "--no-pager"], side)
+            dvc_cold_cpu = CPU[-1]
             dvc_warm = statistics.median(
                 timed(["dvc", "exp", "show", "--no-pager"], side) for _ in range(3))
-            g_cold, g_warm, _, _ = time_ls(side)
+            dvc_warm_cpu = statistics.median(CPU[-3:])
+            g_cold, g_warm, g_cold_cpu, g_warm_cpu = time_ls(side)
             n = a.dvc_runs
-            print(f"dvc exp show @ {n}: cold {dvc_cold:.3f}s   warm {dvc_warm:.3f}s")
-            print(f"git exp ls   @ {n}: cold {g_cold:.3f}s   warm {g_warm:.3f}s")
+            print(f"dvc exp show @ {n}: cold {dvc_cold:.3f}s   warm {dvc_warm:.3f}s   "
+                  f"[CPU: cold {dvc_cold_cpu:.3f}s, warm {dvc_warm_cpu:.3f}s]")
+            print(f"git exp ls   @ {n}: cold {g_cold:.3f}s   warm {g_warm:.3f}s   "
+                  f"[CPU: cold {g_cold_cpu:.3f}s, warm {g_warm_cpu:.3f}s]")
             print(f"ratio dvc/gitexp @ {n}: cold {dvc_cold / g_cold:.1f}x   "
-                  f"warm {dvc_warm / g_warm:.1f}x")
+                  f"warm {dvc_warm / g_warm:.1f}x   (CPU: cold "
+                  f"{dvc_cold_cpu / g_cold_cpu:.1f}x, warm {dvc_warm_cpu / g_warm_cpu:.1f}x)")
     finally:
         if not a.keep:
             shutil.rmtree(root, ignore_errors=True)

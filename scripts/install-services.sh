@@ -18,6 +18,7 @@ declare -A PROBES=(
     [runc]=/usr/sbin/runc
     [debootstrap]=/usr/sbin/debootstrap
     [uidmap]=/usr/bin/newuidmap
+    [curl]=/usr/bin/curl  # tests/test_gce_target.py runs the GCE startup script
 )
 
 missing=()

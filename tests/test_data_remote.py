@@ -124,3 +124,30 @@ def test_a_target_without_a_usable_dvc_remote_refuses_to_launch(tmp_path: Path) 
     proc = exp("run", "-d", "-t", "worker", "--", "true", cwd=project, check=False)
     assert_user_error(proc, "no usable DVC remote 'nowhere'", "dvcRemote")
     assert git("for-each-ref", "refs/experiments", cwd=project) == ""
+
+
+def test_a_second_clone_with_an_empty_cache_materialises_the_recorded_version(
+        gcs_project: tuple[Path, object], tmp_path: Path) -> None:
+    """The worker half on its own: a fresh clone (no DVC cache, no data) stands in for a
+    remote machine and pulls exactly the run's version from the gs:// remote."""
+    from gitexp import data
+    from gitexp.git import Repo
+    from gitexp.runs import find
+    from gitexp.stores.file import FileStore
+
+    project, _ = gcs_project
+    run = run_id(exp("run", "-d", "-t", "worker", "--", "true", cwd=project))
+    assert wait_done(run, project)["status"] == "succeeded"  # the launch pushed the data
+    (project / "labels.csv").chmod(0o644)
+    (project / "labels.csv").write_text("moved on\n")  # the dev tree moves on; the run not
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(project), str(clone), cwd=tmp_path)
+    assert not (clone / "labels.csv").exists() and not (clone / ".dvc" / "cache").exists()
+    record = find(Repo.discover(project), run).record
+    store = FileStore(tmp_path / "store")
+    data.write_plan(store, record.id, {"remote": "gcs", "cache": None, "verify": True})
+    lines: list[str] = []
+    data.materialise(record, clone, store=store, log=lines.append)
+    for rel, text in FILES.items():
+        assert (clone / rel).read_text() == text
+    assert any("hashes verified" in line for line in lines)

@@ -73,11 +73,16 @@ def box(repo: Path, podman: Podman, project_image: str,
     for key, value in {"backend": "docker", "engine": "podman", "image": project_image,
                        "network": "none"}.items():
         git("config", f"exp.target.box.{key}", value, cwd=repo)
+    # Under a loaded CI a container's heartbeat may pause for seconds: liveness here comes
+    # from the engine (`alive`), which the tests exercise; do not race the heartbeat.
+    git("config", "exp.lostAfter", "60", cwd=repo)
     yield repo
-    names = podman.run(["ps", "-a", "--filter", "label=gitexp.run", "--format",
-                        "{{.Names}}"]).stdout.split()
-    if names:  # never leave a container behind, whatever the test did
-        podman.run(["rm", "-f", *names])
+    # Never leave a container behind, whatever the test did; only this test's own: root's
+    # podman is shared with every other test session on the machine.
+    ids = git("for-each-ref", "--format=%(refname:lstrip=2)", "refs/experiments/", cwd=repo)
+    names = [f"gitexp-{run_id}" for run_id in ids.split()]
+    if names:
+        podman.run(["rm", "-f", "--ignore", *names])
 
 
 def test_image_build_and_run_in_container_writes_results_back(box: Path, podman: Podman):
@@ -129,8 +134,9 @@ def test_keep_leaves_the_container_and_a_gone_container_is_lost(box: Path, podma
     # A container removed behind gitexp's back, before it wrote a result: the run is lost.
     (box / "slow.py").write_text("import time\ntime.sleep(300)\n")
     run_id = exp("run", "-d", "-t", "box", "--", "python3", "slow.py", cwd=box).stdout.strip()
-    wait_for(lambda: exp_json("show", run_id, cwd=box)["status"] == "running", timeout=60,
-             what="the run to start")
+    status = wait_for(lambda: (s := exp_json("show", run_id, cwd=box)["status"]) != "queued"
+                      and s, timeout=60, what="the run to start")
+    assert status == "running"
     podman.run(["rm", "-f", "-t", "0", f"gitexp-{run_id}"])
     shown = wait_done(run_id, box)
     assert shown["status"] == "lost" and "gone" in shown["result"]["error"]

@@ -125,3 +125,11 @@ def test_gc_needs_a_criterion_and_valid_values(repo: Path) -> None:
     assert_user_error(exp("gc", "--older-than", "soon", cwd=repo, check=False), "duration")
     assert_user_error(exp("gc", "--keep-best", "loss", "-2", cwd=repo, check=False),
                       "--keep-best")
+
+
+def test_rm_removes_a_run_whose_record_cannot_be_read(repo: Path) -> None:
+    head = git("rev-parse", "HEAD", cwd=repo).strip()
+    git("update-ref", "refs/experiments/broken-run", head, cwd=repo)
+    assert "unreadable record" in exp("rm", "broken-run", "-n", cwd=repo).stdout
+    assert "removed broken-run" in exp("rm", "broken-run", cwd=repo).stdout
+    assert git("for-each-ref", "refs/experiments/", cwd=repo) == ""

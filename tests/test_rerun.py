@@ -180,3 +180,32 @@ def test_check_compares_output_hashes_with_real_dvc(tmp_path: Path) -> None:
         proc = exp("rerun", original, "--check", cwd=proj, check=False)
         assert proc.returncode == code, proc.stdout + proc.stderr
         assert word in proc.stdout
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_script_pulls_the_recorded_data_with_dvc(tmp_path: Path) -> None:
+    """The data step: a fresh clone has no data; the script `dvc pull`s the recorded version
+    (DVC here is the auditor's own install, not gitexp)."""
+    from tests.test_data import dvc_push, make_dvc_repo
+
+    remote = tmp_path / "dvc-remote"
+    config = f"[core]\n    remote = store\n['remote \"store\"']\n    url = {remote}\n"
+    count = ("import json\njson.dump({'rows': len(open('data.csv').read().splitlines())}, "
+             "open('metrics.json', 'w'))\n")
+    proj = make_dvc_repo(tmp_path / "proj", {"data.csv": "a\n1\n2\n", "count.py": count},
+                         ["data.csv"], config)
+    dvc_push(proj)
+    original = run_once(proj, "python", "count.py")
+    assert exp_json("show", original, cwd=proj)["result"]["metrics"] == {"rows": 3}
+    script = exp("rerun", original, "--script", cwd=proj).stdout
+    assert "dvc pull -- data.csv" in script
+    env = {**_python_without_gitexp(tmp_path), "DVC_NO_ANALYTICS": "1"}
+    (tmp_path / "auditor-bin" / "dvc").symlink_to(Path(sys.executable).parent / "dvc")
+    clone = tmp_path / "clone"
+    git("clone", "-q", str(proj), str(clone), cwd=tmp_path)
+    assert not (clone / "data.csv").exists()
+    (tmp_path / "run.sh").write_text(script)
+    proc = subprocess.run(["sh", str(tmp_path / "run.sh")], cwd=clone, env=env,
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((clone / "metrics.json").read_text()) == {"rows": 3}

@@ -51,7 +51,7 @@ def clone(remote: Path, where: Path) -> Path:
 def test_runs_travel_with_a_push_and_arrive_with_a_fetch(tmp_path: Path):
     alice, remote = alice_and_remote(tmp_path)
     exp("hooks", "install", cwd=alice)
-    (alice / "train.py").write_text("print('v2')\n")
+    (alice / "train.py").write_text("print('version 2')\n")
     run_id = launch(alice)
     git("add", "-A", cwd=alice)
     git("commit", "-qm", "v2", cwd=alice)
@@ -60,6 +60,7 @@ def test_runs_travel_with_a_push_and_arrive_with_a_fetch(tmp_path: Path):
                           text=True, check=False)
 
     assert push.returncode == 0, push.stderr
+    assert git("tag", "--points-at", "HEAD", cwd=alice).split() == [f"exp/{run_id}"]
     assert remote_refs(remote) == {f"refs/experiments/{run_id}", f"refs/tags/exp/{run_id}"}
     assert git("rev-parse", "main", cwd=remote) == git("rev-parse", "main", cwd=alice)
 
@@ -73,6 +74,8 @@ def test_runs_travel_with_a_push_and_arrive_with_a_fetch(tmp_path: Path):
     assert run["record"]["user"] == "Alice <alice@example.com>"
     assert run["result"]["metrics"] == {"loss": 0.25}
     assert run_id in exp("ls", cwd=bob).stdout
+    table = exp("ls", "--columns", "run,status,user", cwd=bob).stdout
+    assert run_id in table and "Alice <alice@example.com>" in table
     show = exp("show", run_id, cwd=bob).stdout
     assert "by Alice <alice@example.com>" in show and "hello from the run" in show
     assert "hello from the run" in exp("logs", run_id, cwd=bob).stdout
@@ -81,7 +84,7 @@ def test_runs_travel_with_a_push_and_arrive_with_a_fetch(tmp_path: Path):
                                                                           cwd=bob)
     # The run's code is the snapshot, there to diff against and rerun from.
     snapshot = run["snapshot"]
-    assert git("show", f"{snapshot}:train.py", cwd=bob) == "print('v2')\n"
+    assert git("show", f"{snapshot}:train.py", cwd=bob) == "print('version 2')\n"
     assert "0 new run(s)" in exp("fetch", cwd=bob).stdout
     assert git("for-each-ref", "refs/gitexp-incoming/", cwd=bob) == ""
 
@@ -89,7 +92,7 @@ def test_runs_travel_with_a_push_and_arrive_with_a_fetch(tmp_path: Path):
 def test_fetched_runs_can_be_diffed_and_rerun_when_those_commands_exist(tmp_path: Path):
     alice, remote = alice_and_remote(tmp_path)
     first = launch(alice)
-    (alice / "train.py").write_text("print('v2')\n")
+    (alice / "train.py").write_text("print('version 2')\n")
     second = launch(alice)
     exp("push", cwd=alice)
     bob = clone(remote, tmp_path / "bob")

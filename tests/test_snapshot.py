@@ -131,3 +131,18 @@ def test_snapshot_in_a_repo_without_commits_has_no_parent(tmp_path: Path):
         == [snapshot_commit]
     assert git("show", f"{snapshot_commit}:train.py", cwd=root) == "print('hi')\n"
     assert git("rev-parse", "-q", "--verify", "HEAD", cwd=root, check=False) == ""
+
+
+def test_same_size_edit_in_the_same_tick_as_the_commit_is_captured(tmp_path: Path):
+    """Racy git: an edit that keeps size and mtime second must still be seen."""
+    root = tmp_path / "racy"
+    root.mkdir()
+    git("init", "-q", cwd=root)
+    repo = Repo.discover(root)
+    for i in range(20):
+        (root / "f.txt").write_text(f"aaaa{i:03d}\n")
+        git("add", "f.txt", cwd=root)
+        git("commit", "-qm", f"c{i}", cwd=root)
+        (root / "f.txt").write_text(f"bbbb{i:03d}\n")  # same size, same second
+        tree = snapshot.take(repo).tree
+        assert git("cat-file", "-p", f"{tree}:f.txt", cwd=root) == f"bbbb{i:03d}\n", i

@@ -69,7 +69,24 @@ def test_run_on_ssh_target_comes_back_into_git(box: tuple[Path, str], sshd: Any)
         git("rev-parse", "HEAD:train.py", cwd=repo)
     assert snapshot == shown.get("snapshot", snapshot)
     assert "done" in exp("logs", run_id, cwd=repo).stdout
-    assert "targets" and "box" in exp("targets", cwd=repo).stdout
+
+
+def test_targets_lists_backend_store_and_settings(box: tuple[Path, str], sshd: Any) -> None:
+    repo, workdir = box
+    git("config", "exp.target.box.secrets", "MY_TOKEN", cwd=repo)
+    (repo / ".gitexp").mkdir()
+    (repo / ".gitexp" / "config").write_text('[exp "target.team"]\n\tbackend = ssh\n'
+                                             "\thost = gpu-box\n")
+    listed = {t["name"]: t for t in exp_json("targets", cwd=repo)}
+    assert listed["local"]["backend"] == "local" and listed["local"]["default"]
+    assert listed["box"]["backend"] == "ssh"
+    assert listed["box"]["settings"]["workdir"] == workdir
+    assert listed["box"]["store"] == f"ssh://{sshd.alias}{workdir}/store?ssh_config=" \
+        f"{sshd.ssh_config}"
+    assert listed["box"]["settings"]["secrets"] == "***"  # names only, still masked
+    assert listed["team"]["store"] == "ssh://gpu-box/~/.cache/gitexp/store"  # shared config
+    table = exp("targets", cwd=repo).stdout
+    assert "box" in table and "team" in table and "local *" in table
 
 
 def test_second_run_reuses_wheel_and_sends_little(box: tuple[Path, str], sshd: Any) -> None:
@@ -176,7 +193,7 @@ def test_gcs_store_run_survives_an_emulator_restart_mid_upload(
     assert "done" in exp("logs", started.id, cwd=repo).stdout
 
 
-class exp_async:  # noqa: N801 - reads like the `exp` helper it wraps
+class exp_async:
     """`git exp ARGS` in a thread, for commands that run until something else happens."""
 
     def __init__(self, *args: str, cwd: Path) -> None:
@@ -189,3 +206,28 @@ class exp_async:  # noqa: N801 - reads like the `exp` helper it wraps
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_ssh_run_pulls_its_dvc_data_version_from_a_remote(tmp_path: Path,
+                                                          sshd_root: Any) -> None:
+    """The worker's checkout has no DVC cache: the agent pulls exactly the recorded data
+    version from the DVC remote and verifies it before the command. (Root login: the worker
+    needs DVC, i.e. this venv's python; the remote is a directory both sides can read.)"""
+    from tests.test_data import make_dvc_repo, seen_files
+
+    remote = tmp_path / "dvc-remote"
+    files = {"data/train.csv": "x,y\n1,2\n" * 20, "labels.csv": "a\nb\n"}
+    repo = make_dvc_repo(tmp_path / "proj", files, ["data", "labels.csv"],
+                         config=f"['remote \"shared\"']\n    url = {remote}\n")
+    configure(repo, sshd_root, sshd_root.mkdtemp("dvc"), python=sys.executable,
+              dvcRemote="shared")
+    run_id = exp("run", "-d", "-t", "box", "--", "python3", "show_data.py", ".",
+                 cwd=repo).stdout.strip().splitlines()[-1]
+    shown = wait_done(run_id, repo, timeout=120)
+    log = exp("logs", run_id, cwd=repo).stdout
+    assert shown["status"] == "succeeded", log
+    assert "from DVC remote shared" in log and "hashes verified" in log
+    seen = seen_files(log)
+    for rel, text in files.items():
+        assert seen[rel][0] == hashlib.sha256(text.encode()).hexdigest()

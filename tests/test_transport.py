@@ -100,7 +100,7 @@ def test_gcs_thin_bundles_and_worker_cache(src: Path, tmp_path: Path, gcs_store:
     real = GCSStore.get_file
 
     def counting(self: GCSStore, key: str, path: Path) -> bool:
-        fetched.append(key.rsplit("/", 1)[-1].split(".")[0])
+        fetched.append(key.rsplit("/", 1)[-1].split(".", maxsplit=1)[0])
         return real(self, key, path)
     monkeypatch.setattr(GCSStore, "get_file", counting)
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from gitexp import index, refs
-from gitexp.config import _parse_duration
+from gitexp.config import Config, _parse_duration
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
 from gitexp.record import LIVE
@@ -75,6 +75,35 @@ def _number(run: Run, name: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
+
+
+def resolve(repo: Repo, config: Config, specs: list[str]) -> tuple[list[Run], list[str]]:
+    """The runs `specs` name, and the ids of named runs whose record cannot be read (so
+    that `rm` can still remove those)."""
+    from gitexp import runs as service
+
+    found: dict[str, Run] = {}
+    broken: list[str] = []
+    for spec in specs:
+        try:
+            run = service.find(repo, spec, config)
+        except GitexpError:
+            if refs.is_valid_id(spec) and repo.rev_parse(refs.ref_for(spec)):
+                broken.append(spec)
+                continue
+            raise
+        found[run.id] = run
+    return list(found.values()), broken
+
+
+def remove_broken(repo: Repo, run_ids: list[str]) -> list[str]:
+    """Remove runs whose record cannot be read: their refs and local data."""
+    removed = [i for i in run_ids if repo.delete_ref(refs.ref_for(i))]
+    for run_id in removed:
+        for where in ("store/runs", "work"):
+            shutil.rmtree(repo.gitexp_dir / where / run_id, ignore_errors=True)
+    index.forget(repo, [refs.ref_for(i) for i in removed])
+    return removed
 
 
 def remove(repo: Repo, runs: list[Run]) -> list[str]:

@@ -9,10 +9,11 @@
 
 Two promises. Never break the user's git: every hook exits 0, and an internal error is one
 `gitexp:` warning line. Be fast: only the standard library is imported up front (gitexp's
-heavier modules only once a hook has something to do), and finding runs by tree costs one
-`for-each-ref` over ref names plus a small cache, `<common dir>/gitexp/hook-trees`, which maps
-a run ref's commit to its snapshot tree. Commits never change, so an entry is never wrong,
-only missing, and missing ones are resolved in two batched git calls.
+heavier modules only once a hook has something to do), and finding runs by tree reads a small
+cache, `<common dir>/gitexp/hook-trees`: run ref commit -> snapshot tree. While the stamp of
+the refs' storage is unchanged the cache is the answer; else one `for-each-ref` over ref names
+and, for commits never seen before, two batched git calls. Commits never change, so an entry
+is never wrong, only missing.
 """
 
 # os.path rather than pathlib on purpose: importing pathlib costs each hook start-up time.

@@ -25,10 +25,10 @@ from typing import Any
 from gitexp import refs
 from gitexp.errors import GitexpError
 from gitexp.git import Repo, clean_env
-from gitexp.record import Environment, Result, RunRecord, decode_message
+from gitexp.record import SCHEMA, STATUSES, Environment, Result, RunRecord, decode_message
 
 FILE = "index.sqlite"
-VERSION = 1  # bump when the table changes: an older file is simply rebuilt
+VERSION = 2  # bump when the table changes: an older file is simply rebuilt
 BUSY_MS = 5000
 RETRIES = 5
 
@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS runs (
     target TEXT,
     argv TEXT,
     cwd TEXT,
-    row TEXT,          -- where.row_of(): what `ls` shows and filters on, cheap to decode
+    summary TEXT,      -- the part of `row` plain `ls` shows: the cheapest to decode
+    row TEXT,          -- where.row_of(): what `ls` shows and filters on
     body TEXT          -- {"record": ..., "result": ...}; NULL: the commit is not a readable run
 );
 CREATE INDEX IF NOT EXISTS runs_launched ON runs (launched_at);
@@ -74,27 +75,39 @@ def path_of(repo: Repo) -> Path:
     return repo.gitexp_dir / FILE
 
 
+def run_ids(repo: Repo) -> list[str]:
+    """Every run id, from ref names alone (no commit is read)."""
+    return [ref[len(refs.PREFIX):] for ref in _ref_heads(repo)]
+
+
 def sync(repo: Repo) -> list[Entry]:
     """Every readable run under `refs/experiments/`, brought up to date with the refs."""
-    return [e if isinstance(e, Entry) else _entry(*e) for e in _current(repo, "body")]
+    out = []
+    for ref, commit, snapshot, body in _current(repo, "body"):
+        entry = _from_body(ref, commit, snapshot, json.loads(body))
+        if entry is not None:
+            out.append(entry)
+    return out
 
 
-def rows(repo: Repo) -> list[dict[str, Any]]:
-    """`where.row_of` of every readable run, without decoding whole records (fast `ls`)."""
-    from gitexp.where import row_of
+def rows(repo: Repo, *, summary: bool = False) -> list[dict[str, Any]]:
+    """`where.row_of` of every readable run, without decoding whole records (fast `ls`);
+    with `summary`, only the fields in `where.SUMMARY` (faster still)."""
+    texts = [row for _, _, _, row in _current(repo, "summary" if summary else "row")]
+    found: list[dict[str, Any]] = json.loads("[" + ",".join(texts) + "]")  # one call: faster
+    return found
 
-    return [row_of(e.record, e.result, e.commit) if isinstance(e, Entry) else json.loads(e[2])
-            for e in _current(repo, "row")]
 
-
-def _current(repo: Repo, column: str) -> list[Entry | tuple[str, str, str]]:
-    """Fresh entries, plus (ref, commit, <column>) of the rows that were already right."""
+def _current(repo: Repo, column: str) -> list[tuple[str, str, str, str]]:
+    """(ref, commit, snapshot, <column>) of every readable run, the index brought up to date."""
     heads = _ref_heads(repo)
     try:
         with _connect(repo) as db:
             return _sync(repo, db, heads, column)
-    except (sqlite3.Error, OSError):
-        return [e for e in _read_commits(repo, heads).values() if e is not None]
+    except (sqlite3.Error, OSError):  # no usable file: straight from git
+        at = _COLUMNS.index(column)
+        made = [_row(ref, commit, raw) for ref, commit, raw in _read_commits(repo, heads)]
+        return [(r[0], r[1], r[3], r[at]) for r in made if r[-1] is not None]
 
 
 def forget(repo: Repo, ref_names: Iterable[str]) -> None:
@@ -111,14 +124,14 @@ def succeeded_like(repo: Repo, argv: list[str], cwd: str) -> list[Entry]:
     try:
         with _connect(repo) as db:
             _sync(repo, db, heads, "commit_id")
-            rows = db.execute(
-                "SELECT ref, commit_id, body FROM runs WHERE status = 'succeeded' "
+            found = db.execute(
+                "SELECT ref, commit_id, snapshot, body FROM runs WHERE status = 'succeeded' "
                 "AND argv = ? AND cwd = ?", (_argv_key(argv), cwd)).fetchall()
-        return [_entry(*row) for row in rows if heads.get(row[0]) == row[1]]
     except (sqlite3.Error, OSError):
-        entries = [e for e in _read_commits(repo, heads).values() if e is not None]
-        return [e for e in entries if e.result is not None and e.result.status == "succeeded"
-                and e.record.argv == argv and e.record.cwd == cwd]
+        found = [(r, c, s, b) for r, c, s, b in _current(repo, "body")]
+    entries = [_from_body(r, c, s, json.loads(b)) for r, c, s, b in found if heads.get(r) == c]
+    return [e for e in entries if e is not None and e.result is not None
+            and e.result.status == "succeeded" and e.record.argv == argv and e.record.cwd == cwd]
 
 
 # -- params cache (params.py computes; the index only remembers) -----------------------------
@@ -165,7 +178,8 @@ def _connect(repo: Repo) -> Iterator[sqlite3.Connection]:
     except sqlite3.DatabaseError as exc:
         db.close()
         if "locked" not in str(exc) and "busy" not in str(exc):
-            path.unlink(missing_ok=True)  # corrupt or foreign: it is only a cache
+            for suffix in ("", "-wal", "-shm"):  # corrupt or foreign: it is only a cache
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
         raise
     finally:
         db.close()
@@ -188,68 +202,95 @@ def _retry(fn: Any) -> Any:
     return None
 
 
+_COLUMNS = ("ref", "commit_id", "run_id", "snapshot", "launched_at", "status", "target",
+            "argv", "cwd", "summary", "row", "body")
+
+
 def _sync(repo: Repo, db: sqlite3.Connection, heads: dict[str, str],
-          column: str) -> list[Entry | tuple[str, str, str]]:
-    rows = db.execute(f"SELECT ref, commit_id, {column} FROM runs").fetchall()  # noqa: S608
-    known = {ref: commit for ref, commit, _ in rows}
+          column: str) -> list[tuple[str, str, str, str]]:
+    if column not in _COLUMNS:  # it goes into the SQL text below
+        raise ValueError(f"no column {column!r}")
+    rows = db.execute(f"SELECT ref, commit_id, snapshot, {column} FROM runs").fetchall()  # noqa: S608
+    known = {ref: commit for ref, commit, _, _ in rows}
     changed = {ref: c for ref, c in heads.items() if known.get(ref) != c}
     gone = [ref for ref in known if ref not in heads]
-    fresh = _read_commits(repo, changed) if changed else {}
-    if changed or gone:
+    made = [_row(ref, commit, raw) for ref, commit, raw in _read_commits(repo, changed)]
+    if made or gone:
         def write() -> None:
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany("DELETE FROM runs WHERE ref = ?", [(r,) for r in gone])
-                db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                               [_row(ref, changed[ref], fresh.get(ref)) for ref in changed])
+                db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", made)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
         _retry(write)
-    out: list[Entry | tuple[str, str, str]] = [e for e in fresh.values() if e is not None]
-    out += [(ref, commit, value) for ref, commit, value in rows
+    at = _COLUMNS.index(column)
+    out = [(r[0], r[1], r[3], r[at]) for r in made if r[-1] is not None]
+    out += [(ref, commit, snap, value) for ref, commit, snap, value in rows
             if value is not None and heads.get(ref) == commit]
     return out
 
 
-def _row(ref: str, commit: str, entry: Entry | None) -> tuple[Any, ...]:
-    from gitexp.where import row_of
+def _row(ref: str, commit: str, raw: str | None) -> tuple[Any, ...]:
+    """The table row of one commit (`raw`: the commit object's text; None: not a commit)."""
+    from gitexp.where import SUMMARY, row_of
 
     run_id = refs.id_from_ref(ref) or ""
-    if entry is None:
-        return (ref, commit, run_id, None, None, None, None, None, None, None, None)
+    parsed = _parse_commit(ref, commit, raw) if raw is not None else None
+    if parsed is None:  # remembered as unreadable, so it is not parsed again
+        return (ref, commit, run_id, None, None, None, None, None, None, None, None, None)
+    entry, body = parsed
     rec, res = entry.record, entry.result
-    body = {"record": {**rec.to_dict(), "snapshot": rec.snapshot},
-            "result": res.to_dict() if res else None}
+    row = row_of(rec, res, commit)
     return (ref, commit, run_id, rec.snapshot, rec.launched_at,
             res.status if res else None, rec.target, _argv_key(rec.argv), rec.cwd,
-            _dumps(row_of(rec, res, commit)), _dumps(body))
+            _dumps({k: row[k] for k in SUMMARY}), _dumps(row), body)
 
 
 def _dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), allow_nan=True)
+    return json.dumps(data, separators=(",", ":"))
 
 
-def _entry(ref: str, commit: str, body: str) -> Entry:
-    # Rows were written by `_row` from validated dataclasses, so they are rebuilt directly:
-    # at 10,000 runs the generic `from_dict` checks would cost more than everything else.
-    data = json.loads(body)
-    rec = data["record"]
-    rec["env"] = Environment(**rec["env"])
-    res = data["result"]
+def _parse_commit(ref: str, commit: str, raw: str) -> tuple[Entry, str] | None:
+    headers, _, message = raw.partition("\n\n")
+    parents = [line[7:] for line in headers.splitlines() if line.startswith("parent ")]
+    _, _, payload = message.partition("\n\n")
     try:
-        record = RunRecord(**{k: v for k, v in rec.items() if k in _RECORD_FIELDS})
-        result = Result(**{k: v for k, v in res.items() if k in _RESULT_FIELDS}) if res else None
-    except TypeError:  # a row from an older gitexp: take the careful path
-        return _careful_entry(ref, commit, json.loads(body))
-    return Entry(ref=ref, commit=commit, record=record, result=result)
+        data = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    # a results commit's snapshot is its first parent; a snapshot commit is its own
+    snapshot = parents[0] if isinstance(data.get("result"), dict) and parents else commit
+    entry = _from_body(ref, commit, snapshot, data)
+    return (entry, payload.strip()) if entry is not None else None
 
 
-def _careful_entry(ref: str, commit: str, data: dict[str, Any]) -> Entry:
-    rec = data["record"]
-    record = RunRecord.from_dict(rec, snapshot=rec.get("snapshot", ""))
-    result = Result.from_dict(data["result"]) if data.get("result") else None
+def _from_body(ref: str, commit: str, snapshot: str, data: dict[str, Any]) -> Entry | None:
+    """The run a message's JSON describes, or None if it is not a run this gitexp can read.
+    Built directly (at 10,000 runs the generic `from_dict` would dominate `ls`); anything
+    unexpected takes the careful path."""
+    try:
+        if data.get("schema") != SCHEMA:
+            raise TypeError("another schema")
+        rec = data["record"]
+        env = Environment(**rec["env"])
+        record = RunRecord(**{k: v for k, v in rec.items() if k in _RECORD_FIELDS and
+                              k not in ("env", "snapshot")}, env=env, snapshot=snapshot)
+        res = data.get("result")
+        result = Result(**{k: v for k, v in res.items() if k in _RESULT_FIELDS}) \
+            if isinstance(res, dict) else None
+        if not all(isinstance(a, str) for a in record.argv) or (
+                result is not None and result.status not in STATUSES):
+            raise TypeError("needs checking")
+    except (TypeError, KeyError, AttributeError):
+        try:
+            record, result = decode_message("\n\n" + json.dumps(data), snapshot=snapshot)
+        except GitexpError:
+            return None
     return Entry(ref=ref, commit=commit, record=record, result=result)
 
 
@@ -261,10 +302,10 @@ def _argv_key(argv: list[str]) -> str:
     return json.dumps(argv, separators=(",", ":"))
 
 
-def _read_commits(repo: Repo, heads: dict[str, str]) -> dict[str, Entry | None]:
-    """Parse the commits `heads` point at, in one `git cat-file --batch`."""
+def _read_commits(repo: Repo, heads: dict[str, str]) -> list[tuple[str, str, str | None]]:
+    """(ref, commit, the commit object's text or None) for `heads`, in one `git cat-file`."""
     if not heads:
-        return {}
+        return []
     order = list(heads.items())
     proc = subprocess.run(
         ["git", "--git-dir", str(repo.git_dir), "cat-file", "--batch"],
@@ -274,29 +315,16 @@ def _read_commits(repo: Repo, heads: dict[str, str]) -> dict[str, Entry | None]:
     if proc.returncode != 0:
         raise GitexpError("git cat-file failed while reading runs",
                           hint="is this a healthy git repository? `git fsck` checks")
-    out = proc.stdout
-    pos = 0
-    found: dict[str, Entry | None] = {}
+    out, pos = proc.stdout, 0
+    found: list[tuple[str, str, str | None]] = []
     for ref, commit in order:
         nl = out.index(b"\n", pos)
         header = out[pos:nl].split()
         pos = nl + 1
         if len(header) < 3 or header[1] != b"commit":  # missing, or not a commit
-            found[ref] = None
+            found.append((ref, commit, None))
             continue
         size = int(header[2])
-        found[ref] = _parse_commit(ref, commit, out[pos:pos + size].decode(errors="replace"))
+        found.append((ref, commit, out[pos:pos + size].decode(errors="replace")))
         pos += size + 1
     return found
-
-
-def _parse_commit(ref: str, commit: str, raw: str) -> Entry | None:
-    headers, _, message = raw.partition("\n\n")
-    parents = [line[7:] for line in headers.splitlines() if line.startswith("parent ")]
-    try:
-        record, result = decode_message(message, snapshot=commit)
-    except GitexpError:
-        return None
-    if result is not None:  # a results commit: the snapshot is its first parent
-        record = record.with_snapshot(parents[0] if parents else commit)
-    return Entry(ref=ref, commit=commit, record=record, result=result)

@@ -249,10 +249,18 @@ def find(repo: Repo, spec: str, config: Config | None = None, *, refresh: bool =
     if exact:
         lines = list(repo.for_each_ref(refs.PREFIX + spec, _FMT))
         candidates = [r for line in lines if (r := parse_ref_line(line))]
-    else:  # a prefix or suffix: the index knows every id without reading a commit
-        candidates = list_runs(repo, refresh=False)
-        candidates = [r for r in candidates
-                      if r.id.startswith(spec) or r.id.endswith(spec)] if spec else []
+    else:  # a prefix or suffix: match ref names, then read only the matching commits
+        from gitexp import index
+
+        ids = [i for i in index.run_ids(repo)
+               if i.startswith(spec) or i.endswith(spec)] if spec else []
+        if len(ids) > 1:
+            raise GitexpError(f"{spec!r} matches {len(ids)} runs",
+                              hint="give more of the id: " + ", ".join(sorted(ids)[:4]))
+        exact = ids[0] if ids else None
+        lines = list(repo.for_each_ref(refs.PREFIX + exact, _FMT)) if exact else []
+        candidates = [r for line in lines if (r := parse_ref_line(line))]
+        spec = exact or spec
     if not candidates:
         if exact:
             raise GitexpError(f"run {spec} has an unreadable record",

@@ -40,7 +40,10 @@ def private_index(repo: Repo) -> Iterator[dict[str, str]]:
     try:
         index = repo.git_dir / "index"
         if index.exists():
-            shutil.copyfile(index, tmp)
+            # copy2 keeps the index's mtime: git trusts an entry's stat data only if it is
+            # older than the index file, so a fresh mtime would hide same-size edits made in
+            # the same tick as the last `git add` ("racy git").
+            shutil.copy2(index, tmp)
         else:
             tmp.unlink()  # git creates it; an empty file would be a corrupt index
         yield {"GIT_INDEX_FILE": str(tmp)}

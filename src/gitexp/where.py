@@ -30,6 +30,9 @@ FIELDS = (
     "base", "snapshot", "launched_at", "started", "ended", "duration", "exit_code", "host",
     "command", "verdict", "error",
 )
+# What plain `ls` needs of a row (the index keeps it apart: cheaper to decode at 10,000 runs)
+SUMMARY = ("id", "status", "target", "sweep", "launched_at", "started", "duration", "command",
+           "rerun_of", "verdict", "metrics", "written_back")
 _TOKEN = re.compile(r"""\s*(?:
     (?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
   | (?P<op><=|>=|==|!=|=|<|>)
@@ -85,7 +88,10 @@ def _lookup(values: dict[str, Any], name: str) -> Any:
 def needs_params(names: Iterable[str], rows: list[Row]) -> bool:
     """Whether any name may be a param (so params files must be read): not a field, not a
     metric that some run has."""
-    known = set(FIELDS)
+    names = list(names)
+    if not names:
+        return False
+    known = {*FIELDS, "run", "rerun"}  # `run`/`rerun`: ls column names
     for row in rows:
         known.update(row.get("metrics", {}))
     return any(n.startswith("params.") or (n not in known and not n.startswith("metrics."))
@@ -119,8 +125,9 @@ class Query:
         """Every name the query looks at (to know whether params are needed)."""
         out = [k for k, _ in sort_keys(self.sort)] + list(self.columns)
         if self.where:
-            out += [t for kind, t, _ in _tokens(self.where) if kind == "word"
-                    and t.lower() not in ("and", "or", "not", "true", "false", "null")]
+            parser = _Parser(self.where, _tokens(self.where))
+            parser.expr()
+            out += parser.names
         return out
 
 
@@ -130,7 +137,8 @@ def listing(repo: Repo, config: Config, query: Query) -> list[Row]:
     the query may name a param."""
     from gitexp import index
 
-    rows = index.rows(repo)
+    full = bool(query.where or query.sort or query.columns)
+    rows = index.rows(repo, summary=not full)
     for i, row in enumerate(rows):
         if not row["written_back"]:
             from gitexp import runs  # only now: the service layer is a heavier import
@@ -139,7 +147,8 @@ def listing(repo: Repo, config: Config, query: Query) -> list[Row]:
                 run = runs.find(repo, row["id"], config)
             except GitexpError:
                 continue
-            rows[i] = row_of(run.record, run.result, run.commit)
+            fresh = row_of(run.record, run.result, run.commit)
+            rows[i] = fresh if full else {k: fresh[k] for k in SUMMARY}
             rows[i]["written_back"] = run.written_back
     if needs_params(query.names(), rows):
         add_file_params(repo, rows)
@@ -219,6 +228,7 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
 class _Parser:
     def __init__(self, text: str, tokens: list[tuple[str, str, int]]) -> None:
         self.text, self.tokens, self.i = text, tokens, 0
+        self.names: list[str] = []  # the names compared, in order
 
     def peek(self) -> tuple[str, str, int] | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -273,6 +283,7 @@ class _Parser:
         if tok is None or tok[0] != "op":
             self.fail(f"expected a comparison (<, <=, >, >=, ==, !=) after {name!r}")
         op = self.take()[1]
+        self.names.append(name)
         kind, raw, _ = self.take()
         if kind not in ("num", "str", "word"):
             self.fail(f"expected a value after {op!r} but found {raw!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from itertools import chain
 from typing import Any
 
 import typer
@@ -56,10 +57,7 @@ def _default_columns(rows: list[dict[str, Any]]) -> list[str]:
     cols = ["run", "status", "target", "started", "duration", "command"]
     if any(row["rerun_of"] for row in rows):
         cols.append("rerun")
-    metrics: dict[str, None] = {}
-    for row in rows:
-        metrics.update(dict.fromkeys(row["metrics"]))
-    return cols + list(metrics)
+    return cols + list(dict.fromkeys(chain.from_iterable(row["metrics"] for row in rows)))
 
 
 def _print_table(rows: list[dict[str, Any]], cols: list[str]) -> None:
@@ -103,4 +101,5 @@ def _column(rows: list[dict[str, Any]], col: str, r: Any, value_of: Any) -> list
     if col == "rerun":
         return [f"{row['rerun_of']} ({row['verdict'] or 'unchecked'})" if row["rerun_of"]
                 else "" for row in rows]
-    return [str(r.value(value_of(row, col))) for row in rows]
+    return [r.value(m[col] if col in (m := row["metrics"]) else value_of(row, col))
+            for row in rows]

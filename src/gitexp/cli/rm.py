@@ -13,15 +13,17 @@ def rm(
     dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Only list what would go."),
 ) -> int:
     """Remove runs. Their objects stay until `git gc` prunes them."""
-    from gitexp import gc, runs
+    from gitexp import gc
     from gitexp.cli._app import open_repo
 
     repo, config = open_repo()
-    found = list({r.id: r for r in (runs.find(repo, s, config) for s in run_specs)}.values())
+    found, broken = gc.resolve(repo, config, run_specs)
     if dry_run:
         for run in found:
             print(f"would remove {run.id} ({run.status})")
+        for run_id in broken:
+            print(f"would remove {run_id} (unreadable record)")
         return 0
-    for run_id in gc.remove(repo, found):
+    for run_id in gc.remove(repo, found) + gc.remove_broken(repo, broken):
         print(f"removed {run_id}")
     return 0

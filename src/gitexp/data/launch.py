@@ -28,6 +28,8 @@ def check_worktree(repo: Repo, *, commit: bool = False,
                    say: Callable[[str], None] | None = None) -> list[str]:
     """Refuse on DVC-tracked data changed without `dvc add`/`dvc commit` (or record it, with
     `commit`); the paths recorded."""
+    if not is_dvc_project(repo):
+        return []  # no DVC, no checks: a plain repository pays nothing here
     return [u.path for u in status.check(repo, commit=commit, say=say)]
 
 

@@ -261,16 +261,16 @@ def _transient(exc: BaseException) -> bool:
 
 @lru_cache(maxsize=4)
 def _client(emulator: str | None) -> Any:
-    from google.cloud import storage
+    from google.cloud.storage import Client
 
     if emulator:
         from google.auth.credentials import AnonymousCredentials
 
         endpoint = emulator if "://" in emulator else f"http://{emulator}"
-        return storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "gitexp"),
-                              credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
-                              client_options={"api_endpoint": endpoint})
-    return storage.Client()
+        return Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT", "gitexp"),
+                      credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+                      client_options={"api_endpoint": endpoint})
+    return Client()
 
 
 def _md5(data: bytes) -> bytes:
