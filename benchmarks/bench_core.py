@@ -67,8 +67,8 @@ def main() -> None:
     true_time = median_time(lambda: subprocess.run(["true"], check=True), 10)
     for where in (small, root):
         run = median_time(lambda w=where: subprocess.run(
-            ["git", "exp", "run", "-d", "--force", "--", "true"], cwd=w, check=True, capture_output=True,
-            env=ENV), 5)
+            ["git", "exp", "run", "-d", "--force", "--", "true"], cwd=w, check=True,
+            capture_output=True, env=ENV), 5)
         overhead = run - true_time
         print(f"`git exp run -d -- true` overhead in {where.name}: {overhead:.3f}s "
               f"(goal <= 0.5s) {'ok' if overhead <= 0.5 else 'OVER GOAL'}")

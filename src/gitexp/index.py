@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS runs (
     cwd TEXT,
     summary TEXT,      -- the part of `row` plain `ls` shows: the cheapest to decode
     row TEXT,          -- where.row_of(): what `ls` shows and filters on
-    body TEXT          -- {"record": ..., "result": ...}; NULL: the commit is not a readable run
+    body TEXT          -- the JSON of the commit message; NULL: the commit is not a readable run
 );
 CREATE INDEX IF NOT EXISTS runs_launched ON runs (launched_at);
 CREATE TABLE IF NOT EXISTS params (

@@ -114,6 +114,7 @@ def _read(repo: Repo, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]
     out, pos = proc.stdout, 0
     found: dict[tuple[str, str], Any] = {k: {} for k in keys}
     done: set[tuple[str, str]] = set()
+    by_blob: dict[bytes, dict[str, Any]] = {}  # most snapshots share their params file
     for key, path in asks:
         nl = out.find(b"\n", pos)
         if nl < 0:
@@ -127,5 +128,8 @@ def _read(repo: Repo, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]
         pos += size + 1
         if key not in done:
             done.add(key)
-            found[key] = from_file(path, blob.decode("utf-8", errors="replace"))
+            oid = header[0] + path.encode()  # the same bytes parse the same (per file kind)
+            if oid not in by_blob:
+                by_blob[oid] = from_file(path, blob.decode("utf-8", errors="replace"))
+            found[key] = by_blob[oid]
     return found

@@ -7,6 +7,7 @@ and data version, recorded with `rerun_of`.
 
 from __future__ import annotations
 
+import json
 import math
 import shlex
 import time
@@ -20,7 +21,7 @@ from gitexp.record import encode_message
 from gitexp.results import RESULTS_DIR
 from gitexp.runs import Run
 
-RTOL = 1e-9  # floats printed and parsed back, nothing more: reproducing means the same numbers
+RTOL = 0.0  # by default reproducing means the very same numbers; --rtol/--atol loosen it
 ATOL = 0.0
 
 
@@ -70,8 +71,6 @@ def record_verdict(repo: Repo, run: Run, verdict: dict[str, Any]) -> Run:
         raise GitexpError(f"run {run.id} has no result in git yet",
                           hint=f"`git exp show {run.id}` writes it back once it ended")
     result = replace(run.result, check=verdict)
-    import json
-
     blob = repo.hash_object(json.dumps(result.to_dict(), indent=2, sort_keys=True).encode())
     top = repo.tree_entries(run.commit)
     results_tree = next((e.split()[2].split("\t")[0] for e in top

@@ -15,15 +15,19 @@ from gitexp.cli._app import JSON_OPTION, app
 def ls(  # noqa: PLR0917 - typer reads options from the signature
     as_json: bool = JSON_OPTION,
     sweep: str = typer.Option(None, "--sweep", metavar="ID", help="Only the runs of one sweep."),
-    status: list[str] = typer.Option(None, "--status", help="Only runs with this status "
-                                     "(repeatable, or comma-separated)."),
-    target: list[str] = typer.Option(None, "--target", help="Only runs on this target."),
-    where: str = typer.Option(None, "--where", help="A filter over fields, metrics and params, "
-                              "e.g. 'lr<0.01 and status==succeeded'."),
-    sort: str = typer.Option(None, "--sort", help="Sort keys, '-' for descending: -acc,loss."),
-    limit: int = typer.Option(None, "--limit", help="Show at most this many runs."),
-    columns: str = typer.Option(None, "--columns", help="Columns to show, e.g. "
-                                "run,status,lr,loss (default: the usual ones and all metrics)."),
+    status: list[str] = typer.Option(None, "--status", metavar="STATUS",
+                                     help="Only runs with this status (repeatable, or a,b)."),
+    target: list[str] = typer.Option(None, "--target", metavar="NAME",
+                                     help="Only runs on this target (repeatable, or a,b)."),
+    where: str = typer.Option(None, "--where", metavar="EXPR",
+                              help="A filter over fields, metrics and params, "
+                                   "e.g. 'lr<0.01 and status==succeeded'."),
+    sort: str = typer.Option(None, "--sort", metavar="KEYS",
+                             help="Sort keys, '-' for descending: -acc,loss."),
+    limit: int = typer.Option(None, "--limit", metavar="N", help="Show at most N runs."),
+    columns: str = typer.Option(None, "--columns", metavar="COLS",
+                                help="Columns to show, e.g. run,status,lr,loss "
+                                     "(default: the usual ones and all metrics)."),
 ) -> int:
     """List runs (newest first): id, status, target, start, duration, command, metrics."""
     from gitexp import where as w
