@@ -42,3 +42,5 @@ def test_every_command_has_help_and_is_in_the_readme(name: str):
     assert proc.returncode == 0 and "Usage:" in proc.stdout
     readme = (ROOT / "README.md").read_text()
     assert f"git exp {name}" in readme, f"README.md does not document `git exp {name}`"
+    # `git exp --help` is `git help exp`: the man page must know the command too
+    assert f".B {name}\n" in (ROOT / "docs" / "git-exp.1").read_text()

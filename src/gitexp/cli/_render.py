@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import shlex
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gitexp.runs import Run
+if TYPE_CHECKING:
+    from gitexp.runs import Run
 
 STATUS_STYLE = {
     "queued": "dim", "running": "cyan", "succeeded": "green", "failed": "red",
