@@ -20,11 +20,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from gitexp import METRICS_ENV, metrics
+from gitexp import METRICS_ENV, faults, metrics, secrets
 from gitexp.errors import GitexpError
 from gitexp.git import run_git
 from gitexp.notify import mailer
@@ -34,6 +35,7 @@ from gitexp.stores import Store, open_store, run_key
 
 CHUNK = 1 << 20  # streamed to the store in pieces of at most this: memory stays bounded
 KILL_GRACE = 5.0
+STORE_PATIENCE = 300.0  # s: how long a finished run waits for its store to come back
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Agent:
     _cancel: threading.Event = field(default_factory=threading.Event)
     _offsets: dict[str, int] = field(default_factory=dict)
     _mailer: Any = None  # notify.mailer.RunMailer, once the job runs
+    _secrets: list[str] = field(default_factory=list)  # values masked in the log and metrics
 
     def key(self, name: str) -> str:
         return run_key(self.run_id, name)
@@ -61,6 +64,7 @@ class Agent:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.spool("log").touch()
         self.spool("metrics.jsonl").touch()
+        self._secrets = secrets.values_to_redact(self.store, self.run_id, os.environ)
         started = time.time()
         beat = threading.Thread(target=self._beat_forever, daemon=True)
         beat.start()
@@ -84,6 +88,7 @@ class Agent:
 
             source = transport.fetch_code(self.code, self.snapshot, self.workdir.parent / "cache")
         checkout = workspace.checkout(source, self.snapshot, self.workdir / "code")
+        faults.point("agent.prepare")
         message = run_git(["-C", str(checkout), "log", "-1", "--format=%B", self.snapshot])
         self.record, _ = decode_message(message.stdout.decode(), self.snapshot)
         if self.record.id != self.run_id:
@@ -143,7 +148,8 @@ class Agent:
             spool.writelines(json.dumps(p) + "\n" for p in metrics.series_from_files(cwd))
         self.stream()
         ended = time.time()
-        series = metrics.parse_series(self.spool("metrics.jsonl").read_bytes())
+        series = metrics.parse_series(
+            secrets.redact_bytes(self.spool("metrics.jsonl").read_bytes(), self._secrets))
         final = {**metrics.final_of(series), **metrics.from_files(cwd)}
         exit_code = code if code >= 0 else 128 - code
         status = "cancelled" if cancelled else ("succeeded" if code == 0 else "failed")
@@ -160,8 +166,12 @@ class Agent:
         return data.save_outputs(self.record, checkout, store=self.store, log=self.say)
 
     def finish(self, result: Result) -> None:
-        self.stream()
-        self.store.write(self.key("result.json"), json.dumps(result.to_dict()).encode())
+        self._patiently(self.stream)
+        faults.point("agent.result")
+        # Stamped with the run and snapshot, so a store shared by mistake cannot hand this
+        # result to another repository's run of the same id (runs._stored_result).
+        self._patiently(lambda: self.store.write(self.key("result.json"), json.dumps(
+            {**result.to_dict(), "run": self.run_id, "snapshot": self.snapshot}).encode()))
         self._cancel.set()  # stops the heartbeat
         if self.repo is not None and self.record is not None:
             from gitexp import results
@@ -172,6 +182,7 @@ class Agent:
                 results.write_back(repo, self.record, result, self.store)
             except GitexpError as exc:  # `git exp ls` will write it back later
                 print(f"gitexp: write-back deferred: {exc.message}", file=sys.stderr)
+            faults.point("agent.finish")
         if self._mailer is None and self.record is not None:  # it failed before the job ran
             self._mailer = mailer.for_agent(store=self.store, record=self.record,
                                             spool=self.workdir, cwd=None, repo=self.repo,
@@ -187,17 +198,30 @@ class Agent:
 
     def say(self, line: str) -> None:
         with self.spool("log").open("ab") as f:
-            f.write(line.encode() + b"\n")
+            f.write(secrets.redact(line, self._secrets).encode() + b"\n")
         self.stream()
 
     def _copy(self, pipe: IO[bytes]) -> None:
+        # Masked before the spool: a secret the job prints never reaches a disk or the store.
+        redactor = secrets.Redactor(self._secrets)
         with self.spool("log").open("ab") as out:
             while chunk := pipe.read1(65536):  # type: ignore[attr-defined]
-                out.write(chunk)
+                out.write(redactor.feed(chunk))
                 out.flush()
+            out.write(redactor.flush())
 
-    def stream(self) -> None:
-        """Send what the spool files gained since the last call, a bounded chunk at a time."""
+    def stream(self) -> bool:
+        """Send what the spool files gained since the last call; False when the store failed.
+        A store outage must not end the run: what was not sent stays in the spool, and the
+        next call sends it, in order."""
+        try:
+            self._send()
+        except GitexpError as exc:
+            print(f"gitexp: the store failed, sending later: {exc.message}", file=sys.stderr)
+            return False
+        return True
+
+    def _send(self) -> None:
         for name in ("log", "metrics.jsonl"):
             path = self.spool(name)
             offset = self._offsets.get(name, 0)
@@ -208,9 +232,30 @@ class Agent:
                         chunk = chunk[: chunk.rfind(b"\n") + 1]  # whole lines only
                         if not chunk:
                             break
+                    read = len(chunk)
+                    if name == "metrics.jsonl":  # the job writes it itself; whole lines here
+                        chunk = secrets.redact_bytes(chunk, self._secrets)
                     self.store.append(self.key(name), chunk)
-                    offset += len(chunk)
+                    faults.point("agent.append")
+                    offset += read
+                    f.seek(offset)  # a metrics line cut short above is read again whole
+                    self._offsets[name] = offset  # per chunk: a failure resends only the rest
             self._offsets[name] = offset
+
+    def _patiently(self, step: Callable[[], bool | None]) -> bool:
+        """Retry a last word to the store (the log's tail, the result) through an outage of
+        up to STORE_PATIENCE seconds; False if the store never came back."""
+        delay, deadline = 0.5, time.monotonic() + STORE_PATIENCE
+        while True:
+            try:
+                if step() is not False:
+                    return True
+            except GitexpError as exc:
+                print(f"gitexp: the store failed, retrying: {exc.message}", file=sys.stderr)
+            if time.monotonic() + delay > deadline:
+                return False
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     # -- liveness ----------------------------------------------------------------------------
     def set_status(self, status: str, **extra: Any) -> None:
@@ -223,6 +268,7 @@ class Agent:
                     "host": socket.gethostname(), "pid": os.getpid()}
             with contextlib.suppress(Exception):  # a store hiccup must not kill the run
                 self.store.write(self.key("heartbeat"), json.dumps(beat).encode())
+            faults.point("agent.heartbeat")
             self._cancel.wait(self.heartbeat)
 
     def _cancel_requested(self) -> bool:

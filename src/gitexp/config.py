@@ -7,6 +7,7 @@ the environment or a credential helper.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from gitexp.errors import ConfigError, GitexpError
@@ -110,9 +111,11 @@ def _read(args: list[str], what: str) -> dict[str, str]:
 
 
 def _parse_duration(raw: str) -> float:
-    """`30`, `30s`, `5m`, `2h`, `1d` -> seconds."""
+    """`30`, `30s`, `5m`, `2h`, `1d` -> seconds. Negative, NaN and infinite are no duration
+    (`gc --older-than -5d` would otherwise match every run)."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     raw = raw.strip().lower()
-    if raw and raw[-1] in units:
-        return float(raw[:-1]) * units[raw[-1]]
-    return float(raw)
+    seconds = float(raw[:-1]) * units[raw[-1]] if raw and raw[-1] in units else float(raw)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"not a duration: {raw!r}")
+    return seconds

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeGuard
 
 from gitexp import params as params_mod
+from gitexp.errors import GitexpError
 from gitexp.git import EMPTY_TREE, Repo
 from gitexp.results import RESULTS_DIR
 from gitexp.runs import Run
@@ -67,6 +68,10 @@ def against_base(repo: Repo, a: Run, *, patch: bool = False) -> Report:
     """Side a is the base commit, side b the run: what the run had that was not committed."""
     rec = a.record
     base_data: dict[str, Any] | None = None
+    if rec.base and repo.rev_parse(f"{rec.base}^{{commit}}") is None:
+        raise GitexpError(f"the base commit {rec.base[:12]} of run {rec.id} is not in this "
+                          "repository", hint="fetch it (`git fetch origin`), or diff two runs: "
+                                             f"`git exp diff {rec.id} OTHER`")
     if rec.base:
         from gitexp import data
 

@@ -88,7 +88,8 @@ def resolve(repo: Repo, config: Config, specs: list[str]) -> tuple[list[Run], li
         try:
             run = service.find(repo, spec, config)
         except GitexpError:
-            if refs.is_valid_id(spec) and repo.rev_parse(refs.ref_for(spec)):
+            # exact names only, from git's own list: `rm` must never reach outside the namespace
+            if refs.PREFIX + spec in index.unreadable(repo):
                 broken.append(spec)
                 continue
             raise
@@ -98,11 +99,11 @@ def resolve(repo: Repo, config: Config, specs: list[str]) -> tuple[list[Run], li
 
 def remove_broken(repo: Repo, run_ids: list[str]) -> list[str]:
     """Remove runs whose record cannot be read: their refs and local data."""
-    removed = [i for i in run_ids if repo.delete_ref(refs.ref_for(i))]
-    for run_id in removed:
+    removed = [i for i in run_ids if repo.delete_ref(refs.PREFIX + i)]
+    for run_id in filter(refs.is_valid_id, removed):  # a bad name has no local data
         for where in ("store/runs", "work"):
             shutil.rmtree(repo.gitexp_dir / where / run_id, ignore_errors=True)
-    index.forget(repo, [refs.ref_for(i) for i in removed])
+    index.forget(repo, [refs.PREFIX + i for i in removed])
     return removed
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -13,6 +14,11 @@ from gitexp.errors import GitError, GitexpError, NotARepoError
 
 ZERO_OID = "0" * 40
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+# A `git gc` running meanwhile (the user's, or an auto gc after a commit) removes empty
+# object directories; git writing a loose object can lose that race and fail with this.
+# Writing an object is idempotent, and the failed command wrote nothing else: try again.
+_GC_RACE = b"unable to create temporary file"
+OBJECT_WRITE_ATTEMPTS = 4
 
 # Variables git exports to hooks; left in place they would point our own git calls at the
 # hook's repository or index instead of the one we name explicitly.
@@ -35,20 +41,39 @@ def run_git(
     input: bytes | None = None,
     check: bool = True,
 ) -> subprocess.CompletedProcess[bytes]:
-    try:
-        proc = subprocess.run(
-            ["git", *args], cwd=cwd, env=clean_env(env), input=input, capture_output=True,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise GitexpError("git is not installed", hint="install git and put it on PATH") from None
+    for attempt in range(OBJECT_WRITE_ATTEMPTS):
+        try:
+            proc = subprocess.run(
+                ["git", *args], cwd=cwd, env=clean_env(env), input=input, capture_output=True,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise GitexpError("git is not installed",
+                              hint="install git and put it on PATH") from None
+        if proc.returncode == 0 or _GC_RACE not in proc.stderr:
+            break
+        time.sleep(0.05 * (attempt + 1))
     if check and proc.returncode != 0:
         err = proc.stderr.decode(errors="replace").strip().splitlines()
         raise GitError(
-            f"git {args[0]} failed: {err[-1] if err else f'exit {proc.returncode}'}",
+            f"git {_verb(args)} failed: {err[-1] if err else f'exit {proc.returncode}'}",
             hint="is this a healthy git repository? `git fsck` checks",
         )
     return proc
+
+
+_VALUED = ("--git-dir", "--work-tree", "-C", "-c")  # git's own options that take a value
+
+
+def _verb(args: list[str]) -> str:
+    """The git command in `args` (`commit-tree`), past git's own options (`--git-dir X`)."""
+    skip = False
+    for arg in args:
+        if skip or arg.startswith("-"):
+            skip = not skip and arg in _VALUED
+            continue
+        return arg
+    return args[0] if args else "git"
 
 
 @dataclass(frozen=True)
@@ -62,19 +87,24 @@ class Repo:
     @classmethod
     def discover(cls, where: Path | str = ".") -> Repo:
         proc = run_git(
-            ["rev-parse", "--is-bare-repository", "--show-toplevel", "--absolute-git-dir",
-             "--git-common-dir"],
+            ["rev-parse", "--is-inside-git-dir", "--is-bare-repository", "--show-toplevel",
+             "--absolute-git-dir", "--git-common-dir"],
             cwd=where, check=False,
         )
-        if proc.returncode != 0:
-            raise NotARepoError(str(Path(where).resolve()))
         lines = proc.stdout.decode().splitlines()
-        if lines[0] == "true" or len(lines) < 4:
+        # In a bare repository, or inside .git, git answers the first two, then fails on
+        # --show-toplevel.
+        if len(lines) < 2:
+            raise NotARepoError(str(Path(where).resolve()))
+        if lines[1] == "true":
             raise GitexpError(
                 f"{Path(where).resolve()} is a bare repository: runs need a work tree",
                 hint="clone it (`git clone REPO`) and run from the clone",
             )
-        root, git_dir, common = Path(lines[1]), Path(lines[2]), Path(lines[3])
+        if lines[0] == "true" or len(lines) < 5:
+            raise GitexpError(f"cannot run from inside .git: {Path(where).resolve()}",
+                              hint="cd to the work tree")
+        root, git_dir, common = Path(lines[2]), Path(lines[3]), Path(lines[4])
         if not common.is_absolute():
             common = (Path(where).resolve() / common).resolve()
         return cls(root=root, git_dir=git_dir, common_dir=common)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -70,9 +71,10 @@ def render(hook: str, python: str) -> str:
     if hook not in HOOKS:
         raise GitexpError(f"unknown hook {hook!r}", hint=f"gitexp installs: {', '.join(HOOKS)}")
     impl = Path(__file__).resolve().with_name("hookimpl.py")
-    return (stub_source().replace("{{hook}}", shlex.quote(hook))
-            .replace("{{python}}", shlex.quote(python))
-            .replace("{{impl}}", shlex.quote(str(impl))))
+    values = {"hook": hook, "python": python, "impl": str(impl)}
+    # One pass: a path that itself contains `{{impl}}` is never expanded a second time.
+    return re.sub(r"\{\{(hook|python|impl)\}\}", lambda m: shlex.quote(values[m.group(1)]),
+                  stub_source())
 
 
 def install(repo: Repo, python: str = sys.executable) -> list[HookState]:

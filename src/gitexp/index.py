@@ -25,10 +25,17 @@ from typing import Any
 from gitexp import refs
 from gitexp.errors import GitexpError
 from gitexp.git import Repo, clean_env
-from gitexp.record import SCHEMA, STATUSES, Environment, Result, RunRecord, decode_message
+from gitexp.record import (
+    SCHEMA,
+    Environment,
+    Result,
+    RunRecord,
+    check_types,
+    decode_message,
+)
 
 FILE = "index.sqlite"
-VERSION = 2  # bump when the table changes: an older file is simply rebuilt
+VERSION = 3  # bump when the table changes (3: records type-checked): an older file is rebuilt
 BUSY_MS = 5000
 RETRIES = 5
 
@@ -108,6 +115,30 @@ def _current(repo: Repo, column: str) -> list[tuple[str, str, str, str]]:
         at = _COLUMNS.index(column)
         made = [_row(ref, commit, raw) for ref, commit, raw in _read_commits(repo, heads)]
         return [(r[0], r[1], r[3], r[at]) for r in made if r[-1] is not None]
+
+
+def unreadable(repo: Repo) -> list[str]:
+    """Refs under `refs/experiments/` that hold no readable run: a name that is no run id,
+    or a commit whose record is corrupted. `ls` names them rather than hiding them."""
+    out = repo.git("for-each-ref", "--format=%(refname) %(objectname)", refs.PREFIX)
+    heads, bad = {}, []
+    for line in out.splitlines():
+        ref, _, commit = line.rpartition(" ")
+        if refs.id_from_ref(ref):
+            heads[ref] = commit
+        else:
+            bad.append(ref)
+    if not heads:
+        return sorted(bad)
+    try:
+        with _connect(repo) as db:
+            _sync(repo, db, heads, "commit_id")  # next to free: `ls` has just synced
+            rows = db.execute("SELECT ref, commit_id FROM runs WHERE body IS NULL").fetchall()
+        bad += [ref for ref, commit in rows if heads.get(ref) == commit]
+    except (sqlite3.Error, OSError):
+        readable = {ref for ref, _, _, _ in _current(repo, "summary")}
+        bad += [ref for ref in heads if ref not in readable]
+    return sorted(bad)
 
 
 def forget(repo: Repo, ref_names: Iterable[str]) -> None:
@@ -283,14 +314,18 @@ def _from_body(ref: str, commit: str, snapshot: str, data: dict[str, Any]) -> En
         res = data.get("result")
         result = Result(**{k: v for k, v in res.items() if k in _RESULT_FIELDS}) \
             if isinstance(res, dict) else None
-        if not all(isinstance(a, str) for a in record.argv) or (
-                result is not None and result.status not in STATUSES):
-            raise TypeError("needs checking")
+        check_types(record)  # every field its annotated type: a forged one fails here
+        if result is not None:
+            check_types(result)
+    except GitexpError:
+        return None
     except (TypeError, KeyError, AttributeError):
         try:
             record, result = decode_message("\n\n" + json.dumps(data), snapshot=snapshot)
         except GitexpError:
             return None
+    if record.id != refs.id_from_ref(ref):  # forged: its id would steer keys, refs, scripts
+        return None
     return Entry(ref=ref, commit=commit, record=record, result=result)
 
 

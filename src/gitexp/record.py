@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Literal
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from gitexp.errors import GitexpError
+from gitexp.refs import is_valid_id
 
 SCHEMA = 1
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost"]
@@ -52,17 +55,17 @@ class RunRecord:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], snapshot: str = "") -> RunRecord:
+    def from_dict(cls, d: Any, snapshot: str = "") -> RunRecord:
+        if not isinstance(d, dict) or not isinstance(d.get("env") or {}, dict):
+            raise _corrupted("run record", "not a JSON object")
         known = {f.name for f in fields(cls)}
-        env = Environment(**_only(Environment, d.get("env") or {}))
         data = {k: v for k, v in d.items() if k in known and k not in ("env", "snapshot")}
         try:
+            env = Environment(**_only(Environment, d.get("env") or {}))
             rec = cls(**data, env=env, snapshot=snapshot)
         except TypeError as exc:
-            raise GitexpError(f"corrupted run record: {exc}",
-                              hint="`git exp rm RUN` removes a run that cannot be read") from None
-        if not isinstance(rec.argv, list) or not all(isinstance(a, str) for a in rec.argv):
-            raise GitexpError("corrupted run record: argv is not a list of strings")
+            raise GitexpError(f"corrupted run record: {exc}", hint=_RM_HINT) from None
+        check_types(rec)
         return rec
 
     def with_snapshot(self, snapshot: str) -> RunRecord:
@@ -87,10 +90,14 @@ class Result:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Result:
-        res = cls(**_only(cls, d))
-        if res.status not in STATUSES:
-            raise GitexpError(f"corrupted result: unknown status {res.status!r}")
+    def from_dict(cls, d: Any) -> Result:
+        if not isinstance(d, dict):
+            raise _corrupted("result", "not a JSON object")
+        try:
+            res = cls(**_only(cls, d))
+        except TypeError as exc:  # e.g. no status
+            raise GitexpError(f"corrupted result: {exc}", hint=_RM_HINT) from None
+        check_types(res)
         return res
 
     @property
@@ -104,6 +111,83 @@ def _only(cls: type, d: dict[str, Any]) -> dict[str, Any]:
     # Newer writers may add fields; an older reader keeps what it knows.
     names = {f.name for f in fields(cls)}
     return {k: v for k, v in d.items() if k in names}
+
+
+# -- validation -------------------------------------------------------------------------------
+# A record is read from git, where anyone with push access (or a bad disk) may have put any
+# JSON: every field is checked against its annotation, so a wrong type is one clear error
+# here and never a crash far away (`launched_at` in arithmetic, `metrics.items()`, ...).
+_RM_HINT = "`git exp rm RUN` removes a run that cannot be read"
+_NoneType = type(None)
+
+
+def _corrupted(what: str, why: str) -> GitexpError:
+    return GitexpError(f"corrupted {what}: {why}", hint=_RM_HINT)
+
+
+def check_types(obj: RunRecord | Result | Environment) -> None:
+    """Raise GitexpError unless every field of `obj` has the type its annotation says."""
+    what = "result" if isinstance(obj, Result) else "run record"
+    for name, (fits, shown) in _checkers(type(obj)).items():
+        value = getattr(obj, name)
+        if name == "env":
+            check_types(value)
+        elif not fits(value):
+            raise _corrupted(what, f"{name} is {type(value).__name__}, not {shown}")
+    if isinstance(obj, Result) and obj.status not in STATUSES:
+        raise _corrupted(what, f"unknown status {obj.status!r}")
+    if isinstance(obj, RunRecord) and obj.id and not is_valid_id(obj.id):
+        raise _corrupted(what, f"invalid run id {obj.id!r}")
+
+
+Check = Callable[[Any], bool]
+_CHECKERS: dict[type, dict[str, tuple[Check, str]]] = {}
+
+
+def _checkers(cls: type) -> dict[str, tuple[Check, str]]:
+    # Compiled once per class from its annotations: checking 10,000 records stays cheap.
+    if cls not in _CHECKERS:
+        _CHECKERS[cls] = {name: (_checker(hint), _show(hint))
+                          for name, hint in get_type_hints(cls).items()}
+    return _CHECKERS[cls]
+
+
+def _checker(hint: Any) -> Check:  # noqa: PLR0911 - one case per kind of annotation
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any or (isinstance(hint, type) and is_dataclass(hint)):
+        return lambda v: True  # a nested dataclass (env) is checked on its own
+    if origin in (UnionType, Union):
+        alts = [_checker(a) for a in args if a is not _NoneType]
+        if len(alts) == 1 and len(args) == 2:  # `X | None`, the common case: kept fast
+            inner = alts[0]
+            return lambda v: v is None or inner(v)
+        alts += [_checker(_NoneType)] if _NoneType in args else []
+        return lambda v: any(fits(v) for fits in alts)
+    if hint is _NoneType:
+        return lambda v: v is None
+    if hint is float:  # JSON true is no number; an integral float may come back as int
+        return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    if hint is int:
+        return lambda v: isinstance(v, int) and not isinstance(v, bool)
+    if origin is list:
+        item = _checker(args[0])
+        return lambda v: isinstance(v, list) and all(item(x) for x in v)
+    if origin is dict:
+        if args[1] is Any:
+            return lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v)
+        value = _checker(args[1])
+        return lambda v: isinstance(v, dict) and all(
+            isinstance(k, str) and value(x) for k, x in v.items())
+    cls = origin or hint
+    return lambda v: isinstance(v, cls)
+
+
+def _show(hint: Any) -> str:
+    if get_origin(hint) in (UnionType, Union):
+        return " or ".join(_show(a) for a in get_args(hint))
+    if hint is _NoneType:
+        return "null"
+    return hint.__name__ if isinstance(hint, type) and not get_args(hint) else str(hint)
 
 
 # -- commit messages ------------------------------------------------------------------------
@@ -128,8 +212,8 @@ def decode_message(message: str, snapshot: str) -> tuple[RunRecord, Result | Non
             raise GitexpError(f"run record schema {body['schema']} is newer than this gitexp",
                               hint="upgrade gitexp: `pip install -U gitexp`")
         record = RunRecord.from_dict(body["record"], snapshot=snapshot)
-        result = Result.from_dict(body["result"]) if isinstance(body.get("result"), dict) else None
-    except (ValueError, TypeError, KeyError) as exc:
+        result = Result.from_dict(body["result"]) if body.get("result") is not None else None
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
         raise GitexpError(f"corrupted run record ({exc})",
                           hint="`git exp rm RUN` removes a run that cannot be read") from None
     return record, result

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import shlex
 import time
 from typing import Any
@@ -139,11 +140,14 @@ def _value(v: Any) -> str:
 
 
 def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""
+    try:  # a record from elsewhere may hold any number
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else ""
+    except (OverflowError, ValueError, OSError):
+        return ""
 
 
 def _duration(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return ""
     s = int(seconds)
     return f"{seconds:.1f}s" if s < 60 else (f"{s // 60}m{s % 60:02d}s" if s < 3600

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shlex
 import time
 from dataclasses import replace
@@ -131,17 +132,21 @@ def default_remote(repo: Repo) -> str:
     return url or str(repo.root)
 
 
+_SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # str.isidentifier() admits non-ASCII
+
+
 def script(repo: Repo, run: Run, remote: str | None = None) -> str:
     """A POSIX shell script (templates/run.sh) that replays `run` with git and DVC alone."""
     from gitexp import templates
     from gitexp.data import version
 
     rec = run.record
+    refs.check_id(rec.id)  # it goes into a comment line and a directory name: never forged
     pulls = sorted(i.path for i in version.from_record(rec.data).values() if i.cached)
     data_step = ("dvc pull -- " + shlex.join(pulls)) if pulls else \
         ": # the run used no DVC-tracked data"
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(rec.env.variables.items())
-                      if k.isidentifier()) or ": # no recorded environment variables\n"
+                      if _SHELL_NAME.fullmatch(k)) or ": # no recorded environment variables\n"
     values = {
         "run_id": rec.id, "snapshot": rec.snapshot, "remote": remote or default_remote(repo),
         "cwd": rec.cwd or ".", "command": shlex.join(rec.argv).replace("\n", " "),
@@ -162,6 +167,13 @@ def restore_code(repo: Repo, run: Run, branch: str | None = None, *,
     if outputs and not (run.result and run.result.outputs):
         raise GitexpError(f"run {run.id} recorded no outputs",
                           hint="`git exp run --out PATH -- CMD` records one")
+    if branch is not None:  # said plainly here, not as a failed `git switch` later
+        if branch.startswith("-") or not repo.ok("check-ref-format", "--branch", branch):
+            raise GitexpError(f"invalid branch name {branch!r}",
+                              hint="e.g. `-b try-lr-3e-4` (see `git help check-ref-format`)")
+        if repo.rev_parse(f"refs/heads/{branch}"):
+            raise GitexpError(f"a branch named {branch!r} already exists",
+                              hint="pick another name, or check it out without -b")
     dirty = repo.git("status", "--porcelain", "--untracked-files=all").splitlines()
     if dirty:
         raise GitexpError(

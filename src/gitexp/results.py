@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 
+from gitexp import faults
 from gitexp.git import Repo
 from gitexp.record import Result, RunRecord, encode_message
 from gitexp.refs import ref_for
-from gitexp.stores import Store, run_key
+from gitexp.stores import Store, read_range, run_key, size_of
 
 RESULTS_DIR = ".gitexp-results"
 MAX_LOG_IN_GIT = 32 << 20  # larger logs keep head and tail in git; the store keeps all
@@ -29,8 +30,7 @@ def write_back(repo: Repo, record: RunRecord, result: Result, store: Store | Non
         "result.json": json.dumps(result.to_dict(), indent=2, sort_keys=True).encode(),
     }
     if store is not None:
-        log = store.read(run_key(record.id, "log")) or b""
-        files["log.txt"] = _cap(log)
+        files["log.txt"] = capped_log(store, run_key(record.id, "log"))
         series = store.read(run_key(record.id, "metrics.jsonl"))
         if series:
             files["metrics.jsonl"] = series
@@ -40,6 +40,7 @@ def write_back(repo: Repo, record: RunRecord, result: Result, store: Store | Non
                 files["plots/" + key.rsplit("/", 1)[-1]] = blob
     tree = _results_tree(repo, record, files)
     commit = repo.commit_tree(tree, [record.snapshot], encode_message(record, result))
+    faults.point("writeback.commit")
     if current is None:
         return commit  # the run's ref is gone (removed meanwhile): leave it gone
     repo.update_ref(ref, commit, record.snapshot, f"gitexp: {record.id} {result.status}")
@@ -65,10 +66,25 @@ def _results_tree(repo: Repo, record: RunRecord, files: dict[str, bytes]) -> str
     return repo.mktree(top)
 
 
+def capped_log(store: Store, key: str) -> bytes:
+    """The log as git keeps it (`_cap`), read in two bounded spans where the store can say
+    its size: a worker writing back a gigabyte log must not hold it all in memory."""
+    size = size_of(store, key)
+    if size is None or size <= MAX_LOG_IN_GIT:
+        return _cap(store.read(key) or b"")
+    half = MAX_LOG_IN_GIT // 2
+    head = read_range(store, key, 0, half) or b""
+    tail = read_range(store, key, size - half, half) or b""
+    return _joined(head, tail, size - 2 * half)
+
+
 def _cap(log: bytes) -> bytes:
     if len(log) <= MAX_LOG_IN_GIT:
         return log
     half = MAX_LOG_IN_GIT // 2
-    cut = len(log) - 2 * half
+    return _joined(log[:half], log[-half:], len(log) - 2 * half)
+
+
+def _joined(head: bytes, tail: bytes, cut: int) -> bytes:
     note = f"\n[gitexp: {cut} bytes cut here; the store has the whole log]\n".encode()
-    return log[:half] + note + log[-half:]
+    return b"".join((head, note, tail))

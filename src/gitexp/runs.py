@@ -7,22 +7,24 @@ from __future__ import annotations
 
 import getpass
 import json
+import math
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
-from gitexp import data, environment, metrics, preflight, refs, snapshot
+from gitexp import data, environment, faults, metrics, preflight, refs, snapshot
 from gitexp.backends import Backend, Handle, Launch, backend_for
 from gitexp.config import Config, Target
 from gitexp.errors import GitexpError, UnknownRunError
 from gitexp.git import ZERO_OID, Repo
 from gitexp.record import LIVE, Result, RunRecord, decode_message, encode_message
 from gitexp.results import RESULTS_DIR, write_back
-from gitexp.stores import Store, open_store, run_key
+from gitexp.stores import Store, open_store, run_key, size_of
 from gitexp.stores.file import FileStore
 
 LAUNCH_TIMEOUT = 120.0  # a run with no handle this long after launch was never started
@@ -78,17 +80,19 @@ class Recorded:
 def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Recorded:
     """Snapshot the work tree once and record one run per request (a sweep: one per point),
     all on the same target. Nothing is started yet."""
-    if not reqs or not all(req.argv for req in reqs):
+    if not reqs or not all(req.argv and req.argv[0] for req in reqs):
         raise GitexpError("no command given", hint="git exp run -- python train.py --lr 3e-4")
     target = config.target(reqs[0].target)
     subdirs = [_subdir(repo, req.cwd) for req in reqs]
     for req in reqs:
         _check_command(req.argv, req.cwd)
-    names = [refs.check_name(req.name) if req.name else refs.default_name(req.argv)
+    names = [refs.check_name(req.name) if req.name is not None else refs.default_name(req.argv)
              for req in reqs]
     preflight.check(repo, config)
     data.check_worktree(repo, commit=reqs[0].commit_data, say=reqs[0].say)
     snap = snapshot.take(repo)
+    if snap.secret_files and reqs[0].say:  # tracked, so shipped: say so, and launch anyway
+        reqs[0].say(_secret_files_warning(snap.secret_files))
     if len(reqs) == 1 and not reqs[0].force:  # the same code, command and data: say so
         from gitexp.rerun import refuse_if_succeeded
 
@@ -109,6 +113,8 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
             outs=list(req.outs), data=data_version,
         )
         records.append(_commit_record(repo, record, snap.tree, name))
+        # At once: a launch killed from here on is seen as interrupted (`_launch_lost`).
+        store.write(run_key(records[-1].id, "status.json"), queued_status())
         if data_plan is not None:  # how the agent gets the data: names and paths, no secrets
             data.write_plan(store, records[-1].id, data_plan)
     return Recorded(target=target, backend=backend, store=store, records=records)
@@ -144,11 +150,15 @@ def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
            progress: Callable[[str, int, int], None] | None = None) -> Run:
     """Start the agent for a recorded run; a failure to start leaves the run `failed`."""
     heartbeat = config.get_float("exp.heartbeat", 2.0)
-    store.write(run_key(record.id, "status.json"), json.dumps({"status": "queued"}).encode())
+    store.write(run_key(record.id, "status.json"), queued_status())
+    faults.point("launch.submit")
     try:
         from gitexp.notify import dev as notify  # the run's mail settings, secret-free
 
         notify.at_launch(repo, config, record, target, store)
+        from gitexp import secrets  # names only: the agent masks their values in the log
+
+        secrets.publish_names(store, record.id, config, target)
         if target.backend != "local":  # the worker gets the snapshot from the store
             from gitexp import transport
 
@@ -156,6 +166,7 @@ def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
             transport.push_code(repo, store, record.snapshot, progress=sent)
         handle = backend.submit(launch=Launch(repo=repo, record=record, store=store,
                                               heartbeat=heartbeat))
+        faults.point("launch.handle")
     except GitexpError as exc:
         failed = Result(status="failed", error=exc.message, ended_at=time.time())
         store.append(run_key(record.id, "log"), f"gitexp: {exc.message}\n".encode())
@@ -167,16 +178,31 @@ def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
                written_back=False)
 
 
+def queued_status() -> bytes:
+    """A queued run's status; it names the launching process, so that a launch killed
+    before the agent started is seen as lost without waiting for LAUNCH_TIMEOUT."""
+    launcher = {"host": socket.gethostname(), "pid": os.getpid()}
+    return json.dumps({"status": "queued", "launcher": launcher}).encode()
+
+
 def _commit_record(repo: Repo, record: RunRecord, tree: str, name: str) -> RunRecord:
     parents = [record.base] if record.base else []
     for _ in range(8):
         run_id = refs.new_id(name)
         rec = replace(record, id=run_id)
         commit = repo.commit_tree(tree, parents, encode_message(rec, None))
+        faults.point("launch.commit")
         # Create-only: an id that exists (or existed and was kept as a ref) is never reused.
         if repo.update_ref(refs.ref_for(run_id), commit, ZERO_OID, f"gitexp: launch {run_id}"):
+            faults.point("launch.ref")
             return rec.with_snapshot(commit)
     raise GitexpError("could not allocate a run id", hint="retry; is the repository writable?")
+
+
+def _secret_files_warning(paths: tuple[str, ...]) -> str:
+    listed = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    return (f"gitexp: warning: the snapshot ships tracked files that may hold credentials: "
+            f"{listed} (`git rm --cached` them to keep them out)")
 
 
 def _subdir(repo: Repo, cwd: Path) -> str:
@@ -223,6 +249,8 @@ def parse_ref_line(line: str) -> Run | None:
     try:
         record, result = decode_message(message, snapshot=commit)
     except GitexpError:
+        return None
+    if record.id != run_id:  # a forged record must not steer store keys, refs or scripts
         return None
     if result is not None:  # a results commit: the snapshot is its first parent
         record = record.with_snapshot(parents.split()[0] if parents else commit)
@@ -291,9 +319,12 @@ def _backend_of(repo: Repo, config: Config, record: RunRecord) -> Backend | None
 def observe(repo: Repo, config: Config, run: Run) -> Run:
     """The live status of an unfinished run; writes back finished and lost runs."""
     record = run.record
+    store: Store | None
     try:
         store = store_of(repo, record)
         result = _live_result(repo, config, store, record)
+    except ForeignResultError as exc:  # end the run, taking nothing from that store
+        store, result = None, Result(status="lost", ended_at=time.time(), error=exc.message)
     except GitexpError:
         return run  # store unreachable: say what we know
     if result.status in LIVE:
@@ -301,7 +332,8 @@ def observe(repo: Repo, config: Config, run: Run) -> Run:
     commit = write_back(repo, record, result, store)
     from gitexp.notify import dev as notify  # a dead worker's `lost` mail; never raises
 
-    notify.observed(repo, store, record, result)
+    if store is not None:
+        notify.observed(repo, store, record, result)
     return Run(record=record, result=result, commit=commit, written_back=True)
 
 
@@ -317,9 +349,9 @@ def _json(store: Store, run_id: str, name: str) -> dict[str, Any] | None:
 def _live_result(repo: Repo, config: Config, store: Store, record: RunRecord) -> Result:
     done = _json(store, record.id, "result.json")
     if done:
-        return Result.from_dict(done)
-    status = _json(store, record.id, "status.json") or {}
-    beat = _json(store, record.id, "heartbeat")
+        return _stored_result(record, done)
+    status = _live_status(store, record.id)
+    beat = _heartbeat(store, record.id)
     handle: Handle | None = _json(store, record.id, "handle.json")
     now = time.time()
     lost_why = None
@@ -337,18 +369,95 @@ def _live_result(repo: Repo, config: Config, store: Store, record: RunRecord) ->
             ended = getattr(backend, "ended_as", lambda **_: None)(record=record, handle=handle)
             if ended:
                 ended_as, lost_why = ended
-    if lost_why is None and handle is None and now - record.launched_at > LAUNCH_TIMEOUT:
-        lost_why = "the launch was interrupted before the agent started"
+    if lost_why is None and handle is None and not beat:  # no agent has shown up (yet)
+        lost_why = _launch_lost(config, store, record, status, now)
     if lost_why is not None:
         done = _json(store, record.id, "result.json")  # it may have just finished
         if done:
-            return Result.from_dict(done)
+            return _stored_result(record, done)
         series = metrics.parse_series(store.read(run_key(record.id, "metrics.jsonl")) or b"")
         return Result(status=ended_as, started_at=status.get("started"),
                       ended_at=float(beat["time"]) if beat else now, host=status.get("host"),
                       metrics=metrics.final_of(series), error=lost_why)
     return Result(status=str(status.get("status", "queued")), started_at=status.get("started"),
                   host=status.get("host"))
+
+
+class ForeignResultError(GitexpError):
+    """The store's result.json names another run or snapshot (a store shared or copied
+    between repositories): it must never be written back into this run."""
+
+
+def result_json(record: RunRecord, result: Result) -> bytes:
+    """result.json as the store keeps it: stamped with the run and snapshot it is about."""
+    return json.dumps({**result.to_dict(), "run": record.id,
+                       "snapshot": record.snapshot}).encode()
+
+
+def _stored_result(record: RunRecord, done: dict[str, Any]) -> Result:
+    for key, mine in (("run", record.id), ("snapshot", record.snapshot)):
+        theirs = done.get(key)
+        if theirs is not None and theirs != mine:  # unstamped: written by an older gitexp
+            raise ForeignResultError(
+                f"the store holds a result for {key} {str(theirs)[:40]!r}, not {mine!r}: "
+                "it was not taken", hint=f"is store {record.store} shared with another "
+                                         "repository? give each its own prefix")
+    try:
+        return Result.from_dict(done)
+    except GitexpError as exc:  # our own run's result, damaged: the run ended, how is unknown
+        return Result(status="lost", ended_at=time.time(), error=f"result.json: {exc.message}")
+
+
+def _live_status(store: Store, run_id: str) -> dict[str, Any]:
+    """status.json with only what it may hold: a live status, a start time, a host."""
+    raw = _json(store, run_id, "status.json") or {}
+    if not raw:
+        return raw  # none yet: the launch may not have reached the store
+    started, host = raw.get("started"), raw.get("host")
+    return {**raw, "status": raw.get("status") if raw.get("status") in LIVE else "queued",
+            "started": float(started) if _is_number(started) else None,
+            "host": host if isinstance(host, str) else None}
+
+
+def _heartbeat(store: Store, run_id: str) -> dict[str, Any] | None:
+    beat = _json(store, run_id, "heartbeat")
+    if beat is None or not _is_number(beat.get("time")):
+        return None  # a garbled beat is no sign of life
+    interval = beat.get("interval")
+    return {**beat, "time": float(beat["time"]),
+            "interval": float(interval) if _is_number(interval) and interval > 0 else 2.0}
+
+
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
+def _launch_lost(config: Config, store: Store, record: RunRecord, status: dict[str, Any],
+                 now: float) -> str | None:
+    """Why a run without handle or heartbeat is lost; None while its launch may still go on.
+    The launcher writes the queued status right after the ref and the handle after the
+    agent started, so a missing status, or a dead launcher, past `exp.lostAfter` means the
+    launch was killed (LAUNCH_TIMEOUT remains for launchers this host cannot see)."""
+    waited = now - record.launched_at
+    if waited > LAUNCH_TIMEOUT:
+        return "the launch was interrupted before the agent started"
+    interval = config.get_float("exp.heartbeat", 2.0)
+    if waited < config.get_float("exp.lostafter", max(5 * interval + 5, 10.0)):
+        return None
+    if _json(store, record.id, "status.json") is None:
+        return "the launch was interrupted before it reached the store"
+    launcher = status.get("launcher")
+    if not isinstance(launcher, dict) or launcher.get("host") != socket.gethostname():
+        return None
+    try:
+        os.kill(int(launcher["pid"]), 0)
+    except ProcessLookupError:
+        if _json(store, record.id, "handle.json") is None:  # it may have just written it
+            return "the launch was interrupted before the agent started"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # alive under another user, or unreadable: wait for LAUNCH_TIMEOUT
+    return None
 
 
 # -- logs, cancel -----------------------------------------------------------------------------
@@ -363,6 +472,19 @@ def read_log(repo: Repo, run: Run, offset: int = 0) -> bytes:
         blob = repo.git("cat-file", "blob", f"{run.commit}:{RESULTS_DIR}/log.txt", check=False)
         data = blob.encode(errors="surrogateescape")[offset:]
     return data or b""
+
+
+def read_log_tail(repo: Repo, run: Run, size: int = 1 << 16) -> bytes:
+    """About the last `size` bytes of the log (from a line start when it was cut): `show`
+    quotes a few lines, and a log may be gigabytes."""
+    try:
+        total = size_of(store_of(repo, run.record), run_key(run.id, "log"))
+    except GitexpError:
+        total = None
+    if total is None or total <= size:
+        return read_log(repo, run)[-size:]
+    tail = read_log(repo, run, offset=total - size)
+    return tail[tail.find(b"\n") + 1:]
 
 
 def _engine_log(repo: Repo, record: RunRecord, offset: int) -> bytes | None:
@@ -407,5 +529,5 @@ def cancel(repo: Repo, config: Config, run: Run) -> Run:
         backend.cancel(record=run.record, handle=handle)
     elif handle is None:  # never reached an agent: nothing to stop, just end it
         result = Result(status="cancelled", ended_at=time.time(), error="cancelled before start")
-        store.write(run_key(run.id, "result.json"), json.dumps(result.to_dict()).encode())
+        store.write(run_key(run.id, "result.json"), result_json(run.record, result))
     return run

@@ -14,10 +14,13 @@ Which variables travel, by name (values never appear in config):
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import re
 from collections.abc import Iterable, Mapping
 
 from gitexp.config import Config, Target
+from gitexp.stores import Store, run_key
 
 OWN = ("GITEXP_SMTP_PASSWORD", "GITEXP_MAILGUN_KEY")
 MASK = "***"
@@ -65,6 +68,84 @@ def redact_bytes(data: bytes, values: Iterable[str]) -> bytes:
     for value in sorted({v for v in values if len(v) >= MIN_LENGTH}, key=len, reverse=True):
         data = data.replace(value.encode(), MASK.encode())
     return data
+
+
+# -- redaction on the worker -------------------------------------------------------------------
+# The launch writes the names (never the values) of the run's configured secrets to its store;
+# the agent masks their values, as its own environment holds them, in the job's log and metrics.
+NAMES_KEY = "secret-names.json"
+# Named like a secret, but not one: GIT_AUTHOR_*, XAUTHORITY, SSH_AUTH_SOCK (masking their
+# values would blank an author's name or a path all over a log).
+_NOT_SECRET = re.compile(r"AUTHOR|XAUTHORITY|_SOCK$", re.IGNORECASE)
+
+
+def publish_names(store: Store, run_id: str, config: Config, target: Target) -> None:
+    """Every name configured as a secret - for any target: a job on this one may still find
+    the value in its environment (the local agent inherits the user's)."""
+    names = list(secret_names(config, target))
+    for each in config.targets().values():
+        names += _names(each.get("secrets"))
+        names += [item.partition("=")[0].strip() for item in _names(each.get("secretenv"))]
+    store.write(run_key(run_id, NAMES_KEY), json.dumps(sorted(set(names))).encode())
+
+
+def values_to_redact(store: Store, run_id: str, environ: Mapping[str, str]) -> list[str]:
+    """The secret values a worker masks: the configured names' (from the store), gitexp's
+    own, and any variable whose name smells of a secret."""
+    try:
+        raw = store.read(run_key(run_id, NAMES_KEY))
+        names = [str(n) for n in json.loads(raw)] if raw else []
+    except Exception:  # a store hiccup or a garbled list: still mask what looks secret
+        names = []
+    names += [*OWN, *(n for n in environ if looks_secret(n) and not _NOT_SECRET.search(n))]
+    values = {environ[n] for n in names if len(environ.get(n, "")) >= MIN_LENGTH}
+    # the same value as it appears inside a JSON string (metrics lines), when that differs
+    return sorted(values | {json.dumps(v)[1:-1] for v in values})
+
+
+class Redactor:
+    """Masks secret values in bytes that arrive in pieces (a pipe): a value split across two
+    pieces is still masked, because the end of a piece that could begin one is held back."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self.values = sorted({v.encode() for v in values if len(v) >= MIN_LENGTH},
+                             key=len, reverse=True)
+        self._held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        if not self.values:
+            return data
+        buf = self._held + data
+        for value in self.values:
+            buf = buf.replace(value, MASK.encode())
+        keep = self._partial(buf)
+        self._held = buf[len(buf) - keep:]
+        return buf[:len(buf) - keep]
+
+    def flush(self) -> bytes:
+        out, self._held = self._held, b""
+        return out
+
+    def _partial(self, buf: bytes) -> int:
+        """The length of the longest end of `buf` that begins some secret value."""
+        for k in range(min(len(buf), len(self.values[0]) - 1), 0, -1):
+            tail = buf[-k:]
+            if any(v.startswith(tail) for v in self.values):
+                return k
+        return 0
+
+
+# -- files that hold credentials ------------------------------------------------------------
+# A snapshot ships an untracked file only if its name does not match these (a tracked one
+# ships, with a warning): `git add -A` would otherwise send a forgotten .env to every worker.
+SECRET_FILES = (".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore",
+                "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", ".netrc", "_netrc",
+                ".pgpass", ".pypirc", ".htpasswd", "credentials.json", "*.kdbx")
+
+
+def secret_like_file(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1].lower()
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_FILES)
 
 
 def _names(raw: str | None) -> list[str]:

@@ -55,7 +55,8 @@ def default_remote(repo: Repo, pushing: bool) -> str:
         return "origin" if "origin" in remotes else remotes[0]
     raise GitexpError("which remote? this repository has " +
                       (f"{len(remotes)} remotes" if remotes else "no remote"),
-                      hint="name one: `git exp push REMOTE` (`git remote -v` lists them)")
+                      hint=f"name one: `git exp {'push' if pushing else 'fetch'} REMOTE` "
+                           "(`git remote -v` lists them)")
 
 
 def is_remote(repo: Repo, word: str) -> bool:
@@ -84,8 +85,7 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = ()) -> 
     out = proc.stdout.decode(errors="replace")
     report = _parse_push(remote, out, live=[r[len(refs.PREFIX):] for r in live])
     if proc.returncode != 0 and not report.rejected:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise GitexpError(f"git push to {remote} failed: {err[-1] if err else proc.returncode}",
+        raise GitexpError(f"git push to {remote} failed: {_why(proc)}",
                           hint="check the remote with `git remote -v` and `git ls-remote REMOTE`")
     return report
 
@@ -99,9 +99,8 @@ def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
         proc = _git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
                              "--no-recurse-submodules", remote, *specs)
         if proc.returncode != 0:
-            err = proc.stderr.decode(errors="replace").strip().splitlines()
             raise GitexpError(
-                f"git fetch from {remote} failed: {err[-1] if err else proc.returncode}",
+                f"git fetch from {remote} failed: {_why(proc)}",
                 hint="check the remote with `git remote -v` and `git ls-remote REMOTE`")
         incoming = _refs(repo, stage)
         return _merge(repo, remote, {
@@ -174,6 +173,14 @@ def _git(repo: Repo, *args: str) -> subprocess.CompletedProcess[bytes]:
     # The guard keeps a pre-push hook (ours, `--no-verify` aside) from pushing runs again.
     return run_git(["--git-dir", str(repo.git_dir), *args], cwd=repo.root,
                    env={PUSH_GUARD: "1"}, check=False)
+
+
+def _why(proc: subprocess.CompletedProcess[bytes]) -> str:
+    """git's own reason: its first `fatal:`/`error:` line (the last line is often only the
+    tail of a wrapped sentence, like "and the repository exists.")."""
+    lines = proc.stderr.decode(errors="replace").strip().splitlines()
+    said = [ln for ln in lines if ln.startswith(("fatal: ", "error: "))]
+    return (said or lines or [f"exit {proc.returncode}"])[0]
 
 
 def _check_remote(remote: str) -> str:

@@ -3,7 +3,9 @@
 The tree is built in a private copy of the index (`GIT_INDEX_FILE`), so the user's index,
 work tree, HEAD and branches are never written. It equals what `git add -A && git
 write-tree` would give on a copy of the index: tracked changes, deletions and untracked
-files that git does not ignore.
+files that git does not ignore - except untracked files that usually hold credentials
+(`.env`, `*.pem`, `id_rsa`, ...: `secrets.SECRET_FILES`), which stay behind. A tracked one
+ships (git already has it) and is named in `Snapshot.secret_files`, for a warning.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from gitexp import faults
 from gitexp.git import Repo
+from gitexp.secrets import SECRET_FILES
 
 STALE_TEMP_SECONDS = 3600
 
@@ -26,6 +30,7 @@ STALE_TEMP_SECONDS = 3600
 class Snapshot:
     tree: str
     base: str | None  # HEAD at the time; None in a repo with no commits yet
+    secret_files: tuple[str, ...] = ()  # tracked credential-like files it ships (warn!)
 
 
 @contextlib.contextmanager
@@ -57,8 +62,25 @@ def take(repo: Repo) -> Snapshot:
     base = repo.head()
     with private_index(repo) as env:
         repo.git("add", "-A", "--", ".", env=env)
+        added = _secret_like(repo, env)
+        tracked = _secret_like(repo, {}) & added if added else set()
+        if added - tracked:  # untracked until now: they stay behind
+            repo.git("update-index", "--force-remove", "-z", "--stdin", env=env,
+                     input=b"".join(p.encode(errors="surrogateescape") + b"\0"
+                                    for p in sorted(added - tracked)))
+        faults.point("snapshot.add")
         tree = repo.git("write-tree", env=env).strip()
-    return Snapshot(tree=tree, base=base)
+    return Snapshot(tree=tree, base=base, secret_files=tuple(sorted(tracked)))
+
+
+# git matches the names itself (an index read, no work-tree walk); `*` never crosses a `/`.
+_SECRET_PATHSPECS = tuple(f":(glob,icase)**/{pattern}" for pattern in SECRET_FILES)
+
+
+def _secret_like(repo: Repo, env: dict[str, str]) -> set[str]:
+    """Credential-like paths in the index `env` points at (the user's own when empty)."""
+    out = repo.git("ls-files", "-z", "--", *_SECRET_PATHSPECS, env=env)
+    return {p for p in out.split("\0") if p}
 
 
 def _sweep_stale(tmp_dir: Path) -> None:

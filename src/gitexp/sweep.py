@@ -120,7 +120,7 @@ def _submit_array(repo: Repo, config: Config, recorded: runs.Recorded,
                   throttle: int) -> list[runs.Run]:
     """Every run of the sweep as one submission (a Slurm job array), throttled by the
     engine itself; otherwise what runs.submit does for one run."""
-    from gitexp import runs, transport
+    from gitexp import runs, secrets, transport
     from gitexp.backends import Launch
     from gitexp.notify import dev as notify
 
@@ -128,9 +128,9 @@ def _submit_array(repo: Repo, config: Config, recorded: runs.Recorded,
     heartbeat = config.get_float("exp.heartbeat", 2.0)
     try:
         for record in records:
-            store.write(run_key(record.id, "status.json"),
-                        json.dumps({"status": "queued"}).encode())
+            store.write(run_key(record.id, "status.json"), runs.queued_status())
             notify.at_launch(repo, config, record, target, store)
+            secrets.publish_names(store, record.id, config, target)  # names: agent masks values
             transport.push_code(repo, store, record.snapshot)  # siblings share the tree
         handles = recorded.backend.submit_array(  # type: ignore[attr-defined]
             launches=[Launch(repo=repo, record=r, store=store, heartbeat=heartbeat)

@@ -19,13 +19,16 @@ sibling snapshots share are not sent twice; and the exact size drives a progress
 from __future__ import annotations
 
 import contextlib
+import re
 import shlex
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlsplit
 
+from gitexp import faults
 from gitexp.errors import GitexpError, StoreError
 from gitexp.git import Repo, clean_env, run_git
 from gitexp.stores import Progress, Store, get_file, open_store, put_file
@@ -37,6 +40,7 @@ HEADS = "code/heads"
 MAX_HAVES = 32  # the newest held commits a pack is made against: enough for any sibling
 BUNDLE_SIGNATURE = b"# v2 git bundle\n"
 _CHUNK = 1 << 20
+_OID = re.compile(rb"[0-9a-f]{40}(?:[0-9a-f]{24})?")  # sha1 or sha256
 
 
 # -- dev side --------------------------------------------------------------------------------
@@ -50,6 +54,7 @@ def push_code(repo: Repo, store: Store, commit: str, progress: Progress | None =
     with tempfile.TemporaryDirectory(prefix="gitexp-pack-") as tmp:
         pack = Path(tmp) / "code.pack"
         _write_pack(repo, commit, haves, pack)
+        faults.point("transport.pack")
         if scheme == "gs":
             bundle = Path(tmp) / "code.bundle"
             _write_bundle(bundle, pack, commit, haves)
@@ -80,7 +85,12 @@ def held_commits(store: Store) -> set[str]:
 
 
 # Receives a pack into the store's bare repository (created on first use) and names the commit.
-_RECEIVE = ('set -e; [ -d "$1/objects" ] || git init -q --bare "$1"; '
+# Concurrent launches may create that repository at once: `git init` takes config.lock, so
+# all but one fail, and a half-made one must not be used. init is idempotent: try again until
+# the repository is whole (objects/pack is among the last things init makes).
+_RECEIVE = ('set -e; n=0; until [ -d "$1/objects/pack" ] && [ -f "$1/HEAD" ]; do '
+            'git init -q --bare "$1" 2>/dev/null && break; n=$((n + 1)); '
+            '[ "$n" -lt 100 ] || git init -q --bare "$1"; sleep 0.1; done; '
             'git --git-dir="$1" index-pack --stdin --fix-thin >/dev/null; '
             'git --git-dir="$1" update-ref "refs/code/$2" "$2"')
 
@@ -129,6 +139,7 @@ def _index_pack(argv: list[str], pack: Path, progress: Progress | None) -> int:
     with contextlib.suppress(BrokenPipeError), pack.open("rb") as src:
         while chunk := src.read(_CHUNK):
             proc.stdin.write(chunk)
+            faults.point("transport.send")
             sent += len(chunk)
             if progress:
                 progress(sent, total)
@@ -150,6 +161,8 @@ def _close(stream: IO[bytes]) -> None:
 def fetch_code(source: str, commit: str, cache_dir: Path) -> Path:
     """A git directory holding `commit`: the store's own `code.git` when it is a directory
     here, else a cache under `cache_dir` that keeps what earlier runs fetched."""
+    if not _OID.fullmatch(commit.encode()):  # it names files and store keys below
+        raise StoreError(f"not a commit id: {commit[:50]!r}")
     parts = urlsplit(source)
     if parts.scheme in ("", "file"):
         path = Path(unquote(parts.path))
@@ -158,8 +171,7 @@ def fetch_code(source: str, commit: str, cache_dir: Path) -> Path:
         return git_dir
     cache = cache_dir / CODE_REPO
     if not (cache / "objects").is_dir():
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        run_git(["init", "-q", "--bare", str(cache)])
+        _init_bare(cache)
     if _has(cache, commit):
         return cache
     if parts.scheme == "gs":
@@ -174,6 +186,19 @@ def fetch_code(source: str, commit: str, cache_dir: Path) -> Path:
                 check=False)
     _require(cache, commit, source)
     return cache
+
+
+def _init_bare(path: Path) -> None:
+    """Create the bare repository `path` whole or not at all: agents sharing a worker may
+    race to make it (two `git init`s at once fail on config.lock, or leave it half-made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        run_git(["init", "-q", "--bare", str(tmp)])
+        with contextlib.suppress(OSError):  # another agent's is in place already: use it
+            tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _apply_bundles(store: Store, cache: Path, commit: str) -> None:
@@ -209,7 +234,13 @@ def _prerequisites(bundle: Path) -> list[str]:
             if line == b"\n":
                 break
             if line.startswith(b"-"):
-                out.append(line[1:41].decode())
+                # A hostile store's bundle must not name a path (`-../../x`): it becomes a
+                # file name and a store key below. Object ids are hex, nothing else.
+                oid = line[1:].split(b" ", 1)[0].strip()
+                if not _OID.fullmatch(oid):
+                    raise StoreError(f"{bundle.name} is not a valid git bundle "
+                                     f"(prerequisite {oid[:50]!r})")
+                out.append(oid.decode())
     return out
 
 

@@ -19,11 +19,13 @@ from gitexp.config import Config
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
 from gitexp.params import from_argv
-from gitexp.record import Result, RunRecord
+from gitexp.record import STATUSES, Result, RunRecord
 
 Row = dict[str, Any]
 Predicate = Callable[[Row], bool]
 HINT = "e.g. --where 'lr<0.01 and status==succeeded' (quote it for the shell)"
+MAX_DEPTH = 64  # nested `not`s and parentheses in one --where
+NAME = re.compile(r"[A-Za-z_][\w.\-/:]*")  # a field, metric or param: --sort, --columns
 # Fields every row has; any other name is looked up among metrics, then params.
 FIELDS = (
     "id", "status", "target", "backend", "user", "branch", "cwd", "name", "sweep", "rerun_of",
@@ -118,6 +120,18 @@ class Query:
     columns: tuple[str, ...] = field(default=())
     sweep: str | None = None
 
+    def __post_init__(self) -> None:
+        # Refused here, not silently matched against nothing: a typo must not read as "no runs"
+        unknown = [s for s in self.status if s not in STATUSES]
+        if unknown:
+            raise GitexpError(f"unknown status {unknown[0]!r}",
+                              hint=f"statuses: {', '.join(STATUSES)}")
+        bad = [c for c in self.columns if not NAME.fullmatch(c)]
+        if bad:
+            raise GitexpError(f"cannot show column {bad[0]!r}",
+                              hint="columns are fields, metrics or params: --columns run,lr,loss")
+        sort_keys(self.sort)  # validates it
+
     def filters(self) -> bool:
         return bool(self.status or self.target or self.where or self.sweep)
 
@@ -187,7 +201,7 @@ def sort_keys(spec: str | None) -> list[tuple[str, bool]]:
         if not part:
             continue
         name = part.lstrip("-+")
-        if not re.fullmatch(r"[A-Za-z_][\w.\-/:]*", name):
+        if not NAME.fullmatch(name):
             raise GitexpError(f"cannot sort by {part!r}", hint="e.g. --sort -acc or --sort loss")
         keys.append((name, part.startswith("-")))
     return keys
@@ -217,7 +231,7 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
             col = len(text) - len(text[pos:].lstrip())
-            raise GitexpError(f"bad --where expression {text!r}: unexpected {text[col]!r} "
+            raise GitexpError(f"bad --where expression {_clip(text)}: unexpected {text[col]!r} "
                               f"at column {col + 1}", hint=HINT)
         kind = m.lastgroup or ""
         out.append((kind, m.group(kind), m.start(kind)))
@@ -225,10 +239,15 @@ def _tokens(text: str) -> list[tuple[str, str, int]]:
     return out
 
 
+def _clip(text: str, width: int = 80) -> str:
+    return repr(text if len(text) <= width else text[:width - 3] + "...")
+
+
 class _Parser:
     def __init__(self, text: str, tokens: list[tuple[str, str, int]]) -> None:
         self.text, self.tokens, self.i = text, tokens, 0
         self.names: list[str] = []  # the names compared, in order
+        self.depth = 0
 
     def peek(self) -> tuple[str, str, int] | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -241,30 +260,34 @@ class _Parser:
         return tok  # type: ignore[return-value]
 
     def fail(self, why: str) -> None:
-        raise GitexpError(f"bad --where expression {self.text!r}: {why}", hint=HINT)
+        raise GitexpError(f"bad --where expression {_clip(self.text)}: {why}", hint=HINT)
 
     def is_word(self, word: str) -> bool:
         tok = self.peek()
         return tok is not None and tok[0] == "word" and tok[1].lower() == word
 
     def expr(self) -> Predicate:
-        left = self.conj()
+        parts = [self.conj()]
         while self.is_word("or"):
             self.take()
-            left = _or(left, self.conj())
-        return left
+            parts.append(self.conj())
+        return parts[0] if len(parts) == 1 else _any(parts)
 
     def conj(self) -> Predicate:
-        left = self.neg()
+        parts = [self.neg()]
         while self.is_word("and"):
             self.take()
-            left = _and(left, self.neg())
-        return left
+            parts.append(self.neg())
+        return parts[0] if len(parts) == 1 else _all(parts)
 
     def neg(self) -> Predicate:
+        self.depth += 1  # each `not` and `(` nests once: refuse before Python's stack ends
+        if self.depth > MAX_DEPTH:
+            self.fail(f"nested more than {MAX_DEPTH} deep")
         if self.is_word("not"):
             self.take()
             inner = self.neg()
+            self.depth -= 1
             return lambda r: not inner(r)
         tok = self.peek()
         if tok is not None and tok[1] == "(":
@@ -272,7 +295,9 @@ class _Parser:
             inner = self.expr()
             if self.take()[1] != ")":
                 self.fail("a ')' is missing")
+            self.depth -= 1
             return inner
+        self.depth -= 1
         return self.comparison()
 
     def comparison(self) -> Predicate:
@@ -290,12 +315,13 @@ class _Parser:
         return _compare(name, op, _literal(kind, raw))
 
 
-def _or(a: Predicate, b: Predicate) -> Predicate:
-    return lambda r: a(r) or b(r)
+# Flat, not nested: `a or b or ...` with thousands of terms must not recurse once per term.
+def _any(parts: list[Predicate]) -> Predicate:
+    return lambda r: any(p(r) for p in parts)
 
 
-def _and(a: Predicate, b: Predicate) -> Predicate:
-    return lambda r: a(r) and b(r)
+def _all(parts: list[Predicate]) -> Predicate:
+    return lambda r: all(p(r) for p in parts)
 
 
 def _literal(kind: str, raw: str) -> Any:

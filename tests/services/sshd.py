@@ -175,6 +175,14 @@ class SshServer:
             stop_process(self._proc)
             self._proc = None
 
+    def resume(self) -> None:
+        """Starts a stopped server again on the same port (a fault test's outage ends)."""
+        if self._proc is None:
+            self._proc = spawn(["/usr/sbin/sshd", "-D", "-f", str(self.dir / "sshd_config"),
+                                "-E", str(self.log)], self.log)
+            if not started(self._proc, lambda: port_open(self.port), 10):
+                raise RuntimeError(f"sshd did not restart:\n{tail(self.log)}")
+
     def login(self, user: str, alias: str) -> SshLogin:
         home = pwd.getpwnam(user).pw_dir
         return SshLogin(host="127.0.0.1", port=self.port, user=user, home=home,
@@ -189,6 +197,7 @@ class SshServer:
 class _Sshd:
     worker: SshLogin
     root: SshLogin
+    server: SshServer  # for outages: .stop() and .resume()
 
 
 @pytest.fixture(scope="session")
@@ -214,7 +223,7 @@ def _sshd_server() -> Iterator[_Sshd]:
         shutil.rmtree(directory, ignore_errors=True)
         unavailable("sshd", str(exc))
     try:
-        yield _Sshd(worker=worker, root=root)
+        yield _Sshd(worker=worker, root=root, server=server)
     finally:
         for login in (worker, root):
             login.run(["rm", "-rf", login.scratch], timeout=30)

@@ -25,6 +25,7 @@ foreground propagation (its pod goes first); a pod's log stands in while the sto
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from gitexp import templates
@@ -183,7 +184,7 @@ class KubernetesBackend:
             "tolerations": [_toleration(t) for t in _split(self.target.get("tolerations"))],
             "volumes": volumes, "volume_mounts": mounts, "env": env, "env_from": env_from,
         }
-        return templates.render("k8s-job.yaml", {k: json.dumps(v) for k, v in values.items()},
+        return templates.render("k8s-job.yaml", {k: _yaml_json(v) for k, v in values.items()},
                                 quote=str)  # each value is already JSON, hence valid YAML
 
     def _resources(self) -> dict[str, Any]:
@@ -267,3 +268,14 @@ def _toleration(spec: str) -> dict[str, str]:
     return tol
 
 
+# An escaped surrogate pair (`\ud83d\ude00`) whose backslash is not itself escaped.
+_PAIR = re.compile(r"(?<!\\)((?:\\\\)*)\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})")
+
+
+def _yaml_json(value: Any) -> str:
+    """JSON, which is YAML - except that YAML reads an escaped surrogate pair as two broken
+    characters: name the code point itself instead (`\\U0001f600`)."""
+    def point(m: re.Match[str]) -> str:
+        code = 0x10000 + ((int(m[2], 16) - 0xD800) << 10) + int(m[3], 16) - 0xDC00
+        return f"{m[1]}\\U{code:08x}"
+    return _PAIR.sub(point, json.dumps(value))

@@ -165,7 +165,7 @@ class SlurmBackend:
                             else f"gitexp-slurm-{pattern}.out")
         header.update({opt: v for key, opt in OPTIONS.items() if (v := self.target.get(key))})
         lines = [f"#SBATCH --{opt}={shlex.quote(value)}" for opt, value in header.items()]
-        lines += [f"#SBATCH {shlex.join(shlex.split(extra))}"
+        lines += [f"#SBATCH {shlex.join(self._words(extra))}"
                   for extra in (self.target.get("sbatch") or "").split(";") if extra.strip()]
         if any("\n" in line for line in lines):
             raise ConfigError(f"target {self.target.name!r}: a Slurm option has a line break")
@@ -188,6 +188,13 @@ class SlurmBackend:
         }
         # Each value above is already quoted for its place (shell words, #SBATCH lines).
         return templates.render("sbatch.sh", values, quote=str)
+
+    def _words(self, option: str) -> list[str]:
+        try:
+            return shlex.split(option)
+        except ValueError as exc:  # an unbalanced quote: a user error, not a traceback
+            raise ConfigError(f"target {self.target.name!r}: sbatch option {option.strip()!r}: "
+                              f"{exc}", hint="quote it as in a shell: --comment='a b'") from None
 
     # -- what travels through the store ------------------------------------------------------
     def ship_wheel(self, store: Store) -> str:

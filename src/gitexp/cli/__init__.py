@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # `git exp ls | head`
         return 0
+    except OSError as exc:  # the machine's trouble, not a bug: disk full, a path, permissions
+        _quiet_stdout()
+        _fail(_os_error(exc), "check that path, its permissions and the free disk space")
+        return 1
     except SystemExit as exc:  # typer's own exit on a closed pipe
         return exc.code if isinstance(exc.code, int) else 1
     except Exception:
@@ -54,6 +58,21 @@ def _fail(message: str, hint: str | None) -> None:
     print(f"error: {message}", file=sys.stderr)
     if hint:
         print(f"hint: {hint}", file=sys.stderr)
+
+
+def _os_error(exc: OSError) -> str:
+    what = exc.strerror or str(exc)
+    names = [str(n) for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{what}: {' -> '.join(names)}" if names else f"{what} (writing the output)"
+
+
+def _quiet_stdout() -> None:
+    # Output that cannot be written (stdout on a full disk) must not fail again at exit,
+    # where Python would print its own "Exception ignored" lines after ours.
+    try:
+        sys.stdout.flush()
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _crash() -> int:

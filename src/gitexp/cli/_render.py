@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 import time
 from typing import TYPE_CHECKING, Any
@@ -18,13 +19,15 @@ STATUS_STYLE = {
 def when(ts: float | None) -> str:
     if ts is None:
         return "-"
-    if time.time() - ts < 86400:
-        return time.strftime("%H:%M:%S", time.localtime(ts))
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts))
+    try:  # a record from elsewhere may hold any number: year 10^300 is no time to show
+        local = time.localtime(ts)
+    except (OverflowError, ValueError, OSError):
+        return "-"
+    return time.strftime("%H:%M:%S" if time.time() - ts < 86400 else "%Y-%m-%d %H:%M", local)
 
 
 def duration(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):
         return "-"
     s = int(seconds)
     if s < 60:
@@ -37,6 +40,12 @@ def duration(seconds: float | None) -> str:
 def command(argv: list[str], width: int = 60) -> str:
     text = shlex.join(argv)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def printable(text: str) -> str:
+    """`text` on one line with control characters shown escaped: a command or name from a
+    teammate's run must not move the cursor, recolour or clear the user's terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def value(v: Any) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from gitexp.cli._app import JSON_OPTION, app
+from gitexp.cli._app import JSON_OPTION, app, console
 
 
 @app.command("ls")
@@ -38,6 +38,7 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     query = w.Query(status=_many(status), target=_many(target), where=where, sort=sort,
                     limit=limit, columns=tuple(split), sweep=sweep)
     rows = w.listing(repo, config, query)
+    _warn_unreadable(repo)
     if as_json:
         from gitexp import runs
         from gitexp.cli import _render as r
@@ -51,6 +52,18 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
         return 0
     _print_table(rows, split or _default_columns(rows))
     return 0
+
+
+def _warn_unreadable(repo: Any) -> None:
+    """One line naming the refs that hold no readable run: listed, never silently hidden."""
+    from gitexp import index, refs
+
+    bad = [ref[len(refs.PREFIX):] for ref in index.unreadable(repo)]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        console(stderr=True).print(
+            f"warning: {len(bad)} run(s) cannot be read: {', '.join(bad[:3])}{more} "
+            f"(`git exp rm {bad[0]}` removes one)", markup=False, highlight=False)
 
 
 def _many(values: list[str] | None) -> tuple[str, ...]:
@@ -101,7 +114,8 @@ def _column(rows: list[dict[str, Any]], col: str, r: Any, value_of: Any) -> list
         return [r.duration(now - row["started"] if row["status"] == "running" and row["started"]
                            else row["duration"]) for row in rows]
     if col == "command":
-        return [c if len(c) <= 50 else c[:49] + "…" for c in (row["command"] for row in rows)]
+        return [c if len(c) <= 50 else c[:49] + "…"
+                for c in (r.printable(row["command"]) for row in rows)]
     if col == "rerun":
         return [f"{row['rerun_of']} ({row['verdict'] or 'unchecked'})" if row["rerun_of"]
                 else "" for row in rows]

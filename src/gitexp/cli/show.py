@@ -17,6 +17,8 @@ def show(
     as_json: bool = JSON_OPTION,
 ) -> int:
     """Show everything about one run."""
+    from rich.markup import escape
+
     from gitexp import runs
     from gitexp.cli import _render as r
     from gitexp.cli._app import console, open_repo, print_json
@@ -47,22 +49,25 @@ def show(
             rows.append(("exit code", str(res.exit_code)))
         if res.error:
             rows.append(("error", res.error))
-    for key, text in rows:
-        out.print(f"  [bold]{key:<10}[/] {text}", markup=True, highlight=False)
+    for key, text in rows:  # values are escaped: `[/]` in a command is no markup
+        out.print(f"  [bold]{key:<10}[/] {escape(r.printable(text))}", highlight=False)
     if rec.data:
         out.print("[bold]data[/]")
-        for path, info in sorted(rec.data.items()):
+        for path, item in sorted(rec.data.items()):
+            info = item if isinstance(item, dict) else {}
             extra = f", {info['nfiles']} files" if info.get("nfiles") else ""
-            out.print(f"  {path}  {info.get('hash', '?')}  ({info.get('size', '?')} bytes{extra})")
+            out.print(f"  {path}  {info.get('hash', '?')}  ({info.get('size', '?')} bytes{extra})",
+                      markup=False, highlight=False)
     if res is not None and res.metrics:
         out.print("[bold]metrics[/]")
         for key, value in sorted(res.metrics.items()):
-            out.print(f"  {key} = {r.value(value)}")
+            out.print(f"  {r.printable(key)} = {r.value(value)}", markup=False, highlight=False)
     if res is not None and res.outputs:
         out.print("[bold]outputs[/]")
         for path, info in sorted(res.outputs.items()):
-            out.print(f"  {path}  {info.get('hash', '?') if isinstance(info, dict) else info}")
-    tail = runs.read_log(repo, found).decode(errors="replace").splitlines()[-TAIL_LINES:]
+            out.print(f"  {path}  {info.get('hash', '?') if isinstance(info, dict) else info}",
+                      markup=False, highlight=False)
+    tail = runs.read_log_tail(repo, found).decode(errors="replace").splitlines()[-TAIL_LINES:]
     if tail:
         out.print("[bold]log[/] (last lines)")
         for line in tail:

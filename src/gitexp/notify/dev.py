@@ -18,10 +18,10 @@ from gitexp.config import Config, Target
 from gitexp.git import Repo
 from gitexp.notify import deliver, policy, sender_for
 from gitexp.notify.maildir import MaildirOutbox, collect
-from gitexp.notify.mailer import SETTINGS_KEY
+from gitexp.notify.mailer import LOG_TAIL_BYTES, SETTINGS_KEY
 from gitexp.notify.settings import NotifySettings, from_config, secrets_from
 from gitexp.record import LIVE, Result, RunRecord
-from gitexp.stores import Store, run_key
+from gitexp.stores import Store, read_range, run_key, size_of
 
 log = logging.getLogger("gitexp.notify")
 
@@ -72,11 +72,20 @@ def send_lost(repo: Repo, store: Store, record: RunRecord, result: Result,
     points = metrics.parse_series(store.read(run_key(record.id, "metrics.jsonl")) or b"")
     message = content.build(settings, record, event="lost", seq=seq, digest=digest,
                             points=points, result=result,
-                            log_bytes=store.read(run_key(record.id, "log")) or b"")
+                            log_bytes=_log_tail(store, record.id))
     box = outbox(repo)
     sender = sender_for(settings, secrets_from(environ or os.environ), box)
     # Someone is waiting at a prompt: retry briefly, then the outbox keeps it.
     return deliver(message, sender, box, attempts=2, backoff=0.5)
+
+
+def _log_tail(store: Store, run_id: str) -> bytes:
+    """The end of a run's log, for the mail's last lines (the log may be gigabytes)."""
+    key = run_key(run_id, "log")
+    size = size_of(store, key)
+    if size is None or size <= LOG_TAIL_BYTES:
+        return store.read(key) or b""
+    return read_range(store, key, size - LOG_TAIL_BYTES, LOG_TAIL_BYTES) or b""
 
 
 def resend(repo: Repo, config: Config, environ: Mapping[str, str] | None = None) -> int:

@@ -26,6 +26,7 @@ from gitexp.stores import Store, run_key
 
 SETTINGS_KEY = "notify-settings.json"
 JOIN_TIMEOUT = 120.0
+LOG_TAIL_BYTES = 1 << 16  # enough for the last lines a mail quotes
 
 log = logging.getLogger("gitexp.notify")
 
@@ -51,6 +52,7 @@ class RunMailer:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.masked: list[str] = []  # secret values the job may have put in its metrics
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -117,11 +119,12 @@ class RunMailer:
 
         seq = self.state.next_seq()
         policy.save(self.store, self.record.id, self.state)  # a sequence number is never reused
-        points = self._points()
+        points = self._mask(self._points())
         extra = metrics.from_files(self.cwd) if self.cwd and event != "checkpoint" else {}
         message = content.build(self.settings, self.record, event=event, seq=seq,
-                                digest=digest, points=points, result=result,
-                                log_bytes=_read(self.log_path), extra_metrics=extra)
+                                digest=self._mask(digest), points=points, result=result,
+                                log_bytes=_read_tail(self.log_path),
+                                extra_metrics=self._mask(extra))
         outcome = deliver(message, self.sender, self.outbox)
         log.info("gitexp: %s mail %s", event, outcome)
 
@@ -133,6 +136,14 @@ class RunMailer:
                        if json.dumps(p, sort_keys=True) not in known]
         return points
 
+    def _mask(self, data: Any) -> Any:
+        """`data` (metrics the job wrote itself: not yet masked) with secret values masked."""
+        if not self.masked:
+            return data
+        from gitexp.secrets import redact
+
+        return json.loads(redact(json.dumps(data), self.masked))
+
     def _live_result(self) -> Result:
         return Result(status="running", started_at=self.started, host=socket.gethostname())
 
@@ -140,6 +151,16 @@ class RunMailer:
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def _read_tail(path: Path, size: int = LOG_TAIL_BYTES) -> bytes:
+    """The end of the log, for the mail's last lines: the log itself may be gigabytes."""
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return f.read()
     except OSError:
         return b""
 
@@ -162,6 +183,9 @@ def for_agent(*, store: Store, record: RunRecord, spool: Path, cwd: Path | None,
                           else StoreOutbox(store, record.id))
         mailer = RunMailer(settings=settings, record=record, store=store, outbox=outbox,
                            secrets=secrets_from(os.environ), spool=spool, cwd=cwd)
+        from gitexp.secrets import values_to_redact
+
+        mailer.masked = values_to_redact(store, record.id, os.environ)
         if start:
             mailer.start()
     except Exception:  # mail never hurts a run

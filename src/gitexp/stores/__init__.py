@@ -72,6 +72,25 @@ def put_file(store: Store, key: str, path: Path, progress: Progress | None = Non
     return len(data)
 
 
+def size_of(store: Store, key: str) -> int | None:
+    """The size of `key` where the store can tell without reading it (`store.size`); None
+    when it cannot (or there is no such key)."""
+    if hasattr(store, "size"):
+        size = store.size(key)
+        return None if size is None else int(size)
+    return None
+
+
+def read_range(store: Store, key: str, offset: int, length: int) -> bytes | None:
+    """At most `length` bytes of `key` from `offset`: only that span where the store can
+    (`store.read_range`); the others read to the end and cut."""
+    if hasattr(store, "read_range"):
+        data = store.read_range(key, offset, length)
+        return None if data is None else bytes(data)
+    data = store.read(key, offset=offset)
+    return None if data is None else data[:length]
+
+
 def get_file(store: Store, key: str, path: Path) -> bool:
     """Download `key` into `path` (streamed where the store can); False when missing."""
     if hasattr(store, "get_file"):

@@ -77,6 +77,27 @@ class GCSStore:
             return data
         return self._retry(f"read {key}", op)
 
+    def size(self, key: str) -> int | None:
+        def op() -> int | None:
+            blob = self._bucket().get_blob(self._name(key), retry=None)
+            return None if blob is None else int(blob.size or 0)
+        return self._retry(f"stat {key}", op)
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes | None:
+        from google.api_core import exceptions as gexc
+
+        def op() -> bytes | None:
+            blob = self._bucket().blob(self._name(key))
+            try:  # `end` is inclusive
+                data: bytes = blob.download_as_bytes(start=offset, end=offset + length - 1,
+                                                     retry=None, checksum=None)
+            except gexc.NotFound:
+                return None
+            except gexc.RequestRangeNotSatisfiable:
+                return b""
+            return data
+        return self._retry(f"read {key}", op)
+
     def write(self, key: str, data: bytes) -> None:
         self._put(key, lambda: io.BytesIO(data), len(data), _md5(data), None)
 

@@ -106,6 +106,28 @@ class SFTPStore:
                 return None
         return self._retry(op)
 
+    def size(self, key: str) -> int | None:
+        def op(sftp: Any) -> int | None:
+            try:
+                return int(sftp.stat(self._path(key)).st_size)
+            except FileNotFoundError:
+                return None
+        return self._retry(op)
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes | None:
+        def op(sftp: Any) -> bytes | None:
+            try:
+                with sftp.open(self._path(key), "rb") as f:
+                    end = min(f.stat().st_size, offset + length)
+                    if offset >= end:
+                        return b""
+                    f.seek(offset)
+                    f.prefetch(end)  # paramiko's argument is where prefetching stops
+                    return bytes(f.read(end - offset))
+            except FileNotFoundError:
+                return None
+        return self._retry(op)
+
     def write(self, key: str, data: bytes) -> None:
         self._retry(lambda sftp: self._put(sftp, key, lambda f: f.write(data)))
 

@@ -1,0 +1,297 @@
+"""Property tests (hypothesis) for the two parsers that read what others wrote or typed:
+the run-record parser (a record comes from git, where anyone with push access may have put any
+bytes) and the `--where` parser. Whatever the input, they answer or raise GitexpError, never
+anything else; valid records round-trip; valid expressions mean what a reference evaluator
+written here says they mean."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import fields
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gitexp import index
+from gitexp.cli import _render
+from gitexp.errors import GitexpError
+from gitexp.record import Environment, Result, RunRecord, decode_message, encode_message
+from gitexp.where import compile_where, row_of, value_of
+
+FUZZ = settings(max_examples=300, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SNAP = "5" * 40
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12,
+)
+
+# -- valid records -----------------------------------------------------------------------------
+RUN_ID = st.from_regex(r"\A[a-z0-9]{1,8}(-[a-z0-9]{1,8}){0,3}\Z")
+TEXT = st.text(max_size=20)
+FLOAT = st.floats(allow_nan=False)  # NaN != NaN: equality would not round-trip
+SCALAR = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | FLOAT | TEXT
+NESTED = st.recursive(SCALAR, lambda inner: st.lists(inner, max_size=3)
+                      | st.dictionaries(TEXT, inner, max_size=3), max_leaves=6)
+ENVS = st.builds(Environment, python=TEXT, platform=TEXT, packages=st.none() | TEXT,
+                 variables=st.dictionaries(TEXT, TEXT, max_size=3))
+RECORDS = st.builds(
+    RunRecord, id=RUN_ID, argv=st.lists(TEXT, min_size=1, max_size=5), cwd=TEXT,
+    base=st.none() | TEXT, branch=st.none() | TEXT, user=TEXT, launched_at=FLOAT,
+    target=TEXT, backend=TEXT, store=TEXT, env=ENVS,
+    data=st.none() | st.dictionaries(TEXT, NESTED, max_size=3),
+    params=st.dictionaries(TEXT, NESTED, max_size=3), name=st.none() | TEXT,
+    rerun_of=st.none() | TEXT, sweep=st.none() | TEXT, outs=st.lists(TEXT, max_size=3),
+)
+RESULTS = st.builds(
+    Result, status=st.sampled_from(["queued", "running", "succeeded", "failed", "cancelled",
+                                    "lost"]),
+    exit_code=st.none() | st.integers(-255, 2**31), started_at=st.none() | FLOAT,
+    ended_at=st.none() | FLOAT, host=st.none() | TEXT,
+    metrics=st.dictionaries(TEXT, NESTED, max_size=3), error=st.none() | TEXT,
+    outputs=st.dictionaries(TEXT, NESTED, max_size=3),
+    check=st.none() | st.dictionaries(TEXT, NESTED, max_size=3),
+)
+
+
+def usable(record: RunRecord, result: Result | None) -> None:
+    """What `ls`/`show` do with any record the parser accepted: it must not crash them."""
+    row = row_of(record, result, SNAP)
+    json.dumps(row)
+    for name in ("launched_at", "started", "duration", "exit_code", "loss", "params.lr"):
+        value_of(row, name)
+    _render.when(record.launched_at)
+    _render.duration(result.duration if result else None)
+    _render.printable(" ".join(record.argv))
+
+
+def as_text(record: RunRecord, result: Result | None) -> str:
+    # JSON, not ==: a NaN in a metric is equal to itself only as text
+    return json.dumps([record.to_dict(), record.snapshot, result and result.to_dict()],
+                      sort_keys=True)
+
+
+def decodes_or_refuses(message: str) -> None:
+    try:
+        record, result = decode_message(message, SNAP)
+    except GitexpError:
+        return
+    usable(record, result)
+
+
+@FUZZ
+@given(record=RECORDS, result=st.none() | RESULTS)
+def test_encode_then_decode_is_identity(record: RunRecord, result: Result | None):
+    message = encode_message(record, result)
+    assert decode_message(message, SNAP) == (record.with_snapshot(SNAP), result)
+    usable(record, result)
+
+
+@FUZZ
+@given(raw=st.binary(max_size=300))
+def test_arbitrary_bytes_never_raise_anything_but_gitexp_error(raw: bytes):
+    decodes_or_refuses(raw.decode(errors="surrogateescape"))
+    decodes_or_refuses("gitexp run x\n\n" + raw.decode(errors="replace"))
+
+
+@FUZZ
+@given(body=JSON)
+def test_arbitrary_json_never_raises_anything_but_gitexp_error(body: Any):
+    decodes_or_refuses("t\n\n" + json.dumps(body))
+    decodes_or_refuses("t\n\n" + json.dumps({"schema": 1, "record": body}))
+    for parse in (RunRecord.from_dict, Result.from_dict):
+        with contextlib.suppress(GitexpError):
+            parse(body)
+
+
+_RECORD_KEYS = [f.name for f in fields(RunRecord) if f.name != "snapshot"]
+_RESULT_KEYS = [f.name for f in fields(Result)]
+
+
+@FUZZ
+@given(record=RECORDS, result=RESULTS, where=st.sampled_from(["record", "result", "env"]),
+       key=st.data(), value=JSON)
+def test_one_field_of_any_type_is_accepted_only_if_usable(
+        record: RunRecord, result: Result, where: str, key: st.DataObject, value: Any):
+    """Valid records with one field replaced by any JSON (the likely forgery or bit rot):
+    refused with GitexpError, or usable by everything that lists and shows runs. The same
+    through the index's fast path, which must agree."""
+    body = json.loads(encode_message(record, result).partition("\n\n")[2])
+    names = {"record": _RECORD_KEYS, "result": _RESULT_KEYS,
+             "env": ["python", "platform", "packages", "variables"]}[where]
+    field = key.draw(st.sampled_from(names))
+    target = body["record"]["env"] if where == "env" else body[where]
+    target[field] = value
+    text = json.dumps(body)
+    decodes_or_refuses("t\n\n" + text)
+    entry = index._from_body(f"refs/experiments/{record.id}", SNAP, SNAP, json.loads(text))
+    if entry is not None:
+        usable(entry.record, entry.result)
+        record2, result2 = decode_message("t\n\n" + text, SNAP)  # the careful path agrees
+        assert as_text(entry.record, entry.result) == as_text(record2, result2)
+
+
+# -- the --where parser ---------------------------------------------------------------------------
+@FUZZ
+@given(text=st.text(max_size=60) | st.text(alphabet="()<>=!'\" andortlsu.x0123-", max_size=60))
+def test_arbitrary_where_text_never_raises_anything_but_gitexp_error(text: str):
+    try:
+        predicate = compile_where(text)
+    except GitexpError:
+        return
+    for row in ROW_SAMPLES:
+        assert predicate(row) in (True, False)
+
+
+NAMES = ["loss", "acc", "lr", "bs", "status", "metrics.loss", "params.lr", "missing"]
+OPS = ["<", "<=", ">", ">=", "==", "=", "!="]
+WORDS = ["succeeded", "failed", "a", "b/c", "x.y", "true", "false", "null", "none"]
+NUMBERS = st.integers(-5, 5).map(str) | st.floats(-10, 10, allow_nan=False).map(repr)
+STRINGS = st.text(alphabet="ab '\"\\.5", max_size=5)
+
+
+def _quote(s: str, q: str) -> str:
+    return q + s.replace("\\", "\\\\").replace(q, "\\" + q) + q
+
+
+LITERALS = st.one_of(
+    NUMBERS.map(lambda raw: ("num", raw, raw)),
+    st.tuples(STRINGS, st.sampled_from(["'", '"'])).map(lambda t: ("str", t[0], _quote(*t))),
+    st.sampled_from(WORDS).map(lambda w: ("word", w, w)),
+)
+COMPARISONS = st.tuples(st.sampled_from(NAMES), st.sampled_from(OPS), LITERALS).map(
+    lambda t: ("cmp", t[0], t[1], t[2]))
+EXPRS = st.recursive(COMPARISONS, lambda inner: st.one_of(
+    inner.map(lambda e: ("not", e)),
+    inner.map(lambda e: ("paren", e)),
+    st.lists(inner, min_size=2, max_size=3).map(lambda es: ("and", es)),
+    st.lists(inner, min_size=2, max_size=3).map(lambda es: ("or", es)),
+), max_leaves=10)
+VALUES = st.none() | st.booleans() | st.integers(-5, 5) | st.floats(-10, 10, allow_nan=False) \
+    | st.sampled_from(["succeeded", "a", "0.5", "x.y", "", "b/c"])
+
+
+def render(e: tuple[Any, ...], tight: bool) -> str:
+    kind = e[0]
+    if kind == "cmp":
+        _, name, op, (_, _, text) = e
+        return f"{name}{op}{text}" if tight else f"{name} {op} {text}"
+    if kind == "paren":
+        return f"({render(e[1], tight)})"
+    if kind == "not":
+        inner = e[1]
+        text = render(inner, tight)
+        return "not " + (f"({text})" if inner[0] in ("and", "or") else text)
+    parts = [render(c, tight) for c in e[1]]
+    if kind == "and":  # an `or` inside an `and` needs its parentheses
+        parts = [f"({p})" if c[0] == "or" else p for c, p in zip(e[1], parts, strict=True)]
+    return f" {kind} ".join(parts)
+
+
+# The reference: written from the documented rules, not from the parser's code.
+def lookup(row: dict[str, Any], name: str) -> Any:
+    if name in row and name not in ("metrics", "params"):
+        return row[name]
+    if name.startswith(("metrics.", "params.")):
+        group, key = name.split(".", 1)
+        return _find(row[group], key)
+    return row["metrics"][name] if name in row["metrics"] else _find(row["params"], name)
+
+
+def _find(values: dict[str, Any], key: str) -> Any:
+    if key in values:
+        return values[key]
+    nested = [v for k, v in values.items() if k.endswith("." + key)]
+    return nested[0] if len(nested) == 1 else None
+
+
+def literal(kind: str, raw: str) -> Any:
+    if kind == "num":
+        return float(raw)
+    if kind == "word":
+        return {"true": True, "false": False, "null": None, "none": None}.get(raw, raw)
+    return raw
+
+
+def equal(have: Any, want: Any) -> bool:
+    if have is None or want is None:
+        return have is None and want is None
+    if isinstance(have, bool) or isinstance(want, bool):
+        return isinstance(have, bool) and isinstance(want, bool) and have == want
+    if isinstance(want, float):
+        try:
+            return float(have) == want
+        except ValueError:
+            return False
+    return str(have) == str(want)
+
+
+def ordered(have: Any, want: Any, op: str) -> bool:
+    if have is None or want is None or isinstance(have, bool) or isinstance(want, bool):
+        return False
+    if isinstance(want, float):
+        try:
+            a, b = float(have), want
+        except ValueError:
+            return False
+    else:
+        a, b = str(have), str(want)
+    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+
+
+def evaluate(e: tuple[Any, ...], row: dict[str, Any]) -> bool:
+    kind = e[0]
+    if kind == "cmp":
+        _, name, op, (lit_kind, raw, _) = e
+        have, want = lookup(row, name), literal(lit_kind, raw)
+        if op in ("==", "="):
+            return equal(have, want)
+        if op == "!=":
+            return not equal(have, want)
+        return ordered(have, want, op)
+    if kind == "paren":
+        return evaluate(e[1], row)
+    if kind == "not":
+        return not evaluate(e[1], row)
+    results = [evaluate(c, row) for c in e[1]]
+    return all(results) if kind == "and" else any(results)
+
+
+ROWS = st.builds(
+    lambda status, metrics, params: {"status": status, "metrics": metrics, "params": params},
+    st.sampled_from(["succeeded", "failed", "running"]),
+    st.dictionaries(st.sampled_from(["loss", "acc", "lr"]), VALUES, max_size=3),
+    st.dictionaries(st.sampled_from(["lr", "train.bs", "opt.bs", "loss"]), VALUES, max_size=3),
+)
+ROW_SAMPLES = [
+    {"status": "succeeded", "metrics": {"loss": 0.5, "acc": "x"}, "params": {"lr": "0.5"}},
+    {"status": "failed", "metrics": {}, "params": {"train.bs": True, "opt.bs": None}},
+    {"status": "running", "metrics": {"lr": None}, "params": {"lr": 3}},
+]
+
+
+@FUZZ
+@given(expr=EXPRS, rows=st.lists(ROWS, min_size=1, max_size=4), tight=st.booleans())
+def test_valid_where_expressions_agree_with_the_reference(expr: tuple[Any, ...],
+                                                         rows: list[dict[str, Any]],
+                                                         tight: bool):
+    text = render(expr, tight)
+    predicate = compile_where(text)
+    for row in rows:
+        assert predicate(row) == evaluate(expr, row), (text, row)
+
+
+def test_the_reference_is_not_vacuous():
+    """A few hand-checked answers, so a reference that agrees with a broken parser shows."""
+    row = {"status": "succeeded", "metrics": {"loss": 0.25}, "params": {"train.bs": 32}}
+    for text, want in [("loss < 0.5", True), ("bs == 32", True), ("bs = '32.0'", False),
+                       ("status == succeeded and not loss > 1", True),
+                       ("missing != null", False), ("missing == null", True),
+                       ("loss < 'a'", True), ("(loss<0 or bs>=32) and status!=failed", True)]:
+        assert compile_where(text)(row) is want, text
