@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import pytest
 from google.api_core import exceptions
 
+from gitexp import launch as launching
 from gitexp import runs, templates
 from gitexp.backends.gce import GCEBackend, instance_name, label_value
 from gitexp.config import Config
@@ -99,7 +100,7 @@ def gce_repo(repo: Path, gcs_env: GcsServer) -> Path:
 
 def launch(repo: Path, *argv: str) -> runs.Run:
     r = Repo.discover(repo)
-    return runs.launch(r, Config.load(r), runs.LaunchRequest(
+    return launching.start(r, Config.load(r), launching.LaunchRequest(
         argv=["python3", "train.py", *argv], cwd=repo, target="gpu"))
 
 

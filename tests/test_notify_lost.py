@@ -26,9 +26,10 @@ time.sleep(300)
 def kill_agent_and_job(repo: Path, run_id: str) -> None:
     store = repo / ".git/gitexp/store/runs" / run_id
     agent = json.loads((store / "handle.json").read_text())["pid"]
-    job = json.loads(wait_for(lambda: (store / "status.json").read_text()
-                              if "pid" in (store / "status.json").read_text() else "",
-                              what="the job to start"))["pid"]
+    def running() -> dict | None:
+        status = json.loads((store / "status.json").read_text())
+        return status if status.get("status") == "running" else None
+    job = wait_for(running, what="the job to start")["pid"]
     os.kill(agent, signal.SIGKILL)
     os.killpg(job, signal.SIGKILL)
     wait_for(lambda: not pid_alive(agent), what="the agent to die")

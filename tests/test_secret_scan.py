@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from gitexp import launch as launching
 from gitexp import rerun, runs
 from gitexp.backends import Launch
 from gitexp.backends.docker import DockerBackend
@@ -151,7 +152,7 @@ def test_no_artifact_holds_a_configured_secret(
     fake = FakeInstances()
     monkeypatch.setattr("gitexp.backends.gce.instances_client", lambda: fake)
     r = Repo.discover(repo)
-    runs.launch(r, Config.load(r), runs.LaunchRequest(argv=["python3", "job.py"], cwd=repo,
+    launching.start(r, Config.load(r), launching.LaunchRequest(argv=["python3", "job.py"], cwd=repo,
                                                       target="gpu", force=True))
     outputs["gce request"] = repr(fake.inserted)
     record = runs.find(r, ids[-1]).record

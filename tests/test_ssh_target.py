@@ -152,7 +152,7 @@ def test_gcs_store_run_survives_an_emulator_restart_mid_upload(
     the code upload and comes back a second later (empty, it is in memory); the upload is
     retried and the run completes with an intact result. The worker logs in as root here
     only because it needs google-cloud-storage, i.e. this venv's python."""
-    from gitexp import runs
+    from gitexp import launch
     from gitexp.cli._app import open_repo
     from gitexp.stores.gcs import GCSStore
 
@@ -181,7 +181,7 @@ def test_gcs_store_run_survives_an_emulator_restart_mid_upload(
 
     monkeypatch.chdir(repo)
     dev_repo, config = open_repo()
-    started = runs.launch(dev_repo, config, runs.LaunchRequest(
+    started = launch.start(dev_repo, config, launch.LaunchRequest(
         argv=["python3", "train.py"], cwd=repo, target="box", progress=progress))
     assert back.is_set()  # the emulator really went away mid-upload
     shown = wait_done(started.id, repo, timeout=90)

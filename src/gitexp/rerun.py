@@ -1,7 +1,7 @@
 """Replay: did a rerun reproduce its run (`rerun --check`), the standalone replay script
 (`rerun --script`), the "already succeeded" notice, and restoring a run's code.
 
-A rerun itself is `runs.relaunch`: the same snapshot tree and parents, argv, subdirectory
+A rerun itself is `launch.relaunch`: the same snapshot tree and parents, argv, subdirectory
 and data version, recorded with `rerun_of`.
 """
 

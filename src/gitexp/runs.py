@@ -5,26 +5,23 @@ No printing, no CLI: functions take explicit objects and return data.
 
 from __future__ import annotations
 
-import getpass
 import json
 import math
 import os
-import shutil
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, TypeGuard
 
-from gitexp import data, environment, faults, metrics, preflight, refs, snapshot
-from gitexp.backends import Backend, Handle, Launch, backend_for
-from gitexp.config import Config, Target
+from gitexp import metrics, refs
+from gitexp.backends import Backend, Handle, backend_for
+from gitexp.config import Config
 from gitexp.errors import GitexpError, UnknownRunError
-from gitexp.git import ZERO_OID, Repo
-from gitexp.record import LIVE, Result, RunRecord, decode_message, encode_message
+from gitexp.git import Repo
+from gitexp.record import LIVE, Result, RunRecord, decode_message
 from gitexp.results import RESULTS_DIR, write_back
-from gitexp.stores import Store, open_store, run_key, size_of
+from gitexp.stores import Store, open_store, read_range, run_key, size_of
 from gitexp.stores.file import FileStore
 
 LAUNCH_TIMEOUT = 120.0  # a run with no handle this long after launch was never started
@@ -44,197 +41,6 @@ class Run:
     @property
     def status(self) -> str:
         return self.result.status if self.result else "queued"
-
-
-# -- launch ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LaunchRequest:
-    argv: list[str]
-    cwd: Path  # where the user stood; the job runs in the same subdirectory
-    name: str | None = None
-    target: str | None = None
-    outs: tuple[str, ...] = ()
-    params: dict[str, Any] | None = None
-    rerun_of: str | None = None
-    sweep: str | None = None
-    commit_data: bool = False  # record changed DVC-tracked data (dvc commit) instead of refusing
-    progress: Callable[[str, int, int], None] | None = None  # (what, done, total): data push
-    say: Callable[[str], None] | None = None  # one-line notices for the user (e.g. committed)
-    force: bool = False  # launch even if the same run already succeeded
-
-
-def launch(repo: Repo, config: Config, req: LaunchRequest) -> Run:
-    recorded = record_runs(repo, config, [req])
-    return submit(repo, config, recorded.records[0], target=recorded.target,
-                  backend=recorded.backend, store=recorded.store, progress=req.progress)
-
-
-@dataclass(frozen=True)
-class Recorded:
-    target: Target
-    backend: Backend
-    store: Store
-    records: list[RunRecord]
-
-
-def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Recorded:
-    """Snapshot the work tree once and record one run per request (a sweep: one per point),
-    all on the same target. Nothing is started yet."""
-    if not reqs or not all(req.argv and req.argv[0] for req in reqs):
-        raise GitexpError("no command given", hint="git exp run -- python train.py --lr 3e-4")
-    target = config.target(reqs[0].target)
-    subdirs = [_subdir(repo, req.cwd) for req in reqs]
-    for req in reqs:
-        _check_command(req.argv, req.cwd)
-    names = [refs.check_name(req.name) if req.name is not None else refs.default_name(req.argv)
-             for req in reqs]
-    preflight.check(repo, config)
-    data.check_worktree(repo, commit=reqs[0].commit_data, say=reqs[0].say)
-    snap = snapshot.take(repo)
-    if snap.secret_files and reqs[0].say:  # tracked, so shipped: say so, and launch anyway
-        reqs[0].say(_secret_files_warning(snap.secret_files))
-    if len(reqs) == 1 and not reqs[0].force:  # the same code, command and data: say so
-        from gitexp.rerun import refuse_if_succeeded
-
-        refuse_if_succeeded(repo, snap.tree, reqs[0].argv, subdirs[0])
-    data_version, data_plan = data.prepare_launch(
-        repo, config, target, snap.tree, outs=any(r.outs for r in reqs),
-        progress=reqs[0].progress)
-    backend = backend_for(target, repo)
-    store = open_store(backend.store_url())
-    env = environment.capture(repo, reqs[0].argv)
-    records = []
-    for req, subdir, name in zip(reqs, subdirs, names, strict=True):
-        record = RunRecord(
-            id="", argv=list(req.argv), cwd=subdir, base=snap.base,
-            branch=repo.branch(), user=_user(config), launched_at=time.time(),
-            target=target.name, backend=target.backend, store=store.url, env=env,
-            params=req.params or {}, name=req.name, rerun_of=req.rerun_of, sweep=req.sweep,
-            outs=list(req.outs), data=data_version,
-        )
-        records.append(_commit_record(repo, record, snap.tree, name))
-        # At once: a launch killed from here on is seen as interrupted (`_launch_lost`).
-        store.write(run_key(records[-1].id, "status.json"), queued_status())
-        if data_plan is not None:  # how the agent gets the data: names and paths, no secrets
-            data.write_plan(store, records[-1].id, data_plan)
-    return Recorded(target=target, backend=backend, store=store, records=records)
-
-
-def relaunch(repo: Repo, config: Config, run: Run, *, target: str | None = None) -> Run:
-    """A rerun: a new run of `run`'s snapshot tree and parents, argv, subdirectory and data
-    version, recorded with `rerun_of`. The current work tree is not looked at."""
-    old = run.record
-    tgt = config.target(target or old.target)
-    tree = repo.rev_parse(f"{old.snapshot}^{{tree}}")
-    if tree is None:
-        raise GitexpError(f"the snapshot of run {old.id} is not in this repository",
-                          hint="git fetch origin 'refs/experiments/*:refs/experiments/*'")
-    _, data_plan = data.prepare_launch(repo, config, tgt, tree, outs=bool(old.outs))
-    backend = backend_for(tgt, repo)
-    store = open_store(backend.store_url())
-    record = RunRecord(
-        id="", argv=list(old.argv), cwd=old.cwd, base=old.base, branch=old.branch,
-        user=_user(config), launched_at=time.time(), target=tgt.name, backend=tgt.backend,
-        store=store.url, env=environment.capture(repo, old.argv), data=old.data,
-        params=dict(old.params), name=old.name, rerun_of=old.id, sweep=old.sweep,
-        outs=list(old.outs),
-    )
-    record = _commit_record(repo, record, tree, old.name or refs.default_name(old.argv))
-    if data_plan is not None:
-        data.write_plan(store, record.id, data_plan)
-    return submit(repo, config, record, target=tgt, backend=backend, store=store)
-
-
-def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
-           backend: Backend, store: Store,
-           progress: Callable[[str, int, int], None] | None = None) -> Run:
-    """Start the agent for a recorded run; a failure to start leaves the run `failed`."""
-    heartbeat = config.get_float("exp.heartbeat", 2.0)
-    store.write(run_key(record.id, "status.json"), queued_status())
-    faults.point("launch.submit")
-    try:
-        from gitexp.notify import dev as notify  # the run's mail settings, secret-free
-
-        notify.at_launch(repo, config, record, target, store)
-        from gitexp import secrets  # names only: the agent masks their values in the log
-
-        secrets.publish_names(store, record.id, config, target)
-        if target.backend != "local":  # the worker gets the snapshot from the store
-            from gitexp import transport
-
-            sent = (lambda done, total: progress("code", done, total)) if progress else None
-            transport.push_code(repo, store, record.snapshot, progress=sent)
-        handle = backend.submit(launch=Launch(repo=repo, record=record, store=store,
-                                              heartbeat=heartbeat))
-        faults.point("launch.handle")
-    except GitexpError as exc:
-        failed = Result(status="failed", error=exc.message, ended_at=time.time())
-        store.append(run_key(record.id, "log"), f"gitexp: {exc.message}\n".encode())
-        write_back(repo, record, failed, store)
-        raise
-    store.write(run_key(record.id, "handle.json"),
-                json.dumps({"target": target.name, **handle}).encode())
-    return Run(record=record, result=Result(status="queued"), commit=record.snapshot,
-               written_back=False)
-
-
-def queued_status() -> bytes:
-    """A queued run's status; it names the launching process, so that a launch killed
-    before the agent started is seen as lost without waiting for LAUNCH_TIMEOUT."""
-    launcher = {"host": socket.gethostname(), "pid": os.getpid()}
-    return json.dumps({"status": "queued", "launcher": launcher}).encode()
-
-
-def _commit_record(repo: Repo, record: RunRecord, tree: str, name: str) -> RunRecord:
-    parents = [record.base] if record.base else []
-    for _ in range(8):
-        run_id = refs.new_id(name)
-        rec = replace(record, id=run_id)
-        commit = repo.commit_tree(tree, parents, encode_message(rec, None))
-        faults.point("launch.commit")
-        # Create-only: an id that exists (or existed and was kept as a ref) is never reused.
-        if repo.update_ref(refs.ref_for(run_id), commit, ZERO_OID, f"gitexp: launch {run_id}"):
-            faults.point("launch.ref")
-            return rec.with_snapshot(commit)
-    raise GitexpError("could not allocate a run id", hint="retry; is the repository writable?")
-
-
-def _secret_files_warning(paths: tuple[str, ...]) -> str:
-    listed = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
-    return (f"gitexp: warning: the snapshot ships tracked files that may hold credentials: "
-            f"{listed} (`git rm --cached` them to keep them out)")
-
-
-def _subdir(repo: Repo, cwd: Path) -> str:
-    try:
-        rel = cwd.resolve().relative_to(repo.root.resolve())
-    except ValueError:
-        raise GitexpError(f"{cwd} is outside the work tree {repo.root}") from None
-    if rel.parts and rel.parts[0] == ".git":
-        raise GitexpError("cannot run from inside .git", hint="cd to the work tree")
-    return rel.as_posix() if rel.parts else ""
-
-
-def _check_command(argv: list[str], cwd: Path) -> None:
-    prog = argv[0]
-    if "/" in prog:
-        path = cwd / prog
-        if not path.exists():
-            raise GitexpError(f"command not found: {prog}",
-                              hint="the path is relative to the directory you run from")
-        if not os.access(path, os.X_OK):
-            raise GitexpError(f"{prog} is not executable",
-                              hint=f"chmod +x {prog}, or run it through its interpreter")
-    elif shutil.which(prog) is None:
-        raise GitexpError(f"command not found: {prog}",
-                          hint="check the spelling, or activate the environment that has it")
-
-
-def _user(config: Config) -> str:
-    name, email = config.get("user.name"), config.get("user.email")
-    if name and email:
-        return f"{name} <{email}>"
-    return name or email or getpass.getuser()
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -309,6 +115,15 @@ def store_of(repo: Repo, record: RunRecord) -> Store:
     return open_store(record.store)
 
 
+def _observable(repo: Repo, record: RunRecord) -> bool:
+    """A local run is ours to judge only if it ran from this repository's store (or this
+    repository moved): a teammate's unfinished run fetched here must not be called lost."""
+    if record.backend != "local":
+        return True
+    local = repo.gitexp_dir / "store"
+    return record.store == local.as_uri() or (local / "runs" / record.id).is_dir()
+
+
 def _backend_of(repo: Repo, config: Config, record: RunRecord) -> Backend | None:
     target = config.targets().get(record.target)
     if target is None or target.backend != record.backend:
@@ -319,6 +134,8 @@ def _backend_of(repo: Repo, config: Config, record: RunRecord) -> Backend | None
 def observe(repo: Repo, config: Config, run: Run) -> Run:
     """The live status of an unfinished run; writes back finished and lost runs."""
     record = run.record
+    if not _observable(repo, record):
+        return run  # launched from another clone (fetched): its own repo writes it back
     store: Store | None
     try:
         store = store_of(repo, record)
@@ -461,9 +278,14 @@ def _launch_lost(config: Config, store: Store, record: RunRecord, status: dict[s
 
 
 # -- logs, cancel -----------------------------------------------------------------------------
-def read_log(repo: Repo, run: Run, offset: int = 0) -> bytes:
+LOG_CHUNK = 4 << 20  # logs may be gigabytes: readers take them a bounded piece at a time
+
+
+def read_log(repo: Repo, run: Run, offset: int = 0, limit: int | None = None) -> bytes:
+    """The log from `offset` on (at most `limit` bytes where the store can cut it)."""
     try:
-        data = store_of(repo, run.record).read(run_key(run.id, "log"), offset=offset)
+        store, key = store_of(repo, run.record), run_key(run.id, "log")
+        data = read_range(store, key, offset, limit) if limit else store.read(key, offset=offset)
     except GitexpError:
         data = None
     if data is None and not run.written_back:  # the agent never reached the store
@@ -500,18 +322,22 @@ def _engine_log(repo: Repo, record: RunRecord, offset: int) -> bytes | None:
     return data[offset:] if isinstance(data, bytes) else None
 
 
+def iter_log(repo: Repo, run: Run, offset: int = 0) -> Iterator[bytes]:
+    """The log from `offset` to its current end, in bounded chunks."""
+    while chunk := read_log(repo, run, offset, limit=LOG_CHUNK):
+        offset += len(chunk)
+        yield chunk
+
+
 def follow(repo: Repo, config: Config, run: Run, poll: float = 0.2) -> Iterator[bytes | Run]:
     """Yield log chunks as they arrive, and finally the finished run."""
     offset = 0
     while True:
-        chunk = read_log(repo, run, offset)
-        if chunk:
+        for chunk in iter_log(repo, run, offset):
             offset += len(chunk)
             yield chunk
         if run.written_back or (run.result and run.result.status not in LIVE):
-            tail = read_log(repo, run, offset)
-            if tail:
-                yield tail
+            yield from iter_log(repo, run, offset)
             yield run
             return
         time.sleep(poll)

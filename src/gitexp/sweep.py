@@ -27,6 +27,7 @@ from gitexp.record import Result, RunRecord
 from gitexp.stores import Store, run_key
 
 if TYPE_CHECKING:  # the agent imports this module too: it stays light on the worker
+    from gitexp import launch as launching
     from gitexp import runs
     from gitexp.config import Config
     from gitexp.git import Repo
@@ -84,10 +85,11 @@ def check_used(argv: list[str], axes: dict[str, list[str]]) -> None:
 
 
 # -- launching ------------------------------------------------------------------------------
-def launch(repo: Repo, config: Config, req: runs.LaunchRequest, axes: dict[str, list[str]],
+def launch(repo: Repo, config: Config, req: launching.LaunchRequest, axes: dict[str, list[str]],
            *, max_parallel: int = 0) -> Sweep:
     """Record one run per point from one snapshot, then start them on the target."""
-    from gitexp import refs, runs
+    from gitexp import launch as launching
+    from gitexp import refs
 
     if max_parallel < 0:
         raise GitexpError("--max-parallel must be 1 or more")
@@ -96,7 +98,7 @@ def launch(repo: Repo, config: Config, req: runs.LaunchRequest, axes: dict[str, 
     sweep_id = refs.new_id(f"sweep-{base}"[:40].strip("-"))
     reqs = [replace(req, argv=substitute(req.argv, point), sweep=sweep_id,
                     params={**(req.params or {}), **point}) for point in points(axes)]
-    recorded = runs.record_runs(repo, config, reqs)
+    recorded = launching.record_runs(repo, config, reqs)
     records, store = recorded.records, recorded.store
     throttle = max_parallel if 0 < max_parallel < len(records) else 0
     if getattr(recorded.backend, "submit_array", None) is not None:
@@ -107,7 +109,7 @@ def launch(repo: Repo, config: Config, req: runs.LaunchRequest, axes: dict[str, 
     started = []
     for i, record in enumerate(records):
         try:
-            started.append(runs.submit(repo, config, record, target=recorded.target,
+            started.append(launching.submit(repo, config, record, target=recorded.target,
                                        backend=recorded.backend, store=store,
                                        progress=req.progress))
         except GitexpError as exc:  # this run is written back `failed`; so are the rest
@@ -116,10 +118,11 @@ def launch(repo: Repo, config: Config, req: runs.LaunchRequest, axes: dict[str, 
     return Sweep(id=sweep_id, runs=started)
 
 
-def _submit_array(repo: Repo, config: Config, recorded: runs.Recorded,
+def _submit_array(repo: Repo, config: Config, recorded: launching.Recorded,
                   throttle: int) -> list[runs.Run]:
     """Every run of the sweep as one submission (a Slurm job array), throttled by the
-    engine itself; otherwise what runs.submit does for one run."""
+    engine itself; otherwise what launch.submit does for one run."""
+    from gitexp import launch as launching
     from gitexp import runs, secrets, transport
     from gitexp.backends import Launch
     from gitexp.notify import dev as notify
@@ -128,7 +131,7 @@ def _submit_array(repo: Repo, config: Config, recorded: runs.Recorded,
     heartbeat = config.get_float("exp.heartbeat", 2.0)
     try:
         for record in records:
-            store.write(run_key(record.id, "status.json"), runs.queued_status())
+            store.write(run_key(record.id, "status.json"), launching.queued_status())
             notify.at_launch(repo, config, record, target, store)
             secrets.publish_names(store, record.id, config, target)  # names: agent masks values
             transport.push_code(repo, store, record.snapshot)  # siblings share the tree

@@ -107,7 +107,7 @@ class DockerBackend:
         argv += _gpu_args(self.engine(), self.target.get("gpus"))
         for volume in _split(self.target.get("volumes")):
             argv += ["-v", volume]
-        if store.scheme == "file":  # the store (with the code runs.submit pushed) mounted
+        if store.scheme == "file":  # the store (with the code launch.submit pushed) mounted
             store_dir = Path(unquote(store.path))
             store_dir.mkdir(parents=True, exist_ok=True)
             argv += ["-v", f"{store_dir}:{MOUNT}/store"]

@@ -72,7 +72,7 @@ class GCEBackend:
         from gitexp import bootstrap
 
         project, zone = self.target.require("project"), self.target.require("zone")
-        # runs.submit has pushed the snapshot to the store; the VM needs gitexp there too.
+        # launch.submit has pushed the snapshot to the store; the VM needs gitexp there too.
         wheel_key = bootstrap.ensure_wheel(launch.store)
         instance = build_instance(self.target, launch.record, wheel_key=wheel_key,
                                   heartbeat=launch.heartbeat)

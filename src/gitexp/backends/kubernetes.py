@@ -52,7 +52,7 @@ class KubernetesBackend:
 
     # -- backend protocol --------------------------------------------------------------------
     def submit(self, *, launch: Launch) -> Handle:
-        body = self.manifest(launch)  # the code is in the store already (runs.submit)
+        body = self.manifest(launch)  # the code is in the store already (launch.submit)
         self._call("create the Job", lambda: self.batch().create_namespaced_job(
             self.namespace, body))
         return {"job": body["metadata"]["name"], "namespace": self.namespace}

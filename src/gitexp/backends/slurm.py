@@ -73,7 +73,7 @@ class SlurmBackend:
 
     def submit_array(self, *, launches: list[Launch], max_parallel: int) -> list[Handle]:
         """Submit several runs as one job (a job array when there is more than one)."""
-        store = launches[0].store  # the code is there already (runs.submit, sweep.launch)
+        store = launches[0].store  # the code is there already (launch.submit, sweep.launch)
         if local_path(self.worker_store_url()) and store.read(OUTPUT_README) is None:
             # Slurm writes #SBATCH --output there but never creates the directory.
             store.write(OUTPUT_README, b"Slurm's own output of gitexp's jobs.\n")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import sys
 
-from gitexp import runs
+from gitexp import launch
 from gitexp.config import Config
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
 
 
-def launch_sweep(repo: Repo, config: Config, req: runs.LaunchRequest, specs: list[str],
+def launch_sweep(repo: Repo, config: Config, req: launch.LaunchRequest, specs: list[str],
                  max_parallel: int) -> int:
     from gitexp import sweep
 

@@ -49,5 +49,6 @@ def logs(
         except KeyboardInterrupt:
             return 130
     else:
-        sys.stdout.buffer.write(runs.read_log(repo, found))
+        for chunk in runs.iter_log(repo, found):
+            sys.stdout.buffer.write(chunk)
     return 0

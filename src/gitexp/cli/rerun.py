@@ -23,8 +23,8 @@ def rerun(  # noqa: PLR0917 - typer reads options from the signature
     detach: bool = typer.Option(False, "-d", "--detach", help="Print the new run id and return."),
 ) -> int:
     """A new run of RUN's snapshot, argv, directory and data version (not of the work tree)."""
+    from gitexp import launch, runs
     from gitexp import rerun as replay
-    from gitexp import runs
     from gitexp.cli._app import console, open_repo
     from gitexp.cli.logs import stream
 
@@ -33,7 +33,7 @@ def rerun(  # noqa: PLR0917 - typer reads options from the signature
     if script:
         sys.stdout.write(replay.script(repo, original, remote))
         return 0
-    started = runs.relaunch(repo, config, original, target=target)
+    started = launch.relaunch(repo, config, original, target=target)
     if detach and not check:
         print(started.id)
         return 0

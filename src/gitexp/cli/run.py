@@ -31,7 +31,7 @@ def run(  # noqa: PLR0917 - typer reads options from the signature
                                help="Run even if the same run already succeeded."),
 ) -> int:
     """Snapshot the work tree and run CMD on a target, from exactly that snapshot."""
-    from gitexp import runs
+    from gitexp import launch
     from gitexp.cli._app import open_repo
     from gitexp.cli.logs import stream
     from gitexp.cli.outputs import data_progress
@@ -46,7 +46,7 @@ def run(  # noqa: PLR0917 - typer reads options from the signature
     if argv[:1] == ["--"]:
         argv = argv[1:]
     with data_progress() as progress:
-        req = runs.LaunchRequest(argv=argv, cwd=Path.cwd(), name=name, target=target,
+        req = launch.LaunchRequest(argv=argv, cwd=Path.cwd(), name=name, target=target,
                                  outs=tuple(out), commit_data=commit_data, progress=progress,
                                  force=force,
                                  say=lambda line: print(line, file=sys.stderr))
@@ -54,7 +54,7 @@ def run(  # noqa: PLR0917 - typer reads options from the signature
             from gitexp.cli._sweep import launch_sweep
 
             return launch_sweep(repo, config, req, sweep, max_parallel)
-        started = runs.launch(repo, config, req)
+        started = launch.start(repo, config, req)
     if detach:
         print(started.id)
         return 0
