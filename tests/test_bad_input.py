@@ -22,7 +22,7 @@ import pytest
 from gitexp.cli import main
 from gitexp.config import Config
 from gitexp.git import Repo
-from gitexp.runs import LaunchRequest, record_runs
+from gitexp.launch import LaunchRequest, record_runs
 from tests.conftest import make_repo
 from tests.helpers import assert_user_error, exp, exp_json, git, wait_done
 

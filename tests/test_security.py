@@ -31,7 +31,7 @@ from gitexp.record import Environment, RunRecord
 from gitexp.runs import Run, find
 from gitexp.stores.file import FileStore
 from tests.conftest import make_repo
-from tests.helpers import assert_user_error, exp, exp_json, git, wait_done
+from tests.helpers import assert_user_error, exp, exp_json, git, wait_done, wait_for
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "gitexp"
 HOSTILE = ["$(touch {canary})", "`touch {canary}`", "; touch {canary}", "&& touch {canary}",
@@ -622,6 +622,9 @@ def test_job_printing_its_secret_leaves_only_a_mask(repo: Path,
     assert f"sha {hashlib.sha256(secret.encode()).hexdigest()}" in log  # the job saw it
     everything = git("log", "-p", "--all", cwd=repo) + json.dumps(done)
     assert secret not in everything and "loss" in everything
+    # The job's own scratch (its metrics spool) holds what it wrote until the agent, last
+    # of all, removes it: only then is the disk scanned.
+    wait_for(lambda: not (repo / ".git/gitexp/work" / run_id).exists(), what="agent cleanup")
     for path in (repo / ".git").rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path

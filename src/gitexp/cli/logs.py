@@ -15,9 +15,18 @@ if TYPE_CHECKING:
     from gitexp.runs import Run
 
 
+def _interrupted(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def stream(repo: Repo, config: Config, run: Run) -> Run:
+    """Print the log as it grows. Ctrl-C stops following, never the run. `git exp` reaches
+    us through git, which answers Ctrl-C by sending SIGTERM to its child: same meaning."""
+    import signal
+
     from gitexp import runs
 
+    signal.signal(signal.SIGTERM, _interrupted)
     out = sys.stdout.buffer
     for item in runs.follow(repo, config, run):
         if isinstance(item, bytes):
