@@ -19,6 +19,7 @@ declare -A PROBES=(
     [debootstrap]=/usr/sbin/debootstrap
     [uidmap]=/usr/bin/newuidmap
     [curl]=/usr/bin/curl  # tests/test_gce_target.py runs the GCE startup script
+    [shellcheck]=/usr/bin/shellcheck  # tests/test_security.py lints every rendered script
 )
 
 missing=()
