@@ -111,14 +111,17 @@ def test_kill_9_of_the_agent_leaves_the_run_lost_with_its_log(project: Path):
     handle_file = project / ".git/gitexp/store/runs" / run_id / "handle.json"
     wait_for(handle_file.exists, what="handle")
     wait_for(lambda: "before-kill" in exp("logs", run_id, cwd=project).stdout, what="log")
+    status_file = handle_file.with_name("status.json")
+    job = wait_for(lambda: json.loads(status_file.read_text()).get("pid"), what="job pid")
     agent = json.loads(handle_file.read_text())["pid"]
     os.kill(agent, signal.SIGKILL)
-    shown = wait_done(run_id, project, timeout=20)
-    assert shown["status"] == "lost"
-    ref = f"refs/experiments/{run_id}"
-    assert "before-kill" in git("show", f"{ref}:.gitexp-results/log.txt", cwd=project)
-    # the orphaned job is not ours to keep: clean it up for the test machine
-    subprocess.run(["pkill", "-f", "sleep 300"], check=False)
+    try:
+        shown = wait_done(run_id, project, timeout=20)
+        assert shown["status"] == "lost"
+        ref = f"refs/experiments/{run_id}"
+        assert "before-kill" in git("show", f"{ref}:.gitexp-results/log.txt", cwd=project)
+    finally:  # the orphaned job (its own process group) is not ours to keep
+        os.killpg(job, signal.SIGKILL)
 
 
 def test_kill_9_of_git_exp_run_mid_launch_leaves_no_partial_ref(project: Path):
