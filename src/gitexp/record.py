@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from types import UnionType
@@ -217,3 +218,15 @@ def decode_message(message: str, snapshot: str) -> tuple[RunRecord, Result | Non
         raise GitexpError(f"corrupted run record ({exc})",
                           hint="`git exp rm RUN` removes a run that cannot be read") from None
     return record, result
+
+
+def format_duration(seconds: float | None) -> str:
+    """`4.2s`, `3m07s`, `2h05m`; `-` when unknown. Shared by the CLI and the mails."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{seconds:.1f}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import shlex
 import time
 from typing import TYPE_CHECKING, Any
+
+from gitexp.record import format_duration
 
 if TYPE_CHECKING:
     from gitexp.runs import Run
@@ -26,15 +27,7 @@ def when(ts: float | None) -> str:
     return time.strftime("%H:%M:%S" if time.time() - ts < 86400 else "%Y-%m-%d %H:%M", local)
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    s = int(seconds)
-    if s < 60:
-        return f"{seconds:.1f}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+duration = format_duration
 
 
 def command(argv: list[str], width: int = 60) -> str:

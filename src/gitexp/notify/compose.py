@@ -17,7 +17,7 @@ from email.utils import formatdate
 from typing import Any
 
 from gitexp.notify.settings import NotifySettings
-from gitexp.record import Result, RunRecord
+from gitexp.record import Result, RunRecord, format_duration
 
 MAX_REFERENCES = 12  # RFC 5322 lets long chains drop middle ids: keep the root and the latest
 MAX_DIGEST = 60  # checkpoints listed in one mail; older ones are counted, not listed
@@ -120,7 +120,7 @@ def facts(record: RunRecord, result: Result | None) -> list[tuple[str, str]]:
         if result.started_at:
             rows.append(("started", _when(result.started_at)))
         if result.duration is not None:
-            rows.append(("duration", _duration(result.duration)))
+            rows.append(("duration", format_duration(result.duration)))
     rows.append(("details", f"git exp show {record.id}"))
     return rows
 
@@ -191,10 +191,3 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    if s < 60:
-        return f"{seconds:.1f}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
