@@ -71,10 +71,26 @@ def list_runs(repo: Repo, config: Config | None = None, *, refresh: bool = True)
     runs = [Run(record=e.record, result=e.result, commit=e.commit, written_back=e.written_back)
             for e in index.sync(repo)]
     if refresh:
-        cfg = config or Config.load(repo)
-        runs = [observe(repo, cfg, r) if not r.written_back else r for r in runs]
+        runs = _observe_all(repo, config or Config.load(repo), runs)
     runs.sort(key=lambda r: r.record.launched_at, reverse=True)
     return runs
+
+
+def _observe_all(repo: Repo, config: Config, runs: list[Run]) -> list[Run]:
+    """Observe every unfinished run; remote stores answer in tens of milliseconds each, so
+    several live remote runs are looked at side by side rather than one after another."""
+    live = [i for i, r in enumerate(runs) if not r.written_back]
+    remote = sum(1 for i in live if runs[i].record.backend != "local")
+    if remote < 2:
+        return [observe(repo, config, r) if not r.written_back else r for r in runs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = list(runs)
+    with ThreadPoolExecutor(max_workers=min(8, len(live))) as pool:
+        for i, seen in zip(live, pool.map(lambda i: observe(repo, config, runs[i]), live),
+                           strict=True):
+            out[i] = seen
+    return out
 
 
 def find(repo: Repo, spec: str, config: Config | None = None, *, refresh: bool = True) -> Run:
