@@ -184,6 +184,26 @@ def test_ctrl_c_stops_following_not_the_job(project: Path, tmp_path: Path):
     assert wait_done(run_id, project)["status"] == "succeeded"
 
 
+def test_ctrl_c_through_git_sigint_and_sigterm_at_once_still_says_goodbye(project: Path,
+                                                                          tmp_path: Path):
+    """git answers Ctrl-C by also sending its child SIGTERM: both signals land together."""
+    gate = tmp_path / "go"
+    proc = subprocess.Popen(
+        ["git-exp", "run", "--", "python", "-c",
+         f"import pathlib,time\nprint('up', flush=True)\n"
+         f"while not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)"],
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "up"
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert "goes on" in err
+    gate.touch()
+    assert wait_done(exp_json("ls", cwd=project)[0]["id"], project)["status"] == "succeeded"
+
+
 def test_gitexp_log_outside_a_run_is_a_cheap_no_op(tmp_path: Path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code = ("import gitexp, time, os\nt=time.perf_counter()\n"

@@ -15,18 +15,24 @@ if TYPE_CHECKING:
     from gitexp.runs import Run
 
 
-def _interrupted(*_: object) -> None:
-    raise KeyboardInterrupt
-
-
 def stream(repo: Repo, config: Config, run: Run) -> Run:
     """Print the log as it grows. Ctrl-C stops following, never the run. `git exp` reaches
-    us through git, which answers Ctrl-C by sending SIGTERM to its child: same meaning."""
+    us through git, which answers Ctrl-C by also sending SIGTERM to its child: one Ctrl-C
+    brings two signals, and only the first may interrupt (the second would cut short the
+    caller's goodbye)."""
     import signal
 
     from gitexp import runs
 
-    signal.signal(signal.SIGTERM, _interrupted)
+    stopping: list[bool] = []
+
+    def interrupted(*_: object) -> None:
+        if not stopping:
+            stopping.append(True)
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     out = sys.stdout.buffer
     for item in runs.follow(repo, config, run):
         if isinstance(item, bytes):
