@@ -17,6 +17,7 @@ from gitexp.stores.file import FileStore
 from gitexp.stores.gcs import GCSStore
 from tests.conftest import make_repo
 from tests.helpers import git
+from tests.services._util import unavailable
 
 
 def commit_files(repo: Path, files: dict[str, str | bytes], message: str = "c") -> str:
@@ -162,7 +163,7 @@ def test_wheel_runs_the_agent_on_a_bare_python(tmp_path: Path, src: Path) -> Non
     assert wheel.name.startswith("gitexp-") and wheel.name.endswith("-py3-none-any.whl")
     bare = ["/usr/bin/python3", "-s"]
     if not Path(bare[0]).exists():
-        pytest.skip("no system python3")
+        unavailable("system python3", "/usr/bin/python3 is missing (scripts/install-services.sh)")
     env = {"PATH": os.environ["PATH"], "HOME": os.environ["HOME"]}
     alone = subprocess.run([*bare, "-c", "import gitexp"], env=env, capture_output=True)
     assert alone.returncode != 0  # gitexp is not installed there...
