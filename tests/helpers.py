@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,14 +40,13 @@ def exp_json(*args: str, cwd: Path | str) -> Any:
 
 def wait_for(predicate: Callable[[], T], timeout: float = 30, every: float = 0.1,
              what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(every)
+    """`wait_until`, failing the test with what it waited for when time runs out."""
+    from tests.services._util import wait_until  # imported late: pytest loads it as a plugin
+
+    value = wait_until(predicate, timeout, every)
+    if not value:
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    return value
 
 
 def run_status(run_id: str, cwd: Path) -> str:
