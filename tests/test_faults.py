@@ -222,15 +222,9 @@ def test_slurmctld_stopped_mid_run(slurm_env: Any, tmp_path: Path) -> None:
 
     repo = make_repo(tmp_path / "proj", {"train.py": f.TRAIN, "README.md": "x\n"})
     store = tmp_path / "store"
-    for key, value in {"backend": "slurm", "store": store.as_uri(), "partition": "debug",
-                       "time": "5", "python": "/usr/bin/python3"}.items():
-        git("config", f"exp.target.hpc.{key}", value, cwd=repo)
-    f.dirty_project(repo)
-    before = f.user_state(repo)
-    run_id = exp("run", "-d", "-t", "hpc", "--", "python3", "train.py", "60", "0.1",
-                 cwd=repo).stdout.strip()
-    wait_for(lambda: "line 2" in exp("logs", run_id, cwd=repo).stdout, timeout=60,
-             what="the job to print")
+    run_id, before = _launch_printing(repo, "hpc", {
+        "backend": "slurm", "store": store.as_uri(), "partition": "debug", "time": "5",
+        "python": "/usr/bin/python3"}, lines="60")
     with file_lock(START_LOCK):
         pid = int((slurm_env.dir / "slurmctld.pid").read_text())
         subprocess.run(["scontrol", "shutdown", "slurmctld"], check=True, capture_output=True)
@@ -260,16 +254,9 @@ def test_sshd_stopped_mid_run(tmp_path: Path, _sshd_server: Any) -> None:
     root, other = _sshd_server.root, _sshd_server.worker
     repo = make_repo(tmp_path / "proj", {"train.py": f.TRAIN, "README.md": "x\n"})
     store = f"ssh://{other.alias}{other.mkdtemp('store')}?ssh_config={other.ssh_config}"
-    for key, value in {"backend": "ssh", "host": root.alias, "workdir": root.mkdtemp("fault"),
-                       "sshConfig": root.ssh_config, "python": sys.executable,
-                       "store": store}.items():
-        git("config", f"exp.target.box.{key}", value, cwd=repo)
-    f.dirty_project(repo)
-    before = f.user_state(repo)
-    run_id = exp("run", "-d", "-t", "box", "--", "python3", "train.py", "50", "0.1",
-                 cwd=repo).stdout.strip()
-    wait_for(lambda: "line 2" in exp("logs", run_id, cwd=repo).stdout, timeout=60,
-             what="the job to print")
+    run_id, before = _launch_printing(repo, "box", {
+        "backend": "ssh", "host": root.alias, "workdir": root.mkdtemp("fault"),
+        "sshConfig": root.ssh_config, "python": sys.executable, "store": store}, lines="50")
     sessions = f.children_of(_sshd_server.server._proc.pid)
     _sshd_server.server.stop()
     for pid in sessions:  # established connections drop too, as in a network outage
@@ -302,16 +289,10 @@ def test_gcs_emulator_stopped_mid_run(tmp_path: Path, sshd_root: Any, gcs_env: A
     # would not.
     git("config", "exp.lostAfter", "20", cwd=repo)
     gcs_env.bucket("faults")
-    for key, value in {"backend": "ssh", "host": sshd_root.alias, "python": sys.executable,
-                       "workdir": sshd_root.mkdtemp("gcs"), "sshConfig": sshd_root.ssh_config,
-                       "store": "gs://faults/team", "env": "STORAGE_EMULATOR_HOST"}.items():
-        git("config", f"exp.target.box.{key}", value, cwd=repo)
-    f.dirty_project(repo)
-    before = f.user_state(repo)
-    run_id = exp("run", "-d", "-t", "box", "--", "python3", "train.py", "50", "0.1",
-                 cwd=repo).stdout.strip()
-    wait_for(lambda: "line 2" in exp("logs", run_id, cwd=repo).stdout, timeout=60,
-             what="the job to print")
+    run_id, before = _launch_printing(repo, "box", {
+        "backend": "ssh", "host": sshd_root.alias, "python": sys.executable,
+        "workdir": sshd_root.mkdtemp("gcs"), "sshConfig": sshd_root.ssh_config,
+        "store": "gs://faults/team", "env": "STORAGE_EMULATOR_HOST"}, lines="50")
     gcs_env.stop()
     try:
         time.sleep(2)
@@ -324,3 +305,18 @@ def test_gcs_emulator_stopped_mid_run(tmp_path: Path, sshd_root: Any, gcs_env: A
     first = int(lines[0].split()[1])
     assert lines == [f"line {i}" for i in range(first, 50)]
     assert "done" in f.git_log(repo, run)
+
+
+def _launch_printing(repo: Path, target: str, settings: dict[str, str], *,
+                     lines: str) -> tuple[str, dict[str, str]]:
+    """Configure `target`, leave uncommitted work, launch train.py printing `lines` lines
+    (0.1 s apart) and wait until it has printed two: the moment to inject a fault."""
+    for key, value in settings.items():
+        git("config", f"exp.target.{target}.{key}", value, cwd=repo)
+    f.dirty_project(repo)
+    before = f.user_state(repo)
+    run_id = exp("run", "-d", "-t", target, "--", "python3", "train.py", lines, "0.1",
+                 cwd=repo).stdout.strip()
+    wait_for(lambda: "line 2" in exp("logs", run_id, cwd=repo).stdout, timeout=60,
+             what="the job to print")
+    return run_id, before
