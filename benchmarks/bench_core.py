@@ -22,8 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ENV, make_big_repo, median_time, ratio_line, sh
 
-from gitexp import snapshot
-from gitexp.git import Repo
+from gitexp.git import Repo, snapshot
 
 
 def plumbing_snapshot(root: Path, tmp: Path) -> None:

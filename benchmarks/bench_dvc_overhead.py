@@ -74,8 +74,8 @@ def launch(root: Path) -> float:
 
 def data_layer(root: Path, repeat: int) -> float:
     """What a launch in a DVC repo adds, timed without process start-up noise."""
-    from gitexp import data, snapshot
-    from gitexp.git import Repo
+    from gitexp import data
+    from gitexp.git import Repo, snapshot
 
     repo = Repo.discover(root)
     tree = snapshot.take(repo).tree

@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from gitexp import hooks
 from gitexp.git import Repo
-from gitexp.record import Environment, Result, RunRecord, encode_message
+from gitexp.hooks import install as hooks
+from gitexp.model.record import Environment, Result, RunRecord, encode_message
 
 GOAL = 0.2
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",

@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 from gitexp.git import Repo
-from gitexp.record import Environment, Result, RunRecord, encode_message
-from gitexp.refs import _ALPHABET
+from gitexp.model.ids import _ALPHABET
+from gitexp.model.record import Environment, Result, RunRecord, encode_message
 
 IDENT = "gitexp <gitexp@localhost>"
 BIN = Path(sys.executable).parent

@@ -25,9 +25,8 @@ from pathlib import Path
 
 from _common import make_big_repo
 
-from gitexp import snapshot, transport
-from gitexp.git import Repo
-from gitexp.stores import Store, open_store
+from gitexp.git import Repo, snapshot
+from gitexp.stores import Store, open_store, transport
 
 GOAL = 64 * 1024
 

@@ -112,7 +112,7 @@ def check_store_log(path: Path, size: int) -> list[str]:
 
 
 def check_git_log(repo: Path, run_id: str, size: int, env: dict[str, str]) -> list[str]:
-    from gitexp.results import MAX_LOG_IN_GIT
+    from gitexp.git.writeback import MAX_LOG_IN_GIT
 
     ref = f"refs/experiments/{run_id}"
     blob = subprocess.run(["git", "cat-file", "blob", f"{ref}:.gitexp-results/log.txt"],

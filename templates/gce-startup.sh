@@ -44,7 +44,6 @@ auth() { printf 'Authorization: Bearer %s' "$(token)"; }
 STORE=$(attr gitexp-store)
 RUN=$(attr gitexp-run)
 SNAPSHOT=$(attr gitexp-snapshot)
-HEARTBEAT=$(attr gitexp-heartbeat 10)
 WHEEL=$(attr gitexp-wheel)
 ON_EXIT=$(attr gitexp-on-exit delete)
 BUCKET=${STORE#gs://}; PREFIX=${BUCKET#*/}; BUCKET=${BUCKET%%/*}
@@ -125,8 +124,13 @@ print(base64.b64decode(json.load(sys.stdin)["payload"]["data"]).decode(), end=""
     names+=("$name")
 done <<< "$(attr gitexp-secrets)"
 
-agent=(python3 -m gitexp.agent --store "$STORE" --run "$RUN" --snapshot "$SNAPSHOT"
-       --code "$STORE" --workdir "$ROOT/work/$RUN" --heartbeat "$HEARTBEAT")
+STAGE="reading the agent's command line"
+# The agent's command line, built by the launch (a JSON list in `gitexp-agent`); its paths
+# are relative to $ROOT.
+mapfile -d '' -t agent < <(attr gitexp-agent |
+    python3 -c 'import json,sys; sys.stdout.write("\0".join(json.load(sys.stdin)))')
+[ "${#agent[@]}" -gt 0 ] || exit 3
+cd "$ROOT" || exit 3
 CONTAINER=$(attr gitexp-container)
 if [ -n "$CONTAINER" ]; then
     # The agent runs in the project image; this VM only needs docker.
@@ -141,7 +145,7 @@ if [ -n "$CONTAINER" ]; then
                 exit 6 ;;
     esac
     STAGE="running the agent"
-    opts=(--rm --network host -v "$ROOT:$ROOT" -e "PYTHONPATH=$ROOT/gitexp.whl")
+    opts=(--rm --network host -v "$ROOT:$ROOT" -w "$ROOT" -e "PYTHONPATH=$ROOT/gitexp.whl")
     command -v nvidia-smi >/dev/null 2>&1 && opts+=(--gpus all)
     for name in "${names[@]}" STORAGE_EMULATOR_HOST; do
         [ -n "${!name-}" ] && opts+=(-e "$name")  # the name only: docker copies the value

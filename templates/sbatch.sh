@@ -24,6 +24,4 @@ if [ -n "$logdir" ]; then
 fi
 
 workdir={{workdir}}
-exec {{python}} -m gitexp.agent --store {{store}} --code {{code}} \
-    --run "$run" --snapshot "$snapshot" --workdir "${workdir:-${TMPDIR:-/tmp}}/gitexp-$run" \
-    --heartbeat {{heartbeat}}
+exec {{agent}}

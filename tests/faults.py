@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gitexp.record import TERMINAL, decode_message
+from gitexp.model.record import TERMINAL, decode_message
 from tests.helpers import exp, exp_json, git, wait_for
 
 # Every fault point in src/ (tests/test_faults.py checks this list against the source).

@@ -10,10 +10,11 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["gitexp"]):
-    from gitexp import index
     from gitexp.errors import GitexpError
-    from gitexp.record import decode_message
-    from gitexp.where import compile_where, row_of
+    from gitexp.model.record import decode_message
+    from gitexp.model.row import row_of
+    from gitexp.service import index
+    from gitexp.service.where import compile_where
 
 SNAP = "5" * 40
 ROWS = [

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from gitexp.cli import main
-from gitexp.config import Config
 from gitexp.git import Repo
-from gitexp.launch import LaunchRequest, record_runs
+from gitexp.git.config import Config
+from gitexp.service.launch import LaunchRequest, record_runs
 from tests.conftest import make_repo
 from tests.helpers import assert_user_error, exp, exp_json, git, wait_done
 
@@ -171,8 +171,9 @@ def test_mid_merge_or_rebase_runs_the_conflicted_files_and_leaves_the_conflict(r
 
 
 def test_shallow_clone_runs_locally_and_ships_its_snapshot_to_a_store(tmp_path: Path):
-    from gitexp import transport, workspace
+    from gitexp.stores import transport
     from gitexp.stores.file import FileStore
+    from gitexp.worker import workspace
 
     origin = make_repo(tmp_path / "origin", {"train.py": "v1\n"})
     (origin / "train.py").write_text("v2\n")

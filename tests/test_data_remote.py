@@ -69,7 +69,7 @@ def test_worker_with_an_empty_cache_pulls_byte_identical_data_from_gcs(
     # A second push of the same version sends nothing: only missing objects travel.
     from gitexp import data
     from gitexp.git import Repo
-    from gitexp.runs import find
+    from gitexp.service.runs import find
 
     repo = Repo.discover(project)
     assert data.push_for_target(repo, find(repo, run).record, "gcs") == 0
@@ -132,7 +132,7 @@ def test_a_second_clone_with_an_empty_cache_materialises_the_recorded_version(
     remote machine and pulls exactly the run's version from the gs:// remote."""
     from gitexp import data
     from gitexp.git import Repo
-    from gitexp.runs import find
+    from gitexp.service.runs import find
     from gitexp.stores.file import FileStore
 
     project, _ = gcs_project

@@ -17,8 +17,8 @@ import pytest
 
 from gitexp.backends import Launch
 from gitexp.backends.docker import DockerBackend, build_image, engine_for
-from gitexp.config import Config, Target
 from gitexp.git import Repo
+from gitexp.git.config import Config, Target
 from gitexp.stores.file import FileStore
 from tests.conftest import make_repo
 from tests.helpers import assert_user_error, exp, exp_json, git, wait_done, wait_for
@@ -175,7 +175,7 @@ def test_run_argv_maps_target_keys(repo: Path, monkeypatch):
     assert {"/data:/data:ro", "/s:/s", "/w/gitexp.whl:/gitexp/gitexp.whl:ro",
             f"{store}:/gitexp/store"} <= set(_after(argv, "-v"))
     tail = argv[argv.index("me/img:1"):]
-    assert tail[1:4] == ["python3", "-m", "gitexp.agent"]
+    assert tail[1:4] == ["python3", "-m", "gitexp.worker.agent"]
     assert tail[tail.index("--store") + 1] == "file:///gitexp/store"
     assert tail[tail.index("--code") + 1] == "file:///gitexp/store"
     podman = Target("t", "docker", {"engine": "podman", "gpus": "all"})
@@ -217,7 +217,7 @@ def test_image_build_errors_are_one_line(repo: Path, podman: Podman):
 
 
 def _launch(repo: Repo) -> Launch:
-    from gitexp.record import Environment, RunRecord
+    from gitexp.model.record import Environment, RunRecord
 
     record = RunRecord(id="t-abc", argv=["python3", "x.py"], cwd="", base=None, branch=None,
                        user="u", launched_at=0.0, target="t", backend="docker", store="",

@@ -150,7 +150,7 @@ def test_kill_run_while_pushing_code(project: Path, tmp_path: Path, point: str) 
     pack several chunks long, so `transport.send@2` dies in the middle of the stream."""
     from gitexp.git import Repo
     from gitexp.stores.file import FileStore
-    from gitexp.transport import held_commits, push_code
+    from gitexp.stores.transport import held_commits, push_code
 
     store = tmp_path / "store"
     for key, value in {"backend": "ssh", "host": "nowhere.invalid",

@@ -14,11 +14,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitexp import index
 from gitexp.cli import _render
 from gitexp.errors import GitexpError
-from gitexp.record import Environment, Result, RunRecord, decode_message, encode_message
-from gitexp.where import compile_where, row_of, value_of
+from gitexp.model.record import Environment, Result, RunRecord, decode_message, encode_message
+from gitexp.model.row import row_of
+from gitexp.service import index
+from gitexp.service.where import compile_where, value_of
 
 FUZZ = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

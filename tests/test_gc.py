@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from gitexp.record import decode_message, encode_message
+from gitexp.model.record import decode_message, encode_message
 from tests.helpers import assert_user_error, exp, exp_json, git, wait_for
 
 TRAIN = ("import json, sys\nloss = float(sys.argv[1])\nif loss < 0:\n    sys.exit(1)\n"

@@ -27,12 +27,13 @@ from urllib.parse import urlsplit
 import pytest
 from google.api_core import exceptions
 
-from gitexp import launch as launching
-from gitexp import runs, templates
+from gitexp.backends import templates
 from gitexp.backends.gce import GCEBackend, instance_name, label_value
-from gitexp.config import Config
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
+from gitexp.git.config import Config
+from gitexp.service import launch as launching
+from gitexp.service import runs
 from gitexp.stores import open_store
 from tests.helpers import git
 from tests.services import GcsServer
@@ -153,13 +154,16 @@ def test_instance_creation_request_field_by_field(gce_repo: Path, client: FakeIn
     assert items["gitexp-store"] == store_url
     assert items["gitexp-run"] == run.id
     assert items["gitexp-snapshot"] == run.record.snapshot
-    assert items["gitexp-heartbeat"] == "0.3"
+    agent = json.loads(items["gitexp-agent"])
+    assert agent[:3] == ["python3", "-m", "gitexp.worker.agent"]
+    assert agent[agent.index("--heartbeat") + 1] == "0.3"
+    assert agent[agent.index("--run") + 1] == run.id
     assert items["gitexp-on-exit"] == "delete"
     assert items["gitexp-secrets"] == \
         f"API_TOKEN=projects/{PROJECT}/secrets/api-token/versions/latest"
     assert items["install-nvidia-driver"] == "True"
     assert set(items) == {"startup-script", "gitexp-store", "gitexp-run", "gitexp-snapshot",
-                          "gitexp-heartbeat", "gitexp-on-exit", "gitexp-secrets",
+                          "gitexp-agent", "gitexp-on-exit", "gitexp-secrets",
                           "gitexp-wheel", "install-nvidia-driver"}
     # What the VM will fetch is in the store: the wheel and the snapshot's code.
     store = open_store(store_url)
@@ -466,7 +470,8 @@ def test_startup_script_runs_the_agent_in_a_container(
     assert calls[1] == {"password": TOKEN}
     argv = calls[2]
     assert argv[:4] == ["run", "--rm", "--network", "host"]
-    assert argv[argv.index(image) + 1:argv.index(image) + 4] == ["python3", "-m", "gitexp.agent"]
+    at = argv.index(image)
+    assert argv[at + 1:at + 4] == ["python3", "-m", "gitexp.worker.agent"]
     assert "API_TOKEN" in argv and not any(secret in a for a in argv)
     assert len(self_deletes(server, request["instance_resource"].name)) == 1
     r = Repo.discover(gce_repo)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gitexp.hooks import HOOKS, LEGACY_SUFFIX, MARKER
+from gitexp.hooks.install import HOOKS, LEGACY_SUFFIX, MARKER
 from tests.helpers import assert_user_error, exp, git, wait_done
 
 LOG_METRICS = "import gitexp; gitexp.log(step=1, loss=0.25, acc=0.5)"
@@ -320,7 +320,7 @@ def test_core_hooks_path_is_honoured(repo: Path, tmp_path: Path):
 
 def test_relative_core_hooks_path_is_relative_to_the_work_tree(repo: Path):
     from gitexp.git import Repo
-    from gitexp.hooks import hooks_dir
+    from gitexp.hooks.install import hooks_dir
 
     git("config", "core.hooksPath", ".githooks", cwd=repo)
     (repo / "sub").mkdir()
@@ -355,7 +355,6 @@ def _throwaway_venv(where: Path) -> tuple[Path, Path]:
     package = site / "gitexp"
     shutil.copytree(Path(__file__).resolve().parents[1] / "src" / "gitexp", package,
                     ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(Path(__file__).resolve().parents[1] / "hooks", package / "hooks")
     deps = [p for p in map(Path, sys.path) if p.name == "site-packages" and p.is_dir()]
     (site / "deps.pth").write_text("".join(f"{p}\n" for p in deps))
     return where / "bin" / "python", package
@@ -435,9 +434,9 @@ def test_push_runs_switch_off(repo: Path, tmp_path: Path):
 
 
 def test_hook_callback_imports_nothing_heavy():
-    code = ("import sys, gitexp.hookimpl; "
+    code = ("import sys, gitexp.hooks.run; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('typer', 'rich', 'click', 'pathlib') or m in ('gitexp.runs', 'gitexp.git')))")
+            "('typer', 'rich', 'click', 'pathlib') or m in ('gitexp.service.runs', 'gitexp.git')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     assert out.stdout.strip() == "[]"

@@ -23,9 +23,9 @@ from kubernetes import client
 
 from gitexp.backends import Launch
 from gitexp.backends.kubernetes import KubernetesBackend
-from gitexp.config import Target
 from gitexp.git import Repo
-from gitexp.record import Environment, RunRecord
+from gitexp.git.config import Target
+from gitexp.model.record import Environment, RunRecord
 from gitexp.stores.file import FileStore
 from tests.helpers import exp, exp_json, git
 
@@ -169,7 +169,7 @@ def test_job_fields_and_status_follow_the_job(repo: Path, tmp_path: Path, kube: 
         "name": "mail", "key": "password", "optional": None}
     snapshot = exp_json("show", ok, cwd=repo)["snapshot"]
     cmd = container.command
-    assert cmd[:3] == ["python3", "-m", "gitexp.agent"]
+    assert cmd[:3] == ["python3", "-m", "gitexp.worker.agent"]
     args = dict(zip(cmd[3::2], cmd[4::2], strict=True))
     assert args == {"--store": "file:///data/gitexp", "--run": ok, "--snapshot": snapshot,
                     "--code": "/data/gitexp/code.git", "--workdir": f"/tmp/gitexp/{ok}",

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from benchmarks import bench_ls
 
-from gitexp import results
+from gitexp.git import writeback
 from gitexp.stores import Store, read_range, size_of
 from tests.helpers import exp, exp_json, git, wait_for
 from tests.test_slurm_target import configure as configure_slurm
@@ -78,7 +78,7 @@ def agents_of(repo: Path) -> list[int]:
             cmd = (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"gitexp.agent" in cmd and needle in cmd:
+        if b"gitexp.worker.agent" in cmd and needle in cmd:
             found.append(int(proc.name))
     return found
 
@@ -208,8 +208,8 @@ def test_concurrent_first_pushes_create_the_store_repository_once(repo: Path,
     bare repository is created by one of them (concurrent `git init`s used to fail on
     config.lock: 5 of 20 here), and every snapshot arrives. Likewise 20 agents sharing a
     worker create their code cache at once."""
-    from gitexp import transport
     from gitexp.git import Repo
+    from gitexp.stores import transport
     from gitexp.stores.file import FileStore
 
     gitrepo = Repo.discover(repo)
@@ -375,11 +375,11 @@ def test_diff_at_ten_thousand_runs(big_repo: Path) -> None:
 # -- a big log ----------------------------------------------------------------------------------
 def test_capped_log_reads_only_head_and_tail_on_every_store(
         every_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Write-back keeps a big log's head and tail in git (results.MAX_LOG_IN_GIT, here made
+    """Write-back keeps a big log's head and tail in git (writeback.MAX_LOG_IN_GIT, here made
     small): every store says the log's size and reads just the two spans, which give the
     very bytes capping the whole log gives; a short log is kept whole."""
     store = every_store
-    monkeypatch.setattr(results, "MAX_LOG_IN_GIT", 1000)
+    monkeypatch.setattr(writeback, "MAX_LOG_IN_GIT", 1000)
     log = b"".join(b"line %05d\n" % i for i in range(2000))  # 22,000 bytes
     store.write("runs/r/log", log)
     store.write("runs/r/short", log[:900])
@@ -389,13 +389,13 @@ def test_capped_log_reads_only_head_and_tail_on_every_store(
     real_read = store.read
     monkeypatch.setattr(store, "read", lambda key, **kw: whole_reads.append(key) or
                         real_read(key, **kw))
-    capped = results.capped_log(store, "runs/r/log")
+    capped = writeback.capped_log(store, "runs/r/log")
     assert whole_reads == []
-    assert capped == results._cap(log)
+    assert capped == writeback._cap(log)
     assert capped.startswith(log[:500]) and capped.endswith(log[-500:])
     assert b"21000 bytes cut here" in capped
     assert read_range(store, "runs/r/log", len(log) - 5, 100) == log[-5:]
-    assert results.capped_log(store, "runs/r/short") == log[:900]
+    assert writeback.capped_log(store, "runs/r/short") == log[:900]
 
 
 def test_mail_reads_only_the_end_of_a_big_log(tmp_path: Path) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from gitexp.errors import GitexpError
-from gitexp.params import from_argv
-from gitexp.where import Query, compile_where, select
+from gitexp.model.params import from_argv
+from gitexp.service.where import Query, compile_where, select
 from tests.helpers import BIN, assert_user_error, exp, exp_json, git
 
 TRAIN = ("import json, sys\nlr = float(sys.argv[sys.argv.index('--lr') + 1])\n"

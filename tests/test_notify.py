@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from gitexp.config import Config, Target
 from gitexp.errors import ConfigError
+from gitexp.git.config import Config, Target
+from gitexp.model.record import Environment, Result, RunRecord
 from gitexp.notify import PermanentError, deliver, policy
 from gitexp.notify.compose import Mail, compose, message_id
 from gitexp.notify.maildir import MaildirOutbox, StoreOutbox, collect
 from gitexp.notify.settings import NotifySettings, from_config
-from gitexp.record import Environment, Result, RunRecord
 from gitexp.stores.file import FileStore
 
 SETTINGS = NotifySettings(repo="proj", to=["me@example.com"], min_interval=1800.0,

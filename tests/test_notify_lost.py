@@ -47,6 +47,9 @@ def test_a_lost_run_is_mailed_once_from_the_dev_side_in_the_same_thread(tmp_path
     assert first["X-Gitexp-Event"] == "checkpoint"
     kill_agent_and_job(repo, run_id)
     assert exp_json("ls", cwd=repo)[0]["status"] == "lost"
+    exp("show", run_id, cwd=repo)
+    assert len(outbox(repo).messages()) == 1  # looking at runs never sends mail
+    exp("watch", "--until-idle", cwd=repo)  # `watch` mails the loss `ls` noticed
     mails = outbox(repo).messages()
     assert [m["X-Gitexp-Event"] for m in mails] == ["checkpoint", "lost"]
     lost = mails[1]
@@ -57,8 +60,8 @@ def test_a_lost_run_is_mailed_once_from_the_dev_side_in_the_same_thread(tmp_path
     assert "training on" in body  # the last lines of its log
     assert any(p.get_filename() == "loss.png" for p in lost.walk())
     exp("ls", cwd=repo)
-    exp("show", run_id, cwd=repo)
-    assert len(outbox(repo).messages()) == 2  # looking again mails nothing more
+    exp("watch", "--until-idle", cwd=repo)
+    assert len(outbox(repo).messages()) == 2  # once: watching again mails nothing more
 
 
 def test_git_exp_watch_notices_the_loss_without_anyone_running_ls(tmp_path: Path):

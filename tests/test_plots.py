@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gitexp import metrics, plots
+from gitexp import charts
+from gitexp.model import metrics
 from tests.conftest import make_repo
 from tests.helpers import assert_user_error, exp, exp_json
 
@@ -32,11 +33,11 @@ def test_curves_place_points_at_their_steps_and_unstepped_metrics_in_order():
         {"time": 4.0, "_checkpoint": "epoch 2", "val": 0.8},
         {"time": 5.0, "step": 9, "loss": float("nan")},
     ]
-    assert plots.curves(points) == {"loss": [(0.0, 1.0), (5.0, 0.5)],
+    assert charts.curves(points) == {"loss": [(0.0, 1.0), (5.0, 0.5)],
                                     "val": [(1.0, 0.7), (2.0, 0.8)]}
-    assert plots.metric_order(["acc", "val_loss", "lr", "loss"]) == \
+    assert charts.metric_order(["acc", "val_loss", "lr", "loss"]) == \
         ["loss", "val_loss", "acc", "lr"]
-    assert plots.file_name("train/loss") == "train_loss.png"
+    assert charts.file_name("train/loss") == "train_loss.png"
 
 
 def test_dvclive_tsv_series_are_read_as_points(tmp_path: Path):
@@ -47,21 +48,21 @@ def test_dvclive_tsv_series_are_read_as_points(tmp_path: Path):
     (base / "acc.tsv").write_text("timestamp\tstep\tacc\n1700000000000\t0\t0.5\n")
     points = metrics.series_from_files(tmp_path)
     assert {"time": 1700000000.0, "step": 0, "acc": 0.5} in points
-    assert plots.curves(points)["train.loss"] == [(0.0, 0.9), (1.0, 0.4)]
+    assert charts.curves(points)["train.loss"] == [(0.0, 0.9), (1.0, 0.4)]
     assert metrics.series_from_files(tmp_path / "nothing") == []
 
 
 def test_render_draws_one_colour_per_run_with_title_and_metadata():
     by_run = {"run-a": {"loss": [(0, 1.0), (1, 0.5), (2, 0.25)]},
               "run-b": {"loss": [(0, 0.8), (1, 0.7), (2, 0.6)]}}
-    png = plots.render(by_run, ["loss"], title="2 runs")
+    png = charts.render(by_run, ["loss"], title="2 runs")
     image = Image.open(io.BytesIO(png))
     image.load()
     assert image.format == "PNG" and image.size == (750, 420)
     assert image.info["Title"] == "loss"
     assert image.info["Description"] == "gitexp metric curves: loss of run-a, run-b"
     pixels = np.asarray(image.convert("RGB")).reshape(-1, 3)
-    for hex_colour in plots.COLOURS[:2]:  # both runs' lines are drawn, each in its colour
+    for hex_colour in charts.COLOURS[:2]:  # both runs' lines are drawn, each in its colour
         rgb = np.array([int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)])
         assert (np.abs(pixels - rgb).sum(axis=1) < 30).sum() > 200, hex_colour
 

@@ -27,14 +27,14 @@ from typing import Any
 
 import pytest
 
-from gitexp import launch as launching
-from gitexp import rerun, runs
 from gitexp.backends import Launch
 from gitexp.backends.docker import DockerBackend
 from gitexp.backends.kubernetes import KubernetesBackend
 from gitexp.backends.slurm import SlurmBackend
-from gitexp.config import Config
 from gitexp.git import Repo
+from gitexp.git.config import Config
+from gitexp.service import launch as launching
+from gitexp.service import rerun, runs
 from gitexp.stores import open_store
 from gitexp.stores.file import FileStore
 from tests.conftest import make_repo

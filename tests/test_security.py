@@ -20,16 +20,21 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gitexp import hooks, refs, rerun, secrets, transport, workspace
+from gitexp import secrets
 from gitexp.backends import Launch
 from gitexp.backends.kubernetes import KubernetesBackend
 from gitexp.backends.slurm import SlurmBackend
-from gitexp.config import Target
 from gitexp.errors import ConfigError, GitexpError, StoreError
 from gitexp.git import Repo
-from gitexp.record import Environment, RunRecord
-from gitexp.runs import Run, find
+from gitexp.git.config import Target
+from gitexp.hooks import install as hooks
+from gitexp.model import ids
+from gitexp.model.record import Environment, RunRecord
+from gitexp.service import rerun
+from gitexp.service.runs import Run, find
+from gitexp.stores import transport
 from gitexp.stores.file import FileStore
+from gitexp.worker import workspace
 from tests.conftest import make_repo
 from tests.helpers import assert_user_error, exp, exp_json, git, wait_done, wait_for
 
@@ -109,7 +114,7 @@ def test_gitexp_extracts_no_archive_itself() -> None:
                 if name in ("extractall", "extract", "unpack_archive", "ZipFile", "open_zip"):
                     mode = [a.value for a in node.args[1:2] if isinstance(a, ast.Constant)]
                     calls.append((path.name, name, mode))
-    assert importers == {"bootstrap.py"}
+    assert importers == {"worker/bootstrap.py"}
     assert calls == [("bootstrap.py", "ZipFile", ["w"])]
 
 
@@ -230,7 +235,7 @@ def test_bundle_whose_ref_is_another_commit_is_refused(
 @settings(max_examples=300, deadline=None)
 def test_accepted_names_and_ids_are_plain_words(text: str) -> None:
     """Anything check_name/check_id accept is a safe shell word and a valid ref component."""
-    for check in (refs.check_name, refs.check_id):
+    for check in (ids.check_name, ids.check_id):
         try:
             check(text)
         except GitexpError:
@@ -249,11 +254,11 @@ BAD_NAMES = ["..", "a..b", "a/b", "../x", "a@{1}", "@", "x.lock", "a\x01b", "a\x
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_ref_hazards_are_refused_as_names_and_ids(name: str) -> None:
     with pytest.raises(GitexpError):
-        refs.check_name(name)
+        ids.check_name(name)
     with pytest.raises(GitexpError):
-        refs.check_id(name)
+        ids.check_id(name)
     with pytest.raises(GitexpError):
-        refs.ref_for(name)
+        ids.ref_for(name)
 
 
 def test_hostile_run_name_is_one_line_and_makes_no_ref(repo: Path, tmp_path: Path) -> None:
@@ -394,7 +399,7 @@ def test_sbatch_script_passes_hostile_settings_as_words(
     assert not list(tmp.rglob("pwned")) and not (agent_stub.parent / "pwned").exists()
     assert proc.returncode == 0, (proc.stderr, (store / "runs").exists())
     argv, _ = json.loads(out.read_text())
-    assert argv == ["-m", "gitexp.agent", "--store", store.as_uri(),
+    assert argv == ["-m", "gitexp.worker.agent", "--store", store.as_uri(),
                     "--code", f"{store}/code.git", "--run", rec.id, "--snapshot", rec.snapshot,
                     "--workdir", f"{workdir or tmp}/gitexp-{rec.id}", "--heartbeat", "2.0"]
     header = [ln for ln in script.split("\n") if ln.startswith("#SBATCH")]  # bash's lines
@@ -434,8 +439,7 @@ def test_dockerfile_is_not_rendered_and_the_base_image_is_one_argument(
         repo: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """templates/Dockerfile has no placeholder; the base image goes to the engine as one
     `--build-arg` word (never through a shell)."""
-    from gitexp import templates
-    from gitexp.backends import docker
+    from gitexp.backends import docker, templates
 
     assert templates.PLACEHOLDER.search(templates.read("Dockerfile")) is None
     seen: list[Any] = []
@@ -470,14 +474,14 @@ def test_hook_stub_runs_a_hostile_python_path_verbatim(
     subprocess.run([str(stub), *args], cwd=tmp, env={**os.environ, "ARGV_OUT": str(out)},
                    check=True, capture_output=True)
     argv, _ = json.loads(out.read_text())
-    impl = str(Path(hooks.__file__).resolve().with_name("hookimpl.py"))
+    impl = str(Path(hooks.__file__).resolve().with_name("run.py"))
     assert argv == ["-S", impl, "post-commit", *args]
     assert not list(tmp.rglob("pwned"))
 
 
 def test_rendered_scripts_pass_shellcheck(repo: Path, agent_stub: Path) -> None:
     """No unquoted expansion in what gitexp renders or ships (shellcheck's warnings)."""
-    from gitexp import templates
+    from gitexp.backends import templates
 
     rec = record(argv=["python", "-c", "print(1)", "$(x)"], snapshot="ab" * 20,
                  env=Environment(python="3", platform="x", variables={"OMP_NUM_THREADS": "1"}))
@@ -544,7 +548,7 @@ def test_snapshot_is_add_all_minus_untracked_credential_files(
         tmp_path_factory: pytest.TempPathFactory, tracked: set[str], untracked: set[str]) -> None:
     """The invariant, as docs/architecture.md states it: the snapshot's tree is `git add -A`
     on a copy of the index, minus untracked credential-like files; tracked ones are named."""
-    from gitexp import snapshot
+    from gitexp.git import snapshot
 
     root = make_repo(tmp_path_factory.mktemp("snap") / "r")
     for name in tracked | untracked:

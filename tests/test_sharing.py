@@ -181,8 +181,8 @@ def test_push_and_fetch_errors_are_one_line_with_a_hint(repo: Path, tmp_path: Pa
 
 def test_push_json_free_core_api(tmp_path: Path):
     """The core is usable without the CLI: sharing.push/fetch return reports."""
-    from gitexp import sharing
     from gitexp.git import Repo
+    from gitexp.service import sharing
 
     alice, remote = alice_and_remote(tmp_path)
     run_id = launch(alice)

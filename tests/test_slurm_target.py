@@ -18,9 +18,9 @@ import pytest
 
 from gitexp.backends import Launch
 from gitexp.backends.slurm import SlurmBackend
-from gitexp.config import Target
 from gitexp.git import Repo
-from gitexp.record import Environment, RunRecord
+from gitexp.git.config import Target
+from gitexp.model.record import Environment, RunRecord
 from gitexp.stores.file import FileStore
 from tests.helpers import exp, exp_json, git, wait_done, wait_for
 

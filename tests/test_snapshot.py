@@ -9,8 +9,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gitexp import snapshot
-from gitexp.git import Repo
+from gitexp.git import Repo, snapshot
 from tests.helpers import exp, exp_json, git
 
 NAMES = st.sampled_from([

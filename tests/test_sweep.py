@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from gitexp import sweep
 from gitexp.errors import GitexpError
-from gitexp.record import Environment, RunRecord
+from gitexp.model.record import Environment, RunRecord
+from gitexp.service import sweep
+from gitexp.worker import turns
 from gitexp.stores.file import FileStore
 from tests.helpers import assert_user_error, exp, exp_json, git, wait_done
 
@@ -98,13 +99,13 @@ def test_wait_turn_waits_for_a_slot_and_honours_cancel(tmp_path: Path) -> None:
     """With N=1, the second run waits until the first has a result; the third, cancelled
     while waiting, never gets a turn."""
     store = FileStore(tmp_path)
-    store.write(sweep.plan_key("sweep-s"),
-                json.dumps({"runs": ["r0", "r1", "r2"], "max_parallel": 1}).encode())
+    turns.write_plan(store, turns.Plan(sweep="sweep-s", runs=["r0", "r1", "r2"],
+                                       max_parallel=1))
     stop = threading.Event()
-    assert sweep.wait_turn(store, _record("r0"), stop, started=1.0) == 1.0
+    assert turns.wait_turn(store, _record("r0"), stop, started=1.0) == 1.0
     got: dict[str, float | None] = {}
     waiter = threading.Thread(target=lambda: got.update(
-        r1=sweep.wait_turn(store, _record("r1"), stop, started=1.0)))
+        r1=turns.wait_turn(store, _record("r1"), stop, started=1.0)))
     waiter.start()
     time.sleep(1.0)
     assert waiter.is_alive()  # r0 has no result yet
@@ -112,7 +113,25 @@ def test_wait_turn_waits_for_a_slot_and_honours_cancel(tmp_path: Path) -> None:
     waiter.join(5)
     assert got["r1"] is not None and got["r1"] > 1.0
     store.write("runs/r2/cancel", b"now")
-    assert sweep.wait_turn(store, _record("r2"), stop, started=1.0) is None
+    assert turns.wait_turn(store, _record("r2"), stop, started=1.0) is None
+
+
+def test_a_silent_sibling_frees_its_slot_after_the_sweeps_lost_after(tmp_path: Path) -> None:
+    """The plan carries the launching repository's `exp.lostAfter`: a sibling whose heartbeat
+    is older than that counts as finished (lost), one that is fresher does not."""
+    store = FileStore(tmp_path)
+    beat = {"time": time.time() - 30, "interval": 2.0}  # 30 s old; the default limit is 15 s
+    store.write("runs/r0/heartbeat", json.dumps(beat).encode())
+    stop = threading.Event()
+    stop.set()  # never wait: one look, then the answer
+    turns.write_plan(store, turns.Plan(sweep="sweep-s", runs=["r0", "r1"], max_parallel=1,
+                                       lost_after=60.0))
+    assert turns.wait_turn(store, _record("r1"), stop, started=1.0) is None  # 30 s < 60 s
+    turns.write_plan(store, turns.Plan(sweep="sweep-s", runs=["r0", "r1"], max_parallel=1,
+                                       lost_after=20.0))
+    assert turns.wait_turn(store, _record("r1"), stop, started=1.0) == 1.0  # 30 s > 20 s
+    store.write("sweeps/sweep-s.json", b'{"runs": "r0", "max_parallel": true}')  # forged
+    assert turns.wait_turn(store, _record("r1"), stop, started=1.0) == 1.0  # no plan: go
 
 
 def test_max_parallel_without_sweep_is_a_user_error(repo: Path) -> None:

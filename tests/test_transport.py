@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from gitexp import bootstrap, transport, workspace
 from gitexp.errors import StoreError
 from gitexp.git import Repo
-from gitexp.stores import Store, open_store
+from gitexp.stores import Store, open_store, transport
 from gitexp.stores.file import FileStore
 from gitexp.stores.gcs import GCSStore
+from gitexp.worker import bootstrap, workspace
 from tests.conftest import make_repo
 from tests.helpers import git
 from tests.services._util import unavailable
@@ -168,7 +168,7 @@ def test_wheel_runs_the_agent_on_a_bare_python(tmp_path: Path, src: Path) -> Non
     alone = subprocess.run([*bare, "-c", "import gitexp"], env=env, capture_output=True)
     assert alone.returncode != 0  # gitexp is not installed there...
     env["PYTHONPATH"] = str(wheel)
-    proc = subprocess.run([*bare, "-m", "gitexp.agent", "--help"], env=env,
+    proc = subprocess.run([*bare, "-m", "gitexp.worker.agent", "--help"], env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr  # ...yet the agent runs from the wheel
     assert "--snapshot" in proc.stdout

@@ -1,7 +1,6 @@
 """gitexp: every experiment run is an auditable, rerunnable git object.
 
 Inside a job launched by `git exp run`, report metrics with::
-
     import gitexp
     gitexp.log(step=3, loss=0.25, acc=0.91)
     gitexp.checkpoint("epoch 3 done", loss=0.25)

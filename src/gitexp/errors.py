@@ -5,7 +5,6 @@ from __future__ import annotations
 
 class GitexpError(Exception):
     """A failure the user can act on: the CLI prints `message` and `hint` and exits 1."""
-
     exit_code = 1
 
     def __init__(self, message: str, hint: str | None = None) -> None:

@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 
-from gitexp.config import Config, Target
+from gitexp.git.config import Config, Target
 from gitexp.stores import Store, run_key
 
 OWN = ("GITEXP_SMTP_PASSWORD", "GITEXP_MAILGUN_KEY")

@@ -2,20 +2,22 @@
 
 A backend starts the agent somewhere (`submit`), says whether it is still there (`alive`),
 and stops it (`cancel`). Everything else - snapshot, record, store, write-back - is shared.
+What only some engines can do is a small runtime-checkable Protocol of its own, asked for
+with `isinstance`: `Explains` (how a job without a result ended), `KeepsLogs` (the engine's
+own copy of the job's output) and `SubmitsArrays` (many runs as one throttled submission).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
-from typing import Any, Protocol
+from typing import Protocol, runtime_checkable
 
-from gitexp.config import Target
 from gitexp.git import Repo
-from gitexp.record import RunRecord
+from gitexp.git.config import Target
+from gitexp.model.record import RunRecord
+from gitexp.model.runstate import Handle
 from gitexp.stores import Store
-
-Handle = dict[str, Any]  # what a backend needs to find its job again: pid, job id, VM name
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class Launch:
     heartbeat: float
 
 
+@runtime_checkable
 class Backend(Protocol):
     def store_url(self) -> str:
         """Where this target's code and results travel."""
@@ -38,6 +41,24 @@ class Backend(Protocol):
 
     def cancel(self, *, record: RunRecord, handle: Handle) -> None:
         """Stop the job now (the agent also honours the store's cancel marker)."""
+
+
+@runtime_checkable
+class Explains(Protocol):
+    def ended_as(self, *, record: RunRecord, handle: Handle) -> tuple[str, str] | None:
+        """(status, why) in the engine's words for a job that left no result, or None."""
+
+
+@runtime_checkable
+class KeepsLogs(Protocol):
+    def logs(self, *, record: RunRecord, handle: Handle) -> bytes | None:
+        """The job's output as the engine kept it (the agent never reached the store)."""
+
+
+@runtime_checkable
+class SubmitsArrays(Protocol):
+    def submit_array(self, *, launches: list[Launch], max_parallel: int) -> list[Handle]:
+        """Submit several runs as one job, at most `max_parallel` at once (0: no limit)."""
 
 
 REGISTRY: dict[str, str] = {

@@ -31,12 +31,15 @@ import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from gitexp import secrets, templates
-from gitexp.backends import Handle, Launch
-from gitexp.config import Config, Target
+from gitexp import secrets
+from gitexp.backends import Launch, templates
 from gitexp.errors import BackendError, ConfigError
 from gitexp.git import Repo
-from gitexp.record import RunRecord
+from gitexp.git.config import Config, Target
+from gitexp.model.record import RunRecord
+from gitexp.model.runstate import Handle
+from gitexp.worker import bootstrap
+from gitexp.worker.agent import agent_argv
 
 MOUNT = "/gitexp"  # everything gitexp mounts lives under this one path in the container
 ENGINES = ("podman", "docker")
@@ -119,10 +122,9 @@ class DockerBackend:
         hidden, plain = secrets.forwarded(Config.load(self.repo), self.target, os.environ)
         for name in sorted({*hidden, *plain}):
             argv += ["-e", name]  # the name only: the engine takes the value from its env
-        argv += [self.image(), "python3", "-m", "gitexp.agent", "--store", store_arg,
-                 "--run", rec.id, "--snapshot", rec.snapshot, "--code", store_arg,
-                 "--workdir", f"{MOUNT}/work/{rec.id}",
-                 "--heartbeat", str(launch.heartbeat)]
+        argv += [self.image(), *agent_argv(
+            "python3", store=store_arg, run_id=rec.id, snapshot=rec.snapshot, code=store_arg,
+            workdir=f"{MOUNT}/work/{rec.id}", heartbeat=launch.heartbeat)]
         return argv
 
     def _engine(self, args: list[str], *, engine: object = None,
@@ -201,8 +203,6 @@ def build_image(repo: Repo, target: Target, *, tag: str | None = None,
 
 def gitexp_wheel() -> Path:
     """gitexp's own wheel, the same version as this process (built once, then cached)."""
-    from gitexp import bootstrap
-
     return bootstrap.build_wheel()
 
 

@@ -35,13 +35,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from gitexp import templates
-from gitexp.backends import Handle, Launch
-from gitexp.config import Target
+from gitexp.backends import Launch, templates
 from gitexp.errors import BackendError, ConfigError
 from gitexp.git import Repo
-from gitexp.record import Result, RunRecord
-from gitexp.stores import open_store, run_key
+from gitexp.git.config import Target
+from gitexp.model.record import Result, RunRecord
+from gitexp.model.runstate import Handle, RunState
+from gitexp.stores import open_store
+from gitexp.worker import bootstrap
+from gitexp.worker.agent import agent_argv
 
 DEFAULT_IMAGE = "projects/debian-cloud/global/images/family/debian-12"
 DEFAULT_MACHINE = "e2-standard-4"
@@ -69,8 +71,6 @@ class GCEBackend:
 
     # -- backend protocol --------------------------------------------------------------------
     def submit(self, *, launch: Launch) -> Handle:
-        from gitexp import bootstrap
-
         project, zone = self.target.require("project"), self.target.require("zone")
         # launch.submit has pushed the snapshot to the store; the VM needs gitexp there too.
         wheel_key = bootstrap.ensure_wheel(launch.store)
@@ -97,12 +97,11 @@ class GCEBackend:
     def cancel(self, *, record: RunRecord, handle: Handle) -> None:
         from google.api_core import exceptions
 
-        store = open_store(record.store)
-        result_key = run_key(record.id, "result.json")
+        state = RunState(open_store(record.store), record.id)
         # The cancel marker is in the store: give the agent a moment to stop the job and
         # write `cancelled` with its log, then delete the VM whatever it did.
         deadline = time.monotonic() + self.cancel_grace
-        while store.read(result_key) is None and time.monotonic() < deadline:
+        while not state.has_result() and time.monotonic() < deadline:
             time.sleep(1.0)
         try:
             with _api_errors("deleting the VM"):
@@ -111,10 +110,10 @@ class GCEBackend:
         except BackendError as exc:
             if not isinstance(exc.__cause__, exceptions.NotFound):
                 raise
-        if store.read(result_key) is None:
-            result = Result(status="cancelled", ended_at=time.time(),
-                            error="cancelled: the VM was deleted")
-            store.write(result_key, json.dumps(result.to_dict()).encode())
+        if not state.has_result():
+            state.write_result(Result(status="cancelled", ended_at=time.time(),
+                                      error="cancelled: the VM was deleted"),
+                               snapshot=record.snapshot)
 
 
 def instances_client() -> Any:
@@ -180,7 +179,10 @@ def metadata(target: Target, record: RunRecord, wheel_key: str, heartbeat: float
         "gitexp-store": record.store,
         "gitexp-run": record.id,
         "gitexp-snapshot": record.snapshot,
-        "gitexp-heartbeat": f"{heartbeat:g}",
+        # The agent's argv, whole; its work directory is relative to the VM's GITEXP_ROOT.
+        "gitexp-agent": json.dumps(agent_argv(
+            "python3", store=record.store, run_id=record.id, snapshot=record.snapshot,
+            code=record.store, workdir=f"work/{record.id}", heartbeat=f"{heartbeat:g}")),
         "gitexp-wheel": wheel_key,
         "gitexp-on-exit": "keep" if _flag(target, "keep") else (target.get("onExit")
                                                                 or "delete"),

@@ -28,13 +28,14 @@ import json
 import re
 from typing import Any
 
-from gitexp import templates
-from gitexp.backends import Handle, Launch
+from gitexp.backends import Launch, templates
 from gitexp.backends.slurm import local_path, mark_cancelled
-from gitexp.config import Target
 from gitexp.errors import BackendError, ConfigError
 from gitexp.git import Repo
-from gitexp.record import RunRecord
+from gitexp.git.config import Target
+from gitexp.model.record import RunRecord
+from gitexp.model.runstate import Handle
+from gitexp.worker.agent import agent_argv
 
 GPU = "nvidia.com/gpu"
 MANAGED = {"app.kubernetes.io/managed-by": "gitexp"}
@@ -167,11 +168,11 @@ class KubernetesBackend:
         rec = launch.record
         worker = self.target.get("workerstore") or launch.store.url
         root = local_path(worker)
-        command = [self.target.get("python") or "python3", "-m", "gitexp.agent",
-                   "--store", worker, "--run", rec.id, "--snapshot", rec.snapshot,
-                   "--code", f"{root}/code.git" if root else worker,
-                   "--workdir", f"/tmp/gitexp/{rec.id}",  # noqa: S108 - the pod's own /tmp
-                   "--heartbeat", str(launch.heartbeat)]
+        command = agent_argv(self.target.get("python") or "python3", store=worker,
+                             run_id=rec.id, snapshot=rec.snapshot,
+                             code=f"{root}/code.git" if root else worker,
+                             workdir=f"/tmp/gitexp/{rec.id}",  # noqa: S108 - the pod's own /tmp
+                             heartbeat=launch.heartbeat)
         labels = {**MANAGED, "gitexp/run": rec.id, **({"gitexp/sweep": rec.sweep}
                                                      if rec.sweep else {})}
         volumes, mounts = self._volumes()

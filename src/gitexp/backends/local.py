@@ -10,10 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gitexp.backends import Handle, Launch
-from gitexp.config import Target
+from gitexp.backends import Launch
 from gitexp.git import Repo
-from gitexp.record import RunRecord
+from gitexp.git.config import Target
+from gitexp.model.record import RunRecord
+from gitexp.model.runstate import Handle
+from gitexp.worker.agent import agent_argv
 
 
 class LocalBackend:
@@ -27,10 +29,10 @@ class LocalBackend:
     def submit(self, *, launch: Launch) -> Handle:
         rec = launch.record
         common = str(self.repo.common_dir)
-        argv = [sys.executable, "-m", "gitexp.agent", "--store", launch.store.url,
-                "--run", rec.id, "--snapshot", rec.snapshot, "--code", common, "--repo", common,
-                "--workdir", str(self.repo.gitexp_dir / "work" / rec.id),
-                "--heartbeat", str(launch.heartbeat), "--flush", "0.2"]
+        argv = agent_argv(sys.executable, store=launch.store.url, run_id=rec.id,
+                          snapshot=rec.snapshot, code=common, repo=common,
+                          workdir=str(self.repo.gitexp_dir / "work" / rec.id),
+                          heartbeat=launch.heartbeat, flush=0.2)
         log = self.repo.gitexp_dir / "store" / "runs" / rec.id / "agent.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:

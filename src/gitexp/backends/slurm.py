@@ -22,7 +22,6 @@ asked (`squeue`) only whether the job is still there, and `scancel` stops it.
 
 from __future__ import annotations
 
-import json
 import shlex
 import socket
 import subprocess
@@ -30,13 +29,17 @@ import time
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-from gitexp import templates
-from gitexp.backends import Handle, Launch
-from gitexp.config import Target
+from gitexp.backends import Launch, templates
+from gitexp.backends.templates import ShellWord
 from gitexp.errors import BackendError, ConfigError
 from gitexp.git import Repo
-from gitexp.record import Result, RunRecord
-from gitexp.stores import Store, open_store, run_key
+from gitexp.git.config import Target
+from gitexp.model.record import Result, RunRecord
+from gitexp.model.runstate import Handle, RunState
+from gitexp.stores import Store, open_store
+from gitexp.stores.sftp import ssh_argv as user_ssh
+from gitexp.worker import bootstrap
+from gitexp.worker.agent import agent_argv
 
 CLI_TIMEOUT = 60.0
 # Slurm job states in which the job (and so the agent) may still be there.
@@ -169,7 +172,6 @@ class SlurmBackend:
                   for extra in (self.target.get("sbatch") or "").split(";") if extra.strip()]
         if any("\n" in line for line in lines):
             raise ConfigError(f"target {self.target.name!r}: a Slurm option has a line break")
-        python = shlex.quote(self.target.get("python") or "python3")
         setup = self.target.get("setup") or ""
         if wheel:  # gitexp's own wheel first on sys.path: the agent is this very version
             setup = f"export PYTHONPATH={shlex.quote(wheel)}${{PYTHONPATH:+:$PYTHONPATH}}\n" \
@@ -181,10 +183,12 @@ class SlurmBackend:
             "setup": setup,  # the user's own shell, from their own configuration
             "log_dir": shlex.quote(f"{root}/runs" if root else ""),
             "workdir": shlex.quote(self.target.get("workdir") or ""),
-            "python": python,
-            "store": shlex.quote(worker_store),
-            "code": shlex.quote(f"{root}/code.git" if root else worker_store),
-            "heartbeat": shlex.quote(str(launches[0].heartbeat)),
+            "agent": templates.shell_command(agent_argv(
+                self.target.get("python") or "python3", store=worker_store,
+                code=f"{root}/code.git" if root else worker_store,
+                run_id=ShellWord('"$run"'), snapshot=ShellWord('"$snapshot"'),
+                workdir=ShellWord('"${workdir:-${TMPDIR:-/tmp}}/gitexp-$run"'),
+                heartbeat=launches[0].heartbeat)),
         }
         # Each value above is already quoted for its place (shell words, #SBATCH lines).
         return templates.render("sbatch.sh", values, quote=str)
@@ -202,25 +206,19 @@ class SlurmBackend:
         root = local_path(self.worker_store_url())
         if not root:
             return ""  # the compute nodes need gitexp installed (`python` names that Python)
-        from gitexp import bootstrap
 
         return str(PurePosixPath(root) / bootstrap.ensure_wheel(store))
 
 
 def mark_cancelled(record: RunRecord, why: str) -> None:
     """Write `cancelled` for a run whose agent never started (it has no heartbeat)."""
-    store = open_store(record.store)
-    if store.read(run_key(record.id, "heartbeat")) is not None or \
-            store.read(run_key(record.id, "result.json")) is not None:
-        return  # the agent is (or was) there: it writes its own result
-    result = Result(status="cancelled", ended_at=time.time(), error=why)
-    store.write(run_key(record.id, "result.json"), json.dumps(result.to_dict()).encode())
+    # An agent that is (or was) there writes its own result.
+    RunState(open_store(record.store), record.id).write_result_once(
+        Result(status="cancelled", ended_at=time.time(), error=why), snapshot=record.snapshot)
 
 
 def ssh_argv(target: Target, host: str) -> list[str]:
     """The user's own ssh (their keys, agent, ProxyJump); `sshconfig` names a config file."""
-    from gitexp.stores.sftp import ssh_argv as user_ssh
-
     return [*user_ssh(host, config=target.get("sshconfig") or target.get("ssh_config")), "--"]
 
 

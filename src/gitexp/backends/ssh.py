@@ -21,20 +21,22 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gitexp import bootstrap, secrets
-from gitexp.backends import Handle, Launch
-from gitexp.config import Config, Target
+from gitexp import secrets
+from gitexp.backends import Launch
 from gitexp.errors import BackendError
 from gitexp.git import Repo
-from gitexp.record import RunRecord
+from gitexp.git.config import Config, Target
+from gitexp.model.record import RunRecord
+from gitexp.model.runstate import Handle
 from gitexp.stores.sftp import SFTPStore, ssh_argv
+from gitexp.worker import bootstrap
 
 NEED_WHEEL = 3  # the launcher's exit code when the host lacks this gitexp's wheel
 ALIVE_TTL = 3.0  # `logs -f` asks every 0.2 s: one ssh round trip per few seconds is enough
 _alive_cache: dict[tuple[str, int], tuple[float, bool | None]] = {}
 
 # Runs on the host: start the agent from the wheel, or say that the wheel is missing.
-_LAUNCH = ('[ -f "$1" ] || exit 3; PYTHONPATH="$1" exec "$2" -m gitexp.bootstrap')
+_LAUNCH = ('[ -f "$1" ] || exit 3; PYTHONPATH="$1" exec "$2" -m gitexp.worker.bootstrap')
 _RECEIVE_WHEEL = 'mkdir -p "${1%/*}" && cat > "$1.tmp" && mv "$1.tmp" "$1"'
 
 

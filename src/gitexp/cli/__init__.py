@@ -10,27 +10,36 @@ import traceback
 from importlib import import_module
 from pathlib import Path
 
+from typer import Abort
+from typer._click import exceptions as click_exc
+from typer.main import get_command
+
 from gitexp import __version__
 from gitexp.cli._app import app
 from gitexp.errors import GitexpError
 
-# Each subcommand module (cli/<verb>.py) registers itself on `app` when imported.
-for _module in sorted(Path(__file__).parent.glob("[!_]*.py")):
-    import_module(f"gitexp.cli.{_module.stem}")
+# Each subcommand module (cli/<verb>.py) registers itself on `app` when imported. Only the
+# verb being run is imported, with the part of gitexp it needs: `git exp ls` never loads the
+# code that launches runs. Help and unknown verbs load them all.
+VERBS = tuple(sorted(m.stem for m in Path(__file__).parent.glob("[!_]*.py")))
 
-__all__ = ["app", "main"]
+__all__ = ["app", "load", "main"]
+
+
+def load(args: list[str] | None = None) -> None:
+    """Register the verb `args` names (its first word), or every verb."""
+    verb = next((a for a in args or [] if not a.startswith("-")), None)
+    for name in [verb] if verb in VERBS else VERBS:
+        import_module(f"gitexp.cli.{name}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from typer import Abort
-    from typer._click import exceptions as click_exc
-    from typer.main import get_command
-
     args = sys.argv[1:] if argv is None else argv
     if args[:1] in (["--version"], ["-V"]):
         print(f"gitexp {__version__}")
         return 0
     try:
+        load(args)
         rv = get_command(app).main(args, prog_name="git exp", standalone_mode=False)
     except GitexpError as exc:
         _fail(exc.message, exc.hint)

@@ -9,11 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from gitexp.git import Repo
+from gitexp.git.config import Config
+
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from gitexp.config import Config
     from gitexp.git import Repo
+    from gitexp.git.config import Config
 
 app = typer.Typer(
     name="git exp",
@@ -25,13 +28,19 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
+
+@app.callback()
+def _group() -> None:
+    # A callback keeps `app` a group when only one verb is loaded (typer would otherwise make
+    # that verb the whole program): `cli.load` imports just the verb being run.
+    pass
+
+
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
 def open_repo() -> tuple[Repo, Config]:
-    from gitexp.config import Config
-    from gitexp.git import Repo
-
     repo = Repo.discover(Path.cwd())
     return repo, Config.load(repo)
 

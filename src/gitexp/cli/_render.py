@@ -6,10 +6,10 @@ import shlex
 import time
 from typing import TYPE_CHECKING, Any
 
-from gitexp.record import format_duration
+from gitexp.model.record import format_duration
 
 if TYPE_CHECKING:
-    from gitexp.runs import Run
+    from gitexp.service.runs import Run
 
 STATUS_STYLE = {
     "queued": "dim", "running": "cyan", "succeeded": "green", "failed": "red",

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import sys
 
-from gitexp import launch
-from gitexp.config import Config
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
+from gitexp.git.config import Config
+from gitexp.service import launch, sweep
 
 
 def launch_sweep(repo: Repo, config: Config, req: launch.LaunchRequest, specs: list[str],
                  max_parallel: int) -> int:
-    from gitexp import sweep
 
     if not specs:
         raise GitexpError("--max-parallel needs a --sweep",

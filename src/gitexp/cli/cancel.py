@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from gitexp.cli._app import app
+from gitexp.cli._app import app, open_repo
+from gitexp.service import runs
 
 
 @app.command()
 def cancel(runs_: list[str] = typer.Argument(..., metavar="RUN...", help="Runs to stop.")) -> int:
     """Stop running runs."""
-    from gitexp import runs
-    from gitexp.cli._app import open_repo
-
     repo, config = open_repo()
     for spec in runs_:
         found = runs.find(repo, spec, config)

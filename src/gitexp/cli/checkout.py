@@ -6,7 +6,9 @@ import sys
 
 import typer
 
-from gitexp.cli._app import app
+from gitexp import data
+from gitexp.cli._app import app, open_repo
+from gitexp.service import rerun, runs
 
 
 @app.command()
@@ -18,9 +20,6 @@ def checkout(
                                  "outputs (through DVC)."),
 ) -> int:
     """Check out the snapshot a run launched from. Refuses on uncommitted changes."""
-    from gitexp import rerun, runs
-    from gitexp.cli._app import open_repo
-
     repo, config = open_repo()
     found = runs.find(repo, run, config)
     rerun.restore_code(repo, found, branch, outputs=outputs)
@@ -28,8 +27,6 @@ def checkout(
     print(f"gitexp: the code of run {found.id} ({found.record.snapshot[:10]}) is checked out "
           f"on {where}", file=sys.stderr)
     if outputs:
-        from gitexp import data
-
-        for path in data.restore_outputs(repo, found):
+        for path in data.restore_outputs(repo, found.id, found.outputs):
             print(f"gitexp: restored output {path}", file=sys.stderr)
     return 0

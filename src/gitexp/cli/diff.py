@@ -7,7 +7,10 @@ from typing import Any
 
 import typer
 
-from gitexp.cli._app import JSON_OPTION, app
+from gitexp.cli._app import JSON_OPTION, app, console, open_repo, print_json
+from gitexp.cli._render import value
+from gitexp.service import diff as core
+from gitexp.service import runs
 
 
 @app.command()
@@ -18,10 +21,6 @@ def diff(
     as_json: bool = JSON_OPTION,
 ) -> int:
     """Compare command, params, data, code, metrics and environment."""
-    from gitexp import diff as core
-    from gitexp import runs
-    from gitexp.cli._app import console, open_repo, print_json
-
     repo, config = open_repo()
     run_a = runs.find(repo, a, config)
     report = (core.runs(repo, run_a, runs.find(repo, b, config), patch=patch) if b
@@ -56,7 +55,6 @@ def diff(
 
 def _section(say: Callable[[str], None], title: str, rows: dict[str, dict[str, Any]],
              metric: bool = False) -> None:
-    from gitexp.cli._render import value
 
     say(f"{title}" + ("" if rows else " (same)"))
     for key, ch in rows.items():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from gitexp.cli._app import app
+from gitexp.cli._app import app, console, open_repo
+from gitexp.service import sharing
 
 
 @app.command()
@@ -12,9 +13,6 @@ def fetch(
     remote: str = typer.Argument(None, help="Remote to fetch from (default: the branch's)."),
 ) -> int:
     """Fetch runs and exp/* tags; new runs show up in `git exp ls`. Never overwrites a local run."""
-    from gitexp import sharing
-    from gitexp.cli._app import console, open_repo
-
     repo, _ = open_repo()
     report = sharing.fetch(repo, remote)
     out = console()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from gitexp.cli._app import app
+from gitexp.cli._app import app, open_repo
+from gitexp.service import gc, runs
 
 
 @app.command("gc")
@@ -20,9 +21,6 @@ def gc_command(
     dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Only list what would go."),
 ) -> int:
     """Remove ended runs matching every criterion given; live runs are never touched."""
-    from gitexp import gc, runs
-    from gitexp.cli._app import open_repo
-
     repo, config = open_repo()
     policy = gc.Policy.parse(older_than=older_than, failed=failed,
                              keep_best=keep_best or None)

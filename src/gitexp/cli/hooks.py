@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from gitexp.cli._app import app
+from gitexp.cli._app import app, console, open_repo
+from gitexp.hooks import install as hooks
 
 if TYPE_CHECKING:
-    from gitexp.hooks import HookState
+    from gitexp.hooks.install import HookState
 
 hooks_app = typer.Typer(help="Install, remove or inspect gitexp's git hooks.",
                         no_args_is_help=True, add_completion=False)
@@ -19,9 +20,6 @@ app.add_typer(hooks_app, name="hooks")
 @hooks_app.command()
 def install() -> int:
     """Install the hooks; a hook already there is kept and still runs first."""
-    from gitexp import hooks
-    from gitexp.cli._app import open_repo
-
     repo, _ = open_repo()
     _render(hooks.install(repo))
     return 0
@@ -30,9 +28,6 @@ def install() -> int:
 @hooks_app.command()
 def uninstall() -> int:
     """Remove the hooks and put back exactly what was there before."""
-    from gitexp import hooks
-    from gitexp.cli._app import open_repo
-
     repo, _ = open_repo()
     _render(hooks.uninstall(repo))
     return 0
@@ -41,17 +36,12 @@ def uninstall() -> int:
 @hooks_app.command()
 def status() -> int:
     """Show which hooks are installed, where, and which Python they call."""
-    from gitexp import hooks
-    from gitexp.cli._app import open_repo
-
     repo, _ = open_repo()
     _render(hooks.status(repo))
     return 0
 
 
 def _render(states: list[HookState]) -> None:
-    from gitexp.cli._app import console
-
     out = console()
     for s in states:
         if s.state == "installed":

@@ -6,7 +6,10 @@ import sys
 
 import typer
 
-from gitexp.cli._app import app
+from gitexp.backends import docker
+from gitexp.cli._app import app, open_repo
+from gitexp.errors import ConfigError
+from gitexp.git.config import Target
 
 image_app = typer.Typer(help="The project's container image (dev = prod).",
                         no_args_is_help=True)
@@ -23,11 +26,6 @@ def build(
                                                   "(default: python:<this python>-slim)."),
 ) -> int:
     """Build the project image from templates/Dockerfile (or .gitexp/Dockerfile)."""
-    from gitexp.backends import docker
-    from gitexp.cli._app import open_repo
-    from gitexp.config import Target
-    from gitexp.errors import ConfigError
-
     repo, config = open_repo()
     chosen = config.target(target) if target else Target(name="docker", backend="docker")
     if chosen.backend != "docker":

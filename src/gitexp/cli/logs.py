@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from gitexp.cli._app import JSON_OPTION, app
+from gitexp.cli._app import JSON_OPTION, app, open_repo, print_json
+from gitexp.service import runs
 
 if TYPE_CHECKING:
-    from gitexp.config import Config
     from gitexp.git import Repo
-    from gitexp.runs import Run
+    from gitexp.git.config import Config
+    from gitexp.service.runs import Run
 
 
 def stream(repo: Repo, config: Config, run: Run) -> Run:
@@ -22,7 +23,6 @@ def stream(repo: Repo, config: Config, run: Run) -> Run:
     caller's goodbye)."""
     import signal
 
-    from gitexp import runs
 
     stopping: list[bool] = []
 
@@ -50,9 +50,6 @@ def logs(
     as_json: bool = JSON_OPTION,
 ) -> int:
     """Print a run's log."""
-    from gitexp import runs
-    from gitexp.cli._app import open_repo, print_json
-
     repo, config = open_repo()
     found = runs.find(repo, run, config)
     if as_json:

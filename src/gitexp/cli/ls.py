@@ -8,7 +8,12 @@ from typing import Any
 
 import typer
 
-from gitexp.cli._app import JSON_OPTION, app, console
+from gitexp.cli import _render as r
+from gitexp.cli._app import JSON_OPTION, app, console, open_repo, print_json
+from gitexp.model import ids
+from gitexp.service import index, runs
+from gitexp.service import where as w
+from gitexp.service.where import value_of
 
 
 @app.command("ls")
@@ -30,9 +35,6 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
                                      "(default: the usual ones and all metrics)."),
 ) -> int:
     """List runs (newest first): id, status, target, start, duration, command, metrics."""
-    from gitexp import where as w
-    from gitexp.cli._app import console, open_repo, print_json
-
     repo, config = open_repo()
     split = [c.strip() for c in (columns or "").split(",") if c.strip()]
     query = w.Query(status=_many(status), target=_many(target), where=where, sort=sort,
@@ -40,9 +42,6 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     rows = w.listing(repo, config, query)
     _warn_unreadable(repo)
     if as_json:
-        from gitexp import runs
-        from gitexp.cli import _render as r
-
         by_id = {run.id: run for run in runs.list_runs(repo, config, refresh=False)}
         print_json([r.as_json(by_id[row["id"]]) for row in rows if row["id"] in by_id])
         return 0
@@ -56,9 +55,7 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
 
 def _warn_unreadable(repo: Any) -> None:
     """One line naming the refs that hold no readable run: listed, never silently hidden."""
-    from gitexp import index, refs
-
-    bad = [ref[len(refs.PREFIX):] for ref in index.unreadable(repo)]
+    bad = [ref[len(ids.PREFIX):] for ref in index.unreadable(repo)]
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         console(stderr=True).print(
@@ -81,8 +78,6 @@ def _print_table(rows: list[dict[str, Any]], cols: list[str]) -> None:
     """Plain aligned columns: rich's Table costs seconds at 10,000 runs, this milliseconds."""
     import sys
 
-    from gitexp.cli import _render as r
-    from gitexp.where import value_of
 
     columns = [_column(rows, col, r, value_of) for col in cols]
     widths = [max(len(col), *map(len, cells)) for col, cells in zip(cols, columns, strict=True)]

@@ -7,7 +7,9 @@ from contextlib import contextmanager
 
 import typer
 
-from gitexp.cli._app import app
+from gitexp import data
+from gitexp.cli._app import app, console, open_repo
+from gitexp.service import runs
 
 
 @app.command()
@@ -17,13 +19,11 @@ def outputs(
     force: bool = typer.Option(False, "--force", help="Overwrite files that differ."),
 ) -> int:
     """Restore the outputs a run recorded (`--out`, dvc.yaml outs), byte-identical."""
-    from gitexp import data, runs
-    from gitexp.cli._app import console, open_repo
-
     repo, config = open_repo()
     found = runs.find(repo, run, config)
     with data_progress() as progress:
-        restored = data.restore_outputs(repo, found, paths=paths or (), force=force,
+        restored = data.restore_outputs(repo, found.id, found.outputs, paths=paths or (),
+                                        force=force,
                                         progress=progress)
     for path in restored:
         console().print(f"restored {path} (run {found.id})", markup=False)
@@ -36,7 +36,6 @@ def data_progress() -> Iterator[Callable[[str, int, int], None]]:
     shown only once something actually moves."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-    from gitexp.cli._app import console
 
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    console=console(stderr=True), transient=True)

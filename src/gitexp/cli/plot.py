@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from gitexp.cli._app import app
+from gitexp import charts
+from gitexp.cli._app import app, console, open_repo
+from gitexp.service import plots, runs
 
 
 @app.command("plot")
@@ -18,13 +20,10 @@ def plot(
                                 help="The PNG to write (default: METRIC.png or metrics.png)."),
 ) -> int:
     """Draw metric curves of one or more runs into a PNG, one colour per run."""
-    from gitexp import plots, runs
-    from gitexp.cli._app import console, open_repo
-
     repo, config = open_repo()
     found = [runs.find(repo, spec, config) for spec in run_specs]
     png, drawn, empty = plots.overlay(repo, found, metric or None)
-    path = output or Path(plots.file_name(drawn[0]) if len(drawn) == 1 else "metrics.png")
+    path = output or Path(charts.file_name(drawn[0]) if len(drawn) == 1 else "metrics.png")
     path.write_bytes(png)
     err = console(stderr=True)
     err.print(f"wrote {path}: {', '.join(drawn)} of {len(found) - len(empty)} run(s)")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from gitexp.cli._app import app
+from gitexp.cli._app import app, console, open_repo
+from gitexp.service import runs, sharing
 
 
 @app.command()
@@ -13,9 +14,6 @@ def push(
                                      help="Remote (default: the branch's), then run ids."),
 ) -> int:
     """Push finished runs (all, or the ones named) and their exp/* tags; never forces."""
-    from gitexp import runs, sharing
-    from gitexp.cli._app import console, open_repo
-
     repo, config = open_repo()
     words = list(args or [])
     remote = words.pop(0) if words and sharing.is_remote(repo, words[0]) else None

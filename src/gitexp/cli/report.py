@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-from gitexp.cli._app import app
+from gitexp.cli._app import app, console, open_repo
+from gitexp.service import report as core
+from gitexp.service import runs
 
 
 @app.command("report")
@@ -17,10 +19,6 @@ def report(
     title: str = typer.Option(None, "--title", help="The page's title."),
 ) -> int:
     """Write the runs table, metric curves and every run's record into one HTML file."""
-    from gitexp import report as core
-    from gitexp import runs
-    from gitexp.cli._app import console, open_repo
-
     repo, config = open_repo()
     found = ([runs.find(repo, spec, config) for spec in run_specs] if run_specs
              else runs.list_runs(repo, config))

@@ -6,7 +6,11 @@ import sys
 
 import typer
 
-from gitexp.cli._app import app
+from gitexp.cli._app import app, console, open_repo
+from gitexp.cli.logs import stream
+from gitexp.notify import dev as notify
+from gitexp.service import launch, runs
+from gitexp.service import rerun as replay
 
 
 @app.command()
@@ -23,17 +27,13 @@ def rerun(  # noqa: PLR0917 - typer reads options from the signature
     detach: bool = typer.Option(False, "-d", "--detach", help="Print the new run id and return."),
 ) -> int:
     """A new run of RUN's snapshot, argv, directory and data version (not of the work tree)."""
-    from gitexp import launch, runs
-    from gitexp import rerun as replay
-    from gitexp.cli._app import console, open_repo
-    from gitexp.cli.logs import stream
-
     repo, config = open_repo()
     original = runs.find(repo, run, config)
     if script:
         sys.stdout.write(replay.script(repo, original, remote))
         return 0
-    started = launch.relaunch(repo, config, original, target=target)
+    started = launch.relaunch(repo, config, original, target=target,
+                              prepare=notify.preparer(repo, config))
     if detach and not check:
         print(started.id)
         return 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from gitexp.cli._app import app
+from gitexp.cli._app import app, open_repo
+from gitexp.service import gc
 
 
 @app.command()
@@ -13,9 +14,6 @@ def rm(
     dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Only list what would go."),
 ) -> int:
     """Remove runs. Their objects stay until `git gc` prunes them."""
-    from gitexp import gc
-    from gitexp.cli._app import open_repo
-
     repo, config = open_repo()
     found, broken = gc.resolve(repo, config, run_specs)
     if dry_run:

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import typer
 
-from gitexp.cli._app import app
+from gitexp.cli._app import app, open_repo
+from gitexp.cli._sweep import launch_sweep
+from gitexp.cli.logs import stream
+from gitexp.cli.outputs import data_progress
+from gitexp.notify import dev as notify
+from gitexp.service import launch
 
 
 @app.command(context_settings={"allow_interspersed_args": False,
@@ -31,28 +36,17 @@ def run(  # noqa: PLR0917 - typer reads options from the signature
                                help="Run even if the same run already succeeded."),
 ) -> int:
     """Snapshot the work tree and run CMD on a target, from exactly that snapshot."""
-    from gitexp import launch
-    from gitexp.cli._app import open_repo
-    from gitexp.cli.logs import stream
-    from gitexp.cli.outputs import data_progress
-
     repo, config = open_repo()
-    if keep:  # the target's own `keep` key, for this launch only
-        from dataclasses import replace
-
-        key = f"exp.target.{config.target(target).name}.keep"
-        config = replace(config, values={**config.values, key: "true"})
     argv = list(command or [])
     if argv[:1] == ["--"]:
         argv = argv[1:]
     with data_progress() as progress:
         req = launch.LaunchRequest(argv=argv, cwd=Path.cwd(), name=name, target=target,
                                  outs=tuple(out), commit_data=commit_data, progress=progress,
-                                 force=force,
+                                 force=force, keep=keep,
+                                 prepare=notify.preparer(repo, config),
                                  say=lambda line: print(line, file=sys.stderr))
         if sweep or max_parallel:
-            from gitexp.cli._sweep import launch_sweep
-
             return launch_sweep(repo, config, req, sweep, max_parallel)
         started = launch.start(repo, config, req)
     if detach:

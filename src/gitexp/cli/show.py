@@ -6,7 +6,9 @@ import shlex
 
 import typer
 
-from gitexp.cli._app import JSON_OPTION, app
+from gitexp.cli import _render as r
+from gitexp.cli._app import JSON_OPTION, app, console, open_repo, print_json
+from gitexp.service import runs
 
 TAIL_LINES = 15
 
@@ -19,9 +21,6 @@ def show(
     """Show everything about one run."""
     from rich.markup import escape
 
-    from gitexp import runs
-    from gitexp.cli import _render as r
-    from gitexp.cli._app import console, open_repo, print_json
 
     repo, config = open_repo()
     found = runs.find(repo, run, config)

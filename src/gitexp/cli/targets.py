@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from gitexp.cli._app import JSON_OPTION, app
+from gitexp import secrets
+from gitexp.backends import backend_for
+from gitexp.cli._app import JSON_OPTION, app, console, open_repo, print_json
+from gitexp.errors import GitexpError
+from gitexp.git.config import DEFAULT_TARGET
 
 
 @app.command()
 def targets(as_json: bool = JSON_OPTION) -> int:
     """List the targets (`exp.target.<name>.*` in .gitexp/config and git config)."""
-    from gitexp import secrets
-    from gitexp.backends import backend_for
-    from gitexp.cli._app import console, open_repo, print_json
-    from gitexp.config import DEFAULT_TARGET
-    from gitexp.errors import GitexpError
-
     repo, config = open_repo()
     default = config.get("exp.defaulttarget") or DEFAULT_TARGET
     rows: list[dict[str, Any]] = []

@@ -7,7 +7,8 @@ import time
 
 import typer
 
-from gitexp.cli._app import app
+from gitexp.cli._app import app, console, open_repo
+from gitexp.notify import dev
 
 
 @app.command("watch")
@@ -16,9 +17,6 @@ def watch(
     until_idle: bool = typer.Option(False, "--until-idle", help="Stop when no run is live."),
 ) -> int:
     """Observe live runs in a loop; print each status change."""
-    from gitexp.cli._app import console, open_repo
-    from gitexp.notify import dev
-
     repo, config = open_repo()
     out = console()
     for run_id, old, new in dev.watch(repo, config, interval=max(interval, 0.2),

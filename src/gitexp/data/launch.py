@@ -12,13 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gitexp.config import Config, Target
 from gitexp.data import dvcrepo, status, version
 from gitexp.data.dvcrepo import Progress
 from gitexp.data.status import local_cache_dir
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
-from gitexp.record import RunRecord
+from gitexp.git.config import Config, Target
+from gitexp.model.record import RunRecord
 from gitexp.stores import Store, run_key
 
 PLAN_KEY = "data.json"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import Any
 
 from gitexp.data import dvcrepo, verify
 from gitexp.data.dvcrepo import Progress
@@ -11,24 +11,22 @@ from gitexp.data.version import DataItem, checkout_path
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
 
-if TYPE_CHECKING:
-    from gitexp.runs import Run
 
-
-def restore_outputs(repo: Repo, run: Run, *, paths: Iterable[str] = (), force: bool = False,
+def restore_outputs(repo: Repo, run_id: str, recorded: dict[str, Any], *,
+                    paths: Iterable[str] = (), force: bool = False,
                     progress: Progress | None = None) -> list[str]:
-    """Check out the outputs recorded in `run`'s result into the work tree, fetching from the
-    DVC remote what the cache lacks, and verify their bytes. Returns the paths restored."""
-    recorded = run.result.outputs if run.result else {}
+    """Check out the outputs a run recorded (its result's `outputs`) into the work tree,
+    fetching from the DVC remote what the cache lacks, and verify their bytes. Returns the
+    paths restored."""
     items = {p: (DataItem.from_dict(p, d), d.get("remote")) for p, d in recorded.items()
              if isinstance(d, dict) and d.get("hash")}
     if not items:
-        raise GitexpError(f"run {run.id} recorded no outputs",
+        raise GitexpError(f"run {run_id} recorded no outputs",
                           hint="`git exp run --out PATH -- CMD` records one")
     wanted = [p.rstrip("/") for p in paths]
     unknown = [p for p in wanted if p not in items]
     if unknown:
-        raise GitexpError(f"run {run.id} has no output {unknown[0]}",
+        raise GitexpError(f"run {run_id} has no output {unknown[0]}",
                           hint="its outputs: " + ", ".join(sorted(items)))
     chosen = [items[p] for p in (wanted or sorted(items))]
     todo = [item for item, _ in chosen if force or not _already_there(repo, item)]

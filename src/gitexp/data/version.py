@@ -23,7 +23,6 @@ HASH_KEYS = ("md5", "etag", "checksum", "sha256")  # the first one present is th
 @dataclass(frozen=True)
 class DataItem:
     """One DVC-tracked path as a `.dvc` file or `dvc.lock` records it."""
-
     path: str  # posix, relative to the repository root
     hash: str  # the value DVC records, e.g. `c41a…ad.dir` for a directory
     algo: str  # `md5` (DVC 3), `md5-dos2unix` (DVC 2 files), `etag`, …

@@ -13,7 +13,8 @@ from gitexp.data import dvcrepo, verify, version
 from gitexp.data.launch import read_plan
 from gitexp.data.version import DataItem
 from gitexp.errors import GitexpError
-from gitexp.record import RunRecord
+from gitexp.git import Repo
+from gitexp.model.record import RunRecord
 from gitexp.stores import Store
 
 Log = Callable[[str], None]
@@ -103,8 +104,6 @@ def output_paths(record: RunRecord, checkout: Path) -> list[str]:
     paths = [posixpath.normpath(posixpath.join(record.cwd, o)) for o in record.outs]
     argv = tuple(record.argv)
     if any(argv[: len(c)] == c for c in DVC_COMMANDS):
-        from gitexp.git import Repo
-
         repo = Repo(root=checkout, git_dir=checkout / ".git", common_dir=checkout / ".git")
         paths += [i.path for i in version.of_worktree(repo).values()
                   if i.is_out and i.source.partition(":")[2]

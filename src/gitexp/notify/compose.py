@@ -16,8 +16,8 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
+from gitexp.model.record import Result, RunRecord, format_duration
 from gitexp.notify.settings import NotifySettings
-from gitexp.record import Result, RunRecord, format_duration
 
 MAX_REFERENCES = 12  # RFC 5322 lets long chains drop middle ids: keep the root and the latest
 MAX_DIGEST = 60  # checkpoints listed in one mail; older ones are counted, not listed
@@ -35,7 +35,6 @@ HEADLINES = {
 @dataclass(frozen=True)
 class Mail:
     """What to say in one mail; `compose` turns it into a message."""
-
     event: str
     seq: int  # 1 for the first mail of the run, then 2, 3, ...
     digest: list[dict[str, Any]] = field(default_factory=list)  # checkpoint lines to report

@@ -7,10 +7,11 @@ import logging
 from email.message import EmailMessage
 from typing import Any
 
-from gitexp import metrics, plots
+from gitexp import charts
+from gitexp.model import metrics
+from gitexp.model.record import Result, RunRecord
 from gitexp.notify.compose import Mail, compose
 from gitexp.notify.settings import NotifySettings
-from gitexp.record import Result, RunRecord
 
 MAX_PLOTS = 4  # one PNG per metric; losses first
 LOG_TAIL_LINES = 30
@@ -34,11 +35,11 @@ def build(settings: NotifySettings, record: RunRecord, *, event: str, seq: int,
 
 def curve_pngs(run_id: str, points: list[dict[str, Any]]) -> dict[str, bytes]:
     """One PNG per metric (the first MAX_PLOTS, losses first); none if matplotlib fails."""
-    series = plots.curves(points)
+    series = charts.curves(points)
     out: dict[str, bytes] = {}
-    for metric in plots.metric_order(set(series))[:MAX_PLOTS]:
+    for metric in charts.metric_order(set(series))[:MAX_PLOTS]:
         try:
-            out[plots.file_name(metric)] = plots.render({run_id: series}, [metric],
+            out[charts.file_name(metric)] = charts.render({run_id: series}, [metric],
                                                         title=run_id)
         except Exception as exc:  # a mail without a picture beats no mail
             log.warning("gitexp: cannot draw %s: %s", metric, exc)

@@ -1,9 +1,9 @@
 """The dev side of mail: freeze the settings at launch, and speak for a dead worker.
 
-A lost run's worker cannot send anything, so whoever notices the loss (`git exp ls`,
-`git exp watch`, via `runs.observe`) sends the `lost` mail, once, continuing the run's
-thread. Mail a worker could not deliver and spooled in its store is moved into the local
-outbox at the same moment.
+A lost run's worker cannot send anything, so `git exp watch` sends the `lost` mail, once,
+continuing the run's thread, whoever noticed the loss first (`ls` and `show` only write it
+back: looking never sends mail). Mail a worker could not deliver and spooled in its store is
+moved into the local outbox at the same moment.
 """
 
 from __future__ import annotations
@@ -13,17 +13,19 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 
-from gitexp import metrics
-from gitexp.config import Config, Target
 from gitexp.git import Repo
-from gitexp.notify import deliver, policy, sender_for
-from gitexp.notify.maildir import MaildirOutbox, collect
+from gitexp.git.config import Config, Target
+from gitexp.model import metrics
+from gitexp.model.record import LIVE, Result, RunRecord
+from gitexp.notify import content, deliver, policy, sender_for
+from gitexp.notify.maildir import UNDELIVERED_HEADER, MaildirOutbox, collect
 from gitexp.notify.mailer import LOG_TAIL_BYTES, SETTINGS_KEY
 from gitexp.notify.settings import NotifySettings, from_config, secrets_from
-from gitexp.record import LIVE, Result, RunRecord
+from gitexp.service import runs
 from gitexp.stores import Store, read_range, run_key, size_of
 
 log = logging.getLogger("gitexp.notify")
+SETTLE_WINDOW = 86400.0  # s: `watch` mails losses that anyone noticed in the last day
 
 
 def outbox(repo: Repo) -> MaildirOutbox:
@@ -42,22 +44,28 @@ def settings_of(store: Store, run_id: str) -> NotifySettings | None:
     return NotifySettings.from_json(raw) if raw else None
 
 
-def observed(repo: Repo, store: Store, record: RunRecord, result: Result,
-             environ: Mapping[str, str] | None = None) -> None:
-    """A run was just seen ending: collect its spooled mail; mail its loss. Never raises."""
+def preparer(repo: Repo, config: Config) -> Callable[[RunRecord, Target, Store], None]:
+    """What a launch adds to each run's store for mail (`service.launch.Prepare`)."""
+    return lambda record, target, store: at_launch(repo, config, record, target, store)
+
+
+def settle(repo: Repo, run: runs.Run, environ: Mapping[str, str] | None = None) -> None:
+    """A run has ended: collect the mail its worker spooled; mail its loss unless that was
+    done already. Never raises."""
+    if not run.written_back or run.result is None:
+        return
     try:
-        collect(store, record.id, outbox(repo))
-        if result.status == "lost":
-            send_lost(repo, store, record, result, environ)
-    except Exception:  # mail must not break `git exp ls`
-        log.exception("gitexp: mail for %s failed", record.id)
+        store = runs.store_of(repo, run.record)
+        collect(store, run.id, outbox(repo))
+        if run.result.status == "lost":
+            send_lost(repo, store, run.record, run.result, environ)
+    except Exception:  # mail must not break `git exp watch`
+        log.exception("gitexp: mail for %s failed", run.id)
 
 
 def send_lost(repo: Repo, store: Store, record: RunRecord, result: Result,
               environ: Mapping[str, str] | None = None) -> str | None:
     """The `lost` mail, unless the run already had its terminal mail; returns the outcome."""
-    from gitexp.notify import content
-
     settings = settings_of(store, record.id)
     if settings is None:
         return None
@@ -88,11 +96,14 @@ def _log_tail(store: Store, run_id: str) -> bytes:
     return read_range(store, key, size - LOG_TAIL_BYTES, LOG_TAIL_BYTES) or b""
 
 
+def _recent(run: runs.Run) -> bool:
+    ended = run.result.ended_at if run.result else None
+    return ended is not None and time.time() - ended < SETTLE_WINDOW
+
+
 def resend(repo: Repo, config: Config, environ: Mapping[str, str] | None = None) -> int:
     """Try once more to send the outbox's undelivered mail (with the repository's current
     settings); a sent mail leaves the outbox. Returns how many went out. Never raises."""
-    from gitexp.notify.maildir import UNDELIVERED_HEADER
-
     try:
         box = outbox(repo)
         pending = box.undelivered()
@@ -122,9 +133,12 @@ def watch(repo: Repo, config: Config, *, interval: float = 60.0, until_idle: boo
     """Look at live runs every `interval` seconds (so finished ones are written back, lost
     ones mailed, undelivered mail tried again) and yield `(run id, old status, new status)`
     for each change. With `until_idle`, stop once no run is live."""
-    from gitexp import runs
-
-    done = {r.id for r in runs.list_runs(repo, config, refresh=False) if r.written_back}
+    done = set()
+    for run in runs.list_runs(repo, config, refresh=False):
+        if run.written_back:
+            done.add(run.id)
+            if _recent(run):  # it may have ended unmailed while no one was watching
+                settle(repo, run)
     seen: dict[str, str] = {}
     while True:
         live = 0
@@ -138,6 +152,7 @@ def watch(repo: Repo, config: Config, *, interval: float = 60.0, until_idle: boo
                 live += 1
             else:
                 done.add(run.id)
+                settle(repo, run)
         resend(repo, config)
         if until_idle and not live:
             return

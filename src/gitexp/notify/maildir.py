@@ -90,7 +90,6 @@ def collect(store: Store, run_id: str, outbox: MaildirOutbox) -> int:
 
 class MaildirSender:
     """Delivery is the outbox itself."""
-
     name = "maildir"
 
     def __init__(self, settings: NotifySettings, secrets: Mapping[str, str],

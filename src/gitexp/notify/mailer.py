@@ -18,10 +18,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gitexp import metrics
-from gitexp.notify import Outbox, deliver, policy, sender_for
+from gitexp.model import metrics
+from gitexp.model.record import Result, RunRecord
+from gitexp.notify import Outbox, content, deliver, policy, sender_for
+from gitexp.notify.maildir import MaildirOutbox, StoreOutbox
 from gitexp.notify.settings import NotifySettings, secrets_from
-from gitexp.record import Result, RunRecord
+from gitexp.secrets import redact, values_to_redact
 from gitexp.stores import Store, run_key
 
 SETTINGS_KEY = "notify-settings.json"
@@ -115,8 +117,6 @@ class RunMailer:
         policy.add_checkpoints(self.state, self.settings, self._checkpoints)
 
     def _mail(self, event: str, digest: list[dict[str, Any]], result: Result | None) -> None:
-        from gitexp.notify import content
-
         seq = self.state.next_seq()
         policy.save(self.store, self.record.id, self.state)  # a sequence number is never reused
         points = self._mask(self._points())
@@ -140,7 +140,6 @@ class RunMailer:
         """`data` (metrics the job wrote itself: not yet masked) with secret values masked."""
         if not self.masked:
             return data
-        from gitexp.secrets import redact
 
         return json.loads(redact(json.dumps(data), self.masked))
 
@@ -170,8 +169,6 @@ def for_agent(*, store: Store, record: RunRecord, spool: Path, cwd: Path | None,
     """The mailer of a run, started; None when the run has no mail settings (or they cannot
     be read). Spools to the dev repository's outbox when the worker can reach it, otherwise
     to the store, from where the dev side collects. Never raises."""
-    from gitexp.notify.maildir import MaildirOutbox, StoreOutbox
-
     try:
         raw = store.read(run_key(record.id, SETTINGS_KEY))
         if raw is None:
@@ -183,7 +180,6 @@ def for_agent(*, store: Store, record: RunRecord, spool: Path, cwd: Path | None,
                           else StoreOutbox(store, record.id))
         mailer = RunMailer(settings=settings, record=record, store=store, outbox=outbox,
                            secrets=secrets_from(os.environ), spool=spool, cwd=cwd)
-        from gitexp.secrets import values_to_redact
 
         mailer.masked = values_to_redact(store, record.id, os.environ)
         if start:

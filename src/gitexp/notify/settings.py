@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field, fields
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
-from gitexp.config import Config, Target
 from gitexp.errors import ConfigError
+from gitexp.git.config import Config, Target
 
 SMTP_PASSWORD_ENV = "GITEXP_SMTP_PASSWORD"  # noqa: S105 - a variable name, not a password
 MAILGUN_KEY_ENV = "GITEXP_MAILGUN_KEY"

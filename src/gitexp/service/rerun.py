@@ -15,12 +15,16 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from gitexp import refs
+from gitexp import data
+from gitexp.backends import templates
+from gitexp.data import version
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
-from gitexp.record import encode_message
-from gitexp.results import RESULTS_DIR
-from gitexp.runs import Run
+from gitexp.git.writeback import RESULTS_DIR
+from gitexp.model import ids
+from gitexp.model.record import encode_message
+from gitexp.service import index
+from gitexp.service.runs import Run
 
 RTOL = 0.0  # by default reproducing means the very same numbers; --rtol/--atol loosen it
 ATOL = 0.0
@@ -83,7 +87,7 @@ def record_verdict(repo: Repo, run: Run, verdict: dict[str, Any]) -> Run:
     top.append(f"040000 tree {repo.mktree(inner)}\t{RESULTS_DIR}")
     commit = repo.commit_tree(repo.mktree(top), [run.record.snapshot],
                               encode_message(run.record, result))
-    if not repo.update_ref(refs.ref_for(run.id), commit, run.commit,
+    if not repo.update_ref(ids.ref_for(run.id), commit, run.commit,
                            f"gitexp: {run.id} checked against {verdict['of']}"):
         raise GitexpError(f"run {run.id} changed while its verdict was being recorded",
                           hint=f"retry `git exp rerun {verdict['of']} --check`")
@@ -112,8 +116,6 @@ def _short(v: Any) -> str:
 def refuse_if_succeeded(repo: Repo, tree: str, argv: list[str], cwd: str) -> None:
     """Raise AlreadySucceededError if a run of this tree, argv, subdirectory and data version
     already succeeded."""
-    from gitexp import data, index
-
     candidates = index.succeeded_like(repo, argv, cwd)
     if not candidates:
         return
@@ -137,11 +139,8 @@ _SHELL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # str.isidentifier() admits
 
 def script(repo: Repo, run: Run, remote: str | None = None) -> str:
     """A POSIX shell script (templates/run.sh) that replays `run` with git and DVC alone."""
-    from gitexp import templates
-    from gitexp.data import version
-
     rec = run.record
-    refs.check_id(rec.id)  # it goes into a comment line and a directory name: never forged
+    ids.check_id(rec.id)  # it goes into a comment line and a directory name: never forged
     pulls = sorted(i.path for i in version.from_record(rec.data).values() if i.cached)
     data_step = ("dvc pull -- " + shlex.join(pulls)) if pulls else \
         ": # the run used no DVC-tracked data"

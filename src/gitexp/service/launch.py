@@ -7,25 +7,29 @@ No printing, no CLI: functions take explicit objects and return data.
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from gitexp import data, environment, faults, preflight, refs, snapshot
+from gitexp import data, faults, secrets
 from gitexp.backends import Backend, Launch, backend_for
-from gitexp.config import Config, Target
 from gitexp.errors import GitexpError
-from gitexp.git import ZERO_OID, Repo
-from gitexp.record import Result, RunRecord, encode_message
-from gitexp.results import write_back
-from gitexp.runs import Run
-from gitexp.stores import Store, open_store, run_key
+from gitexp.git import ZERO_OID, Repo, snapshot
+from gitexp.git.config import Config, Target
+from gitexp.git.writeback import write_back
+from gitexp.model import ids
+from gitexp.model.record import Result, RunRecord, encode_message
+from gitexp.model.runstate import DEFAULT_INTERVAL, RunState
+from gitexp.service import environment, preflight
+from gitexp.service.rerun import refuse_if_succeeded
+from gitexp.service.runs import Run
+from gitexp.stores import Store, open_store, run_key, transport
+
+Prepare = Callable[[RunRecord, Target, Store], None]  # more for the agent: mail settings
 
 
 @dataclass(frozen=True)
@@ -42,13 +46,16 @@ class LaunchRequest:
     progress: Callable[[str, int, int], None] | None = None  # (what, done, total): data push
     say: Callable[[str], None] | None = None  # one-line notices for the user (e.g. committed)
     force: bool = False  # launch even if the same run already succeeded
+    prepare: Prepare | None = None  # the caller's additions to the store (mail settings)
+    keep: bool = False  # keep the VM or container after the run (the target's `keep`)
 
 
 def start(repo: Repo, config: Config, req: LaunchRequest) -> Run:
     """Snapshot, record and start one run."""
     recorded = record_runs(repo, config, [req])
     return submit(repo, config, recorded.records[0], target=recorded.target,
-                  backend=recorded.backend, store=recorded.store, progress=req.progress)
+                  backend=recorded.backend, store=recorded.store, prepare=req.prepare,
+                  progress=req.progress)
 
 
 @dataclass(frozen=True)
@@ -65,10 +72,12 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
     if not reqs or not all(req.argv and req.argv[0] for req in reqs):
         raise GitexpError("no command given", hint="git exp run -- python train.py --lr 3e-4")
     target = config.target(reqs[0].target)
+    if reqs[0].keep:  # for this launch only
+        target = replace(target, settings={**target.settings, "keep": "true"})
     subdirs = [_subdir(repo, req.cwd) for req in reqs]
     for req in reqs:
         _check_command(req.argv, req.cwd)
-    names = [refs.check_name(req.name) if req.name is not None else refs.default_name(req.argv)
+    names = [ids.check_name(req.name) if req.name is not None else ids.default_name(req.argv)
              for req in reqs]
     preflight.check(repo, config)
     data.check_worktree(repo, commit=reqs[0].commit_data, say=reqs[0].say)
@@ -76,8 +85,6 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
     if snap.secret_files and reqs[0].say:  # tracked, so shipped: say so, and launch anyway
         reqs[0].say(_secret_files_warning(snap.secret_files))
     if len(reqs) == 1 and not reqs[0].force:  # the same code, command and data: say so
-        from gitexp.rerun import refuse_if_succeeded
-
         refuse_if_succeeded(repo, snap.tree, reqs[0].argv, subdirs[0])
     data_version, data_plan = data.prepare_launch(
         repo, config, target, snap.tree, outs=any(r.outs for r in reqs),
@@ -85,24 +92,20 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
     backend = backend_for(target, repo)
     store = open_store(backend.store_url())
     env = environment.capture(repo, reqs[0].argv)
+    branch, user = repo.branch(), _user(config)
     records = []
     for req, subdir, name in zip(reqs, subdirs, names, strict=True):
         record = RunRecord(
-            id="", argv=list(req.argv), cwd=subdir, base=snap.base,
-            branch=repo.branch(), user=_user(config), launched_at=time.time(),
-            target=target.name, backend=target.backend, store=store.url, env=env,
-            params=req.params or {}, name=req.name, rerun_of=req.rerun_of, sweep=req.sweep,
-            outs=list(req.outs), data=data_version,
-        )
-        records.append(_commit_record(repo, record, snap.tree, name))
-        # At once: a launch killed from here on is seen as interrupted (`_launch_lost`).
-        store.write(run_key(records[-1].id, "status.json"), queued_status())
-        if data_plan is not None:  # how the agent gets the data: names and paths, no secrets
-            data.write_plan(store, records[-1].id, data_plan)
+            id="", argv=list(req.argv), cwd=subdir, base=snap.base, branch=branch, user=user,
+            launched_at=time.time(), target=target.name, backend=target.backend,
+            store=store.url, env=env, params=req.params or {}, name=req.name,
+            rerun_of=req.rerun_of, sweep=req.sweep, outs=list(req.outs), data=data_version)
+        records.append(_commit(repo, store, record, snap.tree, name, data_plan=data_plan))
     return Recorded(target=target, backend=backend, store=store, records=records)
 
 
-def relaunch(repo: Repo, config: Config, run: Run, *, target: str | None = None) -> Run:
+def relaunch(repo: Repo, config: Config, run: Run, *, target: str | None = None,
+             prepare: Prepare | None = None) -> Run:
     """A rerun: a new run of `run`'s snapshot tree and parents, argv, subdirectory and data
     version, recorded with `rerun_of`. The current work tree is not looked at."""
     old = run.record
@@ -114,68 +117,83 @@ def relaunch(repo: Repo, config: Config, run: Run, *, target: str | None = None)
     _, data_plan = data.prepare_launch(repo, config, tgt, tree, outs=bool(old.outs))
     backend = backend_for(tgt, repo)
     store = open_store(backend.store_url())
-    record = RunRecord(
-        id="", argv=list(old.argv), cwd=old.cwd, base=old.base, branch=old.branch,
-        user=_user(config), launched_at=time.time(), target=tgt.name, backend=tgt.backend,
-        store=store.url, env=environment.capture(repo, old.argv), data=old.data,
-        params=dict(old.params), name=old.name, rerun_of=old.id, sweep=old.sweep,
-        outs=list(old.outs),
-    )
-    record = _commit_record(repo, record, tree, old.name or refs.default_name(old.argv))
-    if data_plan is not None:
+    record = replace(old, id="", user=_user(config), launched_at=time.time(),
+                     target=tgt.name, backend=tgt.backend, store=store.url,
+                     env=environment.capture(repo, old.argv), rerun_of=old.id, snapshot="")
+    record = _commit(repo, store, record, tree, old.name or ids.default_name(old.argv),
+                     data_plan=data_plan)
+    return submit(repo, config, record, target=tgt, backend=backend, store=store,
+                  prepare=prepare)
+
+
+def _commit(repo: Repo, store: Store, record: RunRecord, tree: str, name: str, *,
+            data_plan: dict[str, Any] | None) -> RunRecord:
+    """The run's snapshot commit and ref, then at once its queued status in the store: a
+    launch killed from here on is seen as interrupted (`runs._launch_lost`)."""
+    record = _commit_record(repo, record, tree, name)
+    RunState(store, record.id).set_queued()
+    if data_plan is not None:  # how the agent gets the data: names and paths, no secrets
         data.write_plan(store, record.id, data_plan)
-    return submit(repo, config, record, target=tgt, backend=backend, store=store)
+    return record
 
 
 def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
-           backend: Backend, store: Store,
+           backend: Backend, store: Store, prepare: Prepare | None = None,
            progress: Callable[[str, int, int], None] | None = None) -> Run:
     """Start the agent for a recorded run; a failure to start leaves the run `failed`."""
-    heartbeat = config.get_float("exp.heartbeat", 2.0)
-    store.write(run_key(record.id, "status.json"), queued_status())
-    faults.point("launch.submit")
     try:
-        from gitexp.notify import dev as notify  # the run's mail settings, secret-free
-
-        notify.at_launch(repo, config, record, target, store)
-        from gitexp import secrets  # names only: the agent masks their values in the log
-
-        secrets.publish_names(store, record.id, config, target)
-        if target.backend != "local":  # the worker gets the snapshot from the store
-            from gitexp import transport
-
-            sent = (lambda done, total: progress("code", done, total)) if progress else None
-            transport.push_code(repo, store, record.snapshot, progress=sent)
+        ready(repo, config, record, target=target, store=store, prepare=prepare,
+              progress=progress)
         handle = backend.submit(launch=Launch(repo=repo, record=record, store=store,
-                                              heartbeat=heartbeat))
+                                              heartbeat=heartbeat_of(config)))
         faults.point("launch.handle")
     except GitexpError as exc:
-        failed = Result(status="failed", error=exc.message, ended_at=time.time())
-        store.append(run_key(record.id, "log"), f"gitexp: {exc.message}\n".encode())
-        write_back(repo, record, failed, store)
+        fail(repo, store, [record], exc.message)
         raise
-    store.write(run_key(record.id, "handle.json"),
-                json.dumps({"target": target.name, **handle}).encode())
+    RunState(store, record.id).set_handle(target.name, handle)
     return Run(record=record, result=Result(status="queued"), commit=record.snapshot,
                written_back=False)
 
 
-def queued_status() -> bytes:
-    """A queued run's status; it names the launching process, so that a launch killed
-    before the agent started is seen as lost without waiting for LAUNCH_TIMEOUT."""
-    launcher = {"host": socket.gethostname(), "pid": os.getpid()}
-    return json.dumps({"status": "queued", "launcher": launcher}).encode()
+def ready(repo: Repo, config: Config, record: RunRecord, *, target: Target, store: Store,
+          prepare: Prepare | None = None,
+          progress: Callable[[str, int, int], None] | None = None) -> None:
+    """Everything the agent finds in the store before it starts: its queued status, the
+    caller's additions (`prepare`), the names of secrets to mask, and the code (remote
+    workers)."""
+    RunState(store, record.id).set_queued()
+    faults.point("launch.submit")
+    if prepare is not None:
+        prepare(record, target, store)
+    secrets.publish_names(store, record.id, config, target)  # names: the agent masks values
+    if target.backend != "local":  # the worker gets the snapshot from the store
+        sent = (lambda done, total: progress("code", done, total)) if progress else None
+        transport.push_code(repo, store, record.snapshot, progress=sent)
+
+
+def fail(repo: Repo, store: Store, records: list[RunRecord], why: str) -> None:
+    """Runs that could not be started end `failed`: in the store (waiting sweep members
+    count them as finished), in their log, and in git."""
+    for record in records:
+        failed = Result(status="failed", error=why, ended_at=time.time())
+        RunState(store, record.id).write_result(failed, snapshot=record.snapshot)
+        store.append(run_key(record.id, "log"), f"gitexp: {why}\n".encode())
+        write_back(repo, record, failed, store)  # a no-op for one already written back
+
+
+def heartbeat_of(config: Config) -> float:
+    return config.get_float("exp.heartbeat", DEFAULT_INTERVAL)
 
 
 def _commit_record(repo: Repo, record: RunRecord, tree: str, name: str) -> RunRecord:
     parents = [record.base] if record.base else []
     for _ in range(8):
-        run_id = refs.new_id(name)
+        run_id = ids.new_id(name)
         rec = replace(record, id=run_id)
         commit = repo.commit_tree(tree, parents, encode_message(rec, None))
         faults.point("launch.commit")
         # Create-only: an id that exists (or existed and was kept as a ref) is never reused.
-        if repo.update_ref(refs.ref_for(run_id), commit, ZERO_OID, f"gitexp: launch {run_id}"):
+        if repo.update_ref(ids.ref_for(run_id), commit, ZERO_OID, f"gitexp: launch {run_id}"):
             faults.point("launch.ref")
             return rec.with_snapshot(commit)
     raise GitexpError("could not allocate a run id", hint="retry; is the repository writable?")

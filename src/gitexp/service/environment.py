@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from gitexp.git import Repo
-from gitexp.record import Environment
+from gitexp.model.record import Environment
 
 # Only variables that change results and never hold secrets are recorded.
 RECORDED_VARIABLES = (

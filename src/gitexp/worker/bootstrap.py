@@ -5,9 +5,9 @@ a hash of its contents and cached under ~/.cache/gitexp/wheels, and `ensure_whee
 puts it in a store as `tools/<name>` once. A pure-Python wheel is a zip that Python imports
 from directly, so the worker runs
 
-    PYTHONPATH=gitexp-….whl python3 -m gitexp.agent …
+    PYTHONPATH=gitexp-….whl python3 -m gitexp.worker.agent …
 
-with no pip and no install. Worker side: `python3 -m gitexp.bootstrap` reads a launch spec
+with no pip and no install. Worker side: `python3 -m gitexp.worker.bootstrap` reads a launch spec
 (JSON) from stdin - stdin, because it carries the run's secrets - starts the agent detached
 in its own session, and prints `{"pid": …, "host": …}`.
 """
@@ -26,7 +26,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from gitexp import __version__
 from gitexp.stores import Progress, Store, put_file
+from gitexp.worker.agent import agent_argv
 
 TOOLS = "tools"
 _EPOCH = (2020, 1, 1, 0, 0, 0)  # fixed zip timestamps: the same code makes the same wheel
@@ -35,7 +37,7 @@ _EPOCH = (2020, 1, 1, 0, 0, 0)  # fixed zip timestamps: the same code makes the 
 # -- dev side --------------------------------------------------------------------------------
 def package_files() -> list[tuple[str, bytes]]:
     """(path in the wheel, content) of every file of the running gitexp package."""
-    root = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parents[1]  # the gitexp package
     out = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root.parent)
@@ -45,8 +47,6 @@ def package_files() -> list[tuple[str, bytes]]:
 
 
 def wheel_name(files: list[tuple[str, bytes]] | None = None) -> str:
-    from gitexp import __version__
-
     digest = hashlib.sha256()
     for name, data in files if files is not None else package_files():
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
@@ -82,7 +82,7 @@ def _wheel_bytes(files: list[tuple[str, bytes]], version: str) -> bytes:
     info = f"gitexp-{version}.dist-info"
     meta = [("METADATA", f"Metadata-Version: 2.1\nName: gitexp\nVersion: {version}\n"
                          + "".join(f"Requires-Dist: {r}\n" for r in _requirements())),
-            ("WHEEL", "Wheel-Version: 1.0\nGenerator: gitexp.bootstrap\n"
+            ("WHEEL", "Wheel-Version: 1.0\nGenerator: gitexp.worker.bootstrap\n"
                       "Root-Is-Purelib: true\nTag: py3-none-any\n")]
     entries = [*files, *((f"{info}/{n}", text.encode()) for n, text in meta)]
     record = "".join(f"{n},sha256={_b64(hashlib.sha256(d).digest())},{len(d)}\n"
@@ -125,10 +125,10 @@ def launch_agent(spec: dict[str, Any]) -> dict[str, Any]:
     workdir = Path(_absolute(spec["workdir"]))
     log = workdir / "logs" / f"{spec['run']}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "gitexp.agent", "--store", store, "--run", spec["run"],
-            "--snapshot", spec["snapshot"], "--code", code,
-            "--workdir", str(workdir / "work" / spec["run"]),
-            "--heartbeat", str(spec.get("heartbeat", 2.0))]
+    argv = agent_argv(sys.executable, store=store, run_id=spec["run"],
+                      snapshot=spec["snapshot"], code=code,
+                      workdir=str(workdir / "work" / spec["run"]),
+                      heartbeat=spec.get("heartbeat", 2.0))
     path = os.pathsep.join(p for p in (wheel, os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, **spec.get("env", {}), "PYTHONPATH": path}
     with log.open("ab") as out:

@@ -79,7 +79,6 @@ def _verb(args: list[str]) -> str:
 @dataclass(frozen=True)
 class Repo:
     """A git repository with a work tree (`root`) and its git directories."""
-
     root: Path
     git_dir: Path
     common_dir: Path

@@ -10,11 +10,7 @@ from __future__ import annotations
 import io
 import math
 import re
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from gitexp.git import Repo
-    from gitexp.runs import Run
+from typing import Any
 
 Curve = list[tuple[float, float]]
 RESERVED = ("time", "step", "_checkpoint")
@@ -90,54 +86,3 @@ def render(by_run: dict[str, dict[str, Curve]], metrics: list[str],
         "Title": ", ".join(metrics), "Description": "gitexp metric curves: "
         + ", ".join(metrics) + " of " + ", ".join(by_run), "Software": "gitexp"})
     return out.getvalue()
-
-
-def run_points(repo: Repo, run: Run) -> list[dict[str, Any]]:
-    """A run's metric points: from its results commit once written back, else its store."""
-    from gitexp import metrics
-    from gitexp.results import RESULTS_DIR
-    from gitexp.runs import store_of
-    from gitexp.stores import run_key
-
-    data: bytes | None = None
-    if run.written_back:
-        text = repo.git("cat-file", "blob", f"{run.commit}:{RESULTS_DIR}/metrics.jsonl",
-                        check=False)
-        data = text.encode(errors="surrogateescape")
-    if not data:
-        try:
-            data = store_of(repo, run.record).read(run_key(run.id, "metrics.jsonl"))
-        except Exception:  # a store out of reach: no curve, not an error
-            data = None
-    return metrics.parse_series(data or b"")
-
-
-def overlay(repo: Repo, runs: list[Run], metrics: list[str] | None = None
-            ) -> tuple[bytes, list[str], list[str]]:
-    """A PNG overlaying `metrics` (default: every metric, losses first, at most 6) of `runs`;
-    returns it, the metrics drawn, and the runs left out for having no series.
-    GitexpError when there is nothing to draw."""
-    from gitexp.errors import GitexpError
-
-    everything = {run.id: curves(run_points(repo, run)) for run in runs}
-    by_run = {run_id: series for run_id, series in everything.items() if series}
-    empty = [run_id for run_id in everything if run_id not in by_run]
-    known = metric_order({m for series in by_run.values() for m in series})
-    if not known:
-        raise GitexpError("no metric series to plot in " + ", ".join(everything),
-                          hint="log them from the job: gitexp.log(step=i, loss=...)")
-    wanted = metrics or known[:6]
-    missing = [m for m in wanted if m not in known]
-    if missing:
-        raise GitexpError(f"no series named {', '.join(missing)}",
-                          hint="known metrics: " + ", ".join(known))
-    try:
-        png = render(by_run, wanted, title=_title(list(by_run)))
-    except ImportError:
-        raise GitexpError("plots need matplotlib",
-                          hint="pip install 'gitexp[plots]'") from None
-    return png, wanted, empty
-
-
-def _title(run_ids: list[str]) -> str:
-    return run_ids[0] if len(run_ids) == 1 else f"{len(run_ids)} runs"

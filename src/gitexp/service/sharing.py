@@ -15,13 +15,13 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gitexp import refs
 from gitexp.errors import GitexpError
 from gitexp.git import Repo, run_git
+from gitexp.model import ids
 
-PUSH_GUARD = "GITEXP_PUSHING_RUNS"  # == hookimpl.PUSH_GUARD: our own pre-push does nothing
+PUSH_GUARD = "GITEXP_PUSHING_RUNS"  # == hooks.run.PUSH_GUARD: our own pre-push does nothing
 STAGING = "refs/gitexp-incoming/"
-NAMESPACES = (refs.PREFIX, refs.TAG_PREFIX)
+NAMESPACES = (ids.PREFIX, ids.TAG_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -69,21 +69,21 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = ()) -> 
     remote = _check_remote(remote or default_remote(repo, pushing=True))
     finished, live = _run_refs(repo)
     if run_ids:
-        wanted = [refs.ref_for(i) for i in run_ids]
+        wanted = [ids.ref_for(i) for i in run_ids]
         unfinished = [r for r in wanted if r in live]
         if unfinished:
-            raise GitexpError(f"run {unfinished[0][len(refs.PREFIX):]} has not finished yet",
+            raise GitexpError(f"run {unfinished[0][len(ids.PREFIX):]} has not finished yet",
                               hint="push it once `git exp ls` shows it ended")
-        tags = set(repo.git("for-each-ref", "--format=%(refname)", refs.TAG_PREFIX).split())
-        wanted += [t for i in run_ids if (t := refs.TAG_PREFIX + i) in tags]
+        tags = set(repo.git("for-each-ref", "--format=%(refname)", ids.TAG_PREFIX).split())
+        wanted += [t for i in run_ids if (t := ids.TAG_PREFIX + i) in tags]
         specs = [f"{r}:{r}" for r in wanted]
     elif live:  # name the finished ones; a glob would take the live ones along
-        specs = [f"{r}:{r}" for r in finished] + [f"{refs.TAG_PREFIX}*:{refs.TAG_PREFIX}*"]
+        specs = [f"{r}:{r}" for r in finished] + [f"{ids.TAG_PREFIX}*:{ids.TAG_PREFIX}*"]
     else:
         specs = [f"{ns}*:{ns}*" for ns in NAMESPACES]
     proc = _git(repo, "push", "--porcelain", "--no-verify", remote, *specs)
     out = proc.stdout.decode(errors="replace")
-    report = _parse_push(remote, out, live=[r[len(refs.PREFIX):] for r in live])
+    report = _parse_push(remote, out, live=[r[len(ids.PREFIX):] for r in live])
     if proc.returncode != 0 and not report.rejected:
         raise GitexpError(f"git push to {remote} failed: {_why(proc)}",
                           hint="check the remote with `git remote -v` and `git ls-remote REMOTE`")
@@ -114,7 +114,7 @@ def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
 
 
 def _merge(repo: Repo, remote: str, incoming: dict[str, str]) -> FetchReport:
-    local = {**_refs(repo, refs.PREFIX, full=True), **_refs(repo, refs.TAG_PREFIX, full=True)}
+    local = {**_refs(repo, ids.PREFIX, full=True), **_refs(repo, ids.TAG_PREFIX, full=True)}
     report = FetchReport(remote)
     commands = []
     for ref, new in sorted(incoming.items()):
@@ -124,10 +124,10 @@ def _merge(repo: Repo, remote: str, incoming: dict[str, str]) -> FetchReport:
         if old is None:
             commands.append(f"create {ref} {new}\n")
             report.new.append(ref)
-        elif ref.startswith(refs.PREFIX) and repo.ok("merge-base", "--is-ancestor", old, new):
+        elif ref.startswith(ids.PREFIX) and repo.ok("merge-base", "--is-ancestor", old, new):
             commands.append(f"update {ref} {new} {old}\n")
             report.updated.append(ref)
-        elif ref.startswith(refs.PREFIX) and repo.ok("merge-base", "--is-ancestor", new, old):
+        elif ref.startswith(ids.PREFIX) and repo.ok("merge-base", "--is-ancestor", new, old):
             report.kept.append((ref, "the local run is further along"))
         else:
             report.kept.append((ref, f"differs from {remote}'s; the local one stays"))
@@ -140,7 +140,7 @@ def _run_refs(repo: Repo) -> tuple[list[str], list[str]]:
     """(finished, live) run refs: a results commit is titled `gitexp run <id>: <status>`."""
     finished: list[str] = []
     live: list[str] = []
-    for line in repo.for_each_ref(refs.PREFIX, "%(refname) %(contents:subject)"):
+    for line in repo.for_each_ref(ids.PREFIX, "%(refname) %(contents:subject)"):
         ref, _, subject = line.partition(" ")
         (finished if ": " in subject else live).append(ref)
     return finished, live

@@ -22,10 +22,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from gitexp import refs
 from gitexp.errors import GitexpError
 from gitexp.git import Repo, clean_env
-from gitexp.record import (
+from gitexp.model import ids
+from gitexp.model.record import (
     SCHEMA,
     Environment,
     Result,
@@ -33,6 +33,7 @@ from gitexp.record import (
     check_types,
     decode_message,
 )
+from gitexp.model.row import SUMMARY, row_of
 
 FILE = "index.sqlite"
 VERSION = 3  # bump when the table changes (3: records type-checked): an older file is rebuilt
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS runs (
     argv TEXT,
     cwd TEXT,
     summary TEXT,      -- the part of `row` plain `ls` shows: the cheapest to decode
-    row TEXT,          -- where.row_of(): what `ls` shows and filters on
+    row TEXT,          -- row.row_of(): what `ls` shows and filters on
     body TEXT          -- the JSON of the commit message; NULL: the commit is not a readable run
 );
 CREATE INDEX IF NOT EXISTS runs_launched ON runs (launched_at);
@@ -67,7 +68,6 @@ CREATE TABLE IF NOT EXISTS params (
 @dataclass(frozen=True)
 class Entry:
     """One run as git has it: the ref's commit and the record/result its message carries."""
-
     ref: str
     commit: str
     record: RunRecord
@@ -84,7 +84,7 @@ def path_of(repo: Repo) -> Path:
 
 def run_ids(repo: Repo) -> list[str]:
     """Every run id, from ref names alone (no commit is read)."""
-    return [ref[len(refs.PREFIX):] for ref in _ref_heads(repo)]
+    return [ref[len(ids.PREFIX):] for ref in _ref_heads(repo)]
 
 
 def sync(repo: Repo) -> list[Entry]:
@@ -98,8 +98,8 @@ def sync(repo: Repo) -> list[Entry]:
 
 
 def rows(repo: Repo, *, summary: bool = False) -> list[dict[str, Any]]:
-    """`where.row_of` of every readable run, without decoding whole records (fast `ls`);
-    with `summary`, only the fields in `where.SUMMARY` (faster still)."""
+    """`row.row_of` of every readable run, without decoding whole records (fast `ls`);
+    with `summary`, only the fields in `row.SUMMARY` (faster still)."""
     texts = [row for _, _, _, row in _current(repo, "summary" if summary else "row")]
     found: list[dict[str, Any]] = json.loads("[" + ",".join(texts) + "]")  # one call: faster
     return found
@@ -120,11 +120,11 @@ def _current(repo: Repo, column: str) -> list[tuple[str, str, str, str]]:
 def unreadable(repo: Repo) -> list[str]:
     """Refs under `refs/experiments/` that hold no readable run: a name that is no run id,
     or a commit whose record is corrupted. `ls` names them rather than hiding them."""
-    out = repo.git("for-each-ref", "--format=%(refname) %(objectname)", refs.PREFIX)
+    out = repo.git("for-each-ref", "--format=%(refname) %(objectname)", ids.PREFIX)
     heads, bad = {}, []
     for line in out.splitlines():
         ref, _, commit = line.rpartition(" ")
-        if refs.id_from_ref(ref):
+        if ids.id_from_ref(ref):
             heads[ref] = commit
         else:
             bad.append(ref)
@@ -184,11 +184,11 @@ def store_params(repo: Repo, values: dict[tuple[str, str], Any]) -> None:
 
 # -- internals --------------------------------------------------------------------------------
 def _ref_heads(repo: Repo) -> dict[str, str]:
-    out = repo.git("for-each-ref", "--format=%(refname) %(objectname)", refs.PREFIX)
+    out = repo.git("for-each-ref", "--format=%(refname) %(objectname)", ids.PREFIX)
     heads = {}
     for line in out.splitlines():
         ref, _, commit = line.rpartition(" ")
-        if refs.id_from_ref(ref):
+        if ids.id_from_ref(ref):
             heads[ref] = commit
     return heads
 
@@ -266,9 +266,7 @@ def _sync(repo: Repo, db: sqlite3.Connection, heads: dict[str, str],
 
 def _row(ref: str, commit: str, raw: str | None) -> tuple[Any, ...]:
     """The table row of one commit (`raw`: the commit object's text; None: not a commit)."""
-    from gitexp.where import SUMMARY, row_of
-
-    run_id = refs.id_from_ref(ref) or ""
+    run_id = ids.id_from_ref(ref) or ""
     parsed = _parse_commit(ref, commit, raw) if raw is not None else None
     if parsed is None:  # remembered as unreadable, so it is not parsed again
         return (ref, commit, run_id, None, None, None, None, None, None, None, None, None)
@@ -324,7 +322,7 @@ def _from_body(ref: str, commit: str, snapshot: str, data: dict[str, Any]) -> En
             record, result = decode_message("\n\n" + json.dumps(data), snapshot=snapshot)
         except GitexpError:
             return None
-    if record.id != refs.id_from_ref(ref):  # forged: its id would steer keys, refs, scripts
+    if record.id != ids.id_from_ref(ref):  # forged: its id would steer keys, refs, scripts
         return None
     return Entry(ref=ref, commit=commit, record=record, result=result)
 

@@ -1,10 +1,11 @@
 """Install, remove and inspect gitexp's git hooks.
 
-An installed hook is a small shell stub rendered from `hooks/hook-stub.sh`: a marker line says
-it is ours, and it calls back into the Python that installed it (`gitexp.hookimpl`, by path). A hook
-that was already in place is renamed to `<hook>.gitexp-legacy` (bytes, mode and all) and runs
-first; `uninstall` renames it back. Not `<hook>.legacy`: pre-commit's own stub runs
-`<its dir>/<hook>.legacy`, so a pre-commit stub moved to that name would call itself.
+An installed hook is a small shell stub rendered from `stub.sh` beside this module: a marker
+line says it is ours, and it calls back into the Python that installed it (`gitexp.hooks.run`,
+by path). A hook that was already in place is renamed to `<hook>.gitexp-legacy` (bytes,
+mode and all) and runs first; `uninstall` renames it back. Not `<hook>.legacy`: pre-commit's
+own stub runs `<its dir>/<hook>.legacy`, so a pre-commit stub moved to that name would call
+itself.
 
 Hooks go where git looks for them: `core.hooksPath` if set, else the common git directory's
 `hooks/` (shared by every linked worktree).
@@ -29,7 +30,7 @@ HOOKS = ("prepare-commit-msg", "post-commit", "post-rewrite", "pre-push")
 MARKER = "# gitexp-hook v1"
 LEGACY_SUFFIX = ".gitexp-legacy"
 PRE_COMMIT_LEGACY = ".legacy"  # where pre-commit keeps the hook it replaced (maybe ours)
-STUB = "hook-stub.sh"
+STUB = "stub.sh"
 
 
 @dataclass(frozen=True)
@@ -58,11 +59,10 @@ def is_ours(path: Path) -> bool:
 
 
 def stub_source() -> str:
-    """The stub template: `gitexp/hooks` in the wheel, else `<checkout>/hooks`."""
-    here = Path(__file__).resolve().parent
-    for folder in (here / "hooks", here.parent.parent / "hooks"):
-        if (folder / STUB).is_file():
-            return (folder / STUB).read_text()
+    """The stub template, shipped beside this module."""
+    stub = Path(__file__).resolve().with_name(STUB)
+    if stub.is_file():
+        return stub.read_text()
     raise GitexpError("gitexp's hook stub is missing from this installation",
                       hint="reinstall gitexp (`pip install --force-reinstall gitexp`)")
 
@@ -70,7 +70,7 @@ def stub_source() -> str:
 def render(hook: str, python: str) -> str:
     if hook not in HOOKS:
         raise GitexpError(f"unknown hook {hook!r}", hint=f"gitexp installs: {', '.join(HOOKS)}")
-    impl = Path(__file__).resolve().with_name("hookimpl.py")
+    impl = Path(__file__).resolve().with_name("run.py")
     values = {"hook": hook, "python": python, "impl": str(impl)}
     # One pass: a path that itself contains `{{impl}}` is never expanded a second time.
     return re.sub(r"\{\{(hook|python|impl)\}\}", lambda m: shlex.quote(values[m.group(1)]),

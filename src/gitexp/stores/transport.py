@@ -32,6 +32,7 @@ from gitexp import faults
 from gitexp.errors import GitexpError, StoreError
 from gitexp.git import Repo, clean_env, run_git
 from gitexp.stores import Progress, Store, get_file, open_store, put_file
+from gitexp.stores.sftp import SFTPStore
 
 CODE_REPO = "code.git"
 REF_PREFIX = "refs/code/"
@@ -66,8 +67,6 @@ def push_code(repo: Repo, store: Store, commit: str, progress: Progress | None =
             return _index_pack(["sh", "-c", _RECEIVE, "sh", str(root / CODE_REPO), commit],
                                pack, progress)
         if scheme == "ssh":
-            from gitexp.stores.sftp import SFTPStore
-
             assert isinstance(store, SFTPStore)
             remote = shlex.join(["sh", "-c", _RECEIVE, "sh", store.join(CODE_REPO), commit])
             return _index_pack([*store.ssh_argv(), remote], pack, progress)
@@ -177,8 +176,6 @@ def fetch_code(source: str, commit: str, cache_dir: Path) -> Path:
     if parts.scheme == "gs":
         _apply_bundles(open_store(source), cache, commit)
     elif parts.scheme == "ssh":
-        from gitexp.stores.sftp import SFTPStore
-
         store = SFTPStore.from_url(source)
         ref = f"{REF_PREFIX}{commit}"
         run_git(["--git-dir", str(cache), "fetch", "-q", store.git_url(CODE_REPO),

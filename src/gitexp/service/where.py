@@ -10,31 +10,21 @@ quoted or bare strings. A missing value makes its comparison false.
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitexp.config import Config
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
-from gitexp.params import from_argv
-from gitexp.record import STATUSES, Result, RunRecord
+from gitexp.git.config import Config
+from gitexp.model.record import STATUSES
+from gitexp.model.row import FIELDS, SUMMARY, Row, row_of
+from gitexp.service import index, params, runs
 
-Row = dict[str, Any]
 Predicate = Callable[[Row], bool]
 HINT = "e.g. --where 'lr<0.01 and status==succeeded' (quote it for the shell)"
 MAX_DEPTH = 64  # nested `not`s and parentheses in one --where
 NAME = re.compile(r"[A-Za-z_][\w.\-/:]*")  # a field, metric or param: --sort, --columns
-# Fields every row has; any other name is looked up among metrics, then params.
-FIELDS = (
-    "id", "status", "target", "backend", "user", "branch", "cwd", "name", "sweep", "rerun_of",
-    "base", "snapshot", "launched_at", "started", "ended", "duration", "exit_code", "host",
-    "command", "verdict", "error",
-)
-# What plain `ls` needs of a row (the index keeps it apart: cheaper to decode at 10,000 runs)
-SUMMARY = ("id", "status", "target", "sweep", "launched_at", "started", "duration", "command",
-           "rerun_of", "verdict", "metrics", "written_back")
 _TOKEN = re.compile(r"""\s*(?:
     (?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.]))
   | (?P<op><=|>=|==|!=|=|<|>)
@@ -47,26 +37,6 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "=": lambda a, b: a == b,
     "!=": lambda a, b: a != b,
 }
-
-
-def row_of(record: RunRecord, result: Result | None, commit: str = "") -> Row:
-    """What `ls` shows and `--where` sees of one run (JSON-safe; the index stores it)."""
-    res = result or Result(status="queued")
-    check = res.check or None
-    return {
-        "id": record.id, "status": res.status, "target": record.target,
-        "backend": record.backend, "user": record.user, "branch": record.branch,
-        "cwd": record.cwd, "name": record.name, "sweep": record.sweep,
-        "rerun_of": record.rerun_of, "base": record.base, "snapshot": record.snapshot,
-        "commit": commit, "launched_at": record.launched_at, "started": res.started_at,
-        "ended": res.ended_at, "duration": res.duration, "exit_code": res.exit_code,
-        "host": res.host, "command": shlex.join(record.argv), "error": res.error,
-        "verdict": None if check is None else
-        ("reproduced" if check.get("reproduced") else "not reproduced"),
-        "metrics": dict(res.metrics),
-        "params": {**from_argv(record.argv), **record.params},  # files: `add_file_params`
-        "written_back": result is not None,
-    }
 
 
 def value_of(row: Row, name: str) -> Any:
@@ -102,8 +72,6 @@ def needs_params(names: Iterable[str], rows: list[Row]) -> bool:
 
 def add_file_params(repo: Repo, rows: list[Row]) -> None:
     """Put params.yaml/params.json params under each row's own (argv, record) params."""
-    from gitexp import params
-
     files = params.at_snapshots(repo, [(r["snapshot"], r["cwd"]) for r in rows])
     for r in rows:
         r["params"] = {**files.get((r["snapshot"], r["cwd"]), {}), **r["params"]}
@@ -149,14 +117,10 @@ def listing(repo: Repo, config: Config, query: Query) -> list[Row]:
     """The rows `git exp ls` shows: from the index, with unfinished runs looked at afresh
     (finished ones get written back, dead ones become lost) and params files read only when
     the query may name a param."""
-    from gitexp import index
-
     full = bool(query.where or query.sort or query.columns)
     rows = index.rows(repo, summary=not full)
     for i, row in enumerate(rows):
         if not row["written_back"]:
-            from gitexp import runs  # only now: the service layer is a heavier import
-
             try:
                 run = runs.find(repo, row["id"], config)
             except GitexpError:

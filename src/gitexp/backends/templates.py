@@ -24,7 +24,7 @@ Quote = Callable[[str], str]
 def templates_dir() -> Path:
     """`gitexp/templates` inside the wheel (hatch force-include), else `<checkout>/templates`."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "templates", here.parent.parent / "templates"):
+    for candidate in (here.parent / "templates", here.parents[2] / "templates"):
         if candidate.is_dir():
             return candidate
     raise GitexpError("gitexp's templates are missing from this installation",
@@ -45,6 +45,17 @@ def read(name: str) -> str:
 
 def shell_quote(value: str) -> str:
     return shlex.quote(value)
+
+
+class ShellWord(str):
+    """A word that is already a shell expression (`"$run"`): put into a command as it is."""
+
+    __slots__ = ()
+
+
+def shell_command(argv: list[str]) -> str:
+    """`argv` as one shell command line: every word quoted, but for ShellWords."""
+    return " ".join(a if isinstance(a, ShellWord) else shlex.quote(a) for a in argv)
 
 
 def json_quote(value: str) -> str:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeGuard
 
-from gitexp import params as params_mod
+from gitexp import data
 from gitexp.errors import GitexpError
 from gitexp.git import EMPTY_TREE, Repo
-from gitexp.results import RESULTS_DIR
-from gitexp.runs import Run
+from gitexp.git.writeback import RESULTS_DIR
+from gitexp.service import params as params_mod
+from gitexp.service.runs import Run
 
 PATHSPEC = ("--", ".", f":(exclude){RESULTS_DIR}")
 Change = dict[str, Any]  # {"a": ..., "b": ...}
@@ -72,11 +73,8 @@ def against_base(repo: Repo, a: Run, *, patch: bool = False) -> Report:
         raise GitexpError(f"the base commit {rec.base[:12]} of run {rec.id} is not in this "
                           "repository", hint="fetch it (`git fetch origin`), or diff two runs: "
                                              f"`git exp diff {rec.id} OTHER`")
-    if rec.base:
-        from gitexp import data
-
-        if data.is_dvc_project(repo) or rec.data:
-            base_data = data.version_of(repo, rec.base)
+    if rec.base and (data.is_dvc_project(repo) or rec.data):
+        base_data = data.version_of(repo, rec.base)
     base_params = params_mod.at_commit(repo, rec.base, rec.cwd) if rec.base else {}
     return Report(
         a=rec.base or "(no commits)", b=rec.id, against_base=True,

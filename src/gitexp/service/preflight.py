@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
-from gitexp.config import Config
 from gitexp.errors import ConfigError, GitexpError
 from gitexp.git import Repo, run_git
+from gitexp.git.config import Config
 
 DEFAULT_MAX_FILE_SIZE = 50 * 1000**2
 _UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,

@@ -10,8 +10,8 @@ import json
 
 from gitexp import faults
 from gitexp.git import Repo
-from gitexp.record import Result, RunRecord, encode_message
-from gitexp.refs import ref_for
+from gitexp.model.ids import ref_for
+from gitexp.model.record import Result, RunRecord, encode_message
 from gitexp.stores import Store, read_range, run_key, size_of
 
 RESULTS_DIR = ".gitexp-results"

@@ -15,9 +15,10 @@ import shlex
 import time
 from typing import Any
 
-from gitexp import plots
+from gitexp import charts
 from gitexp.git import Repo
-from gitexp.runs import Run
+from gitexp.service import plots
+from gitexp.service.runs import Run
 
 MAX_PANELS = 8
 
@@ -49,8 +50,8 @@ pre { background: #f6f8fa; padding: 10px; overflow-x: auto; font-size: 12px; }
 
 def render(repo: Repo, runs: list[Run], *, title: str | None = None) -> str:
     """The HTML page for `runs` (newest first, as given)."""
-    by_run = {run.id: plots.curves(plots.run_points(repo, run)) for run in runs}
-    colour = plots.colours_of([run_id for run_id, series in by_run.items() if series])
+    by_run = {run.id: charts.curves(plots.run_points(repo, run)) for run in runs}
+    colour = charts.colours_of([run_id for run_id, series in by_run.items() if series])
     metric_names = _metric_columns(runs)
     title = title or f"gitexp runs: {repo.root.name}"
     parts = [
@@ -94,14 +95,14 @@ def _table(runs: list[Run], metric_names: list[str], colour: dict[str, str]) -> 
     return f"<table class='runs'><tr>{head}</tr>{''.join(rows)}</table>"
 
 
-def _curves(by_run: dict[str, dict[str, plots.Curve]], colour: dict[str, str]) -> str:
-    names = plots.metric_order({m for series in by_run.values() for m in series})
+def _curves(by_run: dict[str, dict[str, charts.Curve]], colour: dict[str, str]) -> str:
+    names = charts.metric_order({m for series in by_run.values() for m in series})
     if not names:
         return "<p>No metric series: log them with <code>gitexp.log(step=i, loss=…)</code>.</p>"
     images = []
     for metric in names[:MAX_PANELS]:
         try:
-            png = plots.render({r: s for r, s in by_run.items() if r in colour}, [metric],
+            png = charts.render({r: s for r, s in by_run.items() if r in colour}, [metric],
                                colours=colour)
         except ImportError:
             return "<p>Curves need matplotlib: <code>pip install 'gitexp[plots]'</code>.</p>"
@@ -126,7 +127,7 @@ def _metric_columns(runs: list[Run]) -> list[str]:
         for key in run.result.metrics if run.result else {}:
             if key not in names:
                 names.append(key)
-    return plots.metric_order(names)
+    return charts.metric_order(names)
 
 
 def _e(text: str) -> str:

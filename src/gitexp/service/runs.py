@@ -5,26 +5,31 @@ No printing, no CLI: functions take explicit objects and return data.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any, TypeGuard
+from typing import Any
 
-from gitexp import metrics, refs
-from gitexp.backends import Backend, Handle, backend_for
-from gitexp.config import Config
+from gitexp.backends import Backend, Explains, KeepsLogs, backend_for
 from gitexp.errors import GitexpError, UnknownRunError
 from gitexp.git import Repo
-from gitexp.record import LIVE, Result, RunRecord, decode_message
-from gitexp.results import RESULTS_DIR, write_back
+from gitexp.git.config import Config
+from gitexp.git.writeback import RESULTS_DIR, write_back
+from gitexp.model import ids, metrics
+from gitexp.model.record import LIVE, Result, RunRecord, decode_message
+from gitexp.model.runstate import (
+    DEFAULT_INTERVAL,
+    LAUNCH_TIMEOUT,
+    ForeignResultError,
+    RunState,
+    Status,
+    default_lost_after,
+)
+from gitexp.service import index
 from gitexp.stores import Store, open_store, read_range, run_key, size_of
 from gitexp.stores.file import FileStore
-
-LAUNCH_TIMEOUT = 120.0  # a run with no handle this long after launch was never started
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,11 @@ class Run:
     def status(self) -> str:
         return self.result.status if self.result else "queued"
 
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """The outputs the run recorded (`--out`, dvc.yaml outs): path -> DVC entry."""
+        return self.result.outputs if self.result else {}
+
 
 # -- reading --------------------------------------------------------------------------------
 _FMT = "%(refname)%01%(objectname)%01%(parent)%01%(contents)"
@@ -49,7 +59,7 @@ _FMT = "%(refname)%01%(objectname)%01%(parent)%01%(contents)"
 
 def parse_ref_line(line: str) -> Run | None:
     refname, commit, parents, message = line.split("\x01", 3)
-    run_id = refs.id_from_ref(refname)
+    run_id = ids.id_from_ref(refname)
     if run_id is None:
         return None
     try:
@@ -66,8 +76,6 @@ def parse_ref_line(line: str) -> Run | None:
 def list_runs(repo: Repo, config: Config | None = None, *, refresh: bool = True) -> list[Run]:
     """Every run, newest first. With `refresh`, unfinished runs are looked at in their store:
     finished ones are written back, dead ones become `lost`."""
-    from gitexp import index
-
     runs = [Run(record=e.record, result=e.result, commit=e.commit, written_back=e.written_back)
             for e in index.sync(repo)]
     if refresh:
@@ -95,20 +103,19 @@ def _observe_all(repo: Repo, config: Config, runs: list[Run]) -> list[Run]:
 
 def find(repo: Repo, spec: str, config: Config | None = None, *, refresh: bool = True) -> Run:
     """A run by id, or by a unique prefix or suffix of its id."""
-    exact = repo.rev_parse(refs.PREFIX + spec) if refs.is_valid_id(spec) else None
+    exact = repo.rev_parse(ids.PREFIX + spec) if ids.is_valid_id(spec) else None
     if exact:
-        lines = list(repo.for_each_ref(refs.PREFIX + spec, _FMT))
+        lines = list(repo.for_each_ref(ids.PREFIX + spec, _FMT))
         candidates = [r for line in lines if (r := parse_ref_line(line))]
     else:  # a prefix or suffix: match ref names, then read only the matching commits
-        from gitexp import index
 
-        ids = [i for i in index.run_ids(repo)
-               if i.startswith(spec) or i.endswith(spec)] if spec else []
-        if len(ids) > 1:
-            raise GitexpError(f"{spec!r} matches {len(ids)} runs",
-                              hint="give more of the id: " + ", ".join(sorted(ids)[:4]))
-        exact = ids[0] if ids else None
-        lines = list(repo.for_each_ref(refs.PREFIX + exact, _FMT)) if exact else []
+        matches = [i for i in index.run_ids(repo)
+                   if i.startswith(spec) or i.endswith(spec)] if spec else []
+        if len(matches) > 1:
+            raise GitexpError(f"{spec!r} matches {len(matches)} runs",
+                              hint="give more of the id: " + ", ".join(sorted(matches)[:4]))
+        exact = matches[0] if matches else None
+        lines = list(repo.for_each_ref(ids.PREFIX + exact, _FMT)) if exact else []
         candidates = [r for line in lines if (r := parse_ref_line(line))]
         spec = exact or spec
     if not candidates:
@@ -148,149 +155,97 @@ def _backend_of(repo: Repo, config: Config, record: RunRecord) -> Backend | None
 
 
 def observe(repo: Repo, config: Config, run: Run) -> Run:
-    """The live status of an unfinished run; writes back finished and lost runs."""
+    """The live status of an unfinished run; a run that ended (or is found lost) is written
+    back, and the Run returned says so (`written_back`). Sends nothing: whether an ending
+    deserves mail is the caller's business (`git exp watch`)."""
     record = run.record
     if not _observable(repo, record):
         return run  # launched from another clone (fetched): its own repo writes it back
-    store: Store | None
+    state: RunState | None
     try:
-        store = store_of(repo, record)
-        result = _live_result(repo, config, store, record)
+        state = RunState(store_of(repo, record), record.id)
+        result = _live_result(repo, config, state, record)
     except ForeignResultError as exc:  # end the run, taking nothing from that store
-        store, result = None, Result(status="lost", ended_at=time.time(), error=exc.message)
+        state, result = None, Result(status="lost", ended_at=time.time(), error=exc.message)
     except GitexpError:
         return run  # store unreachable: say what we know
     if result.status in LIVE:
         return replace(run, result=result)
-    commit = write_back(repo, record, result, store)
-    from gitexp.notify import dev as notify  # a dead worker's `lost` mail; never raises
-
-    if store is not None:
-        notify.observed(repo, store, record, result)
+    commit = write_back(repo, record, result, state.store if state else None)
     return Run(record=record, result=result, commit=commit, written_back=True)
 
 
-def _json(store: Store, run_id: str, name: str) -> dict[str, Any] | None:
-    raw = store.read(run_key(run_id, name))
-    try:
-        data = json.loads(raw) if raw else None
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
+def lost_after(config: Config, interval: float) -> float:
+    """`exp.lostAfter`, or the default for heartbeats every `interval` seconds."""
+    return config.get_float("exp.lostafter", default_lost_after(interval))
 
 
-def _live_result(repo: Repo, config: Config, store: Store, record: RunRecord) -> Result:
-    done = _json(store, record.id, "result.json")
+def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord) -> Result:
+    done = state.result(record)
     if done:
-        return _stored_result(record, done)
-    status = _live_status(store, record.id)
-    beat = _heartbeat(store, record.id)
-    handle: Handle | None = _json(store, record.id, "handle.json")
+        return done
+    status = state.status()
+    beat = state.heartbeat()
+    handle = state.handle()
     now = time.time()
     lost_why = None
     ended_as = "lost"
-    if beat:
-        interval = float(beat.get("interval", 2.0))
-        lost_after = config.get_float("exp.lostafter", max(5 * interval + 5, 10.0))
-        if now - float(beat["time"]) > lost_after:
-            lost_why = f"no heartbeat for {now - float(beat['time']):.0f}s"
+    if beat and beat.stale(now, lost_after(config, beat.interval)):
+        lost_why = f"no heartbeat for {now - beat.time:.0f}s"
     if lost_why is None and handle:
         backend = _backend_of(repo, config, record)
         if backend is not None and backend.alive(record=record, handle=handle) is False:
             lost_why = "the agent is gone"
             # The engine may know better (Slurm's FAILED, a Kubernetes Job's Failed condition).
-            ended = getattr(backend, "ended_as", lambda **_: None)(record=record, handle=handle)
-            if ended:
-                ended_as, lost_why = ended
+            if isinstance(backend, Explains):
+                ended = backend.ended_as(record=record, handle=handle)
+                if ended:
+                    ended_as, lost_why = ended
     if lost_why is None and handle is None and not beat:  # no agent has shown up (yet)
-        lost_why = _launch_lost(config, store, record, status, now)
+        lost_why = _launch_lost(config, state, record, status, now)
     if lost_why is not None:
-        done = _json(store, record.id, "result.json")  # it may have just finished
+        done = state.result(record)  # it may have just finished
         if done:
-            return _stored_result(record, done)
-        series = metrics.parse_series(store.read(run_key(record.id, "metrics.jsonl")) or b"")
-        return Result(status=ended_as, started_at=status.get("started"),
-                      ended_at=float(beat["time"]) if beat else now, host=status.get("host"),
+            return done
+        series = metrics.parse_series(state.store.read(run_key(record.id, "metrics.jsonl"))
+                                      or b"")
+        return Result(status=ended_as, started_at=status.started if status else None,
+                      ended_at=beat.time if beat else now,
+                      host=status.host if status else None,
                       metrics=metrics.final_of(series), error=lost_why)
-    return Result(status=str(status.get("status", "queued")), started_at=status.get("started"),
-                  host=status.get("host"))
+    return Result(status=status.status if status else "queued",
+                  started_at=status.started if status else None,
+                  host=status.host if status else None)
 
 
-class ForeignResultError(GitexpError):
-    """The store's result.json names another run or snapshot (a store shared or copied
-    between repositories): it must never be written back into this run."""
-
-
-def result_json(record: RunRecord, result: Result) -> bytes:
-    """result.json as the store keeps it: stamped with the run and snapshot it is about."""
-    return json.dumps({**result.to_dict(), "run": record.id,
-                       "snapshot": record.snapshot}).encode()
-
-
-def _stored_result(record: RunRecord, done: dict[str, Any]) -> Result:
-    for key, mine in (("run", record.id), ("snapshot", record.snapshot)):
-        theirs = done.get(key)
-        if theirs is not None and theirs != mine:  # unstamped: written by an older gitexp
-            raise ForeignResultError(
-                f"the store holds a result for {key} {str(theirs)[:40]!r}, not {mine!r}: "
-                "it was not taken", hint=f"is store {record.store} shared with another "
-                                         "repository? give each its own prefix")
-    try:
-        return Result.from_dict(done)
-    except GitexpError as exc:  # our own run's result, damaged: the run ended, how is unknown
-        return Result(status="lost", ended_at=time.time(), error=f"result.json: {exc.message}")
-
-
-def _live_status(store: Store, run_id: str) -> dict[str, Any]:
-    """status.json with only what it may hold: a live status, a start time, a host."""
-    raw = _json(store, run_id, "status.json") or {}
-    if not raw:
-        return raw  # none yet: the launch may not have reached the store
-    started, host = raw.get("started"), raw.get("host")
-    return {**raw, "status": raw.get("status") if raw.get("status") in LIVE else "queued",
-            "started": float(started) if _is_number(started) else None,
-            "host": host if isinstance(host, str) else None}
-
-
-def _heartbeat(store: Store, run_id: str) -> dict[str, Any] | None:
-    beat = _json(store, run_id, "heartbeat")
-    if beat is None or not _is_number(beat.get("time")):
-        return None  # a garbled beat is no sign of life
-    interval = beat.get("interval")
-    return {**beat, "time": float(beat["time"]),
-            "interval": float(interval) if _is_number(interval) and interval > 0 else 2.0}
-
-
-def _is_number(value: Any) -> TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        math.isfinite(value)
-
-
-def _launch_lost(config: Config, store: Store, record: RunRecord, status: dict[str, Any],
+def _launch_lost(config: Config, state: RunState, record: RunRecord, status: Status | None,
                  now: float) -> str | None:
     """Why a run without handle or heartbeat is lost; None while its launch may still go on.
     The launcher writes the queued status right after the ref and the handle after the
     agent started, so a missing status, or a dead launcher, past `exp.lostAfter` means the
     launch was killed (LAUNCH_TIMEOUT remains for launchers this host cannot see)."""
     waited = now - record.launched_at
-    if waited > LAUNCH_TIMEOUT:
+    if waited > max(LAUNCH_TIMEOUT, lost_after(config, _interval(config))):
         return "the launch was interrupted before the agent started"
-    interval = config.get_float("exp.heartbeat", 2.0)
-    if waited < config.get_float("exp.lostafter", max(5 * interval + 5, 10.0)):
+    if waited < lost_after(config, _interval(config)):
         return None
-    if _json(store, record.id, "status.json") is None:
+    if status is None:
         return "the launch was interrupted before it reached the store"
-    launcher = status.get("launcher")
-    if not isinstance(launcher, dict) or launcher.get("host") != socket.gethostname():
+    launcher = status.launcher
+    if launcher is None or launcher.host != socket.gethostname():
         return None
     try:
-        os.kill(int(launcher["pid"]), 0)
+        os.kill(launcher.pid, 0)
     except ProcessLookupError:
-        if _json(store, record.id, "handle.json") is None:  # it may have just written it
+        if state.handle() is None:  # it may have just written it
             return "the launch was interrupted before the agent started"
-    except (OSError, ValueError, KeyError, TypeError):
-        pass  # alive under another user, or unreadable: wait for LAUNCH_TIMEOUT
+    except (OSError, OverflowError):
+        pass  # alive under another user, or no pid at all: wait for LAUNCH_TIMEOUT
     return None
+
+
+def _interval(config: Config) -> float:
+    return config.get_float("exp.heartbeat", DEFAULT_INTERVAL)
 
 
 # -- logs, cancel -----------------------------------------------------------------------------
@@ -329,10 +284,9 @@ def _engine_log(repo: Repo, record: RunRecord, offset: int) -> bytes | None:
     """The job's own output as the engine keeps it (e.g. a Kubernetes pod's log)."""
     try:
         backend = _backend_of(repo, Config.load(repo), record)
-        store = store_of(repo, record)
-        handle = _json(store, record.id, "handle.json")
-        logs = getattr(backend, "logs", None)
-        data = logs(record=record, handle=handle) if logs and handle else None
+        handle = RunState(store_of(repo, record), record.id).handle()
+        data = backend.logs(record=record, handle=handle) \
+            if isinstance(backend, KeepsLogs) and handle else None
     except GitexpError:
         return None
     return data[offset:] if isinstance(data, bytes) else None
@@ -363,13 +317,13 @@ def follow(repo: Repo, config: Config, run: Run, poll: float = 0.2) -> Iterator[
 def cancel(repo: Repo, config: Config, run: Run) -> Run:
     if run.written_back or run.status not in LIVE:
         raise GitexpError(f"run {run.id} already ended ({run.status})")
-    store = store_of(repo, run.record)
-    store.write(run_key(run.id, "cancel"), str(time.time()).encode())
-    handle = _json(store, run.id, "handle.json")
+    state = RunState(store_of(repo, run.record), run.id)
+    state.request_cancel()
+    handle = state.handle()
     backend = _backend_of(repo, config, run.record)
     if backend is not None and handle is not None:
         backend.cancel(record=run.record, handle=handle)
     elif handle is None:  # never reached an agent: nothing to stop, just end it
-        result = Result(status="cancelled", ended_at=time.time(), error="cancelled before start")
-        store.write(run_key(run.id, "result.json"), result_json(run.record, result))
+        state.write_result(Result(status="cancelled", ended_at=time.time(),
+                                  error="cancelled before start"), snapshot=run.record.snapshot)
     return run

@@ -30,7 +30,7 @@ if [ -x "$gitexp_legacy" ]; then
     gitexp_feed "$gitexp_legacy" "$@" || exit $?
 fi
 
-# Fast path: the callback by its path, without site-packages (gitexp.hookimpl needs only the
+# Fast path: the callback by its path, without site-packages (gitexp.hooks.run needs only the
 # standard library until it has something to do). It always exits 0.
 if [ -x "$gitexp_python" ] && [ -f "$gitexp_impl" ]; then
     gitexp_feed "$gitexp_python" -S "$gitexp_impl" "$gitexp_hook" "$@"
@@ -48,7 +48,7 @@ gitexp_feed "$gitexp_python" -c '
 import sys
 sys.path[:] = [p for p in sys.path if p not in ("", ".")]
 try:
-    from gitexp.hookimpl import main
+    from gitexp.hooks.run import main
 except ImportError:
     sys.stderr.write("gitexp: %s hook skipped: gitexp is no longer installed in %s; "
                      "reinstall it and run `git exp hooks install` (or `git exp hooks uninstall`)\n"

@@ -12,13 +12,15 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from gitexp import index, refs
-from gitexp.config import Config, _parse_duration
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
-from gitexp.record import LIVE
-from gitexp.runs import Run
-from gitexp.where import sort_keys
+from gitexp.git.config import Config, _parse_duration
+from gitexp.model import ids
+from gitexp.model.record import LIVE
+from gitexp.service import index
+from gitexp.service import runs as service
+from gitexp.service.runs import Run
+from gitexp.service.where import sort_keys
 
 NOT_SUCCEEDED = frozenset({"failed", "cancelled", "lost"})
 
@@ -80,8 +82,6 @@ def _number(run: Run, name: str) -> float | None:
 def resolve(repo: Repo, config: Config, specs: list[str]) -> tuple[list[Run], list[str]]:
     """The runs `specs` name, and the ids of named runs whose record cannot be read (so
     that `rm` can still remove those)."""
-    from gitexp import runs as service
-
     found: dict[str, Run] = {}
     broken: list[str] = []
     for spec in specs:
@@ -89,7 +89,7 @@ def resolve(repo: Repo, config: Config, specs: list[str]) -> tuple[list[Run], li
             run = service.find(repo, spec, config)
         except GitexpError:
             # exact names only, from git's own list: `rm` must never reach outside the namespace
-            if refs.PREFIX + spec in index.unreadable(repo):
+            if ids.PREFIX + spec in index.unreadable(repo):
                 broken.append(spec)
                 continue
             raise
@@ -99,11 +99,11 @@ def resolve(repo: Repo, config: Config, specs: list[str]) -> tuple[list[Run], li
 
 def remove_broken(repo: Repo, run_ids: list[str]) -> list[str]:
     """Remove runs whose record cannot be read: their refs and local data."""
-    removed = [i for i in run_ids if repo.delete_ref(refs.PREFIX + i)]
-    for run_id in filter(refs.is_valid_id, removed):  # a bad name has no local data
+    removed = [i for i in run_ids if repo.delete_ref(ids.PREFIX + i)]
+    for run_id in filter(ids.is_valid_id, removed):  # a bad name has no local data
         for where in ("store/runs", "work"):
             shutil.rmtree(repo.gitexp_dir / where / run_id, ignore_errors=True)
-    index.forget(repo, [refs.PREFIX + i for i in removed])
+    index.forget(repo, [ids.PREFIX + i for i in removed])
     return removed
 
 
@@ -116,11 +116,11 @@ def remove(repo: Repo, runs: list[Run]) -> list[str]:
                           hint=f"`git exp cancel {live[0]}` first")
     removed = []
     for run in runs:
-        if repo.delete_ref(refs.ref_for(run.id), run.commit):
+        if repo.delete_ref(ids.ref_for(run.id), run.commit):
             removed.append(run.id)
         for where in ("store/runs", "work"):
             shutil.rmtree(repo.gitexp_dir / where / run.id, ignore_errors=True)
-    index.forget(repo, [refs.ref_for(i) for i in removed])
+    index.forget(repo, [ids.ref_for(i) for i in removed])
     return removed
 
 

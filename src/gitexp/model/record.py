@@ -10,7 +10,7 @@ from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from gitexp.errors import GitexpError
-from gitexp.refs import is_valid_id
+from gitexp.model.ids import is_valid_id
 
 SCHEMA = 1
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost"]
@@ -30,7 +30,6 @@ class Environment:
 @dataclass(frozen=True)
 class RunRecord:
     """What was launched. Frozen when the snapshot commit is made."""
-
     id: str
     argv: list[str]
     cwd: str  # the subdirectory (posix, relative to the repo root; "" for the root)
@@ -76,7 +75,6 @@ class RunRecord:
 @dataclass(frozen=True)
 class Result:
     """How the run ended (or how far it got, for a live run)."""
-
     status: str
     exit_code: int | None = None
     started_at: float | None = None

@@ -17,7 +17,7 @@ is never wrong, only missing.
 """
 
 # os.path rather than pathlib on purpose: importing pathlib costs each hook start-up time.
-# ruff: noqa: PTH100, PTH103, PTH105, PTH108, PTH109, PTH110, PTH113, PTH116, PTH118, PTH119, PTH120, PTH123
+# ruff: noqa: PTH100, PTH103, PTH105, PTH108, PTH109, PTH110, PTH113, PTH116, PTH118, PTH120, PTH123
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ import os
 import sys
 import time
 
-if __name__ == "__main__" and sys.path and os.path.basename(sys.path[0]) == "gitexp":
+if __name__ == "__main__" and sys.path and sys.path[0].endswith(os.path.join("gitexp", "hooks")):
     # Run by path, as the stubs do (with `python -S`, which skips site-packages: start-up
     # time). Import gitexp from this very install, and never let a module of the package
     # folder shadow the standard library.
-    sys.path[0] = os.path.dirname(sys.path[0])
+    sys.path[0] = os.path.dirname(os.path.dirname(sys.path[0]))
 
 # Not `typing` (it imports `re`) nor `subprocess` (`re`, `threading`, `locale`...): together
 # they would double this module's start-up time. `_spawn` below does the little we need.
@@ -214,7 +214,7 @@ class HookGit:
         if isinstance(result, dict):
             return str(result.get("status")), dict(result.get("metrics") or {})
         _site()
-        from gitexp import runs
+        from gitexp.service import runs
 
         run = runs.find(self.repo(), run_id)  # also writes back a run that just finished
         return run.status, dict(run.result.metrics) if run.result else {}
@@ -298,7 +298,7 @@ def pre_push(g: HookGit, args: list[str]) -> None:
     if os.environ.get(PUSH_GUARD) or not args or not g.flag("exp.hooks.pushruns", True):
         return
     _site()
-    from gitexp import sharing
+    from gitexp.service import sharing
 
     remote = args[0]
     report = sharing.push(g.repo(), remote)

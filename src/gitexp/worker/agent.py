@@ -4,7 +4,7 @@ It materialises the snapshot (verified by hash), pulls its data version, runs th
 streams the log and metrics to the store, beats a heartbeat, honours cancel requests, and
 writes the result. Its exit code is the job's.
 
-    python -m gitexp.agent --store URL --run ID --snapshot SHA --code SRC [--repo GITDIR]
+    python -m gitexp.worker.agent --store URL --run ID --snapshot SHA --code SRC [--repo GITDIR]
 """
 
 from __future__ import annotations
@@ -25,13 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from gitexp import METRICS_ENV, faults, metrics, secrets
+from gitexp import METRICS_ENV, data, faults, secrets
 from gitexp.errors import GitexpError
-from gitexp.git import run_git
+from gitexp.git import Repo, run_git, writeback
+from gitexp.model import metrics
+from gitexp.model.record import Result, RunRecord, decode_message
+from gitexp.model.runstate import RunState
 from gitexp.notify import mailer
 from gitexp.notify.settings import SECRET_ENV
-from gitexp.record import Result, RunRecord, decode_message
-from gitexp.stores import Store, open_store, run_key
+from gitexp.stores import Store, open_store, run_key, transport
+from gitexp.worker import turns, workspace
 
 CHUNK = 1 << 20  # streamed to the store in pieces of at most this: memory stays bounded
 KILL_GRACE = 5.0
@@ -57,6 +60,10 @@ class Agent:
     def key(self, name: str) -> str:
         return run_key(self.run_id, name)
 
+    @property
+    def state(self) -> RunState:
+        return RunState(self.store, self.run_id)
+
     # -- lifecycle ---------------------------------------------------------------------------
     def main(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self._cancel.set())
@@ -80,12 +87,8 @@ class Agent:
         return result.exit_code if result.exit_code is not None else 1
 
     def prepare(self) -> Path:
-        from gitexp import workspace
-
         source = Path(self.code)
         if not source.exists():
-            from gitexp import transport
-
             source = transport.fetch_code(self.code, self.snapshot, self.workdir.parent / "cache")
         checkout = workspace.checkout(source, self.snapshot, self.workdir / "code")
         faults.point("agent.prepare")
@@ -94,21 +97,17 @@ class Agent:
         if self.record.id != self.run_id:
             raise GitexpError(f"snapshot {self.snapshot[:12]} belongs to run {self.record.id}")
         if self.record.data:
-            from gitexp import data
-
             self.say("gitexp: pulling the data version")
             data.materialise(self.record, checkout, store=self.store, log=self.say)
         return checkout
 
     def wait_turn(self, started: float) -> float | None:
-        """A sweep run under --max-parallel waits for a free slot (sweep.wait_turn): returns
+        """A sweep run under --max-parallel waits for a free slot (worker.turns): returns
         when the run really starts, or None when it was cancelled while waiting."""
         assert self.record is not None
         if not self.record.sweep:
             return started
-        from gitexp import sweep
-
-        return sweep.wait_turn(self.store, self.record, self._cancel, started=started)
+        return turns.wait_turn(self.store, self.record, self._cancel, started=started)
 
     def cancelled(self, started: float) -> Result:
         return Result(status="cancelled", started_at=started, ended_at=time.time(),
@@ -128,7 +127,7 @@ class Agent:
             )
         except OSError as exc:
             raise GitexpError(f"cannot start {self.record.argv[0]!r}: {exc.strerror}") from None
-        self.set_status("running", started=time.time(), pid=proc.pid)
+        self.state.set_running(started=time.time(), pid=proc.pid)
         self._mailer = mailer.for_agent(store=self.store, record=self.record,
                                         spool=self.workdir, cwd=cwd, repo=self.repo)
         assert proc.stdout is not None
@@ -161,25 +160,18 @@ class Agent:
         assert self.record is not None
         if not self.record.outs and not self.record.data:  # data: `dvc repro` stage outputs
             return {}
-        from gitexp import data
 
         return data.save_outputs(self.record, checkout, store=self.store, log=self.say)
 
     def finish(self, result: Result) -> None:
         self._patiently(self.stream)
         faults.point("agent.result")
-        # Stamped with the run and snapshot, so a store shared by mistake cannot hand this
-        # result to another repository's run of the same id (runs._stored_result).
-        self._patiently(lambda: self.store.write(self.key("result.json"), json.dumps(
-            {**result.to_dict(), "run": self.run_id, "snapshot": self.snapshot}).encode()))
+        self._patiently(lambda: self.state.write_result(result, snapshot=self.snapshot))
         self._cancel.set()  # stops the heartbeat
         if self.repo is not None and self.record is not None:
-            from gitexp import results
-            from gitexp.git import Repo
-
             repo = Repo.at_git_dir(self.repo)
             try:
-                results.write_back(repo, self.record, result, self.store)
+                writeback.write_back(repo, self.record, result, self.store)
             except GitexpError as exc:  # `git exp ls` will write it back later
                 print(f"gitexp: write-back deferred: {exc.message}", file=sys.stderr)
             faults.point("agent.finish")
@@ -258,22 +250,16 @@ class Agent:
             delay = min(delay * 2, 10.0)
 
     # -- liveness ----------------------------------------------------------------------------
-    def set_status(self, status: str, **extra: Any) -> None:
-        body = {"status": status, "host": socket.gethostname(), "agent_pid": os.getpid(), **extra}
-        self.store.write(self.key("status.json"), json.dumps(body).encode())
-
     def _beat_forever(self) -> None:
         while not self._cancel.is_set():
-            beat = {"time": time.time(), "interval": self.heartbeat,
-                    "host": socket.gethostname(), "pid": os.getpid()}
             with contextlib.suppress(Exception):  # a store hiccup must not kill the run
-                self.store.write(self.key("heartbeat"), json.dumps(beat).encode())
+                self.state.beat(self.heartbeat)
             faults.point("agent.heartbeat")
             self._cancel.wait(self.heartbeat)
 
     def _cancel_requested(self) -> bool:
         try:
-            return self.store.read(self.key("cancel")) is not None
+            return self.state.cancel_requested()
         except Exception:
             return False
 
@@ -292,6 +278,21 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
+def agent_argv(python: str, *, store: str, run_id: str, snapshot: str, code: str,
+               workdir: str, heartbeat: float | str, repo: str | None = None,
+               flush: float | None = None) -> list[str]:
+    """The agent's command line, the one way every target starts it (their templates get it
+    whole). Values may be shell expressions where a template runs it (`ShellWord`)."""
+    argv = [python, "-m", "gitexp.worker.agent", "--store", store, "--code", code,
+            "--run", run_id, "--snapshot", snapshot, "--workdir", workdir,
+            "--heartbeat", str(heartbeat)]
+    if repo is not None:
+        argv += ["--repo", repo]
+    if flush is not None:
+        argv += ["--flush", str(flush)]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="gitexp agent")
     p.add_argument("--store", required=True)
@@ -303,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heartbeat", type=float, default=2.0)
     p.add_argument("--flush", type=float, default=0.5)
     a = p.parse_args(argv)
-    workdir = a.workdir or Path.home() / ".cache" / "gitexp" / "work" / a.run
+    # Absolute: the job runs elsewhere and is told where to write its metrics.
+    workdir = (a.workdir or Path.home() / ".cache" / "gitexp" / "work" / a.run).absolute()
     agent = Agent(store=open_store(a.store), run_id=a.run, snapshot=a.snapshot, code=a.code,
                   workdir=workdir, repo=a.repo, heartbeat=a.heartbeat, flush=a.flush)
     return agent.main()

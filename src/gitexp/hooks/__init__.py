@@ -1,0 +1,1 @@
+"""Git hooks: installing the stubs (`install`) and what they run (`run`)."""

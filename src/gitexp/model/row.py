@@ -1,0 +1,40 @@
+"""A run as one flat row: what `ls` shows, `--where` filters on and the index keeps."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from gitexp.model.params import from_argv
+from gitexp.model.record import Result, RunRecord
+
+Row = dict[str, Any]
+# Fields every row has; any other name is looked up among metrics, then params.
+FIELDS = (
+    "id", "status", "target", "backend", "user", "branch", "cwd", "name", "sweep", "rerun_of",
+    "base", "snapshot", "launched_at", "started", "ended", "duration", "exit_code", "host",
+    "command", "verdict", "error",
+)
+# What plain `ls` needs of a row (the index keeps it apart: cheaper to decode at 10,000 runs)
+SUMMARY = ("id", "status", "target", "sweep", "launched_at", "started", "duration", "command",
+           "rerun_of", "verdict", "metrics", "written_back")
+
+
+def row_of(record: RunRecord, result: Result | None, commit: str = "") -> Row:
+    """What `ls` shows and `--where` sees of one run (JSON-safe; the index stores it)."""
+    res = result or Result(status="queued")
+    check = res.check or None
+    return {
+        "id": record.id, "status": res.status, "target": record.target,
+        "backend": record.backend, "user": record.user, "branch": record.branch,
+        "cwd": record.cwd, "name": record.name, "sweep": record.sweep,
+        "rerun_of": record.rerun_of, "base": record.base, "snapshot": record.snapshot,
+        "commit": commit, "launched_at": record.launched_at, "started": res.started_at,
+        "ended": res.ended_at, "duration": res.duration, "exit_code": res.exit_code,
+        "host": res.host, "command": shlex.join(record.argv), "error": res.error,
+        "verdict": None if check is None else
+        ("reproduced" if check.get("reproduced") else "not reproduced"),
+        "metrics": dict(res.metrics),
+        "params": {**from_argv(record.argv), **record.params},  # files: `add_file_params`
+        "written_back": result is not None,
+    }

@@ -1,0 +1,195 @@
+"""A run's state in its store: the one owner of the files under `runs/<id>/` that say how a
+run is doing, and of the rule that says when a silent run is lost.
+
+    status.json   queued (by the launcher, naming itself) -> running (by the agent)
+    heartbeat     the agent's sign of life: time and interval
+    handle.json   how the backend finds the job again (pid, job id, VM name), and the target
+    result.json   how the run ended, stamped with the run and snapshot it is about
+    cancel        a request to stop, honoured by the agent (and by waiting sweep members)
+
+What a store holds is untrusted: it may be shared, stale, damaged or written by anyone with
+access to it. Every reader here validates and returns a typed value or None; nothing else
+in gitexp names these files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+from gitexp.errors import GitexpError
+from gitexp.model.record import LIVE, Result, RunRecord
+from gitexp.stores import Store, run_key
+
+STATUS, HEARTBEAT, HANDLE, RESULT, CANCEL = (
+    "status.json", "heartbeat", "handle.json", "result.json", "cancel")
+DEFAULT_INTERVAL = 2.0  # s between heartbeats (`exp.heartbeat`)
+LAUNCH_TIMEOUT = 120.0  # s: a run with no handle this long after launch was never started
+
+Handle = dict[str, Any]  # backend-specific; it always names its `target`
+
+
+def default_lost_after(interval: float) -> float:
+    """How long a heartbeat may be silent before its run is lost, unless `exp.lostAfter`
+    says otherwise: five missed beats and some slack for a slow store."""
+    return max(5 * interval + 5, 10.0)
+
+
+@dataclass(frozen=True)
+class Launcher:
+    host: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class Status:
+    """status.json, with only what it may hold: a live status, a start time, hosts, pids."""
+    status: str  # queued or running: anything else a store says reads as queued
+    started: float | None = None
+    host: str | None = None
+    launcher: Launcher | None = None  # the process that launched a queued run
+    pid: int | None = None  # the job's process (group) on `host`
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    time: float
+    interval: float
+
+    def stale(self, now: float, lost_after: float | None = None) -> bool:
+        """Silent for longer than `lost_after` seconds (default: `default_lost_after`)."""
+        limit = default_lost_after(self.interval) if lost_after is None else lost_after
+        return now - self.time > limit
+
+
+class ForeignResultError(GitexpError):
+    """The store's result.json names another run or snapshot (a store shared or copied
+    between repositories): it must never be written back into this run."""
+
+
+@dataclass(frozen=True)
+class RunState:
+    """The state files of one run in one store."""
+    store: Store
+    run_id: str
+
+    def key(self, name: str) -> str:
+        return run_key(self.run_id, name)
+
+    # -- status ---------------------------------------------------------------------------
+    def set_queued(self) -> None:
+        """Queued, naming the launching process: a launch killed before its agent started
+        is then seen as lost without waiting for LAUNCH_TIMEOUT."""
+        self._write(STATUS, {"status": "queued",
+                             "launcher": {"host": socket.gethostname(), "pid": os.getpid()}})
+
+    def set_running(self, *, started: float, pid: int) -> None:
+        self._write(STATUS, {"status": "running", "started": started, "pid": pid,
+                             "host": socket.gethostname(), "agent_pid": os.getpid()})
+
+    def status(self) -> Status | None:
+        raw = self._json(STATUS)
+        if raw is None:
+            return None  # none yet: the launch may not have reached the store
+        launcher = raw.get("launcher")
+        return Status(
+            status=raw["status"] if raw.get("status") in LIVE else "queued",
+            started=_number(raw.get("started")),
+            host=raw["host"] if isinstance(raw.get("host"), str) else None,
+            launcher=Launcher(host=launcher["host"], pid=launcher["pid"])
+            if isinstance(launcher, dict) and isinstance(launcher.get("host"), str)
+            and _is_int(launcher.get("pid")) else None,
+            pid=raw["pid"] if _is_int(raw.get("pid")) else None)
+
+    # -- heartbeat ------------------------------------------------------------------------
+    def beat(self, interval: float) -> None:
+        self._write(HEARTBEAT, {"time": time.time(), "interval": interval,
+                                "host": socket.gethostname(), "pid": os.getpid()})
+
+    def heartbeat(self) -> Heartbeat | None:
+        """The last beat; a garbled one is no sign of life."""
+        raw = self._json(HEARTBEAT)
+        beat = _number(raw.get("time")) if raw else None
+        if raw is None or beat is None:
+            return None
+        interval = _number(raw.get("interval"))
+        return Heartbeat(time=beat, interval=interval if interval and interval > 0
+                         else DEFAULT_INTERVAL)
+
+    def has_heartbeat(self) -> bool:
+        return self.store.read(self.key(HEARTBEAT)) is not None
+
+    # -- handle ---------------------------------------------------------------------------
+    def set_handle(self, target: str, handle: Handle) -> None:
+        self._write(HANDLE, {**handle, "target": target})
+
+    def handle(self) -> Handle | None:
+        return self._json(HANDLE)
+
+    # -- result ---------------------------------------------------------------------------
+    def write_result(self, result: Result, *, snapshot: str) -> None:
+        """Stamped with the run and snapshot it is about, so that a store shared by mistake
+        cannot hand it to another repository's run of the same id."""
+        self._write(RESULT, {**result.to_dict(), "run": self.run_id, "snapshot": snapshot})
+
+    def write_result_once(self, result: Result, *, snapshot: str) -> bool:
+        """`write_result` unless an agent is (or was) there to write its own; True if written."""
+        if self.has_heartbeat() or self.has_result():
+            return False
+        self.write_result(result, snapshot=snapshot)
+        return True
+
+    def has_result(self) -> bool:
+        return self.store.read(self.key(RESULT)) is not None
+
+    def result(self, record: RunRecord) -> Result | None:
+        """The run's result, if it ended. ForeignResultError when it is stamped for another
+        run or snapshot; a damaged result of our own run reads as `lost`."""
+        raw = self._json(RESULT)
+        if not raw:
+            return None
+        for key, mine in (("run", record.id), ("snapshot", record.snapshot)):
+            theirs = raw.get(key)
+            if theirs is not None and theirs != mine:  # unstamped: written by an older gitexp
+                raise ForeignResultError(
+                    f"the store holds a result for {key} {str(theirs)[:40]!r}, not {mine!r}: "
+                    "it was not taken", hint=f"is store {record.store} shared with another "
+                                             "repository? give each its own prefix")
+        try:
+            return Result.from_dict(raw)
+        except GitexpError as exc:  # our own run's result, damaged: it ended, how is unknown
+            return Result(status="lost", ended_at=time.time(),
+                          error=f"result.json: {exc.message}")
+
+    # -- cancel ---------------------------------------------------------------------------
+    def request_cancel(self) -> None:
+        self.store.write(self.key(CANCEL), str(time.time()).encode())
+
+    def cancel_requested(self) -> bool:
+        return self.store.read(self.key(CANCEL)) is not None
+
+    # -- plumbing -------------------------------------------------------------------------
+    def _write(self, name: str, body: dict[str, Any]) -> None:
+        self.store.write(self.key(name), json.dumps(body).encode())
+
+    def _json(self, name: str) -> dict[str, Any] | None:
+        raw = self.store.read(self.key(name))
+        try:
+            data = json.loads(raw) if raw else None
+        except (ValueError, RecursionError):
+            return None
+        return data if isinstance(data, dict) else None
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None

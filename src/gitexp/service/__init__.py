@@ -1,0 +1,1 @@
+"""The developer's side: launch, observe, query, rerun, diff, gc, sharing, report."""
