@@ -1,6 +1,6 @@
 """Data versions through DVC: pin what data a run used, refuse unversioned data, move it.
 
-- launch: `check_worktree` (refuse or `--commit-data`), `version_of` (the record's `data`),
+- dev (at launch): `check_worktree` (refuse or `--commit-data`), `version_of` (the record's `data`),
   `prepare_launch` (push if needed) / `write_plan` (how the worker gets it)
 - worker: `materialise` (link or pull, then verify), `save_outputs`
 - afterwards: `restore_outputs` (`git exp outputs RUN`)
@@ -8,7 +8,7 @@
 Nothing here imports DVC at module level; only `dvcrepo` does, inside its functions.
 """
 
-from gitexp.data.launch import (
+from gitexp.data.dev import (
     check_worktree,
     is_dvc_project,
     prepare_launch,

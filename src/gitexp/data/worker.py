@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gitexp.data import dvcrepo, verify, version
-from gitexp.data.launch import read_plan
+from gitexp.data.dev import read_plan
 from gitexp.data.version import DataItem
 from gitexp.errors import GitexpError
 from gitexp.git import Repo

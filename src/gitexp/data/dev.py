@@ -1,4 +1,4 @@
-"""The launch half: check the work tree's data, pin its version, ship it to the target.
+"""The dev side of data, at launch: check the work tree's data, pin its version, ship it.
 
 A `plan` (store key `runs/<id>/data.json`) tells the agent where the data comes from:
 `cache` (this machine's DVC cache, to link from) or `remote` (a DVC remote to pull from).
