@@ -137,7 +137,7 @@ def watch(repo: Repo, config: Config, *, interval: float = 60.0, until_idle: boo
     for run in runs.list_runs(repo, config, refresh=False):
         if run.written_back:
             done.add(run.id)
-            if _recent(run):  # it may have ended unmailed while no one was watching
+            if run.status == "lost" and _recent(run):  # noticed by `ls`: not mailed yet
                 settle(repo, run)
     seen: dict[str, str] = {}
     while True:
