@@ -14,8 +14,8 @@ import pytest
 from gitexp.errors import GitexpError
 from gitexp.model.record import Environment, RunRecord
 from gitexp.service import sweep
-from gitexp.worker import turns
 from gitexp.stores.file import FileStore
+from gitexp.worker import turns
 from tests.helpers import assert_user_error, exp, exp_json, git, wait_done
 
 TRAIN = """\
