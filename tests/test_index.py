@@ -81,11 +81,14 @@ def test_refs_changed_behind_its_back_are_picked_up(repo: Path, tmp_path: Path) 
 
 
 def test_a_live_run_is_indexed_then_its_result_replaces_it(repo: Path) -> None:
-    (repo / "train.py").write_text("import time, json\ntime.sleep(1.5)\n"
-                                   "json.dump({'loss': 1.0}, open('metrics.json', 'w'))\n")
+    go = repo.parent / "go"  # the job waits for it: live for as long as the test needs
+    (repo / "train.py").write_text(
+        f"import json, os, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.05)\n"
+        "json.dump({'loss': 1.0}, open('metrics.json', 'w'))\n")
     run_id = start(repo)
     live = exp_json("ls", cwd=repo)
     assert live[0]["status"] in ("queued", "running")
+    go.touch()
     wait_done(run_id, repo)
     (done,) = exp_json("ls", cwd=repo)
     assert done["status"] == "succeeded" and done["result"]["metrics"] == {"loss": 1.0}
