@@ -1,8 +1,12 @@
 """One contract, every store: a temp dir (file://), two GCS emulators (gs://) and a real sshd
-on loopback (ssh://). GCS-only behaviour (generation preconditions, retries) follows."""
+on loopback (ssh://): the protocol, the optional capabilities each store claims, and code
+transport. GCS-only behaviour (generation preconditions, retries) follows."""
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -13,10 +17,42 @@ from typing import Any
 import pytest
 
 from gitexp.errors import StoreError
-from gitexp.stores import Store, get_file, open_store, put_file
+from gitexp.git import Repo
+from gitexp.stores import (
+    CodeStore,
+    ReadsRanges,
+    Store,
+    StreamsFiles,
+    TellsSizes,
+    get_file,
+    open_store,
+    put_file,
+    read_range,
+    size_of,
+    transport,
+)
 from gitexp.stores.gcs import GCSStore
+from tests.conftest import make_repo
+from tests.helpers import git
 
 KINDS = ["file", "gcs_emulator", "fake_gcs", "sftp"]
+CAPABILITIES = [StreamsFiles, TellsSizes, ReadsRanges, CodeStore]
+# What each store claims beyond the protocol: a claim lost by accident (a renamed method)
+# would silently send it down the slow path, so the claims are pinned here.
+CLAIMS = {
+    "file": {TellsSizes, ReadsRanges, CodeStore},
+    "gcs_emulator": {StreamsFiles, TellsSizes, ReadsRanges, CodeStore},
+    "fake_gcs": {StreamsFiles, TellsSizes, ReadsRanges, CodeStore},
+    "sftp": {StreamsFiles, TellsSizes, ReadsRanges, CodeStore},
+}
+# Where each store keeps code (workers of older versions read exactly these keys).
+CODE_KEYS = {
+    "file": ["code.git/refs/code/{c}"],
+    "gcs_emulator": ["code/bundles/{c}.bundle", "code/heads/{c}"],
+    "fake_gcs": ["code/bundles/{c}.bundle", "code/heads/{c}"],
+    "sftp": ["code.git/refs/code/{c}"],
+}
+STORES = Path(__file__).resolve().parents[1] / "src" / "gitexp" / "stores"
 
 
 @pytest.fixture(params=KINDS)
@@ -35,6 +71,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path,
             monkeypatch.setenv(key, value)
         server.bucket("contract")
         yield open_store(f"gs://contract/{uuid.uuid4().hex[:8]}/store")
+
+
+@pytest.fixture
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.node.callspec.params["store"])
 
 
 def test_opens_as_a_store(store: Store) -> None:
@@ -132,6 +173,191 @@ def test_large_files_with_progress(store: Store, tmp_path: Path) -> None:
     assert get_file(store, "tools/blob", out)
     assert out.read_bytes() == src.read_bytes()
     assert not get_file(store, "tools/missing", tmp_path / "none")
+
+
+# -- capabilities ----------------------------------------------------------------------------
+def test_claims_its_capabilities(store: Store, kind: str) -> None:
+    assert {c for c in CAPABILITIES if isinstance(store, c)} == CLAIMS[kind]
+
+
+def test_sizes(store: Store) -> None:
+    if not isinstance(store, TellsSizes):
+        pytest.skip("claims no sizes")
+    store.write("runs/a/log", b"0123456789")
+    store.write("empty", b"")
+    assert store.size("runs/a/log") == 10
+    assert store.size("empty") == 0
+    assert store.size("missing") is None
+    assert size_of(store, "runs/a/log") == 10
+
+
+def test_ranges(store: Store) -> None:
+    if not isinstance(store, ReadsRanges):
+        pytest.skip("claims no ranges")
+    store.write("log", b"0123456789")
+    assert store.read_range("log", 0, 4) == b"0123"
+    assert store.read_range("log", 4, 100) == b"456789"  # cut at the end
+    assert store.read_range("log", 10, 5) == b""
+    assert store.read_range("log", 99, 5) == b""
+    assert store.read_range("missing", 0, 5) is None
+    assert read_range(store, "log", 2, 3) == b"234"
+
+
+def test_streamed_files(store: Store, tmp_path: Path) -> None:
+    if not isinstance(store, StreamsFiles):
+        pytest.skip("streams no files")
+    src = tmp_path / "blob"
+    src.write_bytes(b"x" * 100_000)
+    calls: list[tuple[int, int]] = []
+    assert store.put_file("tools/blob", src, lambda d, t: calls.append((d, t))) == 100_000
+    assert calls[-1] == (100_000, 100_000)
+    assert store.read("tools/blob") == src.read_bytes()
+    out = tmp_path / "back"
+    assert store.get_file("tools/blob", out)
+    assert out.read_bytes() == src.read_bytes()
+    assert not store.get_file("tools/missing", tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+
+
+class PlainStore:
+    """The protocol and nothing more: what the helpers fall back on."""
+
+    def __init__(self) -> None:
+        self.url, self.objects = "mem://plain", dict[str, bytes]()
+
+    def read(self, key: str, *, offset: int = 0) -> bytes | None:
+        data = self.objects.get(key)
+        return None if data is None else data[offset:]
+
+    def write(self, key: str, data: bytes) -> None:
+        self.objects[key] = data
+
+    def append(self, key: str, data: bytes) -> None:
+        self.objects[key] = self.objects.get(key, b"") + data
+
+    def list(self, prefix: str) -> list[str]:
+        return sorted(k for k in self.objects if k.startswith(prefix + "/"))
+
+    def delete(self, prefix: str) -> None:
+        for key in [k for k in self.objects if k == prefix or k.startswith(prefix + "/")]:
+            del self.objects[key]
+
+
+def test_a_store_with_no_capabilities_gets_the_same_answers(tmp_path: Path) -> None:
+    plain = PlainStore()
+    assert isinstance(plain, Store)
+    assert not any(isinstance(plain, c) for c in CAPABILITIES)
+    src = tmp_path / "f"
+    src.write_bytes(b"0123456789")
+    calls: list[tuple[int, int]] = []
+    assert put_file(plain, "k", src, lambda d, t: calls.append((d, t))) == 10
+    assert calls == [(10, 10)]
+    assert size_of(plain, "k") is None  # cannot tell without reading
+    assert read_range(plain, "k", 4, 3) == b"456"
+    assert read_range(plain, "missing", 0, 3) is None
+    assert get_file(plain, "k", tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == b"0123456789"
+    assert not get_file(plain, "missing", tmp_path / "none")
+
+
+def test_capabilities_are_asked_for_with_isinstance_never_probed() -> None:
+    """No hasattr, no getattr with a default, in stores/: a capability is a Protocol."""
+    probes = []
+    for path in sorted(STORES.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and (
+                    node.func.id == "hasattr" or (node.func.id == "getattr"
+                                                  and len(node.args) == 3)):
+                probes.append(f"{path.name}:{node.lineno}")
+    assert probes == []
+
+
+def test_opening_a_store_module_imports_no_heavy_library() -> None:
+    """A plain `pip install .` has neither paramiko nor google-cloud-storage: the store
+    modules import them only when a store of that kind is used."""
+    code = ("import sys, gitexp.stores.file, gitexp.stores.gcs, gitexp.stores.sftp, "
+            "gitexp.stores.transport; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'paramiko', 'google'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+# -- code transport ----------------------------------------------------------------------------
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    files = {f"pkg/mod{i}.py": f"x = {i}\n" * 20 for i in range(200)}
+    return make_repo(tmp_path / "src", files)
+
+
+def change(repo: Path, name: str, text: str) -> str:
+    (repo / name).write_text(text)
+    git("commit", "-qam", f"change {name}", cwd=repo)
+    return git("rev-parse", "HEAD", cwd=repo).strip()
+
+
+def test_code_travels_whole_then_thin_and_a_worker_fetches_it(store: Store, kind: str,
+                                                              src: Path, tmp_path: Path) -> None:
+    repo = Repo.discover(src)
+    s1 = git("rev-parse", "HEAD", cwd=src).strip()
+    assert transport.held_commits(store) == set()
+    calls: list[tuple[int, int]] = []
+    first = transport.push_code(repo, store, s1, lambda d, t: calls.append((d, t)))
+    assert first > 5_000  # the whole tree, once
+    assert calls[-1] == (first, first)
+    assert transport.push_code(repo, store, s1) == 0  # held already: nothing travels
+    s2 = change(src, "pkg/mod7.py", "x = 'seven'\n")
+    second = transport.push_code(repo, store, s2)
+    assert 0 < second < 1_000, second  # only what the store lacks
+    assert transport.held_commits(store) == {s1, s2}
+    for c in (s1, s2):  # the layout older workers read
+        assert {k.format(c=c) for k in CODE_KEYS[kind]} <= set(store.list(""))
+
+    cache = tmp_path / "cache"
+    git_dir = transport.fetch_code(store.url, s2, cache)
+    show = git("--git-dir", str(git_dir), "show", f"{s2}:pkg/mod7.py", cwd=tmp_path)
+    assert show == "x = 'seven'\n"
+    assert transport.fetch_code(store.url, s1, cache) == git_dir  # the same cache, again
+    if kind != "file":  # a directory store is read in place; the others fill the cache
+        assert git_dir == cache / transport.CODE_REPO
+
+
+def test_fetching_a_commit_the_store_lacks_fails_in_one_line(store: Store,
+                                                             tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"holds no code|is not in") as err:
+        transport.fetch_code(store.url, "1" * 40, tmp_path / "cache")
+    assert "\n" not in err.value.message
+
+
+def _forged_bundle(prerequisite: str) -> bytes:
+    head = "1" * 40
+    return (transport.BUNDLE_SIGNATURE + f"-{prerequisite}\n{head} refs/code/{head}\n\n"
+            .encode() + b"PACK")
+
+
+def test_a_forged_bundle_prerequisite_is_refused(store: Store, tmp_path: Path) -> None:
+    """A store a stranger controls names a path, not a commit, as a bundle's prerequisite:
+    no store's fetch writes there or asks the store for it (bundles go through any store)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    head, evil = "1" * 40, f"../../../{str(outside).lstrip('/')}/evil"
+    store.write(f"{transport.BUNDLES}/{head}.bundle", _forged_bundle(evil))
+    store.write(f"{transport.HEADS}/{head}", head.encode())
+    with pytest.raises(StoreError, match="not a valid git bundle"):
+        transport.Bundles(store).fetch_code(head, tmp_path / "cache")
+    with pytest.raises(StoreError, match=r"not a valid git bundle|is not in"):
+        transport.fetch_code(store.url, head, tmp_path / "cache2")
+    assert list(outside.iterdir()) == []
+
+
+def test_store_names_that_are_not_commit_ids_are_never_held(store: Store) -> None:
+    """`HEAD` or `main` in a store's list of commits would resolve in the developer's
+    repository and pass for held: only commit ids count."""
+    for name in ("HEAD", "main", "1" * 39):
+        store.write(f"{transport.HEADS}/{name}", b"x")
+        store.write(f"code.git/refs/code/{name}", b"x")
+    assert transport.held_commits(store) == set()
+    assert transport.Bundles(store).held_commits() == set()
 
 
 # -- GCS: preconditions, retries ------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Code transport: only what the store lacks travels; workers fetch only what they lack; the
-checked-out commit is verified; gitexp reaches workers as its own wheel."""
+checked-out commit is verified; gitexp reaches workers as its own wheel. What every store
+must do with code (ssh:// included) is in tests/test_store_contract.py."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ import pytest
 
 from gitexp.errors import StoreError
 from gitexp.git import Repo
-from gitexp.stores import Store, open_store, transport
+from gitexp.stores import Store, transport
 from gitexp.stores.file import FileStore
 from gitexp.stores.gcs import GCSStore
 from gitexp.worker import bootstrap, workspace
 from tests.conftest import make_repo
 from tests.helpers import git
 from tests.services._util import unavailable
+from tests.test_store_contract import PlainStore
 
 
 def commit_files(repo: Path, files: dict[str, str | bytes], message: str = "c") -> str:
@@ -139,21 +141,21 @@ def test_checkout_verifies_the_commit_hash(src: Path, tmp_path: Path) -> None:
         workspace.checkout(code, other, tmp_path / "co")  # not in the store: refused
 
 
-def test_ssh_store_push_and_worker_fetch(src: Path, tmp_path: Path, sshd: object,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """git over the user's ssh into `code.git` on the host; a worker elsewhere fetches from it
-    into its cache."""
-    monkeypatch.setenv("GITEXP_SSH_CONFIG", sshd.ssh_config)  # type: ignore[attr-defined]
-    remote = sshd.mkdtemp("transport")  # type: ignore[attr-defined]
-    store = open_store(sshd.url(remote))  # type: ignore[attr-defined]
-    repo = Repo.discover(src)
-    assert transport.push_code(repo, store, head(src)) > 5_000
-    s2 = commit_files(src, {"pkg/mod9.py": "x = 'nine'\n"})
-    assert 0 < transport.push_code(repo, store, s2) < 1_000
-    assert transport.held_commits(store) >= {s2}
-    code = transport.fetch_code(store.url, s2, tmp_path / "cache")
+def test_a_store_without_a_transport_of_its_own_carries_bundles(src: Path,
+                                                                tmp_path: Path) -> None:
+    """Bundles need nothing but the store protocol: a store that is no CodeStore gets them
+    (the push and the fetch of every store are in tests/test_store_contract.py)."""
+    plain, repo = PlainStore(), Repo.discover(src)
+    s1 = head(src)
+    assert transport.push_code(repo, plain, s1) > 5_000
+    s2 = commit_files(src, {"pkg/mod5.py": "x = 'five'\n"})
+    assert 0 < transport.push_code(repo, plain, s2) < 1_000
+    assert sorted(plain.objects) == sorted(
+        [f"{transport.BUNDLES}/{c}.bundle" for c in (s1, s2)]
+        + [f"{transport.HEADS}/{c}" for c in (s1, s2)])
+    code = transport.Bundles(plain).fetch_code(s2, tmp_path / "cache")
     out = workspace.checkout(code, s2, tmp_path / "co")
-    assert (out / "pkg" / "mod9.py").read_text() == "x = 'nine'\n"
+    assert (out / "pkg" / "mod5.py").read_text() == "x = 'five'\n"
 
 
 def test_wheel_runs_the_agent_on_a_bare_python(tmp_path: Path, src: Path) -> None:

@@ -6,7 +6,7 @@ is opened from its URL: `file:///path`, `gs://bucket/prefix`, `ssh://[user@]host
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib import import_module
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -60,11 +60,59 @@ def run_key(run_id: str, name: str) -> str:
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 
 
+# -- optional capabilities: asked for with isinstance, each met by some stores ---------------
+@runtime_checkable
+class StreamsFiles(Protocol):
+    """Large files go up and down in chunks, never whole in memory (gs://, ssh://)."""
+
+    def put_file(self, key: str, path: Path, progress: Progress | None = None) -> int:
+        """Upload `path` to `key` atomically, calling `progress`; return its size."""
+
+    def get_file(self, key: str, path: Path) -> bool:
+        """Download `key` into `path`; False (and no `path`) when there is no such key."""
+
+
+@runtime_checkable
+class TellsSizes(Protocol):
+    """The size of a key without reading it."""
+
+    def size(self, key: str) -> int | None:
+        """The size of `key`, or None when there is no such key."""
+
+
+@runtime_checkable
+class ReadsRanges(Protocol):
+    """A span of a key without reading to its end (a long log, the tail of a result)."""
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes | None:
+        """At most `length` bytes of `key` from `offset` (b"" past the end), None if missing."""
+
+
+# -- code transport: every store has one (transport.py holds what they share) ----------------
+@runtime_checkable
+class CodeStore(Protocol):
+    """Holds snapshots' code for the workers: each commit with all it needs, received as a
+    thin pack against commits the store already holds, and handed to a worker as a git
+    directory. The on-store layout is fixed (older workers read it): see transport.py."""
+
+    def held_commits(self) -> set[str]:
+        """The commits this store holds whole (only well-formed commit ids)."""
+
+    def receive_pack(self, pack: Path, commit: str, against: Sequence[str],
+                     progress: Progress | None = None) -> int:
+        """Take a thin pack of `commit` made against the held commits `against`, then name
+        `commit` held; return the bytes sent."""
+
+    def fetch_code(self, commit: str, cache_dir: Path) -> Path:
+        """A git directory holding `commit` (a cache under `cache_dir` where the store is not
+        a directory here); `commit` is a validated commit id."""
+
+
 def put_file(store: Store, key: str, path: Path, progress: Progress | None = None) -> int:
-    """Upload a (large) file to `key`, atomically, calling `progress` as it goes. Stores may
-    stream it (`store.put_file`); the others get it in one `write`. Returns its size."""
-    if hasattr(store, "put_file"):
-        return int(store.put_file(key, path, progress=progress))
+    """Upload a (large) file to `key`, atomically, calling `progress` as it goes: streamed
+    where the store can, else in one `write`. Returns its size."""
+    if isinstance(store, StreamsFiles):
+        return store.put_file(key, path, progress=progress)
     data = path.read_bytes()
     store.write(key, data)
     if progress:
@@ -73,28 +121,24 @@ def put_file(store: Store, key: str, path: Path, progress: Progress | None = Non
 
 
 def size_of(store: Store, key: str) -> int | None:
-    """The size of `key` where the store can tell without reading it (`store.size`); None
-    when it cannot (or there is no such key)."""
-    if hasattr(store, "size"):
-        size = store.size(key)
-        return None if size is None else int(size)
-    return None
+    """The size of `key` where the store can tell without reading it; None when it cannot
+    (or there is no such key)."""
+    return store.size(key) if isinstance(store, TellsSizes) else None
 
 
 def read_range(store: Store, key: str, offset: int, length: int) -> bytes | None:
-    """At most `length` bytes of `key` from `offset`: only that span where the store can
-    (`store.read_range`); the others read to the end and cut."""
-    if hasattr(store, "read_range"):
-        data = store.read_range(key, offset, length)
-        return None if data is None else bytes(data)
+    """At most `length` bytes of `key` from `offset`: only that span where the store can;
+    the others read to the end and cut."""
+    if isinstance(store, ReadsRanges):
+        return store.read_range(key, offset, length)
     data = store.read(key, offset=offset)
     return None if data is None else data[:length]
 
 
 def get_file(store: Store, key: str, path: Path) -> bool:
     """Download `key` into `path` (streamed where the store can); False when missing."""
-    if hasattr(store, "get_file"):
-        return bool(store.get_file(key, path))
+    if isinstance(store, StreamsFiles):
+        return store.get_file(key, path)
     data = store.read(key)
     if data is None:
         return False

@@ -1,14 +1,20 @@
-"""A store on a local disk or an NFS mount shared by the dev machine and its workers."""
+"""A store on a local disk or an NFS mount shared by the dev machine and its workers.
+
+Code lives in the bare repository `<root>/code.git`: packs go in with index-pack, and a
+worker that sees the store as a directory uses that repository as it is."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from gitexp.errors import StoreError
+from gitexp.stores import Progress
+from gitexp.stores.transport import CODE_REPO, REFS, commit_ids, receive_argv, require, send_pack
 
 
 class FileStore:
@@ -90,3 +96,21 @@ class FileStore:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+    # -- code (CodeStore) ---------------------------------------------------------------------
+    def held_commits(self) -> set[str]:
+        # loose refs only: nothing but update-ref writes them and nothing packs them
+        return commit_ids(self.list(REFS))
+
+    def receive_pack(self, pack: Path, commit: str, against: Sequence[str],
+                     progress: Progress | None = None) -> int:
+        return send_pack(receive_argv(str(self.root / CODE_REPO), commit), pack, progress)
+
+    def fetch_code(self, commit: str, cache_dir: Path) -> Path:
+        # No cache: the worker reads the store's repository in place (or the root itself,
+        # when the URL names a git directory).
+        git_dir = self.root / CODE_REPO
+        if not git_dir.is_dir():
+            git_dir = self.root
+        require(git_dir, commit, self.url)
+        return git_dir

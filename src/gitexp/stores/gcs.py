@@ -11,6 +11,8 @@ local emulators) the client goes there anonymously.
   whole instead (same precondition), which also works where compose does not.
 - Every call retries transient failures (connection lost, 408/429/5xx, a resumable session
   the server forgot) with exponential backoff, up to RETRY_SECONDS.
+- Code travels as thin git bundles (`code/bundles/<commit>.bundle`, then the marker
+  `code/heads/<commit>`): a bucket runs no git, and a bundle is one object to upload.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -31,6 +33,7 @@ from urllib.parse import urlsplit
 
 from gitexp.errors import StoreError
 from gitexp.stores import Progress
+from gitexp.stores.transport import Bundles
 
 T = TypeVar("T")
 RETRY_SECONDS = 120.0
@@ -172,6 +175,17 @@ class GCSStore:
                 with contextlib.suppress(gexc.NotFound):
                     blob.delete(retry=None)
         self._retry(f"delete {prefix}", op)
+
+    # -- code (CodeStore): bundles, shared with any store that has no transport of its own ---
+    def held_commits(self) -> set[str]:
+        return Bundles(self).held_commits()
+
+    def receive_pack(self, pack: Path, commit: str, against: Sequence[str],
+                     progress: Progress | None = None) -> int:
+        return Bundles(self).receive_pack(pack, commit, against, progress)
+
+    def fetch_code(self, commit: str, cache_dir: Path) -> Path:
+        return Bundles(self).fetch_code(commit, cache_dir)
 
     # -- writing ------------------------------------------------------------------------------
     def _put(self, key: str, open_: Callable[[], IO[bytes] | _Counting], size: int, md5: bytes,

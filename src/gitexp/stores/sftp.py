@@ -7,6 +7,9 @@ The host may be an alias of the user's ssh config (`~/.ssh/config`, or the file 
 `GITEXP_SSH_CONFIG` or by a `?ssh_config=PATH` query): its HostName, Port, User,
 IdentityFile, ProxyCommand and host-key settings apply, as they do for `ssh` itself.
 One connection per process and host is kept open: following a log reads every 0.2 s.
+
+Code lives in the bare repository `code.git` on the host: packs go in with index-pack and
+workers fetch from it, both by git over the user's own ssh (not SFTP).
 """
 
 from __future__ import annotations
@@ -20,18 +23,40 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from gitexp.errors import StoreError
+from gitexp.git import run_git
 from gitexp.stores import Progress
+from gitexp.stores.transport import (
+    CODE_REPO,
+    REF_PREFIX,
+    REFS,
+    commit_ids,
+    has_commit,
+    open_cache,
+    receive_argv,
+    require,
+    send_pack,
+)
 
 T = TypeVar("T")
 CONFIG_ENV = "GITEXP_SSH_CONFIG"
 RETRY_SECONDS = 30.0
-_CONNECTIONS: dict[tuple[str, str, int | None, str | None], Any] = {}
+_Key = tuple[str, str, int | None, str | None]
+
+
+class _Channels(threading.local):
+    """One SFTP channel per thread over a shared connection: a channel is not safe for
+    concurrent requests (the agent's heartbeat thread writes while it streams)."""
+
+    sftp: Any = None
+
+
+_CONNECTIONS: dict[_Key, tuple[Any, _Channels]] = {}
 _LOCK = threading.Lock()
 
 
@@ -145,6 +170,16 @@ class SFTPStore:
         self._retry(lambda sftp: self._put(sftp, key, copy))
         return total
 
+    def get_file(self, key: str, path: Path) -> bool:
+        def op(sftp: Any) -> bool:
+            try:
+                sftp.get(self._path(key), str(path))  # streamed, prefetched
+            except FileNotFoundError:
+                path.unlink(missing_ok=True)  # paramiko opened it before asking the host
+                return False
+            return True
+        return self._retry(op)
+
     def append(self, key: str, data: bytes) -> None:
         def op(sftp: Any) -> None:
             target = self._path(key)
@@ -184,6 +219,27 @@ class SFTPStore:
             else:
                 sftp.remove(path)
         self._retry(lambda sftp: remove(sftp, self._path(prefix)))
+
+    # -- code (CodeStore): git over the user's ssh --------------------------------------------
+    def held_commits(self) -> set[str]:
+        # loose refs only: nothing but update-ref writes them and nothing packs them
+        return commit_ids(self.list(REFS))
+
+    def receive_pack(self, pack: Path, commit: str, against: Sequence[str],
+                     progress: Progress | None = None) -> int:
+        remote = shlex.join(receive_argv(self.join(CODE_REPO), commit))
+        return send_pack([*self.ssh_argv(), remote], pack, progress)
+
+    def fetch_code(self, commit: str, cache_dir: Path) -> Path:
+        cache = open_cache(cache_dir)
+        if not has_commit(cache, commit):
+            ref = f"{REF_PREFIX}{commit}"
+            # ssh_argv ends with the destination; git adds its own (from the URL)
+            run_git(["--git-dir", str(cache), "fetch", "-q", self.git_url(CODE_REPO),
+                     f"{ref}:{ref}"], env={"GIT_SSH_COMMAND": shlex.join(self.ssh_argv()[:-1])},
+                    check=False)
+        require(cache, commit, self.url)
+        return cache
 
     # -- helpers ------------------------------------------------------------------------------
     def _path(self, key: str) -> str:
@@ -239,29 +295,25 @@ class SFTPStore:
             except PermissionError as exc:
                 raise StoreError(f"permission denied in the store {self.url}: {exc}") from None
 
-    def _key(self) -> tuple[str, str, int | None, str | None]:
+    def _key(self) -> _Key:
         return (self.destination, str(ssh_config_path(self.config)), self.port, self.config)
 
     def _sftp(self) -> Any:
         with _LOCK:
-            client = _CONNECTIONS.get(self._key())
-            if client is None or not client.get_transport() or \
-                    not client.get_transport().is_active():
-                client = _connect(self.host, self.user, self.port, ssh_config_path(self.config))
-                _CONNECTIONS[self._key()] = client
-            # One SFTP channel per thread over the shared connection: a channel is not safe
-            # for concurrent requests (the agent's heartbeat thread writes while it streams).
-            local = getattr(client, "_gitexp_local", None)
-            if local is None:
-                local = client._gitexp_local = threading.local()
-        sftp = getattr(local, "sftp", None)
-        if sftp is None:
-            sftp = local.sftp = client.open_sftp()
-        return sftp
+            entry = _CONNECTIONS.get(self._key())
+            if entry is None or not entry[0].get_transport() or \
+                    not entry[0].get_transport().is_active():
+                entry = (_connect(self.host, self.user, self.port, ssh_config_path(self.config)),
+                         _Channels())
+                _CONNECTIONS[self._key()] = entry
+        client, channels = entry
+        if channels.sftp is None:
+            channels.sftp = client.open_sftp()
+        return channels.sftp
 
     def _drop(self) -> None:
         with _LOCK:
-            client = _CONNECTIONS.pop(self._key(), None)
+            client, _ = _CONNECTIONS.pop(self._key(), (None, None))
         if client is not None:
             with contextlib.suppress(Exception):
                 client.close()

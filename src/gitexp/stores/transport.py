@@ -3,39 +3,47 @@
 Only what the store lacks travels: a thin pack against up to MAX_HAVES commits the store
 already holds (a one-line change costs a few hundred bytes, not a zip of the tree).
 
+Each store carries code its own way (the `CodeStore` Protocol, in its own module); this
+module holds what they share. The layout on the store is fixed: workers of older versions
+read it.
+
 - `file://` and `ssh://` stores keep a bare repository `code.git` with one ref per commit,
   `refs/code/<commit>`; the pack goes straight into it with `git index-pack --fix-thin`
-  (over the user's ssh for `ssh://`). Workers that see the store as a directory use
-  `code.git` as it is; others fetch from it into their own cache.
-- `gs://` stores hold git bundles `code/bundles/<commit>.bundle`, each listing the held
-  commits it was made against as prerequisites, and a marker `code/heads/<commit>` written
-  after its bundle. A worker applies the bundles it lacks, prerequisites first, to a cache.
+  (the RECEIVE script, run there over the user's ssh for `ssh://`). Workers that see the
+  store as a directory use `code.git` as it is; others fetch from it into their own cache.
+- `gs://` stores (and any store without a transport of its own: bundles need nothing but
+  the basic protocol) hold git bundles `code/bundles/<commit>.bundle`, each listing the
+  held commits it was made against as prerequisites, and a marker `code/heads/<commit>`
+  written after its bundle. A worker applies the bundles it lacks, prerequisites first, to
+  a cache.
 
 We build the pack ourselves rather than `git push`: `--shallow` makes pack-objects mark the
 trees of *every* held commit as known (not only ancestors), so the uncommitted files two
 sibling snapshots share are not sent twice; and the exact size drives a progress bar.
+
+What a store says is untrusted (a worker may use a store a stranger controls): commit ids
+are checked before they name a file, a key or a ref, and git is asked for exact hashes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-import shlex
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO
-from urllib.parse import unquote, urlsplit
 
 from gitexp import faults
 from gitexp.errors import GitexpError, StoreError
 from gitexp.git import Repo, clean_env, run_git
-from gitexp.stores import Progress, Store, get_file, open_store, put_file
-from gitexp.stores.sftp import SFTPStore
+from gitexp.stores import CodeStore, Progress, Store, get_file, open_store, put_file
 
 CODE_REPO = "code.git"
 REF_PREFIX = "refs/code/"
+REFS = f"{CODE_REPO}/{REF_PREFIX.rstrip('/')}"  # the store keys of code.git's refs
 BUNDLES = "code/bundles"
 HEADS = "code/heads"
 MAX_HAVES = 32  # the newest held commits a pack is made against: enough for any sibling
@@ -44,11 +52,16 @@ _CHUNK = 1 << 20
 _OID = re.compile(rb"[0-9a-f]{40}(?:[0-9a-f]{24})?")  # sha1 or sha256
 
 
-# -- dev side --------------------------------------------------------------------------------
+# -- the two ends ----------------------------------------------------------------------------
+def code_store(store: Store) -> CodeStore:
+    """The store's own code transport; bundles for a store that has none."""
+    return store if isinstance(store, CodeStore) else Bundles(store)
+
+
 def push_code(repo: Repo, store: Store, commit: str, progress: Progress | None = None) -> int:
     """Make `store` hold `commit` with everything it needs; return the bytes sent."""
-    scheme = urlsplit(store.url).scheme or "file"
-    held = held_commits(store)
+    code = code_store(store)
+    held = code.held_commits()
     if commit in held:
         return 0
     haves = _newest_local(repo, held)
@@ -56,44 +69,33 @@ def push_code(repo: Repo, store: Store, commit: str, progress: Progress | None =
         pack = Path(tmp) / "code.pack"
         _write_pack(repo, commit, haves, pack)
         faults.point("transport.pack")
-        if scheme == "gs":
-            bundle = Path(tmp) / "code.bundle"
-            _write_bundle(bundle, pack, commit, haves)
-            size = put_file(store, f"{BUNDLES}/{commit}.bundle", bundle, progress)
-            store.write(f"{HEADS}/{commit}", commit.encode())  # after the bundle: a promise
-            return size
-        if scheme == "file":
-            root = Path(getattr(store, "root", unquote(urlsplit(store.url).path)))
-            return _index_pack(["sh", "-c", _RECEIVE, "sh", str(root / CODE_REPO), commit],
-                               pack, progress)
-        if scheme == "ssh":
-            assert isinstance(store, SFTPStore)
-            remote = shlex.join(["sh", "-c", _RECEIVE, "sh", store.join(CODE_REPO), commit])
-            return _index_pack([*store.ssh_argv(), remote], pack, progress)
-    raise StoreError(f"cannot send code to {store.url}",
-                     hint="use a file://, ssh:// or gs:// store")
+        return code.receive_pack(pack, commit, haves, progress)
 
 
 def held_commits(store: Store) -> set[str]:
-    scheme = urlsplit(store.url).scheme or "file"
-    if scheme == "gs":
-        keys = store.list(HEADS)
-    else:  # loose refs only: nothing but update-ref writes them and nothing packs them
-        keys = store.list(f"{CODE_REPO}/{REF_PREFIX.rstrip('/')}")
-    return {k.rsplit("/", 1)[-1] for k in keys}
+    return code_store(store).held_commits()
 
 
-# Receives a pack into the store's bare repository (created on first use) and names the commit.
-# Concurrent launches may create that repository at once: `git init` takes config.lock, so
-# all but one fail, and a half-made one must not be used. init is idempotent: try again until
-# the repository is whole (objects/pack is among the last things init makes).
-_RECEIVE = ('set -e; n=0; until [ -d "$1/objects/pack" ] && [ -f "$1/HEAD" ]; do '
-            'git init -q --bare "$1" 2>/dev/null && break; n=$((n + 1)); '
-            '[ "$n" -lt 100 ] || git init -q --bare "$1"; sleep 0.1; done; '
-            'git --git-dir="$1" index-pack --stdin --fix-thin >/dev/null; '
-            'git --git-dir="$1" update-ref "refs/code/$2" "$2"')
+def fetch_code(source: str, commit: str, cache_dir: Path) -> Path:
+    """A git directory holding `commit`: the store's own `code.git` when it is a directory
+    here, else a cache under `cache_dir` that keeps what earlier runs fetched."""
+    if not is_commit_id(commit):  # it names files, store keys and refs below
+        raise StoreError(f"not a commit id: {commit[:50]!r}")
+    return code_store(open_store(source)).fetch_code(commit, cache_dir)
 
 
+# -- commit ids ------------------------------------------------------------------------------
+def is_commit_id(name: str) -> bool:
+    return _OID.fullmatch(name.encode()) is not None
+
+
+def commit_ids(keys: Iterable[str]) -> set[str]:
+    """The commits a store's keys name (`.../<commit>`): a key that names anything else
+    (`HEAD`, `main`) must not pass for held, or git would resolve it here."""
+    return {name for key in keys if is_commit_id(name := key.rsplit("/", 1)[-1])}
+
+
+# -- dev side: the thin pack -----------------------------------------------------------------
 def _newest_local(repo: Repo, held: set[str]) -> list[str]:
     """The newest MAX_HAVES held commits that this repository also has."""
     if not held:
@@ -120,16 +122,26 @@ def _write_pack(repo: Repo, commit: str, haves: list[str], dest: Path) -> None:
                           f"{proc.stderr.decode(errors='replace').strip()}")
 
 
-def _write_bundle(dest: Path, pack: Path, commit: str, prerequisites: list[str]) -> None:
-    with dest.open("wb") as out, pack.open("rb") as src:
-        out.write(BUNDLE_SIGNATURE)
-        out.writelines(f"-{p}\n".encode() for p in prerequisites)
-        out.write(f"{commit} {REF_PREFIX}{commit}\n\n".encode())
-        while chunk := src.read(_CHUNK):
-            out.write(chunk)
+# -- into a bare repository (file://, ssh://) ------------------------------------------------
+# Receives a pack into the store's bare repository (created on first use) and names the commit.
+# Concurrent launches may create that repository at once: `git init` takes config.lock, so
+# all but one fail, and a half-made one must not be used. init is idempotent: try again until
+# the repository is whole (objects/pack is among the last things init makes).
+# Run as: sh -c RECEIVE sh <code.git> <commit>, the pack on stdin.
+RECEIVE = ('set -e; n=0; until [ -d "$1/objects/pack" ] && [ -f "$1/HEAD" ]; do '
+           'git init -q --bare "$1" 2>/dev/null && break; n=$((n + 1)); '
+           '[ "$n" -lt 100 ] || git init -q --bare "$1"; sleep 0.1; done; '
+           'git --git-dir="$1" index-pack --stdin --fix-thin >/dev/null; '
+           'git --git-dir="$1" update-ref "refs/code/$2" "$2"')
 
 
-def _index_pack(argv: list[str], pack: Path, progress: Progress | None) -> int:
+def receive_argv(git_dir: str, commit: str) -> list[str]:
+    """The command that takes a pack on stdin into `git_dir` and names `commit` held."""
+    return ["sh", "-c", RECEIVE, "sh", git_dir, commit]
+
+
+def send_pack(argv: list[str], pack: Path, progress: Progress | None) -> int:
+    """Feed `pack` to the receiving command `argv` (RECEIVE, here or over ssh)."""
     total = pack.stat().st_size
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, env=clean_env())
@@ -156,46 +168,41 @@ def _close(stream: IO[bytes]) -> None:
         stream.close()
 
 
-# -- worker side -----------------------------------------------------------------------------
-def fetch_code(source: str, commit: str, cache_dir: Path) -> Path:
-    """A git directory holding `commit`: the store's own `code.git` when it is a directory
-    here, else a cache under `cache_dir` that keeps what earlier runs fetched."""
-    if not _OID.fullmatch(commit.encode()):  # it names files and store keys below
-        raise StoreError(f"not a commit id: {commit[:50]!r}")
-    parts = urlsplit(source)
-    if parts.scheme in ("", "file"):
-        path = Path(unquote(parts.path))
-        git_dir = path / CODE_REPO if (path / CODE_REPO).is_dir() else path
-        _require(git_dir, commit, source)
-        return git_dir
-    cache = cache_dir / CODE_REPO
-    if not (cache / "objects").is_dir():
-        _init_bare(cache)
-    if _has(cache, commit):
+# -- as bundles (gs://, and any store without a transport of its own) -------------------------
+class Bundles:
+    """Code in `store` as thin bundles: `code/bundles/<commit>.bundle`, then the marker
+    `code/heads/<commit>` (written after its bundle: a promise that the bundle is whole)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def held_commits(self) -> set[str]:
+        return commit_ids(self.store.list(HEADS))
+
+    def receive_pack(self, pack: Path, commit: str, against: Sequence[str],
+                     progress: Progress | None = None) -> int:
+        with tempfile.TemporaryDirectory(prefix="gitexp-bundle-") as tmp:
+            bundle = Path(tmp) / "code.bundle"
+            _write_bundle(bundle, pack, commit, against)
+            size = put_file(self.store, f"{BUNDLES}/{commit}.bundle", bundle, progress)
+        self.store.write(f"{HEADS}/{commit}", commit.encode())
+        return size
+
+    def fetch_code(self, commit: str, cache_dir: Path) -> Path:
+        cache = open_cache(cache_dir)
+        if not has_commit(cache, commit):
+            _apply_bundles(self.store, cache, commit)
+        require(cache, commit, self.store.url)
         return cache
-    if parts.scheme == "gs":
-        _apply_bundles(open_store(source), cache, commit)
-    elif parts.scheme == "ssh":
-        store = SFTPStore.from_url(source)
-        ref = f"{REF_PREFIX}{commit}"
-        run_git(["--git-dir", str(cache), "fetch", "-q", store.git_url(CODE_REPO),
-                 f"{ref}:{ref}"], env={"GIT_SSH_COMMAND": shlex.join(store.ssh_argv()[:-1])},
-                check=False)
-    _require(cache, commit, source)
-    return cache
 
 
-def _init_bare(path: Path) -> None:
-    """Create the bare repository `path` whole or not at all: agents sharing a worker may
-    race to make it (two `git init`s at once fail on config.lock, or leave it half-made)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        run_git(["init", "-q", "--bare", str(tmp)])
-        with contextlib.suppress(OSError):  # another agent's is in place already: use it
-            tmp.rename(path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _write_bundle(dest: Path, pack: Path, commit: str, prerequisites: Sequence[str]) -> None:
+    with dest.open("wb") as out, pack.open("rb") as src:
+        out.write(BUNDLE_SIGNATURE)
+        out.writelines(f"-{p}\n".encode() for p in prerequisites)
+        out.write(f"{commit} {REF_PREFIX}{commit}\n\n".encode())
+        while chunk := src.read(_CHUNK):
+            out.write(chunk)
 
 
 def _apply_bundles(store: Store, cache: Path, commit: str) -> None:
@@ -208,14 +215,15 @@ def _apply_bundles(store: Store, cache: Path, commit: str) -> None:
             if not path.exists() and not get_file(store, f"{BUNDLES}/{head}.bundle", path):
                 raise StoreError(f"the store {store.url} holds no code for {head[:12]}",
                                  hint="relaunch the run: the launch uploads the code")
-            missing = [p for p in _prerequisites(path) if p not in done and not _has(cache, p)]
+            missing = [p for p in _prerequisites(path)
+                       if p not in done and not has_commit(cache, p)]
             if missing:
                 todo.extend(missing)
                 continue
             ref = f"{REF_PREFIX}{head}"
             proc = run_git(["--git-dir", str(cache), "fetch", "-q", str(path), f"{ref}:{ref}"],
                            check=False)
-            if proc.returncode != 0 and not _has(cache, head):  # a racing worker may have won
+            if proc.returncode != 0 and not has_commit(cache, head):  # a racing worker won
                 raise StoreError(f"cannot apply the code bundle of {head[:12]}: "
                                  f"{proc.stderr.decode(errors='replace').strip()}")
             done.add(head)
@@ -241,13 +249,35 @@ def _prerequisites(bundle: Path) -> list[str]:
     return out
 
 
-def _has(git_dir: Path, commit: str) -> bool:
+# -- worker side: the cache ------------------------------------------------------------------
+def open_cache(cache_dir: Path) -> Path:
+    """The worker's code cache under `cache_dir` (a bare repository, made on first use)."""
+    cache = cache_dir / CODE_REPO
+    if not (cache / "objects").is_dir():
+        _init_bare(cache)
+    return cache
+
+
+def _init_bare(path: Path) -> None:
+    """Create the bare repository `path` whole or not at all: agents sharing a worker may
+    race to make it (two `git init`s at once fail on config.lock, or leave it half-made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        run_git(["init", "-q", "--bare", str(tmp)])
+        with contextlib.suppress(OSError):  # another agent's is in place already: use it
+            tmp.rename(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def has_commit(git_dir: Path, commit: str) -> bool:
     proc = run_git(["--git-dir", str(git_dir), "cat-file", "-e", f"{commit}^{{commit}}"],
                    check=False)
     return proc.returncode == 0
 
 
-def _require(git_dir: Path, commit: str, source: str) -> None:
-    if not _has(git_dir, commit):
+def require(git_dir: Path, commit: str, source: str) -> None:
+    if not has_commit(git_dir, commit):
         raise StoreError(f"the code of snapshot {commit[:12]} is not in {source}",
                          hint="relaunch the run: the launch uploads the code")
