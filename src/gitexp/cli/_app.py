@@ -15,9 +15,6 @@ from gitexp.git.config import Config
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from gitexp.git import Repo
-    from gitexp.git.config import Config
-
 app = typer.Typer(
     name="git exp",
     help="Git-integrated experiment tracking: every run is an auditable, rerunnable git object.",
@@ -27,7 +24,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
 
 
 @app.callback()

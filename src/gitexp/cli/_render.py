@@ -1,22 +1,38 @@
-"""Shared renderings of runs: short times, durations, commands, metric values."""
+"""Everything the CLI draws: the `ls` table, `show`, `diff`, the `rerun --check` verdict, a
+log as it grows, the data progress bar, and the lines each verb reports. Verbs compute and
+hand their results here; this module calls no service, so it stays cheap to import."""
 
 from __future__ import annotations
 
 import shlex
+import signal
+import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from itertools import chain
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gitexp.cli._app import console
+from gitexp.model import ids
 from gitexp.model.record import format_duration
 
 if TYPE_CHECKING:
+    from gitexp.hooks.install import HookState
+    from gitexp.service.diff import Report
     from gitexp.service.runs import Run
+    from gitexp.service.sharing import FetchReport, PushReport
+    from gitexp.service.sweep import Sweep
 
 STATUS_STYLE = {
     "queued": "dim", "running": "cyan", "succeeded": "green", "failed": "red",
     "cancelled": "yellow", "lost": "magenta",
 }
+TAIL_LINES = 15  # of the log, in `show`
 
 
+# -- values -------------------------------------------------------------------------------
 def when(ts: float | None) -> str:
     if ts is None:
         return "-"
@@ -61,3 +77,363 @@ def as_json(run: Run) -> dict[str, Any]:
         "snapshot": run.record.snapshot, "record": run.record.to_dict(),
         "result": run.result.to_dict() if run.result else None,
     }
+
+
+def note(line: str) -> None:
+    """A line about what gitexp does: stderr, so stdout stays the job's (or the run id)."""
+    print(line, file=sys.stderr)
+
+
+# -- run, rerun, logs ---------------------------------------------------------------------
+def started(run: Run) -> None:
+    note(f"gitexp: run {run.id} on {run.record.target} (snapshot {run.record.snapshot[:10]})")
+
+
+def rerunning(run: Run, original: Run) -> None:
+    note(f"gitexp: run {run.id} reruns {original.id} on {run.record.target}")
+
+
+def stopped_following(run: Run) -> None:
+    note(f"\ngitexp: stopped following; run {run.id} goes on "
+         f"(`git exp logs -f {run.id}`, `git exp cancel {run.id}`)")
+
+
+def ended(run: Run) -> None:
+    code = run.result.exit_code if run.result else None
+    note(f"gitexp: run {run.id} {run.status}" + (f" (exit {code})" if code is not None else ""))
+
+
+def stream(log: Iterable[bytes | Run], run: Run) -> Run:
+    """Print the log as it grows (`log`: `runs.follow`, which yields chunks, then the ended
+    run). Ctrl-C stops following, never the run. `git exp` reaches us through git, which
+    answers Ctrl-C by also sending SIGTERM to its child: one Ctrl-C brings two signals, and
+    only the first may interrupt (the second would cut short the caller's goodbye)."""
+    stopping: list[bool] = []
+
+    def interrupted(*_: object) -> None:
+        if not stopping:
+            stopping.append(True)
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
+    out = sys.stdout.buffer
+    for item in log:
+        if isinstance(item, bytes):
+            out.write(item)
+            out.flush()
+        else:
+            return item
+    return run
+
+
+def write_log(chunks: Iterable[bytes]) -> None:
+    for chunk in chunks:
+        sys.stdout.buffer.write(chunk)
+
+
+def sweep(launched: Sweep, max_parallel: int) -> None:
+    for run in launched.runs:
+        print(run.id)
+    limit = f", at most {max_parallel} at once" if max_parallel else ""
+    note(f"gitexp: sweep {launched.id}: {len(launched.runs)} runs on "
+         f"{launched.runs[0].record.target}{limit} (`git exp ls --sweep {launched.id}`)")
+
+
+def reproduction(original: Run, ended: Run, verdict: dict[str, Any], rtol: float,
+                 atol: float) -> None:
+    """`rerun --check`: the verdict of `rerun.check`, metric by metric."""
+    out = console()
+    word = "[green]reproduced[/]" if verdict["reproduced"] else "[red]NOT reproduced[/]"
+    out.print(f"run {ended.id} {word} run {original.id} (rtol={rtol:g}, atol={atol:g})")
+    st = verdict["status"]
+    out.print(f"  {'same' if st['same'] else 'DIFF'} status {st['a']} -> {st['b']}")
+    for kind in ("metrics", "outputs"):
+        for name, m in verdict[kind].items():
+            mark = "same" if m["same"] else "DIFF"
+            out.print(f"  {mark} {kind[:-1]} {name}: {m['a']} -> {m['b']}",
+                      markup=False, highlight=False)
+
+
+@contextmanager
+def data_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar (stderr) fed by the data layer's (what, done, total) callback;
+    shown only once something actually moves."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   console=console(stderr=True), transient=True)
+    tasks: dict[str, TaskID] = {}
+
+    def update(what: str, done: int, total: int) -> None:
+        if what not in tasks:
+            bar.start()
+            tasks[what] = bar.add_task(what, total=total or None)
+        bar.update(tasks[what], completed=done, total=total or None)
+
+    try:
+        yield update
+    finally:
+        if tasks:  # never started: leave the terminal alone
+            bar.stop()
+
+
+# -- ls -----------------------------------------------------------------------------------
+def unreadable(refs: list[str]) -> None:
+    """One line naming the refs that hold no readable run: listed, never silently hidden."""
+    bad = [ref[len(ids.PREFIX):] for ref in refs]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        console(stderr=True).print(
+            f"warning: {len(bad)} run(s) cannot be read: {', '.join(bad[:3])}{more} "
+            f"(`git exp rm {bad[0]}` removes one)", markup=False, highlight=False)
+
+
+def no_runs(filtered: bool) -> None:
+    console(stderr=True).print("no runs match" if filtered
+                               else "no runs yet: `git exp run -- CMD` starts one")
+
+
+def default_columns(rows: list[dict[str, Any]]) -> list[str]:
+    cols = ["run", "status", "target", "started", "duration", "command"]
+    if any(row["rerun_of"] for row in rows):
+        cols.append("rerun")
+    return cols + list(dict.fromkeys(chain.from_iterable(row["metrics"] for row in rows)))
+
+
+def print_table(rows: list[dict[str, Any]], cols: list[str],
+                value_of: Callable[[dict[str, Any], str], Any]) -> None:
+    """Plain aligned columns: rich's Table costs seconds at 10,000 runs, this milliseconds.
+    `value_of` looks up a column that is no metric (the query's own rule for a name)."""
+    columns = [_column(rows, col, value_of) for col in cols]
+    widths = [max(len(col), *map(len, cells)) for col, cells in zip(cols, columns, strict=True)]
+    if sys.stdout.isatty() and "status" in cols:  # colour after measuring: escapes are wide
+        i = cols.index("status")
+        columns[i] = [_ANSI.get(STATUS_STYLE.get(s, ""), "") + s.ljust(widths[i]) + "\033[0m"
+                      for s in columns[i]]
+        widths[i] = 0
+    line = "  ".join(f"{{:{'<' if c in _TEXT else '>'}{w}}}" for c, w in zip(cols, widths,
+                                                                             strict=True))
+    out = [line.format(*cols).rstrip()]
+    out += [line.format(*cells).rstrip() for cells in zip(*columns, strict=True)]
+    sys.stdout.write("\n".join(out) + "\n")
+
+
+_TEXT = {"run", "id", "status", "target", "started", "duration", "command", "rerun", "user",
+         "branch", "name", "sweep", "host", "cwd", "verdict", "backend", "error"}
+_ANSI = {"dim": "\033[2m", "cyan": "\033[36m", "green": "\033[32m", "red": "\033[31m",
+         "yellow": "\033[33m", "magenta": "\033[35m"}
+
+
+def _column(rows: list[dict[str, Any]], col: str,
+            value_of: Callable[[dict[str, Any], str], Any]) -> list[str]:
+    if col in ("run", "id", "status", "target"):
+        return [str(row[col if col != "run" else "id"]) for row in rows]
+    if col == "started":
+        return [when(row["started"] or row["launched_at"]) for row in rows]
+    if col == "duration":
+        now = time.time()
+        return [duration(now - row["started"] if row["status"] == "running" and row["started"]
+                         else row["duration"]) for row in rows]
+    if col == "command":
+        return [c if len(c) <= 50 else c[:49] + "…"
+                for c in (printable(row["command"]) for row in rows)]
+    if col == "rerun":
+        return [f"{row['rerun_of']} ({row['verdict'] or 'unchecked'})" if row["rerun_of"]
+                else "" for row in rows]
+    return [value(m[col] if col in (m := row["metrics"]) else value_of(row, col))
+            for row in rows]
+
+
+# -- show ---------------------------------------------------------------------------------
+def show(run: Run) -> None:
+    from rich.markup import escape
+
+    rec, res = run.record, run.result
+    out = console()
+    out.print(f"[bold]run {rec.id}[/]  [{STATUS_STYLE[run.status]}]{run.status}[/]")
+    rows = [
+        ("command", shlex.join(rec.argv)),
+        ("directory", rec.cwd or "."),
+        ("snapshot", rec.snapshot),
+        ("base", f"{rec.base or '(no commits)'}" + (f" ({rec.branch})" if rec.branch else "")),
+        ("target", f"{rec.target} ({rec.backend})"),
+        ("launched", f"{when(rec.launched_at)} by {rec.user}"),
+        ("python", f"{rec.env.python} on {rec.env.platform}"),
+    ]
+    if rec.rerun_of:
+        rows.append(("rerun of", rec.rerun_of))
+    if res is not None:
+        rows += [("host", res.host or "-"), ("started", when(res.started_at)),
+                 ("duration", duration(run_duration(run)))]
+        if res.exit_code is not None:
+            rows.append(("exit code", str(res.exit_code)))
+        if res.error:
+            rows.append(("error", res.error))
+    for key, text in rows:  # values are escaped: `[/]` in a command is no markup
+        out.print(f"  [bold]{key:<10}[/] {escape(printable(text))}", highlight=False)
+    if rec.data:
+        out.print("[bold]data[/]")
+        for path, item in sorted(rec.data.items()):
+            info = item if isinstance(item, dict) else {}
+            extra = f", {info['nfiles']} files" if info.get("nfiles") else ""
+            out.print(f"  {path}  {info.get('hash', '?')}  ({info.get('size', '?')} bytes{extra})",
+                      markup=False, highlight=False)
+    if res is not None and res.metrics:
+        out.print("[bold]metrics[/]")
+        for key, v in sorted(res.metrics.items()):
+            out.print(f"  {printable(key)} = {value(v)}", markup=False, highlight=False)
+    if res is not None and res.outputs:
+        out.print("[bold]outputs[/]")
+        for path, info in sorted(res.outputs.items()):
+            out.print(f"  {path}  {info.get('hash', '?') if isinstance(info, dict) else info}",
+                      markup=False, highlight=False)
+
+
+def log_tail(log: bytes) -> None:
+    tail = log.decode(errors="replace").splitlines()[-TAIL_LINES:]
+    if tail:
+        out = console()
+        out.print("[bold]log[/] (last lines)")
+        for line in tail:
+            out.print("  " + line, markup=False, highlight=False)
+
+
+# -- diff ---------------------------------------------------------------------------------
+def diff(report: Report, patch: bool) -> None:
+    out = console()
+
+    def say(text: str) -> None:
+        out.print(text, markup=False, highlight=False)
+
+    say(f"diff {report.a[:12] if report.against_base else report.a} -> {report.b}")
+    if report.command:
+        say("command")
+        say(f"  a: {shlex.join(report.command['a'])}\n  b: {shlex.join(report.command['b'])}")
+    if report.cwd:
+        _section(say, "directory", {"cwd": report.cwd})
+    if report.bases:
+        _section(say, "base commit", {"base": report.bases})
+    _section(say, "params", report.params)
+    _section(say, "data", report.data)
+    say(f"code ({report.code.a[:10]}..{report.code.b[:10]})")
+    say((report.code.patch if patch else report.code.stat) or "  (same code)")
+    if not report.against_base:
+        _section(say, "metrics", report.metrics, metric=True)
+        _section(say, "environment", report.environment)
+
+
+def _section(say: Callable[[str], None], title: str, rows: dict[str, dict[str, Any]],
+             metric: bool = False) -> None:
+    say(f"{title}" + ("" if rows else " (same)"))
+    for key, ch in rows.items():
+        extra = ""
+        if metric and ch.get("delta") is not None:
+            pct = f", {ch['pct']:+.2f}%" if ch.get("pct") is not None else ""
+            sign = "+" if ch["delta"] >= 0 else ""
+            extra = f"  ({sign}{value(ch['delta'])}{pct})"
+        say(f"  {key}: {value(ch['a'])} -> {value(ch['b'])}{extra}")
+
+
+# -- the other verbs ----------------------------------------------------------------------
+def cancelling(run: Run) -> None:
+    print(f"cancelling {run.id}")
+
+
+def checked_out(run: Run, branch: str | None) -> None:
+    where = f"branch {branch}" if branch else "a detached HEAD (`git switch -` goes back)"
+    note(f"gitexp: the code of run {run.id} ({run.record.snapshot[:10]}) is checked out "
+         f"on {where}")
+
+
+def restored_outputs(paths: Iterable[str]) -> None:
+    for path in paths:
+        note(f"gitexp: restored output {path}")
+
+
+def restored(paths: Iterable[str], run: Run) -> None:
+    for path in paths:
+        console().print(f"restored {path} (run {run.id})", markup=False)
+
+
+def would_remove(found: Iterable[Run], broken: Iterable[str] = ()) -> None:
+    for run in found:
+        print(f"would remove {run.id} ({run.status})")
+    for run_id in broken:
+        print(f"would remove {run_id} (unreadable record)")
+
+
+def removed(run_ids: list[str], *, none: str | None = None) -> None:
+    """One line per run removed; `none`, if given, when there was none."""
+    for run_id in run_ids:
+        print(f"removed {run_id}")
+    if none is not None and not run_ids:
+        print(none)
+
+
+def fetched(report: FetchReport) -> None:
+    new_runs = [r for r in report.new if not r.startswith("refs/tags/")]
+    console().print(f"{len(new_runs)} new run(s), {len(report.new) - len(new_runs)} new tag(s), "
+                    f"{len(report.updated)} run(s) updated from {report.remote}")
+    for ref, why in report.kept:
+        console(stderr=True).print(f"kept local {ref}: {why}")
+
+
+def pushed(report: PushReport) -> None:
+    out, err = console(), console(stderr=True)
+    out.print(f"{len(report.pushed)} ref(s) pushed to {report.remote}, "
+              f"{report.up_to_date} already there")
+    if report.live:
+        err.print(f"{len(report.live)} unfinished run(s) not pushed: they go once they end")
+    for ref, why in report.rejected:
+        err.print(f"[red]rejected[/] {ref}: {why}")
+
+
+def hooks(states: list[HookState]) -> None:
+    out = console()
+    for s in states:
+        if s.state == "installed":
+            python = s.python if s.python_ok else f"{s.python} [red](gone: reinstall)[/]"
+            also = f"; also runs {', '.join(p.name for p in s.also_runs)}" if s.also_runs else ""
+            out.print(f"[green]{s.name:<19}[/] {s.path}  (python {python}{also})")
+        else:
+            other = "; another tool's hook is here" if s.state == "foreign" else ""
+            out.print(f"[dim]{s.name:<19}[/] not installed{other}")
+
+
+def built(argv: list[str]) -> None:
+    note(f"gitexp: built {argv[argv.index('-t') + 1]} with {argv[0]}")
+
+
+def plotted(path: Path, drawn: list[str], runs: int, empty: list[str]) -> None:
+    err = console(stderr=True)
+    err.print(f"wrote {path}: {', '.join(drawn)} of {runs - len(empty)} run(s)")
+    if empty:
+        err.print(f"no metric series in {', '.join(empty)}: left out")
+
+
+def wrote_report(path: Path, runs: int) -> None:
+    console(stderr=True).print(f"wrote {path}: {runs} run(s)")
+
+
+def targets(rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("TARGET", "BACKEND", "STORE", "SETTINGS"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        cells = (row["name"] + (" *" if row["default"] else ""), row["backend"] or "?",
+                 row["store"] or "-",
+                 " ".join(f"{k}={v}" for k, v in row["settings"].items()) or "-")
+        table.add_row(*(Text(c) for c in cells))  # Text: a `[` in a value is not markup
+    console().print(table)
+
+
+def changes(seen: Iterable[tuple[str, str, str]]) -> None:
+    """`watch`: one line per status change, as it happens."""
+    out = console()
+    for run_id, old, new in seen:
+        change = f"{old} -> {new}" if old else new
+        out.print(f"{time.strftime('%H:%M:%S')}  {run_id}  {change}")

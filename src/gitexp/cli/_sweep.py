@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
+from gitexp.cli import _render as r
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
 from gitexp.git.config import Config
@@ -12,16 +11,10 @@ from gitexp.service import launch, sweep
 
 def launch_sweep(repo: Repo, config: Config, req: launch.LaunchRequest, specs: list[str],
                  max_parallel: int) -> int:
-
     if not specs:
         raise GitexpError("--max-parallel needs a --sweep",
                           hint="git exp run --sweep lr=1e-3,1e-4 --max-parallel 1 -- ...")
     launched = sweep.launch(repo, config, req, sweep.parse_axes(specs),
                             max_parallel=max_parallel)
-    for run in launched.runs:
-        print(run.id)
-    limit = f", at most {max_parallel} at once" if max_parallel else ""
-    print(f"gitexp: sweep {launched.id}: {len(launched.runs)} runs on "
-          f"{launched.runs[0].record.target}{limit} (`git exp ls --sweep {launched.id}`)",
-          file=sys.stderr)
+    r.sweep(launched, max_parallel)
     return 0

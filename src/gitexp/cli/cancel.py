@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from gitexp.cli import _render as r
 from gitexp.cli._app import app, open_repo
 from gitexp.service import runs
 
@@ -15,5 +16,5 @@ def cancel(runs_: list[str] = typer.Argument(..., metavar="RUN...", help="Runs t
     for spec in runs_:
         found = runs.find(repo, spec, config)
         runs.cancel(repo, config, found)
-        print(f"cancelling {found.id}")
+        r.cancelling(found)
     return 0

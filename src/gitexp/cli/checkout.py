@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from gitexp import data
+from gitexp.cli import _render as r
 from gitexp.cli._app import app, open_repo
 from gitexp.service import rerun, runs
 
@@ -23,10 +22,7 @@ def checkout(
     repo, config = open_repo()
     found = runs.find(repo, run, config)
     rerun.restore_code(repo, found, branch, outputs=outputs)
-    where = f"branch {branch}" if branch else "a detached HEAD (`git switch -` goes back)"
-    print(f"gitexp: the code of run {found.id} ({found.record.snapshot[:10]}) is checked out "
-          f"on {where}", file=sys.stderr)
+    r.checked_out(found, branch)
     if outputs:
-        for path in data.restore_outputs(repo, found.id, found.outputs):
-            print(f"gitexp: restored output {path}", file=sys.stderr)
+        r.restored_outputs(data.restore_outputs(repo, found.id, found.outputs))
     return 0

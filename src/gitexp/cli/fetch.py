@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from gitexp.cli._app import app, console, open_repo
+from gitexp.cli import _render as r
+from gitexp.cli._app import app, open_repo
 from gitexp.service import sharing
 
 
@@ -14,11 +15,5 @@ def fetch(
 ) -> int:
     """Fetch runs and exp/* tags; new runs show up in `git exp ls`. Never overwrites a local run."""
     repo, _ = open_repo()
-    report = sharing.fetch(repo, remote)
-    out = console()
-    new_runs = [r for r in report.new if not r.startswith("refs/tags/")]
-    out.print(f"{len(new_runs)} new run(s), {len(report.new) - len(new_runs)} new tag(s), "
-              f"{len(report.updated)} run(s) updated from {report.remote}")
-    for ref, why in report.kept:
-        console(stderr=True).print(f"kept local {ref}: {why}")
+    r.fetched(sharing.fetch(repo, remote))
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from gitexp.cli import _render as r
 from gitexp.cli._app import app, open_repo
 from gitexp.service import gc, runs
 
@@ -26,12 +27,7 @@ def gc_command(
                              keep_best=keep_best or None)
     doomed = gc.select(runs.list_runs(repo, config), policy)
     if dry_run:
-        for run in doomed:
-            print(f"would remove {run.id} ({run.status})")
+        r.would_remove(doomed)
         return 0
-    removed = gc.remove(repo, doomed)
-    for run_id in removed:
-        print(f"removed {run_id}")
-    if not removed:
-        print("nothing to remove")
+    r.removed(gc.remove(repo, doomed), none="nothing to remove")
     return 0

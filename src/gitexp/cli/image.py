@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from gitexp.backends import docker
+from gitexp.cli import _render as r
 from gitexp.cli._app import app, open_repo
 from gitexp.errors import ConfigError
 from gitexp.git.config import Target
@@ -31,6 +30,5 @@ def build(
     if chosen.backend != "docker":
         raise ConfigError(f"target {chosen.name!r} is a {chosen.backend} target, not docker",
                           hint=f"git config exp.target.{chosen.name}.backend docker")
-    argv = docker.build_image(repo, chosen, tag=tag, base=base)
-    print(f"gitexp: built {argv[argv.index('-t') + 1]} with {argv[0]}", file=sys.stderr)
+    r.built(docker.build_image(repo, chosen, tag=tag, base=base))
     return 0

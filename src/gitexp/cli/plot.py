@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 
 from gitexp import charts
-from gitexp.cli._app import app, console, open_repo
+from gitexp.cli import _render as r
+from gitexp.cli._app import app, open_repo
 from gitexp.service import plots, runs
 
 
@@ -25,8 +26,5 @@ def plot(
     png, drawn, empty = plots.overlay(repo, found, metric or None)
     path = output or Path(charts.file_name(drawn[0]) if len(drawn) == 1 else "metrics.png")
     path.write_bytes(png)
-    err = console(stderr=True)
-    err.print(f"wrote {path}: {', '.join(drawn)} of {len(found) - len(empty)} run(s)")
-    if empty:
-        err.print(f"no metric series in {', '.join(empty)}: left out")
+    r.plotted(path, drawn, len(found), empty)
     return 0

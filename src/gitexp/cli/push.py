@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from gitexp.cli._app import app, console, open_repo
+from gitexp.cli import _render as r
+from gitexp.cli._app import app, open_repo
 from gitexp.service import runs, sharing
 
 
@@ -19,11 +20,5 @@ def push(
     remote = words.pop(0) if words and sharing.is_remote(repo, words[0]) else None
     ids = [runs.find(repo, w, config).id for w in words]
     report = sharing.push(repo, remote, ids)
-    out, err = console(), console(stderr=True)
-    out.print(f"{len(report.pushed)} ref(s) pushed to {report.remote}, "
-              f"{report.up_to_date} already there")
-    if report.live:
-        err.print(f"{len(report.live)} unfinished run(s) not pushed: they go once they end")
-    for ref, why in report.rejected:
-        err.print(f"[red]rejected[/] {ref}: {why}")
+    r.pushed(report)
     return 1 if report.rejected else 0

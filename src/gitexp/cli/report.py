@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from gitexp.cli._app import app, console, open_repo
+from gitexp.cli import _render as r
+from gitexp.cli._app import app, open_repo
 from gitexp.service import report as core
 from gitexp.service import runs
 
@@ -23,5 +24,5 @@ def report(
     found = ([runs.find(repo, spec, config) for spec in run_specs] if run_specs
              else runs.list_runs(repo, config))
     output.write_text(core.render(repo, found, title=title), encoding="utf-8")
-    console(stderr=True).print(f"wrote {output}: {len(found)} run(s)")
+    r.wrote_report(output, len(found))
     return 0

@@ -6,8 +6,8 @@ import sys
 
 import typer
 
-from gitexp.cli._app import app, console, open_repo
-from gitexp.cli.logs import stream
+from gitexp.cli import _render as r
+from gitexp.cli._app import app, open_repo
 from gitexp.notify import dev as notify
 from gitexp.service import launch, runs
 from gitexp.service import rerun as replay
@@ -37,22 +37,12 @@ def rerun(  # noqa: PLR0917 - typer reads options from the signature
     if detach and not check:
         print(started.id)
         return 0
-    print(f"gitexp: run {started.id} reruns {original.id} on {started.record.target}",
-          file=sys.stderr)
-    ended = stream(repo, config, started)
+    r.rerunning(started, original)
+    ended = r.stream(runs.follow(repo, config, started), started)
     if not check:
         return 0 if ended.status == "succeeded" else 1
     ended = runs.find(repo, ended.id, config)
     verdict = replay.check(original, ended, rtol=rtol, atol=atol)
     replay.record_verdict(repo, ended, verdict)
-    out = console()
-    word = "[green]reproduced[/]" if verdict["reproduced"] else "[red]NOT reproduced[/]"
-    out.print(f"run {ended.id} {word} run {original.id} (rtol={rtol:g}, atol={atol:g})")
-    st = verdict["status"]
-    out.print(f"  {'same' if st['same'] else 'DIFF'} status {st['a']} -> {st['b']}")
-    for kind in ("metrics", "outputs"):
-        for name, m in verdict[kind].items():
-            mark = "same" if m["same"] else "DIFF"
-            out.print(f"  {mark} {kind[:-1]} {name}: {m['a']} -> {m['b']}",
-                      markup=False, highlight=False)
+    r.reproduction(original, ended, verdict, rtol, atol)
     return 0 if verdict["reproduced"] else 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from gitexp.cli import _render as r
 from gitexp.cli._app import app, open_repo
 from gitexp.service import gc
 
@@ -17,11 +18,7 @@ def rm(
     repo, config = open_repo()
     found, broken = gc.resolve(repo, config, run_specs)
     if dry_run:
-        for run in found:
-            print(f"would remove {run.id} ({run.status})")
-        for run_id in broken:
-            print(f"would remove {run_id} (unreadable record)")
+        r.would_remove(found, broken)
         return 0
-    for run_id in gc.remove(repo, found) + gc.remove_broken(repo, broken):
-        print(f"removed {run_id}")
+    r.removed(gc.remove(repo, found) + gc.remove_broken(repo, broken))
     return 0

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
+from gitexp.cli import _render as r
 from gitexp.cli._app import app, open_repo
 from gitexp.cli._sweep import launch_sweep
-from gitexp.cli.logs import stream
-from gitexp.cli.outputs import data_progress
 from gitexp.notify import dev as notify
-from gitexp.service import launch
+from gitexp.service import launch, runs
 
 
 @app.command(context_settings={"allow_interspersed_args": False,
@@ -40,30 +38,23 @@ def run(  # noqa: PLR0917 - typer reads options from the signature
     argv = list(command or [])
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    with data_progress() as progress:
+    with r.data_progress() as progress:
         req = launch.LaunchRequest(argv=argv, cwd=Path.cwd(), name=name, target=target,
                                  outs=tuple(out), commit_data=commit_data, progress=progress,
                                  force=force, keep=keep,
-                                 prepare=notify.preparer(repo, config),
-                                 say=lambda line: print(line, file=sys.stderr))
+                                 prepare=notify.preparer(repo, config), say=r.note)
         if sweep or max_parallel:
             return launch_sweep(repo, config, req, sweep, max_parallel)
         started = launch.start(repo, config, req)
     if detach:
         print(started.id)
         return 0
-    print(f"gitexp: run {started.id} on {started.record.target} "
-          f"(snapshot {started.record.snapshot[:10]})", file=sys.stderr)
+    r.started(started)
     try:
-        ended = stream(repo, config, started)
+        ended = r.stream(runs.follow(repo, config, started), started)
     except KeyboardInterrupt:
-        print(f"\ngitexp: stopped following; run {started.id} goes on "
-              f"(`git exp logs -f {started.id}`, `git exp cancel {started.id}`)",
-              file=sys.stderr)
+        r.stopped_following(started)
         return 130
+    r.ended(ended)
     code = ended.result.exit_code if ended.result else None
-    print(f"gitexp: run {ended.id} {ended.status}"
-          + (f" (exit {code})" if code is not None else ""), file=sys.stderr)
-    if ended.status == "succeeded":
-        return 0
-    return code if code else 1
+    return 0 if ended.status == "succeeded" else code or 1

@@ -6,7 +6,8 @@ from typing import Any
 
 from gitexp import secrets
 from gitexp.backends import backend_for
-from gitexp.cli._app import JSON_OPTION, app, console, open_repo, print_json
+from gitexp.cli import _render as r
+from gitexp.cli._app import JSON_OPTION, app, open_repo, print_json
 from gitexp.errors import GitexpError
 from gitexp.git.config import DEFAULT_TARGET
 
@@ -29,16 +30,5 @@ def targets(as_json: bool = JSON_OPTION) -> int:
     if as_json:
         print_json(rows)
         return 0
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("TARGET", "BACKEND", "STORE", "SETTINGS"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        cells = (row["name"] + (" *" if row["default"] else ""), row["backend"] or "?",
-                 row["store"] or "-",
-                 " ".join(f"{k}={v}" for k, v in row["settings"].items()) or "-")
-        table.add_row(*(Text(c) for c in cells))  # Text: a `[` in a value is not markup
-    console().print(table)
+    r.targets(rows)
     return 0

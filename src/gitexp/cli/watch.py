@@ -3,11 +3,10 @@ back and lost ones are marked and mailed even when nobody runs `git exp ls`."""
 
 from __future__ import annotations
 
-import time
-
 import typer
 
-from gitexp.cli._app import app, console, open_repo
+from gitexp.cli import _render as r
+from gitexp.cli._app import app, open_repo
 from gitexp.notify import dev
 
 
@@ -18,9 +17,5 @@ def watch(
 ) -> int:
     """Observe live runs in a loop; print each status change."""
     repo, config = open_repo()
-    out = console()
-    for run_id, old, new in dev.watch(repo, config, interval=max(interval, 0.2),
-                                      until_idle=until_idle):
-        change = f"{old} -> {new}" if old else new
-        out.print(f"{time.strftime('%H:%M:%S')}  {run_id}  {change}")
+    r.changes(dev.watch(repo, config, interval=max(interval, 0.2), until_idle=until_idle))
     return 0
