@@ -53,7 +53,7 @@ STATE_OWNER = "gitexp.model.runstate"
 @dataclass(frozen=True)
 class Import:
     module: str  # the importing module
-    target: str  # the imported module (for `from X import name`: X.name if that is a module)
+    target: str  # the imported module, or `module.name` for `from module import name`
     line: int
     in_function: bool
     type_only: bool  # under `if TYPE_CHECKING:` - never executed
@@ -88,8 +88,7 @@ def imports(module: str) -> Iterator[Import]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES
-                     else node.module for a in node.names]
+            names = [f"{node.module}.{a.name}" for a in node.names]  # a module, or a name in one
         else:
             continue
         for name in names:
