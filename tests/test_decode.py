@@ -169,11 +169,11 @@ def changed(where: str, key: str, value: Any) -> dict[str, Any]:
 
 
 FORGERIES = {
-    "wrong id": (message(changed("record", "id", "someone-else")), "names run 'someone-else'"),
+    "wrong id": (message(changed("record", "id", "someone-else")), "of run 'someone-else' under"),
     "schema 99": (message(changed("body", "schema", 99)), "schema 99 is newer"),
     "schema true": (message(changed("body", "schema", True)), "schema is bool"),
     "no schema": (message({k: v for k, v in body_of().items() if k != "schema"}),
-                  "schema is NoneType"),
+                  "no schema"),
     "exit_code true": (message(changed("result", "exit_code", True)), "exit_code is bool"),
     "launched_at true": (message(changed("record", "launched_at", True)),
                          "launched_at is bool"),
@@ -182,9 +182,9 @@ FORGERIES = {
     "env a list": (message(changed("record", "env", [1])), "env is list"),
     "status unknown": (message(changed("result", "status", "won")), "unknown status"),
     "200 deep": (nested_params(200), f"nested deeper than {MAX_DEPTH}"),
-    "1,000 deep": (nested_params(1000), "corrupted run record"),
-    "100,000 deep": (nested_params(100_000), "corrupted run record"),
-    "100,000 deep, alone": ("t\n\n" + deep(100_000), "corrupted run record"),
+    "1,000 deep": (nested_params(1000), "nested deeper"),
+    "100,000 deep": (nested_params(100_000), "nested deeper"),
+    "100,000 deep, alone": ("t\n\n" + deep(100_000), "nested deeper"),
     "not JSON": ("gitexp run forged-1\n\n{\"record\": {garb", "corrupted run record"),
     "no body": ("gitexp run forged-1\n", "no JSON body"),
     "not UTF-8": (b"t\n\n" + json.dumps(body_of()).encode()[:-1] + b', "x": "\xff"}',

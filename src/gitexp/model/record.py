@@ -247,13 +247,16 @@ def decode_run(message: bytes | str, *, ref: str, commit: str,
         # Cheap in the common case: only a body with many brackets is walked.
         if payload.count("{") + payload.count("[") > MAX_DEPTH and _too_deep(body):
             raise ValueError(f"nested deeper than {MAX_DEPTH}")
-    except (ValueError, RecursionError) as exc:  # UnicodeError is a ValueError
+    except RecursionError:  # json's own guard, far deeper than MAX_DEPTH
+        raise _corrupted("run record", f"nested deeper than {MAX_DEPTH}") from None
+    except ValueError as exc:  # UnicodeError is a ValueError
         raise _corrupted("run record", _one_line(exc)) from None
     if not isinstance(body, dict):
         raise _corrupted("run record", "not a JSON object")
     schema = body.get("schema")
     if type(schema) is not int:  # `type`, not isinstance: JSON true is no schema
-        raise _corrupted("run record", f"schema is {type(schema).__name__}, not int")
+        raise _corrupted("run record", "no schema" if schema is None
+                         else f"schema is {type(schema).__name__}, not int")
     if schema > SCHEMA:
         raise GitexpError(f"run record schema {schema} is newer than this gitexp",
                           hint="upgrade gitexp: `pip install -U gitexp`")
@@ -265,7 +268,7 @@ def decode_run(message: bytes | str, *, ref: str, commit: str,
         raise _corrupted("run record", "a results commit without its snapshot as parent")
     record = _record_of(body.get("record"), parents[0] if result is not None else commit)
     if record.id != run_id:  # forged: its id would steer store keys, refs, scripts
-        raise _corrupted("run record", f"it names run {record.id!r}, its ref {ref!r}")
+        raise _corrupted("run record", f"the record of run {record.id!r} under {ref!r}")
     return DecodedRun(record=record, result=result, message=text)
 
 
