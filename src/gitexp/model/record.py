@@ -264,9 +264,9 @@ def decode_run(message: bytes | str, *, ref: str, commit: str,
         raise _corrupted("run record", f"unknown schema {schema}")
     res = body.get("result")
     result = None if res is None else _result_of(res)
-    if result is not None and not parents:
-        raise _corrupted("run record", "a results commit without its snapshot as parent")
-    record = _record_of(body.get("record"), parents[0] if result is not None else commit)
+    # A results commit's snapshot is its first parent; a snapshot commit is its own.
+    record = _record_of(body.get("record"), parents[0] if result is not None and parents
+                        else commit)
     if record.id != run_id:  # forged: its id would steer store keys, refs, scripts
         raise _corrupted("run record", f"the record of run {record.id!r} under {ref!r}")
     return DecodedRun(record=record, result=result, message=text)
