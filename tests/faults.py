@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gitexp.model.record import TERMINAL, decode_message
+from gitexp.model.record import TERMINAL, decode_run
 from tests.helpers import exp, exp_json, git, wait_for
 
 # Every fault point in src/ (tests/test_faults.py checks this list against the source).
@@ -113,18 +113,18 @@ def runs_in_git(repo: Path) -> dict[str, GitRun]:
     for ref in out:
         run_id = ref.removeprefix("refs/experiments/")
         commit = git("rev-parse", ref, cwd=repo).strip()
-        record, result = decode_message(git("log", "-1", "--format=%B", commit, cwd=repo),
-                                        commit)
-        assert record.id == run_id, (ref, record.id)
+        parents = git("rev-list", "--parents", "-n1", commit, cwd=repo).split()[1:]
+        run = decode_run(git("log", "-1", "--format=%B", commit, cwd=repo), ref=ref,
+                         commit=commit, parents=parents)  # the id matches the ref
+        record, result = run.record, run.result
         if result is None:
             found[run_id] = GitRun(run_id, None, commit, commit)
             continue
-        parents = git("rev-list", "--parents", "-n1", commit, cwd=repo).split()[1:]
         assert len(parents) == 1, (ref, parents)
         snapshot = parents[0]
-        snap_record, snap_result = decode_message(
-            git("log", "-1", "--format=%B", snapshot, cwd=repo), snapshot)
-        assert snap_result is None and snap_record.id == run_id, ref
+        snap = decode_run(git("log", "-1", "--format=%B", snapshot, cwd=repo), ref=ref,
+                          commit=snapshot, parents=[])
+        assert snap.result is None, ref
         names = git("ls-tree", "--name-only", f"{commit}:.gitexp-results", cwd=repo).split()
         assert {"record.json", "result.json", "log.txt"} <= set(names), (ref, names)
         shown = json.loads(git("show", f"{commit}:.gitexp-results/result.json", cwd=repo))

@@ -11,7 +11,7 @@ import atheris
 
 with atheris.instrument_imports(include=["gitexp"]):
     from gitexp.errors import GitexpError
-    from gitexp.model.record import decode_message
+    from gitexp.model.record import decode_run
     from gitexp.model.row import row_of
     from gitexp.service import index
     from gitexp.service.where import compile_where
@@ -29,19 +29,11 @@ def one_input(data: bytes) -> None:
     text = fdp.ConsumeUnicodeNoSurrogates(fdp.remaining_bytes())
     try:
         if mode == 0:
-            record, result = decode_message(text, SNAP)
-            row_of(record, result, SNAP)
+            run = decode_run(text, ref="refs/experiments/x", commit=SNAP, parents=[SNAP])
+            row_of(run.record, run.result, SNAP)
         elif mode == 1:
-            import json
-
-            try:
-                body = json.loads(text)
-            except (ValueError, RecursionError):
-                return
-            if isinstance(body, dict):
-                entry = index._from_body("refs/experiments/x", SNAP, SNAP, body)
-                if entry is not None:
-                    row_of(entry.record, entry.result, SNAP)
+            index._row("refs/experiments/x", SNAP,
+                       f"tree {SNAP}\nparent {SNAP}\n\n{text}".encode(errors="surrogateescape"))
         else:
             predicate = compile_where(text)
             for row in ROWS:

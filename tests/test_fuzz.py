@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from gitexp.cli import _render
 from gitexp.errors import GitexpError
-from gitexp.model.record import Environment, Result, RunRecord, decode_message, encode_message
+from gitexp.model.record import Environment, Result, RunRecord, decode_run, encode_message
 from gitexp.model.row import row_of
 from gitexp.service import index
 from gitexp.service.where import compile_where, value_of
@@ -24,6 +24,7 @@ from gitexp.service.where import compile_where, value_of
 FUZZ = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SNAP = "5" * 40
+COMMIT = "c" * 40  # a results commit; its first parent SNAP is the snapshot
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
@@ -78,9 +79,14 @@ def as_text(record: RunRecord, result: Result | None) -> str:
                       sort_keys=True)
 
 
-def decodes_or_refuses(message: str) -> None:
+def decode(message: str, run_id: str = "x") -> tuple[RunRecord, Result | None]:
+    run = decode_run(message, ref=f"refs/experiments/{run_id}", commit=COMMIT, parents=[SNAP])
+    return run.record, run.result
+
+
+def decodes_or_refuses(message: str, run_id: str = "x") -> None:
     try:
-        record, result = decode_message(message, SNAP)
+        record, result = decode(message, run_id)
     except GitexpError:
         return
     usable(record, result)
@@ -90,7 +96,8 @@ def decodes_or_refuses(message: str) -> None:
 @given(record=RECORDS, result=st.none() | RESULTS)
 def test_encode_then_decode_is_identity(record: RunRecord, result: Result | None):
     message = encode_message(record, result)
-    assert decode_message(message, SNAP) == (record.with_snapshot(SNAP), result)
+    snapshot = SNAP if result else COMMIT  # a snapshot commit is its own snapshot
+    assert decode(message, record.id) == (record.with_snapshot(snapshot), result)
     usable(record, result)
 
 
@@ -121,24 +128,30 @@ _RESULT_KEYS = [f.name for f in fields(Result)]
 def test_one_field_of_any_type_is_accepted_only_if_usable(
         record: RunRecord, result: Result, where: str, key: st.DataObject, value: Any):
     """Valid records with one field replaced by any JSON (the likely forgery or bit rot):
-    refused with GitexpError, or usable by everything that lists and shows runs. The same
-    through the index's fast path, which must agree."""
+    refused with GitexpError, or usable by everything that lists and shows runs. The index
+    reads the same commit through the same decoder, and must agree."""
     body = json.loads(encode_message(record, result).partition("\n\n")[2])
     names = {"record": _RECORD_KEYS, "result": _RESULT_KEYS,
              "env": ["python", "platform", "packages", "variables"]}[where]
     field = key.draw(st.sampled_from(names))
     target = body["record"]["env"] if where == "env" else body[where]
     target[field] = value
-    text = json.dumps(body)
-    decodes_or_refuses("t\n\n" + text)
-    entry = index._from_body(f"refs/experiments/{record.id}", SNAP, SNAP, json.loads(text))
-    if entry is not None:
-        usable(entry.record, entry.result)
-        record2, result2 = decode_message("t\n\n" + text, SNAP)  # the careful path agrees
+    message = "t\n\n" + json.dumps(body)
+    ref = f"refs/experiments/{record.id}"
+    decodes_or_refuses(message, record.id)
+    row = index._row(ref, COMMIT, f"tree {SNAP}\nparent {SNAP}\n\n{message}".encode())
+    try:
+        record2, result2 = decode(message, record.id)
+    except GitexpError:
+        assert row[-1] is None  # the index remembers it as unreadable
+    else:
+        usable(record2, result2)
+        assert row[-1] == message and row[3] == record2.snapshot
+        entry = index._decode(ref, COMMIT, row[3], row[-1])  # as `sync` reads it back
+        assert entry is not None
         assert as_text(entry.record, entry.result) == as_text(record2, result2)
 
 
-# -- the --where parser ---------------------------------------------------------------------------
 @FUZZ
 @given(text=st.text(max_size=60) | st.text(alphabet="()<>=!'\" andortlsu.x0123-", max_size=60))
 def test_arbitrary_where_text_never_raises_anything_but_gitexp_error(text: str):

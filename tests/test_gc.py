@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from gitexp.model.record import decode_message, encode_message
+from gitexp.model.record import decode_run, encode_message
 from tests.helpers import assert_user_error, exp, exp_json, git, wait_for
 
 TRAIN = ("import json, sys\nloss = float(sys.argv[1])\nif loss < 0:\n    sys.exit(1)\n"
@@ -26,7 +26,9 @@ def backdate(repo: Path, run_id: str, days: float, new_id: str) -> str:
     (snapshot commit + results commit, record JSON in both messages)."""
     commit = git("rev-parse", f"refs/experiments/{run_id}", cwd=repo).strip()
     snap = git("rev-parse", f"{commit}^", cwd=repo).strip()
-    record, result = decode_message(git("log", "-1", "--format=%B", commit, cwd=repo), snap)
+    run = decode_run(git("log", "-1", "--format=%B", commit, cwd=repo),
+                     ref=f"refs/experiments/{run_id}", commit=commit, parents=[snap])
+    record, result = run.record, run.result
     assert result is not None
     record = replace(record, id=new_id, launched_at=record.launched_at - days * DAY)
     base = git("rev-parse", f"{snap}^", cwd=repo).strip()

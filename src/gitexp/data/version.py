@@ -113,7 +113,7 @@ def of_tree(repo: Repo, tree: str) -> dict[str, DataItem]:
             blobs.append((path, oid.decode()))
     if not blobs:
         return {}
-    texts = _cat_blobs(repo, [oid for _, oid in blobs])
+    texts = _cat_blobs(repo, blobs)
     items = merge(i for (path, _), text in zip(blobs, texts, strict=True)
                   for i in parse(path, text))
     in_git = git_files(repo, tree, items)
@@ -167,15 +167,15 @@ def _load_yaml(file: str, text: bytes | str) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def _cat_blobs(repo: Repo, oids: list[str]) -> list[bytes]:
-    raw = run_git(["--git-dir", str(repo.git_dir), "cat-file", "--batch"],
-                  input="".join(o + "\n" for o in oids).encode()).stdout
-    texts, pos = [], 0
-    for _ in oids:
-        header_end = raw.index(b"\n", pos)
-        size = int(raw[pos:header_end].split()[2])
-        texts.append(raw[header_end + 1: header_end + 1 + size])
-        pos = header_end + 1 + size + 1
+def _cat_blobs(repo: Repo, blobs: list[tuple[str, str]]) -> list[bytes]:
+    """The contents of (path, blob id) pairs, in one `git cat-file`."""
+    texts = []
+    for (path, _), obj in zip(blobs, repo.read_objects(oid for _, oid in blobs), strict=True):
+        if obj.type != "blob" or obj.data is None:  # e.g. a partial clone without it
+            raise GitexpError(f"cannot read {path} ({obj.oid or obj.spec}: "
+                              f"{obj.problem or obj.type})",
+                              hint="is this a healthy git repository? `git fsck` checks")
+        texts.append(obj.data)
     return texts
 
 

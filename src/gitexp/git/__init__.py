@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import IO
 
 from gitexp.errors import GitError, GitexpError, NotARepoError
 
@@ -186,6 +189,56 @@ class Repo:
             if rec:
                 yield rec
 
+    def read_objects(self, specs: Iterable[str], *, max_size: int | None = None) -> list[Object]:
+        """What `git cat-file --batch` says of each spec (an object id, `REV:PATH`, a ref),
+        in the order asked, from one git process. An object over `max_size` bytes comes back
+        without its content, which is streamed past and never held: a forged giant costs
+        time in proportion, not memory."""
+        asked = list(specs)
+        # A line break would split one question in two and shift every answer after it.
+        ok = [bool(s) and not any(c in s for c in "\n\r\0") for s in asked]
+        if not any(ok):
+            return [Object(spec=s, problem="invalid") for s in asked]
+        try:
+            proc = subprocess.Popen(
+                ["git", "--git-dir", str(self.git_dir), "cat-file", "--batch", "--buffer"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=clean_env())
+        except FileNotFoundError:
+            raise GitexpError("git is not installed",
+                              hint="install git and put it on PATH") from None
+        assert proc.stdin and proc.stdout and proc.stderr  # for the type checker
+        # Questions go in, and errors (a few lines per ambiguous name) come out, on threads of
+        # their own while the answers are read here: any of the three pipes can block git.
+        questions = "".join(s + "\n" for s, good in zip(asked, ok, strict=True) if good)
+        errors: list[bytes] = []
+        threads = [
+            threading.Thread(target=_feed, args=(proc.stdin, questions.encode(
+                errors="surrogateescape")), daemon=True),
+            threading.Thread(target=_drain, args=(proc.stderr, errors), daemon=True)]
+        for t in threads:
+            t.start()
+        found: list[Object] = []
+        cut = False
+        try:
+            for spec, good in zip(asked, ok, strict=True):
+                found.append(_answer(proc.stdout, spec, max_size) if good
+                             else Object(spec=spec, problem="invalid"))
+        except _CutShort:
+            cut = True
+        finally:
+            if len(found) < len(asked):
+                proc.kill()  # answers cut short, or an exception here: git is of no more use
+            proc.stdout.close()
+            code = proc.wait()
+            for t in threads:
+                t.join()
+        if cut or code != 0:
+            lines = b"".join(errors).decode(errors="replace").strip().splitlines()
+            raise GitError(f"git cat-file failed: {lines[-1] if lines else f'exit {code}'}",
+                           hint="is this a healthy git repository? `git fsck` checks")
+        return found
+
     def tree_entries(self, treeish: str) -> list[str]:
         """Raw `ls-tree -z` entries of one tree level, ready for `mktree -z`."""
         out = self.git("ls-tree", "-z", "--full-tree", treeish)
@@ -194,6 +247,85 @@ class Repo:
     def mktree(self, entries: list[str]) -> str:
         data = "".join(e + "\0" for e in entries).encode(errors="surrogateescape")
         return self.git("mktree", "-z", "--missing", input=data).strip()
+
+
+@dataclass(frozen=True)
+class Object:
+    """One answer of `git cat-file --batch`."""
+    spec: str  # what was asked
+    oid: str = ""  # "" when git found nothing (see `problem`)
+    type: str = ""  # commit, tree, blob or tag
+    size: int = 0  # the whole object's, even when its content was left out
+    data: bytes | None = None  # None: nothing found, or over the caller's max_size
+    problem: str = ""  # git's word when nothing was found: missing, ambiguous; or invalid
+
+    @property
+    def found(self) -> bool:
+        return bool(self.oid)
+
+
+@dataclass(frozen=True)
+class Commit:
+    """The parts of a commit object gitexp reads."""
+    tree: str
+    parents: list[str]
+    message: bytes
+
+    @classmethod
+    def parse(cls, data: bytes) -> Commit:
+        head, _, message = data.partition(b"\n\n")
+        tree, parents = "", []
+        for line in head.split(b"\n"):  # tree, then parents, come first in a commit
+            if line.startswith(b"parent "):
+                parents.append(line[7:].decode(errors="replace"))
+            elif line.startswith(b"tree "):
+                tree = line[5:].decode(errors="replace")
+            else:
+                break
+        return cls(tree=tree, parents=parents, message=message)
+
+
+class _CutShort(Exception):
+    """git's answers ended before the questions did."""
+
+
+def _answer(out: IO[bytes], spec: str, max_size: int | None) -> Object:
+    line = out.readline()
+    if not line.endswith(b"\n"):
+        raise _CutShort
+    header = line[:-1].decode(errors="surrogateescape")
+    oid, _, rest = header.partition(" ")
+    kind, _, size = rest.partition(" ")
+    if not size.isdigit():  # "<spec> missing", "<spec> ambiguous" (the spec may hold spaces)
+        return Object(spec=spec, problem=header.rpartition(" ")[2])
+    length = int(size)
+    if max_size is not None and length > max_size:
+        left = length + 1
+        while left:  # streamed past in pieces: never held whole
+            piece = out.read(min(left, 1 << 20))
+            if not piece:
+                raise _CutShort
+            left -= len(piece)
+        return Object(spec=spec, oid=oid, type=kind, size=length)
+    data = out.read(length)
+    if len(data) != length or out.read(1) != b"\n":
+        raise _CutShort
+    return Object(spec=spec, oid=oid, type=kind, size=length, data=data)
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    try:
+        pipe.write(data)
+    except OSError:
+        pass  # git stopped reading (it failed): its exit code says so
+    finally:
+        with contextlib.suppress(OSError):
+            pipe.close()
+
+
+def _drain(pipe: IO[bytes], into: list[bytes]) -> None:
+    while chunk := pipe.read(1 << 16):
+        into[:] = [*into[-15:], chunk]  # the last lines say why; a flood is not kept
 
 
 # Commits gitexp makes itself carry a fixed committer so that results never depend on, or fail

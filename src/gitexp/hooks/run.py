@@ -165,26 +165,26 @@ class HookGit:
         return ",".join(parts)
 
     def _resolve_trees(self, commits: list[str]) -> dict[str, str]:
+        repo = self.repo()  # commits never seen before: work to do, worth gitexp's import
+        from gitexp.git import Commit
+
         trees: dict[str, str] = {}
         snapshot_of: dict[str, str] = {}  # results commit -> its snapshot
-        for oid, body in _cat_commits(self.run("cat-file", "--batch",
-                                               stdin="".join(c + "\n" for c in commits))):
-            head, _, message = body.partition("\n\n")
-            fields = [line.partition(" ") for line in head.splitlines()]
-            tree = next(v for k, _, v in fields if k == "tree")
-            parents = [v for k, _, v in fields if k == "parent"]
-            subject = message.split("\n", 1)[0]
+        for obj in repo.read_objects(commits):
+            if obj.type != "commit" or obj.data is None:
+                continue
+            commit = Commit.parse(obj.data)
+            subject = commit.message.split(b"\n", 1)[0]
             # A results commit is titled `gitexp run <id>: <status>`; its snapshot is parent 1.
-            if subject.startswith("gitexp run ") and ": " in subject and parents:
-                snapshot_of[oid] = parents[0]
+            if subject.startswith(b"gitexp run ") and b": " in subject and commit.parents:
+                snapshot_of[obj.oid] = commit.parents[0]
             else:
-                trees[oid] = tree
-        if snapshot_of:
-            out = self.run("cat-file", "--batch-check=%(objectname)",
-                           stdin="".join(f"{p}^{{tree}}\n" for p in snapshot_of.values()))
-            for oid, line in zip(snapshot_of, out.splitlines(), strict=True):
-                if not line.endswith(" missing"):
-                    trees[oid] = line.strip()
+                trees[obj.oid] = commit.tree
+        if snapshot_of:  # their trees by id alone: the content is not wanted
+            found = repo.read_objects([f"{p}^{{tree}}" for p in snapshot_of.values()],
+                                      max_size=0)
+            trees.update((oid, obj.oid) for oid, obj in zip(snapshot_of, found, strict=True)
+                         if obj.found)
         return trees
 
     def runs_with_tree(self, tree: str) -> tuple[list[tuple[str, str]], set[str]]:
@@ -203,21 +203,26 @@ class HookGit:
 
     def describe(self, run_id: str, commit: str) -> tuple[str, dict[str, Any]]:
         """Status and final metrics of a run; a live one is looked at in its store."""
-        import json
-
-        _, _, message = self.run("cat-file", "commit", commit).partition("\n\n")
-        try:
-            body = json.loads(message.partition("\n\n")[2])
-            result = body.get("result")
-        except (ValueError, AttributeError):
-            raise HookError(f"run {run_id} has an unreadable record") from None
-        if isinstance(result, dict):
-            return str(result.get("status")), dict(result.get("metrics") or {})
         _site()
+        from gitexp.errors import GitexpError
+        from gitexp.git import Commit
+        from gitexp.model.record import decode_run
+
+        (obj,) = self.repo().read_objects([commit])
+        try:
+            if obj.type != "commit" or obj.data is None:
+                raise GitexpError("not a commit")
+            parsed = Commit.parse(obj.data)
+            run = decode_run(parsed.message, ref=RUNS + run_id, commit=commit,
+                             parents=parsed.parents)
+        except GitexpError:
+            raise HookError(f"run {run_id} has an unreadable record") from None
+        if run.result is not None:
+            return run.result.status, dict(run.result.metrics)
         from gitexp.service import runs
 
-        run = runs.find(self.repo(), run_id)  # also writes back a run that just finished
-        return run.status, dict(run.result.metrics) if run.result else {}
+        found = runs.find(self.repo(), run_id)  # also writes back a run that just finished
+        return found.status, dict(found.result.metrics) if found.result else {}
 
 
 # -- the hooks -------------------------------------------------------------------------------
@@ -362,23 +367,6 @@ def _value(v: Any) -> str:
 def _is_ours(line: str, known: set[str]) -> bool:
     words = line.split()
     return len(words) > 1 and words[0] == f"{TRAILER}:" and words[1] in known
-
-
-def _cat_commits(out: str) -> list[tuple[str, str]]:
-    """Parse `git cat-file --batch` output: (oid, content) for each commit."""
-    found = []
-    data = out.encode(errors="surrogateescape")
-    pos = 0
-    while pos < len(data):
-        end = data.index(b"\n", pos)
-        header = data[pos:end].decode().split()
-        pos = end + 1
-        if len(header) == 3:  # "<oid> <type> <size>"; else "<oid> missing"
-            size = int(header[2])
-            if header[1] == "commit":
-                found.append((header[0], data[pos:pos + size].decode(errors="surrogateescape")))
-            pos += size + 1
-    return found
 
 
 def _spawn(argv: list[str], env: dict[str, str], data: bytes | None) -> tuple[int, bytes, bytes]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from gitexp.errors import GitexpError
-from gitexp.model.ids import is_valid_id
+from gitexp.model.ids import id_from_ref, is_valid_id
 
 SCHEMA = 1
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost"]
@@ -56,17 +56,7 @@ class RunRecord:
 
     @classmethod
     def from_dict(cls, d: Any, snapshot: str = "") -> RunRecord:
-        if not isinstance(d, dict) or not isinstance(d.get("env") or {}, dict):
-            raise _corrupted("run record", "not a JSON object")
-        known = {f.name for f in fields(cls)}
-        data = {k: v for k, v in d.items() if k in known and k not in ("env", "snapshot")}
-        try:
-            env = Environment(**_only(Environment, d.get("env") or {}))
-            rec = cls(**data, env=env, snapshot=snapshot)
-        except TypeError as exc:
-            raise GitexpError(f"corrupted run record: {exc}", hint=_RM_HINT) from None
-        check_types(rec)
-        return rec
+        return _record_of(d, snapshot)
 
     def with_snapshot(self, snapshot: str) -> RunRecord:
         return replace(self, snapshot=snapshot)
@@ -90,26 +80,13 @@ class Result:
 
     @classmethod
     def from_dict(cls, d: Any) -> Result:
-        if not isinstance(d, dict):
-            raise _corrupted("result", "not a JSON object")
-        try:
-            res = cls(**_only(cls, d))
-        except TypeError as exc:  # e.g. no status
-            raise GitexpError(f"corrupted result: {exc}", hint=_RM_HINT) from None
-        check_types(res)
-        return res
+        return _result_of(d)
 
     @property
     def duration(self) -> float | None:
         if self.started_at is None or self.ended_at is None:
             return None
         return self.ended_at - self.started_at
-
-
-def _only(cls: type, d: dict[str, Any]) -> dict[str, Any]:
-    # Newer writers may add fields; an older reader keeps what it knows.
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in d.items() if k in names}
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -189,6 +166,41 @@ def _show(hint: Any) -> str:
     return hint.__name__ if isinstance(hint, type) and not get_args(hint) else str(hint)
 
 
+# -- building from JSON -------------------------------------------------------------------------
+# Field names once, not per record: at 10,000 runs `fields()` per call would dominate `ls`.
+# Unknown keys are dropped: newer writers may add fields, an older reader keeps what it knows.
+_RECORD_KEYS = frozenset(f.name for f in fields(RunRecord)) - {"env", "snapshot"}
+_ENV_KEYS = frozenset(f.name for f in fields(Environment))
+_RESULT_KEYS = frozenset(f.name for f in fields(Result))
+
+
+def _record_of(d: Any, snapshot: str) -> RunRecord:
+    if not isinstance(d, dict):
+        raise _corrupted("run record", "not a JSON object")
+    env = d.get("env") or {}
+    if not isinstance(env, dict):
+        raise _corrupted("run record", f"env is {type(env).__name__}, not dict")
+    try:
+        rec = RunRecord(**{k: v for k, v in d.items() if k in _RECORD_KEYS},
+                        env=Environment(**{k: v for k, v in env.items() if k in _ENV_KEYS}),
+                        snapshot=snapshot)
+    except TypeError as exc:  # a required field missing
+        raise _corrupted("run record", str(exc)) from None
+    check_types(rec)
+    return rec
+
+
+def _result_of(d: Any) -> Result:
+    if not isinstance(d, dict):
+        raise _corrupted("result", "not a JSON object")
+    try:
+        res = Result(**{k: v for k, v in d.items() if k in _RESULT_KEYS})
+    except TypeError as exc:  # e.g. no status
+        raise _corrupted("result", str(exc)) from None
+    check_types(res)
+    return res
+
+
 # -- commit messages ------------------------------------------------------------------------
 # Both the snapshot and the results commit carry the record as JSON in their message, so one
 # `git for-each-ref --format=%(contents)` reads every run without touching a tree.
@@ -201,21 +213,80 @@ def encode_message(record: RunRecord, result: Result | None) -> str:
     return f"{title}\n\n{json.dumps(body, sort_keys=True, separators=(',', ':'))}\n"
 
 
-def decode_message(message: str, snapshot: str) -> tuple[RunRecord, Result | None]:
-    _, _, payload = message.partition("\n\n")
+@dataclass(frozen=True)
+class DecodedRun:
+    """A run as one of its commits tells it."""
+    record: RunRecord  # its snapshot filled in
+    result: Result | None  # None: not written back (the ref is at the snapshot)
+    message: str  # the commit message, checked: the index keeps it to decode again
+
+
+# Deeper JSON than any record needs is refused before anything recurses over it (asdict,
+# json.dumps, deepcopy): a forged record must fail here, not with RecursionError later.
+MAX_DEPTH = 64
+
+
+def decode_run(message: bytes | str, *, ref: str, commit: str,
+               parents: Sequence[str]) -> DecodedRun:
+    """The run the commit `commit` under `ref` describes, from what git says of it: its
+    message and its parents (a results commit's snapshot is its first parent).
+
+    The one door through which a run read from git comes in, forged ones included: anything
+    this gitexp cannot use raises GitexpError with a one-line reason, never anything else."""
+    run_id = id_from_ref(ref)
+    if run_id is None:
+        raise _corrupted("run record", f"{ref!r} is no run ref")
     try:
+        text = message.decode() if isinstance(message, bytes) else message
+        if not text.isascii():
+            text.encode()  # lone surrogates (undecodable bytes, via surrogateescape)
+        _, sep, payload = text.partition("\n\n")
+        if not sep:
+            raise ValueError("no JSON body")
         body = json.loads(payload)
-        if not isinstance(body, dict) or not isinstance(body.get("record"), dict):
-            raise ValueError("no record")
-        if int(body.get("schema", 0)) > SCHEMA:
-            raise GitexpError(f"run record schema {body['schema']} is newer than this gitexp",
-                              hint="upgrade gitexp: `pip install -U gitexp`")
-        record = RunRecord.from_dict(body["record"], snapshot=snapshot)
-        result = Result.from_dict(body["result"]) if body.get("result") is not None else None
-    except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
-        raise GitexpError(f"corrupted run record ({exc})",
-                          hint="`git exp rm RUN` removes a run that cannot be read") from None
-    return record, result
+        # Cheap in the common case: only a body with many brackets is walked.
+        if payload.count("{") + payload.count("[") > MAX_DEPTH and _too_deep(body):
+            raise ValueError(f"nested deeper than {MAX_DEPTH}")
+    except RecursionError:  # json's own guard, far deeper than MAX_DEPTH
+        raise _corrupted("run record", f"nested deeper than {MAX_DEPTH}") from None
+    except ValueError as exc:  # UnicodeError is a ValueError
+        raise _corrupted("run record", _one_line(exc)) from None
+    if not isinstance(body, dict):
+        raise _corrupted("run record", "not a JSON object")
+    schema = body.get("schema")
+    if type(schema) is not int:  # `type`, not isinstance: JSON true is no schema
+        raise _corrupted("run record", "no schema" if schema is None
+                         else f"schema is {type(schema).__name__}, not int")
+    if schema > SCHEMA:
+        raise GitexpError(f"run record schema {schema} is newer than this gitexp",
+                          hint="upgrade gitexp: `pip install -U gitexp`")
+    if schema != SCHEMA:
+        raise _corrupted("run record", f"unknown schema {schema}")
+    res = body.get("result")
+    result = None if res is None else _result_of(res)
+    # A results commit's snapshot is its first parent; a snapshot commit is its own.
+    record = _record_of(body.get("record"), parents[0] if result is not None and parents
+                        else commit)
+    if record.id != run_id:  # forged: its id would steer store keys, refs, scripts
+        raise _corrupted("run record", f"the record of run {record.id!r} under {ref!r}")
+    return DecodedRun(record=record, result=result, message=text)
+
+
+def _too_deep(value: Any) -> bool:
+    stack = [(value, 1)]  # iterative: the point is never to recurse
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            if depth > MAX_DEPTH:
+                return True
+            stack.extend((x, depth + 1) for x in item)
+    return False
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def format_duration(seconds: float | None) -> str:

@@ -15,28 +15,22 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-import subprocess
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gitexp.errors import GitexpError
-from gitexp.git import Repo, clean_env
+from gitexp.git import Commit, Repo
 from gitexp.model import ids
-from gitexp.model.record import (
-    SCHEMA,
-    Environment,
-    Result,
-    RunRecord,
-    check_types,
-    decode_message,
-)
+from gitexp.model.record import Result, RunRecord, decode_run
 from gitexp.model.row import SUMMARY, row_of
 
 FILE = "index.sqlite"
-VERSION = 3  # bump when the table changes (3: records type-checked): an older file is rebuilt
+# bump when the table changes (3: records type-checked; 4: one decoder, `body` the whole
+# message): an older file is rebuilt
+VERSION = 4
 BUSY_MS = 5000
 RETRIES = 5
 
@@ -53,7 +47,7 @@ CREATE TABLE IF NOT EXISTS runs (
     cwd TEXT,
     summary TEXT,      -- the part of `row` plain `ls` shows: the cheapest to decode
     row TEXT,          -- row.row_of(): what `ls` shows and filters on
-    body TEXT          -- the JSON of the commit message; NULL: the commit is not a readable run
+    body TEXT          -- the commit message; NULL: the commit is not a readable run
 );
 CREATE INDEX IF NOT EXISTS runs_launched ON runs (launched_at);
 CREATE TABLE IF NOT EXISTS params (
@@ -91,7 +85,7 @@ def sync(repo: Repo) -> list[Entry]:
     """Every readable run under `refs/experiments/`, brought up to date with the refs."""
     out = []
     for ref, commit, snapshot, body in _current(repo, "body"):
-        entry = _from_body(ref, commit, snapshot, json.loads(body))
+        entry = _decode(ref, commit, snapshot, body)
         if entry is not None:
             out.append(entry)
     return out
@@ -160,7 +154,7 @@ def succeeded_like(repo: Repo, argv: list[str], cwd: str) -> list[Entry]:
                 "AND argv = ? AND cwd = ?", (_argv_key(argv), cwd)).fetchall()
     except (sqlite3.Error, OSError):
         found = [(r, c, s, b) for r, c, s, b in _current(repo, "body")]
-    entries = [_from_body(r, c, s, json.loads(b)) for r, c, s, b in found if heads.get(r) == c]
+    entries = [_decode(r, c, s, b) for r, c, s, b in found if heads.get(r) == c]
     return [e for e in entries if e is not None and e.result is not None
             and e.result.status == "succeeded" and e.record.argv == argv and e.record.cwd == cwd]
 
@@ -264,100 +258,44 @@ def _sync(repo: Repo, db: sqlite3.Connection, heads: dict[str, str],
     return out
 
 
-def _row(ref: str, commit: str, raw: str | None) -> tuple[Any, ...]:
-    """The table row of one commit (`raw`: the commit object's text; None: not a commit)."""
+def _row(ref: str, commit: str, raw: bytes | None) -> tuple[Any, ...]:
+    """The table row of one commit (`raw`: the commit object; None: not a commit)."""
     run_id = ids.id_from_ref(ref) or ""
-    parsed = _parse_commit(ref, commit, raw) if raw is not None else None
-    if parsed is None:  # remembered as unreadable, so it is not parsed again
+    try:
+        if raw is None:
+            raise GitexpError("not a commit")
+        parsed = Commit.parse(raw)
+        run = decode_run(parsed.message, ref=ref, commit=commit, parents=parsed.parents)
+    except GitexpError:  # remembered as unreadable, so it is not parsed again
         return (ref, commit, run_id, None, None, None, None, None, None, None, None, None)
-    entry, body = parsed
-    rec, res = entry.record, entry.result
+    rec, res = run.record, run.result
     row = row_of(rec, res, commit)
     return (ref, commit, run_id, rec.snapshot, rec.launched_at,
             res.status if res else None, rec.target, _argv_key(rec.argv), rec.cwd,
-            _dumps({k: row[k] for k in SUMMARY}), _dumps(row), body)
+            _dumps({k: row[k] for k in SUMMARY}), _dumps(row), run.message)
 
 
 def _dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
-def _parse_commit(ref: str, commit: str, raw: str) -> tuple[Entry, str] | None:
-    headers, _, message = raw.partition("\n\n")
-    parents = [line[7:] for line in headers.splitlines() if line.startswith("parent ")]
-    _, _, payload = message.partition("\n\n")
+def _decode(ref: str, commit: str, snapshot: str, message: str) -> Entry | None:
+    """The run of a row: its message decoded again, as when it was first read (the snapshot
+    stands in for the parents: it is the first parent of a results commit)."""
     try:
-        data = json.loads(payload)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    # a results commit's snapshot is its first parent; a snapshot commit is its own
-    snapshot = parents[0] if isinstance(data.get("result"), dict) and parents else commit
-    entry = _from_body(ref, commit, snapshot, data)
-    return (entry, payload.strip()) if entry is not None else None
-
-
-def _from_body(ref: str, commit: str, snapshot: str, data: dict[str, Any]) -> Entry | None:
-    """The run a message's JSON describes, or None if it is not a run this gitexp can read.
-    Built directly (at 10,000 runs the generic `from_dict` would dominate `ls`); anything
-    unexpected takes the careful path."""
-    try:
-        if data.get("schema") != SCHEMA:
-            raise TypeError("another schema")
-        rec = data["record"]
-        env = Environment(**rec["env"])
-        record = RunRecord(**{k: v for k, v in rec.items() if k in _RECORD_FIELDS and
-                              k not in ("env", "snapshot")}, env=env, snapshot=snapshot)
-        res = data.get("result")
-        result = Result(**{k: v for k, v in res.items() if k in _RESULT_FIELDS}) \
-            if isinstance(res, dict) else None
-        check_types(record)  # every field its annotated type: a forged one fails here
-        if result is not None:
-            check_types(result)
+        run = decode_run(message, ref=ref, commit=commit, parents=[snapshot])
     except GitexpError:
         return None
-    except (TypeError, KeyError, AttributeError):
-        try:
-            record, result = decode_message("\n\n" + json.dumps(data), snapshot=snapshot)
-        except GitexpError:
-            return None
-    if record.id != ids.id_from_ref(ref):  # forged: its id would steer keys, refs, scripts
-        return None
-    return Entry(ref=ref, commit=commit, record=record, result=result)
-
-
-_RECORD_FIELDS = frozenset(f.name for f in fields(RunRecord))
-_RESULT_FIELDS = frozenset(f.name for f in fields(Result))
+    return Entry(ref=ref, commit=commit, record=run.record, result=run.result)
 
 
 def _argv_key(argv: list[str]) -> str:
     return json.dumps(argv, separators=(",", ":"))
 
 
-def _read_commits(repo: Repo, heads: dict[str, str]) -> list[tuple[str, str, str | None]]:
-    """(ref, commit, the commit object's text or None) for `heads`, in one `git cat-file`."""
-    if not heads:
-        return []
+def _read_commits(repo: Repo, heads: dict[str, str]) -> list[tuple[str, str, bytes | None]]:
+    """(ref, commit, the commit object or None) for `heads`, in one `git cat-file`."""
     order = list(heads.items())
-    proc = subprocess.run(
-        ["git", "--git-dir", str(repo.git_dir), "cat-file", "--batch"],
-        input="".join(f"{commit}\n" for _, commit in order).encode(),
-        capture_output=True, env=clean_env(), check=False,
-    )
-    if proc.returncode != 0:
-        raise GitexpError("git cat-file failed while reading runs",
-                          hint="is this a healthy git repository? `git fsck` checks")
-    out, pos = proc.stdout, 0
-    found: list[tuple[str, str, str | None]] = []
-    for ref, commit in order:
-        nl = out.index(b"\n", pos)
-        header = out[pos:nl].split()
-        pos = nl + 1
-        if len(header) < 3 or header[1] != b"commit":  # missing, or not a commit
-            found.append((ref, commit, None))
-            continue
-        size = int(header[2])
-        found.append((ref, commit, out[pos:pos + size].decode(errors="replace")))
-        pos += size + 1
-    return found
+    objects = repo.read_objects(commit for _, commit in order)
+    return [(ref, commit, obj.data if obj.type == "commit" else None)
+            for (ref, commit), obj in zip(order, objects, strict=True)]

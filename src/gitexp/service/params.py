@@ -9,11 +9,10 @@ call; what was read is remembered in the index by (snapshot, subdirectory).
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterable
 from typing import Any
 
-from gitexp.git import Repo, clean_env
+from gitexp.git import Repo
 from gitexp.model.params import FILES, from_argv, from_file
 from gitexp.model.record import RunRecord
 from gitexp.service import index
@@ -51,30 +50,16 @@ def _read(repo: Repo, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Any]
         for d in dirs:
             for name in FILES:
                 asks.append(((snap, cwd), f"{d}/{name}" if d else name))
-    proc = subprocess.run(
-        ["git", "--git-dir", str(repo.git_dir), "cat-file", "--batch"],
-        input="".join(f"{snap}:{path}\n" for (snap, _), path in asks).encode(),
-        capture_output=True, env=clean_env(), check=False,
-    )
-    out, pos = proc.stdout, 0
+    objects = repo.read_objects(f"{snap}:{path}" for (snap, _), path in asks)
     found: dict[tuple[str, str], Any] = {k: {} for k in keys}
     done: set[tuple[str, str]] = set()
-    by_blob: dict[bytes, dict[str, Any]] = {}  # most snapshots share their params file
-    for key, path in asks:
-        nl = out.find(b"\n", pos)
-        if nl < 0:
-            break
-        header = out[pos:nl].split()
-        pos = nl + 1
-        if len(header) != 3 or header[1] != b"blob":  # "<ask> missing"
+    by_blob: dict[str, dict[str, Any]] = {}  # most snapshots share their params file
+    for (key, path), obj in zip(asks, objects, strict=True):
+        if obj.type != "blob" or obj.data is None or key in done:
             continue
-        size = int(header[2])
-        blob = out[pos:pos + size]
-        pos += size + 1
-        if key not in done:
-            done.add(key)
-            oid = header[0] + path.encode()  # the same bytes parse the same (per file kind)
-            if oid not in by_blob:
-                by_blob[oid] = from_file(path, blob.decode("utf-8", errors="replace"))
-            found[key] = by_blob[oid]
+        done.add(key)
+        oid = obj.oid + path  # the same bytes parse the same (per file kind)
+        if oid not in by_blob:
+            by_blob[oid] = from_file(path, obj.data.decode("utf-8", errors="replace"))
+        found[key] = by_blob[oid]
     return found

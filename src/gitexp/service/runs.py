@@ -18,7 +18,7 @@ from gitexp.git import Repo
 from gitexp.git.config import Config
 from gitexp.git.writeback import RESULTS_DIR, write_back
 from gitexp.model import ids, metrics
-from gitexp.model.record import LIVE, Result, RunRecord, decode_message
+from gitexp.model.record import LIVE, Result, RunRecord, decode_run
 from gitexp.model.runstate import (
     DEFAULT_INTERVAL,
     LAUNCH_TIMEOUT,
@@ -57,20 +57,23 @@ class Run:
 _FMT = "%(refname)%01%(objectname)%01%(parent)%01%(contents)"
 
 
-def parse_ref_line(line: str) -> Run | None:
+def parse_ref_line(line: str) -> Run:
+    """The run of one `for-each-ref --format=_FMT` record; GitexpError says why not."""
     refname, commit, parents, message = line.split("\x01", 3)
-    run_id = ids.id_from_ref(refname)
-    if run_id is None:
-        return None
-    try:
-        record, result = decode_message(message, snapshot=commit)
-    except GitexpError:
-        return None
-    if record.id != run_id:  # a forged record must not steer store keys, refs or scripts
-        return None
-    if result is not None:  # a results commit: the snapshot is its first parent
-        record = record.with_snapshot(parents.split()[0] if parents else commit)
-    return Run(record=record, result=result, commit=commit, written_back=result is not None)
+    run = decode_run(message, ref=refname, commit=commit, parents=parents.split())
+    return Run(record=run.record, result=run.result, commit=commit,
+               written_back=run.result is not None)
+
+
+def _parse_all(lines: list[str]) -> tuple[list[Run], str | None]:
+    """The readable runs of `lines`, and why the last unreadable one is not."""
+    runs, why = [], None
+    for line in lines:
+        try:
+            runs.append(parse_ref_line(line))
+        except GitexpError as exc:
+            why = exc.message
+    return runs, why
 
 
 def list_runs(repo: Repo, config: Config | None = None, *, refresh: bool = True) -> list[Run]:
@@ -105,8 +108,7 @@ def find(repo: Repo, spec: str, config: Config | None = None, *, refresh: bool =
     """A run by id, or by a unique prefix or suffix of its id."""
     exact = repo.rev_parse(ids.PREFIX + spec) if ids.is_valid_id(spec) else None
     if exact:
-        lines = list(repo.for_each_ref(ids.PREFIX + spec, _FMT))
-        candidates = [r for line in lines if (r := parse_ref_line(line))]
+        candidates, why = _parse_all(list(repo.for_each_ref(ids.PREFIX + spec, _FMT)))
     else:  # a prefix or suffix: match ref names, then read only the matching commits
 
         matches = [i for i in index.run_ids(repo)
@@ -115,12 +117,13 @@ def find(repo: Repo, spec: str, config: Config | None = None, *, refresh: bool =
             raise GitexpError(f"{spec!r} matches {len(matches)} runs",
                               hint="give more of the id: " + ", ".join(sorted(matches)[:4]))
         exact = matches[0] if matches else None
-        lines = list(repo.for_each_ref(ids.PREFIX + exact, _FMT)) if exact else []
-        candidates = [r for line in lines if (r := parse_ref_line(line))]
+        candidates, why = _parse_all(
+            list(repo.for_each_ref(ids.PREFIX + exact, _FMT)) if exact else [])
         spec = exact or spec
     if not candidates:
         if exact:
-            raise GitexpError(f"run {spec} has an unreadable record",
+            raise GitexpError(f"run {spec} has an unreadable record"
+                              + (f" ({why})" if why else ""),
                               hint=f"`git exp rm {spec}` removes it")
         raise UnknownRunError(spec)
     if len(candidates) > 1:

@@ -28,8 +28,8 @@ from typing import IO, Any
 from gitexp import METRICS_ENV, data, faults, secrets
 from gitexp.errors import GitexpError
 from gitexp.git import Repo, run_git, writeback
-from gitexp.model import metrics
-from gitexp.model.record import Result, RunRecord, decode_message
+from gitexp.model import ids, metrics
+from gitexp.model.record import Result, RunRecord, decode_run
 from gitexp.model.runstate import RunState
 from gitexp.notify import mailer
 from gitexp.notify.settings import SECRET_ENV
@@ -92,10 +92,14 @@ class Agent:
             source = transport.fetch_code(self.code, self.snapshot, self.workdir.parent / "cache")
         checkout = workspace.checkout(source, self.snapshot, self.workdir / "code")
         faults.point("agent.prepare")
-        message = run_git(["-C", str(checkout), "log", "-1", "--format=%B", self.snapshot])
-        self.record, _ = decode_message(message.stdout.decode(), self.snapshot)
-        if self.record.id != self.run_id:
-            raise GitexpError(f"snapshot {self.snapshot[:12]} belongs to run {self.record.id}")
+        shown = run_git(["-C", str(checkout), "log", "-1", "--format=%P%n%B", self.snapshot])
+        parents, _, message = shown.stdout.partition(b"\n")
+        run = decode_run(message, ref=ids.PREFIX + self.run_id, commit=self.snapshot,
+                         parents=parents.decode().split())
+        if run.result is not None:  # the snapshot is what runs, never a results commit
+            raise GitexpError(f"{self.snapshot[:12]} is the results commit of run "
+                              f"{self.run_id}, not its snapshot")
+        self.record = run.record
         if self.record.data:
             self.say("gitexp: pulling the data version")
             data.materialise(self.record, checkout, store=self.store, log=self.say)
