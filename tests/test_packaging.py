@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gitexp.cli import app, load
+from gitexp.cli import VERBS, app, load_all
+from gitexp.cli._app import GROUPS, HELP
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,9 +33,24 @@ def test_wheel_contains_hooks_templates_and_entry_points(tmp_path: Path):
 def _commands() -> list[str]:
     from typer.main import get_command
 
-    load()
+    load_all()
     group = get_command(app)
     return [name for name, cmd in group.commands.items() if not cmd.hidden]  # type: ignore[attr-defined]
+
+
+def test_the_list_of_verbs_is_every_verb_with_its_own_help():
+    """`git exp -h` lists verbs from `HELP` without importing them: the list must be the real
+    commands, each with the help its own module declares."""
+    from typer.main import get_command
+
+    load_all()
+    group = get_command(app)
+    real = dict(group.commands)  # type: ignore[attr-defined]
+    assert set(HELP) == set(real) == set(VERBS)
+    assert {name: cmd.help for name, cmd in real.items()} == HELP
+    assert {n for n, cmd in real.items() if hasattr(cmd, "commands")} == set(GROUPS)
+    listing = subprocess.run(["git", "exp", "-h"], capture_output=True, text=True).stdout
+    assert all(f"  {name} " in listing for name in HELP)
 
 
 @pytest.mark.parametrize("name", _commands())

@@ -38,8 +38,7 @@ from gitexp.git import Repo
 from gitexp.git.config import Config, Target
 from gitexp.model.record import RunRecord
 from gitexp.model.runstate import Handle
-from gitexp.worker import bootstrap
-from gitexp.worker.agent import agent_argv
+from gitexp.worker import agent_argv, bootstrap
 
 MOUNT = "/gitexp"  # everything gitexp mounts lives under this one path in the container
 ENGINES = ("podman", "docker")

@@ -42,8 +42,7 @@ from gitexp.git.config import Target
 from gitexp.model.record import Result, RunRecord
 from gitexp.model.runstate import Handle, RunState
 from gitexp.stores import open_store
-from gitexp.worker import bootstrap
-from gitexp.worker.agent import agent_argv
+from gitexp.worker import agent_argv, bootstrap
 
 DEFAULT_IMAGE = "projects/debian-cloud/global/images/family/debian-12"
 DEFAULT_MACHINE = "e2-standard-4"

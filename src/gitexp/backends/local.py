@@ -15,7 +15,7 @@ from gitexp.git import Repo
 from gitexp.git.config import Target
 from gitexp.model.record import RunRecord
 from gitexp.model.runstate import Handle
-from gitexp.worker.agent import agent_argv
+from gitexp.worker import agent_argv
 
 
 class LocalBackend:

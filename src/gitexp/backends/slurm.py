@@ -38,8 +38,7 @@ from gitexp.model.record import Result, RunRecord
 from gitexp.model.runstate import Handle, RunState
 from gitexp.stores import Store, open_store
 from gitexp.stores.sftp import ssh_argv as user_ssh
-from gitexp.worker import bootstrap
-from gitexp.worker.agent import agent_argv
+from gitexp.worker import agent_argv, bootstrap
 
 CLI_TIMEOUT = 60.0
 # Slurm job states in which the job (and so the agent) may still be there.

@@ -10,27 +10,45 @@ import traceback
 from importlib import import_module
 from pathlib import Path
 
+import typer
 from typer import Abort
 from typer._click import exceptions as click_exc
 from typer.main import get_command
 
 from gitexp import __version__
-from gitexp.cli._app import app
+from gitexp.cli._app import GROUPS, HELP, app
 from gitexp.errors import GitexpError
 
 # Each subcommand module (cli/<verb>.py) registers itself on `app` when imported. Only the
 # verb being run is imported, with the part of gitexp it needs: `git exp ls` never loads the
-# code that launches runs. Help and unknown verbs load them all.
+# code that launches runs, and `git exp -h` lists the verbs by their help alone (`HELP`).
 VERBS = tuple(sorted(m.stem for m in Path(__file__).parent.glob("[!_]*.py")))
 
-__all__ = ["app", "load", "main"]
+__all__ = ["app", "load", "load_all", "main"]
 
 
 def load(args: list[str] | None = None) -> None:
-    """Register the verb `args` names (its first word), or every verb."""
+    """Register the verb `args` names (their first word); without one (help, a typo), list
+    every verb by name and help, importing none."""
     verb = next((a for a in args or [] if not a.startswith("-")), None)
-    for name in [verb] if verb in VERBS else VERBS:
+    if verb in VERBS:
+        import_module(f"gitexp.cli.{verb}")
+        return
+    for name, text in HELP.items():
+        if name in GROUPS:
+            app.add_typer(typer.Typer(help=text), name=name)
+        else:
+            app.command(name=name, help=text)(_listed)
+
+
+def load_all() -> None:
+    """Register every verb, whole (for tools that inspect the real commands)."""
+    for name in VERBS:
         import_module(f"gitexp.cli.{name}")
+
+
+def _listed() -> None:
+    """Stands for a verb in the list of verbs; never runs (a named verb is imported)."""
 
 
 def main(argv: list[str] | None = None) -> int:

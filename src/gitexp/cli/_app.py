@@ -26,6 +26,34 @@ app = typer.Typer(
 )
 
 
+# Each verb's help, in one place: `git exp -h` lists the verbs from here without importing
+# any (together they would load most of gitexp); each verb module takes its own from here.
+HELP: dict[str, str] = {
+    "cancel": "Stop running runs.",
+    "checkout": "Check out the snapshot a run launched from. Refuses on uncommitted changes.",
+    "diff": "Compare command, params, data, code, metrics and environment.",
+    "fetch": "Fetch runs and exp/* tags; new runs show up in `git exp ls`. Never overwrites a "
+        "local run.",
+    "gc": "Remove ended runs matching every criterion given; live runs are never touched.",
+    "logs": "Print a run's log.",
+    "ls": "List runs (newest first): id, status, target, start, duration, command, metrics.",
+    "outputs": "Restore the outputs a run recorded (`--out`, dvc.yaml outs), byte-identical.",
+    "plot": "Draw metric curves of one or more runs into a PNG, one colour per run.",
+    "push": "Push finished runs (all, or the ones named) and their exp/* tags; never forces.",
+    "report": "Write the runs table, metric curves and every run's record into one HTML file.",
+    "rerun": "A new run of RUN's snapshot, argv, directory and data version (not of the work "
+        "tree).",
+    "rm": "Remove runs. Their objects stay until `git gc` prunes them.",
+    "run": "Snapshot the work tree and run CMD on a target, from exactly that snapshot.",
+    "show": "Show everything about one run.",
+    "targets": "List the targets (`exp.target.<name>.*` in .gitexp/config and git config).",
+    "watch": "Observe live runs in a loop; print each status change.",
+    "hooks": "Install, remove or inspect gitexp's git hooks.",
+    "image": "The project's container image (dev = prod).",
+}
+GROUPS = ("hooks", "image")  # verbs that are typer groups of their own (hooks install, ...)
+
+
 @app.callback()
 def _group() -> None:
     # A callback keeps `app` a group when only one verb is loaded (typer would otherwise make

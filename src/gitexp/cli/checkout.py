@@ -6,11 +6,11 @@ import typer
 
 from gitexp import data
 from gitexp.cli import _render as r
-from gitexp.cli._app import app, open_repo
+from gitexp.cli._app import HELP, app, open_repo
 from gitexp.service import rerun, runs
 
 
-@app.command()
+@app.command(help=HELP["checkout"])
 def checkout(
     run: str = typer.Argument(..., help="Run id (or a unique part of it)."),
     branch: str = typer.Option(None, "-b", "--branch", metavar="NAME",
@@ -18,7 +18,6 @@ def checkout(
     outputs: bool = typer.Option(False, "--outputs", help="Also restore the run's recorded "
                                  "outputs (through DVC)."),
 ) -> int:
-    """Check out the snapshot a run launched from. Refuses on uncommitted changes."""
     repo, config = open_repo()
     found = runs.find(repo, run, config)
     rerun.restore_code(repo, found, branch, outputs=outputs)

@@ -5,19 +5,18 @@ from __future__ import annotations
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import JSON_OPTION, app, open_repo, print_json
+from gitexp.cli._app import HELP, JSON_OPTION, app, open_repo, print_json
 from gitexp.service import diff as core
 from gitexp.service import runs
 
 
-@app.command()
+@app.command(help=HELP["diff"])
 def diff(
     a: str = typer.Argument(..., help="A run id (or a unique part of it)."),
     b: str = typer.Argument(None, help="Another run; without it, A's base commit."),
     patch: bool = typer.Option(False, "-p", "--patch", help="The full code diff, not --stat."),
     as_json: bool = JSON_OPTION,
 ) -> int:
-    """Compare command, params, data, code, metrics and environment."""
     repo, config = open_repo()
     run_a = runs.find(repo, a, config)
     report = (core.runs(repo, run_a, runs.find(repo, b, config), patch=patch) if b

@@ -5,15 +5,14 @@ from __future__ import annotations
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import app, open_repo
+from gitexp.cli._app import HELP, app, open_repo
 from gitexp.service import sharing
 
 
-@app.command()
+@app.command(help=HELP["fetch"])
 def fetch(
     remote: str = typer.Argument(None, help="Remote to fetch from (default: the branch's)."),
 ) -> int:
-    """Fetch runs and exp/* tags; new runs show up in `git exp ls`. Never overwrites a local run."""
     repo, _ = open_repo()
     r.fetched(sharing.fetch(repo, remote))
     return 0

@@ -5,11 +5,11 @@ from __future__ import annotations
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import app, open_repo
+from gitexp.cli._app import HELP, app, open_repo
 from gitexp.service import gc, runs
 
 
-@app.command("gc")
+@app.command("gc", help=HELP["gc"])
 def gc_command(
     older_than: str = typer.Option(None, "--older-than", metavar="AGE",
                                    help="Runs launched longer ago than AGE (30d, 12h)."),
@@ -21,7 +21,6 @@ def gc_command(
                                                    "highest), remove the others that have it."),
     dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Only list what would go."),
 ) -> int:
-    """Remove ended runs matching every criterion given; live runs are never touched."""
     repo, config = open_repo()
     policy = gc.Policy.parse(older_than=older_than, failed=failed,
                              keep_best=keep_best or None)

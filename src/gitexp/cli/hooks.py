@@ -5,10 +5,10 @@ from __future__ import annotations
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import app, open_repo
+from gitexp.cli._app import HELP, app, open_repo
 from gitexp.hooks import install as hooks
 
-hooks_app = typer.Typer(help="Install, remove or inspect gitexp's git hooks.",
+hooks_app = typer.Typer(help=HELP["hooks"],
                         no_args_is_help=True, add_completion=False)
 app.add_typer(hooks_app, name="hooks")
 

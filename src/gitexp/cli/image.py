@@ -6,11 +6,11 @@ import typer
 
 from gitexp.backends import docker
 from gitexp.cli import _render as r
-from gitexp.cli._app import app, open_repo
+from gitexp.cli._app import HELP, app, open_repo
 from gitexp.errors import ConfigError
 from gitexp.git.config import Target
 
-image_app = typer.Typer(help="The project's container image (dev = prod).",
+image_app = typer.Typer(help=HELP["image"],
                         no_args_is_help=True)
 app.add_typer(image_app, name="image")
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import JSON_OPTION, app, open_repo, print_json
+from gitexp.cli._app import HELP, JSON_OPTION, app, open_repo, print_json
 from gitexp.service import runs
 
 
-@app.command()
+@app.command(help=HELP["logs"])
 def logs(
     run: str = typer.Argument(..., help="Run id (or a unique part of it)."),
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing until it ends."),
     as_json: bool = JSON_OPTION,
 ) -> int:
-    """Print a run's log."""
     repo, config = open_repo()
     found = runs.find(repo, run, config)
     if as_json:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import JSON_OPTION, app, open_repo, print_json
+from gitexp.cli._app import HELP, JSON_OPTION, app, open_repo, print_json
 from gitexp.service import index, runs
 from gitexp.service import where as w
 
 
-@app.command("ls")
+@app.command(help=HELP["ls"])
 def ls(  # noqa: PLR0917 - typer reads options from the signature
     as_json: bool = JSON_OPTION,
     sweep: str = typer.Option(None, "--sweep", metavar="ID", help="Only the runs of one sweep."),
@@ -28,7 +28,6 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
                                 help="Columns to show, e.g. run,status,lr,loss "
                                      "(default: the usual ones and all metrics)."),
 ) -> int:
-    """List runs (newest first): id, status, target, start, duration, command, metrics."""
     repo, config = open_repo()
     split = [c.strip() for c in (columns or "").split(",") if c.strip()]
     query = w.Query(status=_many(status), target=_many(target), where=where, sort=sort,

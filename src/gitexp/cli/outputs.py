@@ -6,17 +6,16 @@ import typer
 
 from gitexp import data
 from gitexp.cli import _render as r
-from gitexp.cli._app import app, open_repo
+from gitexp.cli._app import HELP, app, open_repo
 from gitexp.service import runs
 
 
-@app.command()
+@app.command(help=HELP["outputs"])
 def outputs(
     run: str = typer.Argument(..., help="Run id (or a unique part of it)."),
     paths: list[str] = typer.Argument(None, help="Only these outputs (default: all)."),
     force: bool = typer.Option(False, "--force", help="Overwrite files that differ."),
 ) -> int:
-    """Restore the outputs a run recorded (`--out`, dvc.yaml outs), byte-identical."""
     repo, config = open_repo()
     found = runs.find(repo, run, config)
     with r.data_progress() as progress:

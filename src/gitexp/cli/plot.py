@@ -8,11 +8,11 @@ import typer
 
 from gitexp import charts
 from gitexp.cli import _render as r
-from gitexp.cli._app import app, open_repo
+from gitexp.cli._app import HELP, app, open_repo
 from gitexp.service import plots, runs
 
 
-@app.command("plot")
+@app.command(help=HELP["plot"])
 def plot(
     run_specs: list[str] = typer.Argument(..., metavar="RUN...", help="Runs to overlay."),
     metric: list[str] = typer.Option([], "-m", "--metric",
@@ -20,7 +20,6 @@ def plot(
     output: Path = typer.Option(None, "-o", "--output",
                                 help="The PNG to write (default: METRIC.png or metrics.png)."),
 ) -> int:
-    """Draw metric curves of one or more runs into a PNG, one colour per run."""
     repo, config = open_repo()
     found = [runs.find(repo, spec, config) for spec in run_specs]
     png, drawn, empty = plots.overlay(repo, found, metric or None)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import app, open_repo
+from gitexp.cli._app import HELP, app, open_repo
 from gitexp.service import runs, sharing
 
 
-@app.command()
+@app.command(help=HELP["push"])
 def push(
     args: list[str] = typer.Argument(None, metavar="[REMOTE] [RUN]...",
                                      help="Remote (default: the branch's), then run ids."),
 ) -> int:
-    """Push finished runs (all, or the ones named) and their exp/* tags; never forces."""
     repo, config = open_repo()
     words = list(args or [])
     remote = words.pop(0) if words and sharing.is_remote(repo, words[0]) else None

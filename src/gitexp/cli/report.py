@@ -7,19 +7,18 @@ from pathlib import Path
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import app, open_repo
+from gitexp.cli._app import HELP, app, open_repo
 from gitexp.service import report as core
 from gitexp.service import runs
 
 
-@app.command("report")
+@app.command(help=HELP["report"])
 def report(
     run_specs: list[str] = typer.Argument(None, metavar="[RUN]...",
                                           help="Runs to include (default: all)."),
     output: Path = typer.Option(Path("runs.html"), "-o", "--output", help="The page to write."),
     title: str = typer.Option(None, "--title", help="The page's title."),
 ) -> int:
-    """Write the runs table, metric curves and every run's record into one HTML file."""
     repo, config = open_repo()
     found = ([runs.find(repo, spec, config) for spec in run_specs] if run_specs
              else runs.list_runs(repo, config))

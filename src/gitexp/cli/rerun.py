@@ -7,13 +7,13 @@ import sys
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import app, open_repo
+from gitexp.cli._app import HELP, app, open_repo
 from gitexp.notify import dev as notify
 from gitexp.service import launch, runs
 from gitexp.service import rerun as replay
 
 
-@app.command()
+@app.command(help=HELP["rerun"])
 def rerun(  # noqa: PLR0917 - typer reads options from the signature
     run: str = typer.Argument(..., help="Run id (or a unique part of it)."),
     target: str = typer.Option(None, "-t", "--target", help="Where to run (default: the run's)."),
@@ -26,7 +26,6 @@ def rerun(  # noqa: PLR0917 - typer reads options from the signature
                                "(default: origin, else this repository)."),
     detach: bool = typer.Option(False, "-d", "--detach", help="Print the new run id and return."),
 ) -> int:
-    """A new run of RUN's snapshot, argv, directory and data version (not of the work tree)."""
     repo, config = open_repo()
     original = runs.find(repo, run, config)
     if script:

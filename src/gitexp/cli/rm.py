@@ -5,16 +5,15 @@ from __future__ import annotations
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import app, open_repo
+from gitexp.cli._app import HELP, app, open_repo
 from gitexp.service import gc
 
 
-@app.command()
+@app.command(help=HELP["rm"])
 def rm(
     run_specs: list[str] = typer.Argument(..., metavar="RUN...", help="Run ids (or unique parts)."),
     dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Only list what would go."),
 ) -> int:
-    """Remove runs. Their objects stay until `git gc` prunes them."""
     repo, config = open_repo()
     found, broken = gc.resolve(repo, config, run_specs)
     if dry_run:

@@ -7,13 +7,13 @@ from pathlib import Path
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import app, open_repo
+from gitexp.cli._app import HELP, app, open_repo
 from gitexp.cli._sweep import launch_sweep
 from gitexp.notify import dev as notify
 from gitexp.service import launch, runs
 
 
-@app.command(context_settings={"allow_interspersed_args": False,
+@app.command(help=HELP["run"], context_settings={"allow_interspersed_args": False,
                                "ignore_unknown_options": True})
 def run(  # noqa: PLR0917 - typer reads options from the signature
     command: list[str] = typer.Argument(None, metavar="-- CMD [ARGS]...",
@@ -33,7 +33,6 @@ def run(  # noqa: PLR0917 - typer reads options from the signature
     force: bool = typer.Option(False, "--force",
                                help="Run even if the same run already succeeded."),
 ) -> int:
-    """Snapshot the work tree and run CMD on a target, from exactly that snapshot."""
     repo, config = open_repo()
     argv = list(command or [])
     if argv[:1] == ["--"]:

@@ -5,16 +5,15 @@ from __future__ import annotations
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import JSON_OPTION, app, open_repo, print_json
+from gitexp.cli._app import HELP, JSON_OPTION, app, open_repo, print_json
 from gitexp.service import runs
 
 
-@app.command()
+@app.command(help=HELP["show"])
 def show(
     run: str = typer.Argument(..., help="Run id (or a unique part of it)."),
     as_json: bool = JSON_OPTION,
 ) -> int:
-    """Show everything about one run."""
     repo, config = open_repo()
     found = runs.find(repo, run, config)
     if as_json:

@@ -7,14 +7,13 @@ from typing import Any
 from gitexp import secrets
 from gitexp.backends import backend_for
 from gitexp.cli import _render as r
-from gitexp.cli._app import JSON_OPTION, app, open_repo, print_json
+from gitexp.cli._app import HELP, JSON_OPTION, app, open_repo, print_json
 from gitexp.errors import GitexpError
 from gitexp.git.config import DEFAULT_TARGET
 
 
-@app.command()
+@app.command(help=HELP["targets"])
 def targets(as_json: bool = JSON_OPTION) -> int:
-    """List the targets (`exp.target.<name>.*` in .gitexp/config and git config)."""
     repo, config = open_repo()
     default = config.get("exp.defaulttarget") or DEFAULT_TARGET
     rows: list[dict[str, Any]] = []

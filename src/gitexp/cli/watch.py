@@ -6,16 +6,15 @@ from __future__ import annotations
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import app, open_repo
+from gitexp.cli._app import HELP, app, open_repo
 from gitexp.notify import dev
 
 
-@app.command("watch")
+@app.command(help=HELP["watch"])
 def watch(
     interval: float = typer.Option(60.0, "--interval", help="Seconds between looks."),
     until_idle: bool = typer.Option(False, "--until-idle", help="Stop when no run is live."),
 ) -> int:
-    """Observe live runs in a loop; print each status change."""
     repo, config = open_repo()
     r.changes(dev.watch(repo, config, interval=max(interval, 0.2), until_idle=until_idle))
     return 0

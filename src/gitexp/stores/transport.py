@@ -100,9 +100,8 @@ def _newest_local(repo: Repo, held: set[str]) -> list[str]:
     """The newest MAX_HAVES held commits that this repository also has."""
     if not held:
         return []
-    batch = "".join(f"{c}\n" for c in sorted(held)).encode()
-    out = run_git(["--git-dir", str(repo.git_dir), "cat-file", "--batch-check"], input=batch)
-    present = [ln.split()[0] for ln in out.stdout.decode().splitlines() if " commit " in ln]
+    present = [o.oid for o in repo.read_objects(sorted(held), max_size=0)
+               if o.type == "commit"]
     if not present:
         return []
     dated = run_git(["--git-dir", str(repo.git_dir), "rev-list", "--no-walk", "--date-order",

@@ -282,21 +282,6 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def agent_argv(python: str, *, store: str, run_id: str, snapshot: str, code: str,
-               workdir: str, heartbeat: float | str, repo: str | None = None,
-               flush: float | None = None) -> list[str]:
-    """The agent's command line, the one way every target starts it (their templates get it
-    whole). Values may be shell expressions where a template runs it (`ShellWord`)."""
-    argv = [python, "-m", "gitexp.worker.agent", "--store", store, "--code", code,
-            "--run", run_id, "--snapshot", snapshot, "--workdir", workdir,
-            "--heartbeat", str(heartbeat)]
-    if repo is not None:
-        argv += ["--repo", repo]
-    if flush is not None:
-        argv += ["--flush", str(flush)]
-    return argv
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="gitexp agent")
     p.add_argument("--store", required=True)

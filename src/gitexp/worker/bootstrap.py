@@ -28,7 +28,7 @@ from typing import Any
 
 from gitexp import __version__
 from gitexp.stores import Progress, Store, put_file
-from gitexp.worker.agent import agent_argv
+from gitexp.worker import agent_argv
 
 TOOLS = "tools"
 _EPOCH = (2020, 1, 1, 0, 0, 0)  # fixed zip timestamps: the same code makes the same wheel
