@@ -69,3 +69,30 @@ def assert_user_error(proc: subprocess.CompletedProcess[str], *needles: str) -> 
     assert len([ln for ln in lines if not ln.startswith("hint: ")]) == 1, proc.stderr
     for needle in needles:
         assert needle in proc.stderr, (needle, proc.stderr)
+
+
+class MemoryStore:
+    """The store protocol and nothing more, in memory: what the helpers fall back on, and a
+    stand-in for a remote store that a stranger controls."""
+
+    def __init__(self, objects: dict[str, bytes] | None = None,
+                 url: str = "mem://store") -> None:
+        self.url, self.objects = url, objects if objects is not None else {}
+
+    def read(self, key: str, *, offset: int = 0) -> bytes | None:
+        data = self.objects.get(key)
+        return None if data is None else data[offset:]
+
+    def write(self, key: str, data: bytes) -> None:
+        self.objects[key] = data
+
+    def append(self, key: str, data: bytes) -> None:
+        self.objects[key] = self.objects.get(key, b"") + data
+
+    def list(self, prefix: str) -> list[str]:
+        return sorted(k for k in self.objects if k.startswith(prefix + "/"))
+
+    def delete(self, prefix: str) -> None:
+        for key in [k for k in self.objects if k == prefix or k.startswith(prefix + "/")]:
+            del self.objects[key]
+

@@ -36,7 +36,7 @@ from gitexp.stores import transport
 from gitexp.stores.file import FileStore
 from gitexp.worker import workspace
 from tests.conftest import make_repo
-from tests.helpers import assert_user_error, exp, exp_json, git, wait_done, wait_for
+from tests.helpers import MemoryStore, assert_user_error, exp, exp_json, git, wait_done, wait_for
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "gitexp"
 HOSTILE = ["$(touch {canary})", "`touch {canary}`", "; touch {canary}", "&& touch {canary}",
@@ -66,33 +66,9 @@ def record(run_id: str = "train-1127-1200-abcd", **fields: Any) -> RunRecord:
 
 
 # -- 1. archives and bundles ----------------------------------------------------------------
-class DictStore:
-    """An in-memory store standing in for a remote (gs://) store a stranger controls."""
-
-    def __init__(self, objects: dict[str, bytes]) -> None:
-        self.url, self.objects = "gs://hostile/store", objects
-
-    def read(self, key: str, *, offset: int = 0) -> bytes | None:
-        data = self.objects.get(key)
-        return None if data is None else data[offset:]
-
-    def write(self, key: str, data: bytes) -> None:
-        self.objects[key] = data
-
-    def append(self, key: str, data: bytes) -> None:
-        self.objects[key] = self.objects.get(key, b"") + data
-
-    def list(self, prefix: str) -> list[str]:
-        return sorted(k for k in self.objects if k.startswith(prefix + "/"))
-
-    def delete(self, prefix: str) -> None:
-        for key in self.list(prefix):
-            del self.objects[key]
-
-
-def serve(monkeypatch: pytest.MonkeyPatch, objects: dict[str, bytes]) -> DictStore:
-    """Make `gs://hostile/store` open as a DictStore holding `objects`."""
-    store = DictStore(objects)
+def serve(monkeypatch: pytest.MonkeyPatch, objects: dict[str, bytes]) -> MemoryStore:
+    """Make `gs://hostile/store` open as an in-memory store holding `objects`."""
+    store = MemoryStore(objects, url="gs://hostile/store")
     monkeypatch.setattr(transport, "open_store", lambda url: store)
     return store
 

@@ -33,7 +33,7 @@ from gitexp.stores import (
 )
 from gitexp.stores.gcs import GCSStore
 from tests.conftest import make_repo
-from tests.helpers import git
+from tests.helpers import MemoryStore, git
 
 KINDS = ["file", "gcs_emulator", "fake_gcs", "sftp"]
 CAPABILITIES = [StreamsFiles, TellsSizes, ReadsRanges, CodeStore]
@@ -219,32 +219,9 @@ def test_streamed_files(store: Store, tmp_path: Path) -> None:
     assert not (tmp_path / "none").exists()
 
 
-class PlainStore:
-    """The protocol and nothing more: what the helpers fall back on."""
-
-    def __init__(self) -> None:
-        self.url, self.objects = "mem://plain", dict[str, bytes]()
-
-    def read(self, key: str, *, offset: int = 0) -> bytes | None:
-        data = self.objects.get(key)
-        return None if data is None else data[offset:]
-
-    def write(self, key: str, data: bytes) -> None:
-        self.objects[key] = data
-
-    def append(self, key: str, data: bytes) -> None:
-        self.objects[key] = self.objects.get(key, b"") + data
-
-    def list(self, prefix: str) -> list[str]:
-        return sorted(k for k in self.objects if k.startswith(prefix + "/"))
-
-    def delete(self, prefix: str) -> None:
-        for key in [k for k in self.objects if k == prefix or k.startswith(prefix + "/")]:
-            del self.objects[key]
-
 
 def test_a_store_with_no_capabilities_gets_the_same_answers(tmp_path: Path) -> None:
-    plain = PlainStore()
+    plain = MemoryStore(url="mem://plain")
     assert isinstance(plain, Store)
     assert not any(isinstance(plain, c) for c in CAPABILITIES)
     src = tmp_path / "f"

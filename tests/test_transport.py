@@ -17,9 +17,8 @@ from gitexp.stores.file import FileStore
 from gitexp.stores.gcs import GCSStore
 from gitexp.worker import bootstrap, workspace
 from tests.conftest import make_repo
-from tests.helpers import git
+from tests.helpers import MemoryStore, git
 from tests.services._util import unavailable
-from tests.test_store_contract import PlainStore
 
 
 def commit_files(repo: Path, files: dict[str, str | bytes], message: str = "c") -> str:
@@ -145,7 +144,7 @@ def test_a_store_without_a_transport_of_its_own_carries_bundles(src: Path,
                                                                 tmp_path: Path) -> None:
     """Bundles need nothing but the store protocol: a store that is no CodeStore gets them
     (the push and the fetch of every store are in tests/test_store_contract.py)."""
-    plain, repo = PlainStore(), Repo.discover(src)
+    plain, repo = MemoryStore(url="mem://plain"), Repo.discover(src)
     s1 = head(src)
     assert transport.push_code(repo, plain, s1) > 5_000
     s2 = commit_files(src, {"pkg/mod5.py": "x = 'five'\n"})
