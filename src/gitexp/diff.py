@@ -8,6 +8,7 @@ Code is compared snapshot to snapshot; results commits are never diffed, so
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeGuard
 
@@ -19,6 +20,7 @@ from gitexp.runs import Run
 
 PATHSPEC = ("--", ".", f":(exclude){RESULTS_DIR}")
 Change = dict[str, Any]  # {"a": ..., "b": ...}
+_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # sha1 or sha256 object ids
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def environment(repo: Repo, a: Run, b: Run) -> dict[str, Change]:
 
 
 def _packages(repo: Repo, blob: str | None) -> dict[str, str]:
-    if not blob:
+    if not blob or not _OID.fullmatch(blob):  # a forged record's text is no argv for git
         return {}
     text = repo.git("cat-file", "blob", blob, check=False)
     pairs = (line.partition("==") for line in text.splitlines() if line.strip())
