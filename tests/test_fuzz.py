@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
 from dataclasses import fields
 from pathlib import Path
@@ -26,7 +27,7 @@ from gitexp.runs import Run
 from gitexp.where import compile_where, row_of, value_of
 from tests.helpers import git
 
-FUZZ = settings(max_examples=300, deadline=None,
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SNAP = "5" * 40
 
