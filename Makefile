@@ -48,7 +48,7 @@ fuzz: $(STAMP)
 # `git exp` children: PYTHONPATH makes them run the mutants too, and report what they
 # covered (scripts/mutmut/). A fresh run each time; about 40 minutes on 2 cores.
 MUTATE_CHILDREN  ?= 2
-MUTATE_MAX_TESTS ?= 8
+MUTATE_MAX_TESTS ?= 4
 MUTATE_RUNS := $(foreach f,parse_ref_line list_runs _observe_all find store_of _observable \
 	_backend_of observe _json _live_result _stored_result _live_status _heartbeat _is_number \
 	_launch_lost result_json,'gitexp.runs.x_$(f)__mutmut_*')
@@ -56,7 +56,7 @@ MUTATE_NAMES := $(foreach m,snapshot record refs where rerun gc index diff secre
 	'gitexp.$(m).*') $(MUTATE_RUNS)
 mutate: $(STAMP)
 	$(BIN)/pip install -q 'mutmut>=3.8,<4'
-	rm -rf mutants
+	rm -rf mutants && mkdir -p mutants/src  # on PYTHONPATH: it must exist as Python starts
 	PATH="$(CURDIR)/$(BIN):$$PATH" PYTHONPATH="$(CURDIR)/mutants/src:$(CURDIR)/scripts/mutmut" \
 		GITEXP_MUTATE_MAX_TESTS=$(MUTATE_MAX_TESTS) FUZZ_EXAMPLES=60 SNAPSHOT_EXAMPLES=25 \
 		$(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) $(MUTATE_NAMES) > mutants.log
