@@ -104,7 +104,12 @@ def code(repo: Repo, a: str, b: str, *, patch: bool) -> Code:
 
 def changed(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Change]:
     return {k: {"a": a.get(k), "b": b.get(k)} for k in sorted(a.keys() | b.keys())
-            if a.get(k) != b.get(k) or (k in a) != (k in b)}
+            if not _same(a.get(k), b.get(k)) or (k in a) != (k in b)}
+
+
+def _same(x: Any, y: Any) -> bool:
+    # `--fast` (true) and `--fast 1` (1) are different params: Python's True == 1 is not
+    return isinstance(x, bool) == isinstance(y, bool) and bool(x == y)
 
 
 def metrics(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Change]:
