@@ -10,7 +10,9 @@ would kill then counts as survived: the score can only err low."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 
 _DIR = Path(tempfile.mkdtemp(prefix="gitexp-mutmut-hits-"))
 os.environ["GITEXP_MUTMUT_HITS"] = str(_DIR)  # every child inherits it
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)  # only the stats run writes in it
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
