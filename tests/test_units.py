@@ -162,3 +162,45 @@ def test_where_values_and_names() -> None:
     assert not where.needs_params([], rows)
     assert where.sort_keys(" -loss, acc ,+lr,") == [("loss", True), ("acc", False),
                                                     ("lr", False)]
+
+
+def test_row_of_is_every_field_by_name() -> None:
+    rec = RunRecord(id="r-1", argv=["python", "t.py", "--lr", "0.1"], cwd="sub", base="b" * 40,
+                    branch="main", user="u <u@x>", launched_at=100.0, target="gpu",
+                    backend="ssh", store="file:///s", env=Environment(python="3", platform="p"),
+                    params={"depth": 4, "lr": 0.2}, name="r", rerun_of="r-0", sweep="sw",
+                    snapshot="s" * 40)
+    res = Result(status="failed", exit_code=2, started_at=101.0, ended_at=104.5, host="h",
+                 metrics={"loss": 0.5}, error="boom", check={"reproduced": True})
+    assert where.row_of(rec, res, "c" * 40) == {
+        "id": "r-1", "status": "failed", "target": "gpu", "backend": "ssh", "user": "u <u@x>",
+        "branch": "main", "cwd": "sub", "name": "r", "sweep": "sw", "rerun_of": "r-0",
+        "base": "b" * 40, "snapshot": "s" * 40, "commit": "c" * 40, "launched_at": 100.0,
+        "started": 101.0, "ended": 104.5, "duration": 3.5, "exit_code": 2, "host": "h",
+        "command": "python t.py --lr 0.1", "error": "boom", "verdict": "reproduced",
+        "metrics": {"loss": 0.5}, "params": {"lr": 0.2, "depth": 4}, "written_back": True}
+    live = where.row_of(rec, None)
+    assert live["status"] == "queued" and live["written_back"] is False
+    assert live["verdict"] is None and live["commit"] == "" and live["duration"] is None
+    failed_check = where.row_of(rec, Result(status="succeeded", check={"reproduced": False}))
+    assert failed_check["verdict"] == "not reproduced"
+    assert set(where.FIELDS) | {"commit", "metrics", "params", "written_back"} == set(live)
+    assert set(where.SUMMARY) <= set(live)
+
+
+def test_query_refuses_unknown_statuses_columns_and_sorts() -> None:
+    assert where.Query(status=("lost",), columns=("loss", "params.lr")).filters()
+    assert not where.Query(columns=("loss",), sort="-loss", limit=3).filters()
+    assert where.Query(sweep="s").filters() and where.Query(target=("t",)).filters()
+    assert where.Query(where="loss < 1").filters()
+    for bad in ({"status": ("done",)}, {"columns": ("a b",)}, {"sort": "lo ss"}):
+        with pytest.raises(GitexpError):
+            where.Query(**bad)  # type: ignore[arg-type]
+    assert where.Query(sort="-acc", columns=("lr",), where="x < 1 or y == 2").names() == \
+        ["acc", "lr", "x", "y"]
+    rows = [{"id": str(i), "status": "succeeded", "target": "t", "sweep": None,
+             "launched_at": float(i), "metrics": {}, "params": {}} for i in range(5)]
+    assert [r["id"] for r in where.select(rows, where.Query(limit=2))] == ["4", "3"]
+    assert where.select(rows, where.Query(limit=0)) == []
+    with pytest.raises(GitexpError):
+        where.select(rows, where.Query(limit=-1))
