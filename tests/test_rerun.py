@@ -252,3 +252,16 @@ def test_a_rerun_that_ends_otherwise_is_not_reproduced_even_with_the_same_metric
     verdict = exp_json("show", rerun_id, cwd=repo)["result"]["check"]
     assert verdict["reproduced"] is False
     assert verdict["status"] == {"a": "succeeded", "b": "failed", "same": False}
+
+
+def test_the_script_fetches_from_origin_when_there_is_one(repo: Path) -> None:
+    from gitexp.git import Repo
+    from gitexp.rerun import default_remote
+
+    assert default_remote(Repo.discover(repo)) == str(Repo.discover(repo).root)
+    git("remote", "add", "origin", "https://example.com/team/project.git", cwd=repo)
+    assert default_remote(Repo.discover(repo)) == "https://example.com/team/project.git"
+    (repo / "train.py").write_text(DETERMINISTIC)
+    run_id = run_once(repo, "python", "train.py")
+    script = exp("rerun", run_id, "--script", cwd=repo).stdout
+    assert "https://example.com/team/project.git" in script

@@ -305,3 +305,19 @@ def test_a_heartbeat_older_than_exp_lostafter_is_lost_a_fresher_one_is_not(repo:
     beat(5.0)
     status, why = _status_now(repo, run_id)
     assert status == "lost" and why == "no heartbeat for 5s"
+
+
+def test_cancelling_a_run_that_never_started_ends_it_cancelled(repo: Path):
+    from gitexp import runs
+    from gitexp.config import Config
+    from gitexp.git import Repo
+    from gitexp.launch import LaunchRequest, record_runs
+
+    r = Repo.discover(repo)
+    rec = record_runs(r, Config.load(r), [LaunchRequest(argv=["true"], cwd=repo,
+                                                        force=True)]).records[0]
+    runs.cancel(r, Config.load(r), runs.find(r, rec.id))
+    stored = json.loads((repo / ".git/gitexp/store/runs" / rec.id / "result.json").read_text())
+    assert stored["run"] == rec.id and stored["snapshot"] == rec.snapshot  # stamped as ours
+    shown = exp_json("show", rec.id, cwd=repo)
+    assert shown["status"] == "cancelled" and shown["result"]["error"] == "cancelled before start"

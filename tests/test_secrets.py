@@ -39,12 +39,12 @@ def test_secret_names_are_gitexps_own_the_global_and_the_targets_once_each(repo:
 
 def test_forwarded_takes_set_secrets_and_the_targets_plain_variables(repo: Path) -> None:
     cfg = config(repo, exp__secrets="HF_TOKEN EMPTY_TOKEN UNSET_TOKEN",
-                 exp__target__gpu__backend="local",
+                 exp__target__gpu__backend="local", exp__target__gpu__secrets="GPU_KEY",
                  exp__target__gpu__env="CUDA_VISIBLE_DEVICES HF_TOKEN MISSING")
     environ = {"HF_TOKEN": "hf-1234", "EMPTY_TOKEN": "", "CUDA_VISIBLE_DEVICES": "0,1",
-               "HOME": "/home/me", "GITEXP_SMTP_PASSWORD": "pw-5678"}
+               "HOME": "/home/me", "GITEXP_SMTP_PASSWORD": "pw-5678", "GPU_KEY": "g-9"}
     sent, plain = secrets.forwarded(cfg, cfg.targets()["gpu"], environ)
-    assert sent == {"HF_TOKEN": "hf-1234", "GITEXP_SMTP_PASSWORD": "pw-5678"}
+    assert sent == {"HF_TOKEN": "hf-1234", "GITEXP_SMTP_PASSWORD": "pw-5678", "GPU_KEY": "g-9"}
     assert plain == {"CUDA_VISIBLE_DEVICES": "0,1"}  # HF_TOKEN travels once, as a secret
 
 
@@ -62,6 +62,9 @@ def test_redact_masks_longest_values_first_and_never_short_ones() -> None:
     assert secrets.redact_bytes(text.encode(), values) == \
         b"user ***, key ***, pin 123, again ***"
     assert secrets.redact("1234 and 123", ["1234"]) == "*** and 123"  # exactly MIN_LENGTH
+    # by length, not by letter: the longer value holds the shorter one
+    for redact, box in ((secrets.redact, str), (secrets.redact_bytes, str.encode)):
+        assert redact(box("k=abcdzzzz"), ["zzzz", "abcdzzzz"]) == box("k=***")  # type: ignore
 
 
 def test_published_names_cover_every_targets_secrets_and_secretenv(repo: Path,
