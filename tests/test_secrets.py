@@ -98,7 +98,7 @@ def test_redactor_holds_back_only_what_may_begin_a_secret() -> None:
 
 def test_secret_like_files_by_name_anywhere_in_the_tree() -> None:
     for path in (".env", "conf/.env.local", "certs/Server.PEM", "deploy/id_rsa.pub",
-                 "x/.netrc", "credentials.json", "a/b/vault.kdbx"):
+                 "x/.netrc", "deep/er/.netrc", "credentials.json", "a/b/vault.kdbx"):
         assert secrets.secret_like_file(path), path
     for path in ("env.py", "docs/pem.md", "credentials.json.example", ".envrc/x", "key"):
         assert not secrets.secret_like_file(path), path
