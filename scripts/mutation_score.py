@@ -66,8 +66,10 @@ def _ratio(c: Counter[str]) -> float:
 
 
 def _row(c: Counter[str]) -> str:
+    checked = c["killed"] + c["timeout"] + c["survived"] + c["no tests"]
+    ratio = f"{_ratio(c):>8.1%}" if checked else f"{'-':>8}"  # none checked (yet): no ratio
     return (f"{c['killed']:>8}{c['timeout']:>9}{c['survived']:>10}{c['no tests']:>10}"
-            f"{c['other'] + c['not checked']:>7}{_ratio(c):>8.1%}")
+            f"{c['other'] + c['not checked']:>7}{ratio}")
 
 
 if __name__ == "__main__":
