@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 
 from gitexp.cli import main
+from gitexp.errors import GitexpError
 from gitexp.git import Repo
 from gitexp.git.config import Config
+from gitexp.model.record import decode_run
 from gitexp.service.launch import LaunchRequest, record_runs
 from tests.conftest import make_repo
 from tests.helpers import assert_user_error, exp, exp_json, git, wait_done
@@ -458,6 +460,57 @@ def test_corrupted_records_are_named_by_ls_and_refused_by_show(repo: Path):
     assert "2 run(s) cannot be read" in cli("ls", cwd=repo).stderr
     cli("rm", "metrics-1", "future-1", cwd=repo)
     assert "cannot be read" not in exp("ls", cwd=repo).stderr
+
+
+# Each forgery is valid JSON of the right overall shape, wrong in one typed field: the type
+# check must refuse it where the record is read, or `show`, `diff` and `rerun --script` crash
+# far away (`variables.items()`), or a boolean passes for a number (JSON `true` is no 1).
+FORGERIES = {
+    "env-variables-list": ({"env": {"python": "3", "platform": "p", "variables": [1, 2]}}, {}),
+    "env-python-number": ({"env": {"python": 3, "platform": "p"}}, {}),
+    "env-packages-list": ({"env": {"python": "3", "platform": "p", "packages": ["x"]}}, {}),
+    "exit-code-true": ({}, {"exit_code": True}),
+    "started-at-true": ({}, {"started_at": True}),
+    "launched-at-false": ({"launched_at": False}, {}),
+}
+
+
+@pytest.mark.parametrize("forgery", FORGERIES.values(), ids=FORGERIES.keys())
+def test_a_mistyped_environment_or_boolean_number_is_refused_everywhere(
+        repo: Path, forgery: tuple[dict[str, object], dict[str, object]]):
+    record_changes, result_changes = forgery
+    message = "gitexp run forged-1\n\n" + json.dumps({
+        "schema": 1, "record": json.loads(record_json("forged-1", **record_changes)),
+        "result": {"status": "failed", "exit_code": 2, "metrics": {"loss": 1.0},
+                   **result_changes}})
+    with pytest.raises(GitexpError, match="corrupted"):
+        decode_run(message, ref="refs/experiments/forged-1", commit="5" * 40, parents=["4" * 40])
+    good = run_id(repo, "good")
+    wait_done(good, repo)
+    forge(repo, "refs/experiments/forged-1", message)
+    for args in (["show", "forged-1"], ["show", "forged-1", "--json"], ["diff", good, "forged-1"],
+                 ["diff", "forged-1"], ["rerun", "--script", "forged-1"]):
+        refuses(cli(*args, cwd=repo), "unreadable record", "git exp rm forged-1")
+    # and through git's dispatch, as a user types it
+    refuses(exp("rerun", "forged-1", "--script", cwd=repo, check=False), "unreadable record")
+    assert "1 run(s) cannot be read" in cli("ls", cwd=repo).stderr
+
+
+def test_odd_but_well_typed_data_and_packages_still_show_diff_and_script(repo: Path):
+    """Found by fuzzing `usable`: a data entry without a hash, and a package-list id that is
+    no object id (a NUL, an option), are well typed, so the run must still be readable."""
+    good = run_id(repo, "good")
+    wait_done(good, repo)
+    forge(repo, "refs/experiments/odd-1", "t\n\n" + json.dumps({
+        "schema": 1, "record": json.loads(record_json(
+            "odd-1", data={"d.csv": {"size": 3}},
+            env={"python": "3", "platform": "p", "packages": "--batch\u0000x"})),
+        "result": {"status": "succeeded", "exit_code": 0}}))
+    for args in (["show", "odd-1"], ["diff", good, "odd-1"], ["diff", "odd-1", good]):
+        proc = cli(*args, cwd=repo)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc
+    script = cli("rerun", "--script", "odd-1", cwd=repo)
+    assert script.returncode == 0 and "dvc pull" not in script.stdout, script
 
 
 def test_refs_with_invalid_ids_are_named_and_removable_but_rm_stays_in_its_namespace(

@@ -141,3 +141,15 @@ def test_runs_that_differ_only_in_data(tmp_path: Path, monkeypatch: pytest.Monke
     # against its base: B's data differs from what the base commit pins
     base = diff_json(proj, b)
     assert base["data"] == {"data.csv": {"a": old, "b": new}}
+
+
+def test_percent_change_is_relative_to_the_size_of_a_negative_baseline(repo: Path) -> None:
+    """-2 -> -1 went up by half the baseline's size: +50%, not -50% (the sign is delta's)."""
+    (repo / "train.py").write_text(
+        "import json, sys\njson.dump({'score': float(sys.argv[1])}, open('metrics.json', 'w'))\n")
+    a, b, c = (run(repo, "python", "train.py", v) for v in ("-2", "-1", "-3"))
+    assert diff_json(repo, a, b)["metrics"]["score"] == {"a": -2.0, "b": -1.0, "delta": 1.0,
+                                                         "pct": 50.0}
+    assert diff_json(repo, a, c)["metrics"]["score"]["pct"] == -50.0
+    assert "score: -2 -> -1  (+1, +50.00%)" in exp("diff", a, b, cwd=repo).stdout
+    assert "score: -2 -> -3  (-1, -50.00%)" in exp("diff", a, c, cwd=repo).stdout

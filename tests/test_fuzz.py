@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import tempfile
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -16,12 +19,15 @@ from hypothesis import strategies as st
 
 from gitexp.cli import _render
 from gitexp.errors import GitexpError
+from gitexp.git import Repo
 from gitexp.model.record import Environment, Result, RunRecord, decode_run, encode_message
 from gitexp.model.row import row_of
-from gitexp.service import index
+from gitexp.service import diff, index, rerun
+from gitexp.service.runs import Run
 from gitexp.service.where import compile_where, value_of
+from tests.helpers import git
 
-FUZZ = settings(max_examples=300, deadline=None,
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 SNAP = "5" * 40
 COMMIT = "c" * 40  # a results commit; its first parent SNAP is the snapshot
@@ -62,8 +68,28 @@ RESULTS = st.builds(
 )
 
 
+_SCRATCH: list[Repo] = []
+
+
+def scratch() -> Repo:
+    """An empty repository, made once: `diff` and `rerun --script` take one, and look up no
+    object a fuzzed record names (its package blob is absent, the remote is given)."""
+    if not _SCRATCH:
+        path = Path(tempfile.mkdtemp(prefix="gitexp-fuzz-"))
+        git("init", "-q", str(path), cwd=path)
+        _SCRATCH.append(Repo.discover(path))
+    return _SCRATCH[0]
+
+
+PLAIN = RunRecord(id="plain-1", argv=["true"], cwd="", base=None, branch=None, user="u",
+                  launched_at=0.0, target="local", backend="local", store="file:///s",
+                  env=Environment(python="3", platform="p", packages="0" * 40,
+                                  variables={"OMP_NUM_THREADS": "1"}))
+
+
 def usable(record: RunRecord, result: Result | None) -> None:
-    """What `ls`/`show` do with any record the parser accepted: it must not crash them."""
+    """What `ls`, `show`, `diff` and `rerun --script` do with any record the parser accepted
+    (every field of it, the environment included): it must not crash them."""
     row = row_of(record, result, SNAP)
     json.dumps(row)
     for name in ("launched_at", "started", "duration", "exit_code", "loss", "params.lr"):
@@ -71,6 +97,32 @@ def usable(record: RunRecord, result: Result | None) -> None:
     _render.when(record.launched_at)
     _render.duration(result.duration if result else None)
     _render.printable(" ".join(record.argv))
+    run = Run(record=record.with_snapshot(SNAP), result=result, commit=SNAP,
+              written_back=result is not None)
+    # show: its JSON, and the lines it prints
+    json.dumps(_render.as_json(run))
+    _render.printable(f"{record.env.python} on {record.env.platform}")
+    for value in (result.metrics if result else {}).values():
+        _render.value(value)
+    if result is not None and result.exit_code is not None:
+        assert type(result.exit_code) is int  # JSON `true` is no exit code
+    # diff against a plain run, both ways: every environment key differs
+    plain = Run(record=PLAIN, result=Result(status="succeeded", metrics={"loss": -2.0}),
+                commit=SNAP, written_back=True)
+    for a, b in ((run, plain), (plain, run)):
+        env = diff.environment(scratch(), a, b)
+        mets = diff.metrics(a.result.metrics if a.result else {},
+                            b.result.metrics if b.result else {})
+        for title, rows, metric in (("environment", env, False), ("metrics", mets, True),
+                                    ("data", diff.changed(diff._hashes(a.record.data),
+                                                          diff._hashes(b.record.data)), False)):
+            _render._section(lambda text: None, title, rows, metric=metric)
+    # rerun --script: the replay script renders, or is refused in one clean error
+    try:
+        script = rerun.script(scratch(), run, remote="/nowhere")
+    except GitexpError:
+        return
+    assert script.startswith("#!/bin/sh")
 
 
 def as_text(record: RunRecord, result: Result | None) -> str:
@@ -309,3 +361,26 @@ def test_the_reference_is_not_vacuous():
                        ("missing != null", False), ("missing == null", True),
                        ("loss < 'a'", True), ("(loss<0 or bs>=32) and status!=failed", True)]:
         assert compile_where(text)(row) is want, text
+
+
+def test_booleans_are_equal_or_not_but_never_ordered():
+    """The documented rule (where.py): `==`/`!=` between booleans work; ordering a boolean
+    (against a boolean, a number or a string) is false, like a missing value."""
+    row = {"status": "succeeded", "metrics": {"loss": False, "ok": True, "n": 0},
+           "params": {}}
+    for text, want in [("loss < true", False), ("loss <= true", False), ("ok > false", False),
+                       ("ok >= ok", False), ("loss < 1", False), ("ok > 0", False),
+                       ("loss == false", True), ("loss != true", True), ("ok == true", True),
+                       ("ok == 1", False), ("ok != 1", True), ("n == false", False),
+                       ("n < true", False), ("not loss < true", True)]:
+        assert compile_where(text)(row) is want, text
+        assert evaluate(_parse_one(text), row) is want, text  # the reference agrees
+
+
+def _parse_one(text: str) -> tuple[Any, ...]:
+    """`[not] NAME OP LITERAL` as the reference's expression tuple."""
+    negate = text.startswith("not ")
+    name, op, raw = text.removeprefix("not ").split()
+    kind = "num" if raw.lstrip("-").replace(".", "", 1).isdigit() else "word"
+    e: tuple[Any, ...] = ("cmp", name, op, (kind, raw, raw))
+    return ("not", e) if negate else e

@@ -111,6 +111,24 @@ def test_gc_failed_older_than_and_keep_best(repo: Path) -> None:
     assert "nothing to remove" in exp("gc", "--failed", cwd=repo).stdout
 
 
+def test_keep_best_ranks_among_all_runs_not_only_the_ones_the_other_criteria_picked(
+        repo: Path) -> None:
+    """`--older-than 30d --keep-best loss 1`: the best loss overall is a new run, so no old
+    run is among the best and every old run with a loss goes; ranking only the old runs
+    would wrongly keep the best of them."""
+    (repo / "train.py").write_text(TRAIN)
+    best = run(repo, "0.25")
+    worse = run(repo, "0.5")
+    old_worse = backdate(repo, worse, 40, "old-worse")
+    old_worst = backdate(repo, run(repo, "0.75"), 40, "old-worst")
+    dry = exp("gc", "--older-than", "30d", "--keep-best", "loss", "1", "-n", cwd=repo).stdout
+    assert {ln.split()[2] for ln in dry.splitlines()} == {old_worse, old_worst}
+    # the 3 best overall are 0.25 and both 0.5s: of the old runs only the 0.75 goes
+    dry = exp("gc", "--older-than", "30d", "--keep-best", "loss", "3", "-n", cwd=repo).stdout
+    assert {ln.split()[2] for ln in dry.splitlines()} == {old_worst}
+    assert best in ids(repo)
+
+
 def test_gc_never_touches_live_runs(repo: Path) -> None:
     (repo / "train.py").write_text("import time\ntime.sleep(30)\n")
     live = exp("run", "-d", "--", "python", "train.py", cwd=repo).stdout.strip()

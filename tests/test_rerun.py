@@ -209,3 +209,59 @@ def test_script_pulls_the_recorded_data_with_dvc(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=False, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((clone / "metrics.json").read_text()) == {"rows": 3}
+
+
+# Each call is the next in a series (a counter file outside the repository, so the snapshot
+# is the same): the first run succeeds with loss 100, later ones get loss 100 + k (DRIFT) or
+# the same loss but exit 3 (BREAKS).
+SERIES = ("import json, pathlib, sys\n"
+          "n = pathlib.Path(sys.argv[1])\n"
+          "k = int(n.read_text()) if n.exists() else 0\n"
+          "n.write_text(str(k + 1))\n"
+          "drift = sys.argv[2] == 'drift'\n"
+          "json.dump({'loss': 100.0 + k * drift}, open('metrics.json', 'w'))\n"
+          "sys.exit(3 if k and not drift else 0)\n")
+
+
+def test_rtol_is_relative_to_the_original_value(repo: Path, tmp_path: Path) -> None:
+    (repo / "train.py").write_text(SERIES)
+    original = run_once(repo, "python", "train.py", str(tmp_path / "n"), "drift")
+    # loss 101 against 100: 1% off, beyond any absolute tolerance under 1
+    proc = exp("rerun", original, "--check", "--rtol", "0.011", "--atol", "0.5", cwd=repo,
+               check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "NOT" not in proc.stdout and "same metric loss: 100.0 -> 101.0" in proc.stdout
+    # loss 102: 2% off, outside rtol=1.1% and atol=0.5 both
+    proc = exp("rerun", original, "--check", "--rtol", "0.011", "--atol", "0.5", cwd=repo,
+               check=False)
+    assert proc.returncode == 1 and "DIFF metric loss: 100.0 -> 102.0" in proc.stdout, proc.stdout
+    # loss 103 with atol alone: 3 > 0.5
+    proc = exp("rerun", original, "--check", "--atol", "0.5", cwd=repo, check=False)
+    assert proc.returncode == 1 and "NOT reproduced" in proc.stdout, proc.stdout
+
+
+def test_a_rerun_that_ends_otherwise_is_not_reproduced_even_with_the_same_metrics(
+        repo: Path, tmp_path: Path) -> None:
+    (repo / "train.py").write_text(SERIES)
+    original = run_once(repo, "python", "train.py", str(tmp_path / "n"), "breaks")
+    proc = exp("rerun", original, "--check", "--atol", "1e12", cwd=repo, check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "NOT reproduced" in proc.stdout and "same metric loss: 100.0 -> 100.0" in proc.stdout
+    assert "DIFF status succeeded -> failed" in proc.stdout
+    rerun_id = exp_json("ls", "--limit", "1", cwd=repo)[0]["id"]
+    verdict = exp_json("show", rerun_id, cwd=repo)["result"]["check"]
+    assert verdict["reproduced"] is False
+    assert verdict["status"] == {"a": "succeeded", "b": "failed", "same": False}
+
+
+def test_the_script_fetches_from_origin_when_there_is_one(repo: Path) -> None:
+    from gitexp.git import Repo
+    from gitexp.service.rerun import default_remote
+
+    assert default_remote(Repo.discover(repo)) == str(Repo.discover(repo).root)
+    git("remote", "add", "origin", "https://example.com/team/project.git", cwd=repo)
+    assert default_remote(Repo.discover(repo)) == "https://example.com/team/project.git"
+    (repo / "train.py").write_text(DETERMINISTIC)
+    run_id = run_once(repo, "python", "train.py")
+    script = exp("rerun", run_id, "--script", cwd=repo).stdout
+    assert "https://example.com/team/project.git" in script

@@ -223,3 +223,101 @@ def _alive(pid: int) -> bool:
         return False
     stat = Path(f"/proc/{pid}/stat")
     return not (stat.exists() and stat.read_text().split()[2] == "Z")
+
+
+def test_a_run_id_that_exists_is_never_reused_or_overwritten(repo: Path, monkeypatch):
+    """Run refs are created create-only: when the id generator hands out an id that is taken
+    (a clash, however unlikely), that run's ref stays where it was and another id is used."""
+    from gitexp.git import Repo
+    from gitexp.git.config import Config
+    from gitexp.model import ids
+    from gitexp.service.launch import LaunchRequest, record_runs
+
+    def launch(*argv: str) -> str:
+        r = Repo.discover(repo)
+        rec = record_runs(r, Config.load(r), [LaunchRequest(argv=list(argv), cwd=repo,
+                                                            force=True)]).records[0]
+        return rec.id
+
+    first = launch("true")
+    ref = f"refs/experiments/{first}"
+    before = git("rev-parse", ref, cwd=repo).strip()
+    fresh, clashes = ids.new_id, [first]
+    monkeypatch.setattr(ids, "new_id",
+                        lambda name, now=None: clashes.pop() if clashes else fresh(name, now))
+    second = launch("echo", "again")
+    assert not clashes, "the clashing id was offered"
+    assert second != first
+    assert git("rev-parse", ref, cwd=repo).strip() == before
+    shown = exp_json("show", second, cwd=repo)
+    assert shown["record"]["argv"] == ["echo", "again"]
+    assert exp_json("show", first, cwd=repo)["record"]["argv"] == ["true"]
+
+
+def _recorded_never_started(repo: Path) -> tuple[str, Path]:
+    """A run recorded (ref and queued status) whose launcher died before starting an agent:
+    its store is then what a killed `git exp run` leaves."""
+    from gitexp.git import Repo
+    from gitexp.git.config import Config
+    from gitexp.service.launch import LaunchRequest, record_runs
+
+    r = Repo.discover(repo)
+    run_id = record_runs(r, Config.load(r), [LaunchRequest(argv=["true"], cwd=repo,
+                                                           force=True)]).records[0].id
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    store = repo / ".git" / "gitexp" / "store" / "runs" / run_id
+    status = json.loads((store / "status.json").read_text())
+    status["launcher"]["pid"] = gone.pid
+    (store / "status.json").write_text(json.dumps(status))
+    return run_id, store
+
+
+def _status_now(repo: Path, run_id: str) -> tuple[str, str | None]:
+    from gitexp.git import Repo
+    from gitexp.service import runs
+
+    run = runs.find(Repo.discover(repo), run_id)
+    return run.status, run.result.error if run.result else None
+
+
+def test_a_launch_killed_before_its_agent_started_is_lost_after_exp_lostafter(repo: Path):
+    git("config", "exp.lostAfter", "2s", cwd=repo)  # the default would wait 10 s
+    run_id, _ = _recorded_never_started(repo)
+    launched = exp_json("show", run_id, cwd=repo)["record"]["launched_at"]
+    assert _status_now(repo, run_id)[0] == "queued"  # well within lostAfter: it may start yet
+    wait_for(lambda: time.time() > launched + 2.3, timeout=5, what="lostAfter to pass")
+    status, why = _status_now(repo, run_id)
+    assert status == "lost" and why is not None and "before the agent started" in why
+
+
+def test_a_heartbeat_older_than_exp_lostafter_is_lost_a_fresher_one_is_not(repo: Path):
+    run_id, store = _recorded_never_started(repo)  # the fixture's exp.lostAfter is 3 s
+    (store / "status.json").write_text(json.dumps({"status": "running", "started": time.time()}))
+
+    def beat(age: float) -> None:
+        (store / "heartbeat").write_text(json.dumps({"time": time.time() - age,
+                                                     "interval": 0.3}))
+
+    for age in (0.0, 1.5, 2.5):
+        beat(age)
+        assert _status_now(repo, run_id) == ("running", None), age
+    beat(5.0)
+    status, why = _status_now(repo, run_id)
+    assert status == "lost" and why == "no heartbeat for 5s"
+
+
+def test_cancelling_a_run_that_never_started_ends_it_cancelled(repo: Path):
+    from gitexp.git import Repo
+    from gitexp.git.config import Config
+    from gitexp.service import runs
+    from gitexp.service.launch import LaunchRequest, record_runs
+
+    r = Repo.discover(repo)
+    rec = record_runs(r, Config.load(r), [LaunchRequest(argv=["true"], cwd=repo,
+                                                        force=True)]).records[0]
+    runs.cancel(r, Config.load(r), runs.find(r, rec.id))
+    stored = json.loads((repo / ".git/gitexp/store/runs" / rec.id / "result.json").read_text())
+    assert stored["run"] == rec.id and stored["snapshot"] == rec.snapshot  # stamped as ours
+    shown = exp_json("show", rec.id, cwd=repo)
+    assert shown["status"] == "cancelled" and shown["result"]["error"] == "cancelled before start"

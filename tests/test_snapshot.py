@@ -37,8 +37,8 @@ def observe(root: Path) -> tuple[str, bytes, str, str]:
 def expected_tree(root: Path, tmp: Path) -> str:
     """The reference: `git add -A && git write-tree` on a copy of the index."""
     index_copy = tmp / "index-copy"
-    if (root / ".git" / "index").exists():
-        shutil.copyfile(root / ".git" / "index", index_copy)
+    if (root / ".git" / "index").exists():  # with its mtime, or git trusts racy entries
+        shutil.copy2(root / ".git" / "index", index_copy)
     env = {"GIT_INDEX_FILE": str(index_copy)}
     git("add", "-A", cwd=root, env=env)
     return git("write-tree", cwd=root, env=env).strip()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gitexp.errors import StoreError
+from gitexp.errors import GitexpError, StoreError
 from gitexp.git import Repo
 from gitexp.stores import Store, transport
 from gitexp.stores.file import FileStore
@@ -138,6 +138,22 @@ def test_checkout_verifies_the_commit_hash(src: Path, tmp_path: Path) -> None:
     other = commit_files(src, {"x.txt": "x"})
     with pytest.raises(Exception, match="cannot check out"):
         workspace.checkout(code, other, tmp_path / "co")  # not in the store: refused
+
+
+def test_checkout_refuses_an_id_that_only_resolves_to_another_commit(src: Path,
+                                                                       tmp_path: Path) -> None:
+    """git checks out what an id *resolves* to: an annotated tag's id (a forged record naming
+    it as its snapshot) or an abbreviated id check out fine, but HEAD is then another id
+    than the snapshot the run claims. Only the verification after checkout refuses them."""
+    commit = head(src)
+    git("tag", "-a", "-m", "a tag, not a commit", "v1", commit, cwd=src)
+    tag = git("rev-parse", "v1", cwd=src).strip()
+    assert tag != commit and git("rev-parse", f"{tag}^{{commit}}", cwd=src).strip() == commit
+    for claimed in (tag, commit[:12]):
+        with pytest.raises(GitexpError, match="is not the snapshot"):
+            workspace.checkout(src / ".git", claimed, tmp_path / "co")
+    out = workspace.checkout(src / ".git", commit, tmp_path / "co")  # the commit itself: fine
+    assert git("rev-parse", "HEAD", cwd=out).strip() == commit
 
 
 def test_a_store_without_a_transport_of_its_own_carries_bundles(src: Path,

@@ -138,7 +138,10 @@ def to_record(items: dict[str, DataItem]) -> dict[str, Any] | None:
 
 
 def from_record(data: dict[str, Any] | None) -> dict[str, DataItem]:
-    return {p: DataItem.from_dict(p, d) for p, d in (data or {}).items() if isinstance(d, dict)}
+    # An entry without a hash (a forged or damaged record) pins no version: nothing to pull,
+    # as for recorded outputs, rather than a KeyError in `rerun --script` or the agent.
+    return {p: DataItem.from_dict(p, d) for p, d in (data or {}).items()
+            if isinstance(d, dict) and d.get("hash")}
 
 
 def _item(entry: Any, base: str, source: str, *, out: bool) -> DataItem | None:

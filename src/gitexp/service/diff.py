@@ -8,6 +8,7 @@ Code is compared snapshot to snapshot; results commits are never diffed, so
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeGuard
 
@@ -20,6 +21,7 @@ from gitexp.service.runs import Run
 
 PATHSPEC = ("--", ".", f":(exclude){RESULTS_DIR}")
 Change = dict[str, Any]  # {"a": ..., "b": ...}
+_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # sha1 or sha256 object ids
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,12 @@ def code(repo: Repo, a: str, b: str, *, patch: bool) -> Code:
 
 def changed(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Change]:
     return {k: {"a": a.get(k), "b": b.get(k)} for k in sorted(a.keys() | b.keys())
-            if a.get(k) != b.get(k) or (k in a) != (k in b)}
+            if not _same(a.get(k), b.get(k)) or (k in a) != (k in b)}
+
+
+def _same(x: Any, y: Any) -> bool:
+    # `--fast` (true) and `--fast 1` (1) are different params: Python's True == 1 is not
+    return isinstance(x, bool) == isinstance(y, bool) and bool(x == y)
 
 
 def metrics(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Change]:
@@ -131,7 +138,7 @@ def environment(repo: Repo, a: Run, b: Run) -> dict[str, Change]:
 
 
 def _packages(repo: Repo, blob: str | None) -> dict[str, str]:
-    if not blob:
+    if not blob or not _OID.fullmatch(blob):  # a forged record's text is no argv for git
         return {}
     text = repo.git("cat-file", "blob", blob, check=False)
     pairs = (line.partition("==") for line in text.splitlines() if line.strip())

@@ -5,6 +5,11 @@ Runs are looked at as flat *rows* (`row_of`): record and result fields by name, 
 `metrics.loss` and `params.lr` say which. The expression language is parsed here by hand
 (no `eval`): comparisons `< <= > >= == = !=`, `and`, `or`, `not`, parentheses, numbers,
 quoted or bare strings. A missing value makes its comparison false.
+
+Booleans (`true`/`false`, and JSON booleans in metrics and params) are equal only to
+booleans, and are never ordered: `flag == true` and `flag != false` work, but `<`, `<=`, `>`,
+`>=` with a boolean on either side are false, as with a missing value (False < True would
+be Python's accident, not an order anyone meant; a boolean is never taken for 0 or 1).
 """
 
 from __future__ import annotations
@@ -307,6 +312,8 @@ def _compare(name: str, op: str, want: Any) -> Predicate:
         a, b = _coerce(have, want)
         if a is None:
             return op == "!="  # incomparable kinds: equal never, different always
+        if isinstance(a, bool) and op not in ("==", "=", "!="):
+            return False  # booleans are not ordered (see the module docstring)
         try:
             return fn(a, b)
         except TypeError:

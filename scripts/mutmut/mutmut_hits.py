@@ -1,0 +1,44 @@
+"""pytest plugin for `make mutate` (loaded with `-p mutmut_hits`).
+
+In mutmut's stats run it hands the functions that a test's `git exp` children ran
+(sitecustomize.py) to mutmut, before mutmut files the test's stats at teardown.
+
+In a mutant's run it keeps only the first $GITEXP_MUTATE_MAX_TESTS tests mutmut asks for
+(it asks fastest first): a core function is covered by almost every test, and a surviving
+mutant would otherwise run all of them, minutes each. A mutant that only a slower test
+would kill then counts as survived: the score can only err low."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_DIR = Path(tempfile.mkdtemp(prefix="gitexp-mutmut-hits-"))
+os.environ["GITEXP_MUTMUT_HITS"] = str(_DIR)  # every child inherits it
+atexit.register(shutil.rmtree, _DIR, ignore_errors=True)  # only the stats run writes in it
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    cap = int(os.environ.get("GITEXP_MUTATE_MAX_TESTS") or 0)
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if cap <= 0 or mutant in ("", "stats", "fail") or len(items) <= cap:
+        return
+    config.hook.pytest_deselected(items=items[cap:])
+    del items[cap:]
+
+
+@pytest.hookimpl(tryfirst=True)  # before mutmut's collector reads and clears the stats
+def pytest_runtest_teardown(item: Any, nextitem: Any) -> None:
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats":
+        return
+    from mutmut.state import state
+
+    for path in _DIR.glob("*.hits"):
+        state()._stats.update(path.read_text().split())
+        path.unlink()
