@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections import Counter
 from pathlib import Path
@@ -57,12 +58,25 @@ def main() -> int:
     ratio = _ratio(total)
     print(f"\nkill ratio {ratio:.1%} = (killed + timeout) / (killed + timeout + survived + "
           "no tests); timeouts count as killed")
+    if total["not checked"]:  # a sample (MUTATE_SAMPLE): what the whole would be, at 95 %
+        low, high = _wilson(total)
+        print(f"{total['not checked']} mutants not checked: over all of them the ratio lies "
+              f"in [{low:.1%}, {high:.1%}] (95 % Wilson interval, if the sample is random)")
     return 1 if args.min is not None and ratio < args.min else 0
 
 
 def _ratio(c: Counter[str]) -> float:
     dead = c["killed"] + c["timeout"]
     return dead / max(1, dead + c["survived"] + c["no tests"])
+
+
+def _wilson(c: Counter[str], z: float = 1.96) -> tuple[float, float]:
+    n = c["killed"] + c["timeout"] + c["survived"] + c["no tests"]
+    if not n:
+        return 0.0, 1.0
+    p = _ratio(c)
+    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
 
 
 def _row(c: Counter[str]) -> str:
