@@ -8,6 +8,7 @@ import ast
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,21 @@ def test_the_architecture_page_states_the_import_rules():
     for rule in ("worker never imports service", "service never imports notify",
                  "model imports nothing of git", "nothing imports cli"):
         assert rule in head, rule
+
+
+def test_no_relative_imports():
+    """Every import names its module in full, so the checks above see all of them."""
+    relative = [f"{m}:{n.lineno}" for m, path in MODULES.items()
+                for n in ast.walk(ast.parse(path.read_text()))
+                if isinstance(n, ast.ImportFrom) and n.level]
+    assert relative == []
+
+
+@pytest.mark.parametrize("package", ["stores", "backends", "notify"])
+def test_registries_import_by_name_only_within_their_own_layer(package: str):
+    """Registries import their kinds by name (`import_module`), which the import graph above
+    cannot see: each may name only modules of its own package."""
+    registry = import_module(f"gitexp.{package}").REGISTRY
+    named = {entry.partition(":")[0] for entry in registry.values()}
+    assert named and all(name.startswith(f"gitexp.{package}.") and name in MODULES
+                         for name in named), named

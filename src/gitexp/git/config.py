@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from gitexp.errors import ConfigError, GitexpError
 from gitexp.git import Repo, run_git
+from gitexp.model.runstate import DEFAULT_INTERVAL, default_lost_after
 
 SHARED_FILE = ".gitexp/config"
 DEFAULT_TARGET = "local"
@@ -63,6 +64,16 @@ class Config:
         except ValueError:
             raise ConfigError(f"{key} = {raw!r} is not a number or duration",
                               hint=f"e.g. `git config {key} 30s`") from None
+
+    def heartbeat(self) -> float:
+        """`exp.heartbeat`: seconds between an agent's signs of life."""
+        return self.get_float("exp.heartbeat", DEFAULT_INTERVAL)
+
+    def lost_after(self, interval: float | None = None) -> float:
+        """`exp.lostAfter`: how long a run may be silent before it is lost, by default a
+        few beats of `interval` (this repository's `exp.heartbeat` when not given)."""
+        beat = self.heartbeat() if interval is None else interval
+        return self.get_float("exp.lostafter", default_lost_after(beat))
 
     def targets(self) -> dict[str, Target]:
         found: dict[str, dict[str, str]] = {DEFAULT_TARGET: {"backend": "local"}}

@@ -7,16 +7,15 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from gitexp.errors import GitexpError
 from gitexp.model.ids import id_from_ref, is_valid_id
 
 SCHEMA = 1
-Status = Literal["queued", "running", "succeeded", "failed", "cancelled", "lost"]
-LIVE: frozenset[str] = frozenset({"queued", "running"})
-TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled", "lost"})
 STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "lost")
+LIVE: frozenset[str] = frozenset(STATUSES[:2])
+TERMINAL: frozenset[str] = frozenset(STATUSES[2:])  # every run ends in one of these
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from gitexp.git.config import Config, Target
 from gitexp.git.writeback import write_back
 from gitexp.model import ids
 from gitexp.model.record import Result, RunRecord, encode_message
-from gitexp.model.runstate import DEFAULT_INTERVAL, RunState
+from gitexp.model.runstate import RunState
 from gitexp.service import environment, preflight
 from gitexp.service.rerun import refuse_if_succeeded
 from gitexp.service.runs import Run
@@ -145,7 +145,7 @@ def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
         ready(repo, config, record, target=target, store=store, prepare=prepare,
               progress=progress)
         handle = backend.submit(launch=Launch(repo=repo, record=record, store=store,
-                                              heartbeat=heartbeat_of(config)))
+                                              heartbeat=config.heartbeat()))
         faults.point("launch.handle")
     except GitexpError as exc:
         fail(repo, store, [record], exc.message)
@@ -179,10 +179,6 @@ def fail(repo: Repo, store: Store, records: list[RunRecord], why: str) -> None:
         RunState(store, record.id).write_result(failed, snapshot=record.snapshot)
         store.append(run_key(record.id, "log"), f"gitexp: {why}\n".encode())
         write_back(repo, record, failed, store)  # a no-op for one already written back
-
-
-def heartbeat_of(config: Config) -> float:
-    return config.get_float("exp.heartbeat", DEFAULT_INTERVAL)
 
 
 def _commit_record(repo: Repo, record: RunRecord, tree: str, name: str) -> RunRecord:

@@ -21,8 +21,7 @@ _UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
 
 def check(repo: Repo, config: Config) -> None:
     # Settings read only after the run's ref exists are checked now, while nothing is made.
-    config.get_float("exp.heartbeat", 2.0)
-    config.get_float("exp.lostafter", 10.0)
+    config.lost_after()  # reads (and so checks) exp.heartbeat and exp.lostAfter
     _check_submodules(repo)
     limit = max_file_size(config)
     # Untracked files and modified tracked ones (`git add -A` would hash both), in one pass.

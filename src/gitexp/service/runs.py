@@ -1,4 +1,5 @@
-"""The service layer: launch runs, find them, follow them, cancel them, bring results home.
+"""Runs as the developer sees them: find them, observe them (bringing results home), follow
+their logs, cancel them. Launching is `service.launch`.
 
 No printing, no CLI: functions take explicit objects and return data.
 """
@@ -20,12 +21,10 @@ from gitexp.git.writeback import RESULTS_DIR, write_back
 from gitexp.model import ids, metrics
 from gitexp.model.record import LIVE, Result, RunRecord, decode_run
 from gitexp.model.runstate import (
-    DEFAULT_INTERVAL,
     LAUNCH_TIMEOUT,
     ForeignResultError,
     RunState,
     Status,
-    default_lost_after,
 )
 from gitexp.service import index
 from gitexp.stores import Store, open_store, read_range, run_key, size_of
@@ -178,11 +177,6 @@ def observe(repo: Repo, config: Config, run: Run) -> Run:
     return Run(record=record, result=result, commit=commit, written_back=True)
 
 
-def lost_after(config: Config, interval: float) -> float:
-    """`exp.lostAfter`, or the default for heartbeats every `interval` seconds."""
-    return config.get_float("exp.lostafter", default_lost_after(interval))
-
-
 def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord) -> Result:
     done = state.result(record)
     if done:
@@ -193,7 +187,7 @@ def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord)
     now = time.time()
     lost_why = None
     ended_as = "lost"
-    if beat and beat.stale(now, lost_after(config, beat.interval)):
+    if beat and beat.stale(now, config.lost_after(beat.interval)):
         lost_why = f"no heartbeat for {now - beat.time:.0f}s"
     if lost_why is None and handle:
         backend = _backend_of(repo, config, record)
@@ -228,9 +222,9 @@ def _launch_lost(config: Config, state: RunState, record: RunRecord, status: Sta
     agent started, so a missing status, or a dead launcher, past `exp.lostAfter` means the
     launch was killed (LAUNCH_TIMEOUT remains for launchers this host cannot see)."""
     waited = now - record.launched_at
-    if waited > max(LAUNCH_TIMEOUT, lost_after(config, _interval(config))):
+    if waited > max(LAUNCH_TIMEOUT, config.lost_after()):
         return "the launch was interrupted before the agent started"
-    if waited < lost_after(config, _interval(config)):
+    if waited < config.lost_after():
         return None
     if status is None:
         return "the launch was interrupted before it reached the store"
@@ -245,10 +239,6 @@ def _launch_lost(config: Config, state: RunState, record: RunRecord, status: Sta
     except (OSError, OverflowError):
         pass  # alive under another user, or no pid at all: wait for LAUNCH_TIMEOUT
     return None
-
-
-def _interval(config: Config) -> float:
-    return config.get_float("exp.heartbeat", DEFAULT_INTERVAL)
 
 
 # -- logs, cancel -----------------------------------------------------------------------------

@@ -101,7 +101,7 @@ def launch(repo: Repo, config: Config, req: launching.LaunchRequest, axes: dict[
     if throttle:  # the agents take turns (worker.turns) in this order
         turns.write_plan(store, turns.Plan(
             sweep=sweep_id, runs=[r.id for r in records], max_parallel=throttle,
-            lost_after=runs.lost_after(config, launching.heartbeat_of(config))))
+            lost_after=config.lost_after()))
     started = []
     for i, record in enumerate(records):
         try:
@@ -125,7 +125,7 @@ def _submit_array(repo: Repo, config: Config, recorded: launching.Recorded, *,
             launching.ready(repo, config, record, target=target, store=store, prepare=prepare)
         handles = backend.submit_array(
             launches=[Launch(repo=repo, record=r, store=store,
-                             heartbeat=launching.heartbeat_of(config)) for r in records],
+                             heartbeat=config.heartbeat()) for r in records],
             max_parallel=throttle)
     except GitexpError as exc:
         launching.fail(repo, store, records, f"not started: {exc.message}")
