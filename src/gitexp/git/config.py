@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from gitexp.errors import ConfigError, GitexpError
 from gitexp.git import Repo, run_git
-from gitexp.model.runstate import DEFAULT_INTERVAL, default_lost_after
+from gitexp.model.liveness import DEFAULT_INTERVAL, default_lost_after
 
 SHARED_FILE = ".gitexp/config"
 DEFAULT_TARGET = "local"

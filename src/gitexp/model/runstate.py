@@ -23,21 +23,15 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from gitexp.errors import GitexpError
+from gitexp.model.liveness import DEFAULT_INTERVAL, default_lost_after
 from gitexp.model.record import LIVE, Result, RunRecord
 from gitexp.stores import Store, run_key
 
 STATUS, HEARTBEAT, HANDLE, RESULT, CANCEL = (
     "status.json", "heartbeat", "handle.json", "result.json", "cancel")
-DEFAULT_INTERVAL = 2.0  # s between heartbeats (`exp.heartbeat`)
 LAUNCH_TIMEOUT = 120.0  # s: a run with no handle this long after launch was never started
 
 Handle = dict[str, Any]  # backend-specific; it always names its `target`
-
-
-def default_lost_after(interval: float) -> float:
-    """How long a heartbeat may be silent before its run is lost, unless `exp.lostAfter`
-    says otherwise: five missed beats and some slack for a slow store."""
-    return max(5 * interval + 5, 10.0)
 
 
 @dataclass(frozen=True)
