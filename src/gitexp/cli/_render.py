@@ -46,11 +46,6 @@ def when(ts: float | None) -> str:
 duration = format_duration
 
 
-def command(argv: list[str], width: int = 60) -> str:
-    text = shlex.join(argv)
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def printable(text: str) -> str:
     """`text` on one line with control characters shown escaped: a command or name from a
     teammate's run must not move the cursor, recolour or clear the user's terminal."""
