@@ -28,7 +28,7 @@ from tests.helpers import git
 RECORD = RunRecord(id="forged-1", argv=["python", "train.py"], cwd="", base=None, branch=None,
                    user="u", launched_at=1.0, target="local", backend="local",
                    store="file:///nowhere", env=Environment(python="3.11", platform="linux",
-                                                            variables={"SEED": "1"}))
+                                                            variables={"PYTHONHASHSEED": "1"}))
 RESULT = Result(status="succeeded", exit_code=0, started_at=1.0, ended_at=2.0,
                 metrics={"loss": 0.5})
 
@@ -177,7 +177,8 @@ FORGERIES = {
     "launched_at true": (message(changed("record", "launched_at", True)),
                          "launched_at is bool"),
     "variables a list": (message(changed("env", "variables", [1, 2])), "variables is list"),
-    "variables not str": (message(changed("env", "variables", {"A": 1})), "variables is dict"),
+    "variables not str": (message(changed("env", "variables", {"PYTHONHASHSEED": 1})),
+                          "variables is dict"),
     "env a list": (message(changed("record", "env", [1])), "env is list"),
     "status unknown": (message(changed("result", "status", "won")), "unknown status"),
     "200 deep": (nested_params(200), f"nested deeper than {MAX_DEPTH}"),
@@ -190,6 +191,35 @@ FORGERIES = {
                   "corrupted run record"),
     "a list": (message([body_of()]), "not a JSON object"),
     "record a string": (message(changed("body", "record", "r")), "not a JSON object"),
+    # What the fields say, beyond their types (model/checks.py)
+    "cwd escapes": (message(changed("record", "cwd", "../../../../escdir")), "cwd '../"),
+    "cwd absolute": (message(changed("record", "cwd", "/tmp")), "is not relative"),
+    "cwd dotted": (message(changed("record", "cwd", "a/./b")), "not a normalised path"),
+    "out into .git": (message(changed("record", "outs", [".git/hooks/post-checkout"])),
+                      "points into .git"),
+    "out into .GIT/": (message(changed("record", "outs", ["sub/.GIT"])), "points into .git"),
+    "output escapes": (message(changed("result", "outputs", {"../../home/x": {"hash": "0" * 32}})),
+                       "outputs path '../../home/x'"),
+    "output hash a path": (message(changed("result", "outputs", {"m": {"hash": "../../x"}})),
+                           "bad hash"),
+    "data a backslash": (message(changed("record", "data", {"a\\b": {"hash": "0" * 32}})),
+                         "is not relative"),
+    "data source escapes": (message(changed("record", "data", {
+        "d": {"hash": "0" * 32, "source": "../dvc.lock:train"}})), "bad source"),
+    "target with ESC": (message(changed("record", "target", "gpu\x1b[2J")),
+                        "control characters"),
+    "host with OSC": (message(changed("result", "host", "h\x1b]52;c;eA==\x07")),
+                      "control characters"),
+    "user with bidi": (message(changed("record", "user", "evil\u202eexe")), "control characters"),
+    "backend a path": (message(changed("record", "backend", "../ssh")), "not a backend name"),
+    "store not a URL": (message(changed("record", "store", "/tmp/x")), "is not a URL"),
+    "base not an oid": (message(changed("record", "base", "HEAD")), "not an object id"),
+    "name a newline": (message(changed("record", "name", "x\n")), "not a run name"),
+    "sweep not an id": (message(changed("record", "sweep", "../x")), "not a run id"),
+    "argv empty": (message(changed("record", "argv", [])), "argv is empty"),
+    "argv NUL": (message(changed("record", "argv", ["a\0b"])), "has a NUL"),
+    "time infinite": (message(changed("record", "launched_at", 1e999)), "not a time"),
+    "over 1 MB": (message(changed("record", "params", {"p": "x" * (1 << 20)})), "over 1 MB"),
 }
 
 
@@ -237,3 +267,10 @@ def test_a_ref_that_is_no_run_ref_is_refused():
     with pytest.raises(GitexpError, match="no run ref"):
         decode_run(encode_message(RECORD, None), ref="refs/heads/main", commit="c" * 40,
                    parents=[])
+
+
+def test_only_the_variables_gitexp_records_are_read_back(repo: Path):
+    body = changed("env", "variables", {"LD_PRELOAD": "/tmp/evil.so", "PYTHONHASHSEED": "0",
+                                        "BASH_ENV": "/tmp/x"})
+    forge(repo, "forged-1", message(body))
+    assert read(repo, "forged-1").record.env.variables == {"PYTHONHASHSEED": "0"}

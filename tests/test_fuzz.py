@@ -20,7 +20,14 @@ from hypothesis import strategies as st
 from gitexp.cli import _render
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
-from gitexp.model.record import Environment, Result, RunRecord, decode_run, encode_message
+from gitexp.model.record import (
+    RECORDED_VARIABLES,
+    Environment,
+    Result,
+    RunRecord,
+    decode_run,
+    encode_message,
+)
 from gitexp.model.row import row_of
 from gitexp.service import diff, index, rerun
 from gitexp.service.runs import Run
@@ -47,23 +54,38 @@ FLOAT = st.floats(allow_nan=False)  # NaN != NaN: equality would not round-trip
 SCALAR = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | FLOAT | TEXT
 NESTED = st.recursive(SCALAR, lambda inner: st.lists(inner, max_size=3)
                       | st.dictionaries(TEXT, inner, max_size=3), max_leaves=6)
-ENVS = st.builds(Environment, python=TEXT, platform=TEXT, packages=st.none() | TEXT,
-                 variables=st.dictionaries(TEXT, TEXT, max_size=3))
+# What the decoder admits (model/checks.py): words without control characters, paths
+# relative and inside the repository, DVC entries with hashes.
+WORD = st.text(st.characters(exclude_categories=["Cc", "Cs"],
+                             exclude_characters="\u2028\u2029\u202a\u202b\u202c\u202d"
+                                                "\u202e\u2066\u2067\u2068\u2069"), max_size=20)
+PATH = st.lists(st.from_regex(r"\A[a-zA-Z0-9_][a-zA-Z0-9_. -]{0,8}\Z"), min_size=1,
+                max_size=3).map("/".join).filter(lambda p: ".git" not in p.lower())
+TIME = st.floats(allow_nan=False, allow_infinity=False)
+OID = st.from_regex(r"\A[0-9a-f]{40}\Z")
+ENTRY = st.fixed_dictionaries({"hash": st.from_regex(r"\A[0-9a-f]{32}(\.dir)?\Z")},
+                              optional={"size": st.integers(0, 2**40), "remote": WORD})
+ENTRIES = st.dictionaries(PATH, ENTRY, max_size=3)
+ENVS = st.builds(Environment, python=WORD, platform=WORD, packages=st.none() | OID,
+                 variables=st.dictionaries(st.sampled_from(RECORDED_VARIABLES), WORD,
+                                           max_size=3))
 RECORDS = st.builds(
-    RunRecord, id=RUN_ID, argv=st.lists(TEXT, min_size=1, max_size=5), cwd=TEXT,
-    base=st.none() | TEXT, branch=st.none() | TEXT, user=TEXT, launched_at=FLOAT,
-    target=TEXT, backend=TEXT, store=TEXT, env=ENVS,
-    data=st.none() | st.dictionaries(TEXT, NESTED, max_size=3),
-    params=st.dictionaries(TEXT, NESTED, max_size=3), name=st.none() | TEXT,
-    rerun_of=st.none() | TEXT, sweep=st.none() | TEXT, outs=st.lists(TEXT, max_size=3),
+    RunRecord, id=RUN_ID, argv=st.lists(TEXT.filter(lambda a: "\0" not in a), min_size=1,
+                                        max_size=5), cwd=st.just("") | PATH,
+    base=st.none() | OID, branch=st.none() | WORD, user=WORD, launched_at=TIME,
+    target=WORD, backend=st.from_regex(r"\A[a-z][a-z0-9_-]{0,8}\Z"),
+    store=st.from_regex(r"\A(file|ssh|gs)://[a-z0-9/._-]{0,20}\Z"), env=ENVS,
+    data=st.none() | ENTRIES, params=st.dictionaries(TEXT, NESTED, max_size=3),
+    name=st.none() | st.from_regex(r"\A[a-z0-9]{1,10}\Z"), rerun_of=st.none() | RUN_ID,
+    sweep=st.none() | RUN_ID, outs=st.lists(PATH, max_size=3),
 )
 RESULTS = st.builds(
     Result, status=st.sampled_from(["queued", "running", "succeeded", "failed", "cancelled",
                                     "lost"]),
-    exit_code=st.none() | st.integers(-255, 2**31), started_at=st.none() | FLOAT,
-    ended_at=st.none() | FLOAT, host=st.none() | TEXT,
+    exit_code=st.none() | st.integers(-255, 2**31), started_at=st.none() | TIME,
+    ended_at=st.none() | TIME, host=st.none() | WORD,
     metrics=st.dictionaries(TEXT, NESTED, max_size=3), error=st.none() | TEXT,
-    outputs=st.dictionaries(TEXT, NESTED, max_size=3),
+    outputs=ENTRIES,
     check=st.none() | st.dictionaries(TEXT, NESTED, max_size=3),
 )
 

@@ -62,6 +62,8 @@ def _group() -> None:
 
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+TRUST_OPTION = typer.Option(False, "--trust", help="Act on a run someone else launched "
+                            "(its command, its outputs): you have read it and trust it.")
 
 
 def open_repo() -> tuple[Repo, Config]:

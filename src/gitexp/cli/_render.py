@@ -52,6 +52,12 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def by(user: str, host: str | None) -> str:
+    """Who launched a run someone else launched, as its record says (forgeable: a hint)."""
+    email = user.rpartition("<")[2].rstrip(">") if user.endswith(">") else user
+    return printable(f"{email} on {host}" if host else email)
+
+
 def value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -71,6 +77,7 @@ def as_json(run: Run) -> dict[str, Any]:
         "id": run.id, "status": run.status, "commit": run.commit,
         "snapshot": run.record.snapshot, "record": run.record.to_dict(),
         "result": run.result.to_dict() if run.result else None,
+        "own": run.own,  # launched by you here (sealed); else someone else's, fetched
     }
 
 
@@ -193,6 +200,8 @@ def default_columns(rows: list[dict[str, Any]]) -> list[str]:
     cols = ["run", "status", "target", "started", "duration", "command"]
     if any(row["rerun_of"] for row in rows):
         cols.append("rerun")
+    if not all(row["own"] for row in rows):  # someone else's runs, fetched: say whose
+        cols.append("by")
     return cols + list(dict.fromkeys(chain.from_iterable(row["metrics"] for row in rows)))
 
 
@@ -214,7 +223,7 @@ def print_table(rows: list[dict[str, Any]], cols: list[str],
     sys.stdout.write("\n".join(out) + "\n")
 
 
-_TEXT = {"run", "id", "status", "target", "started", "duration", "command", "rerun", "user",
+_TEXT = {"run", "id", "status", "target", "started", "duration", "command", "rerun", "user", "by",
          "branch", "name", "sweep", "host", "cwd", "verdict", "backend", "error"}
 _ANSI = {"dim": "\033[2m", "cyan": "\033[36m", "green": "\033[32m", "red": "\033[31m",
          "yellow": "\033[33m", "magenta": "\033[35m"}
@@ -222,8 +231,14 @@ _ANSI = {"dim": "\033[2m", "cyan": "\033[36m", "green": "\033[32m", "red": "\033
 
 def _column(rows: list[dict[str, Any]], col: str,
             value_of: Callable[[dict[str, Any], str], Any]) -> list[str]:
-    if col in ("run", "id", "status", "target"):
-        return [str(row[col if col != "run" else "id"]) for row in rows]
+    if col == "status":  # a fetched run's store is not ours to look at: not `queued`, not lost
+        return [row["status"] if row["written_back"] or row["own"] else "elsewhere"
+                for row in rows]
+    if col == "by":
+        return [by(row["user"], row["launched_from"]) if not row["own"] else ""
+                for row in rows]
+    if col in ("run", "id", "target"):
+        return [printable(str(row[col if col != "run" else "id"])) for row in rows]
     if col == "started":
         return [when(row["started"] or row["launched_at"]) for row in rows]
     if col == "duration":
@@ -246,14 +261,17 @@ def show(run: Run) -> None:
 
     rec, res = run.record, run.result
     out = console()
-    out.print(f"[bold]run {rec.id}[/]  [{STATUS_STYLE[run.status]}]{run.status}[/]")
+    status = run.status if run.written_back or run.own else "elsewhere"
+    out.print(f"[bold]run {rec.id}[/]  [{STATUS_STYLE.get(status, 'dim')}]{status}[/]")
     rows = [
         ("command", shlex.join(rec.argv)),
         ("directory", rec.cwd or "."),
         ("snapshot", rec.snapshot),
         ("base", f"{rec.base or '(no commits)'}" + (f" ({rec.branch})" if rec.branch else "")),
         ("target", f"{rec.target} ({rec.backend})"),
-        ("launched", f"{when(rec.launched_at)} by {rec.user}"),
+        ("launched", f"{when(rec.launched_at)} by {rec.user}"
+         + (f" on {rec.launched_from}" if rec.launched_from else "")
+         + ("" if run.own else " (foreign: not launched by you here)")),
         ("python", f"{rec.env.python} on {rec.env.platform}"),
     ]
     if rec.rerun_of:

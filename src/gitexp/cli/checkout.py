@@ -6,8 +6,8 @@ import typer
 
 from gitexp import data
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, app, open_repo
-from gitexp.service import rerun, runs
+from gitexp.cli._app import HELP, TRUST_OPTION, app, open_repo
+from gitexp.service import rerun, runs, trust
 
 
 @app.command(help=HELP["checkout"])
@@ -17,9 +17,13 @@ def checkout(
                                help="Create branch NAME at the run's snapshot and switch to it."),
     outputs: bool = typer.Option(False, "--outputs", help="Also restore the run's recorded "
                                  "outputs (through DVC)."),
+    trusted: bool = TRUST_OPTION,
 ) -> int:
     repo, config = open_repo()
     found = runs.find(repo, run, config)
+    if outputs:  # before anything moves: refused, nothing is half done
+        trust.require(repo, found.record, trust=trusted,
+                      doing="write its outputs into your work tree")
     rerun.restore_code(repo, found, branch, outputs=outputs)
     r.checked_out(found, branch)
     if outputs:

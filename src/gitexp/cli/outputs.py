@@ -6,8 +6,8 @@ import typer
 
 from gitexp import data
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, app, open_repo
-from gitexp.service import runs
+from gitexp.cli._app import HELP, TRUST_OPTION, app, open_repo
+from gitexp.service import runs, trust
 
 
 @app.command(help=HELP["outputs"])
@@ -15,9 +15,11 @@ def outputs(
     run: str = typer.Argument(..., help="Run id (or a unique part of it)."),
     paths: list[str] = typer.Argument(None, help="Only these outputs (default: all)."),
     force: bool = typer.Option(False, "--force", help="Overwrite files that differ."),
+    trusted: bool = TRUST_OPTION,
 ) -> int:
     repo, config = open_repo()
     found = runs.find(repo, run, config)
+    trust.require(repo, found.record, trust=trusted, doing="write its outputs into your work tree")
     with r.data_progress() as progress:
         restored = data.restore_outputs(repo, found.id, found.outputs, paths=paths or (),
                                         force=force,

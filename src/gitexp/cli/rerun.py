@@ -7,9 +7,9 @@ import sys
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, app, open_repo
+from gitexp.cli._app import HELP, TRUST_OPTION, app, open_repo
 from gitexp.notify import dev as notify
-from gitexp.service import launch, runs
+from gitexp.service import launch, runs, trust
 from gitexp.service import rerun as replay
 
 
@@ -25,9 +25,13 @@ def rerun(  # noqa: PLR0917 - typer reads options from the signature
     remote: str = typer.Option(None, "--remote", help="URL the script fetches from "
                                "(default: origin, else this repository)."),
     detach: bool = typer.Option(False, "-d", "--detach", help="Print the new run id and return."),
+    trusted: bool = TRUST_OPTION,
 ) -> int:
     repo, config = open_repo()
     original = runs.find(repo, run, config)
+    trust.require(repo, original.record, trust=trusted,
+                  doing="write a script that runs its command" if script
+                  else "run its command")
     if script:
         sys.stdout.write(replay.script(repo, original, remote))
         return 0

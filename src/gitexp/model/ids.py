@@ -14,8 +14,8 @@ TAG_PREFIX = "refs/tags/exp/"
 
 # Ids are safe everywhere they travel: a ref component, a file name, a shell word, a DNS-ish
 # Kubernetes/GCE label. Lower-case letters, digits and single dashes; at most 63 characters.
-_ID = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){0,62}$")
-_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){0,39}$")
+_ID = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){0,62}")  # fullmatch: `$` allows "\n"
+_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){0,39}")
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no look-alikes (l/1, o/0, i)
 
 
@@ -28,21 +28,25 @@ def id_from_ref(ref: str) -> str | None:
     if not ref.startswith(PREFIX):
         return None
     run_id = ref[len(PREFIX):]
-    return run_id if _ID.match(run_id) else None
+    return run_id if _ID.fullmatch(run_id) else None
 
 
 def is_valid_id(run_id: str) -> bool:
-    return bool(_ID.match(run_id))
+    return bool(_ID.fullmatch(run_id))
+
+
+def is_valid_name(name: str) -> bool:
+    return bool(_NAME.fullmatch(name))
 
 
 def check_id(run_id: str) -> None:
-    if not _ID.match(run_id):
+    if not _ID.fullmatch(run_id):
         raise GitexpError(f"invalid run id {run_id!r}",
                           hint="run ids are lower-case letters, digits and dashes")
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise GitexpError(
             f"invalid run name {name!r}",
             hint="use 1-40 lower-case letters, digits and single dashes, e.g. `-n lr-sweep`",

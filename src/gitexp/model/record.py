@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from gitexp.errors import GitexpError
-from gitexp.model.ids import id_from_ref, is_valid_id
+from gitexp.model import checks
+from gitexp.model.ids import id_from_ref, is_valid_id, is_valid_name
 
 SCHEMA = 1
 STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "lost")
 LIVE: frozenset[str] = frozenset(STATUSES[:2])
 TERMINAL: frozenset[str] = frozenset(STATUSES[2:])  # every run ends in one of these
+
+
+# Only variables that change results and never hold secrets are recorded, and only these are
+# read back: a record listing LD_PRELOAD or PATH was not written by gitexp.
+RECORDED_VARIABLES = (
+    "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+    "CUBLAS_WORKSPACE_CONFIG", "TF_DETERMINISTIC_OPS",
+)
 
 
 @dataclass(frozen=True)
@@ -34,7 +44,7 @@ class RunRecord:
     cwd: str  # the subdirectory (posix, relative to the repo root; "" for the root)
     base: str | None  # HEAD when launched; None in a repo without commits
     branch: str | None
-    user: str
+    user: str  # `Name <email>` from git config: what the launcher says, so forgeable
     launched_at: float
     target: str
     backend: str
@@ -46,6 +56,8 @@ class RunRecord:
     rerun_of: str | None = None
     sweep: str | None = None
     outs: list[str] = field(default_factory=list)
+    launched_from: str | None = None  # the launching machine's host name
+    seal: str | None = None  # proof that this user launched it here (service/trust.py)
     snapshot: str = ""  # the commit itself; not stored in its own message, filled on load
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,6 +125,83 @@ def check_types(obj: RunRecord | Result | Environment) -> None:
         raise _corrupted(what, f"unknown status {obj.status!r}")
     if isinstance(obj, RunRecord) and obj.id and not is_valid_id(obj.id):
         raise _corrupted(what, f"invalid run id {obj.id!r}")
+    problem = (_record_problem(obj) if isinstance(obj, RunRecord)
+               else _result_problem(obj) if isinstance(obj, Result) else None)
+    if problem:
+        raise _corrupted(what, problem)
+
+
+# -- what the fields may say ------------------------------------------------------------------
+# Types are not enough: a path is joined to the work tree, an id names refs and store keys, a
+# word is printed and compared. Free text (argv, params, metric names, error) is only ever
+# shown through the renderers' escaping, so it may say anything but NUL in argv.
+_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_SEAL = re.compile(r"[0-9a-f]{64}")
+
+
+def _record_problem(rec: RunRecord) -> str | None:  # noqa: PLR0911, PLR0912 - a rule a field
+    if not rec.argv or any("\0" in a for a in rec.argv):
+        return "argv is empty or has a NUL"
+    if why := checks.path_problem(rec.cwd, empty_ok=True):
+        return f"cwd {rec.cwd!r} {why}"
+    for i, out in enumerate(rec.outs):
+        if why := checks.path_problem(out):
+            return f"outs[{i}] {out!r} {why}"
+    if rec.data is not None and (why := _entries_problem("data", rec.data)):
+        return why
+    for name in ("base", "packages"):
+        oid = getattr(rec.env, name) if name == "packages" else rec.base
+        if oid is not None and not _OID.fullmatch(oid):
+            return f"{name} is not an object id"
+    if rec.seal is not None and not _SEAL.fullmatch(rec.seal):
+        return "seal is not a seal"
+    for name in ("rerun_of", "sweep"):
+        if (v := getattr(rec, name)) is not None and not is_valid_id(v):
+            return f"{name} {v!r} is not a run id"
+    if rec.name is not None and not is_valid_name(rec.name):
+        return f"name {rec.name!r} is not a run name"
+    if why := checks.backend_problem(rec.backend):
+        return f"backend {rec.backend!r} {why}"
+    if why := checks.url_problem(rec.store):
+        return f"store {rec.store!r} {why}"
+    words = {"target": rec.target, "user": rec.user, "branch": rec.branch or "",
+             "launched_from": rec.launched_from or "",
+             "env.python": rec.env.python, "env.platform": rec.env.platform,
+             **{f"env.variables.{k}": v for k, v in rec.env.variables.items()}}
+    for name, word in words.items():
+        if why := checks.text_problem(word):
+            return f"{name} {word[:40]!r} {why}"
+    if not math.isfinite(rec.launched_at):
+        return "launched_at is not a time"
+    return None
+
+
+def _result_problem(res: Result) -> str | None:
+    for name in ("started_at", "ended_at"):
+        if (t := getattr(res, name)) is not None and not math.isfinite(t):
+            return f"{name} is not a time"
+    if res.host is not None and (why := checks.text_problem(res.host)):
+        return f"host {res.host[:40]!r} {why}"
+    return _entries_problem("outputs", res.outputs)
+
+
+def _entries_problem(what: str, entries: dict[str, Any]) -> str | None:
+    """DVC entries, {path: {hash, source, remote, ...}}: their paths become files in the work
+    tree and their hashes file names in the DVC cache."""
+    for path, entry in entries.items():
+        if why := checks.path_problem(path):
+            return f"{what} path {path!r} {why}"
+        if not isinstance(entry, dict):
+            return f"{what} entry {path!r} is not an object"
+        h, source, remote = entry.get("hash"), entry.get("source"), entry.get("remote")
+        if h is not None and not (isinstance(h, str) and not checks.hash_problem(h)):
+            return f"{what} entry {path!r} has a bad hash"
+        if source is not None and not (isinstance(source, str) and not checks.path_problem(
+                source.partition(":")[0])):
+            return f"{what} entry {path!r} has a bad source"
+        if remote is not None and not (isinstance(remote, str) and not checks.text_problem(remote)):
+            return f"{what} entry {path!r} has a bad remote"
+    return None
 
 
 Check = Callable[[Any], bool]
@@ -171,6 +260,7 @@ def _show(hint: Any) -> str:
 _RECORD_KEYS = frozenset(f.name for f in fields(RunRecord)) - {"env", "snapshot"}
 _ENV_KEYS = frozenset(f.name for f in fields(Environment))
 _RESULT_KEYS = frozenset(f.name for f in fields(Result))
+_VARIABLES = frozenset(RECORDED_VARIABLES)
 
 
 def _record_of(d: Any, snapshot: str) -> RunRecord:
@@ -179,6 +269,9 @@ def _record_of(d: Any, snapshot: str) -> RunRecord:
     env = d.get("env") or {}
     if not isinstance(env, dict):
         raise _corrupted("run record", f"env is {type(env).__name__}, not dict")
+    variables = env.get("variables")
+    if isinstance(variables, dict) and not variables.keys() <= _VARIABLES:
+        env = {**env, "variables": {k: v for k, v in variables.items() if k in _VARIABLES}}
     try:
         rec = RunRecord(**{k: v for k, v in d.items() if k in _RECORD_KEYS},
                         env=Environment(**{k: v for k, v in env.items() if k in _ENV_KEYS}),
@@ -222,7 +315,10 @@ class DecodedRun:
 
 # Deeper JSON than any record needs is refused before anything recurses over it (asdict,
 # json.dumps, deepcopy): a forged record must fail here, not with RecursionError later.
-MAX_DEPTH = 64
+MAX_DEPTH = 32
+# A record gitexp writes is a few KB (a 10,000-entry sweep grid or data listing: a few hundred);
+# past this it is refused before it is parsed, so no one can stall or bloat every `ls`.
+MAX_MESSAGE = 1 << 20
 
 
 def decode_run(message: bytes | str, *, ref: str, commit: str,
@@ -235,6 +331,8 @@ def decode_run(message: bytes | str, *, ref: str, commit: str,
     run_id = id_from_ref(ref)
     if run_id is None:
         raise _corrupted("run record", f"{ref!r} is no run ref")
+    if len(message) > MAX_MESSAGE:
+        raise _corrupted("run record", f"over {MAX_MESSAGE >> 20} MB")
     try:
         text = message.decode() if isinstance(message, bytes) else message
         if not text.isascii():

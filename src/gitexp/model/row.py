@@ -13,15 +13,18 @@ Row = dict[str, Any]
 FIELDS = (
     "id", "status", "target", "backend", "user", "branch", "cwd", "name", "sweep", "rerun_of",
     "base", "snapshot", "launched_at", "started", "ended", "duration", "exit_code", "host",
-    "command", "verdict", "error",
+    "command", "verdict", "error", "own", "launched_from",
 )
 # What plain `ls` needs of a row (the index keeps it apart: cheaper to decode at 10,000 runs)
 SUMMARY = ("id", "status", "target", "sweep", "launched_at", "started", "duration", "command",
-           "rerun_of", "verdict", "metrics", "written_back")
+           "rerun_of", "verdict", "metrics", "written_back", "own", "user",
+           "launched_from")
 
 
-def row_of(record: RunRecord, result: Result | None, commit: str = "") -> Row:
-    """What `ls` shows and `--where` sees of one run (JSON-safe; the index stores it)."""
+def row_of(record: RunRecord, result: Result | None, commit: str = "", *,
+           own: bool = False) -> Row:
+    """What `ls` shows and `--where` sees of one run (JSON-safe; the index stores it).
+    `own`: launched by this user here (service/trust.py), which the record cannot say."""
     res = result or Result(status="queued")
     check = res.check or None
     return {
@@ -36,5 +39,5 @@ def row_of(record: RunRecord, result: Result | None, commit: str = "") -> Row:
         ("reproduced" if check.get("reproduced") else "not reproduced"),
         "metrics": dict(res.metrics),
         "params": {**from_argv(record.argv), **record.params},  # files: `add_file_params`
-        "written_back": result is not None,
+        "written_back": result is not None, "own": own, "launched_from": record.launched_from,
     }

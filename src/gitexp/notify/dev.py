@@ -55,7 +55,7 @@ def settle(repo: Repo, run: runs.Run, environ: Mapping[str, str] | None = None) 
     if not run.written_back or run.result is None:
         return
     try:
-        store = runs.store_of(repo, run.record)
+        store = runs.store_of(repo, run)
         collect(store, run.id, outbox(repo))
         if run.result.status == "lost":
             send_lost(repo, store, run.record, run.result, environ)

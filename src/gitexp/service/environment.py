@@ -14,13 +14,7 @@ import sys
 from pathlib import Path
 
 from gitexp.git import Repo
-from gitexp.model.record import Environment
-
-# Only variables that change results and never hold secrets are recorded.
-RECORDED_VARIABLES = (
-    "CUDA_VISIBLE_DEVICES", "PYTHONHASHSEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-    "CUBLAS_WORKSPACE_CONFIG", "TF_DETERMINISTIC_OPS",
-)
+from gitexp.model.record import RECORDED_VARIABLES, Environment
 
 _PROBE = (
     "import importlib.metadata as m, json, platform, sys;"

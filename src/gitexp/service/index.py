@@ -24,13 +24,15 @@ from typing import Any
 from gitexp.errors import GitexpError
 from gitexp.git import Commit, Repo
 from gitexp.model import ids
-from gitexp.model.record import Result, RunRecord, decode_run
+from gitexp.model.record import MAX_MESSAGE, DecodedRun, Result, RunRecord, decode_run
 from gitexp.model.row import SUMMARY, row_of
+from gitexp.service import trust
 
 FILE = "index.sqlite"
 # bump when the table changes (3: records type-checked; 4: one decoder, `body` the whole
-# message): an older file is rebuilt
-VERSION = 4
+# message; 5: fields' contents checked, `own`): an older file is rebuilt
+VERSION = 5
+MAX_COMMIT = MAX_MESSAGE + (64 << 10)  # the message, and a header of parents and signature
 BUSY_MS = 5000
 RETRIES = 5
 
@@ -47,7 +49,8 @@ CREATE TABLE IF NOT EXISTS runs (
     cwd TEXT,
     summary TEXT,      -- the part of `row` plain `ls` shows: the cheapest to decode
     row TEXT,          -- row.row_of(): what `ls` shows and filters on
-    body TEXT          -- the commit message; NULL: the commit is not a readable run
+    body TEXT,         -- the commit message; NULL: the commit is not a readable run
+    own INTEGER        -- sealed by this user (service/trust.py): launched here by them
 );
 CREATE INDEX IF NOT EXISTS runs_launched ON runs (launched_at);
 CREATE TABLE IF NOT EXISTS params (
@@ -66,6 +69,7 @@ class Entry:
     commit: str
     record: RunRecord
     result: Result | None
+    own: bool = False  # launched by this user here (its seal checked when it was indexed)
 
     @property
     def written_back(self) -> bool:
@@ -84,8 +88,8 @@ def run_ids(repo: Repo) -> list[str]:
 def sync(repo: Repo) -> list[Entry]:
     """Every readable run under `refs/experiments/`, brought up to date with the refs."""
     out = []
-    for ref, commit, snapshot, body in _current(repo, "body"):
-        entry = _decode(ref, commit, snapshot, body)
+    for ref, commit, snapshot, own, body in _current(repo, "body"):
+        entry = _decode(ref, commit, snapshot, body, own=bool(own))
         if entry is not None:
             out.append(entry)
     return out
@@ -94,21 +98,22 @@ def sync(repo: Repo) -> list[Entry]:
 def rows(repo: Repo, *, summary: bool = False) -> list[dict[str, Any]]:
     """`row.row_of` of every readable run, without decoding whole records (fast `ls`);
     with `summary`, only the fields in `row.SUMMARY` (faster still)."""
-    texts = [row for _, _, _, row in _current(repo, "summary" if summary else "row")]
+    texts = [row for *_, row in _current(repo, "summary" if summary else "row")]
     found: list[dict[str, Any]] = json.loads("[" + ",".join(texts) + "]")  # one call: faster
     return found
 
 
-def _current(repo: Repo, column: str) -> list[tuple[str, str, str, str]]:
-    """(ref, commit, snapshot, <column>) of every readable run, the index brought up to date."""
+def _current(repo: Repo, column: str) -> list[tuple[str, str, str, int, str]]:
+    """(ref, commit, snapshot, own, <column>) of every readable run, the index brought up to
+    date."""
     heads = _ref_heads(repo)
     try:
         with _connect(repo) as db:
             return _sync(repo, db, heads, column)
     except (sqlite3.Error, OSError):  # no usable file: straight from git
         at = _COLUMNS.index(column)
-        made = [_row(ref, commit, raw) for ref, commit, raw in _read_commits(repo, heads)]
-        return [(r[0], r[1], r[3], r[at]) for r in made if r[-1] is not None]
+        return [(r[0], r[1], r[3], r[-1], r[at]) for r in _rows(repo, heads)
+                if r[_BODY] is not None]
 
 
 def unreadable(repo: Repo) -> list[str]:
@@ -130,7 +135,7 @@ def unreadable(repo: Repo) -> list[str]:
             rows = db.execute("SELECT ref, commit_id FROM runs WHERE body IS NULL").fetchall()
         bad += [ref for ref, commit in rows if heads.get(ref) == commit]
     except (sqlite3.Error, OSError):
-        readable = {ref for ref, _, _, _ in _current(repo, "summary")}
+        readable = {ref for ref, *_ in _current(repo, "summary")}
         bad += [ref for ref in heads if ref not in readable]
     return sorted(bad)
 
@@ -153,8 +158,8 @@ def succeeded_like(repo: Repo, argv: list[str], cwd: str) -> list[Entry]:
                 "SELECT ref, commit_id, snapshot, body FROM runs WHERE status = 'succeeded' "
                 "AND argv = ? AND cwd = ?", (_argv_key(argv), cwd)).fetchall()
     except (sqlite3.Error, OSError):
-        found = [(r, c, s, b) for r, c, s, b in _current(repo, "body")]
-    entries = [_decode(r, c, s, b) for r, c, s, b in found if heads.get(r) == c]
+        found = [(r, c, s, b) for r, c, s, _, b in _current(repo, "body")]
+    entries = [_decode(r, c, s, b) for r, c, s, b in found if heads.get(r) == c]  # own: unused
     return [e for e in entries if e is not None and e.result is not None
             and e.result.status == "succeeded" and e.record.argv == argv and e.record.cwd == cwd]
 
@@ -197,8 +202,11 @@ def _connect(repo: Repo) -> Iterator[sqlite3.Connection]:
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             _retry(lambda: db.execute("PRAGMA journal_mode = WAL"))
         db.execute("PRAGMA synchronous = NORMAL")  # a cache: losing the last write is fine
-        if db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
-            _retry(lambda: _reset(db))
+        # `own` depends on the reader's keys: another user (or a new key) starts afresh
+        keys = trust.fingerprint(repo)
+        if db.execute("PRAGMA user_version").fetchone()[0] != VERSION or \
+                db.execute("PRAGMA application_id").fetchone()[0] != keys:
+            _retry(lambda: _reset(db, keys))
         yield db
     except sqlite3.DatabaseError as exc:
         db.close()
@@ -210,9 +218,10 @@ def _connect(repo: Repo) -> Iterator[sqlite3.Connection]:
         db.close()
 
 
-def _reset(db: sqlite3.Connection) -> None:
+def _reset(db: sqlite3.Connection, keys: int) -> None:
     db.executescript("BEGIN IMMEDIATE; DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS params;"
-                     + _SCHEMA + f"PRAGMA user_version = {VERSION}; COMMIT;")
+                     + _SCHEMA + f"PRAGMA user_version = {VERSION}; "
+                     f"PRAGMA application_id = {int(keys)}; COMMIT;")
 
 
 def _retry(fn: Any) -> Any:
@@ -228,65 +237,87 @@ def _retry(fn: Any) -> Any:
 
 
 _COLUMNS = ("ref", "commit_id", "run_id", "snapshot", "launched_at", "status", "target",
-            "argv", "cwd", "summary", "row", "body")
+            "argv", "cwd", "summary", "row", "body", "own")
+_BODY = _COLUMNS.index("body")
 
 
 def _sync(repo: Repo, db: sqlite3.Connection, heads: dict[str, str],
-          column: str) -> list[tuple[str, str, str, str]]:
+          column: str) -> list[tuple[str, str, str, int, str]]:
     if column not in _COLUMNS:  # it goes into the SQL text below
         raise ValueError(f"no column {column!r}")
-    rows = db.execute(f"SELECT ref, commit_id, snapshot, {column} FROM runs").fetchall()  # noqa: S608
-    known = {ref: commit for ref, commit, _, _ in rows}
+    rows = db.execute(f"SELECT ref, commit_id, snapshot, own, {column} FROM runs").fetchall()  # noqa: S608
+    known = {ref: commit for ref, commit, *_ in rows}
     changed = {ref: c for ref, c in heads.items() if known.get(ref) != c}
     gone = [ref for ref in known if ref not in heads]
-    made = [_row(ref, commit, raw) for ref, commit, raw in _read_commits(repo, changed)]
+    made = _rows(repo, changed)
     if made or gone:
         def write() -> None:
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany("DELETE FROM runs WHERE ref = ?", [(r,) for r in gone])
-                db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", made)
+                db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                               made)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
         _retry(write)
     at = _COLUMNS.index(column)
-    out = [(r[0], r[1], r[3], r[at]) for r in made if r[-1] is not None]
-    out += [(ref, commit, snap, value) for ref, commit, snap, value in rows
+    out = [(r[0], r[1], r[3], r[-1], r[at]) for r in made if r[_BODY] is not None]
+    out += [(ref, commit, snap, own, value) for ref, commit, snap, own, value in rows
             if value is not None and heads.get(ref) == commit]
     return out
 
 
-def _row(ref: str, commit: str, raw: bytes | None) -> tuple[Any, ...]:
-    """The table row of one commit (`raw`: the commit object; None: not a commit)."""
-    run_id = ids.id_from_ref(ref) or ""
-    try:
-        if raw is None:
-            raise GitexpError("not a commit")
-        parsed = Commit.parse(raw)
-        run = decode_run(parsed.message, ref=ref, commit=commit, parents=parsed.parents)
-    except GitexpError:  # remembered as unreadable, so it is not parsed again
-        return (ref, commit, run_id, None, None, None, None, None, None, None, None, None)
+def _rows(repo: Repo, heads: dict[str, str]) -> list[tuple[Any, ...]]:
+    """The table rows of the commits of `heads`: read in one `git cat-file`, and the trees
+    of the sealed ones' snapshots in one more (a seal covers the snapshot's tree)."""
+    runs: list[tuple[str, str, DecodedRun | None]] = []
+    trees: dict[str, str] = {}
+    for ref, commit, raw in _read_commits(repo, heads):
+        try:
+            if raw is None:
+                raise GitexpError("not a commit, or over the size a record may have")
+            parsed = Commit.parse(raw)
+            run = decode_run(parsed.message, ref=ref, commit=commit, parents=parsed.parents)
+            runs.append((ref, commit, run))
+            if run.result is None:  # a snapshot commit: its own tree is the one sealed
+                trees[commit] = parsed.tree
+        except GitexpError:  # remembered as unreadable, so it is not parsed again
+            runs.append((ref, commit, None))
+    wanted = [r.record.snapshot for _, _, r in runs
+              if r is not None and r.record.seal and r.record.snapshot not in trees]
+    for spec, obj in zip(wanted, repo.read_objects(wanted), strict=True):
+        if obj.type == "commit" and obj.data is not None:
+            trees[spec] = Commit.parse(obj.data).tree
+    return [_row(repo, ref, commit, run, trees) for ref, commit, run in runs]
+
+
+def _row(repo: Repo, ref: str, commit: str, run: DecodedRun | None,
+         trees: dict[str, str]) -> tuple[Any, ...]:
+    if run is None:
+        return (ref, commit, ids.id_from_ref(ref) or "", *([None] * 9), 0)
     rec, res = run.record, run.result
-    row = row_of(rec, res, commit)
-    return (ref, commit, run_id, rec.snapshot, rec.launched_at,
+    own = trust.sealed(repo, rec, trees.get(rec.snapshot))
+    row = row_of(rec, res, commit, own=own)
+    return (ref, commit, rec.id, rec.snapshot, rec.launched_at,
             res.status if res else None, rec.target, _argv_key(rec.argv), rec.cwd,
-            _dumps({k: row[k] for k in SUMMARY}), _dumps(row), run.message)
+            _dumps({k: row[k] for k in SUMMARY}), _dumps(row), run.message, int(own))
 
 
 def _dumps(data: Any) -> str:
     return json.dumps(data, separators=(",", ":"))
 
 
-def _decode(ref: str, commit: str, snapshot: str, message: str) -> Entry | None:
+def _decode(ref: str, commit: str, snapshot: str, message: str, *,
+            own: bool = False) -> Entry | None:
     """The run of a row: its message decoded again, as when it was first read (the snapshot
     stands in for the parents: it is the first parent of a results commit)."""
     try:
         run = decode_run(message, ref=ref, commit=commit, parents=[snapshot])
     except GitexpError:
         return None
-    return Entry(ref=ref, commit=commit, record=run.record, result=run.result)
+    return Entry(ref=ref, commit=commit, record=run.record, result=run.result, own=own)
 
 
 def _argv_key(argv: list[str]) -> str:
@@ -296,6 +327,6 @@ def _argv_key(argv: list[str]) -> str:
 def _read_commits(repo: Repo, heads: dict[str, str]) -> list[tuple[str, str, bytes | None]]:
     """(ref, commit, the commit object or None) for `heads`, in one `git cat-file`."""
     order = list(heads.items())
-    objects = repo.read_objects(commit for _, commit in order)
+    objects = repo.read_objects((commit for _, commit in order), max_size=MAX_COMMIT)
     return [(ref, commit, obj.data if obj.type == "commit" else None)
             for (ref, commit), obj in zip(order, objects, strict=True)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -24,7 +25,7 @@ from gitexp.git.writeback import write_back
 from gitexp.model import ids
 from gitexp.model.record import Result, RunRecord, encode_message
 from gitexp.model.runstate import RunState
-from gitexp.service import environment, preflight
+from gitexp.service import environment, preflight, trust
 from gitexp.service.rerun import refuse_if_succeeded
 from gitexp.service.runs import Run
 from gitexp.stores import Store, open_store, run_key, transport
@@ -99,7 +100,8 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
             id="", argv=list(req.argv), cwd=subdir, base=snap.base, branch=branch, user=user,
             launched_at=time.time(), target=target.name, backend=target.backend,
             store=store.url, env=env, params=req.params or {}, name=req.name,
-            rerun_of=req.rerun_of, sweep=req.sweep, outs=list(req.outs), data=data_version)
+            rerun_of=req.rerun_of, sweep=req.sweep, outs=list(req.outs), data=data_version,
+            launched_from=socket.gethostname())
         records.append(_commit(repo, store, record, snap.tree, name, data_plan=data_plan))
     return Recorded(target=target, backend=backend, store=store, records=records)
 
@@ -118,6 +120,7 @@ def relaunch(repo: Repo, config: Config, run: Run, *, target: str | None = None,
     backend = backend_for(tgt, repo)
     store = open_store(backend.store_url())
     record = replace(old, id="", user=_user(config), launched_at=time.time(),
+                     launched_from=socket.gethostname(),
                      target=tgt.name, backend=tgt.backend, store=store.url,
                      env=environment.capture(repo, old.argv), rerun_of=old.id, snapshot="")
     record = _commit(repo, store, record, tree, old.name or ids.default_name(old.argv),
@@ -152,7 +155,7 @@ def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
         raise
     RunState(store, record.id).set_handle(target.name, handle)
     return Run(record=record, result=Result(status="queued"), commit=record.snapshot,
-               written_back=False)
+               written_back=False, own=record.seal is not None)
 
 
 def ready(repo: Repo, config: Config, record: RunRecord, *, target: Target, store: Store,
@@ -186,6 +189,7 @@ def _commit_record(repo: Repo, record: RunRecord, tree: str, name: str) -> RunRe
     for _ in range(8):
         run_id = ids.new_id(name)
         rec = replace(record, id=run_id)
+        rec = replace(rec, seal=trust.seal(repo, rec, tree))  # over the id too: it is unique
         commit = repo.commit_tree(tree, parents, encode_message(rec, None))
         faults.point("launch.commit")
         # Create-only: an id that exists (or existed and was kept as a ref) is never reused.

@@ -23,7 +23,7 @@ def run_points(repo: Repo, run: Run) -> list[dict[str, Any]]:
         data = text.encode(errors="surrogateescape")
     if not data:
         try:
-            data = store_of(repo, run.record).read(run_key(run.id, "metrics.jsonl"))
+            data = store_of(repo, run).read(run_key(run.id, "metrics.jsonl"))
         except Exception:  # a store out of reach: no curve, not an error
             data = None
     return metric_series.parse_series(data or b"")

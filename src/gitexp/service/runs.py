@@ -15,7 +15,7 @@ from typing import Any
 
 from gitexp.backends import Backend, Explains, KeepsLogs, backend_for
 from gitexp.errors import GitexpError, UnknownRunError
-from gitexp.git import Repo
+from gitexp.git import Commit, Repo
 from gitexp.git.config import Config
 from gitexp.git.writeback import RESULTS_DIR, write_back
 from gitexp.model import ids, metrics
@@ -26,7 +26,7 @@ from gitexp.model.runstate import (
     RunState,
     Status,
 )
-from gitexp.service import index
+from gitexp.service import index, trust
 from gitexp.stores import Store, open_store, read_range, run_key, size_of
 from gitexp.stores.file import FileStore
 
@@ -37,6 +37,7 @@ class Run:
     result: Result | None  # the written-back result, or the live view of an unfinished run
     commit: str  # where the run's ref points: the snapshot, or its results commit
     written_back: bool
+    own: bool = False  # launched by this user here: sealed (service/trust.py)
 
     @property
     def id(self) -> str:
@@ -53,23 +54,29 @@ class Run:
 
 
 # -- reading --------------------------------------------------------------------------------
-_FMT = "%(refname)%01%(objectname)%01%(parent)%01%(contents)"
-
-
-def parse_ref_line(line: str) -> Run:
-    """The run of one `for-each-ref --format=_FMT` record; GitexpError says why not."""
-    refname, commit, parents, message = line.split("\x01", 3)
-    run = decode_run(message, ref=refname, commit=commit, parents=parents.split())
+def read_run(repo: Repo, ref: str, commit: str) -> Run:
+    """The run the ref `ref` at `commit` holds; GitexpError says why it cannot be read. Its
+    commit is read bounded: a forged giant costs a pass over it, never memory."""
+    (obj,) = repo.read_objects([commit], max_size=index.MAX_COMMIT)
+    if obj.type != "commit" or obj.data is None:
+        raise GitexpError("over the size a record may have" if obj.type == "commit"
+                          else "not a commit")
+    parsed = Commit.parse(obj.data)
+    run = decode_run(parsed.message, ref=ref, commit=commit, parents=parsed.parents)
+    snapshot_tree = parsed.tree if run.result is None else None
     return Run(record=run.record, result=run.result, commit=commit,
-               written_back=run.result is not None)
+               written_back=run.result is not None,
+               own=trust.sealed(repo, run.record, snapshot_tree) if snapshot_tree
+               else bool(run.record.seal) and trust.is_own(repo, run.record))
 
 
-def _parse_all(lines: list[str]) -> tuple[list[Run], str | None]:
-    """The readable runs of `lines`, and why the last unreadable one is not."""
+def _read_all(repo: Repo, pattern: str) -> tuple[list[Run], str | None]:
+    """The readable runs of the refs `pattern` names, and why the last unreadable one is not."""
     runs, why = [], None
-    for line in lines:
+    for line in repo.for_each_ref(pattern, "%(refname) %(objectname)"):
+        ref, _, commit = line.partition(" ")
         try:
-            runs.append(parse_ref_line(line))
+            runs.append(read_run(repo, ref, commit))
         except GitexpError as exc:
             why = exc.message
     return runs, why
@@ -78,8 +85,8 @@ def _parse_all(lines: list[str]) -> tuple[list[Run], str | None]:
 def list_runs(repo: Repo, config: Config | None = None, *, refresh: bool = True) -> list[Run]:
     """Every run, newest first. With `refresh`, unfinished runs are looked at in their store:
     finished ones are written back, dead ones become `lost`."""
-    runs = [Run(record=e.record, result=e.result, commit=e.commit, written_back=e.written_back)
-            for e in index.sync(repo)]
+    runs = [Run(record=e.record, result=e.result, commit=e.commit, written_back=e.written_back,
+                own=e.own) for e in index.sync(repo)]
     if refresh:
         runs = _observe_all(repo, config or Config.load(repo), runs)
     runs.sort(key=lambda r: r.record.launched_at, reverse=True)
@@ -107,7 +114,7 @@ def find(repo: Repo, spec: str, config: Config | None = None, *, refresh: bool =
     """A run by id, or by a unique prefix or suffix of its id."""
     exact = repo.rev_parse(ids.PREFIX + spec) if ids.is_valid_id(spec) else None
     if exact:
-        candidates, why = _parse_all(list(repo.for_each_ref(ids.PREFIX + spec, _FMT)))
+        candidates, why = _read_all(repo, ids.PREFIX + spec)
     else:  # a prefix or suffix: match ref names, then read only the matching commits
 
         matches = [i for i in index.run_ids(repo)
@@ -116,8 +123,7 @@ def find(repo: Repo, spec: str, config: Config | None = None, *, refresh: bool =
             raise GitexpError(f"{spec!r} matches {len(matches)} runs",
                               hint="give more of the id: " + ", ".join(sorted(matches)[:4]))
         exact = matches[0] if matches else None
-        candidates, why = _parse_all(
-            list(repo.for_each_ref(ids.PREFIX + exact, _FMT)) if exact else [])
+        candidates, why = _read_all(repo, ids.PREFIX + exact) if exact else ([], None)
         spec = exact or spec
     if not candidates:
         if exact:
@@ -134,9 +140,20 @@ def find(repo: Repo, spec: str, config: Config | None = None, *, refresh: bool =
     return run
 
 
-def store_of(repo: Repo, record: RunRecord) -> Store:
+def store_of(repo: Repo, run: Run, config: Config | None = None) -> Store:
+    """Where the run's live state is: only for a run this user launched here, through a store
+    this clone's configuration names today. A fetched record must never make gitexp open a
+    connection (with the user's ssh keys, cloud credentials) or read a path it chose."""
+    record = run.record
+    if not run.own:
+        raise GitexpError(f"run {record.id} was launched elsewhere; its store is not read here",
+                          hint="its results arrive with `git exp fetch` once it is shared")
     if record.backend == "local":  # follows the repository if it moves
         return FileStore(repo.gitexp_dir / "store")
+    backend = _backend_of(repo, config or Config.load(repo), record)
+    if backend is None or backend.store_url() != record.store:
+        raise GitexpError(f"the store of run {record.id} is no longer {record.target!r}'s",
+                          hint=f"set exp.target.{record.target}.store back to {record.store}")
     return open_store(record.store)
 
 
@@ -159,13 +176,17 @@ def _backend_of(repo: Repo, config: Config, record: RunRecord) -> Backend | None
 def observe(repo: Repo, config: Config, run: Run) -> Run:
     """The live status of an unfinished run; a run that ended (or is found lost) is written
     back, and the Run returned says so (`written_back`). Sends nothing: whether an ending
-    deserves mail is the caller's business (`git exp watch`)."""
+    deserves mail is the caller's business (`git exp watch`).
+
+    Only a run this user launched here, through a store this clone's configuration names
+    today, is looked at: a fetched record must never make gitexp open a connection (the
+    user's ssh keys, cloud credentials) or read a path it chose."""
     record = run.record
-    if not _observable(repo, record):
-        return run  # launched from another clone (fetched): its own repo writes it back
+    if not run.own or not _observable(repo, record):
+        return run  # launched elsewhere (fetched): its own clone writes it back
     state: RunState | None
     try:
-        state = RunState(store_of(repo, record), record.id)
+        state = RunState(store_of(repo, run, config), record.id)
         result = _live_result(repo, config, state, record)
     except ForeignResultError as exc:  # end the run, taking nothing from that store
         state, result = None, Result(status="lost", ended_at=time.time(), error=exc.message)
@@ -174,7 +195,7 @@ def observe(repo: Repo, config: Config, run: Run) -> Run:
     if result.status in LIVE:
         return replace(run, result=result)
     commit = write_back(repo, record, result, state.store if state else None)
-    return Run(record=record, result=result, commit=commit, written_back=True)
+    return Run(record=record, result=result, commit=commit, written_back=True, own=run.own)
 
 
 def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord) -> Result:
@@ -248,12 +269,12 @@ LOG_CHUNK = 4 << 20  # logs may be gigabytes: readers take them a bounded piece 
 def read_log(repo: Repo, run: Run, offset: int = 0, limit: int | None = None) -> bytes:
     """The log from `offset` on (at most `limit` bytes where the store can cut it)."""
     try:
-        store, key = store_of(repo, run.record), run_key(run.id, "log")
+        store, key = store_of(repo, run), run_key(run.id, "log")
         data = read_range(store, key, offset, limit) if limit else store.read(key, offset=offset)
     except GitexpError:
         data = None
     if data is None and not run.written_back:  # the agent never reached the store
-        data = _engine_log(repo, run.record, offset)
+        data = _engine_log(repo, run, offset)
     if data is None and run.written_back:  # e.g. a run fetched from a teammate
         blob = repo.git("cat-file", "blob", f"{run.commit}:{RESULTS_DIR}/log.txt", check=False)
         data = blob.encode(errors="surrogateescape")[offset:]
@@ -264,7 +285,7 @@ def read_log_tail(repo: Repo, run: Run, size: int = 1 << 16) -> bytes:
     """About the last `size` bytes of the log (from a line start when it was cut): `show`
     quotes a few lines, and a log may be gigabytes."""
     try:
-        total = size_of(store_of(repo, run.record), run_key(run.id, "log"))
+        total = size_of(store_of(repo, run), run_key(run.id, "log"))
     except GitexpError:
         total = None
     if total is None or total <= size:
@@ -273,11 +294,12 @@ def read_log_tail(repo: Repo, run: Run, size: int = 1 << 16) -> bytes:
     return tail[tail.find(b"\n") + 1:]
 
 
-def _engine_log(repo: Repo, record: RunRecord, offset: int) -> bytes | None:
+def _engine_log(repo: Repo, run: Run, offset: int) -> bytes | None:
     """The job's own output as the engine keeps it (e.g. a Kubernetes pod's log)."""
+    record, config = run.record, Config.load(repo)
     try:
-        backend = _backend_of(repo, Config.load(repo), record)
-        handle = RunState(store_of(repo, record), record.id).handle()
+        backend = _backend_of(repo, config, record)
+        handle = RunState(store_of(repo, run, config), record.id).handle()
         data = backend.logs(record=record, handle=handle) \
             if isinstance(backend, KeepsLogs) and handle else None
     except GitexpError:
@@ -310,7 +332,7 @@ def follow(repo: Repo, config: Config, run: Run, poll: float = 0.2) -> Iterator[
 def cancel(repo: Repo, config: Config, run: Run) -> Run:
     if run.written_back or run.status not in LIVE:
         raise GitexpError(f"run {run.id} already ended ({run.status})")
-    state = RunState(store_of(repo, run.record), run.id)
+    state = RunState(store_of(repo, run, config), run.id)
     state.request_cancel()
     handle = state.handle()
     backend = _backend_of(repo, config, run.record)

@@ -133,4 +133,4 @@ def _submit_array(repo: Repo, config: Config, recorded: launching.Recorded, *,
     for record, handle in zip(records, handles, strict=True):
         RunState(store, record.id).set_handle(target.name, handle)
     return [runs.Run(record=r, result=Result(status="queued"), commit=r.snapshot,
-                     written_back=False) for r in records]
+                     written_back=False, own=r.seal is not None) for r in records]
