@@ -51,9 +51,11 @@ def test_rerun_check_reproduces_a_deterministic_run(repo: Path) -> None:
     assert tree(latest["snapshot"]) == tree(first["snapshot"])
     assert parents(latest["snapshot"]) == parents(first["snapshot"])
     assert latest["result"]["check"]["reproduced"] is True
-    # the verdict is in git (results commit and its result.json), so ls shows it from git alone
-    blob = json.loads(git("show", f"{latest['commit']}:.gitexp-results/result.json", cwd=repo))
-    assert blob["check"]["of"] == original
+    # the verdict is in git (a verdict commit on the results commit, adding check.json), so ls
+    # shows it from git alone
+    blob = json.loads(git("show", f"{latest['commit']}:.gitexp-results/check.json", cwd=repo))
+    assert blob["of"] == original
+    assert git("rev-parse", f"{latest['commit']}^1", cwd=repo).strip() == latest["snapshot"]
     shutil.rmtree(repo / ".git" / "gitexp")
     line = next(ln for ln in exp("ls", cwd=repo).stdout.splitlines()
                 if ln.startswith(latest["id"]))

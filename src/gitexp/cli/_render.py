@@ -390,6 +390,8 @@ def fetched(report: FetchReport) -> None:
                     f"{len(report.updated)} run(s) updated from {report.remote}")
     for ref, why in report.kept:
         console(stderr=True).print(f"kept local {ref}: {why}")
+    for _, line in report.refused:  # one line each, naming the run and the remote
+        console(stderr=True).print(line, markup=False, highlight=False)
 
 
 def pushed(report: PushReport) -> None:

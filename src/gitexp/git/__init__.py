@@ -285,6 +285,19 @@ class Commit:
         return cls(tree=tree, parents=parents, message=message)
 
 
+def tree_of(data: bytes, oid_bytes: int = 20) -> dict[bytes, tuple[bytes, bytes]]:
+    """A raw tree object (`cat-file --batch` content) as name -> (mode, raw object id):
+    comparing two trees level by level needs no further git call."""
+    entries: dict[bytes, tuple[bytes, bytes]] = {}
+    at = 0
+    while at < len(data):
+        nul = data.index(b"\0", at)
+        mode, _, name = data[at:nul].partition(b" ")
+        entries[name] = (mode, data[nul + 1:nul + 1 + oid_bytes])
+        at = nul + 1 + oid_bytes
+    return entries
+
+
 class _CutShort(Exception):
     """git's answers ended before the questions did."""
 

@@ -72,22 +72,25 @@ def _hashes(outputs: dict[str, Any]) -> dict[str, str]:
 
 
 def record_verdict(repo: Repo, run: Run, verdict: dict[str, Any]) -> Run:
-    """Put the verdict into the rerun's result: a new results commit (same parent, same tree
-    but for `.gitexp-results/result.json`) replaces the old one on the run's ref."""
+    """Put the verdict into the rerun's result: a verdict commit with parents [snapshot, old
+    results commit] (so the ref fast-forwards, and a shared run only ever grows) whose tree
+    adds `.gitexp-results/check.json` and whose message carries the result with `check`."""
     if not run.written_back or run.result is None:
         raise GitexpError(f"run {run.id} has no result in git yet",
                           hint=f"`git exp show {run.id}` writes it back once it ended")
+    if run.result.check is not None:  # a shared run never changes: one verdict, for good
+        raise GitexpError(f"run {run.id} already has a verdict",
+                          hint=f"`git exp show {run.id}` shows it; a new rerun gets its own")
     result = replace(run.result, check=verdict)
-    blob = repo.hash_object(json.dumps(result.to_dict(), indent=2, sort_keys=True).encode())
+    blob = repo.hash_object(json.dumps(verdict, indent=2, sort_keys=True).encode())
     top = repo.tree_entries(run.commit)
     results_tree = next((e.split()[2].split("\t")[0] for e in top
                          if e.endswith("\t" + RESULTS_DIR)), None)
     inner = repo.tree_entries(results_tree) if results_tree else []
-    inner = [e for e in inner if not e.endswith("\tresult.json")]
-    inner.append(f"100644 blob {blob}\tresult.json")
+    inner.append(f"100644 blob {blob}\tcheck.json")
     top = [e for e in top if not e.endswith("\t" + RESULTS_DIR)]
     top.append(f"040000 tree {repo.mktree(inner)}\t{RESULTS_DIR}")
-    commit = repo.commit_tree(repo.mktree(top), [run.record.snapshot],
+    commit = repo.commit_tree(repo.mktree(top), [run.record.snapshot, run.commit],
                               encode_message(run.record, result))
     if not repo.update_ref(ids.ref_for(run.id), commit, run.commit,
                            f"gitexp: {run.id} checked against {verdict['of']}"):

@@ -6,18 +6,25 @@ clone that fetched it could never see it end (its store is on the launcher's sid
 Pushes never force. Fetches land in a private staging namespace first, then each run ref is
 created, fast-forwarded (snapshot -> results commit), or left alone when the local one is
 ahead or different; nothing local is ever rewound or overwritten.
+
+A shared run is immutable: `transitions` is the one rule, for fetch and push (and so for the
+pre-push hook) alike. A new run must decode and have the shape gitexp makes; an existing
+run moves only snapshot -> results commit -> verdict commit, its code, command, data and
+result never changing. Whatever else a remote offers is refused, the local ref untouched.
 """
 
 from __future__ import annotations
 
 import secrets
 import subprocess
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 from gitexp.errors import GitexpError
-from gitexp.git import Repo, run_git
+from gitexp.git import Commit, Object, Repo, run_git, tree_of
+from gitexp.git.writeback import RESULTS_DIR
 from gitexp.model import ids
+from gitexp.model.record import DecodedRun, Result, decode_run
 
 PUSH_GUARD = "GITEXP_PUSHING_RUNS"  # == hooks.run.PUSH_GUARD: our own pre-push does nothing
 STAGING = "refs/gitexp-incoming/"
@@ -39,6 +46,7 @@ class FetchReport:
     new: list[str] = field(default_factory=list)  # refs created here
     updated: list[str] = field(default_factory=list)  # fast-forwarded (a run that finished)
     kept: list[tuple[str, str]] = field(default_factory=list)  # (ref, why the local one stays)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (ref, one line: why)
 
 
 def default_remote(repo: Repo, pushing: bool) -> str:
@@ -65,29 +73,61 @@ def is_remote(repo: Repo, word: str) -> bool:
 
 
 def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = ()) -> PushReport:
-    """Push finished runs (all, or `run_ids`) and their `exp/*` tags; never forces."""
+    """Push finished runs (all, or `run_ids`) and their `exp/*` tags; never forces, and never
+    moves a ref of the remote's along a transition gitexp does not make (`transitions`)."""
     remote = _check_remote(remote or default_remote(repo, pushing=True))
     finished, live = _run_refs(repo)
+    tags = _refs(repo, ids.TAG_PREFIX, full=True)
     if run_ids:
         wanted = [ids.ref_for(i) for i in run_ids]
         unfinished = [r for r in wanted if r in live]
         if unfinished:
             raise GitexpError(f"run {unfinished[0][len(ids.PREFIX):]} has not finished yet",
                               hint="push it once `git exp ls` shows it ended")
-        tags = set(repo.git("for-each-ref", "--format=%(refname)", ids.TAG_PREFIX).split())
         wanted += [t for i in run_ids if (t := ids.TAG_PREFIX + i) in tags]
-        specs = [f"{r}:{r}" for r in wanted]
-    elif live:  # name the finished ones; a glob would take the live ones along
-        specs = [f"{r}:{r}" for r in finished] + [f"{ids.TAG_PREFIX}*:{ids.TAG_PREFIX}*"]
     else:
-        specs = [f"{ns}*:{ns}*" for ns in NAMESPACES]
+        wanted = finished + list(tags)
+    ours = {**_refs(repo, ids.PREFIX, full=True), **tags}
+    theirs = _remote_refs(repo, remote)
+    rejected = _refused_pushes(repo, {r: (theirs[r], ours[r]) for r in wanted
+                                      if r in theirs and r in ours and theirs[r] != ours[r]})
+    todo = [r for r in wanted if r in ours and theirs.get(r) != ours[r] and r not in rejected]
+    lives = [r[len(ids.PREFIX):] for r in live]
+    done = len(wanted) - len(todo) - len(rejected)
+    if not todo:  # nothing to send: no second connection to the remote
+        return PushReport(remote, [], done, sorted(rejected.items()), lives)
+    named = bool(run_ids or live or rejected)  # a glob would take the others along
+    specs = [f"{r}:{r}" for r in todo] if named else [f"{ns}*:{ns}*" for ns in NAMESPACES]
     proc = _git(repo, "push", "--porcelain", "--no-verify", remote, *specs)
     out = proc.stdout.decode(errors="replace")
-    report = _parse_push(remote, out, live=[r[len(ids.PREFIX):] for r in live])
+    report = _parse_push(remote, out, live=lives)
     if proc.returncode != 0 and not report.rejected:
         raise GitexpError(f"git push to {remote} failed: {_why(proc)}",
                           hint="check the remote with `git remote -v` and `git ls-remote REMOTE`")
-    return report
+    return PushReport(remote, report.pushed, report.up_to_date + (done if named else 0),
+                      sorted(rejected.items()) + report.rejected, lives)
+
+
+def _remote_refs(repo: Repo, remote: str) -> dict[str, str]:
+    """The remote's run refs and `exp/*` tags (unpeeled), from one `git ls-remote`."""
+    proc = _git(repo, "ls-remote", "--refs", remote, *(f"{ns}*" for ns in NAMESPACES))
+    if proc.returncode != 0:
+        raise GitexpError(f"git push to {remote} failed: {_why(proc)}",  # its first step
+                          hint="check the remote with `git remote -v` and `git ls-remote REMOTE`")
+    pairs = (line.split("\t", 1) for line in proc.stdout.decode(errors="replace").splitlines())
+    return {ref: oid for oid, ref in pairs if ref.startswith(NAMESPACES)}
+
+
+def _refused_pushes(repo: Repo, moves: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """ref -> why, for refs the remote holds otherwise: judged by the same rule as a fetch
+    (old = the remote's, new = ours) when we have the remote's commit; git itself refuses a
+    push over one we lack (it cannot be a fast-forward)."""
+    held = repo.read_objects([old for old, _ in moves.values()], max_size=0) if moves else []
+    known = {ref: move for (ref, move), obj in zip(moves.items(), held, strict=True) if obj.found}
+    refused = transitions(repo, known)
+    said = {BEHIND: "the remote's run is further along (`git exp fetch` brings it)",
+            UNREADABLE: "the remote's run cannot be read"}
+    return {ref: said.get(why, why) for ref, why in refused.items()}
 
 
 def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
@@ -116,24 +156,215 @@ def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
 def _merge(repo: Repo, remote: str, incoming: dict[str, str]) -> FetchReport:
     local = {**_refs(repo, ids.PREFIX, full=True), **_refs(repo, ids.TAG_PREFIX, full=True)}
     report = FetchReport(remote)
+    moves = {ref: (local.get(ref), new) for ref, new in incoming.items() if local.get(ref) != new}
+    refused = transitions(repo, moves)
     commands = []
-    for ref, new in sorted(incoming.items()):
-        old = local.get(ref)
-        if old == new:
-            continue
-        if old is None:
+    for ref, (old, new) in sorted(moves.items()):
+        why = refused.get(ref)
+        if why == BEHIND:
+            report.kept.append((ref, "the local run is further along"))
+        elif why == UNREADABLE:
+            report.kept.append((ref, f"differs from {remote}'s; the local one stays"))
+        elif why:
+            report.refused.append((ref, f"refused {_what(ref)} from {remote}: {why}"))
+        elif old is None:
             commands.append(f"create {ref} {new}\n")
             report.new.append(ref)
-        elif ref.startswith(ids.PREFIX) and repo.ok("merge-base", "--is-ancestor", old, new):
+        else:
             commands.append(f"update {ref} {new} {old}\n")
             report.updated.append(ref)
-        elif ref.startswith(ids.PREFIX) and repo.ok("merge-base", "--is-ancestor", new, old):
-            report.kept.append((ref, "the local run is further along"))
-        else:
-            report.kept.append((ref, f"differs from {remote}'s; the local one stays"))
     if commands:  # one transaction: all or nothing, each guarded by its old value
         repo.git("update-ref", "--stdin", input="".join(commands).encode())
     return report
+
+
+# -- the one rule: which moves of a shared ref gitexp makes ------------------------------------
+BEHIND = "the other side is behind"  # the move would rewind: nothing to refuse, nothing to take
+UNREADABLE = "the run it would replace cannot be read"  # nothing to compare the move with
+MAX_OBJECT = 8 << 20  # no commit or tree gitexp makes is near this; a forged giant is skipped
+# What a write-back writes: an annotation adds files next to them, never one of them.
+WRITTEN_BACK = frozenset({b"record.json", b"result.json", b"log.txt", b"metrics.jsonl",
+                          b"plots", b"packages.txt"})
+_RESULTS = RESULTS_DIR.encode()
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """One commit of a run as git holds it: parsed, and decoded under the run's ref."""
+    oid: str
+    commit: Commit | None = None  # None: missing, not a commit, or too large
+    run: DecodedRun | None = None
+    why: str = "its commit is missing"  # why `run` is None
+
+
+def transition(repo: Repo, ref: str, old: str | None, new: str) -> str | None:
+    """Why `ref` may not move from `old` (None: a new ref) to `new`; None when it may."""
+    return transitions(repo, {ref: (old, new)}).get(ref)
+
+
+def transitions(repo: Repo, moves: Mapping[str, tuple[str | None, str]]) -> dict[str, str]:
+    """The refused `moves` (ref -> (old or None, new)), each with its one-line reason (BEHIND
+    when `new` is where `old` came from). Reads every commit and tree in two batches."""
+    refused = {ref: "a tag never moves" for ref, (old, _) in moves.items()
+               if not ref.startswith(ids.PREFIX) and old is not None}
+    runs = {ref: move for ref, move in moves.items() if ref.startswith(ids.PREFIX)}
+    seen = _read_commits(repo, [(ref, oid) for ref, (old, new) in runs.items()
+                                for oid in (old, new) if oid])
+    chains = {ref: seen[ref, new] for ref, (_, new) in runs.items()}
+    shapes = _shapes(repo, chains)
+    for ref, (old, _) in runs.items():
+        why = _move(seen[ref, old] if old else None, chains[ref], shapes.get(ref))
+        if why:
+            refused[ref] = why
+    return refused
+
+
+def _move(old: _Seen | None, new: _Seen, shape: str | None) -> str | None:  # noqa: PLR0911 - one return per rule
+    """The reason against one run's move, given the shape `_shapes` found wrong (or None)."""
+    if old is not None and old.run is not None and old.run.result is not None and \
+            old.commit is not None and new.oid in old.commit.parents:
+        return BEHIND  # results -> its snapshot, verdict -> its results commit
+    if new.run is None or new.commit is None:
+        return new.why
+    if old is None:
+        return shape
+    if old.run is None or old.commit is None:
+        return UNREADABLE
+    a, b = old.run, new.run
+    if a.record.snapshot != b.record.snapshot:
+        return "its code changed"
+    if not _same_record(a, b):
+        return _changed(a.record.to_dict(), b.record.to_dict())
+    if a.result is not None and b.result is not None:
+        if not _same_result(a.result, b.result):
+            return "its result changed"
+        if a.result.check is not None and a.result.check != b.result.check:
+            return "its verdict changed"
+    if shape:
+        return shape
+    if a.result is None:  # a live snapshot: any results commit (or verdict) of it
+        return None
+    if b.result is None or new.commit.parents[1:] != [old.oid]:
+        return "its results changed"  # only a verdict commit on this very results commit
+    return None
+
+
+def _changed(a: dict[str, object], b: dict[str, object]) -> str:
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    named = {"argv": "command", "data": "data", "cwd": "directory"}
+    return f"its {named.get(keys[0], 'record (' + keys[0] + ')')} changed"
+
+
+# Dataclass equality rather than `to_dict()`: the same comparison, without a deep copy per run.
+def _same_record(a: DecodedRun, b: DecodedRun) -> bool:
+    """The same record but for the snapshot (each commit's own way of naming it)."""
+    return a.record == b.record.with_snapshot(a.record.snapshot)
+
+
+def _same_result(a: Result, b: Result) -> bool:
+    """The same result but for the verdict (`check`), the one thing a results commit gains."""
+    return a == replace(b, check=a.check)
+
+
+def _shapes(repo: Repo, chains: dict[str, _Seen]) -> dict[str, str]:
+    """Why each results or verdict commit in `chains` is not one gitexp makes (none: it is).
+    A results commit R: first and only parent the snapshot S, R's tree = S's tree plus
+    `.gitexp-results/` (S has none), R's record = S's. A verdict V: parents [S, R], R such a
+    results commit, the same record, the result plus a `check` R had not, V's tree = R's plus
+    files added under `.gitexp-results/`."""
+    specs: list[tuple[str, str]] = []
+    for ref, c in chains.items():
+        if c.run is None or c.run.result is None or c.commit is None:
+            continue  # unreadable (refused already) or a snapshot: any code is a run's code
+        specs += [(ref, p) for p in c.commit.parents[:2]]
+        specs += [(ref, f"{c.oid}^{{tree}}"), (ref, f"{c.oid}:{RESULTS_DIR}")]
+        specs += [(ref, f"{p}^{{tree}}") for p in c.commit.parents[:2]]
+        specs += [(ref, f"{p}:{RESULTS_DIR}") for p in c.commit.parents[1:2]]
+    objects = dict(zip(specs, repo.read_objects([s for _, s in specs], max_size=MAX_OBJECT),
+                       strict=True))
+    parents = {(ref, p): _decode(ref, p, objects[ref, p]) for ref, c in chains.items()
+               if c.commit is not None for p in c.commit.parents[:2] if (ref, p) in objects}
+    out = {}
+    for ref, c in chains.items():
+        if c.run is not None and c.run.result is not None and c.commit is not None:
+            why = _shape(ref, c, parents, objects)
+            if why:
+                out[ref] = why
+    return out
+
+
+def _shape(ref: str, c: _Seen, parents: dict[tuple[str, str], _Seen],  # noqa: PLR0911 - a rule each
+           objects: dict[tuple[str, str], Object]) -> str | None:
+    assert c.commit is not None and c.run is not None and c.run.result is not None
+    if len(c.commit.parents) not in (1, 2):
+        return "it is no results commit gitexp makes"
+    snap, *rest = (parents[ref, p] for p in c.commit.parents)
+    if snap.run is None or snap.run.result is not None:
+        return "its first parent is no snapshot of it"
+    if not _same_record(snap.run, c.run):
+        return "its record is not its snapshot's"
+    tree = _tree(objects, ref, f"{c.oid}^{{tree}}")
+    base = _tree(objects, ref, f"{snap.oid}^{{tree}}")
+    if tree is None or base is None:
+        return "its trees cannot be read"
+    if _RESULTS in base or tree.get(_RESULTS, (b"",))[0] != b"40000" or \
+            {k: v for k, v in tree.items() if k != _RESULTS} != base:
+        return "its code changed"
+    if not rest:
+        return None
+    results = rest[0]  # a verdict commit: [snapshot, results commit]
+    if results.run is None or results.commit is None or results.commit.parents != [snap.oid] \
+            or results.run.result is None or results.run.result.check is not None:
+        return "it is no verdict gitexp makes: its second parent is no results commit of it"
+    if not _same_record(results.run, c.run) or c.run.result.check is None \
+            or not _same_result(results.run.result, c.run.result):
+        return "its result changed"
+    was = _tree(objects, ref, f"{results.oid}^{{tree}}")
+    inner, was_inner = (_tree(objects, ref, f"{x.oid}:{RESULTS_DIR}") for x in (c, results))
+    if was is None or inner is None or was_inner is None or \
+            {k: v for k, v in was.items() if k != _RESULTS} != base:
+        return "its second parent is no results commit of it"
+    if any(inner.get(k) != v for k, v in was_inner.items()):
+        return "its results changed"
+    if any(k in WRITTEN_BACK for k in inner.keys() - was_inner.keys()):
+        return "its results changed"  # e.g. a metrics.jsonl the run never wrote
+    return None
+
+
+def _tree(objects: dict[tuple[str, str], Object], ref: str,
+          spec: str) -> dict[bytes, tuple[bytes, bytes]] | None:
+    obj = objects.get((ref, spec))
+    if obj is None or obj.type != "tree" or obj.data is None:
+        return None
+    try:
+        return tree_of(obj.data, len(obj.oid) // 2)
+    except ValueError:  # a malformed tree: git does not check what it fetches by default
+        return None
+
+
+def _read_commits(repo: Repo, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], _Seen]:
+    """(ref, oid) -> that commit, decoded under `ref`; one `cat-file --batch` for all."""
+    wanted = list(dict.fromkeys(wanted))
+    found = repo.read_objects([oid for _, oid in wanted], max_size=MAX_OBJECT)
+    return {(ref, oid): _decode(ref, oid, obj) for (ref, oid), obj in zip(wanted, found,
+                                                                         strict=True)}
+
+
+def _decode(ref: str, oid: str, obj: Object) -> _Seen:
+    if obj.type != "commit" or obj.data is None:
+        return _Seen(oid, why="it is no commit" if obj.found else "its commit is missing")
+    commit = Commit.parse(obj.data)
+    try:
+        run = decode_run(commit.message, ref=ref, commit=obj.oid, parents=commit.parents)
+    except GitexpError as exc:
+        return _Seen(oid, commit, why=f"its record cannot be read ({exc.message})")
+    return _Seen(oid, commit, run)
+
+
+def _what(ref: str) -> str:
+    if ref.startswith(ids.PREFIX):
+        return f"run {ref[len(ids.PREFIX):]}"
+    return f"tag {ref[len('refs/tags/'):]}"
 
 
 def _run_refs(repo: Repo) -> tuple[list[str], list[str]]:
