@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gitexp.data import verify, version
 from gitexp.data.version import DataItem
 from gitexp.errors import GitexpError
 
@@ -79,6 +80,10 @@ def commit(root: Path, targets: list[str]) -> None:
 def hash_info(item: DataItem) -> Any:
     from dvc_data.hashfile.hash_info import HashInfo
 
+    if not version.well_formed_hash(item):  # DVC makes a cache path of it, unchecked
+        raise GitexpError(f"malformed DVC hash for {item.path!r}: {item.hash[:40]!r}",
+                          hint="the run's record is damaged or forged; nothing was fetched")
+
     return HashInfo(item.algo, item.hash)
 
 
@@ -110,6 +115,7 @@ def fetch(repo: Any, items: Iterable[DataItem], remote: str | None,
     # The directory listings first: what else to fetch is only known once they are here.
     listings = [i for i in items if i.is_dir]
     sent = _transfer(repo, listings, remote, None, upload=False, shallow=True)
+    check_listings(repo, listings)
     return sent + _transfer(repo, items, remote, progress, upload=False)
 
 
@@ -152,6 +158,20 @@ def _transfer(repo: Any, items: list[DataItem], remote: str | None,
     return len(result.transferred)
 
 
+def check_listings(repo: Any, items: Iterable[DataItem]) -> None:
+    """Refuse a `.dir` listing naming a path outside its directory or a hash that is no md5:
+    DVC joins both into paths unchecked, so this runs before DVC acts on a listing."""
+    cache = cache_dir(repo)
+    for item in items:
+        if item.is_dir and item.algo == "md5":
+            try:
+                verify.manifest(cache, item)
+            except ValueError as exc:
+                raise GitexpError(f"refusing the DVC data of {item.path!r}: {exc}",
+                                  hint="the DVC cache or remote holds a forged or damaged "
+                                       "object; nothing was written from it") from None
+
+
 def checkout(repo: Any, root: Path, items: Iterable[DataItem]) -> None:
     """Materialise exactly these objects at their paths under `root`, linked from the cache."""
     from dvc_data.hashfile import load
@@ -159,6 +179,8 @@ def checkout(repo: Any, root: Path, items: Iterable[DataItem]) -> None:
     from dvc_data.hashfile.checkout import checkout as hf_checkout
 
     cache = repo.cache.local
+    items = list(items)
+    check_listings(repo, items)
     for item in items:
         target = str(root.joinpath(*item.path.split("/")))
         try:

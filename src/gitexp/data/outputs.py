@@ -1,54 +1,306 @@
-"""Bring a run's outputs into the work tree via DVC: `git exp outputs RUN`."""
+"""Bring a run's outputs into the work tree: `git exp outputs RUN`, `checkout --outputs`.
+
+What a run declares is untrusted (a forged result or `.dir` listing may name `../x` or
+`.git/hooks/post-checkout`), and DVC's own checkout joins such paths unchecked and follows
+symlinks. So every path and hash is checked before anything is fetched or written, DVC only
+fills its cache, and the files are written here, through directory descriptors opened with
+O_NOFOLLOW: no symlink in the work tree is ever followed, none is ever created.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import secrets
+import stat
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from gitexp.data import dvcrepo, verify
+from gitexp.data import dvcrepo, verify, version
 from gitexp.data.dvcrepo import Progress
-from gitexp.data.version import DataItem, checkout_path
+from gitexp.data.version import DataItem
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+FORGED_HINT = ("a run's outputs are written only inside the work tree; this run's record is "
+               "damaged or forged (`git exp rm RUN` removes it)")
+
+
+def declared(run_id: str, recorded: dict[str, Any]) -> dict[str, tuple[DataItem, str | None]]:
+    """The outputs a run recorded, path -> (item, DVC remote), each path and hash checked:
+    one bad entry refuses them all."""
+    items: dict[str, tuple[DataItem, str | None]] = {}
+    for path, entry in recorded.items():
+        if not (isinstance(entry, dict) and entry.get("hash")):
+            continue  # not produced, or not saved: nothing to restore
+        problem = version.path_problem(path)
+        if problem:
+            raise GitexpError(f"run {run_id} declares an output {problem}: {path!r}",
+                              hint=FORGED_HINT)
+        item = DataItem.from_dict(path, entry)
+        remote = entry.get("remote")
+        if item.algo != "md5" or not version.well_formed_hash(item) or not (
+                remote is None or (isinstance(remote, str) and remote.isprintable())):
+            raise GitexpError(f"run {run_id} declares a malformed output entry for {path!r}",
+                              hint=FORGED_HINT)
+        items[path] = (item, remote)
+    nested = next((p for p in items for q in items if p.startswith(q + "/")), None)
+    if nested is not None:  # one would be written into (or over) the other
+        raise GitexpError(f"run {run_id} declares an output inside another: {nested!r}",
+                          hint=FORGED_HINT)
+    return items
+
+
+def check_restorable(repo: Repo, run_id: str, recorded: dict[str, Any], *,
+                     snapshot: str | None = None) -> None:
+    """Refuse, before the code moves, outputs that could not be restored safely: a bad path,
+    a symlink (or a file) on the way, in the work tree or in `snapshot` (about to be checked
+    out: a symlink it tracks would be in the work tree by then), or a forged `.dir` listing
+    (fetched into the DVC cache here, with what else the cache lacks, to be checked)."""
+    items = declared(run_id, recorded)
+    if not items:
+        raise _none_recorded(run_id)
+    with _Root(repo.root, run_id) as root:
+        for item, _ in items.values():
+            root.refuse_in_the_way(item.path)
+    if snapshot is not None:
+        parents = {p.rsplit("/", i)[0] for p in items for i in range(1, p.count("/") + 1)}
+        modes = version.tree_modes(repo, snapshot, parents)
+        for path in sorted(p for p, mode in modes.items() if mode != "040000"):
+            what = "a symlink" if modes[path] == "120000" else "not a directory"
+            raise GitexpError(f"run {run_id} declares an output through {path!r}, which is "
+                              f"{what} in its snapshot", hint=FORGED_HINT)
+    _fetch(repo, list(items.values()), None)
 
 
 def restore_outputs(repo: Repo, run_id: str, recorded: dict[str, Any], *,
                     paths: Iterable[str] = (), force: bool = False,
                     progress: Progress | None = None) -> list[str]:
     """Check out the outputs a run recorded (its result's `outputs`) into the work tree,
-    fetching from the DVC remote what the cache lacks, and verify their bytes. Returns the
-    paths restored."""
-    items = {p: (DataItem.from_dict(p, d), d.get("remote")) for p, d in recorded.items()
-             if isinstance(d, dict) and d.get("hash")}
+    fetching from the DVC remote what the cache lacks; every byte is hashed as it is written.
+    Returns the paths restored."""
+    items = declared(run_id, recorded)
     if not items:
-        raise GitexpError(f"run {run_id} recorded no outputs",
-                          hint="`git exp run --out PATH -- CMD` records one")
+        raise _none_recorded(run_id)
     wanted = [p.rstrip("/") for p in paths]
     unknown = [p for p in wanted if p not in items]
     if unknown:
         raise GitexpError(f"run {run_id} has no output {unknown[0]}",
                           hint="its outputs: " + ", ".join(sorted(items)))
     chosen = [items[p] for p in (wanted or sorted(items))]
-    todo = [item for item, _ in chosen if force or not _already_there(repo, item)]
-    if todo:
-        with dvcrepo.opened(repo.root) as dvc:
-            cache = dvcrepo.cache_dir(dvc)
-            for remote in sorted({r for _, r in chosen}, key=str):
-                absent = verify.missing(cache, [i for i, r in chosen if r == remote and i in todo])
-                dvcrepo.fetch(dvc, absent, remote, progress)
-            dvcrepo.checkout(dvc, repo.root, todo)
-        problems = verify.check(repo.root, cache, todo)
-        if problems:
-            raise GitexpError(f"restored output is not as recorded: {problems[0]}",
-                              hint="the DVC cache or remote holds a corrupted object")
+    with _Root(repo.root, run_id) as root:
+        for item, _ in chosen:
+            root.refuse_in_the_way(item.path)
+        todo = {item.path for item, _ in chosen if force or not root.already_there(item)}
+        if todo:
+            cache = _fetch(repo, [(i, r) for i, r in chosen if i.path in todo], progress)
+            for item, _ in chosen:
+                if item.path in todo:
+                    root.write(item, cache)
     return [item.path for item, _ in chosen]
 
 
-def _already_there(repo: Repo, item: DataItem) -> bool:
-    path = checkout_path(repo.root, item)
-    if not path.exists() and not path.is_symlink():
-        return False
-    if not item.is_dir and path.is_file() and verify.md5_of(path) == item.hash:
-        return True
-    raise GitexpError(f"{item.path} exists and differs from the run's output",
-                      hint="move it away, or pass --force to overwrite it")
+def _fetch(repo: Repo, items: list[tuple[DataItem, str | None]],
+           progress: Progress | None) -> Path:
+    """Bring into the DVC cache what `items` need and it lacks, each `.dir` listing checked
+    before DVC acts on it; the cache directory."""
+    with dvcrepo.opened(repo.root) as dvc:
+        cache = dvcrepo.cache_dir(dvc)
+        dvcrepo.check_listings(dvc, [i for i, _ in items])  # the ones already in the cache
+        for remote in sorted({r for _, r in items}, key=str):
+            absent = verify.missing(cache, [i for i, r in items if r == remote])
+            dvcrepo.fetch(dvc, absent, remote, progress)  # checks the listings it fetches
+    return cache
+
+
+class _Root:
+    """The work tree as a directory descriptor: every path below it is walked one component
+    at a time with O_NOFOLLOW, so a symlink (planted by a snapshot, an earlier output, or
+    anyone) is refused, never followed."""
+
+    def __init__(self, path: Path, run_id: str) -> None:
+        self.path, self.run_id = path, run_id
+        self.fd = -1
+
+    def __enter__(self) -> _Root:
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        os.close(self.fd)
+        if isinstance(exc, OSError):  # e.g. a directory we may not read: still one line
+            why = " ".join(str(exc).split()) or type(exc).__name__
+            raise GitexpError(f"cannot restore the outputs of run {self.run_id}: {why}",
+                              hint="check the permissions in the work tree") from None
+
+    def refuse_in_the_way(self, path: str) -> None:
+        """Every existing parent of `path` must be a real directory."""
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            mode = self.lstat("/".join(parts[:i]))
+            if mode is None:
+                return
+            if not stat.S_ISDIR(mode):
+                what = "a symlink" if stat.S_ISLNK(mode) else "not a directory"
+                raise GitexpError(f"run {self.run_id} declares an output through "
+                                  f"{'/'.join(parts[:i])!r}, which is {what}",
+                                  hint="move it away, then retry")
+
+    def lstat(self, path: str) -> int | None:
+        *parents, name = path.split("/")
+        try:
+            fd = self.open_dirs(parents, create=False)
+        except FileNotFoundError:
+            return None
+        try:
+            return os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(fd)
+
+    def open_dirs(self, parts: list[str], *, create: bool, start: int | None = None) -> int:
+        """A descriptor of the directory `parts` below `start` (the root), made if `create`;
+        a symlink or a file on the way is an OSError (ELOOP, ENOTDIR)."""
+        fd = os.dup(self.fd if start is None else start)
+        try:
+            for name in parts:
+                try:
+                    child = os.open(name, DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    os.mkdir(name, 0o777, dir_fd=fd)
+                    child = os.open(name, DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def already_there(self, item: DataItem) -> bool:
+        """False if nothing is at `item.path`, True if the very file is; raise otherwise."""
+        *parents, name = item.path.split("/")
+        try:
+            fd = self.open_dirs(parents, create=False)
+        except FileNotFoundError:
+            return False
+        try:
+            mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
+            if not item.is_dir and stat.S_ISREG(mode) and _md5_at(fd, name) == item.hash:
+                return True
+        except FileNotFoundError:
+            return False
+        finally:
+            os.close(fd)
+        raise GitexpError(f"{item.path} exists and differs from the run's output",
+                          hint="move it away, or pass --force to overwrite it")
+
+    def write(self, item: DataItem, cache: Path) -> None:
+        """Put `item` at its path: built under a fresh temporary name next to it, hashed as
+        it is copied from the cache, then renamed over whatever was there (never into it)."""
+        *parents, name = item.path.split("/")
+        try:
+            listing = verify.manifest(cache, item) if item.is_dir else None
+            if item.is_dir and listing is None:
+                raise FileNotFoundError(f"directory listing {item.hash} not in the DVC cache")
+            fd = self.open_dirs(parents, create=True)
+        except (OSError, ValueError) as exc:
+            raise _cannot(item, exc) from None
+        temp = f".gitexp-restoring-{secrets.token_hex(8)}"  # any name, whatever its length
+        try:
+            if listing is None:
+                _copy(cache, item.hash, fd, temp)
+            else:
+                os.mkdir(temp, 0o777, dir_fd=fd)
+                top = os.open(temp, DIR_FLAGS, dir_fd=fd)
+                try:
+                    for rel, md5 in sorted(listing.items()):
+                        *subdirs, leaf = rel.split("/")
+                        sub = self.open_dirs(subdirs, create=True, start=top)
+                        try:
+                            _copy(cache, md5, sub, leaf)
+                        finally:
+                            os.close(sub)
+                finally:
+                    os.close(top)
+            _swap(fd, temp, name)
+        except BaseException as exc:  # Ctrl-C too: no half-written temporary left behind
+            _remove_at(fd, temp)
+            if isinstance(exc, (OSError, ValueError)):
+                raise _cannot(item, exc) from None
+            raise
+        finally:
+            os.close(fd)
+
+
+def _copy(cache: Path, md5: str, dir_fd: int, name: str) -> None:
+    """Copy the cache object `md5` to a new file `name` in `dir_fd`, hashing as it goes."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with verify.cache_object(cache, md5).open("rb") as src, \
+            os.fdopen(os.open(name, NEW_FILE, 0o666, dir_fd=dir_fd), "wb") as dest:
+        while chunk := src.read(verify.CHUNK):
+            digest.update(chunk)
+            dest.write(chunk)
+    if digest.hexdigest() != md5:
+        raise ValueError(f"the DVC cache object {md5} is corrupted")
+
+
+def _swap(dir_fd: int, temp: str, name: str) -> None:
+    """Rename `temp` to `name`, moving aside and then removing what was at `name`."""
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        return
+    old = f"{temp}-old"
+    os.rename(name, old, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    _remove_at(dir_fd, old)
+
+
+def _remove_at(dir_fd: int, name: str) -> None:
+    """`rm -rf name` below `dir_fd`, never following a symlink (it is unlinked itself)."""
+    try:
+        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+        if not stat.S_ISDIR(mode):
+            os.unlink(name, dir_fd=dir_fd)
+            return
+        fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+        try:
+            for entry in os.listdir(fd):  # noqa: PTH208 - pathlib cannot list a descriptor
+                _remove_at(fd, entry)
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+def _md5_at(dir_fd: int, name: str) -> str:
+    # O_NONBLOCK: a FIFO in the way must not hang us; fstat then refuses it.
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                 dir_fd=dir_fd)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        digest = hashlib.md5(usedforsecurity=False)
+        while chunk := f.read(verify.CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _none_recorded(run_id: str) -> GitexpError:
+    return GitexpError(f"run {run_id} recorded no outputs",
+                       hint="`git exp run --out PATH -- CMD` records one")
+
+
+def _cannot(item: DataItem, exc: BaseException) -> GitexpError:
+    why = " ".join(str(exc).split()) or type(exc).__name__
+    return GitexpError(f"cannot restore {item.path} ({item.hash[:12]}): {why}",
+                       hint="the DVC cache lacks it or holds a corrupted object: `dvc pull`")

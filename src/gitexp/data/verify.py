@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from gitexp.data import version
 from gitexp.data.version import DataItem
 
 CHUNK = 1 << 20
@@ -28,11 +29,15 @@ def md5_of(path: Path) -> str:
 
 def cache_object(cache: Path, value: str) -> Path:
     """Where DVC 3 keeps an md5 object: <cache>/files/md5/ab/cdef…"""
+    if version.MD5.fullmatch(value.removesuffix(".dir")) is None:  # never `../` in the path
+        raise ValueError(f"{value[:40]!r} is no md5 hash")
     return cache / "files" / "md5" / value[:2] / value[2:]
 
 
 def manifest(cache: Path, item: DataItem) -> dict[str, str] | None:
-    """relpath -> md5 of a directory's files, from its `.dir` object, itself checked."""
+    """relpath -> md5 of a directory's files, from its `.dir` object, itself checked: the
+    listing comes from a cache or remote (untrusted), so each relpath must stay inside the
+    directory and each md5 must be one (ValueError otherwise)."""
     obj = cache_object(cache, item.hash)
     try:
         raw = obj.read_bytes()
@@ -40,7 +45,28 @@ def manifest(cache: Path, item: DataItem) -> dict[str, str] | None:
         return None
     if hashlib.md5(raw, usedforsecurity=False).hexdigest() != item.hash.removesuffix(".dir"):
         raise ValueError(f"the directory listing {obj.name} in the DVC cache is corrupted")
-    return {str(e["relpath"]): str(e["md5"]) for e in json.loads(raw)}
+    try:
+        entries = json.loads(raw)
+    except RecursionError:
+        raise ValueError(f"the directory listing {obj.name} is nested too deep") from None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(f"the directory listing {obj.name} is not a list of entries")
+    files: dict[str, str] = {}
+    for entry in entries:
+        rel, md5 = entry.get("relpath"), entry.get("md5")
+        problem = version.path_problem(rel)
+        if problem:
+            raise ValueError(f"the directory listing {obj.name} names a file {problem}: {rel!r}")
+        if not isinstance(md5, str) or version.MD5.fullmatch(md5) is None or rel in files:
+            raise ValueError(f"the directory listing {obj.name} has a bad entry for {rel!r}")
+        files[str(rel)] = md5
+    # `a` a file and `a/b` another: a forged listing, and one would clobber the other
+    dirs = {p[:i] for p in files for i, c in enumerate(p) if c == "/"}
+    clash = min(dirs & files.keys(), default=None)
+    if clash is not None:
+        raise ValueError(f"the directory listing {obj.name} names {clash!r} both as a file "
+                         "and as a directory")
+    return files
 
 
 def missing(cache: Path, items: Iterable[DataItem]) -> list[DataItem]:

@@ -8,6 +8,7 @@ import time.
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +19,15 @@ from gitexp.git import Repo, run_git
 
 LOCK_FILE = "dvc.lock"
 HASH_KEYS = ("md5", "etag", "checksum", "sha256")  # the first one present is the hash
+MD5 = re.compile(r"[0-9a-f]{32}")
+# What DVC turns into a cache path (`<cache>/ab/cdef…`): never a separator, never `..`.
+HASH_VALUE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]*(\.dir)?")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Names that are the same directory as `.git` on some file system (case-insensitive ones,
+# Windows' trailing dots and spaces, its 8.3 short name).
+_GIT_DIR_NAMES = frozenset({".git", "git~1"})
+_CONFIG_DIRS = frozenset({".dvc", ".gitexp"})  # DVC's and gitexp's own settings
+OUTSIDE = "outside the work tree"
 
 
 @dataclass(frozen=True)
@@ -191,6 +201,46 @@ def git_files(repo: Repo, tree: str, paths: Iterable[str]) -> set[str]:
                    "--name-only", tree, "--",
                    *wanted]).stdout
     return {p.decode(errors="surrogateescape") for p in out.split(b"\0") if p}
+
+
+def path_problem(path: object) -> str | None:
+    """Why `path`, read from a run or a DVC `.dir` listing (untrusted), may not be written
+    under the work tree, or None: relative, normalised, posix, printable, never git's own."""
+    if not isinstance(path, str) or not path:
+        return OUTSIDE
+    if _CONTROL.search(path):
+        return "with a control character in its name"
+    parts = path.split("/")
+    if "\\" in path or any(p in ("", ".", "..") for p in parts):  # also catches `/abs`
+        return OUTSIDE
+    names = {p.rstrip(" .").lower() for p in parts}
+    if names & _GIT_DIR_NAMES:
+        return OUTSIDE  # `.git` is git's, not the work tree's
+    if names & _CONFIG_DIRS:
+        return "inside DVC's or gitexp's own settings"
+    return None
+
+
+def well_formed_hash(item: DataItem) -> bool:
+    """An md5 value is 32 hex digits (plus `.dir`); any other stays one path component."""
+    if item.algo.startswith("md5"):
+        return MD5.fullmatch(item.hash.removesuffix(".dir")) is not None
+    return HASH_VALUE.fullmatch(item.hash) is not None
+
+
+def tree_modes(repo: Repo, tree: str, paths: Iterable[str]) -> dict[str, str]:
+    """path -> git mode (`120000` is a symlink) of those of `paths` that `tree` holds."""
+    wanted = sorted(set(paths))
+    if not wanted:
+        return {}
+    out = run_git(["--literal-pathspecs", "--git-dir", str(repo.git_dir), "ls-tree", "-z",
+                   tree, "--", *wanted]).stdout
+    modes = {}
+    for entry in out.split(b"\0"):
+        meta, _, name = entry.partition(b"\t")
+        if name:
+            modes[name.decode(errors="surrogateescape")] = meta.split()[0].decode()
+    return modes
 
 
 def checkout_path(root: Path, item: DataItem) -> Path:

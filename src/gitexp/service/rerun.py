@@ -18,6 +18,7 @@ from typing import Any
 from gitexp import data
 from gitexp.backends import templates
 from gitexp.data import version
+from gitexp.data.outputs import check_restorable
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
 from gitexp.git.writeback import RESULTS_DIR
@@ -167,10 +168,10 @@ def restore_code(repo: Repo, run: Run, branch: str | None = None, *,
                  outputs: bool = False) -> None:
     """Check out the run's snapshot (detached, or on a new branch `branch`). Refuses, having
     touched nothing, when the work tree has any change git would have to carry or clobber
-    (or, with `outputs`, when the run recorded none to restore afterwards)."""
-    if outputs and not (run.result and run.result.outputs):
-        raise GitexpError(f"run {run.id} recorded no outputs",
-                          hint="`git exp run --out PATH -- CMD` records one")
+    (or, with `outputs`, when the run recorded none it could restore safely afterwards)."""
+    if outputs:  # none recorded, or a forged one, refuses the checkout too, up front
+        check_restorable(repo, run.id, run.result.outputs if run.result else {},
+                         snapshot=run.record.snapshot)
     if branch is not None:  # said plainly here, not as a failed `git switch` later
         if branch.startswith("-") or not repo.ok("check-ref-format", "--branch", branch):
             raise GitexpError(f"invalid branch name {branch!r}",
