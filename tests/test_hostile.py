@@ -143,6 +143,9 @@ class World:
         check_output(proc, what="fetch")
         return proc
 
+    def config_changed_by_the_user(self) -> None:
+        self._git_state = (self._git_dir_state()[0], self._git_state[1])
+
     def assert_untouched(self) -> None:
         assert changes(self._before, listing(self.tmp, skip=(self.victim,))) == []
         config, hooks = self._git_dir_state()
@@ -196,9 +199,14 @@ def refused(proc: subprocess.CompletedProcess[str], *needles: str, what: str = "
 
 
 def trust_mallory(w: World) -> None:
-    """Consent through `exp.trust`: an option today's gitexp ignores (so the attack behind
-    it is exercised either way), where `--trust` would stop at "no such option"."""
-    git("config", "--add", "exp.trust", "*@evil.example", cwd=w.victim)
+    """Consent through `exp.trust` (the user's own config: not a change the attack made), so
+    the attack behind the consent is exercised."""
+    trust_in_config(w, "*@evil.example")
+
+
+def trust_in_config(w: World, pattern: str) -> None:
+    git("config", "--add", "exp.trust", pattern, cwd=w.victim)
+    w.config_changed_by_the_user()
 
 
 def unique(prefix: str) -> str:
@@ -355,7 +363,7 @@ def test_rerun_script_exports_only_variables_gitexp_records(world: World, consen
         result=base_result())
     w.attack(f"refs/experiments/{run}")
     if consent == "exp.trust":
-        git("config", "--add", "exp.trust", "*@team.org", cwd=w.victim)
+        trust_in_config(w, "*@team.org")
         proc = w.exp("rerun", "--script", run)
     else:
         proc = w.exp("rerun", "--script", run, "--trust")

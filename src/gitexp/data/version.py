@@ -16,16 +16,15 @@ from typing import Any
 
 from gitexp.errors import GitexpError
 from gitexp.git import Repo, run_git
+from gitexp.model import checks
 
 LOCK_FILE = "dvc.lock"
 HASH_KEYS = ("md5", "etag", "checksum", "sha256")  # the first one present is the hash
 MD5 = re.compile(r"[0-9a-f]{32}")
 # What DVC turns into a cache path (`<cache>/ab/cdef…`): never a separator, never `..`.
 HASH_VALUE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]*(\.dir)?")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Names that are the same directory as `.git` on some file system (case-insensitive ones,
 # Windows' trailing dots and spaces, its 8.3 short name).
-_GIT_DIR_NAMES = frozenset({".git", "git~1"})
 _CONFIG_DIRS = frozenset({".dvc", ".gitexp"})  # DVC's and gitexp's own settings
 OUTSIDE = "outside the work tree"
 
@@ -205,18 +204,15 @@ def git_files(repo: Repo, tree: str, paths: Iterable[str]) -> set[str]:
 
 def path_problem(path: object) -> str | None:
     """Why `path`, read from a run or a DVC `.dir` listing (untrusted), may not be written
-    under the work tree, or None: relative, normalised, posix, printable, never git's own."""
-    if not isinstance(path, str) or not path:
-        return OUTSIDE
-    if _CONTROL.search(path):
+    under the work tree, or None: the decoder's rule for paths (model/checks.py), in the
+    words an output's error uses, and never into DVC's or gitexp's own settings."""
+    why = checks.path_problem(path) if isinstance(path, str) else "is not a path"
+    if why == "has control characters":
         return "with a control character in its name"
-    parts = path.split("/")
-    if "\\" in path or any(p in ("", ".", "..") for p in parts):  # also catches `/abs`
+    if why:
         return OUTSIDE
-    names = {p.rstrip(" .").lower() for p in parts}
-    if names & _GIT_DIR_NAMES:
-        return OUTSIDE  # `.git` is git's, not the work tree's
-    if names & _CONFIG_DIRS:
+    assert isinstance(path, str)  # for the type checker: checked above
+    if {p.rstrip(" .").lower() for p in path.split("/")} & _CONFIG_DIRS:
         return "inside DVC's or gitexp's own settings"
     return None
 

@@ -41,7 +41,7 @@ def path_problem(path: str, *, empty_ok: bool = False) -> str | None:
     parts = path.split("/")
     if posixpath.normpath(path) != path or ".." in parts or "." in parts:
         return "is not a normalised path inside the repository"
-    if any(p.lower().rstrip(". ") == ".git" for p in parts):  # `.GIT`, `.git.` on some disks
+    if any(p.lower().rstrip(". ") in (".git", "git~1") for p in parts):  # `.GIT`, `.git.`, 8.3
         return "points into .git"
     return None
 
