@@ -211,7 +211,7 @@ FORGERIES = {
     "host with OSC": (message(changed("result", "host", "h\x1b]52;c;eA==\x07")),
                       "control characters"),
     "user with bidi": (message(changed("record", "user", "evil\u202eexe")), "control characters"),
-    "backend a path": (message(changed("record", "backend", "../ssh")), "not a backend name"),
+    "backend a path": (message(changed("record", "backend", "../ssh")), "not a backend this"),
     "store not a URL": (message(changed("record", "store", "/tmp/x")), "is not a URL"),
     "base not an oid": (message(changed("record", "base", "HEAD")), "not an object id"),
     "name a newline": (message(changed("record", "name", "x\n")), "not a run name"),
@@ -274,3 +274,10 @@ def test_only_the_variables_gitexp_records_are_read_back(repo: Path):
                                         "BASH_ENV": "/tmp/x"})
     forge(repo, "forged-1", message(body))
     assert read(repo, "forged-1").record.env.variables == {"PYTHONHASHSEED": "0"}
+
+
+def test_the_backends_a_record_may_name_are_those_gitexp_has():
+    from gitexp.backends import REGISTRY
+    from gitexp.model.checks import BACKENDS
+
+    assert set(REGISTRY) == set(BACKENDS)

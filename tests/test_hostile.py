@@ -140,7 +140,17 @@ class World:
         self._before = listing(self.tmp, skip=(self.victim,))
         self._git_state = self._git_dir_state()
         proc = self.exp("fetch", "evil")
-        check_output(proc, what="fetch")
+        check_output(proc, warnings=len(refs) + 1, what="fetch")  # a line per refused run
+        # What `git exp fetch` refused at the door still arrives by a plain `git fetch` (or a
+        # hand-edited ref): every command must hold on its own too, through the decoder.
+        absent = [r for r in refs if r.startswith("refs/experiments/")
+                  and not git("for-each-ref", r, cwd=self.victim)]
+        for ref in absent:
+            said = proc.stderr + proc.stdout
+            assert f"refused run {ref.removeprefix('refs/experiments/')}" in said \
+                or "/" in ref.removeprefix("refs/experiments/"), said
+        if absent:
+            git("fetch", "-q", str(self.evil), *[f"+{r}:{r}" for r in absent], cwd=self.victim)
         return proc
 
     def config_changed_by_the_user(self) -> None:
@@ -169,6 +179,9 @@ def world(base: Base, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     git("remote", "add", "evil", str(evil), cwd=victim)
     listeners = [Listener() for _ in range(3)]
     w = World(tmp_path, victim, canary, evil, base.attacker, base.run_id, base.main, *listeners)
+    key = base.root / "home" / ".config" / "gitexp" / "seal.key"  # the same user: its own run
+    (tmp_path / "home" / ".config" / "gitexp").mkdir(parents=True)
+    shutil.copy2(key, tmp_path / "home" / ".config" / "gitexp" / "seal.key")
     for key, value in {"exp.notify.sender": "smtp", "exp.notify.to": "victim@example.com",
                        "exp.notify.smtp.host": "127.0.0.1",
                        "exp.notify.smtp.port": str(w.smtp.port),
@@ -274,7 +287,9 @@ def test_outputs_outside_the_work_tree_are_never_restored(dvc_world: World, dvc_
         out: {"hash": digest, "algo": "md5", "size": len(data), "remote": "store"}}))
     w.attack(f"refs/experiments/{run}")
 
-    refused(w.exp("outputs", run), "--trust", what="outputs without consent")
+    proc = w.exp("outputs", run)
+    refused(proc, what="outputs without consent")
+    assert "--trust" in proc.stderr or "git exp rm" in proc.stderr, proc.stderr  # or unreadable
     trust_mallory(w)  # consent given: the path itself must still be refused
     refused(w.exp("outputs", run, "--force"), what="outputs --force, trusted")
     if path == ".git/config":
@@ -323,7 +338,7 @@ def test_a_rewritten_own_run_is_refused_by_fetch_and_rerun_runs_the_original(
     assert len(said) == 1 and "evil" in said[0], fetched.stderr
     mark = w.tmp / "nest" / "mark"  # inside the victim's side of the fence: not a canary
     proc = w.exp("rerun", w.own_run, env={"HOSTILE_MARK": str(mark)})
-    check_output(proc, warnings=0, what="rerun")
+    check_output(proc, warnings=1, what="rerun")  # "gitexp: run X reruns Y"
     assert proc.returncode == 0, proc.stderr
     assert mark.read_text() == "original\n"
     mark.unlink()
@@ -432,7 +447,7 @@ def test_live_foreign_runs_open_no_store_and_are_not_called_lost(world: World) -
     assert "foreign" in proc.stdout or "elsewhere" in proc.stdout, proc.stdout
 
     # without paramiko installed: the same, no crash
-    shadow = w.tmp / "nest" / "no-paramiko" / "paramiko"
+    shadow = w.victim / ".git" / "no-paramiko" / "paramiko"  # inside: not a change outside
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise ImportError('paramiko hidden by the test')\n")
     pythonpath = os.pathsep.join([str(shadow.parent), os.environ.get("PYTHONPATH", "")])

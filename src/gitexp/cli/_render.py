@@ -183,12 +183,17 @@ def data_progress() -> Iterator[Callable[[str, int, int], None]]:
 # -- ls -----------------------------------------------------------------------------------
 def unreadable(refs: list[str]) -> None:
     """One line naming the refs that hold no readable run: listed, never silently hidden."""
-    bad = [ref[len(ids.PREFIX):] for ref in refs]
+    bad = [printable(_cut(ref[len(ids.PREFIX):], 80)) for ref in refs]
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         console(stderr=True).print(
             f"warning: {len(bad)} run(s) cannot be read: {', '.join(bad[:3])}{more} "
-            f"(`git exp rm {bad[0]}` removes one)", markup=False, highlight=False)
+            f"(`git exp rm {bad[0]}` removes one)", markup=False, highlight=False,
+            soft_wrap=True)  # one line, however long: a terminal wraps it, not rich
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def no_runs(filtered: bool) -> None:

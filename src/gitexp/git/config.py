@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 
 from gitexp.errors import ConfigError, GitexpError
 from gitexp.git import Repo, run_git
+from gitexp.model.checks import BACKENDS
 from gitexp.model.liveness import DEFAULT_INTERVAL, default_lost_after
 
 SHARED_FILE = ".gitexp/config"
 DEFAULT_TARGET = "local"
-BACKENDS = ("local", "ssh", "docker", "gce", "slurm", "kubernetes")
 
 
 @dataclass(frozen=True)

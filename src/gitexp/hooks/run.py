@@ -201,6 +201,32 @@ class HookGit:
         return Repo(root=Path(self.root), git_dir=Path(self.git_dir),
                     common_dir=Path(self.common_dir))
 
+    def mine(self, matches: list[tuple[str, str]], tree: str) -> list[tuple[str, str]]:
+        """Of `matches` (runs whose snapshot tree is `tree`), those this user launched here:
+        a fetched run must not put its name on the user's commits (nor a forged one)."""
+        if not matches:
+            return []
+        _site()
+        from gitexp.errors import GitexpError
+        from gitexp.git import Commit
+        from gitexp.model.record import decode_run
+        from gitexp.service import trust
+
+        repo, out = self.repo(), []
+        for (run_id, commit), obj in zip(matches, repo.read_objects(
+                [c for _, c in matches], max_size=1 << 21), strict=True):
+            if obj.type != "commit" or obj.data is None:
+                continue
+            parsed = Commit.parse(obj.data)
+            try:
+                run = decode_run(parsed.message, ref=RUNS + run_id, commit=commit,
+                                 parents=parsed.parents)
+            except GitexpError:
+                continue
+            if trust.sealed(repo, run.record, tree):
+                out.append((run_id, commit))
+        return out
+
     def describe(self, run_id: str, commit: str) -> tuple[str, dict[str, Any]]:
         """Status and final metrics of a run; a live one is looked at in its store."""
         _site()
@@ -235,6 +261,7 @@ def prepare_commit_msg(g: HookGit, args: list[str]) -> None:
     # The tree this commit will have: written from the index being committed (objects only).
     tree = g.run("write-tree", env={"GIT_INDEX_FILE": g.index} if g.index else None).strip()
     matches, known = g.runs_with_tree(tree)
+    matches = g.mine(matches, tree)
     with open(msg_file, "rb") as f:
         text = f.read().decode(errors="surrogateescape")
     # An amend brings the old trailers along: drop ours, then add what holds now (one copy).
@@ -255,6 +282,7 @@ def prepare_commit_msg(g: HookGit, args: list[str]) -> None:
 
 def post_commit(g: HookGit, args: list[str]) -> None:
     matches, _ = g.runs_with_tree(g.revs[0])
+    matches = g.mine(matches, g.revs[0])
     if not matches:
         return
     head = g.run("rev-parse", "HEAD").strip()

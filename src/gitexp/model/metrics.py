@@ -10,15 +10,17 @@ RESERVED = frozenset({"time", "step", "_checkpoint"})
 
 
 def parse_series(data: bytes) -> list[dict[str, Any]]:
-    """Lines of `gitexp.log`; a torn last line (a killed job) is skipped, not fatal."""
+    """Lines of `gitexp.log`; a torn last line (a killed job) is skipped, not fatal. Points
+    are flat (`gitexp.log` writes scalars): anything nested is dropped here, so a forged
+    series 10,000 levels deep reaches nothing that recurses."""
     points = []
     for line in data.decode("utf-8", errors="replace").splitlines():
         try:
             point = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(point, dict):
-            points.append(point)
+            points.append({k: v for k, v in point.items() if _is_scalar(v)})
     return points
 
 

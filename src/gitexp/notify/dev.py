@@ -135,7 +135,9 @@ def watch(repo: Repo, config: Config, *, interval: float = 60.0, until_idle: boo
     for each change. With `until_idle`, stop once no run is live."""
     done = set()
     for run in runs.list_runs(repo, config, refresh=False):
-        if run.written_back:
+        if not run.own:  # launched elsewhere: its own clone watches it, and mails
+            done.add(run.id)
+        elif run.written_back:
             done.add(run.id)
             if run.status == "lost" and _recent(run):  # noticed by `ls`: not mailed yet
                 settle(repo, run)
@@ -143,7 +145,7 @@ def watch(repo: Repo, config: Config, *, interval: float = 60.0, until_idle: boo
     while True:
         live = 0
         for run in runs.list_runs(repo, config, refresh=True):
-            if run.id in done:
+            if run.id in done or not run.own:
                 continue
             if seen.get(run.id) != run.status:
                 yield run.id, seen.get(run.id, ""), run.status
