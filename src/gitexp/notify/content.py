@@ -71,7 +71,9 @@ def _shown_settings(settings: NotifySettings) -> NotifySettings:
 
 def curve_pngs(run_id: str, points: list[dict[str, Any]]) -> dict[str, bytes]:
     """One PNG per metric (the first MAX_PLOTS, losses first); none if matplotlib fails."""
-    series = charts.curves(points)
+    # the title of a panel is the metric's name: from the run, and matplotlib warns (on
+    # stderr) of each glyph it lacks
+    series = {printable(name): curve for name, curve in charts.curves(points).items()}
     out: dict[str, bytes] = {}
     for metric in charts.metric_order(set(series))[:MAX_PLOTS]:
         try:

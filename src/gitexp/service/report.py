@@ -51,7 +51,10 @@ pre { background: #f6f8fa; padding: 10px; overflow-x: auto; font-size: 12px; }
 
 def render(repo: Repo, runs: list[Run], *, title: str | None = None) -> str:
     """The HTML page for `runs` (newest first, as given)."""
-    by_run = {run.id: charts.curves(plots.run_points(repo, run)) for run in runs}
+    # Metric names from a run title the panels too, and matplotlib warns (on stderr) of
+    # each glyph it lacks: both see the names `printable`.
+    by_run = {run.id: {printable(name): curve for name, curve in
+                       charts.curves(plots.run_points(repo, run)).items()} for run in runs}
     colour = charts.colours_of([run_id for run_id, series in by_run.items() if series])
     metric_names = _metric_columns(runs)
     title = title or f"gitexp runs: {repo.root.name}"
