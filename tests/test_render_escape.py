@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from email import message_from_bytes, policy
@@ -175,6 +176,16 @@ def test_show_escapes_every_field_and_the_quoted_log(forged: Path):
     assert "  \\u202e\\x9b6n last line\n" in out
     out, err = exp_bytes(forged, "show", "evil-paths")
     assert SHOWN in out or SHOWN in err  # shown, or refused, inert either way
+
+
+def test_with_colour_on_only_our_own_colour_codes_reach_the_terminal(forged: Path):
+    for args in (["show", "evil-text"], ["diff", "plain", "evil-text"]):
+        proc = subprocess.run(["git", "exp", *args], cwd=forged, capture_output=True,
+                              check=False, env={**os.environ, "FORCE_COLOR": "1"})
+        out = proc.stdout.decode()
+        assert "\x1b[1m" in out or args[0] == "diff", args  # on: `show`'s headings are bold
+        assert_inert(re.sub(r"\x1b\[[0-9;]*m", "", out), args)  # SGR only, and ours
+        assert SHOWN in out
 
 
 def test_show_json_stays_json_with_the_exact_values(forged: Path):

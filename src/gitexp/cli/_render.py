@@ -443,7 +443,8 @@ def removed(run_ids: list[str], *, none: str | None = None) -> None:
 def fetched(report: FetchReport) -> None:
     new_runs = [r for r in report.new if not r.startswith("refs/tags/")]
     console().print(f"{len(new_runs)} new run(s), {len(report.new) - len(new_runs)} new tag(s), "
-                    f"{len(report.updated)} run(s) updated from {report.remote}")
+                    f"{len(report.updated)} run(s) updated from {printable(report.remote)}",
+                    markup=False, highlight=False)
     for ref, why in report.kept:  # ref names and reasons may come from the remote
         console(stderr=True).print(f"kept local {printable(ref)}: {printable(why)}",
                                    markup=False, highlight=False)
