@@ -139,13 +139,14 @@ def reproduction(original: Run, ended: Run, verdict: dict[str, Any], rtol: float
     word = "[green]reproduced[/]" if verdict["reproduced"] else "[red]NOT reproduced[/]"
     out.print(f"run {ended.id} {word} run {original.id} (rtol={rtol:g}, atol={atol:g})")
     st = verdict["status"]
-    out.print(f"  {'same' if st['same'] else 'DIFF'} status {shown(st['a'])} -> {shown(st['b'])}",
-              markup=False, highlight=False)
+    # a verdict shows the values compared with every digit: str(), not value()
+    out.print(f"  {'same' if st['same'] else 'DIFF'} status {printable(str(st['a']))} -> "
+              f"{printable(str(st['b']))}", markup=False, highlight=False)
     for kind in ("metrics", "outputs"):
         for name, m in verdict[kind].items():
             mark = "same" if m["same"] else "DIFF"
-            out.print(f"  {mark} {kind[:-1]} {printable(name)}: {shown(m['a'])} -> "
-                      f"{shown(m['b'])}", markup=False, highlight=False)
+            out.print(f"  {mark} {kind[:-1]} {printable(name)}: {printable(str(m['a']))} -> "
+                      f"{printable(str(m['b']))}", markup=False, highlight=False)
 
 
 @contextmanager

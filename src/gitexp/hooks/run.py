@@ -48,6 +48,7 @@ ZERO_OID = "0" * 40
 RACY_SECONDS = 2.0  # a stamp younger than this may not show a change made in the same tick
 TRAILER_METRICS = 3  # the trailer names at most this many metrics unless exp.hooks.metrics
 SHORT = 100  # characters of one metric name or value in a trailer or a tag message
+SAY_LIMIT = 1000  # characters of one warning line
 # What git exports to a hook would point our own explicit git calls elsewhere.
 _SCRUBBED = ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_PREFIX", "GIT_COMMON_DIR")
 _BOOLS = {"true": True, "yes": True, "on": True, "1": True,
@@ -352,10 +353,13 @@ def _site() -> None:
 
 
 def say(line: str) -> None:
-    # A line may quote a ref, a remote's words or an error about a run: all data.
-    from gitexp.printable import printable
+    # A line may quote a ref, a remote's words or an error about a run: all data. (The
+    # import only when needed: most commits that print say `tagged ...`, all printable.)
+    if not line.isprintable() or len(line) > SAY_LIMIT:
+        from gitexp.printable import printable
 
-    sys.stderr.write(f"gitexp: {printable(line)}\n")
+        line = printable(line, limit=SAY_LIMIT)
+    sys.stderr.write(f"gitexp: {line}\n")
     sys.stderr.flush()
 
 
