@@ -44,7 +44,8 @@ def test_every_section_between_runs_on_different_base_commits(repo: Path) -> Non
             env={"WHICH": "b", "OMP_NUM_THREADS": "2"})
     d = diff_json(repo, a, b)
     ra, rb = (exp_json("show", x, cwd=repo) for x in (a, b))
-    assert d["command"] == {"a": ra["record"]["argv"], "b": rb["record"]["argv"]}
+    assert d["command"] == {"a": ra["record"]["argv"], "b": rb["record"]["argv"],
+                            "span": {"at": 3, "a": ["0.1"], "b": ["0.2"]}}
     assert d["params"] == {"lr": {"a": 0.1, "b": 0.2}, "model.depth": {"a": 4, "b": 6}}
     assert d["bases"] == {"a": ra["record"]["base"], "b": rb["record"]["base"]}
     assert d["data"] == {}
@@ -61,8 +62,9 @@ def test_every_section_between_runs_on_different_base_commits(repo: Path) -> Non
     assert d["environment"] == {"variables.OMP_NUM_THREADS": {"a": "1", "b": "2"}}
     # the text report has the same sections
     text = exp("diff", a, b, cwd=repo).stdout
-    for needle in ("command", "--lr 0.1", "--lr 0.2", "params", "lr: 0.1 -> 0.2",
-                   "model.depth: 4 -> 6", "data (same)", "code (", "train.py", "notes.txt",
+    for needle in ("command", "--lr 0.1", "--lr 0.2", "from argument 3: 0.1 -> 0.2",
+                   "params", "lr: 0.1 -> 0.2", "model.depth: 4 -> 6", "data (same)", "code (",
+                   "train.py", "notes.txt",
                    "metrics", "loss: 1 -> 2  (+1, +100.00%)", "environment",
                    "variables.OMP_NUM_THREADS: 1 -> 2", "base commit"):
         assert needle in text, (needle, text)

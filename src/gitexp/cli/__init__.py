@@ -18,6 +18,7 @@ from typer.main import get_command
 from gitexp import __version__
 from gitexp.cli._app import GROUPS, HELP, app
 from gitexp.errors import GitexpError
+from gitexp.printable import printable
 
 # Each subcommand module (cli/<verb>.py) registers itself on `app` when imported. Only the
 # verb being run is imported, with the part of gitexp it needs: `git exp ls` never loads the
@@ -82,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str, hint: str | None) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    # A message may quote a run, a ref or a store's answer: one line each, shown inert.
+    print(f"error: {printable(message)}", file=sys.stderr)
     if hint:
-        print(f"hint: {hint}", file=sys.stderr)
+        print(f"hint: {printable(hint)}", file=sys.stderr)
 
 
 def _os_error(exc: OSError) -> str:

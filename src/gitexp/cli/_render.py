@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from gitexp.cli._app import console
 from gitexp.model import ids
 from gitexp.model.record import format_duration
+from gitexp.printable import LIMIT, printable
 
 if TYPE_CHECKING:
     from gitexp.hooks.install import HookState
@@ -44,12 +45,6 @@ def when(ts: float | None) -> str:
 
 
 duration = format_duration
-
-
-def printable(text: str) -> str:
-    """`text` on one line with control characters shown escaped: a command or name from a
-    teammate's run must not move the cursor, recolour or clear the user's terminal."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def by(user: str, host: str | None) -> str:
@@ -88,11 +83,12 @@ def note(line: str) -> None:
 
 # -- run, rerun, logs ---------------------------------------------------------------------
 def started(run: Run) -> None:
-    note(f"gitexp: run {run.id} on {run.record.target} (snapshot {run.record.snapshot[:10]})")
+    note(f"gitexp: run {run.id} on {printable(run.record.target)} "
+         f"(snapshot {printable(run.record.snapshot[:10])})")
 
 
 def rerunning(run: Run, original: Run) -> None:
-    note(f"gitexp: run {run.id} reruns {original.id} on {run.record.target}")
+    note(f"gitexp: run {run.id} reruns {original.id} on {printable(run.record.target)}")
 
 
 def stopped_following(run: Run) -> None:
@@ -139,7 +135,8 @@ def sweep(launched: Sweep, max_parallel: int) -> None:
         print(run.id)
     limit = f", at most {max_parallel} at once" if max_parallel else ""
     note(f"gitexp: sweep {launched.id}: {len(launched.runs)} runs on "
-         f"{launched.runs[0].record.target}{limit} (`git exp ls --sweep {launched.id}`)")
+         f"{printable(launched.runs[0].record.target)}{limit} "
+         f"(`git exp ls --sweep {launched.id}`)")
 
 
 def reproduction(original: Run, ended: Run, verdict: dict[str, Any], rtol: float,
@@ -149,12 +146,14 @@ def reproduction(original: Run, ended: Run, verdict: dict[str, Any], rtol: float
     word = "[green]reproduced[/]" if verdict["reproduced"] else "[red]NOT reproduced[/]"
     out.print(f"run {ended.id} {word} run {original.id} (rtol={rtol:g}, atol={atol:g})")
     st = verdict["status"]
-    out.print(f"  {'same' if st['same'] else 'DIFF'} status {st['a']} -> {st['b']}")
+    # a verdict shows the values compared with every digit: str(), not value()
+    out.print(f"  {'same' if st['same'] else 'DIFF'} status {printable(str(st['a']))} -> "
+              f"{printable(str(st['b']))}", markup=False, highlight=False)
     for kind in ("metrics", "outputs"):
         for name, m in verdict[kind].items():
             mark = "same" if m["same"] else "DIFF"
-            out.print(f"  {mark} {kind[:-1]} {name}: {m['a']} -> {m['b']}",
-                      markup=False, highlight=False)
+            out.print(f"  {mark} {kind[:-1]} {printable(name)}: {printable(str(m['a']))} -> "
+                      f"{printable(str(m['b']))}", markup=False, highlight=False)
 
 
 @contextmanager
@@ -183,17 +182,13 @@ def data_progress() -> Iterator[Callable[[str, int, int], None]]:
 # -- ls -----------------------------------------------------------------------------------
 def unreadable(refs: list[str]) -> None:
     """One line naming the refs that hold no readable run: listed, never silently hidden."""
-    bad = [printable(_cut(ref[len(ids.PREFIX):], 80)) for ref in refs]
+    bad = [printable(ref[len(ids.PREFIX):], limit=CELL_LIMIT) for ref in refs]
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         console(stderr=True).print(
             f"warning: {len(bad)} run(s) cannot be read: {', '.join(bad[:3])}{more} "
             f"(`git exp rm {bad[0]}` removes one)", markup=False, highlight=False,
             soft_wrap=True)  # one line, however long: a terminal wraps it, not rich
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def no_runs(filtered: bool) -> None:
@@ -214,7 +209,8 @@ def print_table(rows: list[dict[str, Any]], cols: list[str],
                 value_of: Callable[[dict[str, Any], str], Any]) -> None:
     """Plain aligned columns: rich's Table costs seconds at 10,000 runs, this milliseconds.
     `value_of` looks up a column that is no metric (the query's own rule for a name)."""
-    columns = [_column(rows, col, value_of) for col in cols]
+    columns = [_cells(_column(rows, col, value_of)) for col in cols]
+    cols = [printable(col, limit=CELL_LIMIT) for col in cols]  # metric names come from runs
     widths = [max(len(col), *map(len, cells)) for col, cells in zip(cols, columns, strict=True)]
     if sys.stdout.isatty() and "status" in cols:  # colour after measuring: escapes are wide
         i = cols.index("status")
@@ -228,6 +224,15 @@ def print_table(rows: list[dict[str, Any]], cols: list[str],
     sys.stdout.write("\n".join(out) + "\n")
 
 
+def _cells(cells: list[str]) -> list[str]:
+    """A column's cells shown: escaped and cut. One check for the whole column in the usual
+    case where every cell is short and printable: `ls` lists 10,000 runs."""
+    if "".join(cells).isprintable() and max(map(len, cells), default=0) <= CELL_LIMIT:
+        return cells
+    return [printable(c, limit=CELL_LIMIT) for c in cells]
+
+
+CELL_LIMIT = 200  # characters of one `ls` cell: one huge value must not widen every row
 _TEXT = {"run", "id", "status", "target", "started", "duration", "command", "rerun", "user", "by",
          "branch", "name", "sweep", "host", "cwd", "verdict", "backend", "error"}
 _ANSI = {"dim": "\033[2m", "cyan": "\033[36m", "green": "\033[32m", "red": "\033[31m",
@@ -261,84 +266,149 @@ def _column(rows: list[dict[str, Any]], col: str,
 
 
 # -- show ---------------------------------------------------------------------------------
-def show(run: Run) -> None:
-    from rich.markup import escape
+class _Page:
+    """What `show` and `diff` print, written in one go: a rich `print` per line costs about
+    0.3 ms (seconds at 10,000 metrics), and rich's wrapping of a long line costs more. Every
+    piece from a run is `printable` before it gets here, and is never parsed as markup."""
 
+    def __init__(self) -> None:
+        self.parts: list[tuple[str, str]] = []  # (text, rich style or "")
+
+    def add(self, text: str, style: str = "") -> None:
+        self.parts.append((text, style))
+
+    def line(self, text: str = "", style: str = "") -> None:
+        self.parts.append((text + "\n", style))
+
+    def write(self) -> None:
+        out = console()
+        if out.color_system is None:  # piped, NO_COLOR, dumb terminal: no styles to draw
+            sys.stdout.write("".join(text for text, _ in self.parts))
+            return
+        from rich.text import Text
+
+        text = Text()
+        for part, style in self.parts:
+            text.append(part, style or None)
+        out.print(text, soft_wrap=True, end="")  # soft: the terminal wraps, not rich
+
+
+def command_line(argv: list[str]) -> str:
+    """An argv as one shell line, shown: quoted, escaped and cut (after quoting, so an
+    escaped control character never sits inside a shell word unquoted)."""
+    return printable(shlex.join(argv))
+
+
+def show(run: Run) -> None:
     rec, res = run.record, run.result
-    out = console()
+    page = _Page()
     status = run.status if run.written_back or run.own else "elsewhere"
-    out.print(f"[bold]run {rec.id}[/]  [{STATUS_STYLE.get(status, 'dim')}]{status}[/]")
+    page.add(f"run {rec.id}  ", "bold")
+    page.line(status, STATUS_STYLE.get(status, "dim"))
     rows = [
-        ("command", shlex.join(rec.argv)),
-        ("directory", rec.cwd or "."),
-        ("snapshot", rec.snapshot),
-        ("base", f"{rec.base or '(no commits)'}" + (f" ({rec.branch})" if rec.branch else "")),
-        ("target", f"{rec.target} ({rec.backend})"),
-        ("launched", f"{when(rec.launched_at)} by {rec.user}"
-         + (f" on {rec.launched_from}" if rec.launched_from else "")
+        ("command", command_line(rec.argv)),
+        ("directory", printable(rec.cwd or ".")),
+        ("snapshot", printable(rec.snapshot)),
+        ("base", printable(rec.base or "(no commits)")
+         + (f" ({printable(rec.branch)})" if rec.branch else "")),
+        ("target", f"{printable(rec.target)} ({printable(rec.backend)})"),
+        ("launched", f"{when(rec.launched_at)} by {printable(rec.user)}"
+         + (f" on {printable(rec.launched_from)}" if rec.launched_from else "")
          + ("" if run.own else " (foreign: not launched by you here)")),
-        ("python", f"{rec.env.python} on {rec.env.platform}"),
+        ("python", f"{printable(rec.env.python)} on {printable(rec.env.platform)}"),
     ]
     if rec.rerun_of:
-        rows.append(("rerun of", rec.rerun_of))
+        rows.append(("rerun of", printable(rec.rerun_of)))
     if res is not None:
-        rows += [("host", res.host or "-"), ("started", when(res.started_at)),
+        rows += [("host", printable(res.host or "-")), ("started", when(res.started_at)),
                  ("duration", duration(run_duration(run)))]
         if res.exit_code is not None:
             rows.append(("exit code", str(res.exit_code)))
         if res.error:
-            rows.append(("error", res.error))
-    for key, text in rows:  # values are escaped: `[/]` in a command is no markup
-        out.print(f"  [bold]{key:<10}[/] {escape(printable(text))}", highlight=False)
+            rows.append(("error", printable(res.error)))
+    for key, text in rows:
+        page.add(f"  {key:<10}", "bold")
+        page.line(f" {text}")
     if rec.data:
-        out.print("[bold]data[/]")
+        page.line("data", "bold")
         for path, item in sorted(rec.data.items()):
             info = item if isinstance(item, dict) else {}
-            extra = f", {info['nfiles']} files" if info.get("nfiles") else ""
-            out.print(f"  {path}  {info.get('hash', '?')}  ({info.get('size', '?')} bytes{extra})",
-                      markup=False, highlight=False)
+            extra = f", {shown(info['nfiles'])} files" if info.get("nfiles") else ""
+            page.line(f"  {printable(path)}  {shown(info.get('hash', '?'))}  "
+                      f"({shown(info.get('size', '?'))} bytes{extra})")
     if res is not None and res.metrics:
-        out.print("[bold]metrics[/]")
+        page.line("metrics", "bold")
         for key, v in sorted(res.metrics.items()):
-            out.print(f"  {printable(key)} = {value(v)}", markup=False, highlight=False)
+            page.line(f"  {printable(key)} = {shown(v)}")
     if res is not None and res.outputs:
-        out.print("[bold]outputs[/]")
+        page.line("outputs", "bold")
         for path, info in sorted(res.outputs.items()):
-            out.print(f"  {path}  {info.get('hash', '?') if isinstance(info, dict) else info}",
-                      markup=False, highlight=False)
+            page.line(f"  {printable(path)}  "
+                      f"{shown(info.get('hash', '?') if isinstance(info, dict) else info)}")
+    page.write()
+
+
+def shown(v: Any) -> str:
+    """A value from a run (any JSON), as `show` and `diff` print it."""
+    return printable(value(v))
 
 
 def log_tail(log: bytes) -> None:
+    """The last lines of the log, quoted: unlike `git exp logs`, which hands the job's own
+    bytes to the terminal, a quote inside gitexp's report is escaped like any run value."""
     tail = log.decode(errors="replace").splitlines()[-TAIL_LINES:]
     if tail:
-        out = console()
-        out.print("[bold]log[/] (last lines)")
+        page = _Page()
+        page.add("log", "bold")
+        page.line(" (last lines)")
         for line in tail:
-            out.print("  " + line, markup=False, highlight=False)
+            page.line("  " + _quoted(line))
+        page.write()
 
 
 # -- diff ---------------------------------------------------------------------------------
 def diff(report: Report, patch: bool) -> None:
-    out = console()
-
-    def say(text: str) -> None:
-        out.print(text, markup=False, highlight=False)
-
-    say(f"diff {report.a[:12] if report.against_base else report.a} -> {report.b}")
+    page = _Page()
+    say = page.line
+    a = report.a[:12] if report.against_base else report.a
+    say(f"diff {printable(a)} -> {printable(report.b)}")
     if report.command:
         say("command")
-        say(f"  a: {shlex.join(report.command['a'])}\n  b: {shlex.join(report.command['b'])}")
+        say(f"  a: {command_line(report.command['a'])}")
+        say(f"  b: {command_line(report.command['b'])}")
+        span = report.command.get("span")
+        if span:
+            say(f"  from argument {span['at']}: {_args(span['a'])} -> {_args(span['b'])}")
     if report.cwd:
         _section(say, "directory", {"cwd": report.cwd})
     if report.bases:
         _section(say, "base commit", {"base": report.bases})
     _section(say, "params", report.params)
     _section(say, "data", report.data)
-    say(f"code ({report.code.a[:10]}..{report.code.b[:10]})")
-    say((report.code.patch if patch else report.code.stat) or "  (same code)")
+    say(f"code ({printable(report.code.a[:10])}..{printable(report.code.b[:10])})")
+    code = report.code.patch if patch else report.code.stat
+    if code:
+        # git's own text, but of a teammate's files: names and lines may hold anything
+        for line in code.split("\n"):
+            say(_quoted(line, limit=None))
+    else:
+        say("  (same code)")
     if not report.against_base:
         _section(say, "metrics", report.metrics, metric=True)
         _section(say, "environment", report.environment)
+    page.write()
+
+
+def _quoted(line: str, limit: int | None = LIMIT) -> str:
+    """One line of a log or of a patch, `printable`, but for its tabs: common in both, and
+    a tab only moves to the next column."""
+    if "\t" not in line:
+        return printable(line, limit)
+    return "\t".join(printable(part, limit) for part in line.split("\t"))
+
+
+def _args(args: list[str]) -> str:
+    return command_line(args) if args else "(nothing)"
 
 
 def _section(say: Callable[[str], None], title: str, rows: dict[str, dict[str, Any]],
@@ -350,7 +420,7 @@ def _section(say: Callable[[str], None], title: str, rows: dict[str, dict[str, A
             pct = f", {ch['pct']:+.2f}%" if ch.get("pct") is not None else ""
             sign = "+" if ch["delta"] >= 0 else ""
             extra = f"  ({sign}{value(ch['delta'])}{pct})"
-        say(f"  {key}: {value(ch['a'])} -> {value(ch['b'])}{extra}")
+        say(f"  {printable(key)}: {shown(ch['a'])} -> {shown(ch['b'])}{extra}")
 
 
 # -- the other verbs ----------------------------------------------------------------------
@@ -366,12 +436,13 @@ def checked_out(run: Run, branch: str | None) -> None:
 
 def restored_outputs(paths: Iterable[str]) -> None:
     for path in paths:
-        note(f"gitexp: restored output {path}")
+        note(f"gitexp: restored output {printable(path)}")
 
 
 def restored(paths: Iterable[str], run: Run) -> None:
     for path in paths:
-        console().print(f"restored {path} (run {run.id})", markup=False)
+        console().print(f"restored {printable(path)} (run {run.id})", markup=False,
+                        highlight=False)
 
 
 def would_remove(found: Iterable[Run], broken: Iterable[str] = ()) -> None:
@@ -392,30 +463,40 @@ def removed(run_ids: list[str], *, none: str | None = None) -> None:
 def fetched(report: FetchReport) -> None:
     new_runs = [r for r in report.new if not r.startswith("refs/tags/")]
     console().print(f"{len(new_runs)} new run(s), {len(report.new) - len(new_runs)} new tag(s), "
-                    f"{len(report.updated)} run(s) updated from {report.remote}")
-    for ref, why in report.kept:
-        console(stderr=True).print(f"kept local {ref}: {why}")
+                    f"{len(report.updated)} run(s) updated from {printable(report.remote)}",
+                    markup=False, highlight=False)
+    for ref, why in report.kept:  # ref names and reasons may come from the remote
+        console(stderr=True).print(f"kept local {printable(ref)}: {printable(why)}",
+                                   markup=False, highlight=False)
     for _, line in report.refused:  # one line each, naming the run and the remote
-        console(stderr=True).print(line, markup=False, highlight=False)
+        console(stderr=True).print(printable(line), markup=False, highlight=False,
+                                   soft_wrap=True)
 
 
 def pushed(report: PushReport) -> None:
+    from rich.markup import escape
+
     out, err = console(), console(stderr=True)
-    out.print(f"{len(report.pushed)} ref(s) pushed to {report.remote}, "
+    out.print(f"{len(report.pushed)} ref(s) pushed to {escape(printable(report.remote))}, "
               f"{report.up_to_date} already there")
     if report.live:
         err.print(f"{len(report.live)} unfinished run(s) not pushed: they go once they end")
-    for ref, why in report.rejected:
-        err.print(f"[red]rejected[/] {ref}: {why}")
+    for ref, why in report.rejected:  # `why` is the remote's own words
+        err.print(f"[red]rejected[/] {escape(printable(ref))}: {escape(printable(why))}")
 
 
 def hooks(states: list[HookState]) -> None:
+    from rich.markup import escape
+
     out = console()
     for s in states:
-        if s.state == "installed":
-            python = s.python if s.python_ok else f"{s.python} [red](gone: reinstall)[/]"
-            also = f"; also runs {', '.join(p.name for p in s.also_runs)}" if s.also_runs else ""
-            out.print(f"[green]{s.name:<19}[/] {s.path}  (python {python}{also})")
+        if s.state == "installed":  # paths are local, but may hold `[` or anything else
+            shown_python = escape(printable(str(s.python)))
+            python = shown_python if s.python_ok else f"{shown_python} [red](gone: reinstall)[/]"
+            also = (f"; also runs {escape(printable(', '.join(p.name for p in s.also_runs)))}"
+                    if s.also_runs else "")
+            out.print(f"[green]{s.name:<19}[/] {escape(printable(str(s.path)))}  "
+                      f"(python {python}{also})")
         else:
             other = "; another tool's hook is here" if s.state == "foreign" else ""
             out.print(f"[dim]{s.name:<19}[/] not installed{other}")
@@ -427,9 +508,11 @@ def built(argv: list[str]) -> None:
 
 def plotted(path: Path, drawn: list[str], runs: int, empty: list[str]) -> None:
     err = console(stderr=True)
-    err.print(f"wrote {path}: {', '.join(drawn)} of {runs - len(empty)} run(s)")
+    err.print(f"wrote {printable(str(path))}: {printable(', '.join(drawn))} of "
+              f"{runs - len(empty)} run(s)", markup=False, highlight=False)
     if empty:
-        err.print(f"no metric series in {', '.join(empty)}: left out")
+        err.print(f"no metric series in {printable(', '.join(empty))}: left out",
+                  markup=False, highlight=False)
 
 
 def wrote_report(path: Path, runs: int) -> None:
@@ -447,7 +530,7 @@ def targets(rows: list[dict[str, Any]]) -> None:
         cells = (row["name"] + (" *" if row["default"] else ""), row["backend"] or "?",
                  row["store"] or "-",
                  " ".join(f"{k}={v}" for k, v in row["settings"].items()) or "-")
-        table.add_row(*(Text(c) for c in cells))  # Text: a `[` in a value is not markup
+        table.add_row(*(Text(printable(c)) for c in cells))  # Text: `[` is no markup
     console().print(table)
 
 
@@ -456,4 +539,5 @@ def changes(seen: Iterable[tuple[str, str, str]]) -> None:
     out = console()
     for run_id, old, new in seen:
         change = f"{old} -> {new}" if old else new
-        out.print(f"{time.strftime('%H:%M:%S')}  {run_id}  {change}")
+        out.print(f"{time.strftime('%H:%M:%S')}  {printable(run_id)}  {printable(change)}",
+                  markup=False, highlight=False)

@@ -47,6 +47,8 @@ PUSH_GUARD = "GITEXP_PUSHING_RUNS"  # set while gitexp pushes runs: that push mu
 ZERO_OID = "0" * 40
 RACY_SECONDS = 2.0  # a stamp younger than this may not show a change made in the same tick
 TRAILER_METRICS = 3  # the trailer names at most this many metrics unless exp.hooks.metrics
+SHORT = 100  # characters of one metric name or value in a trailer or a tag message
+SAY_LIMIT = 1000  # characters of one warning line
 # What git exports to a hook would point our own explicit git calls elsewhere.
 _SCRUBBED = ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_PREFIX", "GIT_COMMON_DIR")
 _BOOLS = {"true": True, "yes": True, "on": True, "1": True,
@@ -379,17 +381,30 @@ def _site() -> None:
 
 
 def say(line: str) -> None:
+    # A line may quote a ref, a remote's words or an error about a run: all data. (The
+    # import only when needed: most commits that print say `tagged ...`, all printable.)
+    if not line.isprintable() or len(line) > SAY_LIMIT:
+        from gitexp.printable import printable
+
+        line = printable(line, limit=SAY_LIMIT)
     sys.stderr.write(f"gitexp: {line}\n")
     sys.stderr.flush()
 
 
 def summary(status: str, metrics: dict[str, Any], wanted: list[str]) -> str:
+    """`succeeded, acc=0.9`: what a trailer says of a run. Names and values come from the
+    run, and a newline in one would write lines of its own into the commit message."""
+    from gitexp.printable import printable
+
     names = wanted or sorted(metrics)[:TRAILER_METRICS]
-    return ", ".join([status, *(f"{k}={_value(metrics[k])}" for k in names if k in metrics)])
+    return ", ".join([printable(status, limit=SHORT), *(
+        f"{printable(k, limit=SHORT)}={_value(metrics[k])}" for k in names if k in metrics)])
 
 
 def _value(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+    from gitexp.printable import printable
+
+    return f"{v:.4g}" if isinstance(v, float) else printable(str(v), limit=SHORT)
 
 
 def _is_ours(line: str, known: set[str]) -> bool:

@@ -4,6 +4,7 @@ and the dev side so both write the same kind of mail."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from email.message import EmailMessage
 from typing import Any
 
@@ -12,6 +13,7 @@ from gitexp.model import metrics
 from gitexp.model.record import Result, RunRecord
 from gitexp.notify.compose import Mail, compose
 from gitexp.notify.settings import NotifySettings
+from gitexp.printable import printable
 
 MAX_PLOTS = 4  # one PNG per metric; losses first
 LOG_TAIL_LINES = 30
@@ -27,15 +29,51 @@ def build(settings: NotifySettings, record: RunRecord, *, event: str, seq: int,
     latest = {**metrics.final_of(points), **(extra_metrics or {})}
     if result is not None and result.metrics:
         latest = {**latest, **result.metrics}
-    mail = Mail(event=event, seq=seq, digest=digest, metrics=latest, result=result,
+    mail = Mail(event=event, seq=seq, digest=[_shown_point(p) for p in digest],
+                metrics=_shown_point(latest), result=_shown_result(result),
                 log_tail=tail(log_bytes) if event in LOG_TAIL_EVENTS else "",
                 plots=curve_pngs(record.id, points))
-    return compose(settings, record, mail)
+    return compose(_shown_settings(settings), _shown_record(record), mail)
+
+
+# What a mail says of a run is data from the run (or the store): every text in it is
+# `printable` before `compose` puts it in a header or a body, so no CR/LF reaches a header
+# (where it would add headers or fail the mail) and no escape sequence reaches a reader's
+# terminal mail client. The run id and the snapshot are checked by the decoder already.
+def _shown_record(record: RunRecord) -> RunRecord:
+    def p(text: str | None) -> str | None:
+        return None if text is None else printable(text)
+
+    return replace(record, argv=[printable(a) for a in record.argv], cwd=printable(record.cwd),
+                   base=p(record.base), branch=p(record.branch), user=printable(record.user),
+                   target=printable(record.target), backend=printable(record.backend),
+                   sweep=p(record.sweep), name=p(record.name))
+
+
+def _shown_result(result: Result | None) -> Result | None:
+    if result is None:
+        return None
+    return replace(result, host=None if result.host is None else printable(result.host),
+                   error=None if result.error is None else printable(result.error))
+
+
+def _shown_point(point: dict[str, Any]) -> dict[str, Any]:
+    return {printable(k): printable(v) if isinstance(v, str) else v for k, v in point.items()}
+
+
+def _shown_settings(settings: NotifySettings) -> NotifySettings:
+    # Frozen into the store at launch, so read back from it: the subject and the thread
+    # ids are built from these.
+    return replace(settings, repo=printable(settings.repo), to=[printable(a) for a in settings.to],
+                   sender_address=printable(settings.sender_address),
+                   id_domain=printable(settings.id_domain))
 
 
 def curve_pngs(run_id: str, points: list[dict[str, Any]]) -> dict[str, bytes]:
     """One PNG per metric (the first MAX_PLOTS, losses first); none if matplotlib fails."""
-    series = charts.curves(points)
+    # the title of a panel is the metric's name: from the run, and matplotlib warns (on
+    # stderr) of each glyph it lacks
+    series = {printable(name): curve for name, curve in charts.curves(points).items()}
     out: dict[str, bytes] = {}
     for metric in charts.metric_order(set(series))[:MAX_PLOTS]:
         try:
@@ -49,4 +87,4 @@ def curve_pngs(run_id: str, points: list[dict[str, Any]]) -> dict[str, bytes]:
 
 def tail(data: bytes, lines: int = LOG_TAIL_LINES) -> str:
     text = data[-16384:].decode("utf-8", errors="replace")
-    return "\n".join(text.splitlines()[-lines:])
+    return "\n".join(printable(line) for line in text.splitlines()[-lines:])

@@ -58,7 +58,7 @@ def runs(repo: Repo, a: Run, b: Run, *, patch: bool = False) -> Report:
         a=ra.id, b=rb.id, against_base=False,
         code=code(repo, ra.snapshot, rb.snapshot, patch=patch),
         params=changed(pa, pb), data=changed(_hashes(ra.data), _hashes(rb.data)),
-        command=None if ra.argv == rb.argv else {"a": ra.argv, "b": rb.argv},
+        command=command(ra.argv, rb.argv),
         cwd=None if ra.cwd == rb.cwd else {"a": ra.cwd, "b": rb.cwd},
         metrics=metrics(a.result.metrics if a.result else {},
                         b.result.metrics if b.result else {}),
@@ -98,6 +98,26 @@ def code(repo: Repo, a: str, b: str, *, patch: bool) -> Code:
     stat = repo.git(*base[:-2], "--stat=100", a, b, *PATHSPEC) if files else ""
     text = repo.git(*base, *PATHSPEC) if patch and files else None
     return Code(a=a, b=b, files=files, stat=stat.rstrip("\n"), patch=text)
+
+
+def command(a: list[str], b: list[str]) -> Change | None:
+    """Both argvs, and `span`: the arguments between the common head and the common tail,
+    where they differ (`at` = the first index). Argument by argument, linear: a line diff of
+    two 50,000-argument commands would not be."""
+    if a == b:
+        return None
+    head = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        head += 1
+    tail = 0
+    for x, y in zip(reversed(a[head:]), reversed(b[head:]), strict=False):
+        if x != y:
+            break
+        tail += 1
+    return {"a": a, "b": b,
+            "span": {"at": head, "a": a[head:len(a) - tail], "b": b[head:len(b) - tail]}}
 
 
 def changed(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Change]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from gitexp import charts
 from gitexp.git import Repo
+from gitexp.printable import printable
 from gitexp.service import plots
 from gitexp.service.runs import Run
 
@@ -50,14 +51,17 @@ pre { background: #f6f8fa; padding: 10px; overflow-x: auto; font-size: 12px; }
 
 def render(repo: Repo, runs: list[Run], *, title: str | None = None) -> str:
     """The HTML page for `runs` (newest first, as given)."""
-    by_run = {run.id: charts.curves(plots.run_points(repo, run)) for run in runs}
+    # Metric names from a run title the panels too, and matplotlib warns (on stderr) of
+    # each glyph it lacks: both see the names `printable`.
+    by_run = {run.id: {printable(name): curve for name, curve in
+                       charts.curves(plots.run_points(repo, run)).items()} for run in runs}
     colour = charts.colours_of([run_id for run_id, series in by_run.items() if series])
     metric_names = _metric_columns(runs)
     title = title or f"gitexp runs: {repo.root.name}"
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{_e(title)}</h1><p class='sub'>{len(runs)} run(s), generated "
+        f"<title>{_s(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{_s(title)}</h1><p class='sub'>{len(runs)} run(s), generated "
         f"{_e(time.strftime('%Y-%m-%d %H:%M'))} by gitexp</p>",
         "<h2>Runs</h2>", _table(runs, metric_names, colour),
         "<h2>Curves</h2>", _curves(by_run, colour),
@@ -70,7 +74,7 @@ def render(repo: Repo, runs: list[Run], *, title: str | None = None) -> str:
 def _table(runs: list[Run], metric_names: list[str], colour: dict[str, str]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in ("run", "status", "target", "started",
                                                   "duration", "command", "commit"))
-    head += "".join(f"<th class='num'>{_e(m)}</th>" for m in metric_names)
+    head += "".join(f"<th class='num'>{_s(m)}</th>" for m in metric_names)
     rows = []
     for run in runs:
         res = run.result
@@ -81,14 +85,14 @@ def _table(runs: list[Run], metric_names: list[str], colour: dict[str, str]) -> 
             f"<a href='#run-{_e(run.id)}'><code>{_e(run.id)}</code></a>",
             f"<span class='badge' style='background:{STATUS_COLOUR.get(run.status, '#777')}'>"
             f"{_e(run.status)}</span>",
-            _e(run.record.target),
+            _s(run.record.target),
             _e(_when(res.started_at if res and res.started_at else run.record.launched_at)),
             _e(_duration(res.duration if res else None)),
-            f"<code>{_e(shlex.join(run.record.argv))}</code>",
+            f"<code>{_s(shlex.join(run.record.argv))}</code>",
             f"<code>{_e(run.record.snapshot[:10])}</code>",
         ]
         row = "".join(f"<td>{c}</td>" for c in cells)
-        row += "".join(f"<td class='num'>{_e(_value(mets.get(m)))}</td>" for m in metric_names)
+        row += "".join(f"<td class='num'>{_s(_value(mets.get(m)))}</td>" for m in metric_names)
         rows.append(f"<tr>{row}</tr>")
     if not rows:
         return "<p>No runs yet: <code>git exp run -- CMD</code> starts one.</p>"
@@ -107,15 +111,16 @@ def _curves(by_run: dict[str, dict[str, charts.Curve]], colour: dict[str, str]) 
         except ImportError:
             return "<p>Curves need matplotlib: <code>pip install 'gitexp[plots]'</code>.</p>"
         data = base64.b64encode(png).decode()
-        images.append(f"<img alt='{_e(metric)} curves' src='data:image/png;base64,{data}'>")
+        images.append(f"<img alt='{_s(metric)} curves' src='data:image/png;base64,{data}'>")
     more = (f"<p>{len(names) - MAX_PANELS} more metric(s) not drawn: "
-            f"{_e(', '.join(names[MAX_PANELS:]))}</p>") if len(names) > MAX_PANELS else ""
+            f"{_s(', '.join(names[MAX_PANELS:]))}</p>") if len(names) > MAX_PANELS else ""
     return f"<div class='curves'>{''.join(images)}</div>{more}"
 
 
 def _record(run: Run) -> str:
     body = {"record": run.record.to_dict(), "snapshot": run.record.snapshot,
             "commit": run.commit, "result": run.result.to_dict() if run.result else None}
+    # ensure_ascii (the default): every control, bidi or invisible character is a \u escape
     text = json.dumps(body, indent=2, sort_keys=True, default=str)
     return (f"<details id='run-{_e(run.id)}'><summary><code>{_e(run.id)}</code> "
             f"({_e(run.status)})</summary><pre>{_e(text)}</pre></details>")
@@ -132,6 +137,12 @@ def _metric_columns(runs: list[Run]) -> list[str]:
 
 def _e(text: str) -> str:
     return html.escape(text, quote=True)
+
+
+def _s(text: str) -> str:
+    """A value from a run, for a table cell or an attribute: escaped for HTML, and first
+    made `printable`, so a bidi override cannot reorder what the page shows."""
+    return _e(printable(text))
 
 
 def _value(v: Any) -> str:

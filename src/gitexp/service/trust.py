@@ -23,8 +23,8 @@ from pathlib import Path
 
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
-from gitexp.model.checks import text_problem
 from gitexp.model.record import RunRecord
+from gitexp.printable import printable
 
 _DOMAIN = b"gitexp seal 1\n"
 
@@ -119,7 +119,7 @@ def require(repo: Repo, record: RunRecord, *, trust: bool, doing: str) -> None:
     the user consents (`--trust`) or trusts its author (`exp.trust`)."""
     if trust or is_own(repo, record) or trusts_author(repo, record):
         return
-    who = record.user if not text_problem(record.user) else repr(record.user)
+    who = printable(record.user)
     raise GitexpError(
         f"run {record.id} was not launched by you here (its record says {who}); "
         f"gitexp would {doing}: {_quote(record.argv)}",
@@ -127,10 +127,8 @@ def require(repo: Repo, record: RunRecord, *, trust: bool, doing: str) -> None:
              f"author: `git config --add exp.trust '{_email(record.user)}'`")
 
 
-def _quote(argv: list[str], limit: int = 200) -> str:
-    text = shlex.join(argv)
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
-    return shown + (" ..." if len(text) > limit else "")
+def _quote(argv: list[str]) -> str:
+    return printable(shlex.join(argv), limit=200)
 
 
 def _email(user: str) -> str:
