@@ -1,11 +1,13 @@
 """What gitexp's git hooks do: the stubs from `hooks/` call `main([HOOK, *git's arguments])`.
 
 - prepare-commit-msg: an `Experiment-Run: <id> (<status>, <metric>=<value>)` trailer for every
-  run whose snapshot tree is the tree being committed (`exp.hooks.trailer`, default on).
+  run of this user's whose snapshot tree is the tree being committed (`exp.hooks.trailer`,
+  default on); runs fetched from others never name themselves on the user's commits.
 - post-commit: such a commit is tagged `exp/<id>` (annotated with the final metrics when
   `exp.hooks.annotate` is on), so `git log --decorate` shows which commits have runs.
 - post-rewrite: an amend or rebase that keeps the tree takes the `exp/*` tags along.
-- pre-push: finished runs and `exp/*` tags go to the same remote (`exp.hooks.pushRuns`).
+- pre-push: this user's finished runs and their `exp/*` tags go to the same remote
+  (`exp.hooks.pushRuns`); others' runs travel only with an explicit `git exp push`.
 
 Two promises. Never break the user's git: every hook exits 0, and an internal error is one
 `gitexp:` warning line. Be fast: only the standard library is imported up front (gitexp's
@@ -336,7 +338,7 @@ def pre_push(g: HookGit, args: list[str]) -> None:
     from gitexp.service import sharing
 
     remote = args[0]
-    report = sharing.push(g.repo(), remote)
+    report = sharing.push(g.repo(), remote, own_only=True)  # never others' runs, unasked
     if report.rejected:
         ref, why = report.rejected[0]
         say(f"{len(report.rejected)} run ref(s) not pushed to {remote} ({ref}: {why}); "

@@ -11,7 +11,7 @@ from gitexp.model.metrics import flatten
 
 FILES = ("params.yaml", "params.json")
 _FLAG = re.compile(r"^--([A-Za-z_][\w.\-]*)(?:=(.*))?$", re.DOTALL)
-_NUMBER = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")  # unambiguous: linear
 
 
 def from_argv(argv: list[str]) -> dict[str, Any]:
@@ -27,7 +27,7 @@ def from_argv(argv: list[str]) -> dict[str, Any]:
         if value is None:
             nxt = argv[i] if i < len(argv) else None
             if nxt is not None and not (nxt.startswith("--") or
-                                        (nxt.startswith("-") and not _NUMBER.match(nxt))):
+                                        (nxt.startswith("-") and not _NUMBER.fullmatch(nxt))):
                 value = nxt
                 i += 1
         found[key] = True if value is None else scalar(value)
@@ -36,7 +36,7 @@ def from_argv(argv: list[str]) -> dict[str, Any]:
 
 def scalar(text: str) -> Any:
     """A flag's value as the program most likely reads it: numbers become numbers."""
-    if _NUMBER.match(text):
+    if _NUMBER.fullmatch(text):
         try:
             return int(text)
         except ValueError:

@@ -25,6 +25,7 @@ from gitexp.git import Commit, Object, Repo, run_git, tree_of
 from gitexp.git.writeback import RESULTS_DIR
 from gitexp.model import ids
 from gitexp.model.record import DecodedRun, Result, decode_run
+from gitexp.service import index
 
 PUSH_GUARD = "GITEXP_PUSHING_RUNS"  # == hooks.run.PUSH_GUARD: our own pre-push does nothing
 STAGING = "refs/gitexp-incoming/"
@@ -72,12 +73,19 @@ def is_remote(repo: Repo, word: str) -> bool:
     return word in repo.git("remote").split() or any(c in word for c in "/:") or word == "."
 
 
-def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = ()) -> PushReport:
-    """Push finished runs (all, or `run_ids`) and their `exp/*` tags; never forces, and never
-    moves a ref of the remote's along a transition gitexp does not make (`transitions`)."""
+def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
+         own_only: bool = False) -> PushReport:
+    """Push finished runs (all, or `run_ids`; with `own_only`, those this user launched here)
+    and their `exp/*` tags; never forces, and never moves a ref of the remote's along a
+    transition gitexp does not make (`transitions`)."""
     remote = _check_remote(remote or default_remote(repo, pushing=True))
     finished, live = _run_refs(repo)
     tags = _refs(repo, ids.TAG_PREFIX, full=True)
+    if own_only:  # the pre-push hook: what came from elsewhere is not passed on unasked
+        own = {e.ref for e in index.sync(repo) if e.own}
+        finished, live = [r for r in finished if r in own], [r for r in live if r in own]
+        tags = {t: oid for t, oid in tags.items()
+                if ids.PREFIX + t[len(ids.TAG_PREFIX):] in own}
     if run_ids:
         wanted = [ids.ref_for(i) for i in run_ids]
         unfinished = [r for r in wanted if r in live]
@@ -96,7 +104,7 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = ()) -> 
     done = len(wanted) - len(todo) - len(rejected)
     if not todo:  # nothing to send: no second connection to the remote
         return PushReport(remote, [], done, sorted(rejected.items()), lives)
-    named = bool(run_ids or live or rejected)  # a glob would take the others along
+    named = bool(run_ids or live or rejected or own_only)  # a glob would take others along
     specs = [f"{r}:{r}" for r in todo] if named else [f"{ns}*:{ns}*" for ns in NAMESPACES]
     proc = _git(repo, "push", "--porcelain", "--no-verify", remote, *specs)
     out = proc.stdout.decode(errors="replace")
@@ -216,6 +224,32 @@ def transitions(repo: Repo, moves: Mapping[str, tuple[str | None, str]]) -> dict
         why = _move(seen[ref, old] if old else None, chains[ref], shapes.get(ref))
         if why:
             refused[ref] = why
+    tags = {ref: new for ref, (old, new) in moves.items() if ref not in refused
+            and ref.startswith(ids.TAG_PREFIX)}
+    heads = {**_refs(repo, ids.PREFIX, full=True),
+             **{ref: new for ref, (_, new) in runs.items() if ref not in refused}}
+    refused.update(_misplaced_tags(repo, tags, heads))
+    return refused
+
+
+def _misplaced_tags(repo: Repo, tags: dict[str, str], heads: dict[str, str]) -> dict[str, str]:
+    """A tag `exp/<id>` marks the commit run <id> came from (hooks/run.py puts it there): its
+    commit's tree is the run's snapshot tree, or it is refused. So no one can hang a run's
+    name on another commit, nor tag a run this side does not have."""
+    runs = {tag: ids.PREFIX + tag[len(ids.TAG_PREFIX):] for tag in tags}
+    seen = _read_commits(repo, [(r, heads[r]) for r in runs.values() if r in heads])
+    refused, specs = {}, []
+    for tag, new in tags.items():
+        run = seen.get((runs[tag], heads.get(runs[tag], ""))) or _Seen("")
+        if run.run is None:
+            refused[tag] = "it names no run this clone has"
+        else:
+            specs += [f"{new}^{{commit}}^{{tree}}", f"{run.run.record.snapshot}^{{tree}}"]
+    found = repo.read_objects(specs, max_size=0) if specs else []
+    pending = [t for t in tags if t not in refused]
+    for tag, tagged, snapshot in zip(pending, found[::2], found[1::2], strict=True):
+        if not tagged.found or tagged.oid != snapshot.oid:
+            refused[tag] = "it is not on the commit its run came from"
     return refused
 
 
