@@ -403,7 +403,7 @@ def test_an_internal_error_is_one_warning_and_the_commit_goes_on(repo: Path):
     assert warnings == ["gitexp: prepare-commit-msg hook skipped: "
                         "run bogus-1 has an unreadable record"], proc.stderr
     assert "Traceback" not in proc.stderr
-    assert tag_target(repo, "bogus-1")  # post-commit needs no record to tag
+    assert not tag_target(repo, "bogus-1")  # a run not proven the user's is never tagged
 
 
 def test_a_failing_run_push_warns_and_the_users_push_goes_on(repo: Path, tmp_path: Path):

@@ -150,7 +150,8 @@ class World:
             assert f"refused run {ref.removeprefix('refs/experiments/')}" in said \
                 or "/" in ref.removeprefix("refs/experiments/"), said
         if absent:
-            git("fetch", "-q", str(self.evil), *[f"+{r}:{r}" for r in absent], cwd=self.victim)
+            git("fetch", "-q", "--no-tags", str(self.evil), *[f"+{r}:{r}" for r in absent],
+                cwd=self.victim)
         return proc
 
     def config_changed_by_the_user(self) -> None:
@@ -458,6 +459,9 @@ def test_live_foreign_runs_open_no_store_and_are_not_called_lost(world: World) -
     for run in runs[::4]:
         proc = w.exp("show", run, timeout=30)
         check_output(proc, what=f"show {run}")
+        if "unknown-backend" in run:  # a backend this gitexp lacks: unreadable, one line
+            assert proc.returncode == 1 and "git exp rm" in proc.stderr, proc.stderr
+            continue
         assert proc.returncode == 0 and "lost" not in proc.stdout, proc.stdout
     proc = w.exp("watch", "--until-idle", "--interval", "0.2", timeout=20)
     check_output(proc, what="watch")

@@ -219,14 +219,14 @@ class HookGit:
         repo, out = self.repo(), []
         for (run_id, commit), obj in zip(matches, repo.read_objects(
                 [c for _, c in matches], max_size=1 << 21), strict=True):
-            if obj.type != "commit" or obj.data is None:
-                continue
-            parsed = Commit.parse(obj.data)
             try:
+                if obj.type != "commit" or obj.data is None:
+                    raise GitexpError("not a commit")
+                parsed = Commit.parse(obj.data)
                 run = decode_run(parsed.message, ref=RUNS + run_id, commit=commit,
                                  parents=parsed.parents)
-            except GitexpError:
-                continue
+            except GitexpError:  # one line says so; nothing is named or tagged
+                raise HookError(f"run {run_id} has an unreadable record") from None
             if trust.sealed(repo, run.record, tree):
                 out.append((run_id, commit))
         return out
