@@ -400,8 +400,8 @@ def test_an_internal_error_is_one_warning_and_the_commit_goes_on(repo: Path):
 
     assert message(repo).strip() == "still commits"
     warnings = [ln for ln in proc.stderr.splitlines() if "skipped" in ln]
-    assert warnings == ["gitexp: prepare-commit-msg hook skipped: "
-                        "run bogus-1 has an unreadable record"], proc.stderr
+    assert warnings == [f"gitexp: {hook} hook skipped: run bogus-1 has an unreadable record"
+                        for hook in ("prepare-commit-msg", "post-commit")], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not tag_target(repo, "bogus-1")  # a run not proven the user's is never tagged
 

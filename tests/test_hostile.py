@@ -467,7 +467,8 @@ def test_live_foreign_runs_open_no_store_and_are_not_called_lost(world: World) -
     check_output(proc, what="watch")
     assert proc.returncode == 0
     statuses = {r["id"]: r["status"] for r in json.loads(w.exp("ls", "--json").stdout)}
-    assert [r for r in runs if statuses.get(r) in (None, "lost")] == [], statuses
+    readable = [r for r in runs if "unknown-backend" not in r]  # those: unreadable
+    assert [r for r in readable if statuses.get(r) in (None, "lost")] == [], statuses
     w.assert_untouched()
 
 
