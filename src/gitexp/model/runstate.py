@@ -17,12 +17,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from gitexp.errors import GitexpError
+from gitexp.model.checks import text_problem
 from gitexp.model.liveness import DEFAULT_INTERVAL, default_lost_after
 from gitexp.model.record import LIVE, Result, RunRecord
 from gitexp.stores import Store, run_key
@@ -123,7 +125,12 @@ class RunState:
         self._write(HANDLE, {**handle, "target": target})
 
     def handle(self) -> Handle | None:
-        return self._json(HANDLE)
+        """How the backend knows the job, or None when there is none fit to use: its values go
+        into argv (`scancel`, `docker stop`) and API calls, so each is a number or one plain
+        word that no program could take for an option."""
+        raw = self._json(HANDLE)
+        return raw if raw is not None and all(_fits_handle(k, v) for k, v in raw.items()) \
+            else None
 
     # -- result ---------------------------------------------------------------------------
     def write_result(self, result: Result, *, snapshot: str) -> None:
@@ -178,6 +185,18 @@ class RunState:
         except (ValueError, RecursionError):
             return None
         return data if isinstance(data, dict) else None
+
+
+_HANDLE_WORD = re.compile(r"[A-Za-z0-9_.:/@+=][A-Za-z0-9_.:/@+=-]{0,255}|")
+
+
+def _fits_handle(key: str, value: Any) -> bool:
+    if _is_int(value):
+        return True
+    if not isinstance(value, str):
+        return False
+    # The target is a config name, shown and compared but never passed on.
+    return bool(_HANDLE_WORD.fullmatch(value)) or (key == "target" and not text_problem(value))
 
 
 def _is_int(value: Any) -> TypeGuard[int]:

@@ -23,6 +23,7 @@ from gitexp.model.record import LIVE, Result, RunRecord, decode_run
 from gitexp.model.runstate import (
     LAUNCH_TIMEOUT,
     ForeignResultError,
+    Handle,
     RunState,
     Status,
 )
@@ -212,7 +213,7 @@ def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord)
         lost_why = f"no heartbeat for {now - beat.time:.0f}s"
     if lost_why is None and handle:
         backend = _backend_of(repo, config, record)
-        if backend is not None and backend.alive(record=record, handle=handle) is False:
+        if backend is not None and _alive(backend, record, handle) is False:
             lost_why = "the agent is gone"
             # The engine may know better (Slurm's FAILED, a Kubernetes Job's Failed condition).
             if isinstance(backend, Explains):
@@ -234,6 +235,15 @@ def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord)
     return Result(status=status.status if status else "queued",
                   started_at=status.started if status else None,
                   host=status.host if status else None)
+
+
+def _alive(backend: Backend, record: RunRecord, handle: Handle) -> bool | None:
+    """What the backend says of the job; a handle that is not its own shape (read from a
+    store, so not to be trusted) names no job that could be alive."""
+    try:
+        return backend.alive(record=record, handle=handle)
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def _launch_lost(config: Config, state: RunState, record: RunRecord, status: Status | None,
