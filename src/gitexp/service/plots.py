@@ -8,19 +8,18 @@ from typing import Any
 from gitexp import charts
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
-from gitexp.git.writeback import RESULTS_DIR
 from gitexp.model import metrics as metric_series
-from gitexp.service.runs import Run, store_of
+from gitexp.service.runs import Run, results_file, store_of
 from gitexp.stores import run_key
+
+MAX_SERIES = 256 << 20  # a metrics series in git: far more points than any chart can show
 
 
 def run_points(repo: Repo, run: Run) -> list[dict[str, Any]]:
     """A run's metric points: from its results commit once written back, else its store."""
     data: bytes | None = None
     if run.written_back:
-        text = repo.git("cat-file", "blob", f"{run.commit}:{RESULTS_DIR}/metrics.jsonl",
-                        check=False)
-        data = text.encode(errors="surrogateescape")
+        data = results_file(repo, run, "metrics.jsonl", MAX_SERIES)
     if not data:
         try:
             data = store_of(repo, run).read(run_key(run.id, "metrics.jsonl"))

@@ -17,7 +17,7 @@ from gitexp.backends import Backend, Explains, KeepsLogs, backend_for
 from gitexp.errors import GitexpError, UnknownRunError
 from gitexp.git import Commit, Repo
 from gitexp.git.config import Config
-from gitexp.git.writeback import RESULTS_DIR, write_back
+from gitexp.git.writeback import MAX_LOG_IN_GIT, RESULTS_DIR, write_back
 from gitexp.model import ids, metrics
 from gitexp.model.record import LIVE, Result, RunRecord, decode_run
 from gitexp.model.runstate import (
@@ -286,9 +286,15 @@ def read_log(repo: Repo, run: Run, offset: int = 0, limit: int | None = None) ->
     if data is None and not run.written_back:  # the agent never reached the store
         data = _engine_log(repo, run, offset)
     if data is None and run.written_back:  # e.g. a run fetched from a teammate
-        blob = repo.git("cat-file", "blob", f"{run.commit}:{RESULTS_DIR}/log.txt", check=False)
-        data = blob.encode(errors="surrogateescape")[offset:]
+        data = results_file(repo, run, "log.txt", MAX_LOG_IN_GIT)[offset:]
     return data or b""
+
+
+def results_file(repo: Repo, run: Run, name: str, limit: int) -> bytes:
+    """A file of the run's results tree, if it is a blob of at most `limit` bytes (write-back
+    never writes a larger one: a forged giant is not read, let alone held)."""
+    (obj,) = repo.read_objects([f"{run.commit}:{RESULTS_DIR}/{name}"], max_size=limit)
+    return obj.data if obj.type == "blob" and obj.data is not None else b""
 
 
 def read_log_tail(repo: Repo, run: Run, size: int = 1 << 16) -> bytes:
