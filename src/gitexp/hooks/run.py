@@ -205,9 +205,10 @@ class HookGit:
         return Repo(root=Path(self.root), git_dir=Path(self.git_dir),
                     common_dir=Path(self.common_dir))
 
-    def mine(self, matches: list[tuple[str, str]], tree: str) -> list[tuple[str, str]]:
-        """Of `matches` (runs whose snapshot tree is `tree`), those this user launched here:
-        a fetched run must not put its name on the user's commits (nor a forged one)."""
+    def mine(self, matches: list[tuple[str, str]], tree: str) -> list[tuple[str, Any]]:
+        """Of `matches` (runs whose snapshot tree is `tree`), those this user launched here,
+        decoded (run id, `DecodedRun`): a fetched run must not put its name on the user's
+        commits (nor a forged one)."""
         if not matches:
             return []
         _site()
@@ -228,25 +229,12 @@ class HookGit:
             except GitexpError:  # one line says so; nothing is named or tagged
                 raise HookError(f"run {run_id} has an unreadable record") from None
             if trust.sealed(repo, run.record, tree):
-                out.append((run_id, commit))
+                out.append((run_id, run))
         return out
 
-    def describe(self, run_id: str, commit: str) -> tuple[str, dict[str, Any]]:
-        """Status and final metrics of a run; a live one is looked at in its store."""
-        _site()
-        from gitexp.errors import GitexpError
-        from gitexp.git import Commit
-        from gitexp.model.record import decode_run
-
-        (obj,) = self.repo().read_objects([commit])
-        try:
-            if obj.type != "commit" or obj.data is None:
-                raise GitexpError("not a commit")
-            parsed = Commit.parse(obj.data)
-            run = decode_run(parsed.message, ref=RUNS + run_id, commit=commit,
-                             parents=parsed.parents)
-        except GitexpError:
-            raise HookError(f"run {run_id} has an unreadable record") from None
+    def describe(self, run_id: str, run: Any) -> tuple[str, dict[str, Any]]:
+        """Status and final metrics of a run (a `DecodedRun`); a live one is looked at in
+        its store."""
         if run.result is not None:
             return run.result.status, dict(run.result.metrics)
         from gitexp.service import runs
@@ -277,8 +265,8 @@ def prepare_commit_msg(g: HookGit, args: list[str]) -> None:
     if matches:
         wanted = [m.strip() for m in (g.config("exp.hooks.metrics") or "").split(",") if m]
         trailers: list[str] = []
-        for run_id, commit in matches:
-            status, metrics = g.describe(run_id, commit)
+        for run_id, run in matches:
+            status, metrics = g.describe(run_id, run)
             trailers += ["--trailer", f"{TRAILER}: {run_id} ({summary(status, metrics, wanted)})"]
         g.run("interpret-trailers", "--in-place", "--if-exists", "addIfDifferent",
               *trailers, msg_file)
@@ -292,9 +280,9 @@ def post_commit(g: HookGit, args: list[str]) -> None:
     head = g.run("rev-parse", "HEAD").strip()
     annotate = g.flag("exp.hooks.annotate", False)
     tagged = []
-    for run_id, commit in matches:
+    for run_id, run in matches:
         if annotate:
-            status, metrics = g.describe(run_id, commit)
+            status, metrics = g.describe(run_id, run)
             lines = "".join(f"{k} = {_value(v)}\n" for k, v in sorted(metrics.items()))
             done = g.ok("tag", "--no-sign", "-a", "-m", f"gitexp run {run_id}: {status}\n\n"
                         + lines, f"exp/{run_id}", head)
