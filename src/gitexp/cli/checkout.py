@@ -22,7 +22,7 @@ def checkout(
     repo, config = open_repo()
     found = runs.find(repo, run, config)
     if outputs:  # before anything moves: refused, nothing is half done
-        trust.require(repo, found.record, trust=trusted,
+        trust.require(repo, found.record, own=found.own, trust=trusted,
                       doing="write its outputs into your work tree")
     rerun.restore_code(repo, found, branch, outputs=outputs)
     r.checked_out(found, branch)

@@ -19,7 +19,8 @@ def outputs(
 ) -> int:
     repo, config = open_repo()
     found = runs.find(repo, run, config)
-    trust.require(repo, found.record, trust=trusted, doing="write its outputs into your work tree")
+    trust.require(repo, found.record, own=found.own, trust=trusted,
+                  doing="write its outputs into your work tree")
     with r.data_progress() as progress:
         restored = data.restore_outputs(repo, found.id, found.outputs, paths=paths or (),
                                         force=force,

@@ -29,7 +29,7 @@ def rerun(  # noqa: PLR0917 - typer reads options from the signature
 ) -> int:
     repo, config = open_repo()
     original = runs.find(repo, run, config)
-    trust.require(repo, original.record, trust=trusted,
+    trust.require(repo, original.record, own=original.own, trust=trusted,
                   doing="write a script that runs its command" if script
                   else "run its command")
     if script:

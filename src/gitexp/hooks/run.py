@@ -228,7 +228,7 @@ class HookGit:
                                  parents=parsed.parents)
             except GitexpError:  # one line says so; nothing is named or tagged
                 raise HookError(f"run {run_id} has an unreadable record") from None
-            if trust.sealed(repo, run.record, tree):
+            if trust.sealed(repo, run, tree):
                 out.append((run_id, run))
         return out
 

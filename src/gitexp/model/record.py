@@ -311,6 +311,9 @@ class DecodedRun:
     record: RunRecord  # its snapshot filled in
     result: Result | None  # None: not written back (the ref is at the snapshot)
     message: str  # the commit message, checked: the index keeps it to decode again
+    # The record object as the message has it: what its seal covers (service/trust.py), so a
+    # reader checks a seal without rebuilding the dict, and one from a newer gitexp too.
+    fields: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 # Deeper JSON than any record needs is refused before anything recurses over it (asdict,
@@ -366,7 +369,7 @@ def decode_run(message: bytes | str, *, ref: str, commit: str,
                         else commit)
     if record.id != run_id:  # forged: its id would steer store keys, refs, scripts
         raise _corrupted("run record", f"the record of run {record.id!r} under {ref!r}")
-    return DecodedRun(record=record, result=result, message=text)
+    return DecodedRun(record=record, result=result, message=text, fields=body["record"])
 
 
 def _too_deep(value: Any) -> bool:

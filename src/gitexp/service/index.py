@@ -298,7 +298,7 @@ def _row(repo: Repo, ref: str, commit: str, run: DecodedRun | None,
     if run is None:
         return (ref, commit, ids.id_from_ref(ref) or "", *([None] * 9), 0)
     rec, res = run.record, run.result
-    own = trust.sealed(repo, rec, trees.get(rec.snapshot))
+    own = bool(rec.seal) and trust.sealed(repo, run, trees.get(rec.snapshot, ""))
     row = row_of(rec, res, commit, own=own)
     return (ref, commit, rec.id, rec.snapshot, rec.launched_at,
             res.status if res else None, rec.target, _argv_key(rec.argv), rec.cwd,

@@ -64,11 +64,9 @@ def read_run(repo: Repo, ref: str, commit: str) -> Run:
                           else "not a commit")
     parsed = Commit.parse(obj.data)
     run = decode_run(parsed.message, ref=ref, commit=commit, parents=parsed.parents)
-    snapshot_tree = parsed.tree if run.result is None else None
     return Run(record=run.record, result=run.result, commit=commit,
                written_back=run.result is not None,
-               own=trust.sealed(repo, run.record, snapshot_tree) if snapshot_tree
-               else bool(run.record.seal) and trust.is_own(repo, run.record))
+               own=trust.sealed(repo, run, parsed.tree if run.result is None else None))
 
 
 def _read_all(repo: Repo, pattern: str) -> tuple[list[Run], str | None]:

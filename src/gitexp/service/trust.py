@@ -18,12 +18,12 @@ import json
 import os
 import secrets
 import shlex
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
-from gitexp.model.record import RunRecord
+from gitexp.model.record import DecodedRun, RunRecord
 from gitexp.printable import printable
 
 _DOMAIN = b"gitexp seal 1\n"
@@ -74,9 +74,10 @@ def _make_key(repo: Repo) -> bytes | None:
     return None
 
 
-def _mac(key: bytes, record: RunRecord, tree: str) -> str:
-    body = replace(record, seal=None).to_dict()
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+def _mac(key: bytes, fields: dict[str, Any], tree: str) -> str:
+    """Over the record's fields as its message has them (the seal aside) and the tree."""
+    text = json.dumps({k: v for k, v in fields.items() if k != "seal"}, sort_keys=True,
+                      separators=(",", ":"))
     return hmac.new(key, _DOMAIN + tree.encode() + b"\n" + text.encode(),
                     hashlib.sha256).hexdigest()
 
@@ -85,19 +86,19 @@ def seal(repo: Repo, record: RunRecord, tree: str) -> str | None:
     """The seal of a run about to be launched with the snapshot tree `tree`."""
     keys = _keys(repo)
     key = keys[0] if keys else _make_key(repo)
-    return _mac(key, record, tree) if key else None
+    return _mac(key, record.to_dict(), tree) if key else None
 
 
-def sealed(repo: Repo, record: RunRecord, tree: str | None) -> bool:
-    """Launched by this user on this machine, with exactly this record and tree."""
-    if record.seal is None or tree is None:
+def sealed(repo: Repo, run: DecodedRun, tree: str | None) -> bool:
+    """Launched by this user on this machine, with exactly this record and snapshot tree
+    (None: looked up here; "": not to be found)."""
+    seal_ = run.record.seal
+    if seal_ is None:
         return False
-    return any(hmac.compare_digest(_mac(key, record, tree), record.seal)
-               for key in _keys(repo))
-
-
-def is_own(repo: Repo, record: RunRecord) -> bool:
-    return sealed(repo, record, repo.rev_parse(f"{record.snapshot}^{{tree}}"))
+    if tree is None:
+        tree = repo.rev_parse(f"{run.record.snapshot}^{{tree}}") or ""
+    return bool(tree) and any(hmac.compare_digest(_mac(key, run.fields, tree), seal_)
+                              for key in _keys(repo))
 
 
 def trusted_authors(repo: Repo) -> list[str]:
@@ -114,10 +115,10 @@ def trusts_author(repo: Repo, record: RunRecord) -> bool:
     return any(fnmatch.fnmatchcase(n, p) for p in trusted_authors(repo) for n in names)
 
 
-def require(repo: Repo, record: RunRecord, *, trust: bool, doing: str) -> None:
-    """Refuse to `doing` (e.g. "run its command") a run this user did not launch here, unless
-    the user consents (`--trust`) or trusts its author (`exp.trust`)."""
-    if trust or is_own(repo, record) or trusts_author(repo, record):
+def require(repo: Repo, record: RunRecord, *, own: bool, trust: bool, doing: str) -> None:
+    """Refuse to `doing` (e.g. "run its command") a run this user did not launch here (not
+    `own`), unless the user consents (`--trust`) or trusts its author (`exp.trust`)."""
+    if trust or own or trusts_author(repo, record):
         return
     who = printable(record.user)
     raise GitexpError(
