@@ -205,3 +205,76 @@ def test_query_refuses_unknown_statuses_columns_and_sorts() -> None:
     assert where.select(rows, where.Query(limit=0)) == []
     with pytest.raises(GitexpError):
         where.select(rows, where.Query(limit=-1))
+
+
+def test_sort_puts_numbers_before_strings_and_booleans_with_the_strings() -> None:
+    values = {"a": 2, "b": "x", "c": 1.5, "d": True, "e": None, "f": "b"}
+    rows = [{"id": k, "status": "succeeded", "target": "t", "sweep": None,
+             "launched_at": float(i), "metrics": {"m": v}, "params": {}}
+            for i, (k, v) in enumerate(values.items())]
+    # True is no number (it sorts as the text "True"); a run without the value goes last
+    assert [r["id"] for r in where.select(rows, where.Query(sort="m"))] == \
+        ["c", "a", "d", "f", "b", "e"]
+    assert [r["id"] for r in where.select(rows, where.Query(sort="-m"))] == \
+        ["b", "f", "d", "a", "c", "e"]
+
+
+def test_a_record_from_a_dict_carries_the_snapshot_it_is_given() -> None:
+    rec = RunRecord(id="r-1", argv=["x"], cwd="", base=None, branch=None, user="u",
+                    launched_at=1.0, target="local", backend="local", store="s",
+                    env=Environment(python="3", platform="p"))
+    assert RunRecord.from_dict(rec.to_dict(), "s" * 40) == rec.with_snapshot("s" * 40)
+    assert RunRecord.from_dict(rec.to_dict()).snapshot == ""
+
+
+def test_run_state_files_read_back_only_what_they_may_hold() -> None:
+    from gitexp.model.runstate import Heartbeat, Launcher, RunState
+    from tests.helpers import MemoryStore
+
+    store = MemoryStore()
+    state = RunState(store, "r-1")
+    assert state.status() is None and state.heartbeat() is None and state.handle() is None
+    state.set_queued()
+    queued = state.status()
+    assert queued is not None and queued.status == "queued" and queued.launcher is not None
+    assert isinstance(queued.launcher, Launcher) and queued.launcher.pid > 0
+    state.set_running(started=5.0, pid=42)
+    running = state.status()
+    assert running is not None and (running.status, running.started, running.pid) == \
+        ("running", 5.0, 42) and running.host and running.launcher is None
+    store.write(state.key("status.json"), b'{"status": "succeeded", "started": true, '
+                                          b'"host": 3, "pid": true, '
+                                          b'"launcher": {"host": "h", "pid": "1"}}')
+    odd = state.status()
+    assert odd is not None and (odd.status, odd.started, odd.host, odd.pid, odd.launcher) == \
+        ("queued", None, None, None, None)
+    state.beat(0.5)
+    beat = state.heartbeat()
+    assert isinstance(beat, Heartbeat) and beat.interval == 0.5 and state.has_heartbeat()
+    assert not beat.stale(beat.time + 1.0, 2.0) and beat.stale(beat.time + 2.5, 2.0)
+
+
+def test_a_result_is_written_once_and_only_for_its_own_run_and_snapshot() -> None:
+    from gitexp.model.runstate import ForeignResultError, RunState
+    from tests.helpers import MemoryStore
+
+    rec = RunRecord(id="r-1", argv=["x"], cwd="", base=None, branch=None, user="u",
+                    launched_at=1.0, target="local", backend="local", store="s",
+                    env=Environment(python="3", platform="p"), snapshot="s" * 40)
+    state = RunState(MemoryStore(), "r-1")
+    assert state.result(rec) is None and not state.has_result()
+    first = Result(status="lost", error="first")
+    assert state.write_result_once(first, snapshot=rec.snapshot) is True
+    assert state.write_result_once(Result(status="lost", error="second"),
+                                   snapshot=rec.snapshot) is False
+    assert state.result(rec) == first
+    with pytest.raises(ForeignResultError):
+        state.result(RunRecord.from_dict(rec.to_dict(), "t" * 40))  # another snapshot
+    beating = RunState(MemoryStore(), "r-1")
+    beating.beat(1.0)  # an agent is there: it writes its own result
+    assert beating.write_result_once(first, snapshot=rec.snapshot) is False
+    assert not beating.has_result()
+    damaged = RunState(MemoryStore(), "r-1")
+    damaged.store.write(damaged.key("result.json"), b'{"status": 3}')
+    got = damaged.result(rec)
+    assert got is not None and got.status == "lost" and got.error.startswith("result.json")
