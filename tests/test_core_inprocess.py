@@ -330,3 +330,34 @@ def test_the_params_cache_answers_only_the_keys_asked_for(grepo: Repo) -> None:
     assert index.cached_params(grepo, [("s1", ""), ("s2", "")]) == {("s1", ""): {"lr": 0.3}}
     assert index.cached_params(grepo, [("s1", "sub")]) == {("s1", "sub"): {"lr": 0.2}}
     assert index.cached_params(grepo, []) == {}
+
+
+def test_a_running_run_is_live_while_its_agent_is_and_lost_once_it_is_gone(
+        grepo: Repo) -> None:
+    import subprocess
+
+    from gitexp.model.runstate import RunState
+
+    store = (grepo.git_dir / "gitexp" / "store").as_uri()
+    rec = record("live-1", grepo, store=store, launched_at=time.time())
+    commit_run(grepo, rec, None)
+    state = RunState(runs.store_of(grepo, rec), rec.id)
+    state.set_running(started=rec.launched_at + 1, pid=1)
+    state.beat(60.0)
+    # the local backend knows its agent by the run id on its command line
+    agent = subprocess.Popen(["sh", "-c", "sleep 30; :", rec.id])  # `;:` so sh stays
+    try:
+        import socket
+
+        state.set_handle("local", {"host": socket.gethostname(), "pid": agent.pid})
+        (run,) = runs.list_runs(grepo)
+        assert run.result is not None and not run.written_back
+        assert (run.result.status, run.result.started_at, run.result.host) == \
+            ("running", rec.launched_at + 1, socket.gethostname())
+    finally:
+        agent.kill()
+        agent.wait()
+    (run,) = runs.list_runs(grepo)
+    assert run.written_back and run.result is not None
+    assert (run.result.status, run.result.error) == ("lost", "the agent is gone")
+    assert run.result.host == socket.gethostname()
