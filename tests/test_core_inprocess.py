@@ -92,6 +92,10 @@ def test_sync_returns_every_readable_run_with_its_record_and_result(grepo: Repo)
         assert (b.commit, b.record.snapshot, b.result, b.written_back) == \
             (live.commit, live.commit, None, False)
     assert index.unreadable(grepo) == ["refs/experiments/Not_An_Id", ids.ref_for("c-3")]
+    # what `ls` shows: a run not written back is its own snapshot
+    shown = {r["id"]: r for r in index.rows(grepo)}
+    assert shown["b-2"]["snapshot"] == shown["b-2"]["commit"] == live.commit
+    assert shown["a-1"]["snapshot"] == done.record.snapshot != shown["a-1"]["commit"]
     assert sorted(index.run_ids(grepo)) == ["a-1", "b-2", "c-3"]
 
 
@@ -110,7 +114,8 @@ def test_the_index_file_holds_one_row_per_ref_and_is_trusted_while_the_ref_stays
     summary = index.rows(grepo, summary=True)
     assert [sorted(r) for r in summary] == [sorted(SUMMARY)]
     full = index.rows(grepo)
-    assert full[0]["id"] == "a-1" and set(SUMMARY) <= set(full[0])
+    assert full[0]["id"] == "a-1" and set(SUMMARY) < set(full[0])
+    assert (full[0]["cwd"], full[0]["commit"]) == ("sub", done.commit)  # not in the summary
     # the row is keyed by commit: while the ref stays, the file is what is read
     db.execute("UPDATE runs SET row = ?, summary = ?", ('{"id":"cached"}', '{"id":"cached"}'))
     db.commit()
@@ -330,6 +335,12 @@ def test_the_params_cache_answers_only_the_keys_asked_for(grepo: Repo) -> None:
     assert index.cached_params(grepo, [("s1", ""), ("s2", "")]) == {("s1", ""): {"lr": 0.3}}
     assert index.cached_params(grepo, [("s1", "sub")]) == {("s1", "sub"): {"lr": 0.2}}
     assert index.cached_params(grepo, []) == {}
+    for suffix in ("-wal", "-shm"):
+        Path(f"{index.path_of(grepo)}{suffix}").unlink(missing_ok=True)
+    index.path_of(grepo).write_bytes(b"this is not a database" * 100)
+    assert index.cached_params(grepo, [("s1", "")]) == {}  # a cache: lost, never an error
+    index.path_of(grepo).write_bytes(b"this is not a database" * 100)
+    index.store_params(grepo, {("s1", ""): {"lr": 0.1}})
 
 
 def test_a_running_run_is_live_while_its_agent_is_and_lost_once_it_is_gone(
