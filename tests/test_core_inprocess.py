@@ -195,6 +195,15 @@ def test_refuse_if_succeeded_names_the_run_with_the_same_tree_and_data(grepo: Re
     rerun.refuse_if_succeeded(grepo, tree, [*argv, "-v"], "")
 
 
+def test_already_succeeded_says_when_and_shows_no_metrics_it_does_not_have(grepo: Repo) -> None:
+    tree = grepo.git("rev-parse", "HEAD^{tree}").strip()
+    commit_run(grepo, record("bare-1", grepo), ok())
+    with pytest.raises(rerun.AlreadySucceededError) as err:
+        rerun.refuse_if_succeeded(grepo, tree, ["python", "train.py"], "")
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(LAUNCHED))
+    assert err.value.message.endswith(f"and succeeded at {when}")
+
+
 def test_refuse_if_succeeded_compares_the_data_version_in_a_dvc_project(grepo: Repo) -> None:
     (grepo.root / ".dvc").mkdir()
     tree = grepo.git("rev-parse", "HEAD^{tree}").strip()
@@ -251,6 +260,22 @@ def test_checkout_without_outputs_needs_no_recorded_outputs(grepo: Repo) -> None
     rerun.restore_code(grepo, made)
     assert grepo.git("rev-parse", "HEAD").strip() == made.record.snapshot
     assert grepo.git("symbolic-ref", "-q", "HEAD", check=False) == ""  # detached
+
+
+def test_checkout_refuses_a_bad_branch_name_having_touched_nothing(grepo: Repo) -> None:
+    from gitexp.errors import GitexpError
+
+    made = commit_run(grepo, record("a-1", grepo), ok())
+    head = grepo.git("rev-parse", "HEAD").strip()
+    for bad in ("a..b", "-x", "no space"):
+        with pytest.raises(GitexpError) as err:
+            rerun.restore_code(grepo, made, bad)
+        assert err.value.message == f"invalid branch name {bad!r}"
+    assert grepo.git("rev-parse", "HEAD").strip() == head
+    assert grepo.git("branch", "--list").split() == ["*", "main"]
+    rerun.restore_code(grepo, made, "try-1")
+    assert grepo.git("symbolic-ref", "HEAD").strip() == "refs/heads/try-1"
+    assert grepo.git("rev-parse", "HEAD").strip() == made.record.snapshot
 
 
 # -- diff ---------------------------------------------------------------------------------------

@@ -278,3 +278,10 @@ def test_a_result_is_written_once_and_only_for_its_own_run_and_snapshot() -> Non
     damaged.store.write(damaged.key("result.json"), b'{"status": 3}')
     got = damaged.result(rec)
     assert got is not None and got.status == "lost" and got.error.startswith("result.json")
+
+
+def test_a_long_where_expression_is_clipped_in_its_error() -> None:
+    text = "loss < " + "1" * 200 + " and"
+    with pytest.raises(GitexpError) as err:
+        where.compile_where(text)
+    assert f"{text[:77]}...'" in err.value.message and text not in err.value.message
