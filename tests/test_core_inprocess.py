@@ -240,6 +240,29 @@ def test_check_compares_outputs_by_hash_on_both_sides() -> None:
         {"a": "succeeded", "b": "failed", "same": False}
 
 
+def test_a_recorded_verdict_changes_only_the_check_in_the_results(grepo: Repo) -> None:
+    from gitexp.git.writeback import RESULTS_DIR, write_back
+    from gitexp.model.record import decode_run
+
+    live = commit_run(grepo, record("b-1", grepo), None)
+    written = write_back(grepo, live.record, ok(loss=0.5), None)
+    run = Run(record=live.record, result=ok(loss=0.5), commit=written, written_back=True)
+    verdict = {"of": "a-1", "reproduced": True}
+    checked = rerun.record_verdict(grepo, run, verdict)
+    assert grepo.rev_parse(ids.ref_for("b-1")) == checked.commit != written
+    parsed = decode_run(grepo.git("log", "-1", "--format=%B", checked.commit),
+                        ref=ids.ref_for("b-1"), commit=checked.commit,
+                        parents=[live.record.snapshot])
+    assert parsed.result is not None and parsed.result.check == verdict
+    assert grepo.git("rev-parse", f"{checked.commit}^").strip() == live.record.snapshot
+    changed = grepo.git("diff", "--name-only", written, checked.commit).split()
+    assert changed == [f"{RESULTS_DIR}/result.json"]
+    # the file keeps write-back's layout: the diff is the check's lines, nothing re-flowed
+    patch = grepo.git("diff", "-U0", written, checked.commit).splitlines()
+    removed = [ln for ln in patch if ln.startswith("-") and not ln.startswith("---")]
+    assert removed == ['-  "check": null,']
+
+
 def test_script_pulls_the_cached_data_and_enters_the_run_directory(grepo: Repo) -> None:
     items = {p: DataItem(path=p, hash="abc", algo="md5", size=1, nfiles=None,
                          source=f"{p}.dvc", is_out=out)
