@@ -219,12 +219,37 @@ def test_sort_puts_numbers_before_strings_and_booleans_with_the_strings() -> Non
         ["b", "f", "d", "a", "c", "e"]
 
 
-def test_a_record_from_a_dict_carries_the_snapshot_it_is_given() -> None:
+def test_a_record_from_a_dict_carries_the_snapshot_it_is_given_and_checks_every_field() -> None:
+    # The first test here to build records from JSON: it also pins the type checks, whose
+    # compiled form is cached per class (so a later test would not run them afresh).
     rec = RunRecord(id="r-1", argv=["x"], cwd="", base=None, branch=None, user="u",
                     launched_at=1.0, target="local", backend="local", store="s",
                     env=Environment(python="3", platform="p"))
     assert RunRecord.from_dict(rec.to_dict(), "s" * 40) == rec.with_snapshot("s" * 40)
     assert RunRecord.from_dict(rec.to_dict()).snapshot == ""
+    res = Result(status="failed", exit_code=0, started_at=1, ended_at=2.5, host=None)
+    assert Result.from_dict(res.to_dict()) == res  # an int where a float goes is a number
+    refused = {
+        "exit_code": (True, "exit_code is bool, not int or null"),
+        "started_at": (False, "started_at is bool, not float or null"),
+        "metrics": ([1], "metrics is list, not "),
+        "status": ("done", "unknown status 'done'"),
+    }
+    for name, (value, why) in refused.items():
+        with pytest.raises(GitexpError) as err:
+            Result.from_dict({**res.to_dict(), name: value})
+        assert err.value.message.startswith(f"corrupted result: {why}"), err.value.message
+    forged = {
+        "argv": ([1], "argv is list, not list[str]"),
+        "base": (3, "base is int, not str or null"),
+        "launched_at": (True, "launched_at is bool, not float"),
+        "env": ({"python": 3, "platform": "p"}, "python is int, not str"),
+        "id": ("Bad_Id", "invalid run id 'Bad_Id'"),
+    }
+    for name, (value, why) in forged.items():
+        with pytest.raises(GitexpError) as err:
+            RunRecord.from_dict({**rec.to_dict(), name: value})
+        assert err.value.message == f"corrupted run record: {why}", err.value.message
 
 
 def test_run_state_files_read_back_only_what_they_may_hold() -> None:
