@@ -420,3 +420,61 @@ def test_a_running_run_is_live_while_its_agent_is_and_lost_once_it_is_gone(
     assert run.written_back and run.result is not None
     assert (run.result.status, run.result.error) == ("lost", "the agent is gone")
     assert run.result.host == socket.gethostname()
+
+
+def test_find_by_part_of_the_id_observes_a_run_that_is_not_written_back(grepo: Repo) -> None:
+    store = (grepo.git_dir / "gitexp" / "store").as_uri()
+    commit_run(grepo, record("gone-1", grepo, store=store, launched_at=time.time() - 86400),
+               None)
+    assert runs.find(grepo, "gone", refresh=False).status == "queued"
+    found = runs.find(grepo, "gone")  # a prefix: read by name, then looked at
+    assert found.written_back and found.result is not None and found.result.status == "lost"
+
+
+def test_a_heartbeat_gone_silent_ends_the_run_lost_at_its_last_beat(grepo: Repo) -> None:
+    import json
+
+    from gitexp.model.runstate import HEARTBEAT, RunState
+
+    store = (grepo.git_dir / "gitexp" / "store").as_uri()
+    rec = record("quiet-1", grepo, store=store, launched_at=time.time() - 3600)
+    commit_run(grepo, rec, None)
+    state = RunState(runs.store_of(grepo, rec), rec.id)
+    last = time.time() - 1000
+    state.store.write(state.key(HEARTBEAT),
+                      json.dumps({"time": last, "interval": 0.3}).encode())
+    (run,) = runs.list_runs(grepo)
+    assert run.result is not None and run.result.status == "lost"
+    assert run.result.ended_at == last and run.result.error is not None
+    assert run.result.error.startswith("no heartbeat for ")
+
+
+def test_a_result_stamped_for_another_snapshot_is_never_taken(grepo: Repo) -> None:
+    store = (grepo.git_dir / "gitexp" / "store").as_uri()
+    rec = record("shared-1", grepo, store=store, launched_at=time.time())
+    made = commit_run(grepo, rec, None)
+    from gitexp.model.runstate import RunState
+
+    state = RunState(runs.store_of(grepo, rec), rec.id)
+    state.write_result(ok(loss=0.1), snapshot="f" * 40)  # another repository's run
+    (run,) = runs.list_runs(grepo)
+    assert run.written_back and run.result is not None
+    assert (run.result.status, run.result.metrics) == ("lost", {})
+    assert run.result.error is not None and "not taken" in run.result.error
+    assert made.record.snapshot in grepo.git("log", "-1", "--format=%P", run.commit)
+
+
+def test_code_changes_leave_out_the_results_directory(grepo: Repo) -> None:
+    from gitexp.git.writeback import RESULTS_DIR
+
+    a = grepo.git("rev-parse", "HEAD").strip()
+    (grepo.root / RESULTS_DIR).mkdir()
+    (grepo.root / RESULTS_DIR / "result.json").write_text("{}\n")
+    (grepo.root / "train.py").write_text("print(1)\n")
+    git("add", "-A", cwd=grepo.root)
+    git("commit", "-qm", "both", cwd=grepo.root)
+    b = grepo.git("rev-parse", "HEAD").strip()
+    got = diff.code(grepo, a, b, patch=True)
+    assert [f["path"] for f in got.files] == ["train.py"]
+    assert RESULTS_DIR not in got.stat and "train.py" in got.stat
+    assert got.patch is not None and RESULTS_DIR not in got.patch

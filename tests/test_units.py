@@ -295,6 +295,8 @@ def test_a_result_is_written_once_and_only_for_its_own_run_and_snapshot() -> Non
     assert state.result(rec) == first
     with pytest.raises(ForeignResultError):
         state.result(RunRecord.from_dict(rec.to_dict(), "t" * 40))  # another snapshot
+    with pytest.raises(ForeignResultError):  # the same snapshot, but another run's result
+        state.result(RunRecord.from_dict({**rec.to_dict(), "id": "r-2"}, rec.snapshot))
     beating = RunState(MemoryStore(), "r-1")
     beating.beat(1.0)  # an agent is there: it writes its own result
     assert beating.write_result_once(first, snapshot=rec.snapshot) is False
@@ -310,3 +312,19 @@ def test_a_long_where_expression_is_clipped_in_its_error() -> None:
     with pytest.raises(GitexpError) as err:
         where.compile_where(text)
     assert f"{text[:77]}...'" in err.value.message and text not in err.value.message
+
+
+def test_rerun_check_tells_a_number_from_text_and_a_missing_result() -> None:
+    assert not rerun._close(1.0, "1.0", 0.0, 1.0) and not rerun._close("1", 1, 0.0, 1.0)
+    done = _run("a-1", "succeeded", 0.0, loss=0.5)
+    unfinished = Run(record=done.record, result=None, commit="c", written_back=False)
+    verdict = rerun.check(done, unfinished)
+    assert verdict["reproduced"] is False
+    assert verdict["metrics"] == {"loss": {"a": 0.5, "b": None, "same": False}}
+
+
+def test_select_by_sweep_keeps_only_that_sweep() -> None:
+    rows = [{"id": str(i), "status": "succeeded", "target": "t", "sweep": s,
+             "launched_at": float(i), "metrics": {}, "params": {}}
+            for i, s in enumerate(["s1", None, "s2", "s1"])]
+    assert [r["id"] for r in where.select(rows, where.Query(sweep="s1"))] == ["3", "0"]
