@@ -246,6 +246,16 @@ def test_deep_but_reasonable_nesting_is_fine(repo: Path):
     ok = Result(status="succeeded", metrics={"m": nested})
     forge(repo, "forged-1", encode_message(RECORD, ok))
     assert read(repo, "forged-1").result == ok
+    # the limit is exact: one level more is the deepest allowed, two more is refused
+    for extra, allowed in (([nested], True), ([[nested]], False)):
+        text = encode_message(RECORD, Result(status="succeeded", metrics={"m": extra}))
+        try:
+            decode_run(text, ref="refs/experiments/forged-1", commit="c" * 40,
+                       parents=["s" * 40])
+        except GitexpError as exc:
+            assert not allowed and f"nested deeper than {MAX_DEPTH}" in exc.message
+        else:
+            assert allowed
 
 
 @pytest.mark.parametrize("written_back", [True, False])

@@ -205,3 +205,126 @@ def test_query_refuses_unknown_statuses_columns_and_sorts() -> None:
     assert where.select(rows, where.Query(limit=0)) == []
     with pytest.raises(GitexpError):
         where.select(rows, where.Query(limit=-1))
+
+
+def test_sort_puts_numbers_before_strings_and_booleans_with_the_strings() -> None:
+    values = {"a": 2, "b": "x", "c": 1.5, "d": True, "e": None, "f": "b"}
+    rows = [{"id": k, "status": "succeeded", "target": "t", "sweep": None,
+             "launched_at": float(i), "metrics": {"m": v}, "params": {}}
+            for i, (k, v) in enumerate(values.items())]
+    # True is no number (it sorts as the text "True"); a run without the value goes last
+    assert [r["id"] for r in where.select(rows, where.Query(sort="m"))] == \
+        ["c", "a", "d", "f", "b", "e"]
+    assert [r["id"] for r in where.select(rows, where.Query(sort="-m"))] == \
+        ["b", "f", "d", "a", "c", "e"]
+
+
+def test_a_record_from_a_dict_carries_the_snapshot_it_is_given_and_checks_every_field() -> None:
+    # The first test here to build records from JSON: it also pins the type checks, whose
+    # compiled form is cached per class (so a later test would not run them afresh).
+    rec = RunRecord(id="r-1", argv=["x"], cwd="", base=None, branch=None, user="u",
+                    launched_at=1.0, target="local", backend="local", store="s",
+                    env=Environment(python="3", platform="p"))
+    assert RunRecord.from_dict(rec.to_dict(), "s" * 40) == rec.with_snapshot("s" * 40)
+    assert RunRecord.from_dict(rec.to_dict()).snapshot == ""
+    res = Result(status="failed", exit_code=0, started_at=1, ended_at=2.5, host=None)
+    assert Result.from_dict(res.to_dict()) == res  # an int where a float goes is a number
+    refused = {
+        "exit_code": (True, "exit_code is bool, not int or null"),
+        "started_at": (False, "started_at is bool, not float or null"),
+        "metrics": ([1], "metrics is list, not "),
+        "status": ("done", "unknown status 'done'"),
+    }
+    for name, (value, why) in refused.items():
+        with pytest.raises(GitexpError) as err:
+            Result.from_dict({**res.to_dict(), name: value})
+        assert err.value.message.startswith(f"corrupted result: {why}"), err.value.message
+    forged = {
+        "argv": ([1], "argv is list, not list[str]"),
+        "base": (3, "base is int, not str or null"),
+        "launched_at": (True, "launched_at is bool, not float"),
+        "env": ({"python": 3, "platform": "p"}, "python is int, not str"),
+        "id": ("Bad_Id", "invalid run id 'Bad_Id'"),
+    }
+    for name, (value, why) in forged.items():
+        with pytest.raises(GitexpError) as err:
+            RunRecord.from_dict({**rec.to_dict(), name: value})
+        assert err.value.message == f"corrupted run record: {why}", err.value.message
+
+
+def test_run_state_files_read_back_only_what_they_may_hold() -> None:
+    from gitexp.model.runstate import Heartbeat, Launcher, RunState
+    from tests.helpers import MemoryStore
+
+    store = MemoryStore()
+    state = RunState(store, "r-1")
+    assert state.status() is None and state.heartbeat() is None and state.handle() is None
+    state.set_queued()
+    queued = state.status()
+    assert queued is not None and queued.status == "queued" and queued.launcher is not None
+    assert isinstance(queued.launcher, Launcher) and queued.launcher.pid > 0
+    state.set_running(started=5.0, pid=42)
+    running = state.status()
+    assert running is not None and (running.status, running.started, running.pid) == \
+        ("running", 5.0, 42) and running.host and running.launcher is None
+    store.write(state.key("status.json"), b'{"status": "succeeded", "started": true, '
+                                          b'"host": 3, "pid": true, '
+                                          b'"launcher": {"host": "h", "pid": "1"}}')
+    odd = state.status()
+    assert odd is not None and (odd.status, odd.started, odd.host, odd.pid, odd.launcher) == \
+        ("queued", None, None, None, None)
+    state.beat(0.5)
+    beat = state.heartbeat()
+    assert isinstance(beat, Heartbeat) and beat.interval == 0.5 and state.has_heartbeat()
+    assert not beat.stale(beat.time + 1.0, 2.0) and beat.stale(beat.time + 2.5, 2.0)
+
+
+def test_a_result_is_written_once_and_only_for_its_own_run_and_snapshot() -> None:
+    from gitexp.model.runstate import ForeignResultError, RunState
+    from tests.helpers import MemoryStore
+
+    rec = RunRecord(id="r-1", argv=["x"], cwd="", base=None, branch=None, user="u",
+                    launched_at=1.0, target="local", backend="local", store="s",
+                    env=Environment(python="3", platform="p"), snapshot="s" * 40)
+    state = RunState(MemoryStore(), "r-1")
+    assert state.result(rec) is None and not state.has_result()
+    first = Result(status="lost", error="first")
+    assert state.write_result_once(first, snapshot=rec.snapshot) is True
+    assert state.write_result_once(Result(status="lost", error="second"),
+                                   snapshot=rec.snapshot) is False
+    assert state.result(rec) == first
+    with pytest.raises(ForeignResultError):
+        state.result(RunRecord.from_dict(rec.to_dict(), "t" * 40))  # another snapshot
+    with pytest.raises(ForeignResultError):  # the same snapshot, but another run's result
+        state.result(RunRecord.from_dict({**rec.to_dict(), "id": "r-2"}, rec.snapshot))
+    beating = RunState(MemoryStore(), "r-1")
+    beating.beat(1.0)  # an agent is there: it writes its own result
+    assert beating.write_result_once(first, snapshot=rec.snapshot) is False
+    assert not beating.has_result()
+    damaged = RunState(MemoryStore(), "r-1")
+    damaged.store.write(damaged.key("result.json"), b'{"status": 3}')
+    got = damaged.result(rec)
+    assert got is not None and got.status == "lost" and got.error.startswith("result.json")
+
+
+def test_a_long_where_expression_is_clipped_in_its_error() -> None:
+    text = "loss < " + "1" * 200 + " and"
+    with pytest.raises(GitexpError) as err:
+        where.compile_where(text)
+    assert f"{text[:77]}...'" in err.value.message and text not in err.value.message
+
+
+def test_rerun_check_tells_a_number_from_text_and_a_missing_result() -> None:
+    assert not rerun._close(1.0, "1.0", 0.0, 1.0) and not rerun._close("1", 1, 0.0, 1.0)
+    done = _run("a-1", "succeeded", 0.0, loss=0.5)
+    unfinished = Run(record=done.record, result=None, commit="c", written_back=False)
+    verdict = rerun.check(done, unfinished)
+    assert verdict["reproduced"] is False
+    assert verdict["metrics"] == {"loss": {"a": 0.5, "b": None, "same": False}}
+
+
+def test_select_by_sweep_keeps_only_that_sweep() -> None:
+    rows = [{"id": str(i), "status": "succeeded", "target": "t", "sweep": s,
+             "launched_at": float(i), "metrics": {}, "params": {}}
+            for i, s in enumerate(["s1", None, "s2", "s1"])]
+    assert [r["id"] for r in where.select(rows, where.Query(sweep="s1"))] == ["3", "0"]

@@ -3,10 +3,11 @@
 In mutmut's stats run it hands the functions that a test's `git exp` children ran
 (sitecustomize.py) to mutmut, before mutmut files the test's stats at teardown.
 
-In a mutant's run it keeps only the first $GITEXP_MUTATE_MAX_TESTS tests mutmut asks for
-(it asks fastest first): a core function is covered by almost every test, and a surviving
-mutant would otherwise run all of them, minutes each. A mutant that only a slower test
-would kill then counts as survived: the score can only err low."""
+In a mutant's run (and mutmut's clean run) it keeps only the first
+$GITEXP_MUTATE_MAX_TESTS tests mutmut asks for (it asks fastest first): a core function is
+covered by almost every test, and a surviving mutant would otherwise run all of them,
+minutes each. A mutant that only a slower test would kill then counts as survived: the
+score can only err low (tests/test_core_inprocess.py keeps the core's checks among the fast)."""
 
 from __future__ import annotations
 
@@ -26,8 +27,13 @@ atexit.register(shutil.rmtree, _DIR, ignore_errors=True)  # only the stats run w
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     cap = int(os.environ.get("GITEXP_MUTATE_MAX_TESTS") or 0)
-    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
-    if cap <= 0 or mutant in ("", "stats", "fail") or len(items) <= cap:
+    mutant = os.environ.get("MUTANT_UNDER_TEST")
+    # A mutant's run, or mutmut's clean run ("") of every test of the mutants to check: the
+    # stats run has just run each selected test unmutated (mutmut stops if one fails), so a
+    # second whole pass only costs time. Never the stats, the forced failure ("fail") or
+    # mutmut's listing of the tests ("list_all_tests": it would take the rest as deleted).
+    if cap <= 0 or mutant is None or not (mutant == "" or "__mutmut_" in mutant) \
+            or len(items) <= cap:
         return
     config.hook.pytest_deselected(items=items[cap:])
     del items[cap:]
