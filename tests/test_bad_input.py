@@ -496,9 +496,9 @@ def test_a_mistyped_environment_or_boolean_number_is_refused_everywhere(
     assert "1 run(s) cannot be read" in cli("ls", cwd=repo).stderr
 
 
-def test_odd_but_well_typed_data_and_packages_still_show_diff_and_script(repo: Path):
-    """Found by fuzzing `usable`: a data entry without a hash, and a package-list id that is
-    no object id (a NUL, an option), are well typed, so the run must still be readable."""
+def test_odd_but_well_typed_data_and_packages_are_refused_at_the_door(repo: Path):
+    """Found by fuzzing `usable`: a data entry without a hash is fine, but a package-list id
+    that is no object id (a NUL, an option) is refused by the decoder: one line, removable."""
     good = run_id(repo, "good")
     wait_done(good, repo)
     forge(repo, "refs/experiments/odd-1", "t\n\n" + json.dumps({
@@ -506,10 +506,18 @@ def test_odd_but_well_typed_data_and_packages_still_show_diff_and_script(repo: P
             "odd-1", data={"d.csv": {"size": 3}},
             env={"python": "3", "platform": "p", "packages": "--batch\u0000x"})),
         "result": {"status": "succeeded", "exit_code": 0}}))
+    for args in (["show", "odd-1"], ["diff", good, "odd-1"], ["diff", "odd-1", good],
+                 ["rerun", "--script", "odd-1"]):
+        proc = cli(*args, cwd=repo)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc
+        assert "packages is not an object id" in proc.stderr, proc.stderr
+    forge(repo, "refs/experiments/odd-1", "t\n\n" + json.dumps({  # no hash: still fine
+        "schema": 1, "record": json.loads(record_json("odd-1", data={"d.csv": {"size": 3}})),
+        "result": {"status": "succeeded", "exit_code": 0}}))
     for args in (["show", "odd-1"], ["diff", good, "odd-1"], ["diff", "odd-1", good]):
         proc = cli(*args, cwd=repo)
         assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc
-    script = cli("rerun", "--script", "odd-1", cwd=repo)
+    script = cli("rerun", "--script", "--trust", "odd-1", cwd=repo)
     assert script.returncode == 0 and "dvc pull" not in script.stdout, script
 
 

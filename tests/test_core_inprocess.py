@@ -23,7 +23,7 @@ from gitexp.git import Repo
 from gitexp.model import ids
 from gitexp.model.record import Environment, Result, RunRecord, encode_message
 from gitexp.model.row import SUMMARY
-from gitexp.service import diff, index, rerun, runs
+from gitexp.service import diff, index, rerun, runs, trust
 from gitexp.service.runs import Run
 from tests.helpers import git
 
@@ -43,14 +43,16 @@ def record(run_id: str, repo: Repo, *, argv: list[str] | None = None, cwd: str =
 def commit_run(repo: Repo, rec: RunRecord, result: Result | None, *,
                tree: str | None = None) -> Run:
     """The run's snapshot commit (and results commit, with `result`), its ref pointing at
-    the last: what launch and write-back leave in git."""
+    the last: what launch and write-back leave in git, sealed as launch seals (this user's)."""
     tree = tree or repo.git("rev-parse", "HEAD^{tree}").strip()
+    rec = replace(rec, seal=trust.seal(repo, rec, tree))
     snap = repo.commit_tree(tree, [repo.head() or ""], encode_message(rec, None))
     rec = rec.with_snapshot(snap)
     commit = snap if result is None else repo.commit_tree(tree, [snap],
                                                           encode_message(rec, result))
     repo.git("update-ref", ids.ref_for(rec.id), commit)
-    return Run(record=rec, result=result, commit=commit, written_back=result is not None)
+    return Run(record=rec, result=result, commit=commit, written_back=result is not None,
+               own=True)
 
 
 def ok(**metrics: Any) -> Result:
@@ -222,7 +224,7 @@ def test_refuse_if_succeeded_compares_the_data_version_in_a_dvc_project(grepo: R
 def test_check_compares_outputs_by_hash_on_both_sides() -> None:
     def run(run_id: str, outputs: dict[str, Any], status: str = "succeeded") -> Run:
         rec = RunRecord(id=run_id, argv=["x"], cwd="", base=None, branch=None, user="u",
-                        launched_at=0.0, target="local", backend="local", store="s",
+                        launched_at=0.0, target="local", backend="local", store="file:///s",
                         env=Environment(python="3", platform="p"))
         return Run(record=rec, result=Result(status=status, outputs=outputs), commit="c",
                    written_back=True)
@@ -256,11 +258,9 @@ def test_a_recorded_verdict_changes_only_the_check_in_the_results(grepo: Repo) -
     assert parsed.result is not None and parsed.result.check == verdict
     assert grepo.git("rev-parse", f"{checked.commit}^").strip() == live.record.snapshot
     changed = grepo.git("diff", "--name-only", written, checked.commit).split()
-    assert changed == [f"{RESULTS_DIR}/result.json"]
-    # the file keeps write-back's layout: the diff is the check's lines, nothing re-flowed
+    assert changed == [f"{RESULTS_DIR}/check.json"]  # added: a shared run's files never change
     patch = grepo.git("diff", "-U0", written, checked.commit).splitlines()
-    removed = [ln for ln in patch if ln.startswith("-") and not ln.startswith("---")]
-    assert removed == ['-  "check": null,']
+    assert [ln for ln in patch if ln.startswith("-") and not ln.startswith("---")] == []
 
 
 def test_script_pulls_the_cached_data_and_enters_the_run_directory(grepo: Repo) -> None:
@@ -399,8 +399,7 @@ def test_a_running_run_is_live_while_its_agent_is_and_lost_once_it_is_gone(
 
     store = (grepo.git_dir / "gitexp" / "store").as_uri()
     rec = record("live-1", grepo, store=store, launched_at=time.time())
-    commit_run(grepo, rec, None)
-    state = RunState(runs.store_of(grepo, rec), rec.id)
+    state = RunState(runs.store_of(grepo, commit_run(grepo, rec, None)), rec.id)
     state.set_running(started=rec.launched_at + 1, pid=1)
     state.beat(60.0)
     # the local backend knows its agent by the run id on its command line
@@ -438,8 +437,7 @@ def test_a_heartbeat_gone_silent_ends_the_run_lost_at_its_last_beat(grepo: Repo)
 
     store = (grepo.git_dir / "gitexp" / "store").as_uri()
     rec = record("quiet-1", grepo, store=store, launched_at=time.time() - 3600)
-    commit_run(grepo, rec, None)
-    state = RunState(runs.store_of(grepo, rec), rec.id)
+    state = RunState(runs.store_of(grepo, commit_run(grepo, rec, None)), rec.id)
     last = time.time() - 1000
     state.store.write(state.key(HEARTBEAT),
                       json.dumps({"time": last, "interval": 0.3}).encode())
@@ -455,7 +453,7 @@ def test_a_result_stamped_for_another_snapshot_is_never_taken(grepo: Repo) -> No
     made = commit_run(grepo, rec, None)
     from gitexp.model.runstate import RunState
 
-    state = RunState(runs.store_of(grepo, rec), rec.id)
+    state = RunState(runs.store_of(grepo, made), rec.id)
     state.write_result(ok(loss=0.1), snapshot="f" * 40)  # another repository's run
     (run,) = runs.list_runs(grepo)
     assert run.written_back and run.result is not None

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from gitexp.cli import _render
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
+from gitexp.model.checks import BACKENDS
 from gitexp.model.record import (
     RECORDED_VARIABLES,
     Environment,
@@ -73,7 +74,7 @@ RECORDS = st.builds(
     RunRecord, id=RUN_ID, argv=st.lists(TEXT.filter(lambda a: "\0" not in a), min_size=1,
                                         max_size=5), cwd=st.just("") | PATH,
     base=st.none() | OID, branch=st.none() | WORD, user=WORD, launched_at=TIME,
-    target=WORD, backend=st.from_regex(r"\A[a-z][a-z0-9_-]{0,8}\Z"),
+    target=WORD, backend=st.sampled_from(BACKENDS),
     store=st.from_regex(r"\A(file|ssh|gs)://[a-z0-9/._-]{0,20}\Z"), env=ENVS,
     data=st.none() | ENTRIES, params=st.dictionaries(TEXT, NESTED, max_size=3),
     name=st.none() | st.from_regex(r"\A[a-z0-9]{1,10}\Z"), rerun_of=st.none() | RUN_ID,
@@ -213,15 +214,20 @@ def test_one_field_of_any_type_is_accepted_only_if_usable(
     message = "t\n\n" + json.dumps(body)
     ref = f"refs/experiments/{record.id}"
     decodes_or_refuses(message, record.id)
-    row = index._row(ref, COMMIT, f"tree {SNAP}\nparent {SNAP}\n\n{message}".encode())
+    try:
+        run = decode_run(message, ref=ref, commit=COMMIT, parents=[SNAP])
+    except GitexpError:
+        run = None
+    row = index._row(scratch(), ref, COMMIT, run, {})
+    body = row[index._BODY]
     try:
         record2, result2 = decode(message, record.id)
     except GitexpError:
-        assert row[-1] is None  # the index remembers it as unreadable
+        assert body is None  # the index remembers it as unreadable
     else:
         usable(record2, result2)
-        assert row[-1] == message and row[3] == record2.snapshot
-        entry = index._decode(ref, COMMIT, row[3], row[-1])  # as `sync` reads it back
+        assert body == message and row[3] == record2.snapshot
+        entry = index._decode(ref, COMMIT, row[3], body)  # as `sync` reads it back
         assert entry is not None
         assert as_text(entry.record, entry.result) == as_text(record2, result2)
 

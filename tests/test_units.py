@@ -91,7 +91,7 @@ def test_metric_deltas_only_between_numbers() -> None:
 
 def _run(run_id: str, status: str, launched_at: float, **metrics: object) -> Run:
     record = RunRecord(id=run_id, argv=["true"], cwd="", base=None, branch=None, user="u",
-                       launched_at=launched_at, target="local", backend="local", store="s",
+                       launched_at=launched_at, target="local", backend="local", store="file:///s",
                        env=Environment(python="3", platform="p"))
     return Run(record=record, result=Result(status=status, metrics=dict(metrics)), commit="c",
                written_back=status not in ("queued", "running"))
@@ -179,7 +179,8 @@ def test_row_of_is_every_field_by_name() -> None:
         "base": "b" * 40, "snapshot": "s" * 40, "commit": "c" * 40, "launched_at": 100.0,
         "started": 101.0, "ended": 104.5, "duration": 3.5, "exit_code": 2, "host": "h",
         "command": "python t.py --lr 0.1", "error": "boom", "verdict": "reproduced",
-        "metrics": {"loss": 0.5}, "params": {"lr": 0.2, "depth": 4}, "written_back": True}
+        "metrics": {"loss": 0.5}, "params": {"lr": 0.2, "depth": 4}, "written_back": True,
+        "own": False, "launched_from": None}
     live = where.row_of(rec, None)
     assert live["status"] == "queued" and live["written_back"] is False
     assert live["verdict"] is None and live["commit"] == "" and live["duration"] is None
@@ -223,7 +224,7 @@ def test_a_record_from_a_dict_carries_the_snapshot_it_is_given_and_checks_every_
     # The first test here to build records from JSON: it also pins the type checks, whose
     # compiled form is cached per class (so a later test would not run them afresh).
     rec = RunRecord(id="r-1", argv=["x"], cwd="", base=None, branch=None, user="u",
-                    launched_at=1.0, target="local", backend="local", store="s",
+                    launched_at=1.0, target="local", backend="local", store="file:///s",
                     env=Environment(python="3", platform="p"))
     assert RunRecord.from_dict(rec.to_dict(), "s" * 40) == rec.with_snapshot("s" * 40)
     assert RunRecord.from_dict(rec.to_dict()).snapshot == ""
@@ -284,7 +285,7 @@ def test_a_result_is_written_once_and_only_for_its_own_run_and_snapshot() -> Non
     from tests.helpers import MemoryStore
 
     rec = RunRecord(id="r-1", argv=["x"], cwd="", base=None, branch=None, user="u",
-                    launched_at=1.0, target="local", backend="local", store="s",
+                    launched_at=1.0, target="local", backend="local", store="file:///s",
                     env=Environment(python="3", platform="p"), snapshot="s" * 40)
     state = RunState(MemoryStore(), "r-1")
     assert state.result(rec) is None and not state.has_result()
