@@ -109,13 +109,14 @@ def record(run_id: str, **fields: object) -> RunRecord:
     return RunRecord(**{**plain, **fields})  # type: ignore[arg-type]
 
 
-# Free text a run may well hold: the escaped form must show wherever it is printed.
+# Free text a run may well hold: the escaped form must show wherever it is printed. (Words
+# such as the target, user, host or branch with control characters are refused by the
+# decoder instead: `WORD_RUNS` below, and tests/test_decode.py.)
 TEXT_RUN = record(
-    "evil-text", argv=["python", "train.py", f"--opt={EVIL}", EVIL], user=EVIL,
-    branch=EVIL, target=EVIL, backend=EVIL,
+    "evil-text", argv=["python", "train.py", f"--opt={EVIL}", EVIL],
     params={EVIL: EVIL, "lr": EVIL},
-    env=Environment(python=EVIL, platform=EVIL, variables={"OMP_NUM_THREADS": EVIL}))
-TEXT_RESULT = Result(status="failed", exit_code=1, started_at=1.0, ended_at=2.0, host=EVIL,
+    env=Environment(python="3.11", platform="linux", variables={"OMP_NUM_THREADS": "4"}))
+TEXT_RESULT = Result(status="failed", exit_code=1, started_at=1.0, ended_at=2.0, host="h",
                      error=EVIL, metrics={EVIL: EVIL, "loss": EVIL, "acc": 0.5})
 # Path- and id-like fields, which the decoder may refuse outright: then the refusal too is
 # printed inert.
@@ -162,12 +163,12 @@ def test_ls_shows_every_field_escaped(forged: Path):
     out, _ = exp_bytes(forged, "ls", "--columns",
                        "run,user,branch,host,error,target,backend,lr,loss")
     line = next(ln for ln in out.splitlines() if ln.startswith("evil-text"))
-    assert line.count(SHOWN[:20]) >= 8, line
+    assert line.count(SHOWN[:20]) >= 3, line  # error, lr, loss: the free text
 
 
 def test_show_escapes_every_field_and_the_quoted_log(forged: Path):
     out, _ = exp_bytes(forged, "show", "evil-text")
-    for field in ("command", "base", "target", "launched", "python", "host", "error"):
+    for field in ("command", "error"):
         line = next(ln for ln in out.splitlines() if ln.strip().startswith(field))
         assert SHOWN in line, (field, line)
     assert f"  {SHOWN} = {SHOWN}" in out and f"  loss = {SHOWN}" in out  # metrics
@@ -198,8 +199,7 @@ def test_diff_escapes_every_section_and_the_patch(forged: Path):
     out, _ = exp_bytes(forged, "diff", "plain", "evil-text")
     for needle in (f"b: python train.py '--opt={SHOWN}'", "from argument 2: --lr 1 -> ",
                    f"  {SHOWN}: - -> {SHOWN}", f"  lr: 1 -> {SHOWN}",  # params
-                   f"  loss: 1 -> {SHOWN}", f"  python: 3.11 -> {SHOWN}",
-                   f"  variables.OMP_NUM_THREADS: - -> {SHOWN}", f"  host: h -> {SHOWN}",
+                   f"  loss: 1 -> {SHOWN}",
                    # the file name, in --stat: git quotes C0 itself, not the rest
                    '"evil\\033\\a\\r\\u202e\\x9b.py"'):
         assert needle in out, (needle, out)
@@ -217,7 +217,6 @@ def test_the_report_escapes_every_value_for_html_and_the_eye(forged: Path):
     assert_inert(page, "report")
     assert "<script" not in page and "\x1b" not in page and "\u202e" not in page
     table = page.split("<table class='runs'>", 1)[1].split("</table>", 1)[0]
-    assert f"<td>{SHOWN}</td>" in table  # the target
     assert f"<th class='num'>{SHOWN}</th>" in table  # a metric's name
     assert "\\u001b]52;c;ZXZpbA==\\u0007" in page  # the record, as JSON
     # every attribute holds a quoted, escaped value: no quote from a run closes one early
@@ -268,7 +267,7 @@ def test_a_mail_never_carries_a_control_character_from_a_run():
 
 # -- the largest record: every value cut, every section linear -------------------------------
 def test_show_and_diff_of_the_largest_record_cut_long_values(repo: Path):
-    huge = "a" * 900_000
+    huge = "a" * 400_000  # twice in a record: near the decoder's 1 MB, not over
     forge(repo, record("huge-a", argv=["python", "-c", huge, *map(str, range(20_000))]),
           Result(status="succeeded", metrics={f"m{i}": i for i in range(5_000)} | {"x": huge}),
           files={})
