@@ -476,3 +476,20 @@ def test_code_changes_leave_out_the_results_directory(grepo: Repo) -> None:
     assert [f["path"] for f in got.files] == ["train.py"]
     assert RESULTS_DIR not in got.stat and "train.py" in got.stat
     assert got.patch is not None and RESULTS_DIR not in got.patch
+
+
+def test_a_nan_metric_does_not_make_a_shared_run_look_changed(grepo: Repo) -> None:
+    """JSON carries NaN, and NaN is never equal to itself: the sharing rule compares records
+    and results as JSON text, so a run that diverged still finishes and gets its verdict."""
+    from gitexp.git.writeback import write_back
+    from gitexp.service import sharing
+
+    live = commit_run(grepo, record("nan-1", grepo), None)
+    diverged = Result(status="failed", exit_code=1, metrics={"loss": float("nan")})
+    written = write_back(grepo, live.record, diverged, None)
+    ref = ids.ref_for("nan-1")
+    assert sharing.transition(grepo, ref, live.commit, written) is None
+    run = Run(record=live.record, result=diverged, commit=written, written_back=True)
+    checked = rerun.record_verdict(grepo, run, {"of": "a-1", "reproduced": False})
+    assert sharing.transition(grepo, ref, written, checked.commit) is None
+    assert sharing.transition(grepo, ref, checked.commit, written) == sharing.BEHIND

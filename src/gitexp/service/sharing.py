@@ -15,6 +15,7 @@ result never changing. Whatever else a remote offers is refused, the local ref u
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -292,12 +293,17 @@ def _changed(a: dict[str, object], b: dict[str, object]) -> str:
 # Dataclass equality rather than `to_dict()`: the same comparison, without a deep copy per run.
 def _same_record(a: DecodedRun, b: DecodedRun) -> bool:
     """The same record but for the snapshot (each commit's own way of naming it)."""
-    return a.record == b.record.with_snapshot(a.record.snapshot)
+    return _text(a.record.to_dict()) == _text(b.record.to_dict())  # to_dict: no snapshot
 
 
 def _same_result(a: Result, b: Result) -> bool:
     """The same result but for the verdict (`check`), the one thing a results commit gains."""
-    return a == replace(b, check=a.check)
+    return _text(a.to_dict()) == _text(replace(b, check=a.check).to_dict())
+
+
+def _text(data: dict[str, object]) -> str:
+    # As JSON, not `==`: a NaN loss (which JSON carries) is never equal to itself.
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def _shapes(repo: Repo, chains: dict[str, _Seen]) -> dict[str, str]:
