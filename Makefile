@@ -51,7 +51,7 @@ fuzz: $(STAMP)
 # `make mutate MUTATE_NAMES="'gitexp.service.gc.*'"`.
 MUTATE_CHILDREN  ?= 2
 MUTATE_MAX_TESTS ?= 4
-MUTATE_RUNS := $(foreach f,parse_ref_line list_runs _observe_all find store_of _observable \
+MUTATE_RUNS := $(foreach f,read_run _read_all list_runs _observe_all find store_of _observable \
 	_backend_of observe _live_result _launch_lost,\
 	'gitexp.service.runs.x_$(f)__mutmut_*')
 MUTATE_NAMES ?= $(foreach m,git.snapshot model.record model.ids model.runstate service.where \
