@@ -18,6 +18,7 @@ from gitexp.cli._app import console
 from gitexp.model import ids
 from gitexp.model.record import format_duration
 from gitexp.printable import LIMIT, printable
+from gitexp.service import trust
 
 if TYPE_CHECKING:
     from gitexp.hooks.install import HookState
@@ -49,7 +50,7 @@ duration = format_duration
 
 def by(user: str, host: str | None) -> str:
     """Who launched a run someone else launched, as its record says (forgeable: a hint)."""
-    email = user.rpartition("<")[2].rstrip(">") if user.endswith(">") else user
+    email = trust.email_of(user)
     return printable(f"{email} on {host}" if host else email)
 
 

@@ -111,7 +111,7 @@ def trusted_authors(repo: Repo) -> list[str]:
 
 
 def trusts_author(repo: Repo, record: RunRecord) -> bool:
-    names = {record.user, _email(record.user)}
+    names = {record.user, email_of(record.user)}
     return any(fnmatch.fnmatchcase(n, p) for p in trusted_authors(repo) for n in names)
 
 
@@ -121,19 +121,18 @@ def require(repo: Repo, record: RunRecord, *, own: bool, trust: bool, doing: str
     if trust or own or trusts_author(repo, record):
         return
     who = printable(record.user)
+    pattern = email_of(record.user).replace("'", "")  # it goes into a shell line of the hint
     raise GitexpError(
         f"run {record.id} was not launched by you here (its record says {who}); "
         f"gitexp would {doing}: {_quote(record.argv)}",
         hint=f"read it first (`git exp show {record.id}`), then pass --trust, or trust its "
-             f"author: `git config --add exp.trust '{_email(record.user)}'`")
+             f"author: `git config --add exp.trust '{pattern}'`")
 
 
 def _quote(argv: list[str]) -> str:
     return printable(shlex.join(argv), limit=200)
 
 
-def _email(user: str) -> str:
-    """`Ada <ada@team.org>` -> `ada@team.org`; anything else as it is (quotes dropped: it
-    goes into a shell line of the hint)."""
-    inner = user.rpartition("<")[2].rstrip(">") if user.endswith(">") else user
-    return inner.replace("'", "")
+def email_of(user: str) -> str:
+    """`Ada <ada@team.org>` -> `ada@team.org`; anything else as it is."""
+    return user.rpartition("<")[2].rstrip(">") if user.endswith(">") else user

@@ -125,7 +125,7 @@ def listing(repo: Repo, config: Config, query: Query) -> list[Row]:
     full = bool(query.where or query.sort or query.columns)
     rows = index.rows(repo, summary=not full)
     for i, row in enumerate(rows):
-        if not row["written_back"]:
+        if not row["written_back"] and row["own"]:  # another's live run: nothing to look at
             try:
                 run = runs.find(repo, row["id"], config)
             except GitexpError:
