@@ -54,7 +54,8 @@ MUTATE_MAX_TESTS ?= 4
 MUTATE_RUNS := $(foreach f,read_run _read_all list_runs _observe_all find store_of _observable \
 	_backend_of observe _live_result _launch_lost,\
 	'gitexp.service.runs.x_$(f)__mutmut_*')
-MUTATE_NAMES ?= $(foreach m,git.snapshot model.record model.ids model.runstate service.where \
+MUTATE_NAMES ?= $(foreach m,git.snapshot model.record model.checks model.ids model.runstate \
+	model.liveness service.where \
 	service.rerun service.gc service.index service.diff secrets worker.workspace,\
 	'gitexp.$(m).*') $(MUTATE_RUNS)
 # MUTATE_SAMPLE=N checks a seeded random sample of N of them (the score then gives the
