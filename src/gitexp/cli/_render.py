@@ -535,10 +535,11 @@ def targets(rows: list[dict[str, Any]]) -> None:
     console().print(table)
 
 
-def changes(seen: Iterable[tuple[str, str, str]]) -> None:
-    """`watch`: one line per status change, as it happens."""
+def changes(seen: Iterable[tuple[str, str, str, dict[str, Any]]]) -> None:
+    """`watch`: one line per change of status (or of a live run's metrics), as it happens."""
     out = console()
-    for run_id, old, new in seen:
-        change = f"{old} -> {new}" if old else new
-        out.print(f"{time.strftime('%H:%M:%S')}  {printable(run_id)}  {printable(change)}",
-                  markup=False, highlight=False)
+    for run_id, old, new, metrics in seen:
+        change = f"{old} -> {new}" if old and old != new else new
+        values = "".join(f"  {printable(k)}={value(v)}" for k, v in metrics.items())
+        out.print(f"{time.strftime('%H:%M:%S')}  {printable(run_id)}  {printable(change)}"
+                  f"{printable(values)}", markup=False, highlight=False)

@@ -32,10 +32,11 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     split = [c.strip() for c in (columns or "").split(",") if c.strip()]
     query = w.Query(status=_many(status), target=_many(target), where=where, sort=sort,
                     limit=limit, columns=tuple(split), sweep=sweep)
-    rows = w.listing(repo, config, query)
+    seen: dict[str, runs.Run] = {}  # the live runs, as just looked at (latest metrics)
+    rows = w.listing(repo, config, query, seen)
     r.unreadable(index.unreadable(repo))
     if as_json:
-        by_id = {run.id: run for run in runs.list_runs(repo, config, refresh=False)}
+        by_id = {run.id: run for run in runs.list_runs(repo, config, refresh=False)} | seen
         print_json([r.as_json(by_id[row["id"]]) for row in rows if row["id"] in by_id])
         return 0
     if not rows:

@@ -6,6 +6,8 @@ run is doing, and of the rule that says when a silent run is lost.
     handle.json   how the backend finds the job again (pid, job id, VM name), and the target
     result.json   how the run ended, stamped with the run and snapshot it is about
     cancel        a request to stop, honoured by the agent (and by waiting sweep members)
+    latest.json   the latest value of each metric of a live run (by the agent, throttled):
+                  `ls`/`show`/`watch` read this one small file, never the whole series
 
 What a store holds is untrusted: it may be shared, stale, damaged or written by anyone with
 access to it. Every reader here validates and returns a typed value or None; nothing else
@@ -24,13 +26,15 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from gitexp.errors import GitexpError
+from gitexp.model import metrics
 from gitexp.model.checks import text_problem
 from gitexp.model.liveness import DEFAULT_INTERVAL, default_lost_after
 from gitexp.model.record import LIVE, Result, RunRecord
-from gitexp.stores import Store, run_key
+from gitexp.stores import Store, read_range, run_key
 
-STATUS, HEARTBEAT, HANDLE, RESULT, CANCEL = (
-    "status.json", "heartbeat", "handle.json", "result.json", "cancel")
+STATUS, HEARTBEAT, HANDLE, RESULT, CANCEL, LATEST = (
+    "status.json", "heartbeat", "handle.json", "result.json", "cancel", "latest.json")
+MAX_LATEST = 64 << 10  # bytes of latest.json read: more is a damaged or forged file
 LAUNCH_TIMEOUT = 120.0  # s: a run with no handle this long after launch was never started
 
 Handle = dict[str, Any]  # backend-specific; it always names its `target`
@@ -166,6 +170,28 @@ class RunState:
         except GitexpError as exc:  # our own run's result, damaged: it ended, how is unknown
             return Result(status="lost", ended_at=time.time(),
                           error=f"result.json: {exc.message}")
+
+    # -- latest metrics -------------------------------------------------------------------
+    def set_latest(self, values: dict[str, Any]) -> None:
+        """One metrics line holding the latest value of each metric (the first ones that fit
+        in MAX_LATEST, should a job log thousands of names)."""
+        data = (json.dumps(values) + "\n").encode()
+        if len(data) > MAX_LATEST:
+            kept: dict[str, Any] = {}
+            size = 2  # "{}" and the newline, less one ", " below
+            for key, value in values.items():
+                size += len(json.dumps({key: value})) - 2 + 2  # `"k": v` and ", "
+                if size > MAX_LATEST:
+                    break
+                kept[key] = value
+            data = (json.dumps(kept) + "\n").encode()
+        self.store.write(self.key(LATEST), data)
+
+    def latest(self) -> dict[str, Any]:
+        """The latest value of each metric the agent saw: one bounded read, decoded by the
+        rules of the series itself (a line that is not a flat object of scalars gives {})."""
+        raw = read_range(self.store, self.key(LATEST), 0, MAX_LATEST)
+        return metrics.final_of(metrics.parse_series(raw or b""))
 
     # -- cancel ---------------------------------------------------------------------------
     def request_cancel(self) -> None:

@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from gitexp.git import Repo
 from gitexp.git.config import Config, Target
@@ -129,10 +130,12 @@ def resend(repo: Repo, config: Config, environ: Mapping[str, str] | None = None)
 
 
 def watch(repo: Repo, config: Config, *, interval: float = 60.0, until_idle: bool = False,
-          sleep: Callable[[float], None] = time.sleep) -> Iterator[tuple[str, str, str]]:
+          sleep: Callable[[float], None] = time.sleep
+          ) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
     """Look at live runs every `interval` seconds (so finished ones are written back, lost
-    ones mailed, undelivered mail tried again) and yield `(run id, old status, new status)`
-    for each change. With `until_idle`, stop once no run is live."""
+    ones mailed, undelivered mail tried again) and yield `(run id, old status, new status,
+    metrics)` for each change of status or, while the run is live, of its latest metrics.
+    With `until_idle`, stop once no run is live."""
     done = set()
     for run in runs.list_runs(repo, config, refresh=False):
         if not run.own:  # launched elsewhere: its own clone watches it, and mails
@@ -141,15 +144,17 @@ def watch(repo: Repo, config: Config, *, interval: float = 60.0, until_idle: boo
             done.add(run.id)
             if run.status == "lost" and _recent(run):  # noticed by `ls`: not mailed yet
                 settle(repo, run)
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, dict[str, Any]]] = {}
     while True:
         live = 0
         for run in runs.list_runs(repo, config, refresh=True):
             if run.id in done or not run.own:
                 continue
-            if seen.get(run.id) != run.status:
-                yield run.id, seen.get(run.id, ""), run.status
-            seen[run.id] = run.status
+            now = (run.status, run.result.metrics if run.result else {})
+            before = seen.get(run.id, ("", {}))
+            if before != now:
+                yield run.id, before[0], now[0], now[1]
+            seen[run.id] = now
             if run.status in LIVE:
                 live += 1
             else:

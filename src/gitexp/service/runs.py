@@ -232,7 +232,9 @@ def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord)
                       metrics=metrics.final_of(series), error=lost_why)
     return Result(status=status.status if status else "queued",
                   started_at=status.started if status else None,
-                  host=status.host if status else None)
+                  host=status.host if status else None,
+                  # only an agent that beats can have written any: a queued run costs no read
+                  metrics=state.latest() if beat else {})
 
 
 def _alive(backend: Backend, record: RunRecord, handle: Handle) -> bool | None:

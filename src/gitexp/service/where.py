@@ -118,10 +118,12 @@ class Query:
         return out
 
 
-def listing(repo: Repo, config: Config, query: Query) -> list[Row]:
+def listing(repo: Repo, config: Config, query: Query,
+            seen: dict[str, runs.Run] | None = None) -> list[Row]:
     """The rows `git exp ls` shows: from the index, with unfinished runs looked at afresh
-    (finished ones get written back, dead ones become lost) and params files read only when
-    the query may name a param."""
+    (finished ones get written back, dead ones become lost, live ones show their latest
+    metrics) and params files read only when the query may name a param. The runs looked
+    at go into `seen` (by id), for a caller that wants them whole (`ls --json`)."""
     full = bool(query.where or query.sort or query.columns)
     rows = index.rows(repo, summary=not full)
     for i, row in enumerate(rows):
@@ -130,6 +132,8 @@ def listing(repo: Repo, config: Config, query: Query) -> list[Row]:
                 run = runs.find(repo, row["id"], config)
             except GitexpError:
                 continue
+            if seen is not None:
+                seen[run.id] = run
             fresh = row_of(run.record, run.result, run.commit)
             rows[i] = fresh if full else {k: fresh[k] for k in SUMMARY}
             rows[i]["written_back"] = run.written_back

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -56,6 +57,9 @@ class Agent:
     _offsets: dict[str, int] = field(default_factory=dict)
     _mailer: Any = None  # notify.mailer.RunMailer, once the job runs
     _secrets: list[str] = field(default_factory=list)  # values masked in the log and metrics
+    _latest: dict[str, Any] = field(default_factory=dict)  # each metric's latest value
+    _latest_due: bool = False  # _latest changed since it was last sent
+    _latest_sent: float = -math.inf  # time.monotonic() of that
 
     def key(self, name: str) -> str:
         return run_key(self.run_id, name)
@@ -231,12 +235,23 @@ class Agent:
                     read = len(chunk)
                     if name == "metrics.jsonl":  # the job writes it itself; whole lines here
                         chunk = secrets.redact_bytes(chunk, self._secrets)
+                        self._latest.update(metrics.final_of(metrics.parse_series(chunk)))
+                        self._latest_due = True
                     self.store.append(self.key(name), chunk)
                     faults.point("agent.append")
                     offset += read
                     f.seek(offset)  # a metrics line cut short above is read again whole
                     self._offsets[name] = offset  # per chunk: a failure resends only the rest
             self._offsets[name] = offset
+        self._send_latest()
+
+    def _send_latest(self) -> None:
+        """latest.json, so that `ls` shows a live run's metrics reading one small file: at
+        most once per heartbeat interval (a cloud store takes about one write per second
+        per object), and the last change always goes (`stream` is called every `flush`)."""
+        if self._latest_due and time.monotonic() - self._latest_sent >= max(self.heartbeat, 1.0):
+            self.state.set_latest(dict(self._latest))
+            self._latest_sent, self._latest_due = time.monotonic(), False
 
     def _patiently(self, step: Callable[[], bool | None]) -> bool:
         """Retry a last word to the store (the log's tail, the result) through an outage of
