@@ -97,11 +97,16 @@ def test_policy_state_round_trips_through_the_store(tmp_path: Path):
 
 
 # -- composition and threading -----------------------------------------------------------------
-def test_every_mail_of_a_run_has_the_same_subject_and_chains_to_the_previous_one():
+def test_every_mail_of_a_run_says_its_outcome_and_chains_to_the_previous_one():
     rec = record()
-    msgs = [compose(SETTINGS, rec, Mail(event=e, seq=n, metrics={"loss": 0.5}))
+    msgs = [compose(SETTINGS, rec, Mail(event=e, seq=n, metrics={"acc": 0.9, "loss": 0.5}))
             for n, e in enumerate(["checkpoint", "checkpoint", "succeeded"], start=1)]
-    assert {m["Subject"] for m in msgs} == {"[gitexp] proj: train-1127-1200-abcd"}
+    assert [m["Subject"] for m in msgs] == \
+        ["[gitexp] checkpoint train-1127-1200-abcd train.py loss=0.5"] * 2 \
+        + ["[gitexp] ✓ train-1127-1200-abcd train.py loss=0.5"]
+    for event, mark in (("failed", "✗"), ("lost", "lost"), ("cancelled", "cancelled")):
+        assert compose(SETTINGS, rec, Mail(event=event, seq=4))["Subject"] == \
+            f"[gitexp] {mark} train-1127-1200-abcd train.py"
     ids = [m["Message-ID"] for m in msgs]
     assert len(set(ids)) == 3 and all(i.endswith("@example.com>") for i in ids)
     assert msgs[0]["In-Reply-To"] is None and msgs[0]["References"] is None
@@ -200,7 +205,7 @@ def test_delivery_retries_with_backoff_then_spools_to_a_maildir_any_client_opens
     assert len(kept) == 2
     assert sorted(str(m["X-Gitexp-Undelivered"]) for m in kept) == \
         ["flaky: OSError: refused", "flaky: bad credentials"]
-    assert all(m["Subject"] == "[gitexp] proj: train-1127-1200-abcd" for m in kept)
+    assert all(m["Subject"].startswith("[gitexp] ✓ train-1127-1200-abcd") for m in kept)
 
 
 def test_delivery_never_raises_even_when_the_outbox_fails(tmp_path: Path):

@@ -53,7 +53,8 @@ def test_a_lost_run_is_mailed_once_from_the_dev_side_in_the_same_thread(tmp_path
     mails = outbox(repo).messages()
     assert [m["X-Gitexp-Event"] for m in mails] == ["checkpoint", "lost"]
     lost = mails[1]
-    assert lost["Subject"] == first["Subject"] == f"[gitexp] proj: {run_id}"
+    assert first["Subject"] == f"[gitexp] checkpoint {run_id} train.py warm loss=0.9"
+    assert lost["Subject"] == f"[gitexp] lost {run_id} train.py loss=0.9"  # the outcome
     assert lost["In-Reply-To"] == first["Message-ID"]
     body = lost.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert f"run {run_id} was lost: the agent is gone" in body

@@ -98,7 +98,7 @@ def test_the_request_has_the_url_auth_fields_thread_headers_and_the_png(
     named = dict(fields)
     assert [v for k, v in fields if k == "to"] == ["me@example.com", "lab@example.com"]
     assert named["from"] == "gitexp <runs@mg.example.com>"
-    assert named["subject"] == "[gitexp] proj: train-1127-1200-abcd"
+    assert named["subject"] == "[gitexp] ✓ train-1127-1200-abcd train.py loss=0.125"
     assert "succeeded" in named["text"] and "0.125" in named["text"]
     assert "<html" in named["html"] and "cid:loss.png" in named["html"]
     assert named["h:Message-ID"] == "<train-1127-1200-abcd.2.gitexp@mg.example.com>"

@@ -71,8 +71,9 @@ def test_checkpoint_and_end_mail_thread_carry_curves_and_a_burst_is_one_digest(
     reported = [c for m in msgs for c in _checkpoint_lines(m)]
     assert sorted(reported) == sorted(f"ckpt {i}" for i in range(100))
     assert len(_checkpoint_lines(msgs[0])) >= 50  # the first burst: one mail, not 50
-    # One thread: stable subject, each mail answering the previous one.
-    assert {m["Subject"] for m in msgs} == {f"[gitexp] proj: {run_id}"}
+    # One thread, each mail answering the previous one; the subject says what happened.
+    assert msgs[0]["Subject"] == f"[gitexp] checkpoint {run_id} train.py ckpt 49 loss=0.04"
+    assert msgs[1]["Subject"] == f"[gitexp] ✓ {run_id} train.py loss=0.02"
     first, last = msgs
     assert first["Message-ID"] == f"<{run_id}.1.gitexp@lab.example>"
     assert last["In-Reply-To"] == first["Message-ID"]
@@ -134,7 +135,7 @@ def test_smtp_down_for_the_whole_run_the_run_is_unharmed_and_mail_waits_in_the_o
     kept = MaildirOutbox(repo / ".git/gitexp/outbox").messages()
     assert [m["X-Gitexp-Event"] for m in kept] == ["succeeded"]
     assert "smtp: ConnectionRefusedError" in str(kept[0]["X-Gitexp-Undelivered"])
-    assert kept[0]["Subject"] == f"[gitexp] proj: {run['id']}"
+    assert kept[0]["Subject"] == f"[gitexp] ✓ {run['id']} train.py loss=0.5"
     assert pngs(kept[0])  # the curves wait too
     # Nothing about mail leaked into the job's log or result.
     log = exp("logs", run["id"], cwd=repo).stdout

@@ -47,6 +47,15 @@ def file_name(metric: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", metric).strip("_") + ".png"
 
 
+def can_draw() -> bool:
+    """Whether matplotlib (the `plots` extra) is there to draw with."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def colours_of(run_ids: list[str]) -> dict[str, str]:
     return {run: COLOURS[i % len(COLOURS)] for i, run in enumerate(run_ids)}
 

@@ -36,7 +36,7 @@ def rerun(  # noqa: PLR0917 - typer reads options from the signature
         sys.stdout.write(replay.script(repo, original, remote))
         return 0
     started = launch.relaunch(repo, config, original, target=target,
-                              prepare=notify.preparer(repo, config))
+                              prepare=notify.preparer(repo, config, r.note))
     if detach and not check:
         print(started.id)
         return 0

@@ -41,7 +41,7 @@ def run(  # noqa: PLR0917 - typer reads options from the signature
         req = launch.LaunchRequest(argv=argv, cwd=Path.cwd(), name=name, target=target,
                                  outs=tuple(out), commit_data=commit_data, progress=progress,
                                  force=force, keep=keep,
-                                 prepare=notify.preparer(repo, config), say=r.note)
+                                 prepare=notify.preparer(repo, config, r.note), say=r.note)
         if sweep or max_parallel:
             return launch_sweep(repo, config, req, sweep, max_parallel)
         started = launch.start(repo, config, req)

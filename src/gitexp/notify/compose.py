@@ -1,14 +1,17 @@
 """One mail of a run: a text and an HTML body, PNG curves, and headers that thread it.
 
-Every mail of a run has the same subject (`[gitexp] <repo>: <run-id>`) and Message-IDs
-derived from the run id and a sequence number, so the worker and the dev side can both write
-the next mail of a thread without talking to each other. The first mail of a run in a sweep
-answers the sweep's (virtual) root, so a sweep reads as one conversation of runs.
+The subject says what happened at a glance (`[gitexp] ✓ r3f2 train.py loss=0.231`); the
+thread is carried by Message-IDs derived from the run id and a sequence number, so the
+worker and the dev side can both write the next mail of a thread without talking to each
+other. A sweep's launch sends a real root mail (`sweep_root`) and the first mail of each of
+its runs answers it, so a sweep reads as one conversation of runs (clients that thread by
+References/In-Reply-To: Thunderbird, Apple Mail, mutt, mblaze; Gmail also wants one subject).
 """
 
 from __future__ import annotations
 
 import html
+import posixpath
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -42,10 +45,37 @@ class Mail:
     result: Result | None = None
     log_tail: str = ""
     plots: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG
+    no_plots: str = ""  # why there are series but no curves (and how to get them)
 
 
-def subject(settings: NotifySettings, run_id: str) -> str:
-    return f"[gitexp] {settings.repo}: {run_id}"
+MARKS = {"succeeded": "✓", "failed": "✗", "cancelled": "cancelled", "lost": "lost",
+         "start": "started", "checkpoint": "checkpoint"}
+SCRIPTS = (".py", ".sh", ".R", ".r", ".jl", ".js", ".ts", ".rb", ".pl", ".ipynb")
+
+
+def subject(record: RunRecord, mail: Mail) -> str:
+    """`[gitexp] ✓ r3f2 train.py loss=0.231`: the outcome, the run, what ran, the key metric
+    (a loss first, as in `plot`)."""
+    parts = ["[gitexp]", MARKS.get(mail.event, mail.event), record.id, script_of(record.argv)]
+    if mail.event == "checkpoint" and mail.digest:
+        parts.append(str(mail.digest[-1].get("_checkpoint") or "")[:40])
+    shown = {k: v for k, v in mail.metrics.items() if isinstance(v, (int, float))
+             and not isinstance(v, bool)}
+    if shown:
+        key = sorted(shown, key=lambda n: ("loss" not in n.lower(), n))[0]
+        parts.append(f"{key[:40]}={_value(shown[key])}")
+    return " ".join(p for p in parts if p)
+
+
+def script_of(argv: list[str]) -> str:
+    """What ran, in a word: the script (`python train.py --lr 1` -> `train.py`), the module
+    after `-m`, else the program."""
+    for i, arg in enumerate(argv):
+        if arg == "-m" and i + 1 < len(argv):
+            return argv[i + 1][:40]
+        if i and not arg.startswith("-") and arg.endswith(SCRIPTS):
+            return posixpath.basename(arg)[:40]
+    return posixpath.basename(argv[0])[:40] if argv else ""
 
 
 def message_id(settings: NotifySettings, run_id: str, seq: int) -> str:
@@ -71,7 +101,7 @@ def thread_headers(settings: NotifySettings, record: RunRecord, seq: int) -> dic
 
 def compose(settings: NotifySettings, record: RunRecord, mail: Mail) -> EmailMessage:
     msg = EmailMessage()
-    msg["Subject"] = subject(settings, record.id)
+    msg["Subject"] = subject(record, mail)
     msg["From"] = settings.sender_address
     if settings.to:
         msg["To"] = ", ".join(settings.to)
@@ -152,6 +182,8 @@ def _text(record: RunRecord, mail: Mail) -> str:
     out += [f"{k.ljust(width)}  {v}" for k, v in facts(record, mail.result)]
     if mail.plots:
         out += ["", "curves attached: " + ", ".join(mail.plots)]
+    if mail.no_plots:
+        out += ["", mail.no_plots]
     return "\n".join(out) + "\n"
 
 
@@ -163,6 +195,8 @@ def _html(record: RunRecord, mail: Mail) -> str:
                      f"padding:8px'>{e(mail.log_tail)}</pre>")
     parts += [f"<p><img src='cid:{e(name)}' alt='{e(name)}' width='640'></p>"
               for name in mail.plots]
+    if mail.no_plots:
+        parts.append(f"<p><i>{e(mail.no_plots)}</i></p>")
     if mail.metrics:
         rows = "".join(f"<tr><td>{e(k)}</td><td align='right'><b>{e(_value(v))}</b></td></tr>"
                        for k, v in mail.metrics.items())
@@ -190,3 +224,26 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
+
+
+def sweep_root(settings: NotifySettings, record: RunRecord) -> EmailMessage:
+    """The first mail of a sweep, sent at its launch: every run's mails answer it, so the
+    sweep is one thread. `record` is one of its runs."""
+    msg = EmailMessage()
+    msg["Subject"] = f"[gitexp] sweep {record.sweep} {script_of(record.argv)}"
+    msg["From"] = settings.sender_address
+    if settings.to:
+        msg["To"] = ", ".join(settings.to)
+    msg["Date"] = formatdate(localtime=True)
+    msg["Message-ID"] = sweep_id(settings, record.sweep or "")
+    msg["X-Gitexp-Sweep"] = record.sweep or ""
+    msg["X-Gitexp-Event"] = "sweep"
+    rows = [("sweep", record.sweep or ""), ("repository", settings.repo),
+            ("command", shlex.join(record.argv)),
+            ("target", f"{record.target} ({record.backend})"),
+            ("commit", record.snapshot[:12] + (f" on {record.branch}" if record.branch else "")),
+            ("runs", f"git exp ls --sweep {record.sweep}")]
+    width = max(len(k) for k, _ in rows)
+    msg.set_content(f"sweep {record.sweep} launched: the mails of its runs follow in this "
+                    "thread.\n\n" + "".join(f"{k.ljust(width)}  {v}\n" for k, v in rows))
+    return msg

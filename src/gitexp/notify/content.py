@@ -12,12 +12,15 @@ from gitexp import charts
 from gitexp.model import metrics
 from gitexp.model.record import Result, RunRecord
 from gitexp.notify.compose import Mail, compose
+from gitexp.notify.compose import sweep_root as compose_root
 from gitexp.notify.settings import NotifySettings
 from gitexp.printable import printable
 
 MAX_PLOTS = 4  # one PNG per metric; losses first
 LOG_TAIL_LINES = 30
 LOG_TAIL_EVENTS = ("failed", "lost")
+NO_MATPLOTLIB = ("no curves: matplotlib is not installed where this mail was written; "
+                 "pip install 'gitexp[plots]' there for loss curves in mail")
 
 log = logging.getLogger("gitexp.notify")
 
@@ -29,11 +32,17 @@ def build(settings: NotifySettings, record: RunRecord, *, event: str, seq: int,
     latest = {**metrics.final_of(points), **(extra_metrics or {})}
     if result is not None and result.metrics:
         latest = {**latest, **result.metrics}
+    plots = curve_pngs(record.id, points)
     mail = Mail(event=event, seq=seq, digest=[_shown_point(p) for p in digest],
                 metrics=_shown_point(latest), result=_shown_result(result),
                 log_tail=tail(log_bytes) if event in LOG_TAIL_EVENTS else "",
-                plots=curve_pngs(record.id, points))
+                plots=plots, no_plots=NO_MATPLOTLIB if points and not plots
+                and not charts.can_draw() else "")
     return compose(_shown_settings(settings), _shown_record(record), mail)
+
+
+def sweep_root(settings: NotifySettings, record: RunRecord) -> EmailMessage:
+    return compose_root(_shown_settings(settings), _shown_record(record))
 
 
 # What a mail says of a run is data from the run (or the store): every text in it is

@@ -45,9 +45,55 @@ def settings_of(store: Store, run_id: str) -> NotifySettings | None:
     return NotifySettings.from_json(raw) if raw else None
 
 
-def preparer(repo: Repo, config: Config) -> Callable[[RunRecord, Target, Store], None]:
-    """What a launch adds to each run's store for mail (`service.launch.Prepare`)."""
-    return lambda record, target, store: at_launch(repo, config, record, target, store)
+def preparer(repo: Repo, config: Config, say: Callable[[str], None] | None = None
+             ) -> Callable[[RunRecord, Target, Store], None]:
+    """What a launch adds to each run's store for mail (`service.launch.Prepare`); the first
+    run of a sweep also sends the sweep's root mail, before any of its runs can mail. `say`
+    is told, once per repository, that mail goes to the outbox and how to have it sent."""
+    rooted: set[str] = set()
+
+    def prepare(record: RunRecord, target: Target, store: Store) -> None:
+        at_launch(repo, config, record, target, store)
+        settings = from_config(config, target, repo.root.name)
+        if not settings.on or settings.on == ["none"]:
+            return
+        if say is not None and settings.sender == "maildir":
+            tell_outbox(repo, say)
+        if record.sweep and record.sweep not in rooted:
+            rooted.add(record.sweep)
+            send_sweep_root(repo, settings, record)
+
+    return prepare
+
+
+TOLD = "outbox-told"  # under .git/gitexp: the outbox notice was given
+
+
+def tell_outbox(repo: Repo, say: Callable[[str], None]) -> None:
+    """Once per repository: where mail goes when nothing else is configured."""
+    told = repo.gitexp_dir / TOLD
+    if told.exists():
+        return
+    path = outbox(repo).path
+    box = path.relative_to(repo.root) if path.is_relative_to(repo.root) else path
+    say(f"mail about runs goes to the outbox {box} (read it: mutt -f {box}); to have it "
+        "sent: git config exp.notify.sender smtp, exp.notify.smtp.host HOST, exp.notify.to "
+        "ADDRESS (see README, Mail); exp.notify.on none turns mail off. Said once.")
+    told.parent.mkdir(parents=True, exist_ok=True)
+    told.write_text("")
+
+
+def send_sweep_root(repo: Repo, settings: NotifySettings, record: RunRecord,
+                    environ: Mapping[str, str] | None = None) -> str:
+    """The sweep's root mail; returns the outcome. Never raises (mail never stops a launch)."""
+    try:
+        box = outbox(repo)
+        sender = sender_for(settings, secrets_from(environ or os.environ), box)
+        return deliver(content.sweep_root(settings, record), sender, box,
+                       attempts=2, backoff=0.5)
+    except Exception:
+        log.exception("gitexp: the mail of sweep %s failed", record.sweep)
+        return "dropped"
 
 
 def settle(repo: Repo, run: runs.Run, environ: Mapping[str, str] | None = None) -> None:
