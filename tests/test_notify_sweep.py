@@ -32,7 +32,7 @@ def thread_of(mails: list[bytes], tmp: Path) -> list[tuple[int, str]]:
         path.write_bytes(raw)
         files.append(str(path))
     out = subprocess.run(["mthread", *files], capture_output=True, text=True, check=True)
-    ids = {f: raw for f, raw in zip(files, mails, strict=True)}
+    ids = dict(zip(files, mails, strict=True))
     tree = []
     for line in out.stdout.splitlines():
         name = line.strip()
