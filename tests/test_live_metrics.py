@@ -41,6 +41,7 @@ def test_a_running_run_shows_its_latest_metrics_in_ls_show_and_watch(tmp_path: P
         assert row["status"] == "running" and row["result"]["metrics"] == metrics
         table = exp("ls", cwd=repo).stdout.splitlines()
         assert "loss" in table[0] and "acc" in table[0] and "0.125" in table[1], table
+        assert " running " in table[1] and "elsewhere" not in table[1], table  # our own run
         assert "loss = 0.125" in exp("show", run_id, cwd=repo).stdout
         go.write_text("")
         out, _ = watch.communicate(timeout=60)

@@ -134,7 +134,7 @@ def listing(repo: Repo, config: Config, query: Query,
                 continue
             if seen is not None:
                 seen[run.id] = run
-            fresh = row_of(run.record, run.result, run.commit)
+            fresh = row_of(run.record, run.result, run.commit, own=run.own)
             rows[i] = fresh if full else {k: fresh[k] for k in SUMMARY}
             rows[i]["written_back"] = run.written_back
     if needs_params(query.names(), rows):
