@@ -20,6 +20,7 @@ declare -A PROBES=(
     [uidmap]=/usr/bin/newuidmap
     [curl]=/usr/bin/curl  # tests/test_gce_target.py runs the GCE startup script
     [shellcheck]=/usr/bin/shellcheck  # tests/test_security.py lints every rendered script
+    [zsh]=/usr/bin/zsh  # tests/test_completion.py types `git exp <TAB>` into zsh
 )
 
 missing=()

@@ -30,6 +30,7 @@ app = typer.Typer(
 # any (together they would load most of gitexp); each verb module takes its own from here.
 HELP: dict[str, str] = {
     "cancel": "Stop running runs.",
+    "completion": "Print the shell completion script for `git exp` (bash or zsh).",
     "checkout": "Check out the snapshot a run launched from. Refuses on uncommitted changes.",
     "diff": "Compare command, params, data, code, metrics and environment.",
     "fetch": "Fetch runs and exp/* tags; new runs show up in `git exp ls`. Never overwrites a "
