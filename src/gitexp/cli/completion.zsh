@@ -1,8 +1,6 @@
-#compdef gitexp git-exp
 # gitexp: completion of `git exp ...` and `gitexp ...` for zsh.
-# Load it from ~/.zshrc after compinit with `source <(git exp completion zsh)`, or save it as
-# `_gitexp` in a directory of your $fpath. zsh's own git completion calls _git-exp for
-# `git exp`.
+# Save it (`git exp completion zsh > ~/.gitexp.zsh`) and source it from ~/.zshrc after
+# compinit. zsh's own git completion calls _git-exp for `git exp`.
 
 _git-exp() {  # words[1] is `exp` (or the command's name), CURRENT the word under the cursor
     local -a found
