@@ -435,6 +435,12 @@ def checked_out(run: Run, branch: str | None) -> None:
          f"on {where}")
 
 
+def applied(run: Run, changes: list[str]) -> None:
+    note(f"gitexp: the work tree now holds run {run.id}'s files ({len(changes)} change(s) "
+         "against HEAD, which has not moved)")
+    note("gitexp: `git status` lists them; `git stash -u` puts them aside")
+
+
 def restored_outputs(paths: Iterable[str]) -> None:
     for path in paths:
         note(f"gitexp: restored output {printable(path)}")
