@@ -492,6 +492,16 @@ def pushed(report: PushReport) -> None:
         err.print(f"[red]rejected[/] {escape(printable(ref))}: {escape(printable(why))}")
 
 
+def unpublished(report: PushReport) -> None:
+    from rich.markup import escape
+
+    console().print(f"{len(report.pushed)} ref(s) deleted from "
+                    f"{escape(printable(report.remote))}, {report.up_to_date} run(s) not there")
+    for ref, why in report.rejected:  # `why` is the remote's own words
+        console(stderr=True).print(f"[red]kept[/] {escape(printable(ref))}: "
+                                   f"{escape(printable(why))}")
+
+
 def hooks(states: list[HookState]) -> None:
     from rich.markup import escape
 
