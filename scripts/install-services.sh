@@ -21,6 +21,7 @@ declare -A PROBES=(
     [curl]=/usr/bin/curl  # tests/test_gce_target.py runs the GCE startup script
     [shellcheck]=/usr/bin/shellcheck  # tests/test_security.py lints every rendered script
     [mblaze]=/usr/bin/mthread  # tests/test_notify_sweep.py threads a sweep's mails
+    [zsh]=/usr/bin/zsh  # tests/test_completion.py types `git exp <TAB>` into zsh
 )
 
 missing=()

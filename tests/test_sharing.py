@@ -192,3 +192,39 @@ def test_push_json_free_core_api(tmp_path: Path):
     fetched = sharing.fetch(Repo.discover(bob))
     assert fetched.new == [f"refs/experiments/{run_id}"]
     assert json.loads(json.dumps(fetched.__dict__))["remote"] == "origin"
+
+
+def test_rm_remote_deletes_runs_from_the_remote_then_here(tmp_path: Path):
+    alice, remote = alice_and_remote(tmp_path)
+    first, second, unpushed = launch(alice), launch(alice), launch(alice)
+    exp("push", "origin", first, second, cwd=alice)
+
+    out = exp("rm", "--remote", first[-6:], cwd=alice).stdout  # the branch's remote
+    assert "1 ref(s) deleted from origin, 0 run(s) not there" in out
+    assert remote_refs(remote) == {f"refs/experiments/{second}"}
+    assert git("for-each-ref", f"refs/experiments/{first}", cwd=alice) == ""
+
+    out = exp("rm", "--remote", "origin", unpushed, cwd=alice).stdout  # named; not there
+    assert "0 ref(s) deleted from origin, 1 run(s) not there" in out
+    assert f"removed {unpushed}" in out
+
+    # a remote that refuses deletions keeps the run, and so does this clone: retry later
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nwhile read -r old new ref; do\n"
+                    "  case $new in 0000000*) echo 'no deletions here' >&2; exit 1;; esac\n"
+                    "done\n")
+    hook.chmod(0o755)
+    proc = exp("rm", "--remote", second, cwd=alice, check=False)
+    assert proc.returncode == 1
+    assert f"kept refs/experiments/{second}" in proc.stderr
+    assert remote_refs(remote) == {f"refs/experiments/{second}"}
+    assert git("for-each-ref", f"refs/experiments/{second}", cwd=alice) != ""
+
+
+def test_rm_dry_run_with_remote_touches_neither_side(tmp_path: Path):
+    alice, remote = alice_and_remote(tmp_path)
+    run_id = launch(alice)
+    exp("push", cwd=alice)
+    assert exp("rm", "--remote", "-n", run_id, cwd=alice).stdout == \
+        f"would remove {run_id} (succeeded)\n"
+    assert remote_refs(remote) == {f"refs/experiments/{run_id}"}

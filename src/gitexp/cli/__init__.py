@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -16,6 +17,7 @@ from typer._click import exceptions as click_exc
 from typer.main import get_command
 
 from gitexp import __version__
+from gitexp.cli import _completer
 from gitexp.cli._app import GROUPS, HELP, app
 from gitexp.errors import GitexpError
 from gitexp.printable import printable
@@ -54,6 +56,9 @@ def _listed() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    shell = os.environ.get("_GITEXP_COMPLETE")
+    if shell:  # the shell asks what may come next (cli/completion.bash, .zsh)
+        return _complete(shell, args)
     if args[:1] in (["--version"], ["-V"]):
         print(f"gitexp {__version__}")
         return 0
@@ -80,6 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         return _crash()
     return rv if isinstance(rv, int) else 0
+
+
+def _complete(shell: str, words: list[str]) -> int:
+    # A completion that fails offers nothing and says nothing: the user is typing.
+    with contextlib.suppress(Exception):
+        load(words[:-1])  # the verb being typed, or none (the verbs by their help)
+        found = _completer.candidates(get_command(app), words)
+        sys.stdout.write(_completer.render(found, shell))
+    return 0
 
 
 def _fail(message: str, hint: str | None) -> None:

@@ -29,7 +29,10 @@ app = typer.Typer(
 # Each verb's help, in one place: `git exp -h` lists the verbs from here without importing
 # any (together they would load most of gitexp); each verb module takes its own from here.
 HELP: dict[str, str] = {
+    "apply": "Put a run's files (its snapshot) into the work tree; HEAD, branch and index "
+        "stay. Refuses on uncommitted changes.",
     "cancel": "Stop running runs.",
+    "completion": "Print the shell completion script for `git exp` (bash or zsh).",
     "checkout": "Check out the snapshot a run launched from. Refuses on uncommitted changes.",
     "diff": "Compare command, params, data, code, metrics and environment.",
     "fetch": "Fetch runs and exp/* tags; new runs show up in `git exp ls`. Never overwrites a "

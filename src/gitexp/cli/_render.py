@@ -435,6 +435,12 @@ def checked_out(run: Run, branch: str | None) -> None:
          f"on {where}")
 
 
+def applied(run: Run, changes: list[str]) -> None:
+    note(f"gitexp: the work tree now holds run {run.id}'s files ({len(changes)} change(s) "
+         "against HEAD, which has not moved)")
+    note("gitexp: `git status` lists them; `git stash -u` puts them aside")
+
+
 def restored_outputs(paths: Iterable[str]) -> None:
     for path in paths:
         note(f"gitexp: restored output {printable(path)}")
@@ -484,6 +490,16 @@ def pushed(report: PushReport) -> None:
         err.print(f"{len(report.live)} unfinished run(s) not pushed: they go once they end")
     for ref, why in report.rejected:  # `why` is the remote's own words
         err.print(f"[red]rejected[/] {escape(printable(ref))}: {escape(printable(why))}")
+
+
+def unpublished(report: PushReport) -> None:
+    from rich.markup import escape
+
+    console().print(f"{len(report.pushed)} ref(s) deleted from "
+                    f"{escape(printable(report.remote))}, {report.up_to_date} run(s) not there")
+    for ref, why in report.rejected:  # `why` is the remote's own words
+        console(stderr=True).print(f"[red]kept[/] {escape(printable(ref))}: "
+                                   f"{escape(printable(why))}")
 
 
 def hooks(states: list[HookState]) -> None:

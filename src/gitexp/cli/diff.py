@@ -12,8 +12,9 @@ from gitexp.service import runs
 
 @app.command(help=HELP["diff"])
 def diff(
-    a: str = typer.Argument(..., help="A run id (or a unique part of it)."),
-    b: str = typer.Argument(None, help="Another run; without it, A's base commit."),
+    a: str = typer.Argument(..., metavar="RUN", help="A run id (or a unique part of it)."),
+    b: str = typer.Argument(None, metavar="[RUN]",
+                            help="Another run; without it, the first one's base commit."),
     patch: bool = typer.Option(False, "-p", "--patch", help="The full code diff, not --stat."),
     as_json: bool = JSON_OPTION,
 ) -> int:

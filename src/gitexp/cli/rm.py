@@ -1,4 +1,5 @@
-"""`git exp rm RUN... [--dry-run]`: remove runs (refs, local store data, index rows)."""
+"""`git exp rm [--remote [REMOTE]] RUN... [--dry-run]`: remove runs (refs, local store data,
+index rows; with --remote, the remote's refs and tags first)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,30 @@ import typer
 
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, app, open_repo
-from gitexp.service import gc
+from gitexp.service import gc, sharing
 
 
 @app.command(help=HELP["rm"])
 def rm(
-    run_specs: list[str] = typer.Argument(..., metavar="RUN...", help="Run ids (or unique parts)."),
+    run_specs: list[str] = typer.Argument(..., metavar="[REMOTE] RUN...",
+                                          help="Run ids (or unique parts); with --remote, "
+                                          "first the remote (default: the branch's)."),
     dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Only list what would go."),
+    remote: bool = typer.Option(False, "--remote", help="Also delete them (refs and exp/* "
+                                "tags) from the remote, before removing them here."),
 ) -> int:
     repo, config = open_repo()
-    found, broken = gc.resolve(repo, config, run_specs)
+    words = list(run_specs)
+    name = words.pop(0) if remote and len(words) > 1 and sharing.is_remote(repo, words[0]) \
+        else None
+    found, broken = gc.resolve(repo, config, words)
     if dry_run:
         r.would_remove(found, broken)
         return 0
-    r.removed(gc.remove(repo, found) + gc.remove_broken(repo, broken))
-    return 0
+    if not remote:
+        r.removed(gc.remove(repo, found) + gc.remove_broken(repo, broken))
+        return 0
+    report, removed = gc.remove_everywhere(repo, found, broken, name)
+    r.unpublished(report)
+    r.removed(removed)
+    return 1 if report.rejected else 0

@@ -2,8 +2,9 @@
 [--keep-best METRIC N]`.
 
 A removed run loses its ref (`refs/experiments/<id>`), its local store data
-(`.git/gitexp/store/runs/<id>`), any leftover local checkout and its index row. Its objects
-stay until git's own gc prunes them. Live runs are never removed: cancel them first.
+(`.git/gitexp/store/runs/<id>`), any leftover local checkout and its index row (with
+`rm --remote`, its ref and `exp/*` tag on the remote first). Its objects stay until git's own
+gc prunes them. Live runs are never removed: cancel them first.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from gitexp.git import Repo
 from gitexp.git.config import Config, _parse_duration
 from gitexp.model import ids
 from gitexp.model.record import LIVE
-from gitexp.service import index
+from gitexp.service import index, sharing
 from gitexp.service import runs as service
 from gitexp.service.runs import Run
+from gitexp.service.sharing import PushReport
 from gitexp.service.where import sort_keys
 
 NOT_SUCCEEDED = frozenset({"failed", "cancelled", "lost"})
@@ -107,13 +109,22 @@ def remove_broken(repo: Repo, run_ids: list[str]) -> list[str]:
     return removed
 
 
+def remove_everywhere(repo: Repo, runs: list[Run], broken: list[str],
+                      remote: str | None) -> tuple[PushReport, list[str]]:
+    """`rm --remote`: delete the runs from `remote` (default: the branch's), then here all
+    but those the remote refused to let go (so that a second try can name them again)."""
+    _refuse_live(runs)
+    report = sharing.unpublish(repo, remote, [r.id for r in runs] +
+                               [i for i in broken if ids.is_valid_id(i)])
+    kept = {ref.removeprefix(ids.PREFIX) for ref, _ in report.rejected}
+    return report, (remove(repo, [r for r in runs if r.id not in kept]) +
+                    remove_broken(repo, [i for i in broken if i not in kept]))
+
+
 def remove(repo: Repo, runs: list[Run]) -> list[str]:
     """Delete each run's ref (only if it still points where we saw it), its local store and
     work directories and its index row. Returns the ids removed."""
-    live = [r.id for r in runs if r.status in LIVE]
-    if live:
-        raise GitexpError(f"run {live[0]} is still {_status(runs, live[0])}",
-                          hint=f"`git exp cancel {live[0]}` first")
+    _refuse_live(runs)
     removed = []
     for run in runs:
         if repo.delete_ref(ids.ref_for(run.id), run.commit):
@@ -122,6 +133,13 @@ def remove(repo: Repo, runs: list[Run]) -> list[str]:
             shutil.rmtree(repo.gitexp_dir / where / run.id, ignore_errors=True)
     index.forget(repo, [ids.ref_for(i) for i in removed])
     return removed
+
+
+def _refuse_live(runs: list[Run]) -> None:
+    live = [r.id for r in runs if r.status in LIVE]
+    if live:
+        raise GitexpError(f"run {live[0]} is still {_status(runs, live[0])}",
+                          hint=f"`git exp cancel {live[0]}` first")
 
 
 def _status(runs: list[Run], run_id: str) -> str:

@@ -179,15 +179,28 @@ def restore_code(repo: Repo, run: Run, branch: str | None = None, *,
         if repo.rev_parse(f"refs/heads/{branch}"):
             raise GitexpError(f"a branch named {branch!r} already exists",
                               hint="pick another name, or check it out without -b")
-    dirty = repo.git("status", "--porcelain", "--untracked-files=all").splitlines()
-    if dirty:
-        raise GitexpError(
-            f"the work tree has {len(dirty)} uncommitted change(s); checking out run {run.id} "
-            "could overwrite them",
-            hint="commit or stash them first (`git stash -u`), then retry",
-        )
+    _refuse_changes(repo, f"checking out run {run.id}")
     snap = run.record.snapshot
     if branch:
         repo.git("switch", "-q", "-c", branch, snap)
     else:
         repo.git("-c", "advice.detachedHead=false", "checkout", "-q", "--detach", snap)
+
+
+# -- git exp apply ----------------------------------------------------------------------------
+def apply_code(repo: Repo, run: Run) -> list[str]:
+    """Make the work tree the run's snapshot (as `dvc exp apply` does), leaving HEAD, the
+    branch and the index where they are: the run's changes show as uncommitted ones. Refuses,
+    having touched nothing, when the work tree has changes of its own. Returns what changed."""
+    _refuse_changes(repo, f"applying run {run.id}")
+    # --worktree only: the index stays HEAD's; tracked files the snapshot lacks are removed
+    repo.git("restore", f"--source={run.record.snapshot}", "--worktree", "--", ":/")
+    return repo.git("status", "--porcelain", "--untracked-files=all").splitlines()
+
+
+def _refuse_changes(repo: Repo, doing: str) -> None:
+    dirty = repo.git("status", "--porcelain", "--untracked-files=all").splitlines()
+    if dirty:
+        raise GitexpError(
+            f"the work tree has {len(dirty)} uncommitted change(s); {doing} could overwrite "
+            "them", hint="commit or stash them first (`git stash -u`), then retry")

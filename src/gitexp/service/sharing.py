@@ -117,6 +117,28 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
                       sorted(rejected.items()) + report.rejected, lives)
 
 
+def unpublish(repo: Repo, remote: str | None, run_ids: Sequence[str]) -> PushReport:
+    """Delete runs (their refs and `exp/*` tags) from a remote: `pushed` lists what went,
+    `up_to_date` counts what it did not have. Each deletion holds only while the remote's ref
+    is still what it showed a moment before (`--force-with-lease`): a run someone moves
+    meanwhile stays."""
+    remote = _check_remote(remote or default_remote(repo, pushing=True))
+    theirs = _remote_refs(repo, remote)
+    wanted = [ref for i in run_ids for ref in (ids.ref_for(i), ids.TAG_PREFIX + i)]
+    present = {ref: theirs[ref] for ref in wanted if ref in theirs}
+    absent = len([i for i in run_ids if ids.ref_for(i) not in present])
+    if not present:
+        return PushReport(remote, [], absent)
+    leases = [f"--force-with-lease={ref}:{oid}" for ref, oid in present.items()]
+    proc = _git(repo, "push", "--porcelain", "--no-verify", *leases, remote,
+                *(f":{ref}" for ref in present))
+    report = _parse_push(remote, proc.stdout.decode(errors="replace"), live=[])
+    if proc.returncode != 0 and not report.rejected:
+        raise GitexpError(f"git push to {remote} failed: {_why(proc)}",
+                          hint="check the remote with `git remote -v` and `git ls-remote REMOTE`")
+    return PushReport(remote, report.pushed, absent, report.rejected)
+
+
 def _remote_refs(repo: Repo, remote: str) -> dict[str, str]:
     """The remote's run refs and `exp/*` tags (unpeeled), from one `git ls-remote`."""
     proc = _git(repo, "ls-remote", "--refs", remote, *(f"{ns}*" for ns in NAMESPACES))
