@@ -224,8 +224,6 @@ def _when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-
-
 def sweep_root(settings: NotifySettings, record: RunRecord) -> EmailMessage:
     """The first mail of a sweep, sent at its launch: every run's mails answer it, so the
     sweep is one thread. `record` is one of its runs."""
