@@ -22,6 +22,7 @@ from gitexp.service import trust
 
 if TYPE_CHECKING:
     from gitexp.hooks.install import HookState
+    from gitexp.model.annotations import Annotations
     from gitexp.service.diff import Report
     from gitexp.service.runs import Run
     from gitexp.service.sharing import FetchReport, PushReport
@@ -441,6 +442,25 @@ def applied(run: Run, changes: list[str]) -> None:
     note("gitexp: `git status` lists them; `git stash -u` puts them aside")
 
 
+def annotated(run: Run, ann: Annotations) -> None:
+    """`git exp tag` / `note`: the run's tags and notes as they now are."""
+    print(f"{run.id}  tags: {printable(', '.join(ann.tags)) or '-'}")
+    for at, text in ann.notes:
+        print(f"  {when(at)}  {printable(text)}")
+
+
+def tags_and_notes(ann: Annotations) -> None:
+    """`show`: tags and notes, when the run has any."""
+    if ann.tags:
+        print(f"  {'tags':<10} {printable(', '.join(ann.tags))}")
+    for at, text in ann.notes:
+        print(f"  {'note':<10} {when(at)}  {printable(text)}")
+
+
+def tags_and_notes_json(ann: Annotations) -> dict[str, Any]:
+    return {"tags": list(ann.tags), "notes": [{"at": at, "text": t} for at, t in ann.notes]}
+
+
 def restored_outputs(paths: Iterable[str]) -> None:
     for path in paths:
         note(f"gitexp: restored output {printable(path)}")
@@ -478,6 +498,11 @@ def fetched(report: FetchReport) -> None:
     for _, line in report.refused:  # one line each, naming the run and the remote
         console(stderr=True).print(printable(line), markup=False, highlight=False,
                                    soft_wrap=True)
+    if report.notes == "merged":
+        print(f"tags and notes merged from {printable(report.remote)}")
+    elif report.notes:
+        print(f"tags and notes of {printable(report.remote)} {printable(report.notes)}",
+              file=sys.stderr)
 
 
 def pushed(report: PushReport) -> None:

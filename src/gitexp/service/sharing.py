@@ -27,6 +27,7 @@ from gitexp.git.writeback import RESULTS_DIR
 from gitexp.model import ids
 from gitexp.model.record import DecodedRun, Result, decode_run
 from gitexp.service import index
+from gitexp.service.tagging import NOTES_REF, merge_from
 
 PUSH_GUARD = "GITEXP_PUSHING_RUNS"  # == hooks.run.PUSH_GUARD: our own pre-push does nothing
 STAGING = "refs/gitexp-incoming/"
@@ -49,6 +50,7 @@ class FetchReport:
     updated: list[str] = field(default_factory=list)  # fast-forwarded (a run that finished)
     kept: list[tuple[str, str]] = field(default_factory=list)  # (ref, why the local one stays)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (ref, one line: why)
+    notes: str = ""  # the remote's tags and notes: "merged", or why they were not
 
 
 def default_remote(repo: Repo, pushing: bool) -> str:
@@ -96,20 +98,27 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
         wanted += [t for i in run_ids if (t := ids.TAG_PREFIX + i) in tags]
     else:
         wanted = finished + list(tags)
-    ours = {**_refs(repo, ids.PREFIX, full=True), **tags}
+    notes = {} if own_only else _refs(repo, NOTES_REF, full=True)  # tags and notes: by hand
+    wanted += list(notes)
+    ours = {**_refs(repo, ids.PREFIX, full=True), **tags, **notes}
     theirs = _remote_refs(repo, remote)
     rejected = _refused_pushes(repo, {r: (theirs[r], ours[r]) for r in wanted
-                                      if r in theirs and r in ours and theirs[r] != ours[r]})
+                                      if r in theirs and r in ours and theirs[r] != ours[r]
+                                      and r != NOTES_REF})  # notes: git's fast-forward rule
     todo = [r for r in wanted if r in ours and theirs.get(r) != ours[r] and r not in rejected]
     lives = [r[len(ids.PREFIX):] for r in live]
     done = len(wanted) - len(todo) - len(rejected)
     if not todo:  # nothing to send: no second connection to the remote
         return PushReport(remote, [], done, sorted(rejected.items()), lives)
     named = bool(run_ids or live or rejected or own_only)  # a glob would take others along
-    specs = [f"{r}:{r}" for r in todo] if named else [f"{ns}*:{ns}*" for ns in NAMESPACES]
+    specs = [f"{r}:{r}" for r in todo] if named else \
+        [f"{ns}*:{ns}*" for ns in NAMESPACES] + [f"{r}:{r}" for r in todo if r == NOTES_REF]
     proc = _git(repo, "push", "--porcelain", "--no-verify", remote, *specs)
     out = proc.stdout.decode(errors="replace")
     report = _parse_push(remote, out, live=lives)
+    report = replace(report, rejected=[  # the remote's notes moved on: merge, then push
+        (ref, "the remote has tags or notes this clone lacks (`git exp fetch` merges them)")
+        if ref == NOTES_REF else (ref, why) for ref, why in report.rejected])
     if proc.returncode != 0 and not report.rejected:
         raise GitexpError(f"git push to {remote} failed: {_why(proc)}",
                           hint="check the remote with `git remote -v` and `git ls-remote REMOTE`")
@@ -141,12 +150,13 @@ def unpublish(repo: Repo, remote: str | None, run_ids: Sequence[str]) -> PushRep
 
 def _remote_refs(repo: Repo, remote: str) -> dict[str, str]:
     """The remote's run refs and `exp/*` tags (unpeeled), from one `git ls-remote`."""
-    proc = _git(repo, "ls-remote", "--refs", remote, *(f"{ns}*" for ns in NAMESPACES))
+    proc = _git(repo, "ls-remote", "--refs", remote, *(f"{ns}*" for ns in NAMESPACES),
+                NOTES_REF)
     if proc.returncode != 0:
         raise GitexpError(f"git push to {remote} failed: {_why(proc)}",  # its first step
                           hint="check the remote with `git remote -v` and `git ls-remote REMOTE`")
     pairs = (line.split("\t", 1) for line in proc.stdout.decode(errors="replace").splitlines())
-    return {ref: oid for oid, ref in pairs if ref.startswith(NAMESPACES)}
+    return {ref: oid for oid, ref in pairs if ref.startswith(NAMESPACES) or ref == NOTES_REF}
 
 
 def _refused_pushes(repo: Repo, moves: dict[str, tuple[str, str]]) -> dict[str, str]:
@@ -166,6 +176,7 @@ def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
     remote = _check_remote(remote or default_remote(repo, pushing=False))
     stage = f"{STAGING}{secrets.token_hex(4)}/"
     specs = [f"+{ns}*:{stage}{i}/*" for i, ns in enumerate(NAMESPACES)]
+    specs.append(f"+{NOTES_REF}*:{stage}notes*")  # a glob: a remote without notes is fine
     try:
         proc = _git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
                              "--no-recurse-submodules", remote, *specs)
@@ -174,14 +185,27 @@ def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
                 f"git fetch from {remote} failed: {_why(proc)}",
                 hint="check the remote with `git remote -v` and `git ls-remote REMOTE`")
         incoming = _refs(repo, stage)
-        return _merge(repo, remote, {
+        notes = incoming.get("notes")  # exactly NOTES_REF (the glob takes experiments-x too)
+        report = _merge(repo, remote, {
             NAMESPACES[int(name.split("/", 1)[0])] + name.split("/", 1)[1]: oid
-            for name, oid in incoming.items()})
+            for name, oid in incoming.items() if not name.startswith("notes")})
+        return replace(report, notes=_merge_notes(repo, notes)) if notes else report
     finally:
         staged = _refs(repo, stage)
         if staged:
             repo.git("update-ref", "--stdin", input="".join(
                 f"delete {stage}{name} {oid}\n" for name, oid in staged.items()).encode())
+
+
+def _merge_notes(repo: Repo, incoming: str) -> str:
+    """The remote's tags and notes, merged line by line into ours (`tagging.merge_from`)."""
+    obj = repo.read_objects([incoming], max_size=MAX_OBJECT)[0]
+    if obj.type != "commit":
+        return f"refused: {NOTES_REF} there is not a commit"
+    try:
+        return "merged" if merge_from(repo, incoming) else ""
+    except GitexpError as exc:
+        return f"refused: {exc.message}"
 
 
 def _merge(repo: Repo, remote: str, incoming: dict[str, str]) -> FetchReport:
