@@ -308,6 +308,22 @@ def test_a_result_is_written_once_and_only_for_its_own_run_and_snapshot() -> Non
     assert got is not None and got.status == "lost" and got.error.startswith("result.json")
 
 
+def test_run_state_files_are_read_bounded_and_a_giant_one_reads_as_garbled() -> None:
+    from gitexp.model.runstate import MAX_STATE, RunState
+    from tests.helpers import MemoryStore
+
+    state = RunState(MemoryStore(), "r-1")
+    state.beat(2.0)
+    assert state.heartbeat() is not None and state.has_heartbeat()
+    # a valid beat padded past the limit: cut, it no longer parses, so no sign of life
+    padded = b'{"time": 1e9, "interval": 2, "pad": "' + b"x" * MAX_STATE + b'"}'
+    state.store.write(state.key("heartbeat"), padded)
+    assert state.heartbeat() is None and state.has_heartbeat()  # there, but garbled
+    state.store.write(state.key("status.json"), b'{"status": "running", "pad": "' +
+                      b"x" * MAX_STATE + b'"}')
+    assert state.status() is None
+
+
 def test_a_long_where_expression_is_clipped_in_its_error() -> None:
     text = "loss < " + "1" * 200 + " and"
     with pytest.raises(GitexpError) as err:

@@ -35,6 +35,8 @@ from gitexp.stores import Store, read_range, run_key
 STATUS, HEARTBEAT, HANDLE, RESULT, CANCEL, LATEST = (
     "status.json", "heartbeat", "handle.json", "result.json", "cancel", "latest.json")
 MAX_LATEST = 64 << 10  # bytes of latest.json read: more is a damaged or forged file
+MAX_STATE = 64 << 10  # bytes of status, heartbeat or handle read (same reason)
+MAX_RESULT = 1 << 20  # bytes of result.json read: metrics and outputs, as a record's message
 LAUNCH_TIMEOUT = 120.0  # s: a run with no handle this long after launch was never started
 
 Handle = dict[str, Any]  # backend-specific; it always names its `target`
@@ -122,7 +124,7 @@ class RunState:
                          else DEFAULT_INTERVAL)
 
     def has_heartbeat(self) -> bool:
-        return self.store.read(self.key(HEARTBEAT)) is not None
+        return self._exists(HEARTBEAT)
 
     # -- handle ---------------------------------------------------------------------------
     def set_handle(self, target: str, handle: Handle) -> None:
@@ -150,7 +152,7 @@ class RunState:
         return True
 
     def has_result(self) -> bool:
-        return self.store.read(self.key(RESULT)) is not None
+        return self._exists(RESULT)
 
     def result(self, record: RunRecord) -> Result | None:
         """The run's result, if it ended. ForeignResultError when it is stamped for another
@@ -198,14 +200,19 @@ class RunState:
         self.store.write(self.key(CANCEL), str(time.time()).encode())
 
     def cancel_requested(self) -> bool:
-        return self.store.read(self.key(CANCEL)) is not None
+        return self._exists(CANCEL)
 
     # -- plumbing -------------------------------------------------------------------------
     def _write(self, name: str, body: dict[str, Any]) -> None:
         self.store.write(self.key(name), json.dumps(body).encode())
 
+    def _exists(self, name: str) -> bool:
+        return read_range(self.store, self.key(name), 0, 1) is not None
+
     def _json(self, name: str) -> dict[str, Any] | None:
-        raw = self.store.read(self.key(name))
+        # Bounded: over the limit, the cut JSON is garbled and reads as none.
+        raw = read_range(self.store, self.key(name), 0, MAX_RESULT if name == RESULT
+                         else MAX_STATE)
         try:
             data = json.loads(raw) if raw else None
         except (ValueError, RecursionError):
