@@ -348,6 +348,17 @@ def test_a_non_number_option_is_a_usage_error_without_traceback(repo: Path):
         assert "Invalid value" in proc.stderr
 
 
+def test_an_unknown_option_of_run_is_refused_not_run_as_the_command(repo: Path):
+    # `-q` is no option of run: it must not become the command, taking `-d` along with it
+    proc = exp("run", "-q", "-d", "--", "true", cwd=repo, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines() == [
+        "error: no such option of `git exp run`: -q",
+        "hint: run's options come first, then `--` and the command (`git exp run -h` lists "
+        "them)"]
+    assert run_refs(repo) == ""
+
+
 # -- commands are argv, exactly --------------------------------------------------------------
 WEIRD_ARGV = ["a b", "'q'", '"dq"', "line1\nline2", "$(touch pwned1)", "`touch pwned2`",
               "x; touch pwned3", "*", "", "\\", "--", "-n", "$HOME", "|", "&&", "ünï ✓",

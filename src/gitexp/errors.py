@@ -13,6 +13,11 @@ class GitexpError(Exception):
         self.hint = hint
 
 
+class UsageError(GitexpError):
+    """The command line itself is wrong (as click's own usage errors: exit 2)."""
+    exit_code = 2
+
+
 class NotARepoError(GitexpError):
     def __init__(self, where: str) -> None:
         super().__init__(

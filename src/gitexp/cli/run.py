@@ -9,6 +9,7 @@ import typer
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, app, open_repo
 from gitexp.cli._sweep import launch_sweep
+from gitexp.errors import UsageError
 from gitexp.notify import dev as notify
 from gitexp.service import launch, runs
 
@@ -33,8 +34,12 @@ def run(  # noqa: PLR0917 - typer reads options from the signature
     force: bool = typer.Option(False, "--force",
                                help="Run even if the same run already succeeded."),
 ) -> int:
-    repo, config = open_repo()
     argv = list(command or [])
+    if argv[:1] and argv[0].startswith("-") and argv[0] != "--":  # not an option of run's
+        raise UsageError(f"no such option of `git exp run`: {argv[0]}",
+                         hint="run's options come first, then `--` and the command "
+                              "(`git exp run -h` lists them)")
+    repo, config = open_repo()
     if argv[:1] == ["--"]:
         argv = argv[1:]
     with r.data_progress() as progress:
