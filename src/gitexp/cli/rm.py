@@ -19,5 +19,5 @@ def rm(
     if dry_run:
         r.would_remove(found, broken)
         return 0
-    r.removed(gc.remove(repo, found) + gc.remove_broken(repo, broken))
+    r.removed(gc.remove(repo, found, config, say=r.note) + gc.remove_broken(repo, broken))
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gitexp.errors import GitexpError
@@ -107,10 +108,21 @@ def remove_broken(repo: Repo, run_ids: list[str]) -> list[str]:
     return removed
 
 
-def remove(repo: Repo, runs: list[Run]) -> list[str]:
+def remove(repo: Repo, runs: list[Run], config: Config | None = None,
+           say: Callable[[str], None] | None = None) -> list[str]:
     """Delete each run's ref (only if it still points where we saw it), its local store and
-    work directories and its index row. Returns the ids removed."""
-    live = [r.id for r in runs if r.status in LIVE]
+    work directories and its index row. Returns the ids removed. A run that cannot be looked
+    at for want of an optional module (gitexp.extras) is not known to be live: it goes too,
+    with a word (`say`) that its job, if any, was not stopped."""
+    config = config or Config.load(repo)
+    live = []
+    for run in (r for r in runs if r.status in LIVE):
+        lacking = service.lacking_extra(repo, config, run)
+        if lacking is None:
+            live.append(run.id)
+        elif say is not None:
+            say(f"gitexp: {run.id}: status unknown ({lacking.message}); its job, if still "
+                "running, was not stopped")
     if live:
         raise GitexpError(f"run {live[0]} is still {_status(runs, live[0])}",
                           hint=f"`git exp cancel {live[0]}` first")

@@ -79,6 +79,8 @@ def ssh_argv(host: str, *, port: int | None = None, config: str | None = None) -
 
 
 class SFTPStore:
+    needs = ("paramiko",)  # the extra `ssh` (gitexp.extras)
+
     def __init__(self, host: str, path: str, *, user: str | None = None,
                  port: int | None = None, config: str | None = None) -> None:
         self.host, self.user, self.port, self.config = host, user, port, config
