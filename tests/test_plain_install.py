@@ -17,10 +17,10 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from gitexp import extras
 from tests.conftest import make_repo
@@ -164,7 +164,7 @@ def test_a_run_recorded_with_the_extra_is_listed_shown_and_removed_without_it(
     (ref,) = git("for-each-ref", "--format=%(refname:lstrip=2)", "refs/experiments",
                  cwd=repo).split()
     (row,) = json.loads(gx(plain, "ls", "--json", cwd=repo).stdout)
-    assert row["id"] == ref and row["target"] == "box"
+    assert row["id"] == ref and row["record"]["target"] == "box"
     assert "box (ssh)" in gx(plain, "show", ref, cwd=repo).stdout
     assert_user_error(gx(plain, "logs", ref, cwd=repo, check=False),
                       "target 'box' needs paramiko", "pip install 'gitexp[ssh]'")
