@@ -181,3 +181,10 @@ def test_every_extra_is_mapped_and_every_mapping_is_an_extra() -> None:
     assert extras.extra_of("google") in {"gcs", "gce"}  # Python names the outermost package
     assert extras.extra_of("paramiko.client") == "ssh"
     assert extras.extra_of("numpy") is None
+    gone = extras.explain(ModuleNotFoundError("No module named 'paramiko'", name="paramiko"),
+                          "`git exp ls`")
+    assert gone is not None and gone.message == "`git exp ls` needs paramiko"
+    assert gone.hint == "pip install 'gitexp[ssh]'"
+    assert extras.explain(ModuleNotFoundError("no", name="numpy")) is None  # a bug: a crash
+    assert extras.missing("json", "paramiko.nope.deeper") == "paramiko.nope.deeper"
+    assert extras.missing("json", "os.path") is None
