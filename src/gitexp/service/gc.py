@@ -115,17 +115,20 @@ def remove(repo: Repo, runs: list[Run], config: Config | None = None,
     at for want of an optional module (gitexp.extras) is not known to be live: it goes too,
     with a word (`say`) that its job, if any, was not stopped."""
     config = config or Config.load(repo)
-    live = []
+    live, unseen = [], []
     for run in (r for r in runs if r.status in LIVE):
         lacking = service.lacking_extra(repo, config, run)
         if lacking is None:
             live.append(run.id)
-        elif say is not None:
-            say(f"gitexp: {run.id}: status unknown ({lacking.message}); its job, if still "
-                "running, was not stopped")
+        else:
+            unseen.append(f"gitexp: {run.id}: status unknown ({lacking.message}); its job, "
+                          "if still running, was not stopped")
     if live:
         raise GitexpError(f"run {live[0]} is still {_status(runs, live[0])}",
                           hint=f"`git exp cancel {live[0]}` first")
+    if say is not None:
+        for line in unseen:
+            say(line)
     removed = []
     for run in runs:
         if repo.delete_ref(ids.ref_for(run.id), run.commit):
