@@ -48,14 +48,15 @@ def open_store(url: str) -> Store:
     """The store at `url`; MissingExtraError (before any connection) when its kind needs an
     optional module that is not installed."""
     kind = _kind(url)
-    extras.require(f"the store {url}", *getattr(kind, "needs", ()))
+    extras.require(f"the store {url}", *kind.needs)
     store: Store = kind.from_url(url)
     return store
 
 
 def needs(url: str) -> tuple[str, ...]:
-    """The optional modules a store at `url` needs (`extras`): the class says, as `needs`."""
-    return tuple(getattr(_kind(url), "needs", ()))
+    """The optional modules a store at `url` needs (`extras`): every store class says, as
+    `needs`."""
+    return tuple(_kind(url).needs)
 
 
 def _kind(url: str) -> Any:
