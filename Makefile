@@ -1,30 +1,47 @@
 # Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
 PY      ?= python3
 VENV    := .venv
-BIN     := $(VENV)/bin
+BIN     := $(abspath $(VENV))/bin
 STAMP   := $(VENV)/.installed
+# The demo needs only DVC and plots, not the test tools: its own stamp in the same venv
+# (`make test` later adds the rest; after `make test` the demo finds it all there).
+DEMO_STAMP := $(VENV)/.installed-demo
+DEMO_EXTRAS := dvc,plots
 
 .PHONY: demo test install lint bench clean services soak fuzz mutate
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
+	@echo "== creating $(VENV)"
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	# editable installs compile nothing, and PYTHONDONTWRITEBYTECODE may forbid caching later:
 	# compile once so every `git exp` starts from bytecode
 	$(BIN)/python -m compileall -q src
 	touch $(STAMP)
 
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then \
+		echo "== $(VENV) already has everything (make test installed it)"; \
+	else \
+		echo "== installing gitexp with the extras the demo uses ($(DEMO_EXTRAS)) into $(VENV)"; \
+		$(BIN)/pip install --progress-bar on -e '.[$(DEMO_EXTRAS)]' && \
+		$(BIN)/python -m compileall -q src; \
+	fi
+	touch $(DEMO_STAMP)
+
 install: $(STAMP)
 
 services:
 	bash scripts/install-services.sh
 
-demo: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh
+demo: $(DEMO_STAMP)
+	PATH="$(BIN):$$PATH" bash examples/demo.sh
 
 test: $(STAMP) services
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -n 2 --dist loadgroup -q
+	PATH="$(BIN):$$PATH" $(BIN)/pytest -n 2 --dist loadgroup -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
@@ -33,8 +50,8 @@ lint: $(STAMP)
 # Long randomized runs, outside `make test`. Fault soak: GITEXP_SOAK_N rounds (seed printed;
 # GITEXP_SOAK_SEED replays one). Log soak: 1 GB of job output through the agent, RSS bounded.
 soak: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q -s tests/faults.py
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/soak_log.py --size 1G --bound-mb 150
+	PATH="$(BIN):$$PATH" $(BIN)/pytest -q -s tests/faults.py
+	PATH="$(BIN):$$PATH" $(BIN)/python benchmarks/soak_log.py --size 1G --bound-mb 150
 
 # Coverage-guided fuzzing of the record and --where parsers (atheris, not a test dependency).
 FUZZ_SECONDS ?= 60
@@ -63,7 +80,7 @@ MUTATE_NAMES ?= $(foreach m,git.snapshot model.record model.checks model.ids mod
 # minute), then the sample runs alone: about an hour for 300 on 2 cores instead of many.
 MUTATE_SAMPLE ?=
 MUTATE_SEED   ?= 12
-MUTMUT := PATH="$(CURDIR)/$(BIN):$$PATH" PYTHONPATH="$(CURDIR)/mutants/src:$(CURDIR)/scripts/mutmut" \
+MUTMUT := PATH="$(BIN):$$PATH" PYTHONPATH="$(CURDIR)/mutants/src:$(CURDIR)/scripts/mutmut" \
 	GITEXP_MUTATE_MAX_TESTS=$(MUTATE_MAX_TESTS) FUZZ_EXAMPLES=60 SNAPSHOT_EXAMPLES=25 \
 	$(BIN)/mutmut run --max-children $(MUTATE_CHILDREN)
 mutate: $(STAMP)
@@ -81,7 +98,7 @@ endif
 	$(BIN)/python scripts/mutation_score.py
 
 bench: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" bash benchmarks/run-all.sh
+	PATH="$(BIN):$$PATH" bash benchmarks/run-all.sh
 
 clean:
 	rm -rf $(VENV) demo dist build mutants

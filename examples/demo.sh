@@ -56,3 +56,19 @@ git exp report -o runs.html
 say "mail: one thread per run in the outbox Maildir (mutt -f .git/gitexp/outbox opens it)"
 for _ in $(seq 50); do [ "$(ls .git/gitexp/outbox/new 2>/dev/null | wc -l)" -ge 2 ] && break; sleep 0.2; done
 ls .git/gitexp/outbox/new && grep -h -m1 '^Subject:' .git/gitexp/outbox/new/* | sort | uniq -c
+
+bin="$(dirname "$(command -v git-exp)")"
+say "done: the demo project is $demo"
+cat <<EOF
+  plot      $demo/loss.png
+  report    $demo/runs.html   (one offline page: open it in a browser)
+  mail      $demo/.git/gitexp/outbox   (a Maildir: mutt -f it; README "Mail" for real delivery)
+
+Try next:
+  export PATH="$bin:\$PATH"; cd $demo
+  git exp ls                      # both runs, their metrics and data version
+  git exp diff slow fast          # what differs: params, code, data, metrics
+  git exp logs fast               # the log, kept in git
+  git exp rerun slow              # the same snapshot and command again
+  git exp run -- python train.py --lr 0.1 --epochs 15   # a run of your own
+EOF

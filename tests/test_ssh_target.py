@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -231,3 +232,43 @@ def test_ssh_run_pulls_its_dvc_data_version_from_a_remote(tmp_path: Path,
     seen = seen_files(log)
     for rel, text in files.items():
         assert seen[rel][0] == hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_a_host_without_sftp_is_reported_as_such(_sshd_server: Any, tmp_path: Path) -> None:
+    """ssh logs in, the SFTP subsystem is off: the store says that, at once, not 'does
+    `ssh host` work?' after retrying. A second sshd on the session's keys, without the
+    `Subsystem sftp` line."""
+    from gitexp.errors import StoreError
+    from gitexp.stores import open_store
+    from tests.services._util import free_port, port_open, spawn, started, stop_process
+
+    server = _sshd_server.server
+    port = free_port()
+    text = (server.dir / "sshd_config").read_text()
+    config = tmp_path / "sshd_config"
+    config.write_text("".join(line + "\n" for line in text.splitlines()
+                              if not line.startswith(("Subsystem", "Port", "PidFile")))
+                      + f"Port {port}\nPidFile {tmp_path}/sshd.pid\n")
+    proc = spawn(["/usr/sbin/sshd", "-D", "-f", str(config), "-E", str(tmp_path / "log")],
+                 tmp_path / "log")
+    try:
+        assert started(proc, lambda: port_open(port), 10)
+        client = tmp_path / "ssh_config"
+        login = _sshd_server.worker
+        client.write_text(f"Host nosftp\n    HostName 127.0.0.1\n    Port {port}\n"
+                          f"    User {login.user}\n    IdentityFile {login.key}\n"
+                          "    IdentitiesOnly yes\n    StrictHostKeyChecking no\n"
+                          "    UserKnownHostsFile /dev/null\n    BatchMode yes\n")
+        ssh = subprocess.run(["ssh", "-F", str(client), "nosftp", "true"], capture_output=True,
+                             text=True, timeout=30)
+        assert ssh.returncode == 0, ssh.stderr  # ssh itself works
+        store = open_store(f"ssh://nosftp/tmp/gitexp-nosftp?ssh_config={client}")
+        began = time.monotonic()
+        with pytest.raises(StoreError) as caught:
+            store.read("runs/x/log")
+        assert time.monotonic() - began < 10  # not the 30 s of retries of an outage
+        assert "offers no SFTP" in caught.value.message
+        assert "Subsystem sftp" in (caught.value.hint or "")
+        assert "does `ssh" not in caught.value.message + (caught.value.hint or "")
+    finally:
+        stop_process(proc)

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Protocol, runtime_checkable
 
+from gitexp import extras
 from gitexp.git import Repo
 from gitexp.git.config import Target
 from gitexp.model.record import RunRecord
 from gitexp.model.runstate import Handle
 from gitexp.stores import Store
+from gitexp.stores import needs as store_needs
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,14 @@ REGISTRY: dict[str, str] = {
 }
 
 
-def backend_for(target: Target, repo: Repo) -> Backend:
+def backend_for(target: Target, repo: Repo, *, check: bool = True) -> Backend:
+    """The backend of `target`. With `check`, MissingExtraError when it or its store needs
+    an optional module that is not installed: checked here, so before a launch records
+    anything and before a run's state is read (`gitexp.extras`)."""
     module, _, cls = REGISTRY[target.backend].partition(":")
-    backend: Backend = getattr(import_module(module), cls)(target=target, repo=repo)
+    kind = getattr(import_module(module), cls)
+    backend: Backend = kind(target=target, repo=repo)
+    if check:
+        extras.require(f"target {target.name!r}", *getattr(kind, "needs", ()),
+                       *store_needs(backend.store_url()))
     return backend

@@ -54,6 +54,7 @@ _LABEL_BAD = re.compile(r"[^a-z0-9_-]")
 
 
 class GCEBackend:
+    needs = ("google.cloud.compute_v1",)  # the extra `gce` (gitexp.extras)
     cancel_grace = CANCEL_GRACE
 
     def __init__(self, *, target: Target, repo: Repo) -> None:

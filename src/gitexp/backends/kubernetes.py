@@ -42,6 +42,8 @@ MANAGED = {"app.kubernetes.io/managed-by": "gitexp"}
 
 
 class KubernetesBackend:
+    needs = ("kubernetes",)  # the extra `kubernetes` (gitexp.extras)
+
     def __init__(self, *, target: Target, repo: Repo) -> None:
         self.target = target
         self.repo = repo

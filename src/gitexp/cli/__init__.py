@@ -16,7 +16,7 @@ from typer import Abort
 from typer._click import exceptions as click_exc
 from typer.main import get_command
 
-from gitexp import __version__
+from gitexp import __version__, extras
 from gitexp.cli import _completer
 from gitexp.cli._app import GROUPS, HELP, app
 from gitexp.errors import GitexpError
@@ -82,6 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except SystemExit as exc:  # typer's own exit on a closed pipe
         return exc.code if isinstance(exc.code, int) else 1
+    except ModuleNotFoundError as exc:  # an extra's module, where no check caught it first
+        verb = next((a for a in args if not a.startswith("-")), "")
+        missing = extras.explain(exc, f"`git exp {verb}`")
+        if missing is None:
+            return _crash()
+        _fail(missing.message, missing.hint)
+        return missing.exit_code
     except Exception:
         return _crash()
     return rv if isinstance(rv, int) else 0

@@ -570,7 +570,7 @@ def targets(rows: list[dict[str, Any]]) -> None:
         table.add_column(column, overflow="fold")
     for row in rows:
         cells = (row["name"] + (" *" if row["default"] else ""), row["backend"] or "?",
-                 row["store"] or "-",
+                 (row["store"] or "-") + (f" (needs {row['needs']})" if row.get("needs") else ""),
                  " ".join(f"{k}={v}" for k, v in row["settings"].items()) or "-")
         table.add_row(*(Text(printable(c)) for c in cells))  # Text: `[` is no markup
     console().print(table)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from gitexp import extras
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, app, open_repo
 from gitexp.service import report as core
@@ -24,4 +25,6 @@ def report(
              else runs.list_runs(repo, config))
     output.write_text(core.render(repo, found, title=title), encoding="utf-8")
     r.wrote_report(output, len(found))
+    if lack := extras.lacking("curves", "matplotlib"):
+        r.note(f"gitexp: the page has no curves: {lack.message} ({lack.hint})")
     return 0

@@ -28,9 +28,10 @@ def rm(
         r.would_remove(found, broken)
         return 0
     if not remote:
-        r.removed(gc.remove(repo, found) + gc.remove_broken(repo, broken))
+        r.removed(gc.remove(repo, found, config, say=r.note) + gc.remove_broken(repo, broken))
         return 0
-    report, removed = gc.remove_everywhere(repo, found, broken, name)
+    report, removed = gc.remove_everywhere(repo, found, broken, name, config=config,
+                                           say=r.note)
     r.unpublished(report)
     r.removed(removed)
     return 1 if report.rejected else 0

@@ -9,6 +9,7 @@ from gitexp.backends import backend_for
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, JSON_OPTION, app, open_repo, print_json
 from gitexp.errors import GitexpError
+from gitexp.extras import MissingExtraError
 from gitexp.git.config import DEFAULT_TARGET
 
 
@@ -18,14 +19,19 @@ def targets(as_json: bool = JSON_OPTION) -> int:
     default = config.get("exp.defaulttarget") or DEFAULT_TARGET
     rows: list[dict[str, Any]] = []
     for name, target in sorted(config.targets().items()):
+        needs = None
         try:
-            store = backend_for(target, repo).store_url()
+            store = backend_for(target, repo, check=False).store_url()
+            backend_for(target, repo)
+        except MissingExtraError as exc:
+            needs = f"gitexp[{exc.extra}]"  # listed, and says what it lacks
         except (GitexpError, ImportError, KeyError, AttributeError):
             store = None  # unknown backend or missing setting: listed, with no store
         settings = {k: ("***" if secrets.looks_secret(k) else v)
                     for k, v in sorted(target.settings.items())}
         rows.append({"name": name, "backend": target.backend or None,
-                     "default": name == default, "store": store, "settings": settings})
+                     "default": name == default, "store": store, "needs": needs,
+                     "settings": settings})
     if as_json:
         print_json(rows)
         return 0

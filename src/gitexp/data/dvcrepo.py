@@ -17,6 +17,7 @@ from typing import Any
 from gitexp.data import verify, version
 from gitexp.data.version import DataItem
 from gitexp.errors import GitexpError
+from gitexp.extras import MissingExtraError
 
 Progress = Callable[[str, int, int], None]  # (what, done, total) in objects
 LINK_TYPES = "reflink,hardlink,symlink,copy"  # never a second copy when the cache allows it
@@ -36,8 +37,7 @@ def opened(root: Path) -> Iterator[Any]:
         from dvc.exceptions import DvcException
         from dvc.repo import Repo
     except ImportError:
-        raise GitexpError("this repository tracks data with DVC, but DVC is not installed",
-                          hint="pip install 'gitexp[dvc]'") from None
+        raise MissingExtraError("this repository's DVC-tracked data", "dvc") from None
     for name in ("dvc", "dvc_data", "dvc_objects"):
         logging.getLogger(name).addHandler(logging.NullHandler())
     try:

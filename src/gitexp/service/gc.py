@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gitexp.errors import GitexpError
@@ -109,22 +110,24 @@ def remove_broken(repo: Repo, run_ids: list[str]) -> list[str]:
     return removed
 
 
-def remove_everywhere(repo: Repo, runs: list[Run], broken: list[str],
-                      remote: str | None) -> tuple[PushReport, list[str]]:
+def remove_everywhere(repo: Repo, runs: list[Run], broken: list[str], remote: str | None, *,
+                      config: Config | None = None, say: Callable[[str], None] | None = None,
+                      ) -> tuple[PushReport, list[str]]:
     """`rm --remote`: delete the runs from `remote` (default: the branch's), then here all
     but those the remote refused to let go (so that a second try can name them again)."""
-    _refuse_live(runs)
+    _refuse_live(repo, runs, config, say)
     report = sharing.unpublish(repo, remote, [r.id for r in runs] +
                                [i for i in broken if ids.is_valid_id(i)])
     kept = {ref.removeprefix(ids.PREFIX) for ref, _ in report.rejected}
-    return report, (remove(repo, [r for r in runs if r.id not in kept]) +
+    return report, (remove(repo, [r for r in runs if r.id not in kept], config) +
                     remove_broken(repo, [i for i in broken if i not in kept]))
 
 
-def remove(repo: Repo, runs: list[Run]) -> list[str]:
+def remove(repo: Repo, runs: list[Run], config: Config | None = None,
+           say: Callable[[str], None] | None = None) -> list[str]:
     """Delete each run's ref (only if it still points where we saw it), its local store and
     work directories and its index row. Returns the ids removed."""
-    _refuse_live(runs)
+    _refuse_live(repo, runs, config, say)
     removed = []
     for run in runs:
         if repo.delete_ref(ids.ref_for(run.id), run.commit):
@@ -135,11 +138,26 @@ def remove(repo: Repo, runs: list[Run]) -> list[str]:
     return removed
 
 
-def _refuse_live(runs: list[Run]) -> None:
-    live = [r.id for r in runs if r.status in LIVE]
+def _refuse_live(repo: Repo, runs: list[Run], config: Config | None,
+                 say: Callable[[str], None] | None) -> None:
+    """Live runs are never removed. A run that cannot be looked at for want of an optional
+    module (gitexp.extras) is not known to be live: it may go, with a word (`say`) that its
+    job, if any, was not stopped."""
+    config = config or Config.load(repo)
+    live, unseen = [], []
+    for run in (r for r in runs if r.status in LIVE):
+        lacking = service.lacking_extra(repo, config, run)
+        if lacking is None:
+            live.append(run.id)
+        else:
+            unseen.append(f"gitexp: {run.id}: status unknown ({lacking.message}); its job, "
+                          "if still running, was not stopped")
     if live:
         raise GitexpError(f"run {live[0]} is still {_status(runs, live[0])}",
                           hint=f"`git exp cancel {live[0]}` first")
+    if say is not None:
+        for line in unseen:
+            say(line)
 
 
 def _status(runs: list[Run], run_id: str) -> str:

@@ -80,6 +80,9 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
         _check_command(req.argv, req.cwd)
     names = [ids.check_name(req.name) if req.name is not None else ids.default_name(req.argv)
              for req in reqs]
+    # First what the target needs (a missing extra, gitexp.extras): nothing is recorded yet.
+    backend = backend_for(target, repo)
+    store = open_store(backend.store_url())
     preflight.check(repo, config)
     data.check_worktree(repo, commit=reqs[0].commit_data, say=reqs[0].say)
     snap = snapshot.take(repo)
@@ -90,8 +93,6 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
     data_version, data_plan = data.prepare_launch(
         repo, config, target, snap.tree, outs=any(r.outs for r in reqs),
         progress=reqs[0].progress)
-    backend = backend_for(target, repo)
-    store = open_store(backend.store_url())
     env = environment.capture(repo, reqs[0].argv)
     branch, user = repo.branch(), _user(config)
     records = []
@@ -112,13 +113,13 @@ def relaunch(repo: Repo, config: Config, run: Run, *, target: str | None = None,
     version, recorded with `rerun_of`. The current work tree is not looked at."""
     old = run.record
     tgt = config.target(target or old.target)
+    backend = backend_for(tgt, repo)  # a missing extra stops here, before anything is recorded
+    store = open_store(backend.store_url())
     tree = repo.rev_parse(f"{old.snapshot}^{{tree}}")
     if tree is None:
         raise GitexpError(f"the snapshot of run {old.id} is not in this repository",
                           hint="git fetch origin 'refs/experiments/*:refs/experiments/*'")
     _, data_plan = data.prepare_launch(repo, config, tgt, tree, outs=bool(old.outs))
-    backend = backend_for(tgt, repo)
-    store = open_store(backend.store_url())
     record = replace(old, id="", user=_user(config), launched_at=time.time(),
                      launched_from=socket.gethostname(),
                      target=tgt.name, backend=tgt.backend, store=store.url,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gitexp import charts
+from gitexp import charts, extras
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
 from gitexp.model import metrics as metric_series
@@ -33,6 +33,7 @@ def overlay(repo: Repo, runs: list[Run], metrics: list[str] | None = None
     """A PNG overlaying `metrics` (default: every metric, losses first, at most 6) of `runs`;
     returns it, the metrics drawn, and the runs left out for having no series.
     GitexpError when there is nothing to draw."""
+    extras.require("drawing curves", "matplotlib")  # before reading any run
     everything = {run.id: charts.curves(run_points(repo, run)) for run in runs}
     by_run = {run_id: series for run_id, series in everything.items() if series}
     empty = [run_id for run_id in everything if run_id not in by_run]
@@ -45,11 +46,7 @@ def overlay(repo: Repo, runs: list[Run], metrics: list[str] | None = None
     if missing:
         raise GitexpError(f"no series named {', '.join(missing)}",
                           hint="known metrics: " + ", ".join(known))
-    try:
-        png = charts.render(by_run, wanted, title=_title(list(by_run)))
-    except ImportError:
-        raise GitexpError("plots need matplotlib",
-                          hint="pip install 'gitexp[plots]'") from None
+    png = charts.render(by_run, wanted, title=_title(list(by_run)))
     return png, wanted, empty
 
 

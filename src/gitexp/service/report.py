@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from gitexp import charts
+from gitexp.extras import MissingExtraError
 from gitexp.git import Repo
 from gitexp.printable import printable
 from gitexp.service import plots
@@ -109,7 +110,8 @@ def _curves(by_run: dict[str, dict[str, charts.Curve]], colour: dict[str, str]) 
             png = charts.render({r: s for r, s in by_run.items() if r in colour}, [metric],
                                colours=colour)
         except ImportError:
-            return "<p>Curves need matplotlib: <code>pip install 'gitexp[plots]'</code>.</p>"
+            lack = MissingExtraError("curves", "matplotlib")
+            return f"<p>{_s(lack.message)}: <code>{_s(lack.hint or '')}</code>.</p>"
         data = base64.b64encode(png).decode()
         images.append(f"<img alt='{_s(metric)} curves' src='data:image/png;base64,{data}'>")
     more = (f"<p>{len(names) - MAX_PANELS} more metric(s) not drawn: "

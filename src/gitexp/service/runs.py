@@ -15,6 +15,7 @@ from typing import Any
 
 from gitexp.backends import Backend, Explains, KeepsLogs, backend_for
 from gitexp.errors import GitexpError, UnknownRunError
+from gitexp.extras import MissingExtraError
 from gitexp.git import Commit, Repo
 from gitexp.git.config import Config
 from gitexp.git.writeback import MAX_LOG_IN_GIT, RESULTS_DIR, write_back
@@ -156,6 +157,20 @@ def store_of(repo: Repo, run: Run, config: Config | None = None) -> Store:
     return open_store(record.store)
 
 
+def lacking_extra(repo: Repo, config: Config, run: Run) -> MissingExtraError | None:
+    """Why an unfinished run of ours cannot be looked at here: the optional module its
+    target or store needs is not installed (so its status is unknown, not known live)."""
+    if run.written_back or not run.own or not _observable(repo, run.record):
+        return None
+    try:
+        store_of(repo, run, config)
+    except MissingExtraError as exc:
+        return exc
+    except GitexpError:
+        return None
+    return None
+
+
 def _observable(repo: Repo, record: RunRecord) -> bool:
     """A local run is ours to judge only if it ran from this repository's store (or this
     repository moved): a teammate's unfinished run fetched here must not be called lost."""
@@ -277,14 +292,20 @@ LOG_CHUNK = 4 << 20  # logs may be gigabytes: readers take them a bounded piece 
 
 
 def read_log(repo: Repo, run: Run, offset: int = 0, limit: int | None = None) -> bytes:
-    """The log from `offset` on (at most `limit` bytes where the store can cut it)."""
+    """The log from `offset` on (at most `limit` bytes where the store can cut it). An
+    unfinished run's log that only a missing extra could read says so (MissingExtraError)."""
+    lacking = None
     try:
         store, key = store_of(repo, run), run_key(run.id, "log")
         data = read_range(store, key, offset, limit) if limit else store.read(key, offset=offset)
+    except MissingExtraError as exc:
+        data, lacking = None, exc
     except GitexpError:
         data = None
     if data is None and not run.written_back:  # the agent never reached the store
         data = _engine_log(repo, run, offset)
+        if data is None and lacking is not None:
+            raise lacking
     if data is None and run.written_back:  # e.g. a run fetched from a teammate
         data = results_file(repo, run, "log.txt", MAX_LOG_IN_GIT)[offset:]
     return data or b""
@@ -304,9 +325,12 @@ def read_log_tail(repo: Repo, run: Run, size: int = 1 << 16) -> bytes:
         total = size_of(store_of(repo, run), run_key(run.id, "log"))
     except GitexpError:
         total = None
-    if total is None or total <= size:
-        return read_log(repo, run)[-size:]
-    tail = read_log(repo, run, offset=total - size)
+    try:
+        if total is None or total <= size:
+            return read_log(repo, run)[-size:]
+        tail = read_log(repo, run, offset=total - size)
+    except MissingExtraError:  # `show` works without it: no log to quote, the rest is known
+        return b""
     return tail[tail.find(b"\n") + 1:]
 
 

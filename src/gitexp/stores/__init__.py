@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+from gitexp import extras
 from gitexp.errors import StoreError
 
 
@@ -44,13 +45,27 @@ REGISTRY: dict[str, str] = {
 
 
 def open_store(url: str) -> Store:
+    """The store at `url`; MissingExtraError (before any connection) when its kind needs an
+    optional module that is not installed."""
+    kind = _kind(url)
+    extras.require(f"the store {url}", *kind.needs)
+    store: Store = kind.from_url(url)
+    return store
+
+
+def needs(url: str) -> tuple[str, ...]:
+    """The optional modules a store at `url` needs (`extras`): every store class says, as
+    `needs`."""
+    return tuple(_kind(url).needs)
+
+
+def _kind(url: str) -> Any:
     scheme = urlsplit(url).scheme or "file"
     if scheme not in REGISTRY:
         raise StoreError(f"unknown store {url!r}",
                          hint="stores are file:///path, gs://bucket/prefix or ssh://host/path")
     module, _, cls = REGISTRY[scheme].partition(":")
-    store: Store = getattr(import_module(module), cls).from_url(url)
-    return store
+    return getattr(import_module(module), cls)
 
 
 def run_key(run_id: str, name: str) -> str:

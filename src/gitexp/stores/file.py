@@ -18,6 +18,8 @@ from gitexp.stores.transport import CODE_REPO, REFS, commit_ids, receive_argv, r
 
 
 class FileStore:
+    needs: tuple[str, ...] = ()  # no optional module (gitexp.extras)
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = root.as_uri()

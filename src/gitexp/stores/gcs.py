@@ -46,6 +46,7 @@ class _Conflict(Exception):
 
 
 class GCSStore:
+    needs = ("google.cloud.storage",)  # the extra `gcs` (gitexp.extras)
     chunk_size = 8 << 20  # resumable uploads send (and retry) this much at a time
     initial_delay, max_delay = 0.2, 10.0
     compose = True

@@ -79,6 +79,8 @@ def ssh_argv(host: str, *, port: int | None = None, config: str | None = None) -
 
 
 class SFTPStore:
+    needs = ("paramiko",)  # the extra `ssh` (gitexp.extras)
+
     def __init__(self, host: str, path: str, *, user: str | None = None,
                  port: int | None = None, config: str | None = None) -> None:
         self.host, self.user, self.port, self.config = host, user, port, config
@@ -308,8 +310,25 @@ class SFTPStore:
                 _CONNECTIONS[self._key()] = entry
         client, channels = entry
         if channels.sftp is None:
-            channels.sftp = client.open_sftp()
+            channels.sftp = self._open_sftp(client)
         return channels.sftp
+
+    def _open_sftp(self, client: Any) -> Any:
+        import paramiko
+
+        try:
+            return client.open_sftp()
+        except paramiko.SSHException as exc:
+            transport = client.get_transport()
+            if transport is None or not transport.is_active():
+                raise  # the connection dropped: retried
+            # Logged in, and the server refused the channel: ssh works, SFTP does not, and
+            # no retry will change that.
+            raise StoreError(f"{self.destination} accepts ssh but offers no SFTP, which the "
+                             f"store {self.url} needs ({exc})",
+                             hint="enable it in the host's sshd_config (`Subsystem sftp "
+                                  "internal-sftp`), or give the target a store it can "
+                                  "reach (exp.target.NAME.store)") from None
 
     def _drop(self) -> None:
         with _LOCK:
