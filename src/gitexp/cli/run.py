@@ -32,15 +32,16 @@ def run(  # noqa: PLR0917 - typer reads options from the signature
                               help="Keep the VM or container after the run, for debugging."),
     force: bool = typer.Option(False, "--force",
                                help="Run even if the same run already succeeded."),
+    allow_large: bool = typer.Option(False, "--allow-large", help="Snapshot files over "
+                                     "exp.maxUntrackedSize/maxFileSize anyway."),
 ) -> int:
     repo, config = open_repo()
     argv = list(command or [])
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
+    argv = argv[1:] if argv[:1] == ["--"] else argv
     with r.data_progress() as progress:
         req = launch.LaunchRequest(argv=argv, cwd=Path.cwd(), name=name, target=target,
                                  outs=tuple(out), commit_data=commit_data, progress=progress,
-                                 force=force, keep=keep,
+                                 force=force, keep=keep, allow_large=allow_large,
                                  prepare=notify.preparer(repo, config), say=r.note)
         if sweep or max_parallel:
             return launch_sweep(repo, config, req, sweep, max_parallel)
