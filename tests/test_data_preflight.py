@@ -82,10 +82,12 @@ def test_untracked_checkpoints_over_the_budget_stop_run_and_sweep_before_anythin
     for i in range(8):
         big_file(repo / "checkpoints" / f"epoch{i}.pt", (20 + i) * 1000**2)
     before = objects(repo)
-    for args in (["run", "-d", "--", "true"], ["run", "--sweep", "lr=1,2", "--", "true", "{lr}"]):
+    for args in (["run", "-d", "--", "true"],
+                 ["run", "--sweep", "lr=1,2", "--", "true", "{lr}"]):
         proc = exp(*args, cwd=repo, check=False)
         assert_user_error(
-            proc, "would take 188 MB of untracked files, over exp.maxUntrackedSize (50 MB)",
+            proc, "188 MB of untracked files would go into the snapshot, over "
+                  "exp.maxUntrackedSize (50 MB)",
             "checkpoints/epoch7.pt (27 MB), checkpoints/epoch6.pt (26 MB)", "and 3 more",
             "`checkpoints/` in .gitignore", "dvc add checkpoints", "--allow-large",
             "git config exp.maxUntrackedSize 1G")
@@ -104,7 +106,7 @@ def test_the_fixes_each_let_the_launch_through(repo: Path) -> None:
     (repo / "data" / "b.bin").write_bytes(b"b" * 600_000)
     (repo / ".env").write_bytes(b"x" * 2_000_000)  # stays behind (a secret): not counted
     proc = exp("run", "-d", "--", "true", cwd=repo, check=False)
-    assert_user_error(proc, "1.2 MB of untracked files", "(1 MB)",
+    assert_user_error(proc, "1.2 MB of untracked files would go", "(1 MB)",
                       "data/a.bin (600 kB), data/b.bin (600 kB)")
     assert ".env" not in proc.stderr
 

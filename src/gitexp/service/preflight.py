@@ -71,7 +71,7 @@ def _check_budget(sized: list[tuple[str, int, bool]], file_limit: int,
     big = [(n, s) for n, s, _ in sized if s > file_limit] if file_limit > 0 else []
     over_total = untracked_limit > 0 and total > untracked_limit
     if over_total:  # it names the largest files, so the one-file rule's ones too
-        message = (f"the snapshot would take {human(total)} of untracked files, over "
+        message = (f"{human(total)} of untracked files would go into the snapshot, over "
                    f"exp.maxUntrackedSize ({human(untracked_limit)}): {_listed(untracked)}")
         files = untracked
     elif big:
