@@ -5,6 +5,7 @@ pre-commit's), core.hooksPath, linked worktrees, and never breaking the user's g
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -578,3 +579,41 @@ def test_a_real_sweep_names_its_best_finished_member(repo: Path):
     assert git("interpret-trailers", "--parse", input=message(repo).encode(), cwd=repo) \
         == f"Experiment-Run: {good} (succeeded, loss=1; +1 more, sweep {sweep_id})\n"
     assert list(exp_tags(repo)) == [f"exp/{good}"]
+
+
+def test_a_commit_while_its_run_is_live_names_it_but_does_not_tag_it(repo: Path):
+    exp("hooks", "install", cwd=repo)
+    (repo / "a.txt").write_text("a\n")
+    run_id = exp("run", "-d", "--", sys.executable, "-c", "import time; time.sleep(60)",
+                 cwd=repo).stdout.strip()
+    try:
+        commit(repo)
+        trailer = git("interpret-trailers", "--parse", input=message(repo).encode(), cwd=repo)
+        assert re.fullmatch(rf"Experiment-Run: {run_id} \((queued|running)\)\n", trailer)
+        assert exp_tags(repo) == {}  # it may yet fail
+    finally:
+        exp("cancel", run_id, cwd=repo)
+
+
+def test_exp_hooks_best_picks_by_metric_and_an_amend_adds_no_second_tag(repo: Path):
+    exp("hooks", "install", cwd=repo)
+    (repo / "a.txt").write_text("a\n")
+    git("add", "-A", cwd=repo)
+    first, lowest, latest = plain_runs(repo, [("a", "succeeded", 1, 0.3),
+                                              ("b", "succeeded", 2, 0.1),
+                                              ("c", "succeeded", 3, 0.2)])
+
+    def named() -> str:
+        trailers = git("interpret-trailers", "--parse", input=message(repo).encode(), cwd=repo)
+        assert trailers.count("Experiment-Run:") == 1, trailers
+        return trailers.split()[1]
+
+    commit(repo)
+    assert named() == latest  # by default: the latest
+    assert list(exp_tags(repo)) == [f"exp/{latest}"]
+    for best, expected in (("loss", lowest), ("max:loss", first), ("min:nope", latest)):
+        git("config", "exp.hooks.best", best, cwd=repo)
+        git("commit", "--amend", "--no-edit", "-q", cwd=repo)
+        assert named() == expected, best
+    # The trailer follows the choice; the commit keeps its one tag, carried along.
+    assert exp_tags(repo) == {f"exp/{latest}": git("rev-parse", "HEAD", cwd=repo).strip()}

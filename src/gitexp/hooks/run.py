@@ -1,8 +1,9 @@
 """What gitexp's git hooks do: the stubs from `hooks/` call `main([HOOK, *git's arguments])`.
 
 A commit of exactly what ran (the same tree) names one run, however many ran that tree: the
-latest succeeded run of this user's (else the latest still running, which may yet succeed;
-failed, cancelled and lost runs are never named). Runs fetched from others never name
+latest succeeded run of this user's, or the best by `exp.hooks.best` (`loss`/`min:loss`,
+`max:acc`); else the latest still running, which may yet succeed. Failed, cancelled and
+lost runs are never named. Runs fetched from others never name
 themselves on the user's commits.
 
 - prepare-commit-msg: one trailer (`exp.hooks.trailer`, default on),
@@ -11,7 +12,8 @@ themselves on the user's commits.
   the trailers it brings along and writes the one that holds now.
 - post-commit: the named run, if it succeeded, tags the commit `exp/<id>` (annotated with
   the final metrics when `exp.hooks.annotate` is on), so `git log --decorate` shows which
-  commits have runs; one tag per commit, never for a run that did not succeed.
+  commits have runs: one tag per tree (none if a run of the tree has one already: an amend
+  gets its tag from post-rewrite), never for a run that did not succeed.
 - post-rewrite: an amend or rebase that keeps the tree takes the `exp/*` tags along.
 - pre-push: this user's finished runs and their `exp/*` tags go to the same remote
   (`exp.hooks.pushRuns`); others' runs travel only with an explicit `git exp push`.
@@ -255,13 +257,16 @@ class HookGit:
 
     def pick(self, matches: list[tuple[str, Any]]) -> Named | None:
         """Of this user's runs of a tree, the one a commit names (see the module's doc)."""
-        best: tuple[tuple[int, float, str], Named] | None = None
+        direction, metric = _best(self.config("exp.hooks.best"))
+        best: tuple[tuple[Any, ...], Named] | None = None
         for run_id, run in matches:
             status, metrics, when = self.describe(run_id, run)
             rank = _RANK.get(status)
             if rank is None:
                 continue  # failed, cancelled, lost: never named
-            key = (rank, when, run_id)
+            value = _number(metrics.get(metric)) if metric else None
+            score = (0, 0.0) if value is None else (1, direction * value)
+            key = (rank, score, when, run_id)
             if best is None or key > best[0]:
                 best = key, Named(run_id, status, metrics, run.record.sweep, len(matches) - 1)
         return best[1] if best else None
@@ -313,16 +318,19 @@ def prepare_commit_msg(g: HookGit, args: list[str]) -> None:
 
 def post_commit(g: HookGit, args: list[str]) -> None:
     matches, _ = g.runs_with_tree(g.revs[0])
-    named = g.pick(g.mine(matches, g.revs[0]))
+    mine = g.mine(matches, g.revs[0])
+    named = g.pick(mine)
     if named is None or named.status != "succeeded":
         return  # a live run is not tagged: it may still fail
+    if g.run("for-each-ref", "--count=1", *(TAGS + run_id for run_id, _ in mine)).strip():
+        return  # a commit of this tree has its tag (an amend: post-rewrite moves it along)
     head = g.run("rev-parse", "HEAD").strip()
     run_id = named.run_id
     if g.flag("exp.hooks.annotate", False):
         lines = "".join(f"{k} = {_value(v)}\n" for k, v in sorted(named.metrics.items()))
         done = g.ok("tag", "--no-sign", "-a", "-m", f"gitexp run {run_id}: {named.status}\n\n"
                     + lines, f"exp/{run_id}", head)
-    else:  # create-only: an existing tag stays where it is (post-rewrite moves it on amend)
+    else:  # create-only: an existing tag stays where it is
         done = g.ok("update-ref", "-m", "gitexp: commit of run", TAGS + run_id, head, ZERO_OID)
     if done:
         say(f"tagged {head[:10]} exp/{run_id}")
@@ -428,6 +436,19 @@ def _value(v: Any) -> str:
     from gitexp.printable import printable
 
     return f"{v:.4g}" if isinstance(v, float) else printable(str(v), limit=SHORT)
+
+
+def _best(raw: str | None) -> tuple[int, str | None]:
+    """`exp.hooks.best`: `loss` or `min:loss` (lowest wins), `max:acc` (highest wins)."""
+    way, _, name = (raw or "").strip().rpartition(":")
+    return (1 if way.lower() == "max" else -1), (name.strip() or None)
+
+
+def _number(v: Any) -> float | None:
+    import math  # built in: no start-up cost worth deferring further
+
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return float(v) if ok else None
 
 
 def _is_ours(line: str, known: set[str]) -> bool:
