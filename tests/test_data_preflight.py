@@ -26,7 +26,8 @@ def test_a_large_untracked_file_refuses_the_launch_and_names_it(repo: Path) -> N
     proc = exp("run", "-d", "--", "true", cwd=repo, check=False)
     # Over both limits: both are named, so raising one is not met by the other's refusal.
     assert_user_error(proc, "weights.bin (60 MB)", "dvc add weights.bin", ".gitignore",
-                      "exp.maxFileSize", "exp.maxUntrackedSize", "--allow-large")
+                      "--allow-large", "`git config exp.maxUntrackedSize 70M` and "
+                      "`git config exp.maxFileSize 70M` raise the limits")
     assert "small.txt" not in proc.stderr
     assert git("for-each-ref", "refs/experiments", cwd=repo) == ""
 
@@ -90,7 +91,7 @@ def test_untracked_checkpoints_over_the_budget_stop_run_and_sweep_before_anythin
                   "exp.maxUntrackedSize (50 MB)",
             "checkpoints/epoch7.pt (27 MB), checkpoints/epoch6.pt (26 MB)", "and 3 more",
             "`checkpoints/` in .gitignore", "dvc add checkpoints", "--allow-large",
-            "git config exp.maxUntrackedSize 1G")
+            "git config exp.maxUntrackedSize 190M")
         assert "epoch2.pt" not in proc.stderr  # the five largest only
         assert "exp.maxFileSize" not in proc.stderr  # no one file is over it
         # Nothing recorded: no ref, no store entry, not even an object hashed.
@@ -132,7 +133,7 @@ def test_a_changed_tracked_file_counts_for_the_one_file_limit_only(repo: Path) -
     (repo / "model.bin").write_bytes(b"v2" * 1_000_000)
     proc = exp("run", "-d", "--", "true", cwd=repo, check=False)
     assert_user_error(proc, "files over exp.maxFileSize (1 MB) would go into the snapshot: "
-                      "model.bin (2 MB)", "--allow-large", "git config exp.maxFileSize 1G")
+                      "model.bin (2 MB)", "--allow-large", "git config exp.maxFileSize 10M")
     assert "exp.maxUntrackedSize" not in proc.stderr
 
 

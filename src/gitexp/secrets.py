@@ -144,11 +144,11 @@ SECRET_FILES = (".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "
 
 
 # One regex for all the patterns: a launch asks this of every untracked file (preflight).
-_SECRET_NAME = re.compile("|".join(fnmatch.translate(p) for p in SECRET_FILES))
+_SECRET_FILE = re.compile("|".join(fnmatch.translate(p) for p in SECRET_FILES))
 
 
 def secret_like_file(path: str) -> bool:
-    return _SECRET_NAME.match(path.rsplit("/", 1)[-1].lower()) is not None
+    return _SECRET_FILE.match(path.rsplit("/", 1)[-1].lower()) is not None
 
 
 def _names(raw: str | None) -> list[str]:

@@ -82,9 +82,10 @@ def _check_budget(sized: list[tuple[str, int, bool]], file_limit: int,
         return
     # Every limit this launch is over, so that raising the one named is not followed by a
     # refusal under the other.
-    keys = [k for k, over in (("exp.maxUntrackedSize", over_total), ("exp.maxFileSize", bool(big)))
-            if over]
-    raise GitexpError(message, hint=_fixes(files, keys))
+    limits = [(k, need) for k, need, over in (("exp.maxUntrackedSize", total, over_total),
+                                              ("exp.maxFileSize", sized[0][1], bool(big)))
+              if over]
+    raise GitexpError(message, hint=_fixes(files, limits))
 
 
 def _listed(files: list[tuple[str, int]]) -> str:
@@ -95,7 +96,7 @@ def _listed(files: list[tuple[str, int]]) -> str:
     return ", ".join(shown) + (f" and {more} more" if more else "")
 
 
-def _fixes(files: list[tuple[str, int]], keys: list[str]) -> str:
+def _fixes(files: list[tuple[str, int]], limits: list[tuple[str, int]]) -> str:
     # Name the directory that holds most of the bytes: ignoring it is usually the fix.
     by_dir: dict[str, int] = {}
     for name, size in files:
@@ -104,10 +105,17 @@ def _fixes(files: list[tuple[str, int]], keys: list[str]) -> str:
     folder = max(by_dir, key=lambda d: by_dir[d])
     path = f"{folder}/" if folder and len(files) > 1 else files[0][0]
     them = "them" if len(files) > 1 else "it"
-    raising = " and ".join(f"`git config {k} 1G`" for k in keys)
+    raising = " and ".join(f"`git config {k} {_above(need)}`" for k, need in limits)
     return (f"ignore {them} (`{path}` in .gitignore), version {them} with DVC "
             f"(`dvc add {path.rstrip('/')}`), or launch anyway with --allow-large; "
-            f"{raising} {'raise the limits' if len(keys) > 1 else 'raises the limit'}")
+            f"{raising} {'raise the limits' if len(limits) > 1 else 'raises the limit'}")
+
+
+def _above(size: int) -> str:
+    """A round limit that lets `size` through: 188 MB -> 200M, 5 GB -> 6G."""
+    if size < 1000**3:
+        return f"{size // (10 * 1000**2) * 10 + 10}M"
+    return f"{size // 1000**3 + 1}G"
 
 
 def _check_submodules(repo: Repo) -> None:
