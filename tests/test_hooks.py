@@ -5,6 +5,7 @@ pre-commit's), core.hooksPath, linked worktrees, and never breaking the user's g
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from gitexp.hooks.install import HOOKS, LEGACY_SUFFIX, MARKER
-from tests.helpers import assert_user_error, exp, git, wait_done
+from tests.helpers import assert_user_error, exp, exp_json, git, wait_done
 
 LOG_METRICS = "import gitexp; gitexp.log(step=1, loss=0.25, acc=0.5)"
 
@@ -469,3 +470,150 @@ def test_pre_commit_installed_between_two_gitexp_installs(repo: Path, tmp_path: 
     commit(repo)
     assert sorted(trace.read_text().split()) == ["pre-commit", "user"]
     assert tag_target(repo, run_id)
+
+
+# -- one trailer and one tag per commit, however many runs ran its tree -------------------------
+def plain_runs(repo: Path, specs: list[tuple[str, str, float, float | None]], *,
+               sweep: str | None = None) -> list[str]:
+    """Runs of the index's tree written with plain git (as `git exp run` + write-back leave
+    them, sealed as this user's): (name, status, ended at, loss)."""
+    from dataclasses import replace
+
+    from gitexp.git import Repo
+    from gitexp.model.record import Result
+    from tests.test_core_inprocess import LAUNCHED, commit_run, record
+
+    grepo = Repo.discover(repo)
+    tree = git("write-tree", cwd=repo).strip()
+    made = []
+    for name, status, ended, loss in specs:
+        result = Result(status=status, exit_code=0 if status == "succeeded" else 1,
+                        started_at=LAUNCHED, ended_at=LAUNCHED + ended,
+                        metrics={} if loss is None else {"loss": loss})
+        rec = replace(record(f"{name}-{uuid.uuid4().hex[:6]}", grepo), sweep=sweep)
+        made.append(commit_run(grepo, rec, result, tree=tree).id)
+    return made
+
+
+def exp_tags(repo: Path) -> dict[str, str]:
+    out = git("for-each-ref", "--format=%(refname:short) %(objectname)", "refs/tags/exp",
+              cwd=repo)
+    return dict(line.split(" ") for line in out.splitlines())
+
+
+def test_a_sweep_with_failed_and_cancelled_runs_gives_one_trailer_and_one_tag(repo: Path):
+    exp("hooks", "install", cwd=repo)
+    (repo / "a.txt").write_text("a\n")
+    git("add", "-A", cwd=repo)
+    ran = plain_runs(repo, [(f"lr{i}", "succeeded", 10 + i, 1 / (i + 1)) for i in range(10)]
+                     + [("late-fail", "failed", 100, 0.001), ("stop", "cancelled", 101, None),
+                        ("gone", "lost", 102, None)], sweep="sw-abc123")
+    latest = ran[9]  # the latest succeeded: not the later failed, cancelled or lost ones
+
+    proc = commit(repo, "sweep it")
+
+    head = git("rev-parse", "HEAD", cwd=repo).strip()
+    trailers = git("interpret-trailers", "--parse", input=message(repo).encode(), cwd=repo)
+    assert trailers == \
+        f"Experiment-Run: {latest} (succeeded, loss=0.1; +12 more, sweep sw-abc123)\n"
+    assert exp_tags(repo) == {f"exp/{latest}": head}
+    assert proc.stderr.count("gitexp: tagged") == 1
+    assert len(git("log", "-1", "--oneline", "--decorate", cwd=repo)) < 120
+
+    # Amend twice (keeping, then rewording the message): one trailer, no new tag.
+    git("commit", "--amend", "--no-edit", "-q", cwd=repo)
+    git("commit", "--amend", "-q", "-m", message(repo).replace("sweep it", "swept"), cwd=repo)
+    head = git("rev-parse", "HEAD", cwd=repo).strip()
+    assert message(repo).count("Experiment-Run:") == 1 and "swept" in message(repo)
+    assert exp_tags(repo) == {f"exp/{latest}": head}
+
+
+def test_runs_that_did_not_succeed_name_and_tag_nothing(repo: Path):
+    exp("hooks", "install", cwd=repo)
+    (repo / "a.txt").write_text("a\n")
+    git("add", "-A", cwd=repo)
+    plain_runs(repo, [("f", "failed", 1, 0.5), ("c", "cancelled", 2, None),
+                      ("l", "lost", 3, None)])
+    commit(repo)
+    assert "Experiment-Run" not in message(repo)
+    assert exp_tags(repo) == {}
+
+
+def test_one_run_alone_keeps_the_short_trailer_and_others_runs_are_not_counted(repo: Path):
+    from gitexp.git import Repo
+    from gitexp.model.record import encode_message
+    from tests.test_core_inprocess import ok, record
+
+    exp("hooks", "install", cwd=repo)
+    (repo / "a.txt").write_text("a\n")
+    git("add", "-A", cwd=repo)
+    [mine] = plain_runs(repo, [("mine", "succeeded", 1, 0.25)])
+    # A fetched run of the same tree (unsealed: not launched here), ended later.
+    grepo = Repo.discover(repo)
+    rec = record("theirs-1", grepo).with_snapshot("0" * 40)
+    tree = git("write-tree", cwd=repo).strip()
+    snap = grepo.commit_tree(tree, [grepo.head() or ""], encode_message(rec, None))
+    res = grepo.commit_tree(tree, [snap], encode_message(rec.with_snapshot(snap),
+                                                         ok(loss=0.01)))
+    git("update-ref", "refs/experiments/theirs-1", res, cwd=repo)
+
+    commit(repo)
+    assert git("interpret-trailers", "--parse", input=message(repo).encode(), cwd=repo) \
+        == f"Experiment-Run: {mine} (succeeded, loss=0.25)\n"
+    assert list(exp_tags(repo)) == [f"exp/{mine}"]
+
+
+def test_a_real_sweep_names_its_best_finished_member(repo: Path):
+    """Through `git exp run --sweep`: one member fails; the commit names the latest that
+    succeeded, counts the rest and names the sweep."""
+    exp("hooks", "install", cwd=repo)
+    (repo / "a.txt").write_text("a\n")
+    code = "import gitexp, sys; gitexp.log(step=1, loss={x}); sys.exit({x} == 2)"
+    exp("run", "--sweep", "x=1,2", "-d", "--", sys.executable, "-c", code, cwd=repo)
+    ids = [r["id"] for r in exp_json("ls", cwd=repo)]
+    ended = {i: wait_done(i, repo) for i in ids}
+    [good] = [i for i, r in ended.items() if r["status"] == "succeeded"]
+    sweep_id = ended[good]["record"]["sweep"]
+
+    commit(repo)
+    assert git("interpret-trailers", "--parse", input=message(repo).encode(), cwd=repo) \
+        == f"Experiment-Run: {good} (succeeded, loss=1; +1 more, sweep {sweep_id})\n"
+    assert list(exp_tags(repo)) == [f"exp/{good}"]
+
+
+def test_a_commit_while_its_run_is_live_names_it_but_does_not_tag_it(repo: Path):
+    exp("hooks", "install", cwd=repo)
+    (repo / "a.txt").write_text("a\n")
+    run_id = exp("run", "-d", "--", sys.executable, "-c", "import time; time.sleep(60)",
+                 cwd=repo).stdout.strip()
+    try:
+        commit(repo)
+        trailer = git("interpret-trailers", "--parse", input=message(repo).encode(), cwd=repo)
+        assert re.fullmatch(rf"Experiment-Run: {run_id} \((queued|running)\)\n", trailer)
+        assert exp_tags(repo) == {}  # it may yet fail
+    finally:
+        exp("cancel", run_id, cwd=repo)
+
+
+def test_exp_hooks_best_picks_by_metric_and_an_amend_adds_no_second_tag(repo: Path):
+    exp("hooks", "install", cwd=repo)
+    (repo / "a.txt").write_text("a\n")
+    git("add", "-A", cwd=repo)
+    first, lowest, latest = plain_runs(repo, [("a", "succeeded", 1, 0.3),
+                                              ("b", "succeeded", 2, 0.1),
+                                              ("c", "succeeded", 3, 0.2)])
+
+    def named() -> str:
+        trailers = git("interpret-trailers", "--parse", input=message(repo).encode(), cwd=repo)
+        assert trailers.count("Experiment-Run:") == 1, trailers
+        return trailers.split()[1]
+
+    commit(repo)
+    assert named() == latest  # by default: the latest
+    assert list(exp_tags(repo)) == [f"exp/{latest}"]
+    for best, expected in (("loss", lowest), ("max:loss", first), ("min:nope", latest)):
+        git("config", "exp.hooks.best", best, cwd=repo)
+        git("commit", "--amend", "--no-edit", "-q", cwd=repo)
+        assert named() == expected, best
+    # The trailer follows the choice; the commit keeps its one tag, carried along.
+    assert exp_tags(repo) == {f"exp/{latest}": git("rev-parse", "HEAD", cwd=repo).strip()}

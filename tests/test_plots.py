@@ -13,7 +13,7 @@ from PIL import Image
 from gitexp import charts
 from gitexp.model import metrics
 from tests.conftest import make_repo
-from tests.helpers import assert_user_error, exp, exp_json
+from tests.helpers import assert_user_error, exp, exp_json, git
 
 TRAIN = """\
 import sys, gitexp
@@ -77,8 +77,6 @@ def two_runs(tmp_path: Path) -> tuple[Path, list[str]]:
 
 
 def git_config(repo: Path) -> None:
-    from tests.helpers import git
-
     git("config", "exp.notify.on", "none", cwd=repo)  # these tests are about plots only
 
 
@@ -88,8 +86,13 @@ def test_git_exp_plot_overlays_runs_into_one_png(two_runs: tuple[Path, list[str]
     image = Image.open(repo / "loss.png")
     assert image.info["Title"] == "loss"
     assert all(run_id in image.info["Description"] for run_id in ids)
-    exp("plot", ids[0], cwd=repo)  # every metric, in two panels, into metrics.png
-    assert Image.open(repo / "metrics.png").info["Title"] == "loss, acc"
+    # Unasked, nothing lands in the work tree (the next snapshot would take it along): the
+    # default is gitexp's own folder, and the command says where.
+    proc = exp("plot", ids[0], cwd=repo)  # every metric, in two panels
+    out = repo / ".git" / "gitexp" / "out" / "metrics.png"
+    assert Image.open(out).info["Title"] == "loss, acc"
+    assert f"wrote {out}" in proc.stderr
+    assert git("status", "--porcelain", "--untracked-files=all", cwd=repo) == "?? loss.png\n"
 
 
 def test_git_exp_plot_says_which_metrics_exist(two_runs: tuple[Path, list[str]]):
@@ -119,7 +122,7 @@ def test_a_dvclive_run_needs_no_change_its_series_are_plotted_and_mailed(tmp_pat
     exp("run", "--", "python", "train.py", cwd=repo)
     run_id = exp_json("ls", cwd=repo)[0]["id"]
     exp("plot", run_id, "-m", "train.loss", cwd=repo)
-    assert Image.open(repo / "train.loss.png").info["Title"] == "train.loss"
+    assert Image.open(repo / ".git/gitexp/out/train.loss.png").info["Title"] == "train.loss"
     agent_done(repo, run_id)
     [mail] = MaildirOutbox(repo / ".git/gitexp/outbox").messages()
     assert mail["X-Gitexp-Event"] == "succeeded"

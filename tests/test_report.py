@@ -25,8 +25,11 @@ sys.exit(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
 def test_the_report_is_one_offline_page_with_table_curves_and_records(tmp_path: Path):
     repo = make_repo(tmp_path / "proj", {"train.py": TRAIN})
     git("config", "exp.notify.on", "none", cwd=repo)
-    exp("report", "-o", "empty.html", cwd=repo)
-    assert "No runs yet" in (repo / "empty.html").read_text()
+    # Unasked (no -o), the page goes to gitexp's own folder, not into the next snapshot.
+    proc = exp("report", cwd=repo)
+    default = repo / ".git" / "gitexp" / "out" / "runs.html"
+    assert "No runs yet" in default.read_text() and f"wrote {default}" in proc.stderr
+    assert git("status", "--porcelain", cwd=repo) == ""
     exp("run", "--", "python", "train.py", "0.1", cwd=repo)
     exp("run", "--", "python", "train.py", "0.4", "2", cwd=repo, check=False)
     runs = exp_json("ls", cwd=repo)

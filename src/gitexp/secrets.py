@@ -143,9 +143,12 @@ SECRET_FILES = (".env", ".env.*", "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "
                 ".pgpass", ".pypirc", ".htpasswd", "credentials.json", "*.kdbx")
 
 
+# One regex for all the patterns: a launch asks this of every untracked file (preflight).
+_SECRET_FILE = re.compile("|".join(fnmatch.translate(p) for p in SECRET_FILES))
+
+
 def secret_like_file(path: str) -> bool:
-    name = path.rsplit("/", 1)[-1].lower()
-    return any(fnmatch.fnmatchcase(name, pattern) for pattern in SECRET_FILES)
+    return _SECRET_FILE.match(path.rsplit("/", 1)[-1].lower()) is not None
 
 
 def _names(raw: str | None) -> list[str]:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from gitexp.errors import UsageError
 from gitexp.git import Repo
 from gitexp.git.config import Config
 
@@ -69,6 +70,17 @@ def _group() -> None:
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
 TRUST_OPTION = typer.Option(False, "--trust", help="Act on a run someone else launched "
                             "(its command, its outputs): you have read it and trust it.")
+
+
+def command_of(words: list[str] | None, verb: str) -> list[str]:
+    """CMD as typed after the verb's options, `--` dropped. A word like an option before it
+    is one the verb lacks: said so, rather than run as the command (taking `-d` along)."""
+    argv = list(words or [])
+    if argv[:1] and argv[0].startswith("-") and argv[0] != "--":
+        raise UsageError(f"no such option of `git exp {verb}`: {argv[0]}",
+                         hint=f"{verb}'s options come first, then `--` and the command "
+                              f"(`git exp {verb} -h` lists them)")
+    return argv[1:] if argv[:1] == ["--"] else argv
 
 
 def open_repo() -> tuple[Repo, Config]:

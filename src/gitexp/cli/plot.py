@@ -18,12 +18,13 @@ def plot(
     metric: list[str] = typer.Option([], "-m", "--metric",
                                      help="A metric to draw (repeatable; default: all)."),
     output: Path = typer.Option(None, "-o", "--output",
-                                help="The PNG to write (default: METRIC.png or metrics.png)."),
+                                help="The PNG to write (default: .git/gitexp/out/METRIC.png)."),
 ) -> int:
     repo, config = open_repo()
     found = [runs.find(repo, spec, config) for spec in run_specs]
     png, drawn, empty = plots.overlay(repo, found, metric or None)
-    path = output or Path(charts.file_name(drawn[0]) if len(drawn) == 1 else "metrics.png")
+    path = output or plots.default_output(
+        repo, charts.file_name(drawn[0]) if len(drawn) == 1 else "metrics.png")
     path.write_bytes(png)
     r.plotted(path, drawn, len(found), empty)
     return 0

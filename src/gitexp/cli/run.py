@@ -7,9 +7,8 @@ from pathlib import Path
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, app, open_repo
+from gitexp.cli._app import HELP, app, command_of, open_repo
 from gitexp.cli._sweep import launch_sweep
-from gitexp.errors import UsageError
 from gitexp.notify import dev as notify
 from gitexp.service import launch, runs
 
@@ -33,20 +32,16 @@ def run(  # noqa: PLR0917 - typer reads options from the signature
                               help="Keep the VM or container after the run, for debugging."),
     force: bool = typer.Option(False, "--force",
                                help="Run even if the same run already succeeded."),
+    allow_large: bool = typer.Option(False, "--allow-large", help="Snapshot files over "
+                                     "exp.maxUntrackedSize/maxFileSize anyway."),
 ) -> int:
-    argv = list(command or [])
-    if argv[:1] and argv[0].startswith("-") and argv[0] != "--":  # not an option of run's
-        raise UsageError(f"no such option of `git exp run`: {argv[0]}",
-                         hint="run's options come first, then `--` and the command "
-                              "(`git exp run -h` lists them)")
     repo, config = open_repo()
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
     with r.data_progress() as progress:
-        req = launch.LaunchRequest(argv=argv, cwd=Path.cwd(), name=name, target=target,
-                                 outs=tuple(out), commit_data=commit_data, progress=progress,
-                                 force=force, keep=keep,
-                                 prepare=notify.preparer(repo, config, r.note), say=r.note)
+        req = launch.LaunchRequest(argv=command_of(command, "run"), cwd=Path.cwd(), name=name,
+                                   target=target, outs=tuple(out), commit_data=commit_data,
+                                   progress=progress, force=force, keep=keep,
+                                   allow_large=allow_large, say=r.note,
+                                   prepare=notify.preparer(repo, config, r.note))
         if sweep or max_parallel:
             return launch_sweep(repo, config, req, sweep, max_parallel)
         started = launch.start(repo, config, req)

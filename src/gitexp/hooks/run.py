@@ -1,10 +1,19 @@
 """What gitexp's git hooks do: the stubs from `hooks/` call `main([HOOK, *git's arguments])`.
 
-- prepare-commit-msg: an `Experiment-Run: <id> (<status>, <metric>=<value>)` trailer for every
-  run of this user's whose snapshot tree is the tree being committed (`exp.hooks.trailer`,
-  default on); runs fetched from others never name themselves on the user's commits.
-- post-commit: such a commit is tagged `exp/<id>` (annotated with the final metrics when
-  `exp.hooks.annotate` is on), so `git log --decorate` shows which commits have runs.
+A commit of exactly what ran (the same tree) names one run, however many ran that tree: the
+latest succeeded run of this user's, or the best by `exp.hooks.best` (`loss`/`min:loss`,
+`max:acc`); else the latest still running, which may yet succeed. Failed, cancelled and
+lost runs are never named. Runs fetched from others never name
+themselves on the user's commits.
+
+- prepare-commit-msg: one trailer (`exp.hooks.trailer`, default on),
+      Experiment-Run: <id> (<status>, <metric>=<value>...[; +<n> more][, sweep <sweep id>])
+  `+<n> more`: the other runs of that tree; `sweep`: the named run's sweep. An amend drops
+  the trailers it brings along and writes the one that holds now.
+- post-commit: the named run, if it succeeded, tags the commit `exp/<id>` (annotated with
+  the final metrics when `exp.hooks.annotate` is on), so `git log --decorate` shows which
+  commits have runs: one tag per tree (none if a run of the tree has one already: an amend
+  gets its tag from post-rewrite), never for a run that did not succeed.
 - post-rewrite: an amend or rebase that keeps the tree takes the `exp/*` tags along.
 - pre-push: this user's finished runs and their `exp/*` tags go to the same remote
   (`exp.hooks.pushRuns`); others' runs travel only with an explicit `git exp push`.
@@ -51,6 +60,7 @@ RACY_SECONDS = 2.0  # a stamp younger than this may not show a change made in th
 TRAILER_METRICS = 3  # the trailer names at most this many metrics unless exp.hooks.metrics
 SHORT = 100  # characters of one metric name or value in a trailer or a tag message
 SAY_LIMIT = 1000  # characters of one warning line
+_RANK = {"succeeded": 2, "running": 1, "queued": 1}  # which run a commit names; others never
 # What git exports to a hook would point our own explicit git calls elsewhere.
 _SCRUBBED = ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_PREFIX", "GIT_COMMON_DIR")
 _BOOLS = {"true": True, "yes": True, "on": True, "1": True,
@@ -232,15 +242,52 @@ class HookGit:
                 out.append((run_id, run))
         return out
 
-    def describe(self, run_id: str, run: Any) -> tuple[str, dict[str, Any]]:
-        """Status and final metrics of a run (a `DecodedRun`); a live one is looked at in
-        its store."""
+    def describe(self, run_id: str, run: Any) -> tuple[str, dict[str, Any], float]:
+        """Status, final metrics and when it ended (else launched) of a run (a `DecodedRun`);
+        a live one is looked at in its store."""
         if run.result is not None:
-            return run.result.status, dict(run.result.metrics)
+            return (run.result.status, dict(run.result.metrics),
+                    run.result.ended_at or run.record.launched_at)
         from gitexp.service import runs
 
         found = runs.find(self.repo(), run_id)  # also writes back a run that just finished
-        return found.status, dict(found.result.metrics) if found.result else {}
+        result = found.result
+        return (found.status, dict(result.metrics) if result else {},
+                (result.ended_at if result else None) or run.record.launched_at)
+
+    def pick(self, matches: list[tuple[str, Any]]) -> Named | None:
+        """Of this user's runs of a tree, the one a commit names (see the module's doc)."""
+        direction, metric = _best(self.config("exp.hooks.best"))
+        best: tuple[tuple[Any, ...], Named] | None = None
+        for run_id, run in matches:
+            status, metrics, when = self.describe(run_id, run)
+            rank = _RANK.get(status)
+            if rank is None:
+                continue  # failed, cancelled, lost: never named
+            value = _number(metrics.get(metric)) if metric else None
+            score = (0, 0.0) if value is None else (1, direction * value)
+            key = (rank, score, when, run_id)
+            if best is None or key > best[0]:
+                best = key, Named(run_id, status, metrics, run.record.sweep, len(matches) - 1)
+        return best[1] if best else None
+
+
+class Named:
+    """The run a commit names, and how many others ran the same tree."""
+
+    def __init__(self, run_id: str, status: str, metrics: dict[str, Any], sweep: str | None,
+                 others: int) -> None:
+        self.run_id, self.status, self.metrics = run_id, status, metrics
+        self.sweep, self.others = sweep, others
+
+    def trailer(self, wanted: list[str]) -> str:
+        from gitexp.printable import printable
+
+        group = [f"+{self.others} more"] if self.others else []
+        if self.sweep:
+            group.append(f"sweep {printable(self.sweep, limit=SHORT)}")
+        tail = f"; {', '.join(group)}" if group else ""
+        return f"{TRAILER}: {self.run_id} ({summary(self.status, self.metrics, wanted)}{tail})"
 
 
 # -- the hooks -------------------------------------------------------------------------------
@@ -262,37 +309,31 @@ def prepare_commit_msg(g: HookGit, args: list[str]) -> None:
         return  # (the switch is read only now: a git call saved on most commits)
     with open(msg_file, "wb") as f:
         f.write(kept.encode(errors="surrogateescape"))
-    if matches:
+    named = g.pick(matches)
+    if named is not None:
         wanted = [m.strip() for m in (g.config("exp.hooks.metrics") or "").split(",") if m]
-        trailers: list[str] = []
-        for run_id, run in matches:
-            status, metrics = g.describe(run_id, run)
-            trailers += ["--trailer", f"{TRAILER}: {run_id} ({summary(status, metrics, wanted)})"]
         g.run("interpret-trailers", "--in-place", "--if-exists", "addIfDifferent",
-              *trailers, msg_file)
+              "--trailer", named.trailer(wanted), msg_file)
 
 
 def post_commit(g: HookGit, args: list[str]) -> None:
     matches, _ = g.runs_with_tree(g.revs[0])
-    matches = g.mine(matches, g.revs[0])
-    if not matches:
-        return
+    mine = g.mine(matches, g.revs[0])
+    named = g.pick(mine)
+    if named is None or named.status != "succeeded":
+        return  # a live run is not tagged: it may still fail
+    if g.run("for-each-ref", "--count=1", *(TAGS + run_id for run_id, _ in mine)).strip():
+        return  # a commit of this tree has its tag (an amend: post-rewrite moves it along)
     head = g.run("rev-parse", "HEAD").strip()
-    annotate = g.flag("exp.hooks.annotate", False)
-    tagged = []
-    for run_id, run in matches:
-        if annotate:
-            status, metrics = g.describe(run_id, run)
-            lines = "".join(f"{k} = {_value(v)}\n" for k, v in sorted(metrics.items()))
-            done = g.ok("tag", "--no-sign", "-a", "-m", f"gitexp run {run_id}: {status}\n\n"
-                        + lines, f"exp/{run_id}", head)
-        else:  # create-only: an existing tag stays where it is
-            done = g.ok("update-ref", "-m", "gitexp: commit of run", TAGS + run_id, head,
-                        ZERO_OID)
-        if done:
-            tagged.append(f"exp/{run_id}")
-    if tagged:
-        say(f"tagged {head[:10]} {', '.join(tagged)}")
+    run_id = named.run_id
+    if g.flag("exp.hooks.annotate", False):
+        lines = "".join(f"{k} = {_value(v)}\n" for k, v in sorted(named.metrics.items()))
+        done = g.ok("tag", "--no-sign", "-a", "-m", f"gitexp run {run_id}: {named.status}\n\n"
+                    + lines, f"exp/{run_id}", head)
+    else:  # create-only: an existing tag stays where it is
+        done = g.ok("update-ref", "-m", "gitexp: commit of run", TAGS + run_id, head, ZERO_OID)
+    if done:
+        say(f"tagged {head[:10]} exp/{run_id}")
 
 
 def post_rewrite(g: HookGit, args: list[str]) -> None:
@@ -395,6 +436,19 @@ def _value(v: Any) -> str:
     from gitexp.printable import printable
 
     return f"{v:.4g}" if isinstance(v, float) else printable(str(v), limit=SHORT)
+
+
+def _best(raw: str | None) -> tuple[int, str | None]:
+    """`exp.hooks.best`: `loss` or `min:loss` (lowest wins), `max:acc` (highest wins)."""
+    way, _, name = (raw or "").strip().rpartition(":")
+    return (1 if way.lower() == "max" else -1), (name.strip() or None)
+
+
+def _number(v: Any) -> float | None:
+    import math  # built in: no start-up cost worth deferring further
+
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    return float(v) if ok else None
 
 
 def _is_ours(line: str, known: set[str]) -> bool:

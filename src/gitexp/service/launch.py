@@ -49,6 +49,7 @@ class LaunchRequest:
     force: bool = False  # launch even if the same run already succeeded
     prepare: Prepare | None = None  # the caller's additions to the store (mail settings)
     keep: bool = False  # keep the VM or container after the run (the target's `keep`)
+    allow_large: bool = False  # over the snapshot's budget (preflight): take it all anyway
 
 
 def start(repo: Repo, config: Config, req: LaunchRequest) -> Run:
@@ -83,7 +84,7 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
     # First what the target needs (a missing extra, gitexp.extras): nothing is recorded yet.
     backend = backend_for(target, repo)
     store = open_store(backend.store_url())
-    preflight.check(repo, config)
+    preflight.check(repo, config, allow_large=reqs[0].allow_large)
     data.check_worktree(repo, commit=reqs[0].commit_data, say=reqs[0].say)
     snap = snapshot.take(repo)
     if snap.secret_files and reqs[0].say:  # tracked, so shipped: say so, and launch anyway

@@ -3,6 +3,7 @@ by `charts` into one PNG (`git exp plot`, `report`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from gitexp import charts, extras
@@ -13,6 +14,14 @@ from gitexp.service.runs import Run, results_file, store_of
 from gitexp.stores import run_key
 
 MAX_SERIES = 256 << 20  # a metrics series in git: far more points than any chart can show
+
+
+def default_output(repo: Repo, name: str) -> Path:
+    """Where `plot` and `report` write unless told (`-o`): never the work tree, where the next
+    snapshot would take the file along."""
+    folder = repo.gitexp_dir / "out"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
 
 
 def run_points(repo: Repo, run: Run) -> list[dict[str, Any]]:

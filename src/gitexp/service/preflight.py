@@ -1,8 +1,13 @@
 """Checks before a launch snapshots anything.
 
-Large untracked files: a snapshot commits every untracked-not-ignored file, so a forgotten
-10 GB dataset would silently go into git objects and travel to every worker. Above
-`exp.maxFileSize` (default 50 MB) the launch stops and says to version it with DVC or ignore it.
+The snapshot's budget: a snapshot commits every untracked-not-ignored file, so forgotten
+checkpoints or a dataset would silently go into git objects, to every worker and remote. Two
+limits, one check, one pass over what `git add -A` would hash (untracked and changed files):
+all untracked files together stay under `exp.maxUntrackedSize` (default 50 MB), and no one
+file (untracked or changed) is over `exp.maxFileSize` (default 50 MB). Over either, the
+launch stops before anything is recorded and names the largest files and the fixes
+(.gitignore, `dvc add`, `--allow-large` for this launch). Untracked credential-like files do
+not count: they stay behind (`secrets.SECRET_FILES`).
 """
 
 from __future__ import annotations
@@ -12,48 +17,105 @@ import os
 from gitexp.errors import ConfigError, GitexpError
 from gitexp.git import Repo, run_git
 from gitexp.git.config import Config
+from gitexp.secrets import secret_like_file
 
 DEFAULT_MAX_FILE_SIZE = 50 * 1000**2
+DEFAULT_MAX_UNTRACKED_SIZE = 50 * 1000**2
+LISTED = 5  # the largest files an error names
 _UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
           "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
           "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
 
 
-def check(repo: Repo, config: Config) -> None:
+def check(repo: Repo, config: Config, *, allow_large: bool = False) -> None:
     # Settings read only after the run's ref exists are checked now, while nothing is made.
     config.lost_after()  # reads (and so checks) exp.heartbeat and exp.lostAfter
     _check_submodules(repo)
-    limit = max_file_size(config)
-    # Untracked files and modified tracked ones (`git add -A` would hash both), in one pass.
+    file_limit, untracked_limit = max_file_size(config), max_untracked_size(config)
+    # Untracked files (`?`) and changed tracked ones (`C`): what `git add -A` would hash.
     out = run_git(["--git-dir", str(repo.git_dir), "--work-tree", str(repo.root), "ls-files",
-                   "--others", "--modified", "--exclude-standard", "-z"], cwd=repo.root).stdout
-    names = [raw.decode(errors="surrogateescape") for raw in out.split(b"\0") if raw]
-    nested = [n for n in names if n.endswith("/")]  # how ls-files shows a repository inside
+                   "--others", "--modified", "--exclude-standard", "-t", "-z"],
+                  cwd=repo.root).stdout
+    entries = [(raw[2:].decode(errors="surrogateescape"), raw[:1] == b"?")
+               for raw in out.split(b"\0") if raw]
+    nested = [n for n, _ in entries if n.endswith("/")]  # how ls-files shows a repository inside
     if nested:
         raise GitexpError(
             f"{nested[0].rstrip('/')} is a git repository inside the work tree: the snapshot "
             "would record only its commit, not its files",
             hint="make it a submodule (`git submodule add`), ignore it (.gitignore), "
                  "or commit its files here")
-    if limit <= 0:
-        return
-    big: list[tuple[str, int]] = []
-    for name in names:
+    if not allow_large and (file_limit > 0 or untracked_limit > 0):
+        _check_budget(_sizes(repo, entries), file_limit, untracked_limit)
+
+
+def _sizes(repo: Repo, entries: list[tuple[str, bool]]) -> list[tuple[str, int, bool]]:
+    """(path, size, untracked) of each entry still there, largest first."""
+    sized = []
+    for name, untracked in entries:
+        if untracked and secret_like_file(name):
+            continue  # stays behind (snapshot.take)
         try:
             st = os.lstat(repo.root / name)
         except OSError:
-            continue  # vanished meanwhile: nothing to ship
-        if st.st_size > limit:
-            big.append((name, st.st_size))
-    if big:
-        listed = ", ".join(f"{n} ({human(s)})" for n, s in big[:5])
-        more = f" and {len(big) - 5} more" if len(big) > 5 else ""
-        first = big[0][0]
-        raise GitexpError(
-            f"files over {human(limit)} would go into the snapshot: {listed}{more}",
-            hint=f"version data with DVC (`dvc add {first}`) or ignore it (.gitignore); "
-                 "`git config exp.maxFileSize 1G` raises the limit",
-        )
+            continue  # deleted (a change, but nothing to ship) or vanished meanwhile
+        sized.append((name, st.st_size, untracked))
+    sized.sort(key=lambda e: (-e[1], e[0]))
+    return sized
+
+
+def _check_budget(sized: list[tuple[str, int, bool]], file_limit: int,
+                  untracked_limit: int) -> None:
+    untracked = [(n, s) for n, s, u in sized if u]
+    total = sum(s for _, s in untracked)
+    big = [(n, s) for n, s, _ in sized if s > file_limit] if file_limit > 0 else []
+    over_total = untracked_limit > 0 and total > untracked_limit
+    if over_total:  # it names the largest files, so the one-file rule's ones too
+        message = (f"{human(total)} of untracked files would go into the snapshot, over "
+                   f"exp.maxUntrackedSize ({human(untracked_limit)}): {_listed(untracked)}")
+        files = untracked
+    elif big:
+        message = (f"files over exp.maxFileSize ({human(file_limit)}) would go into the "
+                   f"snapshot: {_listed(big)}")
+        files = big
+    else:
+        return
+    # Every limit this launch is over, so that raising the one named is not followed by a
+    # refusal under the other.
+    limits = [(k, need) for k, need, over in (("exp.maxUntrackedSize", total, over_total),
+                                              ("exp.maxFileSize", sized[0][1], bool(big)))
+              if over]
+    raise GitexpError(message, hint=_fixes(files, limits))
+
+
+def _listed(files: list[tuple[str, int]]) -> str:
+    # The largest, and only those that matter: a 5-byte file beside 60 MB is noise.
+    floor = sum(s for _, s in files) / 100
+    shown = [f"{n} ({human(s)})" for n, s in files[:LISTED] if s >= floor]
+    more = len(files) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more else "")
+
+
+def _fixes(files: list[tuple[str, int]], limits: list[tuple[str, int]]) -> str:
+    # Name the directory that holds most of the bytes: ignoring it is usually the fix.
+    by_dir: dict[str, int] = {}
+    for name, size in files:
+        folder = name.rpartition("/")[0]
+        by_dir[folder] = by_dir.get(folder, 0) + size
+    folder = max(by_dir, key=lambda d: by_dir[d])
+    path = f"{folder}/" if folder and len(files) > 1 else files[0][0]
+    them = "them" if len(files) > 1 else "it"
+    raising = " and ".join(f"`git config {k} {_above(need)}`" for k, need in limits)
+    return (f"ignore {them} (`{path}` in .gitignore), version {them} with DVC "
+            f"(`dvc add {path.rstrip('/')}`), or launch anyway with --allow-large; "
+            f"{raising} {'raise the limits' if len(limits) > 1 else 'raises the limit'}")
+
+
+def _above(size: int) -> str:
+    """A round limit that lets `size` through: 188 MB -> 200M, 5 GB -> 6G."""
+    if size < 1000**3:
+        return f"{size // (10 * 1000**2) * 10 + 10}M"
+    return f"{size // 1000**3 + 1}G"
 
 
 def _check_submodules(repo: Repo) -> None:
@@ -81,17 +143,29 @@ def _check_submodules(repo: Repo) -> None:
 
 
 def max_file_size(config: Config) -> int:
-    raw = config.get("exp.maxfilesize")
+    return _size(config, "exp.maxFileSize", DEFAULT_MAX_FILE_SIZE)
+
+
+def max_untracked_size(config: Config) -> int:
+    return _size(config, "exp.maxUntrackedSize", DEFAULT_MAX_UNTRACKED_SIZE)
+
+
+def _size(config: Config, key: str, default: int) -> int:
+    """A size as git config writes one (`50m`, `1G`, `200MB`, `1GiB`; 0 turns the check off)."""
+    raw = config.get(key.lower())
     if raw is None:
-        return DEFAULT_MAX_FILE_SIZE
+        return default
     text = raw.strip().lower().replace(" ", "")
     digits = text.rstrip("kmgtib")
     unit = text[len(digits):]
     try:
-        return int(float(digits) * _UNITS[unit])
-    except (ValueError, KeyError):
-        raise ConfigError(f"exp.maxFileSize = {raw!r} is not a size",
-                          hint="e.g. `git config exp.maxFileSize 200M` (0 turns it off)") from None
+        size = float(digits) * _UNITS[unit]
+        if not 0 <= size < float("inf"):
+            raise ValueError(size)
+        return int(size)
+    except (ValueError, KeyError, OverflowError):
+        raise ConfigError(f"{key} = {raw!r} is not a size",
+                          hint=f"e.g. `git config {key} 200M` (k, M, G; 0 turns it off)") from None
 
 
 def human(size: int) -> str:
