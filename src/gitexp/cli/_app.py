@@ -29,7 +29,7 @@ app = typer.Typer(
 # Each verb's help, in one place: `git exp -h` lists the verbs from here without importing
 # any (together they would load most of gitexp); each verb module takes its own from here.
 HELP: dict[str, str] = {
-    "cancel": "Stop running runs.",
+    "cancel": "Stop running runs (those named, or the live runs of a sweep).",
     "checkout": "Check out the snapshot a run launched from. Refuses on uncommitted changes.",
     "diff": "Compare command, params, data, code, metrics and environment.",
     "fetch": "Fetch runs and exp/* tags; new runs show up in `git exp ls`. Never overwrites a "
@@ -62,6 +62,11 @@ def _group() -> None:
 
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+SWEEP_OPTION = typer.Option(None, "--sweep", metavar="ID",
+                            help="The runs of one sweep (its id, or a unique part of it).")
+WHERE_OPTION = typer.Option(None, "--where", metavar="EXPR",
+                            help="A filter over fields, metrics and params, "
+                                 "e.g. 'lr<0.01 and status==succeeded'.")
 TRUST_OPTION = typer.Option(False, "--trust", help="Act on a run someone else launched "
                             "(its command, its outputs): you have read it and trust it.")
 

@@ -257,7 +257,9 @@ def default_columns(rows: list[dict[str, Any]]) -> list[str]:
         cols.append("rerun")
     if not all(row["own"] for row in rows):  # someone else's runs, fetched: say whose
         cols.append("by")
-    return cols + list(dict.fromkeys(chain.from_iterable(row["metrics"] for row in rows)))
+    # sorted: the same runs give the same columns on every call, whatever order each run
+    # logged its metrics in
+    return cols + sorted(set(chain.from_iterable(row["metrics"] for row in rows)))
 
 
 def print_table(rows: list[dict[str, Any]], cols: list[str],
@@ -354,7 +356,7 @@ def command_line(argv: list[str]) -> str:
     return printable(shlex.join(argv))
 
 
-def show(run: Run) -> None:
+def show(run: Run, params: dict[str, Any] | None = None) -> None:
     rec, res = run.record, run.result
     page = _Page()
     status = run.status if run.written_back or run.own else "elsewhere"
@@ -372,6 +374,8 @@ def show(run: Run) -> None:
          + ("" if run.own else " (foreign: not launched by you here)")),
         ("python", f"{printable(rec.env.python)} on {printable(rec.env.platform)}"),
     ]
+    if rec.sweep:
+        rows.append(("sweep", printable(rec.sweep)))
     if rec.rerun_of:
         rows.append(("rerun of", printable(rec.rerun_of)))
     if res is not None:
@@ -384,6 +388,10 @@ def show(run: Run) -> None:
     for key, text in rows:
         page.add(f"  {key:<10}", "bold")
         page.line(f" {text}")
+    if params:
+        page.line("params", "bold")
+        for key, v in sorted(params.items()):
+            page.line(f"  {printable(key)} = {shown(v)}")
     if rec.data:
         page.line("data", "bold")
         for path, item in sorted(rec.data.items()):
@@ -481,6 +489,13 @@ def _section(say: Callable[[str], None], title: str, rows: dict[str, dict[str, A
 # -- the other verbs ----------------------------------------------------------------------
 def cancelling(run: Run) -> None:
     print(f"cancelling {run.id}")
+
+
+def cancelled_sweep(stopped: list[Run], ended: list[Run]) -> None:
+    for run in stopped:
+        cancelling(run)
+    if ended:
+        note(f"gitexp: {len(ended)} run(s) of the sweep already ended: left as they are")
 
 
 def checked_out(run: Run, branch: str | None) -> None:

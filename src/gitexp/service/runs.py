@@ -366,6 +366,14 @@ def follow_all(repo: Repo, config: Config, runs: list[Run],
                 runs[i] = observe(repo, config, runs[i])
 
 
+def cancel_live(repo: Repo, config: Config, found: list[Run]) -> tuple[list[Run], list[Run]]:
+    """Cancel the live runs of `found` (a sweep); returns them, and the ones already ended."""
+    live = [run for run in found if not run.written_back and run.status in LIVE]
+    for run in live:
+        cancel(repo, config, run)
+    return live, [run for run in found if run not in live]
+
+
 def cancel(repo: Repo, config: Config, run: Run) -> Run:
     if run.written_back or run.status not in LIVE:
         raise GitexpError(f"run {run.id} already ended ({run.status})")

@@ -63,6 +63,16 @@ def value_of(row: Row, name: str) -> Any:
     return metrics[name] if name in metrics else _lookup(row.get("params", {}), name)
 
 
+LS_ONLY = {"run": "id", "rerun": "rerun_of", "by": "user"}  # `ls` columns: the fields shown
+
+
+def values(rows: list[Row], cols: Iterable[str]) -> list[list[Any]]:
+    """The cells of `cols` as values, not text (no `-`, nothing cut, every digit), row by
+    row: what an export (`ls --csv`) writes; `ls` draws the same columns as text."""
+    names = [LS_ONLY.get(c, c) for c in cols]
+    return [[value_of(row, n) for n in names] for row in rows]
+
+
 def _lookup(values: dict[str, Any], name: str) -> Any:
     if name in values:
         return values[name]
@@ -147,6 +157,19 @@ def runs_of(repo: Repo, config: Config, query: Query, specs: Iterable[str] = ())
               if any(row["id"] not in fresh for row in rows) else {})
     return [fresh.get(row["id"]) or _run(stored[row["id"]]) for row in rows
             if row["id"] in fresh or row["id"] in stored]
+
+
+def pick(repo: Repo, config: Config, specs: Iterable[str] = (), *, sweep: str | None = None,
+         where: str | None = None) -> list[Run]:
+    """`runs_of` for the verbs that act on runs (`plot`, `report`, `cancel`, `rm`): RUN...,
+    `--sweep` and `--where`; a selection that leaves no run is an error, not a no-op."""
+    query = Query(sweep=sweep, where=where)
+    found = runs_of(repo, config, query, specs)
+    if not found and query.filters():
+        said = " ".join(f"--{k} {v!r}" for k, v in (("sweep", sweep), ("where", where)) if v)
+        raise GitexpError(f"no run matches {said}" + (" among the runs named" if specs else ""),
+                          hint=f"`git exp ls {said}` lists what matches")
+    return found
 
 
 def _run(entry: index.Entry) -> Run:
