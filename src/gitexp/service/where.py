@@ -241,7 +241,7 @@ def check_names(names: Iterable[str], rows: list[Row]) -> None:
     for name in dict.fromkeys(names):
         if not known(name):
             raise GitexpError(f"no field {name!r} in any run", hint=_did_you_mean(
-                name, sorted(metrics), sorted(params), sorted(COLUMNS)))
+                name, sorted(metrics), sorted(params), list(COLUMNS)))
 
 
 def _did_you_mean(name: str, metrics: list[str], params: list[str], fields: list[str]) -> str:
