@@ -83,6 +83,10 @@ def test_a_sweep_is_named_by_any_unique_prefix_or_suffix(swept) -> None:
     assert_user_error(proc, "'sweep-grid' matches 2 sweeps", first, second)
     assert_user_error(exp("ls", "--sweep", "nope", cwd=repo, check=False),
                       "no sweep matches 'nope'", "--columns run,sweep")
+    # a sweep given where a run goes: said so
+    assert_user_error(exp("show", first[-4:], cwd=repo, check=False),
+                      f"no run matches '{first[-4:]}'", f"{first} is a sweep: give it with "
+                      f"--sweep {first[-4:]}")
 
 
 def test_rm_plot_and_report_take_a_sweep_and_where(swept, tmp_path: Path) -> None:
@@ -158,6 +162,8 @@ def test_cancel_a_sweep_stops_its_live_runs(repo: Path) -> None:
     proc = exp("run", "-d", "--sweep", "x=1,2", "--", "python3", "sleep.py", "{x}", cwd=repo)
     run_ids = proc.stdout.split()
     sweep_id = exp_json("show", run_ids[0], cwd=repo)["record"]["sweep"]
+    table = exp("ls", "--sweep", sweep_id, cwd=repo).stdout  # live and ours: not "elsewhere"
+    assert "elsewhere" not in table and table.split("\n")[0].split()[-1] == "command", table
     proc = exp("cancel", "--sweep", sweep_id[-4:], cwd=repo)
     assert sorted(proc.stdout.split()) == sorted(["cancelling"] * 2 + run_ids), proc.stdout
     assert [wait_done(i, repo)["status"] for i in run_ids] == ["cancelled"] * 2

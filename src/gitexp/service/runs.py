@@ -128,7 +128,7 @@ def find(repo: Repo, spec: str, config: Config | None = None, *, refresh: bool =
             raise GitexpError(f"run {spec} has an unreadable record"
                               + (f" ({why})" if why else ""),
                               hint=f"`git exp rm {spec}` removes it")
-        raise UnknownRunError(spec)
+        raise UnknownRunError(spec, hint=_sweep_hint(repo, spec))
     if len(candidates) > 1:
         raise GitexpError(f"{spec!r} matches {len(candidates)} runs",
                           hint="give more of the id: " + ", ".join(r.id for r in candidates[:4]))
@@ -136,6 +136,16 @@ def find(repo: Repo, spec: str, config: Config | None = None, *, refresh: bool =
     if refresh and not run.written_back:
         run = observe(repo, config or Config.load(repo), run)
     return run
+
+
+def _sweep_hint(repo: Repo, spec: str) -> str | None:
+    """When `spec` names a sweep rather than a run, say how to act on the sweep."""
+    try:
+        sweep = ids.match(spec, {r["sweep"] for r in index.rows(repo, summary=True)
+                                 if r.get("sweep")}, "sweep")
+    except GitexpError:
+        sweep = spec  # several sweeps: still a sweep's name
+    return f"{sweep} is a sweep: give it with --sweep {spec}" if sweep else None
 
 
 def store_of(repo: Repo, run: Run, config: Config | None = None) -> Store:

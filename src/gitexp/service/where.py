@@ -189,7 +189,7 @@ def _listing(repo: Repo, config: Config, query: Query) -> tuple[list[Row], dict[
             except GitexpError:
                 continue
             fresh[run.id] = run
-            new = row_of(run.record, run.result, run.commit)
+            new = row_of(run.record, run.result, run.commit, own=run.own)
             rows[i] = new if full else {k: new[k] for k in SUMMARY}
             rows[i]["written_back"] = run.written_back
     if query.sweep is not None:
