@@ -224,24 +224,31 @@ def known_names(rows: list[Row]) -> tuple[set[str], set[str]]:
 
 def check_names(names: Iterable[str], rows: list[Row]) -> None:
     """Refuse a name that is no field, column, metric or param of any run (see the module
-    docstring), naming the closest known ones."""
-    if not rows:
+    docstring), naming the closest known ones. Rows are read only until every name is
+    found: usually the first run has them all."""
+    wanted = {n for n in names if n not in COLUMNS}
+    if not rows or not wanted:
         return  # no run at all: `ls` says so; nothing can be a typo yet
+    for row in rows:
+        wanted = {n for n in wanted if not _has(row, n)}
+        if not wanted:
+            return
+    name = next(n for n in names if n in wanted)
     metrics, params = known_names(rows)
-    leaves = {p.rsplit(".", 1)[-1] for p in params}  # `lr` for `train.lr`
+    raise GitexpError(f"no field {name!r} in any run", hint=_did_you_mean(
+        name, sorted(metrics), sorted(params), list(COLUMNS)))
 
-    def known(name: str) -> bool:
-        head, _, rest = name.partition(".")
-        if head == "metrics" and rest:
-            return rest in metrics
-        if head == "params" and rest:
-            return rest in params or rest in leaves
-        return name in COLUMNS or name in metrics or name in params or name in leaves
 
-    for name in dict.fromkeys(names):
-        if not known(name):
-            raise GitexpError(f"no field {name!r} in any run", hint=_did_you_mean(
-                name, sorted(metrics), sorted(params), list(COLUMNS)))
+def _has(row: Row, name: str) -> bool:
+    metrics, params = row.get("metrics") or {}, row.get("params") or {}
+    head, _, rest = name.partition(".")
+    if head == "metrics" and rest:
+        return rest in metrics
+    if head == "params" and rest:
+        name = rest
+    elif name in metrics:
+        return True
+    return name in params or any(k.endswith("." + name) for k in params)
 
 
 def _did_you_mean(name: str, metrics: list[str], params: list[str], fields: list[str]) -> str:
