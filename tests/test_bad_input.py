@@ -313,7 +313,7 @@ def test_invalid_where_expressions(repo: Path):
 
 def test_a_long_flat_where_expression_is_fine(repo: Path):
     exp("run", "-n", "one", "--", "true", cwd=repo)
-    expr = " or ".join(["lr<1"] * 3000) + " or status==succeeded"
+    expr = " or ".join(["exit_code<0"] * 3000) + " or status==succeeded"
     assert "one-" in exp("ls", "--where", expr, cwd=repo).stdout
 
 

@@ -63,7 +63,9 @@ def test_where_over_metrics_argv_params_and_fields(runs_repo: Path) -> None:
     assert len(ids_for(runs_repo, "--where", "batch==32 and depth=4")) == 3
     assert ids_for(runs_repo, "--where", "params.batch > 40") == ["0.9"]
     assert ids_for(runs_repo, "--where", "target=='other'") == ["0.9"]
-    assert ids_for(runs_repo, "--where", "nosuchthing > 1") == []
+    # a name no run has is refused (a typo), not matched against nothing
+    assert_user_error(exp("ls", "--where", "nosuchthing > 1", cwd=runs_repo, check=False),
+                      "no field 'nosuchthing' in any run")
 
 
 def test_sort_limit_and_columns(runs_repo: Path) -> None:

@@ -123,7 +123,7 @@ def test_sweep_is_a_job_array_with_max_parallel(slurm_env: Any, repo: Path,
     written back with its own metrics; never more than 2 ran at once (jobcomp times)."""
     store = tmp_path / "store"
     configure(repo, store.as_uri())
-    proc = exp("run", "-t", "hpc", "--sweep", "lr=1,2,3,4", "--max-parallel", "2", "--",
+    proc = exp("run", "-d", "-t", "hpc", "--sweep", "lr=1,2,3,4", "--max-parallel", "2", "--",
                "python3", "train.py", "{lr}", "1", cwd=repo)
     ids = proc.stdout.split()
     assert len(ids) == 4

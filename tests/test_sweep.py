@@ -60,7 +60,7 @@ def test_local_sweep_max_parallel_two(repo: Path) -> None:
     params, argv and metrics; sweep id on every record; never more than 2 ran at once."""
     (repo / "train.py").write_text(TRAIN)
     before = git("status", "--porcelain", cwd=repo)
-    proc = exp("run", "-n", "grid", "--sweep", "lr=1,2", "--sweep", "bs=10,20",
+    proc = exp("run", "-d", "-n", "grid", "--sweep", "lr=1,2", "--sweep", "bs=10,20",
                "--max-parallel", "2", "--", "python3", "train.py", "{lr}", "{bs}", "1",
                cwd=repo)
     ids = proc.stdout.split()

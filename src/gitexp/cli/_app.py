@@ -32,7 +32,7 @@ app = typer.Typer(
 HELP: dict[str, str] = {
     "apply": "Put a run's files (its snapshot) into the work tree; HEAD, branch and index "
         "stay. Refuses on uncommitted changes.",
-    "cancel": "Stop running runs.",
+    "cancel": "Stop running runs (those named, or the live runs of a sweep).",
     "completion": "Print the shell completion script for `git exp` (bash or zsh).",
     "checkout": "Check out the snapshot a run launched from. Refuses on uncommitted changes.",
     "diff": "Compare command, params, data, code, metrics and environment.",
@@ -68,6 +68,11 @@ def _group() -> None:
 
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+SWEEP_OPTION = typer.Option(None, "--sweep", metavar="ID",
+                            help="The runs of one sweep (its id, or a unique part of it).")
+WHERE_OPTION = typer.Option(None, "--where", metavar="EXPR",
+                            help="A filter over fields, metrics and params, "
+                                 "e.g. 'lr<0.01 and status==succeeded'.")
 TRUST_OPTION = typer.Option(False, "--trust", help="Act on a run someone else launched "
                             "(its command, its outputs): you have read it and trust it.")
 

@@ -98,9 +98,10 @@ def stopped_following(run: Run) -> None:
          f"(`git exp logs -f {run.id}`, `git exp cancel {run.id}`)")
 
 
-def ended(run: Run) -> None:
+def ended(run: Run, what: str = "") -> None:
     code = run.result.exit_code if run.result else None
-    note(f"gitexp: run {run.id} {run.status}" + (f" (exit {code})" if code is not None else ""))
+    note(f"gitexp: run {run.id}{what} {run.status}"
+         + (f" (exit {code})" if code is not None else ""))
 
 
 def stream(log: Iterable[bytes | Run], run: Run) -> Run:
@@ -108,15 +109,7 @@ def stream(log: Iterable[bytes | Run], run: Run) -> Run:
     run). Ctrl-C stops following, never the run. `git exp` reaches us through git, which
     answers Ctrl-C by also sending SIGTERM to its child: one Ctrl-C brings two signals, and
     only the first may interrupt (the second would cut short the caller's goodbye)."""
-    stopping: list[bool] = []
-
-    def interrupted(*_: object) -> None:
-        if not stopping:
-            stopping.append(True)
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, interrupted)
-    signal.signal(signal.SIGTERM, interrupted)
+    _interruptible()
     out = sys.stdout.buffer
     for item in log:
         if isinstance(item, bytes):
@@ -127,18 +120,79 @@ def stream(log: Iterable[bytes | Run], run: Run) -> Run:
     return run
 
 
+def _interruptible() -> None:
+    """Ctrl-C (and git's SIGTERM that comes with it) raises KeyboardInterrupt, once."""
+    stopping: list[bool] = []
+
+    def interrupted(*_: object) -> None:
+        if not stopping:
+            stopping.append(True)
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
+
+
+def label(run: Run) -> str:
+    """A sweep member by its point (`lr=1e-3 bs=32`), else by its id."""
+    point = " ".join(f"{k}={v}" for k, v in run.record.params.items())
+    return printable(point or run.id, limit=40)
+
+
+def stream_all(log: Iterable[tuple[int, bytes | Run]], runs: list[Run]) -> list[Run]:
+    """The logs of several runs as they grow (`runs.follow_all`), each whole line behind
+    its run's label, and a line as each run ends; returns the ended runs."""
+    _interruptible()
+    labels = [label(run) for run in runs]
+    width = max(map(len, labels), default=0)
+    partial = [b""] * len(runs)
+    ended_runs = list(runs)
+    out = sys.stdout.buffer
+    for i, item in log:
+        prefix = f"{labels[i]:<{width}} | ".encode()
+        if isinstance(item, bytes):
+            *lines, partial[i] = (partial[i] + item).split(b"\n")
+            out.write(b"".join(prefix + line + b"\n" for line in lines))
+            out.flush()
+            continue
+        if partial[i]:
+            out.write(prefix + partial[i] + b"\n")
+            partial[i] = b""
+        out.flush()
+        ended_runs[i] = item
+        ended(item, f" ({labels[i]})" if labels[i] != item.id else "")
+    return ended_runs
+
+
 def write_log(chunks: Iterable[bytes]) -> None:
     for chunk in chunks:
         sys.stdout.buffer.write(chunk)
 
 
-def sweep(launched: Sweep, max_parallel: int) -> None:
+def sweep(launched: Sweep, max_parallel: int, detach: bool) -> None:
+    """The runs of a sweep just launched: detached, their ids on stdout (for scripts);
+    followed, on stderr (stdout is the jobs' logs)."""
     for run in launched.runs:
-        print(run.id)
+        if detach:
+            print(run.id)
+        else:
+            note(f"gitexp: run {run.id} ({label(run)})")
     limit = f", at most {max_parallel} at once" if max_parallel else ""
     note(f"gitexp: sweep {launched.id}: {len(launched.runs)} runs on "
          f"{printable(launched.runs[0].record.target)}{limit} "
          f"(`git exp ls --sweep {launched.id}`)")
+
+
+def sweep_ended(sweep_id: str, runs: list[Run]) -> None:
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.status] = counts.get(run.status, 0) + 1
+    note(f"gitexp: sweep {sweep_id}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+def stopped_following_sweep(sweep_id: str) -> None:
+    note(f"\ngitexp: stopped following; sweep {sweep_id} goes on "
+         f"(`git exp ls --sweep {sweep_id}`, `git exp cancel --sweep {sweep_id}`)")
 
 
 def reproduction(original: Run, ended: Run, verdict: dict[str, Any], rtol: float,
@@ -204,7 +258,9 @@ def default_columns(rows: list[dict[str, Any]]) -> list[str]:
         cols.append("rerun")
     if not all(row["own"] for row in rows):  # someone else's runs, fetched: say whose
         cols.append("by")
-    return cols + list(dict.fromkeys(chain.from_iterable(row["metrics"] for row in rows)))
+    # sorted: the same runs give the same columns on every call, whatever order each run
+    # logged its metrics in
+    return cols + sorted(set(chain.from_iterable(row["metrics"] for row in rows)))
 
 
 def print_table(rows: list[dict[str, Any]], cols: list[str],
@@ -301,7 +357,7 @@ def command_line(argv: list[str]) -> str:
     return printable(shlex.join(argv))
 
 
-def show(run: Run) -> None:
+def show(run: Run, params: dict[str, Any] | None = None) -> None:
     rec, res = run.record, run.result
     page = _Page()
     status = run.status if run.written_back or run.own else "elsewhere"
@@ -319,6 +375,8 @@ def show(run: Run) -> None:
          + ("" if run.own else " (foreign: not launched by you here)")),
         ("python", f"{printable(rec.env.python)} on {printable(rec.env.platform)}"),
     ]
+    if rec.sweep:
+        rows.append(("sweep", printable(rec.sweep)))
     if rec.rerun_of:
         rows.append(("rerun of", printable(rec.rerun_of)))
     if res is not None:
@@ -331,6 +389,10 @@ def show(run: Run) -> None:
     for key, text in rows:
         page.add(f"  {key:<10}", "bold")
         page.line(f" {text}")
+    if params:
+        page.line("params", "bold")
+        for key, v in sorted(params.items()):
+            page.line(f"  {printable(key)} = {shown(v)}")
     if rec.data:
         page.line("data", "bold")
         for path, item in sorted(rec.data.items()):
@@ -428,6 +490,13 @@ def _section(say: Callable[[str], None], title: str, rows: dict[str, dict[str, A
 # -- the other verbs ----------------------------------------------------------------------
 def cancelling(run: Run) -> None:
     print(f"cancelling {run.id}")
+
+
+def cancelled_sweep(stopped: list[Run], ended: list[Run]) -> None:
+    for run in stopped:
+        cancelling(run)
+    if ended:
+        note(f"gitexp: {len(ended)} run(s) of the sweep already ended: left as they are")
 
 
 def checked_out(run: Run, branch: str | None) -> None:

@@ -6,6 +6,7 @@ import typer
 
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, JSON_OPTION, app, open_repo, print_json
+from gitexp.errors import EXIT_INTERRUPTED
 from gitexp.service import runs
 
 
@@ -20,11 +21,12 @@ def logs(
     if as_json:
         print_json({"id": found.id, "status": found.status,
                     "log": runs.read_log(repo, found).decode(errors="replace")})
-    elif follow:
+    elif follow:  # ends as the run ended: `runs.exit_code`, as `git exp run` does
         try:
-            r.stream(runs.follow(repo, config, found), found)
+            ended = r.stream(runs.follow(repo, config, found), found)
         except KeyboardInterrupt:
-            return 130
+            return EXIT_INTERRUPTED
+        return runs.exit_code(ended)
     else:
         r.write_log(runs.iter_log(repo, found))
     return 0

@@ -5,22 +5,28 @@ from __future__ import annotations
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, JSON_OPTION, app, open_repo, print_json
-from gitexp.service import index, runs
+from gitexp.cli._app import (
+    HELP,
+    JSON_OPTION,
+    SWEEP_OPTION,
+    WHERE_OPTION,
+    app,
+    open_repo,
+    print_json,
+)
+from gitexp.service import index
 from gitexp.service import where as w
 
 
 @app.command(help=HELP["ls"])
 def ls(  # noqa: PLR0917 - typer reads options from the signature
     as_json: bool = JSON_OPTION,
-    sweep: str = typer.Option(None, "--sweep", metavar="ID", help="Only the runs of one sweep."),
+    sweep: str = SWEEP_OPTION,
     status: list[str] = typer.Option(None, "--status", metavar="STATUS",
                                      help="Only runs with this status (repeatable, or a,b)."),
     target: list[str] = typer.Option(None, "--target", metavar="NAME",
                                      help="Only runs on this target (repeatable, or a,b)."),
-    where: str = typer.Option(None, "--where", metavar="EXPR",
-                              help="A filter over fields, metrics and params, "
-                                   "e.g. 'lr<0.01 and status==succeeded'."),
+    where: str = WHERE_OPTION,
     sort: str = typer.Option(None, "--sort", metavar="KEYS",
                              help="Sort keys, '-' for descending: -acc,loss."),
     limit: int = typer.Option(None, "--limit", metavar="N", help="Show at most N runs."),
@@ -32,13 +38,13 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     split = [c.strip() for c in (columns or "").split(",") if c.strip()]
     query = w.Query(status=_many(status), target=_many(target), where=where, sort=sort,
                     limit=limit, columns=tuple(split), sweep=sweep)
-    seen: dict[str, runs.Run] = {}  # the live runs, as just looked at (latest metrics)
-    rows = w.listing(repo, config, query, seen)
-    r.unreadable(index.unreadable(repo))
-    if as_json:
-        by_id = {run.id: run for run in runs.list_runs(repo, config, refresh=False)} | seen
-        print_json([r.as_json(by_id[row["id"]]) for row in rows if row["id"] in by_id])
+    if as_json:  # the runs themselves, live ones as just seen
+        found = w.runs_of(repo, config, query)
+        r.unreadable(index.unreadable(repo))
+        print_json([r.as_json(run) for run in found])
         return 0
+    rows = w.listing(repo, config, query)
+    r.unreadable(index.unreadable(repo))
     if not rows:
         r.no_runs(filtered=query.filters())
         return 0

@@ -1,4 +1,5 @@
-"""`git exp plot RUN... [-m loss] [-o loss.png]`: overlay the metric curves of runs."""
+"""`git exp plot RUN... | --sweep ID | --where EXPR [-m loss] [-o loss.png]`: overlay the
+metric curves of runs."""
 
 from __future__ import annotations
 
@@ -8,20 +9,27 @@ import typer
 
 from gitexp import charts
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, app, open_repo
-from gitexp.service import plots, runs
+from gitexp.cli._app import HELP, SWEEP_OPTION, WHERE_OPTION, app, open_repo
+from gitexp.errors import GitexpError
+from gitexp.service import plots
+from gitexp.service import where as w
 
 
 @app.command(help=HELP["plot"])
 def plot(
-    run_specs: list[str] = typer.Argument(..., metavar="RUN...", help="Runs to overlay."),
+    run_specs: list[str] = typer.Argument(None, metavar="[RUN]...", help="Runs to overlay."),
+    sweep: str = SWEEP_OPTION,
+    where: str = WHERE_OPTION,
     metric: list[str] = typer.Option([], "-m", "--metric",
                                      help="A metric to draw (repeatable; default: all)."),
     output: Path = typer.Option(None, "-o", "--output",
                                 help="The PNG to write (default: .git/gitexp/out/METRIC.png)."),
 ) -> int:
     repo, config = open_repo()
-    found = [runs.find(repo, spec, config) for spec in run_specs]
+    if not run_specs and sweep is None and where is None:
+        raise GitexpError("name the runs to plot", hint="git exp plot RUN..., or select them: "
+                          "--sweep ID, --where 'loss<1'")
+    found = w.pick(repo, config, run_specs or (), sweep=sweep, where=where)
     png, drawn, empty = plots.overlay(repo, found, metric or None)
     path = output or plots.default_output(
         repo, charts.file_name(drawn[0]) if len(drawn) == 1 else "metrics.png")

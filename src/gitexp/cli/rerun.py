@@ -43,7 +43,7 @@ def rerun(  # noqa: PLR0917 - typer reads options from the signature
     r.rerunning(started, original)
     ended = r.stream(runs.follow(repo, config, started), started)
     if not check:
-        return 0 if ended.status == "succeeded" else 1
+        return runs.exit_code(ended)
     ended = runs.find(repo, ended.id, config)
     verdict = replay.check(original, ended, rtol=rtol, atol=atol)
     replay.record_verdict(repo, ended, verdict)

@@ -1,29 +1,30 @@
-"""`git exp rm [--remote [REMOTE]] RUN... [--dry-run]`: remove runs (refs, local store data,
-index rows; with --remote, the remote's refs and tags first)."""
+"""`git exp rm [--remote [REMOTE]] RUN... | --sweep ID [--dry-run]`: remove runs (refs, local
+store data, index rows; with --remote, the remote's refs and tags first)."""
 
 from __future__ import annotations
 
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, app, open_repo
+from gitexp.cli._app import HELP, SWEEP_OPTION, app, open_repo
 from gitexp.service import gc, sharing
 
 
 @app.command(help=HELP["rm"])
 def rm(
-    run_specs: list[str] = typer.Argument(..., metavar="[REMOTE] RUN...",
+    run_specs: list[str] = typer.Argument(None, metavar="[REMOTE] [RUN]...",
                                           help="Run ids (or unique parts); with --remote, "
                                           "first the remote (default: the branch's)."),
+    sweep: str = SWEEP_OPTION,
     dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Only list what would go."),
     remote: bool = typer.Option(False, "--remote", help="Also delete them (refs and exp/* "
                                 "tags) from the remote, before removing them here."),
 ) -> int:
     repo, config = open_repo()
-    words = list(run_specs)
-    name = words.pop(0) if remote and len(words) > 1 and sharing.is_remote(repo, words[0]) \
-        else None
-    found, broken = gc.resolve(repo, config, words)
+    words = list(run_specs or [])
+    name = words.pop(0) if remote and words and (len(words) > 1 or sweep is not None) \
+        and sharing.is_remote(repo, words[0]) else None
+    found, broken = gc.named(repo, config, words, sweep)
     if dry_run:
         r.would_remove(found, broken)
         return 0

@@ -8,9 +8,10 @@ import typer
 
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, app, command_of, open_repo
+from gitexp.cli._follow import follow_run, follow_sweep
 from gitexp.cli._sweep import launch_sweep
 from gitexp.notify import dev as notify
-from gitexp.service import launch, runs
+from gitexp.service import launch
 
 
 @app.command(help=HELP["run"], context_settings={"allow_interspersed_args": False,
@@ -43,17 +44,12 @@ def run(  # noqa: PLR0917 - typer reads options from the signature
                                    allow_large=allow_large, say=r.note,
                                    prepare=notify.preparer(repo, config, r.note))
         if sweep or max_parallel:
-            return launch_sweep(repo, config, req, sweep, max_parallel)
-        started = launch.start(repo, config, req)
+            launched = launch_sweep(repo, config, req, sweep, max_parallel, detach=detach)
+        else:
+            started = launch.start(repo, config, req)
+    if sweep or max_parallel:
+        return 0 if detach else follow_sweep(repo, config, launched)
     if detach:
         print(started.id)
         return 0
-    r.started(started)
-    try:
-        ended = r.stream(runs.follow(repo, config, started), started)
-    except KeyboardInterrupt:
-        r.stopped_following(started)
-        return 130
-    r.ended(ended)
-    code = ended.result.exit_code if ended.result else None
-    return 0 if ended.status == "succeeded" else code or 1
+    return follow_run(repo, config, started)

@@ -1,4 +1,4 @@
-"""`git exp show RUN`: record, result, data version and the tail of the log."""
+"""`git exp show RUN`: record, params, result, data version and the tail of the log."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import typer
 
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, JSON_OPTION, app, open_repo, print_json
-from gitexp.service import runs, tagging
+from gitexp.service import params, runs, tagging
 
 
 @app.command(help=HELP["show"])
@@ -16,11 +16,12 @@ def show(
 ) -> int:
     repo, config = open_repo()
     found = runs.find(repo, run, config)
+    known = params.of_run(repo, found.record)  # params files, argv flags, the record's own
     notes = tagging.of(repo, [found])[found.id]
     if as_json:
-        print_json(r.as_json(found) | r.tags_and_notes_json(notes))
+        print_json({**r.as_json(found), "params": known} | r.tags_and_notes_json(notes))
         return 0
-    r.show(found)
+    r.show(found, known)
     r.tags_and_notes(notes)
     # the log last: reading it may be slow or fail, and must not hide the rest
     r.log_tail(runs.read_log_tail(repo, found))

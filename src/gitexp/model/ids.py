@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Iterable
 from pathlib import PurePath
 
 from gitexp.errors import GitexpError
@@ -52,6 +53,23 @@ def check_name(name: str) -> str:
             hint="use 1-40 lower-case letters, digits and single dashes, e.g. `-n lr-sweep`",
         )
     return name
+
+
+def match(spec: str, known: Iterable[str], what: str = "run") -> str | None:
+    """The one id of `known` that `spec` names: itself, or the only id it is a prefix or
+    suffix of (`k7qx` for `train-1127-1342-k7qx`). None when nothing matches; a GitexpError
+    naming the candidates when several do. Runs and sweeps are matched by this same rule."""
+    if not spec:
+        return None
+    known = set(known)
+    if spec in known:
+        return spec
+    found = sorted(k for k in known if k.startswith(spec) or k.endswith(spec))
+    if len(found) > 1:
+        more = f" and {len(found) - 4} more" if len(found) > 4 else ""
+        raise GitexpError(f"{spec!r} matches {len(found)} {what}s: {', '.join(found[:4])}{more}",
+                          hint="give more of the id")
+    return found[0] if found else None
 
 
 _INTERPRETERS = re.compile(r"(python|pypy|bash|sh|zsh|node|rscript|julia|uv|poetry)[0-9.]*")

@@ -23,7 +23,7 @@ from gitexp.service import index, sharing
 from gitexp.service import runs as service
 from gitexp.service.runs import Run
 from gitexp.service.sharing import PushReport
-from gitexp.service.where import sort_keys
+from gitexp.service.where import pick, sort_keys
 
 NOT_SUCCEEDED = frozenset({"failed", "cancelled", "lost"})
 
@@ -80,6 +80,18 @@ def _number(run: Run, name: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
+
+
+def named(repo: Repo, config: Config, specs: list[str], sweep: str | None = None
+          ) -> tuple[list[Run], list[str]]:
+    """What `rm` removes: the runs of a sweep (narrowed to RUN... if given), or RUN... alone
+    (with, by name, those whose record cannot be read: see `resolve`)."""
+    if sweep is not None:
+        return pick(repo, config, specs, sweep=sweep), []
+    if not specs:
+        raise GitexpError("name the runs to remove",
+                          hint="git exp rm RUN..., or git exp rm --sweep ID (all its runs)")
+    return resolve(repo, config, specs)
 
 
 def resolve(repo: Repo, config: Config, specs: list[str]) -> tuple[list[Run], list[str]]:

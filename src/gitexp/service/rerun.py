@@ -19,7 +19,7 @@ from gitexp import data
 from gitexp.backends import templates
 from gitexp.data import version
 from gitexp.data.outputs import check_restorable
-from gitexp.errors import GitexpError
+from gitexp.errors import EXIT_ALREADY_SUCCEEDED, GitexpError
 from gitexp.git import Repo
 from gitexp.git.writeback import RESULTS_DIR
 from gitexp.model import ids
@@ -102,6 +102,8 @@ def record_verdict(repo: Repo, run: Run, verdict: dict[str, Any]) -> Run:
 
 # -- the "already succeeded" notice -----------------------------------------------------------
 class AlreadySucceededError(GitexpError):
+    exit_code = EXIT_ALREADY_SUCCEEDED  # scripts tell "nothing to do" from a failure
+
     def __init__(self, run: Run) -> None:
         res = run.result
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(run.record.launched_at))

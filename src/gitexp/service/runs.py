@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gitexp.backends import Backend, Explains, KeepsLogs, backend_for
-from gitexp.errors import GitexpError, UnknownRunError
+from gitexp.errors import GitexpError, UnknownRunError, exit_for
 from gitexp.extras import MissingExtraError
 from gitexp.git import Commit, Repo
 from gitexp.git.config import Config
@@ -53,6 +53,11 @@ class Run:
     def outputs(self) -> dict[str, Any]:
         """The outputs the run recorded (`--out`, dvc.yaml outs): path -> DVC entry."""
         return self.result.outputs if self.result else {}
+
+
+def exit_code(run: Run) -> int:
+    """What a command that waited for `run` exits with (`errors.exit_for`)."""
+    return exit_for(run.status, run.result.exit_code if run.result else None)
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -116,13 +121,7 @@ def find(repo: Repo, spec: str, config: Config | None = None, *, refresh: bool =
     if exact:
         candidates, why = _read_all(repo, ids.PREFIX + spec)
     else:  # a prefix or suffix: match ref names, then read only the matching commits
-
-        matches = [i for i in index.run_ids(repo)
-                   if i.startswith(spec) or i.endswith(spec)] if spec else []
-        if len(matches) > 1:
-            raise GitexpError(f"{spec!r} matches {len(matches)} runs",
-                              hint="give more of the id: " + ", ".join(sorted(matches)[:4]))
-        exact = matches[0] if matches else None
+        exact = ids.match(spec, index.run_ids(repo))
         candidates, why = _read_all(repo, ids.PREFIX + exact) if exact else ([], None)
         spec = exact or spec
     if not candidates:
@@ -130,7 +129,7 @@ def find(repo: Repo, spec: str, config: Config | None = None, *, refresh: bool =
             raise GitexpError(f"run {spec} has an unreadable record"
                               + (f" ({why})" if why else ""),
                               hint=f"`git exp rm {spec}` removes it")
-        raise UnknownRunError(spec)
+        raise UnknownRunError(spec, hint=_sweep_hint(repo, spec))
     if len(candidates) > 1:
         raise GitexpError(f"{spec!r} matches {len(candidates)} runs",
                           hint="give more of the id: " + ", ".join(r.id for r in candidates[:4]))
@@ -138,6 +137,16 @@ def find(repo: Repo, spec: str, config: Config | None = None, *, refresh: bool =
     if refresh and not run.written_back:
         run = observe(repo, config or Config.load(repo), run)
     return run
+
+
+def _sweep_hint(repo: Repo, spec: str) -> str | None:
+    """When `spec` names a sweep rather than a run, say how to act on the sweep."""
+    try:
+        sweep = ids.match(spec, {r["sweep"] for r in index.rows(repo, summary=True)
+                                 if r.get("sweep")}, "sweep")
+    except GitexpError:
+        sweep = spec  # several sweeps: still a sweep's name
+    return f"{sweep} is a sweep: give it with --sweep {spec}" if sweep else None
 
 
 def store_of(repo: Repo, run: Run, config: Config | None = None) -> Store:
@@ -367,6 +376,38 @@ def follow(repo: Repo, config: Config, run: Run, poll: float = 0.2) -> Iterator[
             return
         time.sleep(poll)
         run = observe(repo, config, run)
+
+
+def follow_all(repo: Repo, config: Config, runs: list[Run],
+               poll: float = 0.5) -> Iterator[tuple[int, bytes | Run]]:
+    """`follow` for several runs at once (a sweep): (index in `runs`, log chunk), and
+    (index, the ended run) once each ends; one look at every live run per turn."""
+    runs = list(runs)
+    offsets = [0] * len(runs)
+    live = list(range(len(runs)))
+    while live:
+        for i in list(live):
+            run = runs[i]
+            for chunk in iter_log(repo, run, offsets[i]):
+                offsets[i] += len(chunk)
+                yield i, chunk
+            if run.written_back or (run.result and run.result.status not in LIVE):
+                for chunk in iter_log(repo, run, offsets[i]):
+                    yield i, chunk
+                live.remove(i)
+                yield i, run
+        if live:
+            time.sleep(poll)
+            for i in live:
+                runs[i] = observe(repo, config, runs[i])
+
+
+def cancel_live(repo: Repo, config: Config, found: list[Run]) -> tuple[list[Run], list[Run]]:
+    """Cancel the live runs of `found` (a sweep); returns them, and the ones already ended."""
+    live = [run for run in found if not run.written_back and run.status in LIVE]
+    for run in live:
+        cancel(repo, config, run)
+    return live, [run for run in found if run not in live]
 
 
 def cancel(repo: Repo, config: Config, run: Run) -> Run:

@@ -6,6 +6,11 @@ Runs are looked at as flat *rows* (`row_of`): record and result fields by name, 
 (no `eval`): comparisons `< <= > >= == = !=`, `and`, `or`, `not`, parentheses, numbers,
 quoted or bare strings. A missing value makes its comparison false.
 
+A name no run knows is refused, not matched against nothing (a typo must not read as "no
+runs"): a name is known when it is a built-in field or `ls` column (`COLUMNS`), or a metric
+or param of at least one run of the repository, whatever the other filters. So a metric no
+run has logged yet is unknown too, until one does; the error names the closest known names.
+
 Booleans (`true`/`false`, and JSON booleans in metrics and params) are equal only to
 booleans, and are never ordered: `flag == true` and `flag != false` work, but `<`, `<=`, `>`,
 `>=` with a boolean on either side are false, as with a missing value (False < True would
@@ -14,19 +19,23 @@ be Python's accident, not an order anyone meant; a boolean is never taken for 0 
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
 from gitexp.git.config import Config
+from gitexp.model import ids
 from gitexp.model.record import STATUSES
 from gitexp.model.row import FIELDS, SUMMARY, Row, row_of
 from gitexp.service import index, params, runs
+from gitexp.service.runs import Run
 
 Predicate = Callable[[Row], bool]
+COLUMNS = (*FIELDS, "run", "rerun", "by", "commit")  # every name that is no metric or param
 HINT = "e.g. --where 'lr<0.01 and status==succeeded' (quote it for the shell)"
 MAX_DEPTH = 64  # nested `not`s and parentheses in one --where
 NAME = re.compile(r"[A-Za-z_][\w.\-/:]*")  # a field, metric or param: --sort, --columns
@@ -54,6 +63,16 @@ def value_of(row: Row, name: str) -> Any:
     return metrics[name] if name in metrics else _lookup(row.get("params", {}), name)
 
 
+LS_ONLY = {"run": "id", "rerun": "rerun_of", "by": "user"}  # `ls` columns: the fields shown
+
+
+def values(rows: list[Row], cols: Iterable[str]) -> list[list[Any]]:
+    """The cells of `cols` as values, not text (no `-`, nothing cut, every digit), row by
+    row: what an export (`ls --csv`) writes; `ls` draws the same columns as text."""
+    names = [LS_ONLY.get(c, c) for c in cols]
+    return [[value_of(row, n) for n in names] for row in rows]
+
+
 def _lookup(values: dict[str, Any], name: str) -> Any:
     if name in values:
         return values[name]
@@ -68,7 +87,7 @@ def needs_params(names: Iterable[str], rows: list[Row]) -> bool:
     names = list(names)
     if not names:
         return False
-    known = {*FIELDS, "run", "rerun"}  # `run`/`rerun`: ls column names
+    known = set(COLUMNS)
     for row in rows:
         known.update(row.get("metrics", {}))
     return any(n.startswith("params.") or (n not in known and not n.startswith("metrics."))
@@ -121,25 +140,129 @@ class Query:
 def listing(repo: Repo, config: Config, query: Query,
             seen: dict[str, runs.Run] | None = None) -> list[Row]:
     """The rows `git exp ls` shows: from the index, with unfinished runs looked at afresh
-    (finished ones get written back, dead ones become lost, live ones show their latest
-    metrics) and params files read only when the query may name a param. The runs looked
-    at go into `seen` (by id), for a caller that wants them whole (`ls --json`)."""
+    (finished ones get written back, dead ones become lost) and params files read only when
+    the query may name a param."""
+    return _listing(repo, config, query)[0]
+
+
+def runs_of(repo: Repo, config: Config, query: Query, specs: Iterable[str] = ()) -> list[Run]:
+    """The runs `specs` name (default: every run), narrowed by the query's filters, in the
+    query's order: what `plot`, `report`, `cancel` and `rm` act on."""
+    named = {run.id: run for run in (runs.find(repo, spec, config) for spec in specs)}
+    if not query.filters() and not query.sort and query.limit is None:
+        return list(named.values()) or runs.list_runs(repo, config)
+    rows, fresh = _listing(repo, config, query)
+    if named:
+        return [named[row["id"]] for row in rows if row["id"] in named]
+    stored = ({e.record.id: e for e in index.sync(repo)}
+              if any(row["id"] not in fresh for row in rows) else {})
+    return [fresh.get(row["id"]) or _run(stored[row["id"]]) for row in rows
+            if row["id"] in fresh or row["id"] in stored]
+
+
+def pick(repo: Repo, config: Config, specs: Iterable[str] = (), *, sweep: str | None = None,
+         where: str | None = None) -> list[Run]:
+    """`runs_of` for the verbs that act on runs (`plot`, `report`, `cancel`, `rm`): RUN...,
+    `--sweep` and `--where`; a selection that leaves no run is an error, not a no-op."""
+    query = Query(sweep=sweep, where=where)
+    found = runs_of(repo, config, query, specs)
+    if not found and query.filters():
+        said = " ".join(f"--{k} {v!r}" for k, v in (("sweep", sweep), ("where", where)) if v)
+        raise GitexpError(f"no run matches {said}" + (" among the runs named" if specs else ""),
+                          hint=f"`git exp ls {said}` lists what matches")
+    return found
+
+
+def _run(entry: index.Entry) -> Run:
+    return Run(record=entry.record, result=entry.result, commit=entry.commit,
+               written_back=entry.written_back, own=entry.own)
+
+
+def _listing(repo: Repo, config: Config, query: Query) -> tuple[list[Row], dict[str, Run]]:
+    """The rows selected, and the unfinished runs looked at on the way, by id."""
     full = bool(query.where or query.sort or query.columns)
     rows = index.rows(repo, summary=not full)
+    fresh: dict[str, Run] = {}
     for i, row in enumerate(rows):
         if not row["written_back"] and row["own"]:  # another's live run: nothing to look at
             try:
                 run = runs.find(repo, row["id"], config)
             except GitexpError:
                 continue
-            if seen is not None:
-                seen[run.id] = run
-            fresh = row_of(run.record, run.result, run.commit, own=run.own)
-            rows[i] = fresh if full else {k: fresh[k] for k in SUMMARY}
+            fresh[run.id] = run
+            new = row_of(run.record, run.result, run.commit, own=run.own)
+            rows[i] = new if full else {k: new[k] for k in SUMMARY}
             rows[i]["written_back"] = run.written_back
-    if needs_params(query.names(), rows):
+    if query.sweep is not None:
+        query = replace(query, sweep=sweep_id(query.sweep, rows))
+    names = query.names()
+    if needs_params(names, rows):
         add_file_params(repo, rows)
-    return select(rows, query)
+    if full:
+        check_names(names, rows)
+    picked = select(rows, query)
+    return picked, fresh
+
+
+def sweep_id(spec: str, rows: list[Row]) -> str:
+    """The sweep `spec` names, by the rule run ids follow (a unique prefix or suffix)."""
+    found = ids.match(spec, {r["sweep"] for r in rows if r.get("sweep")}, "sweep")
+    if found is None:
+        raise GitexpError(f"no sweep matches {spec!r}",
+                          hint="`git exp ls --columns run,sweep,status` shows the sweep ids")
+    return found
+
+
+def known_names(rows: list[Row]) -> tuple[set[str], set[str]]:
+    """The metric names and the param names of any of `rows` (nested params by full name)."""
+    metrics: set[str] = set()
+    params: set[str] = set()
+    for row in rows:
+        metrics.update(row.get("metrics") or ())
+        params.update(row.get("params") or ())
+    return metrics, params
+
+
+def check_names(names: Iterable[str], rows: list[Row]) -> None:
+    """Refuse a name that is no field, column, metric or param of any run (see the module
+    docstring), naming the closest known ones. Rows are read only until every name is
+    found: usually the first run has them all."""
+    wanted = {n for n in names if n not in COLUMNS}
+    if not rows or not wanted:
+        return  # no run at all: `ls` says so; nothing can be a typo yet
+    for row in rows:
+        wanted = {n for n in wanted if not _has(row, n)}
+        if not wanted:
+            return
+    name = next(n for n in names if n in wanted)
+    metrics, params = known_names(rows)
+    raise GitexpError(f"no field {name!r} in any run", hint=_did_you_mean(
+        name, sorted(metrics), sorted(params), list(COLUMNS)))
+
+
+def _has(row: Row, name: str) -> bool:
+    metrics, params = row.get("metrics") or {}, row.get("params") or {}
+    head, _, rest = name.partition(".")
+    if head == "metrics" and rest:
+        return rest in metrics
+    if head == "params" and rest:
+        name = rest
+    elif name in metrics:
+        return True
+    return name in params or any(k.endswith("." + name) for k in params)
+
+
+def _did_you_mean(name: str, metrics: list[str], params: list[str], fields: list[str]) -> str:
+    close = difflib.get_close_matches(name.rpartition(".")[2] if name.startswith(
+        ("metrics.", "params.")) else name, [*metrics, *params, *fields], n=3, cutoff=0.6)
+    guess = f"did you mean {' or '.join(close)}? " if close else ""
+
+    def some(kind: str, names: list[str]) -> str:
+        return f"{kind} {', '.join(names[:8])}{', ...' if len(names) > 8 else ''}"
+
+    kinds = [some(k, n) for k, n in (("metrics", metrics), ("params", params)) if n]
+    return (guess + "known: " + "; ".join([*kinds, some("fields", fields)])
+            + " (a metric is known once a run has logged it)")
 
 
 def select(rows: list[Row], query: Query) -> list[Row]:
