@@ -153,3 +153,35 @@ def test_params_from_argv() -> None:
             "--shift", "-1", "pos", "--x=", "-v"]
     assert from_argv(argv) == {"lr": 3e-4, "epochs": 3, "fast": True, "name": "a b",
                                "shift": -1, "x": ""}
+
+
+def test_ls_csv_and_tsv_export_every_digit_under_the_same_filters(runs_repo: Path) -> None:
+    import csv
+    import io
+
+    out = exp("ls", "--csv", "--where", "status==succeeded", "--sort", "lr",
+              "--columns", "run,status,lr,loss,acc,batch,exit_code,started", cwd=runs_repo)
+    table = list(csv.reader(io.StringIO(out.stdout)))
+    assert table[0] == ["run", "status", "lr", "loss", "acc", "batch", "exit_code", "started"]
+    assert [row[1:7] for row in table[1:]] == [
+        ["succeeded", "0.001", "0.01", "0.999", "32", "0"],
+        ["succeeded", "0.01", "0.1", "0.99", "32", "0"],
+        ["succeeded", "0.1", "1.0", "0.9", "32", "0"]]
+    assert all(len(row[7]) == 24 and row[7][10] == "T" for row in table[1:])  # ISO 8601
+    ids = [r["id"] for r in exp_json("ls", "--where", "status==succeeded", "--sort", "lr",
+                                     cwd=runs_repo)]
+    assert [row[0] for row in table[1:]] == ids
+
+    tsv = exp("ls", "--tsv", "--status", "failed", "--columns", "lr,command",
+              cwd=runs_repo).stdout.splitlines()
+    assert tsv == ["lr\tcommand", "0.9\tpython train.py --lr 0.9"]
+    assert exp("ls", "--csv", "--status", "queued", "--columns", "run,loss",
+               cwd=runs_repo).stdout == "run,loss\n"  # no runs: the header alone
+
+
+def test_export_cells_never_start_a_formula_or_carry_control_characters() -> None:
+    from gitexp.cli._render import _cell
+
+    assert _cell("command", "=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")"
+    assert _cell("command", "-m x") == "'-m x" and _cell("lr", -0.5) == "-0.5"
+    assert "\x1b" not in _cell("name", "red\x1b[31m") and _cell("x", None) == ""

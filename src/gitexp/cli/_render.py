@@ -4,6 +4,8 @@ hand their results here; this module calls no service, so it stays cheap to impo
 
 from __future__ import annotations
 
+import csv
+import json
 import shlex
 import signal
 import sys
@@ -261,6 +263,31 @@ def default_columns(rows: list[dict[str, Any]]) -> list[str]:
     # sorted: the same runs give the same columns on every call, whatever order each run
     # logged its metrics in
     return cols + sorted(set(chain.from_iterable(row["metrics"] for row in rows)))
+
+
+TIMES = frozenset({"launched_at", "started", "ended"})  # epoch seconds: shown as ISO 8601
+
+
+def export(cols: list[str], cells: list[list[Any]], sep: str) -> None:
+    """`ls --csv/--tsv`: every digit, nothing cut, times in ISO 8601. A run's texts are
+    anyone's: no control characters, and none starts a spreadsheet formula."""
+    out = csv.writer(sys.stdout, delimiter=sep, lineterminator="\n")
+    out.writerow(cols)
+    for row in cells:
+        out.writerow([_cell(col, v) for col, v in zip(cols, row, strict=True)])
+
+
+def _cell(col: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        if col in TIMES:
+            return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(value))
+        return repr(value)
+    text = printable(value if isinstance(value, str) else json.dumps(value), limit=None)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def print_table(rows: list[dict[str, Any]], cols: list[str],

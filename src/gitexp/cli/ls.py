@@ -33,6 +33,8 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     columns: str = typer.Option(None, "--columns", metavar="COLS",
                                 help="Columns to show, e.g. run,status,lr,loss "
                                      "(default: the usual ones and all metrics)."),
+    csv: bool = typer.Option(False, "--csv", help="Print CSV: the columns, unabridged."),
+    tsv: bool = typer.Option(False, "--tsv", help="Print tab-separated values, the same."),
 ) -> int:
     repo, config = open_repo()
     split = [c.strip() for c in (columns or "").split(",") if c.strip()]
@@ -45,10 +47,13 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
         return 0
     rows = w.listing(repo, config, query)
     r.unreadable(index.unreadable(repo))
-    if not rows:
+    cols = split or r.default_columns(rows)
+    if csv or tsv:  # a header even for no runs: a script reads the same shape either way
+        r.export(cols, w.values(rows, cols), "\t" if tsv else ",")
+    elif not rows:
         r.no_runs(filtered=query.filters())
-        return 0
-    r.print_table(rows, split or r.default_columns(rows), w.value_of)
+    else:
+        r.print_table(rows, cols, w.value_of)
     return 0
 
 
