@@ -7,6 +7,7 @@ of that image; log, metrics and result come back into git through the bind-mount
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
@@ -17,6 +18,7 @@ import pytest
 
 from gitexp.backends import Launch
 from gitexp.backends.docker import DockerBackend, build_image, engine_for
+from gitexp.errors import BackendError
 from gitexp.git import Repo
 from gitexp.git.config import Config, Target
 from gitexp.stores.file import FileStore
@@ -159,6 +161,23 @@ def test_secret_reaches_the_job_by_name_never_by_value(box: Path, monkeypatch):
     assert secret not in everything
     assert all(secret not in p.read_text(errors="replace") for p in store.rglob("*")
                if p.is_file())
+
+
+def test_a_handle_names_an_engine_never_a_program(repo: Path, tmp_path: Path):
+    """A store's handle.json is anyone's with write access to the store: its `engine` is
+    one of podman/docker, or the target's own engine is asked instead."""
+    evil = tmp_path / "evil"
+    evil.write_text(f"#!/bin/sh\ntouch {tmp_path / 'ran'}\n")
+    evil.chmod(0o755)
+    git("config", "exp.target.box.backend", "docker", cwd=repo)
+    git("config", "exp.target.box.engine", "podman", cwd=repo)
+    r = Repo.discover(repo)
+    backend = DockerBackend(target=Config.load(r).target("box"), repo=r)
+    rec = _launch(r).record
+    backend.alive(record=rec, handle={"engine": str(evil), "container": "gitexp-x"})
+    with contextlib.suppress(BackendError):
+        backend.cancel(record=rec, handle={"engine": str(evil), "container": "gitexp-x"})
+    assert not (tmp_path / "ran").exists()
 
 
 def test_run_argv_maps_target_keys(repo: Path, monkeypatch):

@@ -128,7 +128,8 @@ class DockerBackend:
 
     def _engine(self, args: list[str], *, engine: object = None,
                 timeout: float = CLI_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        exe = str(engine) if engine else self.engine()
+        # `engine` comes from the run's handle in its store: a name, never a program to run
+        exe = engine if engine in ENGINES else self.engine()
         try:
             return subprocess.run([exe, *args], capture_output=True, text=True,
                                   timeout=timeout, check=False)
