@@ -6,12 +6,29 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 BIN = Path(sys.executable).parent
+
+
+@contextmanager
+def own_home(root: Path) -> Iterator[None]:
+    """HOME, git's global config and PATH as the autouse fixture sets them, for a
+    module-scoped fixture (which runs before that fixture is up)."""
+    import pytest
+
+    (root / ".gitconfig").write_text("[user]\n\tname = T\n\temail = t@example.com\n"
+                                     "[init]\n\tdefaultBranch = main\n")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(root))
+        mp.setenv("GIT_CONFIG_GLOBAL", str(root / ".gitconfig"))
+        mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
+        mp.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+        yield
 
 
 def git(*args: str, cwd: Path | str, check: bool = True, env: dict[str, str] | None = None,

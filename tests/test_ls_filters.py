@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from gitexp.errors import GitexpError
 from gitexp.model.params import from_argv
 from gitexp.service.where import Query, compile_where, select
-from tests.helpers import BIN, assert_user_error, exp, exp_json, git
+from tests.helpers import assert_user_error, exp, exp_json, git, own_home
 
 TRAIN = ("import json, sys\nlr = float(sys.argv[sys.argv.index('--lr') + 1])\n"
          "json.dump({'loss': round(lr * 10, 6), 'acc': round(1 - lr, 6)}, "
@@ -24,13 +23,7 @@ def runs_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.conftest import make_repo
 
     root = tmp_path_factory.mktemp("ls")
-    (root / ".gitconfig").write_text("[user]\n\tname = T\n\temail = t@example.com\n"
-                                     "[init]\n\tdefaultBranch = main\n")
-    with pytest.MonkeyPatch.context() as mp:  # module scope: the autouse HOME fixture is not up
-        mp.setenv("HOME", str(root))
-        mp.setenv("GIT_CONFIG_GLOBAL", str(root / ".gitconfig"))
-        mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
-        mp.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    with own_home(root):  # module scope: the autouse HOME fixture is not up
         repo = make_repo(root / "repo", {"train.py": TRAIN,
                                          "params.yaml": "model:\n  batch: 32\n  depth: 4\n"})
         git("config", "exp.target.other.backend", "local", cwd=repo)

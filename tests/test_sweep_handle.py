@@ -4,7 +4,6 @@ ones, `show` with params and sweep, stable columns, and the exit codes of a run'
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from gitexp.errors import (
 )
 from gitexp.model import ids
 from gitexp.service import where
-from tests.helpers import BIN, assert_user_error, exp, exp_json, git, wait_done
+from tests.helpers import assert_user_error, exp, exp_json, git, own_home, wait_done
 
 TRAIN = """\
 import sys, gitexp
@@ -42,13 +41,7 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str, sub
     from tests.conftest import make_repo
 
     root = tmp_path_factory.mktemp("swh")
-    (root / ".gitconfig").write_text("[user]\n\tname = T\n\temail = t@example.com\n"
-                                     "[init]\n\tdefaultBranch = main\n")
-    with pytest.MonkeyPatch.context() as mp:  # module scope: the autouse HOME fixture is not up
-        mp.setenv("HOME", str(root))
-        mp.setenv("GIT_CONFIG_GLOBAL", str(root / ".gitconfig"))
-        mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
-        mp.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    with own_home(root):  # module scope: the autouse HOME fixture is not up
         repo = make_repo(root / "repo", {"train.py": TRAIN})
         followed = exp("run", "-n", "grid", "--sweep", "x=1,2,3", "--", "python3", "train.py",
                        "{x}", cwd=repo, check=False)
