@@ -49,8 +49,8 @@ def test_a_running_run_shows_its_latest_metrics_in_ls_show_and_watch(tmp_path: P
         if watch.poll() is None:
             watch.kill()
             watch.wait()
-    assert f"{run_id}  running  loss=0.125  acc=0.7" in out, out
-    assert f"{run_id}  running -> succeeded  loss=0.125  acc=0.7" in out, out
+    assert f"{run_id}  running  acc=0.7  loss=0.125" in out, out  # by name: a stable order
+    assert f"{run_id}  running -> succeeded  acc=0.7  loss=0.125" in out, out
     assert wait_done(run_id, repo)["result"]["metrics"] == {"loss": 0.125, "acc": 0.7}
 
 

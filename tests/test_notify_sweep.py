@@ -46,8 +46,8 @@ def test_a_sweeps_mails_are_one_thread_under_a_real_root(tmp_path: Path,
                                                           smtp_server: SmtpServer):
     require_binaries("mblaze", "mthread")
     repo = smtp_repo(tmp_path / "proj", smtp_server.port, {"train.py": TRAIN})
-    proc = exp("run", "--sweep", "lr=0.1,0.2,0.3", "--", "python", "train.py", "--lr", "{lr}",
-               cwd=repo)
+    proc = exp("run", "-d", "--sweep", "lr=0.1,0.2,0.3", "--", "python", "train.py", "--lr",
+               "{lr}", cwd=repo)
     assert "outbox" not in proc.stderr  # real delivery is configured: nothing to say
     runs = exp_json("ls", cwd=repo)
     for run in runs:

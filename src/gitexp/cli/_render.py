@@ -677,6 +677,6 @@ def changes(seen: Iterable[tuple[str, str, str, dict[str, Any]]]) -> None:
     out = console()
     for run_id, old, new, metrics in seen:
         change = f"{old} -> {new}" if old and old != new else new
-        values = "".join(f"  {printable(k)}={value(v)}" for k, v in metrics.items())
+        values = "".join(f"  {printable(k)}={value(v)}" for k, v in sorted(metrics.items()))
         out.print(f"{time.strftime('%H:%M:%S')}  {printable(run_id)}  {printable(change)}"
                   f"{printable(values)}", markup=False, highlight=False)

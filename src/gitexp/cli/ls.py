@@ -38,7 +38,7 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
 ) -> int:
     repo, config = open_repo()
     split = [c.strip() for c in (columns or "").split(",") if c.strip()]
-    query = w.Query(status=_many(status), target=_many(target), where=where, sort=sort,
+    query = w.Query(status=w.words(status), target=w.words(target), where=where, sort=sort,
                     limit=limit, columns=tuple(split), sweep=sweep)
     if as_json:  # the runs themselves, live ones as just seen
         found = w.runs_of(repo, config, query)
@@ -55,7 +55,3 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     else:
         r.print_table(rows, cols, w.value_of)
     return 0
-
-
-def _many(values: list[str] | None) -> tuple[str, ...]:
-    return tuple(v.strip() for item in values or () for v in item.split(",") if v.strip())

@@ -66,6 +66,11 @@ def value_of(row: Row, name: str) -> Any:
 LS_ONLY = {"run": "id", "rerun": "rerun_of", "by": "user"}  # `ls` columns: the fields shown
 
 
+def words(values: Iterable[str] | None) -> tuple[str, ...]:
+    """`--status a,b --status c` -> (a, b, c): repeatable options that also take lists."""
+    return tuple(v.strip() for item in values or () for v in item.split(",") if v.strip())
+
+
 def values(rows: list[Row], cols: Iterable[str]) -> list[list[Any]]:
     """The cells of `cols` as values, not text (no `-`, nothing cut, every digit), row by
     row: what an export (`ls --csv`) writes; `ls` draws the same columns as text."""
