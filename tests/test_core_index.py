@@ -78,9 +78,13 @@ def bad_refs(repo: Repo) -> dict[str, str]:
     huge = repo.commit_tree(tree, [], "x\n\n" + "y" * (index.MAX_COMMIT + 10))
     repo.git("update-ref", ids.ref_for("huge-1"), huge)
     repo.git("update-ref", "refs/experiments/Not_An_Id", garbled)  # no run id
-    return {"garbled": ids.ref_for("bad-1"), "liar": ids.ref_for("liar-1"),
-            "tree": ids.ref_for("tree-1"), "huge": ids.ref_for("huge-1"),
-            "name": "refs/experiments/Not_An_Id"}
+    # a blob that holds a run commit's very bytes: still no commit
+    real = commit_run(repo, record("blob-1", repo), ok())
+    blob = repo.hash_object(repo.git("cat-file", "commit", real.commit).encode())
+    repo.git("update-ref", ids.ref_for("blob-1"), blob)
+    return {"blob": ids.ref_for("blob-1"), "garbled": ids.ref_for("bad-1"),
+            "liar": ids.ref_for("liar-1"), "tree": ids.ref_for("tree-1"),
+            "huge": ids.ref_for("huge-1"), "name": "refs/experiments/Not_An_Id"}
 
 
 def everything(repo: Repo) -> dict[str, Any]:
@@ -140,7 +144,7 @@ def test_what_the_index_answers_from_its_file_is_what_git_alone_answers(grepo: R
                               made["theirs"].result)]
     assert first["ids"] == sorted(["done-1", "failed-1", "live-1", "theirs-1",
                                    "theirslive-1", "forged-1", "bad-1", "liar-1", "tree-1",
-                                   "huge-1"])
+                                   "huge-1", "blob-1"])
 
 
 def test_an_unreadable_ref_is_kept_as_such_in_the_file_and_read_again_once_it_moves(
@@ -151,7 +155,7 @@ def test_an_unreadable_ref_is_kept_as_such_in_the_file_and_read_again_once_it_mo
     got = db.execute("SELECT * FROM runs WHERE ref = ?", (bad["garbled"],)).fetchall()
     garbled = grepo.rev_parse(bad["garbled"])
     assert got == [(bad["garbled"], garbled, "bad-1", *([None] * 9), 0)]
-    assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 4  # not Not_An_Id
+    assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 5  # not Not_An_Id
     # a readable run moved onto the ref: no longer unreadable, read anew
     fixed = commit_run(grepo, record("bad-1", grepo), ok(loss=1.0))
     assert bad["garbled"] not in index.unreadable(grepo)
@@ -305,6 +309,7 @@ def test_retry_tries_again_only_while_the_file_is_busy(
     waits.clear()
     fn = failing(index.RETRIES - 1, "database is busy")
     assert index._retry(fn) == "done" and len(fn.calls) == index.RETRIES
+    assert sum(waits) < 1.0  # a busy index costs under a second before git answers
     fn = failing(index.RETRIES, "database is locked")  # busy for too long: given up
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         index._retry(fn)
@@ -320,6 +325,7 @@ def test_retry_tries_again_only_while_the_file_is_busy(
 def test_succeeded_like_drops_rows_whose_ref_moved_and_checks_the_record(grepo: Repo) -> None:
     first = commit_run(grepo, record("ok-1", grepo), ok(loss=0.5))
     index.sync(grepo)
+    index.store_params(grepo, {("s", ""): {"lr": 1}})
     # the ref moves to a failed run of the same command: the indexed success no longer counts
     commit_run(grepo, record("ok-1", grepo), Result(status="failed", exit_code=1))
     assert index.succeeded_like(grepo, ["python", "train.py"], "") == []
@@ -328,3 +334,24 @@ def test_succeeded_like_drops_rows_whose_ref_moved_and_checks_the_record(grepo: 
     assert hit.commit == again.commit != first.commit and hit.result == again.result
     assert index.succeeded_like(grepo, ["python"], "") == []
     assert index.succeeded_like(grepo, ["python", "train.py"], "sub") == []
+    # a run from elsewhere counts too, and is not called this user's
+    grepo.git("update-ref", "-d", ids.ref_for("ok-1"))
+    theirs = unsealed(grepo, "theirs-1", ok())
+    (hit,) = index.succeeded_like(grepo, ["python", "train.py"], "")
+    assert (hit.commit, hit.own) == (theirs.commit, False)
+    assert index.unreadable(grepo) == []
+    # answering from the file keeps it: the params cached there are still there
+    assert index.cached_params(grepo, [("s", "")]) == {("s", ""): {"lr": 1}}
+
+
+def test_a_write_that_fails_midway_is_undone_and_git_answers(grepo: Repo) -> None:
+    old = commit_run(grepo, record("a-1", grepo), ok())
+    index.sync(grepo)
+    db = sqlite3.connect(index.path_of(grepo))
+    db.execute("CREATE TRIGGER full BEFORE INSERT ON runs BEGIN "
+               "SELECT RAISE(ABORT, 'disk full'); END")  # as a full disk would refuse
+    db.commit()
+    db.close()
+    new = commit_run(grepo, record("b-1", grepo), ok())
+    assert sorted(e.commit for e in index.sync(grepo)) == sorted([old.commit, new.commit])
+    assert sorted(e.commit for e in index.sync(grepo)) == sorted([old.commit, new.commit])
