@@ -400,8 +400,8 @@ def test_find_takes_an_exact_id_before_the_ids_it_begins(grepo: Repo) -> None:
     with pytest.raises(GitexpError) as err:  # a part of both: which one is not ours to say
         runs.find(grepo, "a-", refresh=False)
     assert not isinstance(err.value, UnknownRunError)
-    assert err.value.message == "'a-' matches 2 runs"
-    assert err.value.hint == "give more of the id: a-1, a-12"
+    assert err.value.message == "'a-' matches 2 runs: a-1, a-12"
+    assert err.value.hint == "give more of the id"
 
 
 def test_find_by_a_unique_prefix_or_suffix_of_the_id(grepo: Repo) -> None:
