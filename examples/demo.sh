@@ -55,7 +55,12 @@ git exp plot $(git exp ls --json | python -c 'import json, sys; print(" ".join(r
 git exp report -o runs.html
 say "mail: one thread per run in the outbox Maildir (mutt -f .git/gitexp/outbox opens it)"
 for _ in $(seq 50); do [ "$(ls .git/gitexp/outbox/new 2>/dev/null | wc -l)" -ge 2 ] && break; sleep 0.2; done
-ls .git/gitexp/outbox/new && grep -h -m1 '^Subject:' .git/gitexp/outbox/new/* | sort | uniq -c
+python - .git/gitexp/outbox/new/* <<'PY'  # the subjects, decoded (the ✓ is RFC 2047 in the file)
+import email, email.policy, sys
+for path in sorted(sys.argv[1:]):
+    with open(path, "rb") as f:
+        print("  Subject:", email.message_from_binary_file(f, policy=email.policy.default)["Subject"])
+PY
 
 bin="$(dirname "$(command -v git-exp)")"
 say "done: the demo project is $demo"
