@@ -51,10 +51,12 @@ git exp outputs "$run"
 cat model.json
 
 say "git exp plot / git exp report: loss curves of both runs, one offline HTML page"
-git exp plot $(git exp ls --json | python -c 'import json, sys; print(" ".join(r["id"] for r in json.load(sys.stdin)))') -m loss -o loss.png
+git exp plot --where 'status==succeeded' -m loss -o loss.png
 git exp report -o runs.html
 say "mail: one thread per run in the outbox Maildir (mutt -f .git/gitexp/outbox opens it)"
-for _ in $(seq 50); do [ "$(ls .git/gitexp/outbox/new 2>/dev/null | wc -l)" -ge 2 ] && break; sleep 0.2; done
+for _ in $(seq 50); do
+    [ "$(find .git/gitexp/outbox/new -type f 2>/dev/null | wc -l)" -ge 2 ] && break; sleep 0.2
+done
 python - .git/gitexp/outbox/new/* <<'PY'  # the subjects, decoded (the ✓ is RFC 2047 in the file)
 import email, email.policy, sys
 for path in sorted(sys.argv[1:]):
