@@ -17,7 +17,6 @@ from typer._click import exceptions as click_exc
 from typer.main import get_command
 
 from gitexp import __version__, extras
-from gitexp.cli import _completer
 from gitexp.cli._app import GROUPS, HELP, app
 from gitexp.errors import GitexpError
 from gitexp.printable import printable
@@ -95,11 +94,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _complete(shell: str, words: list[str]) -> int:
+    # By name, as the verbs are: only a shell asking pays for it (run ids need model.ids).
+    completer = import_module("gitexp.cli._completer")
     # A completion that fails offers nothing and says nothing: the user is typing.
     with contextlib.suppress(Exception):
         load(words[:-1])  # the verb being typed, or none (the verbs by their help)
-        found = _completer.candidates(get_command(app), words)
-        sys.stdout.write(_completer.render(found, shell))
+        found = completer.candidates(get_command(app), words)
+        sys.stdout.write(completer.render(found, shell))
     return 0
 
 
