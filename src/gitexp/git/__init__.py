@@ -169,7 +169,7 @@ class Repo:
         args = ["commit-tree", tree]
         for p in parents:
             args += ["-p", p]
-        return self.git(*args, input=message.encode(), env=_IDENTITY).strip()
+        return self.git(*args, input=message.encode(), env=IDENTITY).strip()
 
     def update_ref(self, ref: str, new: str, old: str, reason: str) -> bool:
         """Compare-and-swap a ref; False when `old` no longer holds (someone else won)."""
@@ -343,7 +343,7 @@ def _drain(pipe: IO[bytes], into: list[bytes]) -> None:
 
 # Commits gitexp makes itself carry a fixed committer so that results never depend on, or fail
 # for lack of, the user's identity settings; the record names who launched the run.
-_IDENTITY = {
+IDENTITY = {
     "GIT_AUTHOR_NAME": "gitexp", "GIT_AUTHOR_EMAIL": "gitexp@localhost",
     "GIT_COMMITTER_NAME": "gitexp", "GIT_COMMITTER_EMAIL": "gitexp@localhost",
 }

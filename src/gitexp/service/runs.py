@@ -130,10 +130,7 @@ def find(repo: Repo, spec: str, config: Config | None = None, *, refresh: bool =
                               + (f" ({why})" if why else ""),
                               hint=f"`git exp rm {spec}` removes it")
         raise UnknownRunError(spec, hint=_sweep_hint(repo, spec))
-    if len(candidates) > 1:
-        raise GitexpError(f"{spec!r} matches {len(candidates)} runs",
-                          hint="give more of the id: " + ", ".join(r.id for r in candidates[:4]))
-    run = candidates[0]
+    run = candidates[0]  # one ref read (`ids.match` named it): at most one run
     if refresh and not run.written_back:
         run = observe(repo, config or Config.load(repo), run)
     return run

@@ -12,22 +12,19 @@ import time
 from collections.abc import Iterable
 
 from gitexp.errors import GitexpError
-from gitexp.git import Repo
+from gitexp.git import IDENTITY, Repo
 from gitexp.model.annotations import MAX_NOTES, MAX_TEXT, TAG, Annotations, line, parse
 from gitexp.model.checks import text_problem
 from gitexp.service.runs import Run
 
 NOTES_REF = "refs/notes/experiments"
-_FALLBACK = {"GIT_AUTHOR_NAME": "gitexp", "GIT_AUTHOR_EMAIL": "gitexp@localhost",
-             "GIT_COMMITTER_NAME": "gitexp", "GIT_COMMITTER_EMAIL": "gitexp@localhost"}
 
 
 def of(repo: Repo, runs: Iterable[Run]) -> dict[str, Annotations]:
     """Each run's tags and notes (by run id), from one `git cat-file --batch`."""
     wanted = list(runs)
-    if not wanted or not repo.rev_parse(NOTES_REF):
-        return {run.id: Annotations() for run in wanted}
-    listed = repo.git("notes", "--ref", NOTES_REF, "list").split()
+    # no notes ref yet: git says so and lists nothing (one process either way)
+    listed = repo.git("notes", "--ref", NOTES_REF, "list", check=False).split() if wanted else []
     blob_of = dict(zip(listed[1::2], listed[0::2], strict=True))  # annotated commit -> blob
     blobs = [blob_of.get(run.record.snapshot, "") for run in wanted]
     found = {obj.spec: obj for obj in repo.read_objects([b for b in blobs if b],
@@ -80,4 +77,4 @@ def _add(repo: Repo, run: Run, lines: list[str]) -> Annotations:
 
 def _identity(repo: Repo) -> dict[str, str]:
     # A notes commit names its author; without a configured identity, gitexp's own.
-    return {} if repo.ok("var", "GIT_COMMITTER_IDENT") else _FALLBACK
+    return {} if repo.ok("var", "GIT_COMMITTER_IDENT") else IDENTITY
