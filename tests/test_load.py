@@ -428,6 +428,8 @@ def test_big_log_streams_in_bounded_agent_memory(tmp_path: Path) -> None:
     assert proc.stdout, proc.stderr
     report = json.loads(proc.stdout)
     print(f"\n100 MiB log: {report['throughput_mb_s']:.0f} MiB/s, agent peak RSS "
-          f"{max(report['max_vmrss_mb'], report['vmhwm_mb']):.1f} MB")
+          f"{max(report['max_vmrss_mb'], report['vmhwm_mb']):.1f} MB "
+          f"({report['samples']} samples; wait4 {report['maxrss_with_children_mb']:.1f} MB)")
     assert report["problems"] == [] and proc.returncode == 0, report
-    assert report["exit"] == 0 and report["samples"] > 0
+    # The bound held by wait4's figure even when the job ended before the first sample.
+    assert report["exit"] == 0 and report["maxrss_with_children_mb"] > 0
