@@ -149,7 +149,7 @@ with open(sys.argv[2], "wb") as f:
 '''
 
 EVALUATE = '''\
-import json, math, os, pickle, sys, time
+import json, math, os, pickle, sys
 model = pickle.load(open(sys.argv[1], "rb"))
 
 def scores(name):
@@ -192,9 +192,9 @@ try:
 except ImportError:  # dvclive's shapes, by hand
     os.makedirs("eval/plots/metrics/train", exist_ok=True)
     with open("eval/plots/metrics/train/loss.tsv", "w", encoding="utf-8") as f:
-        f.write("timestamp\\tstep\\tloss\\n")
+        f.write("step\\tloss\\n")
         for step, loss in enumerate(model["history"]):
-            f.write(f"{int(time.time() * 1000)}\\t{step}\\t{loss}\\n")
+            f.write(f"{step}\\t{loss}\\n")
     summary.update(step=len(model["history"]) - 1, train={"loss": model["history"][-1]})
     json.dump(summary, open("eval/metrics.json", "w"), indent=4)
 else:

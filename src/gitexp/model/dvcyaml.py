@@ -1,4 +1,5 @@
-"""What a DVC pipeline's `dvc.yaml` declares as metrics and plots, read after the job.
+"""What a DVC pipeline's `dvc.yaml` declares as metrics and plots, read after the job; and
+which of a record's data entries the run read (`inputs`).
 
 The file comes from the run's checkout, so it is untrusted like everything a job leaves
 behind: its paths are kept only when relative, normalised and (symlinks resolved) inside the
@@ -119,6 +120,14 @@ def parse(path: Path) -> Any:
         return yaml.load(data, Loader=loader)  # noqa: S506 - a safe loader
     except (yaml.YAMLError, RecursionError, ValueError):
         return None
+
+
+def inputs(data: dict[str, Any] | None) -> dict[str, Any]:
+    """Of a record's data version, what the run read: `.dvc`-tracked files and the stage
+    dependencies no stage produces. Outputs an earlier `dvc.lock` pinned are left out: the
+    run's own outputs are its result's."""
+    return {p: d for p, d in (data or {}).items() if isinstance(d, dict)
+            and (d.get("dep") or not str(d.get("source", "")).partition(":")[2])}
 
 
 def _paths(entries: Any) -> list[str]:

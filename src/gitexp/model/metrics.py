@@ -61,10 +61,11 @@ def from_files(workdir: Path) -> dict[str, Any]:
 
 
 def series_from_files(workdir: Path) -> list[dict[str, Any]]:
-    """dvclive's series, `<dir>/plots/metrics/<name>.tsv` (columns: timestamp in ms, step,
-    value) in each directory dvclive may have written to (`dvcyaml.live_dirs`), as points
-    like `gitexp.log` writes: `{"time", "step", "<name>": value}`. The agent appends them to
-    the run's metrics.jsonl when the job ends."""
+    """dvclive's series, `<dir>/plots/metrics/<name>.tsv` (columns: step, value; first a
+    timestamp in ms if dvclive was asked for one) in each directory dvclive may have written
+    to (`dvcyaml.live_dirs`), as points like `gitexp.log` writes: `{"step", "<name>":
+    value}` (and "time" when recorded). The agent appends them to the run's metrics.jsonl
+    when the job ends."""
     points: list[dict[str, Any]] = []
     for live in dvcyaml.live_dirs(*dvcyaml.declared(workdir)):
         base = f"{live}/plots/metrics" if live != "." else "plots/metrics"
@@ -76,15 +77,24 @@ def series_from_files(workdir: Path) -> list[dict[str, Any]]:
 
 
 def _tsv_points(path: Path, name: str) -> list[dict[str, Any]]:
-    data = dvcyaml.read_bounded(path)
+    """dvclive 3 writes `step<TAB>value`, with `timestamp` (ms) first when asked: columns
+    are found by the header's names, the value is the last one."""
+    lines = (dvcyaml.read_bounded(path) or b"").decode("utf-8", errors="replace").splitlines()
+    head = lines[0].split("\t") if lines else []
+    step = head.index("step") if "step" in head else None
+    stamp = head.index("timestamp") if "timestamp" in head else None
     points: list[dict[str, Any]] = []
-    for row in (data or b"").decode("utf-8", errors="replace").splitlines()[1:]:
+    for row in lines[1:]:
         cells = row.split("\t")
         try:
-            points.append({"time": float(cells[0]) / 1000, "step": int(float(cells[1])),
-                           name: float(cells[-1])})
+            point: dict[str, Any] = {name: float(cells[len(head) - 1])}
+            if step is not None:
+                point["step"] = int(float(cells[step]))
+            if stamp is not None:
+                point["time"] = float(cells[stamp]) / 1000
         except (ValueError, IndexError, OverflowError):
             continue  # a torn last row of a live file
+        points.append(point)
     return points
 
 
