@@ -126,8 +126,8 @@ def inputs(data: dict[str, Any] | None) -> dict[str, Any]:
     """Of a record's data version, what the run read: `.dvc`-tracked files and the stage
     dependencies no stage produces. Outputs an earlier `dvc.lock` pinned are left out: the
     run's own outputs are its result's."""
-    return {p: d for p, d in (data or {}).items() if isinstance(d, dict)
-            and (d.get("dep") or not str(d.get("source", "")).partition(":")[2])}
+    return {p: d for p, d in (data or {}).items() if not isinstance(d, dict)  # odd: kept
+            or d.get("dep") or not str(d.get("source", "")).partition(":")[2]}
 
 
 def _paths(entries: Any) -> list[str]:
