@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitexp.cli._app import console
-from gitexp.model import ids
+from gitexp.model import dvcyaml, ids
 from gitexp.model.record import format_duration
 from gitexp.printable import LIMIT, printable
 from gitexp.service import trust
@@ -420,9 +420,9 @@ def show(run: Run, params: dict[str, Any] | None = None) -> None:
         page.line("params", "bold")
         for key, v in sorted(params.items()):
             page.line(f"  {printable(key)} = {shown(v)}")
-    if rec.data:
-        page.line("data", "bold")
-        for path, item in sorted(rec.data.items()):
+    if inputs := dvcyaml.inputs(rec.data):  # what it read; its outputs are below
+        page.line("inputs", "bold")
+        for path, item in sorted(inputs.items()):
             info = item if isinstance(item, dict) else {}
             extra = f", {shown(info['nfiles'])} files" if info.get("nfiles") else ""
             page.line(f"  {printable(path)}  {shown(info.get('hash', '?'))}  "
@@ -475,7 +475,7 @@ def diff(report: Report, patch: bool) -> None:
     if report.bases:
         _section(say, "base commit", {"base": report.bases})
     _section(say, "params", report.params)
-    _section(say, "data", report.data)
+    _section(say, "inputs", report.data)
     say(f"code ({printable(report.code.a[:10])}..{printable(report.code.b[:10])})")
     code = report.code.patch if patch else report.code.stat
     if code:
@@ -485,7 +485,14 @@ def diff(report: Report, patch: bool) -> None:
     else:
         say("  (same code)")
     if not report.against_base:
-        _section(say, "metrics", report.metrics, metric=True)
+        if report.metrics:
+            _section(say, "metrics", report.metrics, metric=True)
+        else:  # neither run has any: nothing was compared
+            say("no metrics")
+        if report.has_outputs:
+            _section(say, "outputs", report.outputs)
+        else:
+            say("no outputs")
         _section(say, "environment", report.environment)
     page.write()
 

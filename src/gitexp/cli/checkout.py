@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from gitexp import data
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, TRUST_OPTION, app, open_repo
 from gitexp.service import rerun, runs, trust
@@ -24,8 +23,8 @@ def checkout(
     if outputs:  # before anything moves: refused, nothing is half done
         trust.require(repo, found.record, own=found.own, trust=trusted,
                       doing="write its outputs into your work tree")
-    rerun.restore_code(repo, found, branch, outputs=outputs)
+    restored = rerun.checkout(repo, found, branch, outputs=outputs)
     r.checked_out(found, branch)
     if outputs:
-        r.restored_outputs(data.restore_outputs(repo, found.id, found.outputs))
+        r.restored_outputs(restored)
     return 0

@@ -7,7 +7,7 @@ import typer
 from gitexp import data
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, TRUST_OPTION, app, open_repo
-from gitexp.service import runs, trust
+from gitexp.service import rerun, runs, trust
 
 
 @app.command(help=HELP["outputs"])
@@ -23,8 +23,8 @@ def outputs(
                   doing="write its outputs into your work tree")
     with r.data_progress() as progress:
         restored = data.restore_outputs(repo, found.id, found.outputs, paths=paths or (),
-                                        force=force,
-                                        progress=progress)
+                                        force=force, progress=progress,
+                                        lock=rerun.lock_of(repo, found))
     r.restored(restored, found)
     return 0
 

@@ -9,11 +9,14 @@ O_NOFOLLOW: no symlink in the work tree is ever followed, none is ever created.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import posixpath
 import secrets
 import stat
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,8 @@ from gitexp.data.dvcrepo import Progress
 from gitexp.data.version import DataItem
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
+from gitexp.git.writeback import RESULTS_DIR
+from gitexp.model.runstate import MAX_PIPELINE
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -73,15 +78,21 @@ def check_restorable(repo: Repo, run_id: str, recorded: dict[str, Any], *,
             what = "a symlink" if modes[path] == "120000" else "not a directory"
             raise GitexpError(f"run {run_id} declares an output through {path!r}, which is "
                               f"{what} in its snapshot", hint=FORGED_HINT)
-    _fetch(repo, list(items.values()), None)
+    cache = _fetch(repo, list(items.values()), None)
+    with _Root(repo.root, run_id) as root:  # a different file in the way: refused up front
+        for item, _ in items.values():
+            root.already_there(item, cache)
 
 
 def restore_outputs(repo: Repo, run_id: str, recorded: dict[str, Any], *,
                     paths: Iterable[str] = (), force: bool = False,
-                    progress: Progress | None = None) -> list[str]:
+                    progress: Progress | None = None, lock: Lock | None = None) -> list[str]:
     """Check out the outputs a run recorded (its result's `outputs`) into the work tree,
     fetching from the DVC remote what the cache lacks; every byte is hashed as it is written.
-    Returns the paths restored."""
+    An output already there byte for byte is left as it is. With `lock` (the run's
+    `dvc.lock`, see `run_lock`), the lock entries of the stages restored whole go into the
+    work tree's `dvc.lock`, so that `dvc status` calls them up to date. Returns the paths
+    restored."""
     items = declared(run_id, recorded)
     if not items:
         raise _none_recorded(run_id)
@@ -92,15 +103,67 @@ def restore_outputs(repo: Repo, run_id: str, recorded: dict[str, Any], *,
                           hint="its outputs: " + ", ".join(sorted(items)))
     chosen = [items[p] for p in (wanted or sorted(items))]
     with _Root(repo.root, run_id) as root:
+        new_lock = lock.merged_into(root, {i.path for i, _ in chosen}) if lock else None
         for item, _ in chosen:
             root.refuse_in_the_way(item.path)
-        todo = {item.path for item, _ in chosen if force or not root.already_there(item)}
+        # a directory already there is compared with its listing, which the cache must hold
+        present = [(i, r) for i, r in chosen if not force and i.is_dir
+                   and root.lstat(i.path) is not None]
+        cache = _fetch(repo, present, progress) if present else None
+        todo = {item.path for item, _ in chosen if force or not root.already_there(item, cache)}
         if todo:
             cache = _fetch(repo, [(i, r) for i, r in chosen if i.path in todo], progress)
             for item, _ in chosen:
                 if item.path in todo:
                     root.write(item, cache)
+        if lock is not None and new_lock is not None:
+            root.put_file(lock.path, new_lock)
     return [item.path for item, _ in chosen]
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A run's `dvc.lock` as its results commit keeps it, and where it goes (`<cwd>/dvc.lock`)."""
+    path: str
+    text: bytes
+
+    def merged_into(self, root: _Root, restored: set[str]) -> bytes | None:
+        """The work tree's lock with this one's entries for each stage whose outputs are all
+        in `restored`: all of this lock when every stage is; None when no stage is."""
+        try:
+            items = version.parse(self.path, self.text)
+            theirs = version.load_yaml(self.path, self.text)
+        except GitexpError as exc:
+            raise GitexpError(f"the run's {self.path} is damaged: {exc.message}",
+                              hint=FORGED_HINT) from None
+        outs: dict[str, set[str]] = {}
+        for item in items:
+            if item.is_out:
+                outs.setdefault(item.source.partition(":")[2], set()).add(item.path)
+        whole = sorted(stage for stage, paths in outs.items() if paths <= restored)
+        if not whole:
+            return None
+        if len(whole) == len(outs):
+            return self.text
+        current = root.read_file(self.path)
+        mine = version.load_yaml(self.path, current) if current else {}
+        stages: dict[str, Any] = mine["stages"] if isinstance(mine.get("stages"), dict) else {}
+        mine = {"schema": theirs.get("schema", "2.0"), **mine,
+                "stages": {**stages, **{s: theirs["stages"][s] for s in whole}}}
+        import yaml  # only when a part of a pipeline is restored
+
+        return yaml.safe_dump(mine, sort_keys=False, default_flow_style=False).encode()
+
+
+def run_lock(repo: Repo, commit: str, cwd: str) -> Lock | None:
+    """The `dvc.lock` a run left (`.gitexp-results/dvc/dvc.lock` of its results commit)."""
+    (obj,) = repo.read_objects([f"{commit}:{RESULTS_DIR}/dvc/dvc.lock"], max_size=MAX_PIPELINE)
+    if obj.type != "blob" or obj.data is None:
+        return None
+    path = posixpath.join(cwd, "dvc.lock") if cwd else "dvc.lock"
+    if version.path_problem(path):  # the decoder's rule for `cwd`, checked again here
+        return None
+    return Lock(path=path, text=obj.data)
 
 
 def _fetch(repo: Repo, items: list[tuple[DataItem, str | None]],
@@ -183,8 +246,9 @@ class _Root:
             raise
         return fd
 
-    def already_there(self, item: DataItem) -> bool:
-        """False if nothing is at `item.path`, True if the very file is; raise otherwise."""
+    def already_there(self, item: DataItem, cache: Path | None) -> bool:
+        """False if nothing is at `item.path`, True if the very file (or directory: the same
+        files, byte for byte, and no other) is; raise otherwise."""
         *parents, name = item.path.split("/")
         try:
             fd = self.open_dirs(parents, create=False)
@@ -194,12 +258,52 @@ class _Root:
             mode = os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode
             if not item.is_dir and stat.S_ISREG(mode) and _md5_at(fd, name) == item.hash:
                 return True
+            if item.is_dir and stat.S_ISDIR(mode) and cache is not None:
+                with contextlib.suppress(ValueError):  # a bad listing: not "the same"
+                    listing = verify.manifest(cache, item)
+                    if listing is not None and _md5s_below(fd, name) == listing:
+                        return True
         except FileNotFoundError:
             return False
         finally:
             os.close(fd)
         raise GitexpError(f"{item.path} exists and differs from the run's output",
                           hint="move it away, or pass --force to overwrite it")
+
+    def read_file(self, path: str) -> bytes | None:
+        """A regular file's bytes (at most MAX_PIPELINE), None when absent or not one."""
+        *parents, name = path.split("/")
+        try:
+            fd = self.open_dirs(parents, create=False)
+        except FileNotFoundError:
+            return None
+        try:
+            file = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                           dir_fd=fd)
+        except FileNotFoundError:
+            return None
+        finally:
+            os.close(fd)
+        with os.fdopen(file, "rb") as f:
+            return f.read(MAX_PIPELINE) if stat.S_ISREG(os.fstat(file).st_mode) else None
+
+    def put_file(self, path: str, data: bytes) -> None:
+        """Write `data` at `path` (under a temporary name, then renamed over it); nothing is
+        written when the file already holds exactly that."""
+        if self.read_file(path) == data:
+            return
+        *parents, name = path.split("/")
+        fd = self.open_dirs(parents, create=True)
+        temp = f".gitexp-restoring-{secrets.token_hex(8)}"
+        try:
+            with os.fdopen(os.open(temp, NEW_FILE, 0o666, dir_fd=fd), "wb") as f:
+                f.write(data)
+            _swap(fd, temp, name)
+        except BaseException:
+            _remove_at(fd, temp)
+            raise
+        finally:
+            os.close(fd)
 
     def write(self, item: DataItem, cache: Path) -> None:
         """Put `item` at its path: built under a fresh temporary name next to it, hashed as
@@ -280,6 +384,29 @@ def _remove_at(dir_fd: int, name: str) -> None:
         os.rmdir(name, dir_fd=dir_fd)
     except FileNotFoundError:
         pass
+
+
+def _md5s_below(dir_fd: int, name: str, prefix: str = "") -> dict[str, str] | None:
+    """relpath -> md5 of every file below the directory `name`, as a `.dir` listing says
+    it; None when anything there is neither a file nor a directory (a symlink: never the
+    run's output, and never followed)."""
+    fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    found: dict[str, str] = {}
+    try:
+        for entry in os.listdir(fd):  # noqa: PTH208 - pathlib cannot list a descriptor
+            mode = os.stat(entry, dir_fd=fd, follow_symlinks=False).st_mode
+            if stat.S_ISDIR(mode):
+                below = _md5s_below(fd, entry, f"{prefix}{entry}/")
+                if below is None:
+                    return None
+                found.update(below)
+            elif stat.S_ISREG(mode):
+                found[prefix + entry] = _md5_at(fd, entry)
+            else:
+                return None
+    finally:
+        os.close(fd)
+    return found
 
 
 def _md5_at(dir_fd: int, name: str) -> str:

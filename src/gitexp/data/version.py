@@ -85,7 +85,7 @@ def is_dvc_file(path: str) -> bool:
 
 def parse(file: str, text: bytes | str) -> list[DataItem]:
     """The entries of one `.dvc` or `dvc.lock` file (`file` is its repo-relative path)."""
-    doc = _load_yaml(file, text)
+    doc = load_yaml(file, text)
     base = posixpath.dirname(file)
     if posixpath.basename(file) != LOCK_FILE:
         return [i for e in doc.get("outs") or [] if (i := _item(e, base, file, out=True))]
@@ -167,7 +167,7 @@ def _item(entry: Any, base: str, source: str, *, out: bool) -> DataItem | None:
                     nfiles=entry.get("nfiles"), source=source, is_out=out)
 
 
-def _load_yaml(file: str, text: bytes | str) -> dict[str, Any]:
+def load_yaml(file: str, text: bytes | str) -> dict[str, Any]:
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

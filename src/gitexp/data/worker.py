@@ -15,6 +15,7 @@ from gitexp.data.version import DataItem
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
 from gitexp.model.record import RunRecord
+from gitexp.model.runstate import MAX_PIPELINE, PIPELINE, RunState
 from gitexp.stores import Store
 
 Log = Callable[[str], None]
@@ -59,7 +60,10 @@ def materialise(record: RunRecord, checkout: Path, *, store: Store | None = None
 
 def save_outputs(record: RunRecord, checkout: Path, *, store: Store | None = None,
                  log: Log = lambda _: None) -> dict[str, Any]:
-    """Record the run's outputs in DVC, push them, and return {path: {hash, …, remote}}."""
+    """Record the run's outputs in DVC, push them, and return {path: {hash, …, remote}}.
+    A pipeline's `dvc.lock` and `dvc.yaml` go to the store too, for the results commit."""
+    if store is not None and is_pipeline(record):
+        keep_pipeline(record, checkout, store)
     paths = output_paths(record, checkout)
     if not paths:
         return {}
@@ -98,12 +102,30 @@ def _save_outputs(record: RunRecord, checkout: Path, paths: list[str], plan: dic
     return outputs
 
 
+def is_pipeline(record: RunRecord) -> bool:
+    """The command is `dvc repro` / `dvc exp run`: its stage outputs are the run's."""
+    argv = tuple(record.argv)
+    return any(argv[: len(c)] == c for c in DVC_COMMANDS)
+
+
+def keep_pipeline(record: RunRecord, checkout: Path, store: Store) -> None:
+    """Send the run's `dvc.lock` and `dvc.yaml` (of its directory) to the store: regular
+    files inside the checkout only, as RunState bounds them."""
+    base = checkout.joinpath(*record.cwd.split("/")) if record.cwd else checkout
+    files = {}
+    for name in PIPELINE:
+        path = base / name
+        if path.is_file() and not path.is_symlink() and \
+                path.resolve().is_relative_to(checkout.resolve()):
+            files[name] = path.read_bytes()[: MAX_PIPELINE + 1]
+    RunState(store, record.id).set_pipeline(files)
+
+
 def output_paths(record: RunRecord, checkout: Path) -> list[str]:
     """`--out` paths (relative to where the user stood), plus the DVC-cached outputs of
     `dvc.yaml` stages when the command was `dvc repro` / `dvc exp run`."""
     paths = [posixpath.normpath(posixpath.join(record.cwd, o)) for o in record.outs]
-    argv = tuple(record.argv)
-    if any(argv[: len(c)] == c for c in DVC_COMMANDS):
+    if is_pipeline(record):
         repo = Repo(root=checkout, git_dir=checkout / ".git", common_dir=checkout / ".git")
         paths += [i.path for i in version.of_worktree(repo).values()
                   if i.is_out and i.source.partition(":")[2]

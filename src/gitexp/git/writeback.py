@@ -1,7 +1,8 @@
 """Write-back: a finished run's result, log and metrics become a results commit on its ref.
 
 The results commit's first parent is the snapshot and its tree is the snapshot's tree plus
-one directory, `.gitexp-results/`, so code diffs between runs stay clean.
+one directory, `.gitexp-results/`, so code diffs between runs stay clean. A DVC pipeline's
+`dvc.lock` and `dvc.yaml`, as the run left them, go to `.gitexp-results/dvc/`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from gitexp import faults
 from gitexp.git import Repo
 from gitexp.model.ids import ref_for
 from gitexp.model.record import Result, RunRecord, encode_message
+from gitexp.model.runstate import RunState
 from gitexp.stores import Store, read_range, run_key, size_of
 
 RESULTS_DIR = ".gitexp-results"
@@ -38,6 +40,9 @@ def write_back(repo: Repo, record: RunRecord, result: Result, store: Store | Non
             blob = store.read(key)
             if blob is not None:
                 files["plots/" + key.rsplit("/", 1)[-1]] = blob
+        # a DVC pipeline's dvc.lock (and dvc.yaml) as the run left them
+        files.update({f"dvc/{name}": data
+                      for name, data in RunState(store, record.id).pipeline().items()})
     tree = _results_tree(repo, record, files)
     commit = repo.commit_tree(tree, [record.snapshot], encode_message(record, result))
     faults.point("writeback.commit")
@@ -49,15 +54,16 @@ def write_back(repo: Repo, record: RunRecord, result: Result, store: Store | Non
 
 def _results_tree(repo: Repo, record: RunRecord, files: dict[str, bytes]) -> str:
     entries = []
-    plots = []
+    subdirs: dict[str, list[str]] = {}  # plots/, dvc/: one level below
     for name, data in sorted(files.items()):
         blob = repo.hash_object(data)
-        if name.startswith("plots/"):
-            plots.append(f"100644 blob {blob}\t{name[6:]}")
+        sub, _, leaf = name.rpartition("/")
+        if sub:
+            subdirs.setdefault(sub, []).append(f"100644 blob {blob}\t{leaf}")
         else:
             entries.append(f"100644 blob {blob}\t{name}")
-    if plots:
-        entries.append(f"040000 tree {repo.mktree(plots)}\tplots")
+    for sub, listing in sorted(subdirs.items()):
+        entries.append(f"040000 tree {repo.mktree(listing)}\t{sub}")
     if record.env.packages:
         entries.append(f"100644 blob {record.env.packages}\tpackages.txt")
     results = repo.mktree(entries)

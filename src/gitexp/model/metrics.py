@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gitexp.model import dvcyaml
+
 RESERVED = frozenset({"time", "step", "_checkpoint"})
 
 
@@ -45,38 +47,54 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def from_files(workdir: Path) -> dict[str, Any]:
-    """Final metrics a job wrote as files: `metrics.json`, and dvclive's `dvclive/metrics.json`."""
+    """Final metrics a job wrote as files: `metrics.json`, dvclive's `dvclive/metrics.json`,
+    and the metrics files `dvc.yaml` declares (`eval/metrics.json` -> `avg_prec.test`)."""
+    declared, _ = dvcyaml.declared(workdir)
     found: dict[str, Any] = {}
-    for name in ("dvclive/metrics.json", "metrics.json"):
-        path = workdir / name
-        if path.is_file():
+    for name in ("dvclive/metrics.json", "metrics.json", *declared):
+        for path in dvcyaml.files_under(workdir, name, dvcyaml.METRIC_SUFFIXES):
             try:
-                found.update(flatten(json.loads(path.read_text(encoding="utf-8"))))
-            except (ValueError, OSError):
+                found.update(flatten(dvcyaml.parse(path)))
+            except RecursionError:  # a forged file nested deeper than any real one
                 continue
     return found
 
 
 def series_from_files(workdir: Path) -> list[dict[str, Any]]:
-    """dvclive's series, `dvclive/plots/metrics/<name>.tsv` (columns: timestamp in ms, step,
-    value), as points like `gitexp.log` writes: `{"time", "step", "<name>": value}`. The agent
-    appends them to the run's metrics.jsonl when the job ends."""
-    base = workdir / "dvclive" / "plots" / "metrics"
+    """dvclive's series, `<dir>/plots/metrics/<name>.tsv` (columns: step, value; first a
+    timestamp in ms if dvclive was asked for one) in each directory dvclive may have written
+    to (`dvcyaml.live_dirs`), as points like `gitexp.log` writes: `{"step", "<name>":
+    value}` (and "time" when recorded). The agent appends them to the run's metrics.jsonl
+    when the job ends."""
     points: list[dict[str, Any]] = []
-    for path in sorted(base.rglob("*.tsv")) if base.is_dir() else []:
-        # `train/loss.tsv` -> `train.loss`, the name flatten() gives dvclive/metrics.json's
-        name = path.relative_to(base).with_suffix("").as_posix().replace("/", ".")
+    for live in dvcyaml.live_dirs(*dvcyaml.declared(workdir)):
+        base = f"{live}/plots/metrics" if live != "." else "plots/metrics"
+        for path in dvcyaml.files_under(workdir, base, (".tsv",)):
+            # `train/loss.tsv` -> `train.loss`, the name flatten() gives the metrics.json's
+            rel = path.relative_to(workdir / base).with_suffix("").as_posix()
+            points += _tsv_points(path, rel.replace("/", "."))
+    return points
+
+
+def _tsv_points(path: Path, name: str) -> list[dict[str, Any]]:
+    """dvclive 3 writes `step<TAB>value`, with `timestamp` (ms) first when asked: columns
+    are found by the header's names, the value is the last one."""
+    lines = (dvcyaml.read_bounded(path) or b"").decode("utf-8", errors="replace").splitlines()
+    head = lines[0].split("\t") if lines else []
+    step = head.index("step") if "step" in head else None
+    stamp = head.index("timestamp") if "timestamp" in head else None
+    points: list[dict[str, Any]] = []
+    for row in lines[1:]:
+        cells = row.split("\t")
         try:
-            rows = path.read_text(encoding="utf-8").splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            cells = row.split("\t")
-            try:
-                points.append({"time": float(cells[0]) / 1000, "step": int(float(cells[1])),
-                               name: float(cells[-1])})
-            except (ValueError, IndexError):
-                continue  # a torn last row of a live file
+            point: dict[str, Any] = {name: float(cells[len(head) - 1])}
+            if step is not None:
+                point["step"] = int(float(cells[step]))
+            if stamp is not None:
+                point["time"] = float(cells[stamp]) / 1000
+        except (ValueError, IndexError, OverflowError):
+            continue  # a torn last row of a live file
+        points.append(point)
     return points
 
 

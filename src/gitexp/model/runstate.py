@@ -8,6 +8,8 @@ run is doing, and of the rule that says when a silent run is lost.
     cancel        a request to stop, honoured by the agent (and by waiting sweep members)
     latest.json   the latest value of each metric of a live run (by the agent, throttled):
                   `ls`/`show`/`watch` read this one small file, never the whole series
+    dvc/dvc.lock, dvc/dvc.yaml   a DVC pipeline as the run left it (by the agent), for the
+                  results commit: restoring the run's outputs restores its lock with them
 
 What a store holds is untrusted: it may be shared, stale, damaged or written by anyone with
 access to it. Every reader here validates and returns a typed value or None; nothing else
@@ -37,6 +39,8 @@ STATUS, HEARTBEAT, HANDLE, RESULT, CANCEL, LATEST = (
 MAX_LATEST = 64 << 10  # bytes of latest.json read: more is a damaged or forged file
 MAX_STATE = 64 << 10  # bytes of status, heartbeat or handle read (same reason)
 MAX_RESULT = 1 << 20  # bytes of result.json read: metrics and outputs, as a record's message
+PIPELINE = ("dvc.lock", "dvc.yaml")
+MAX_PIPELINE = 1 << 20  # bytes of each: a real lock is a few KB
 LAUNCH_TIMEOUT = 120.0  # s: a run with no handle this long after launch was never started
 
 Handle = dict[str, Any]  # backend-specific; it always names its `target`
@@ -194,6 +198,22 @@ class RunState:
         rules of the series itself (a line that is not a flat object of scalars gives {})."""
         raw = read_range(self.store, self.key(LATEST), 0, MAX_LATEST)
         return metrics.final_of(metrics.parse_series(raw or b""))
+
+    # -- a DVC pipeline's files -----------------------------------------------------------
+    def set_pipeline(self, files: dict[str, bytes]) -> None:
+        for name in PIPELINE:
+            if name in files and len(files[name]) <= MAX_PIPELINE:
+                self.store.write(self.key(f"dvc/{name}"), files[name])
+
+    def pipeline(self) -> dict[str, bytes]:
+        """name -> bytes of the pipeline files the agent sent; one over MAX_PIPELINE is left
+        out (a damaged or forged store), as is one that is missing."""
+        found = {}
+        for name in PIPELINE:
+            raw = read_range(self.store, self.key(f"dvc/{name}"), 0, MAX_PIPELINE + 1)
+            if raw is not None and len(raw) <= MAX_PIPELINE:
+                found[name] = raw
+        return found
 
     # -- cancel ---------------------------------------------------------------------------
     def request_cancel(self) -> None:

@@ -1,4 +1,4 @@
-"""`git exp diff A [B]` as data: command, params, data, code, metrics and environment.
+"""`git exp diff A [B]` as data: command, params, inputs, code, metrics, outputs, environment.
 
 With one run, B is the run's base commit: the report then says what was uncommitted when
 the run launched (code, params files, data), and the run-only sections are left out.
@@ -16,6 +16,7 @@ from gitexp import data
 from gitexp.errors import GitexpError
 from gitexp.git import EMPTY_TREE, Repo
 from gitexp.git.writeback import RESULTS_DIR
+from gitexp.model import dvcyaml
 from gitexp.service import params as params_mod
 from gitexp.service.runs import Run
 
@@ -44,6 +45,8 @@ class Report:
     command: Change | None = None  # None: the same command (or a diff against the base)
     cwd: Change | None = None
     metrics: dict[str, Change] = field(default_factory=dict)
+    outputs: dict[str, Change] = field(default_factory=dict)  # changed ones only
+    has_outputs: bool = False  # either run recorded any (so none changed means "same")
     environment: dict[str, Change] = field(default_factory=dict)
     bases: Change | None = None  # when the runs launched from different commits
 
@@ -57,11 +60,14 @@ def runs(repo: Repo, a: Run, b: Run, *, patch: bool = False) -> Report:
     return Report(
         a=ra.id, b=rb.id, against_base=False,
         code=code(repo, ra.snapshot, rb.snapshot, patch=patch),
-        params=changed(pa, pb), data=changed(_hashes(ra.data), _hashes(rb.data)),
+        params=changed(pa, pb),
+        data=changed(_hashes(dvcyaml.inputs(ra.data)), _hashes(dvcyaml.inputs(rb.data))),
         command=command(ra.argv, rb.argv),
         cwd=None if ra.cwd == rb.cwd else {"a": ra.cwd, "b": rb.cwd},
         metrics=metrics(a.result.metrics if a.result else {},
                         b.result.metrics if b.result else {}),
+        outputs=changed(_hashes(a.outputs), _hashes(b.outputs)),
+        has_outputs=bool(a.outputs or b.outputs),
         environment=environment(repo, a, b),
         bases=None if ra.base == rb.base else {"a": ra.base, "b": rb.base},
     )

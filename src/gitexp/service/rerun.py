@@ -18,7 +18,7 @@ from typing import Any
 from gitexp import data
 from gitexp.backends import templates
 from gitexp.data import version
-from gitexp.data.outputs import check_restorable
+from gitexp.data.outputs import Lock, check_restorable, run_lock
 from gitexp.errors import EXIT_ALREADY_SUCCEEDED, GitexpError
 from gitexp.git import Repo
 from gitexp.git.writeback import RESULTS_DIR
@@ -187,6 +187,33 @@ def restore_code(repo: Repo, run: Run, branch: str | None = None, *,
         repo.git("switch", "-q", "-c", branch, snap)
     else:
         repo.git("-c", "advice.detachedHead=false", "checkout", "-q", "--detach", snap)
+
+
+def checkout(repo: Repo, run: Run, branch: str | None = None, *,
+             outputs: bool = False) -> list[str]:
+    """`git exp checkout`: the run's code (`restore_code`), then with `outputs` its outputs
+    and its `dvc.lock`. All or nothing: should restoring the outputs fail after the code
+    moved, HEAD (and the branch made for it) go back to where they were. The outputs
+    restored."""
+    was_branch = repo.git("symbolic-ref", "-q", "--short", "HEAD", check=False).strip()
+    was_head = repo.rev_parse("HEAD")
+    restore_code(repo, run, branch, outputs=outputs)
+    if not outputs:
+        return []
+    try:
+        return data.restore_outputs(repo, run.id, run.outputs, lock=lock_of(repo, run))
+    except BaseException:
+        if was_head is not None:  # the work tree was clean: going back loses nothing
+            repo.git("-c", "advice.detachedHead=false", "checkout", "-q",
+                     *([was_branch] if was_branch else ["--detach", was_head]))
+            if branch:
+                repo.git("branch", "-q", "-D", branch, check=False)
+        raise
+
+
+def lock_of(repo: Repo, run: Run) -> Lock | None:
+    """The `dvc.lock` the run left, to restore with its outputs (None: none kept)."""
+    return run_lock(repo, run.commit, run.record.cwd) if run.written_back else None
 
 
 # -- git exp apply ----------------------------------------------------------------------------

@@ -239,7 +239,7 @@ UNREADABLE = "the run it would replace cannot be read"  # nothing to compare the
 MAX_OBJECT = 8 << 20  # no commit or tree gitexp makes is near this; a forged giant is skipped
 # What a write-back writes: an annotation adds files next to them, never one of them.
 WRITTEN_BACK = frozenset({b"record.json", b"result.json", b"log.txt", b"metrics.jsonl",
-                          b"plots", b"packages.txt"})
+                          b"plots", b"packages.txt", b"dvc"})
 _RESULTS = RESULTS_DIR.encode()
 
 

@@ -166,8 +166,8 @@ class Agent:
 
     def _outputs(self, checkout: Path) -> dict[str, Any]:
         assert self.record is not None
-        if not self.record.outs and not self.record.data:  # data: `dvc repro` stage outputs
-            return {}
+        if not self.record.outs and not data.is_pipeline(self.record):
+            return {}  # a pipeline's outputs (and dvc.lock) count even with no data pinned
 
         return data.save_outputs(self.record, checkout, store=self.store, log=self.say)
 
