@@ -36,9 +36,10 @@ def error_for(exc: OSError, path: Path | str | None = None) -> DiskFullError | N
     """The DiskFullError `exc` means, or None when it is another OS error."""
     if exc.errno not in WHAT:
         return None
-    where = path if path is not None else exc.filename
+    written = exc.filename2 or exc.filename  # a copy names its source first
+    where = path if path is not None else written
     return DiskFullError(WHAT[exc.errno], where if where is not None else ".",
-                         f"writing {exc.filename}" if exc.filename else "")
+                         f"writing {written}" if written else "")
 
 
 def from_git(stderr: str, path: Path | str, verb: str) -> DiskFullError | None:
@@ -46,6 +47,9 @@ def from_git(stderr: str, path: Path | str, verb: str) -> DiskFullError | None:
     for says, what in _GIT_SAYS.items():
         if says in stderr:
             last = stderr.strip().splitlines()[-1]
+            objects = Path(path) / "objects"
+            if "object" in last and objects.is_dir():  # may be a mount (or a link) of its own
+                path = objects
             for prefix in ("fatal: ", "error: "):
                 last = last.removeprefix(prefix)
             return DiskFullError(what, path, f"git {verb}: {last.removesuffix(': ' + says)}")
