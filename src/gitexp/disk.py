@@ -20,11 +20,14 @@ LOW = 64 << 10  # bytes free under which a file system counts as full (a page or
 class DiskFullError(GitexpError):
     """Writing failed for want of space (or a quota, or a read-only mount) on `mount`."""
 
-    def __init__(self, what: str, path: Path | str, detail: str = "") -> None:
-        self.mount = mount_of(path)
-        super().__init__(f"{what} on {self.mount}" + (f" ({detail})" if detail else ""),
-                         hint=f"free space on {self.mount} and retry"
-                         if what != WHAT[errno.EROFS] else f"make {self.mount} writable")
+    def __init__(self, what: str, path: Path | str | None, detail: str = "") -> None:
+        # No path: a stream (stdout redirected to a full disk), whose file gitexp never named.
+        self.mount = mount_of(path) if path is not None else None
+        where = f"{self.mount}" if self.mount else "the disk the output goes to"
+        super().__init__(f"{what}" + (f" on {self.mount}" if self.mount else "")
+                         + (f" ({detail})" if detail else ""),
+                         hint=f"free space on {where} and retry"
+                         if what != WHAT[errno.EROFS] else f"make {where} writable")
         self.what = what
 
 
@@ -37,9 +40,8 @@ def error_for(exc: OSError, path: Path | str | None = None) -> DiskFullError | N
     if exc.errno not in WHAT:
         return None
     written = exc.filename2 or exc.filename  # a copy names its source first
-    where = path if path is not None else written
-    return DiskFullError(WHAT[exc.errno], where if where is not None else ".",
-                         f"writing {written}" if written else "")
+    return DiskFullError(WHAT[exc.errno], path if path is not None else written,
+                         f"writing {written}" if written else "writing the output")
 
 
 def from_git(stderr: str, path: Path | str, verb: str) -> DiskFullError | None:
