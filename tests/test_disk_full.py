@@ -252,7 +252,9 @@ def test_an_output_on_a_full_disk_is_one_line(small_disk: Disk):
         cache.unlink()  # a cache that cannot be written deletes itself, freeing its space
     small_disk.fill()
     proc = exp("report", "-o", str(small_disk.root / "report.html"), cwd=repo, check=False)
-    assert_user_error(proc, f"{NO_SPACE} on {small_disk.root}", "free space on")
+    assert_user_error(proc, f"{NO_SPACE} on {small_disk.root}", "free space on",
+                      "report.html")
+    assert not (small_disk.root / "report.html").exists()  # no half a report
 
 
 def test_the_crash_log_on_a_full_disk(tmpfs: Disk, monkeypatch: pytest.MonkeyPatch,

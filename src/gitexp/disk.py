@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from gitexp.errors import GitexpError
@@ -40,8 +42,22 @@ def error_for(exc: OSError, path: Path | str | None = None) -> DiskFullError | N
     if exc.errno not in WHAT:
         return None
     written = exc.filename2 or exc.filename  # a copy names its source first
-    return DiskFullError(WHAT[exc.errno], path if path is not None else written,
-                         f"writing {written}" if written else "writing the output")
+    detail = f"writing {written}" if written else "" if path is not None else "writing the output"
+    return DiskFullError(WHAT[exc.errno], path if path is not None else written, detail)
+
+
+@contextmanager
+def writing(path: Path, *, partial: bool = True) -> Iterator[None]:
+    """Write `path` inside: a full disk is raised as DiskFullError naming it (a write() call
+    does not), and with `partial=False` the half-written file is removed."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in WHAT:
+            raise
+        if not partial:
+            path.unlink(missing_ok=True)
+        raise DiskFullError(WHAT[exc.errno], path, f"writing {path}") from None
 
 
 def from_git(stderr: str, path: Path | str, verb: str) -> DiskFullError | None:

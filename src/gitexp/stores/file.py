@@ -8,8 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -65,7 +64,7 @@ class FileStore:
 
     def write(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        with _no_space(path):
+        with disk.writing(path):
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
             try:
@@ -80,7 +79,7 @@ class FileStore:
 
     def append(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        with _no_space(path):
+        with disk.writing(path):
             path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
@@ -132,14 +131,3 @@ class FileStore:
         require(git_dir, commit, self.url)
         return git_dir
 
-
-@contextmanager
-def _no_space(path: Path) -> Iterator[None]:
-    """A full disk under the store is said as such, naming its file system."""
-    try:
-        yield
-    except OSError as exc:
-        full = disk.error_for(exc, path)
-        if full is None:
-            raise
-        raise full from None
