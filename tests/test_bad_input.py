@@ -631,7 +631,7 @@ def test_a_full_disk_is_one_line(repo: Path):
             proc = subprocess.run(["git", "exp", *args], cwd=repo, stdout=full, text=True,
                                   stderr=subprocess.PIPE, check=False, timeout=60)
         refuses(subprocess.CompletedProcess(args, proc.returncode, "", proc.stderr),
-                "No space left on device")
+                "no space left on device")
 
 
 def test_an_output_path_that_cannot_be_written(repo: Path):

@@ -16,7 +16,7 @@ from typer import Abort
 from typer._click import exceptions as click_exc
 from typer.main import get_command
 
-from gitexp import __version__, extras
+from gitexp import __version__, disk, extras
 from gitexp.cli._app import GROUPS, HELP, app
 from gitexp.errors import GitexpError
 from gitexp.printable import printable
@@ -77,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as exc:  # the machine's trouble, not a bug: disk full, a path, permissions
         _quiet_stdout()
-        _fail(_os_error(exc), "check that path, its permissions and the free disk space")
+        full = disk.error_for(exc)
+        if full is not None:
+            _fail(full.message, full.hint)
+        else:
+            _fail(_os_error(exc), "check that path, its permissions and the free disk space")
         return 1
     except SystemExit as exc:  # typer's own exit on a closed pipe
         return exc.code if isinstance(exc.code, int) else 1
@@ -127,10 +131,22 @@ def _quiet_stdout() -> None:
 
 
 def _crash() -> int:
-    fd, path = tempfile.mkstemp(prefix="gitexp-crash-", suffix=".log")
-    with os.fdopen(fd, "w") as f:
-        f.write(f"gitexp {__version__}, Python {platform.python_version()}, "
-                f"{platform.platform()}\nargv: {sys.argv!r}\n\n{traceback.format_exc()}")
+    report = (f"gitexp {__version__}, Python {platform.python_version()}, "
+              f"{platform.platform()}\nargv: {sys.argv!r}\n\n{traceback.format_exc()}")
+    path = None
+    try:
+        fd, path = tempfile.mkstemp(prefix="gitexp-crash-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(report)
+    except OSError as exc:  # a full disk: the report has nowhere to go but the screen
+        if path is not None:
+            Path(path).unlink(missing_ok=True)
+        full = disk.error_for(exc, tempfile.gettempdir())
+        _fail("internal error (a bug in gitexp); its crash log could not be written: "
+              + (full.message if full else _os_error(exc)),
+              (full.hint + ", then rerun for the crash log") if full and full.hint
+              else "set TMPDIR to a writable directory and rerun for the crash log")
+        return 3
     _fail(f"internal error (a bug in gitexp); details in {path}",
           "please attach that file to a bug report")
     return 3

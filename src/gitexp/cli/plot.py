@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from gitexp import charts
+from gitexp import charts, disk
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, SWEEP_OPTION, WHERE_OPTION, app, open_repo
 from gitexp.errors import GitexpError
@@ -33,6 +33,7 @@ def plot(
     png, drawn, empty = plots.overlay(repo, found, metric or None)
     path = output or plots.default_output(
         repo, charts.file_name(drawn[0]) if len(drawn) == 1 else "metrics.png")
-    path.write_bytes(png)
+    with disk.writing(path, partial=False):
+        path.write_bytes(png)
     r.plotted(path, drawn, len(found), empty)
     return 0

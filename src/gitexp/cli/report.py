@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from gitexp import extras
+from gitexp import disk, extras
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, SWEEP_OPTION, WHERE_OPTION, app, open_repo
 from gitexp.service import plots
@@ -28,7 +28,9 @@ def report(
     repo, config = open_repo()
     found = w.pick(repo, config, run_specs or (), sweep=sweep, where=where)
     output = output or plots.default_output(repo, "runs.html")
-    output.write_text(core.render(repo, found, title=title), encoding="utf-8")
+    html = core.render(repo, found, title=title)
+    with disk.writing(output, partial=False):
+        output.write_text(html, encoding="utf-8")
     r.wrote_report(output, len(found))
     if lack := extras.lacking("curves", "matplotlib"):
         r.note(f"gitexp: the page has no curves: {lack.message} ({lack.hint})")

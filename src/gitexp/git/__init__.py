@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import subprocess
 import threading
@@ -13,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import IO
 
+from gitexp import disk
 from gitexp.errors import GitError, GitexpError, NotARepoError
 
 ZERO_OID = "0" * 40
@@ -57,7 +59,11 @@ def run_git(
             break
         time.sleep(0.05 * (attempt + 1))
     if check and proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
+        text = proc.stderr.decode(errors="replace")
+        full = disk.from_git(text, _where(args, cwd), _verb(args))
+        if full is not None:  # the disk's fault, not the repository's health
+            raise full
+        err = text.strip().splitlines()
         raise GitError(
             f"git {_verb(args)} failed: {err[-1] if err else f'exit {proc.returncode}'}",
             hint="is this a healthy git repository? `git fsck` checks",
@@ -66,6 +72,14 @@ def run_git(
 
 
 _VALUED = ("--git-dir", "--work-tree", "-C", "-c")  # git's own options that take a value
+
+
+def _where(args: list[str], cwd: Path | str | None) -> str:
+    """The directory a git command writes in: its `--git-dir` or `-C`, else `cwd`."""
+    for flag, value in itertools.pairwise(args):
+        if flag in ("--git-dir", "-C"):
+            return value
+    return str(cwd or ".")
 
 
 def _verb(args: list[str]) -> str:
@@ -175,11 +189,19 @@ class Repo:
         """Compare-and-swap a ref; False when `old` no longer holds (someone else won)."""
         proc = run_git(["--git-dir", str(self.git_dir), "update-ref", "-m", reason, ref, new, old],
                        check=False)
-        return proc.returncode == 0
+        return proc.returncode == 0 or self._no_space(proc, "update-ref")
+
+    def _no_space(self, proc: subprocess.CompletedProcess[bytes], verb: str) -> bool:
+        """False for a ref that did not hold; a full disk is raised (never "someone won")."""
+        full = disk.from_git(proc.stderr.decode(errors="replace"), self.git_dir, verb)
+        if full is not None:
+            raise full
+        return False
 
     def delete_ref(self, ref: str, old: str | None = None) -> bool:
         args = ["update-ref", "-d", ref] + ([old] if old else [])
-        return run_git(["--git-dir", str(self.git_dir), *args], check=False).returncode == 0
+        proc = run_git(["--git-dir", str(self.git_dir), *args], check=False)
+        return proc.returncode == 0 or self._no_space(proc, "update-ref")
 
     def for_each_ref(self, pattern: str, fmt: str) -> Iterator[str]:
         """Records of `fmt` (NUL-terminated, so message bodies may hold newlines)."""

@@ -9,12 +9,15 @@ writes the run's settings at launch and sends the `lost` mail (`dev.py`).
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from email.message import EmailMessage
 from importlib import import_module
 from typing import Protocol
 
+from gitexp import disk
+from gitexp.errors import GitexpError
 from gitexp.notify.settings import NotifySettings
 
 log = logging.getLogger("gitexp.notify")
@@ -63,13 +66,33 @@ def deliver(message: EmailMessage, sender: Sender, outbox: Outbox, *, attempts: 
             why = str(exc)
             break
         except Exception as exc:  # whatever the transport throws, mail must not
-            why = f"{type(exc).__name__}: {exc}"
+            why = reason(exc)
+            if disk.is_full(exc):  # waiting frees no space
+                break
         if attempt + 1 < attempts:
             sleep(backoff * 2 ** attempt)
-    log.warning("gitexp: mail via %s failed (%s); kept in the outbox", sender.name, why)
     try:
         outbox.put(message, note=f"{sender.name}: {why}"[:300])
-    except Exception:
-        log.warning("gitexp: the outbox failed too; mail dropped")
+    except Exception as exc:
+        log.warning("warning: mail via %s failed (%s), and so did the outbox (%s): mail "
+                    "dropped", sender.name, why, reason(exc))
         return "dropped"
+    log.warning("gitexp: mail via %s failed (%s); kept in the outbox", sender.name, why)
     return "spooled"
+
+
+def reason(exc: BaseException) -> str:
+    """One line for why mail failed: a full disk says where."""
+    full = disk.error_for(exc) if isinstance(exc, OSError) else None
+    return full.message if full else f"{type(exc).__name__}: {exc}"
+
+
+def failed(what: str, *args: object) -> None:
+    """Log a mail step that failed, inside its `except`: the machine's trouble (a full disk,
+    an unreachable server) in one line; anything else, a bug, with its traceback."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, (OSError, GitexpError)):
+        why = exc.message if isinstance(exc, GitexpError) else reason(exc)
+        log.warning("warning: " + what + ": %s", *args, why)
+    else:
+        log.exception(what, *args)

@@ -8,7 +8,7 @@ moved into the local outbox at the same moment.
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -18,14 +18,13 @@ from gitexp.git import Repo
 from gitexp.git.config import Config, Target
 from gitexp.model import metrics
 from gitexp.model.record import LIVE, Result, RunRecord
-from gitexp.notify import content, deliver, policy, sender_for
+from gitexp.notify import content, deliver, failed, policy, sender_for
 from gitexp.notify.maildir import UNDELIVERED_HEADER, MaildirOutbox, collect
 from gitexp.notify.mailer import LOG_TAIL_BYTES, SETTINGS_KEY
 from gitexp.notify.settings import NotifySettings, from_config, secrets_from
 from gitexp.service import runs
 from gitexp.stores import Store, read_range, run_key, size_of
 
-log = logging.getLogger("gitexp.notify")
 SETTLE_WINDOW = 86400.0  # s: `watch` mails losses that anyone noticed in the last day
 
 
@@ -79,8 +78,9 @@ def tell_outbox(repo: Repo, say: Callable[[str], None]) -> None:
     say(f"mail about runs goes to the outbox {box} (read it: mutt -f {box}); to have it "
         "sent: git config exp.notify.sender smtp, exp.notify.smtp.host HOST, exp.notify.to "
         "ADDRESS (see README, Mail); exp.notify.on none turns mail off. Said once.")
-    told.parent.mkdir(parents=True, exist_ok=True)
-    told.write_text("")
+    with contextlib.suppress(OSError):  # a full disk: the notice is given again next time
+        told.parent.mkdir(parents=True, exist_ok=True)
+        told.write_text("")
 
 
 def send_sweep_root(repo: Repo, settings: NotifySettings, record: RunRecord,
@@ -92,7 +92,7 @@ def send_sweep_root(repo: Repo, settings: NotifySettings, record: RunRecord,
         return deliver(content.sweep_root(settings, record), sender, box,
                        attempts=2, backoff=0.5)
     except Exception:
-        log.exception("gitexp: the mail of sweep %s failed", record.sweep)
+        failed("the mail of sweep %s failed", record.sweep)
         return "dropped"
 
 
@@ -107,7 +107,7 @@ def settle(repo: Repo, run: runs.Run, environ: Mapping[str, str] | None = None) 
         if run.result.status == "lost":
             send_lost(repo, store, run.record, run.result, environ)
     except Exception:  # mail must not break `git exp watch`
-        log.exception("gitexp: mail for %s failed", run.id)
+        failed("mail for %s failed", run.id)
 
 
 def send_lost(repo: Repo, store: Store, record: RunRecord, result: Result,
@@ -170,7 +170,7 @@ def resend(repo: Repo, config: Config, environ: Mapping[str, str] | None = None)
             box.remove(key)
             sent += 1
     except Exception:  # a broken outbox or config must not stop `git exp watch`
-        log.exception("gitexp: resending mail failed")
+        failed("resending mail failed")
         return 0
     return sent
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from gitexp.model import metrics
 from gitexp.model.record import Result, RunRecord
-from gitexp.notify import Outbox, content, deliver, policy, sender_for
+from gitexp.notify import Outbox, content, deliver, failed, policy, sender_for
 from gitexp.notify.maildir import MaildirOutbox, StoreOutbox
 from gitexp.notify.settings import NotifySettings, secrets_from
 from gitexp.secrets import redact, values_to_redact
@@ -74,7 +74,7 @@ class RunMailer:
                 if digest is not None:
                     self._mail(result.status, digest, result)
         except Exception:  # mail never hurts a run
-            log.exception("gitexp: the %s mail failed", result.status)
+            failed("the %s mail failed", result.status)
 
     def _loop(self) -> None:
         self._guarded(self._maybe_start_mail)
@@ -86,7 +86,7 @@ class RunMailer:
             with self._lock:
                 step()
         except Exception:  # mail never hurts a run
-            log.exception("gitexp: mail step failed")
+            failed("mail step failed")
 
     # -- one look ----------------------------------------------------------------------------
     def tick(self) -> None:
@@ -185,6 +185,6 @@ def for_agent(*, store: Store, record: RunRecord, spool: Path, cwd: Path | None,
         if start:
             mailer.start()
     except Exception:  # mail never hurts a run
-        log.exception("gitexp: mail is off for this run")
+        failed("mail is off for this run")
         return None
     return mailer

@@ -6,6 +6,7 @@ No printing, no CLI: functions take explicit objects and return data.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+from gitexp import disk
 from gitexp.backends import Backend, Explains, KeepsLogs, backend_for
 from gitexp.errors import GitexpError, UnknownRunError, exit_for
 from gitexp.extras import MissingExtraError
@@ -31,6 +33,8 @@ from gitexp.model.runstate import (
 from gitexp.service import index, trust
 from gitexp.stores import Store, open_store, read_range, run_key, size_of
 from gitexp.stores.file import FileStore
+
+log = logging.getLogger("gitexp.runs")
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,13 @@ def observe(repo: Repo, config: Config, run: Run) -> Run:
         return run  # store unreachable: say what we know
     if result.status in LIVE:
         return replace(run, result=result)
-    commit = write_back(repo, record, result, state.store if state else None)
+    try:
+        commit = write_back(repo, record, result, state.store if state else None)
+    except disk.DiskFullError as exc:  # shown as it ended; written back by a later look
+        log.warning("warning: run %s ended (%s) but is not written back: %s\nhint: %s; "
+                    "the next `git exp ls` writes it back", record.id, result.status,
+                    exc.message, exc.hint)
+        return replace(run, result=result)
     return Run(record=record, result=result, commit=commit, written_back=True, own=run.own)
 
 
@@ -245,6 +255,9 @@ def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord)
         done = state.result(record)  # it may have just finished
         if done:
             return done
+        full = disk.full_at(state.store.root) if isinstance(state.store, FileStore) else None
+        if full:  # the agent could not write there either: the likeliest reason
+            lost_why += f" ({full})"
         series = metrics.parse_series(state.store.read(run_key(record.id, "metrics.jsonl"))
                                       or b"")
         return Result(status=ended_as, started_at=status.started if status else None,

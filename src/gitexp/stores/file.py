@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from gitexp import disk
 from gitexp.errors import StoreError
 from gitexp.stores import Progress
 from gitexp.stores.transport import CODE_REPO, REFS, commit_ids, receive_argv, require, send_pack
@@ -63,23 +64,36 @@ class FileStore:
 
     def write(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            Path(tmp).replace(path)  # rename is atomic on one file system, NFS included
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with disk.writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                Path(tmp).replace(path)  # rename is atomic on one file system, NFS included
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
 
     def append(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("ab") as f:
-            f.write(data)
+        with disk.writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                start = os.lseek(fd, 0, os.SEEK_END)
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                except OSError:
+                    # None of a chunk stays: the caller sends it again whole, in order.
+                    os.ftruncate(fd, start)
+                    raise
+            finally:
+                os.close(fd)
 
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix) if prefix else self.root
@@ -116,3 +130,4 @@ class FileStore:
             git_dir = self.root
         require(git_dir, commit, self.url)
         return git_dir
+

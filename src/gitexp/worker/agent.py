@@ -22,11 +22,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from gitexp import METRICS_ENV, data, faults, secrets
+from gitexp import METRICS_ENV, data, disk, faults, secrets
 from gitexp.errors import GitexpError
 from gitexp.git import Repo, run_git, writeback
 from gitexp.model import ids, metrics
@@ -40,6 +40,7 @@ from gitexp.worker import turns, workspace
 CHUNK = 1 << 20  # streamed to the store in pieces of at most this: memory stays bounded
 KILL_GRACE = 5.0
 STORE_PATIENCE = 300.0  # s: how long a finished run waits for its store to come back
+KEEP_UNSENT = 64 << 10  # bytes of an unsent log kept when the disk holding it is full
 
 
 @dataclass
@@ -60,6 +61,8 @@ class Agent:
     _latest: dict[str, Any] = field(default_factory=dict)  # each metric's latest value
     _latest_due: bool = False  # _latest changed since it was last sent
     _latest_sent: float = -math.inf  # time.monotonic() of that
+    _full: str | None = None  # why the spool could not be written (a full disk): run fails
+    _store_full: bool = False  # the last send failed for want of space in the store
 
     def key(self, name: str) -> str:
         return run_key(self.run_id, name)
@@ -72,21 +75,22 @@ class Agent:
     def main(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self._cancel.set())
         signal.signal(signal.SIGINT, lambda *_: self._cancel.set())
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.spool("log").touch()
-        self.spool("metrics.jsonl").touch()
-        self._secrets = secrets.values_to_redact(self.store, self.run_id, os.environ)
         started = time.time()
         beat = threading.Thread(target=self._beat_forever, daemon=True)
         beat.start()
         try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.spool("log").touch()
+            self.spool("metrics.jsonl").touch()
+            self._secrets = secrets.values_to_redact(self.store, self.run_id, os.environ)
             checkout = self.prepare()
             turn = self.wait_turn(started)
             result = self.execute(checkout, turn) if turn else self.cancelled(started)
-        except GitexpError as exc:
-            self.say(f"gitexp: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+        except (GitexpError, OSError) as exc:  # OSError: the machine's (a disk), not a bug
+            why, hint = _why(exc)
+            self.say(f"gitexp: {why}" + (f" ({hint})" if hint else ""))
             result = Result(status="failed", started_at=started, ended_at=time.time(),
-                            host=socket.gethostname(), error=exc.message)
+                            host=socket.gethostname(), error=why)
         self.finish(result)
         return result.exit_code if result.exit_code is not None else 1
 
@@ -172,6 +176,9 @@ class Agent:
         return data.save_outputs(self.record, checkout, store=self.store, log=self.say)
 
     def finish(self, result: Result) -> None:
+        full = self._full or (disk.full_at(self.workdir) if result.status == "failed" else None)
+        if full:
+            result = self._out_of_space(result, full)
         self._patiently(self.stream)
         faults.point("agent.result")
         self._patiently(lambda: self.state.write_result(result, snapshot=self.snapshot))
@@ -181,7 +188,7 @@ class Agent:
             try:
                 writeback.write_back(repo, self.record, result, self.store)
             except GitexpError as exc:  # `git exp ls` will write it back later
-                print(f"gitexp: write-back deferred: {exc.message}", file=sys.stderr)
+                _warn(f"gitexp: write-back deferred: {exc.message}")
             faults.point("agent.finish")
         if self._mailer is None and self.record is not None:  # it failed before the job ran
             self._mailer = mailer.for_agent(store=self.store, record=self.record,
@@ -192,23 +199,65 @@ class Agent:
         if not os.environ.get("GITEXP_KEEP_WORKDIR"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    def _out_of_space(self, result: Result, full: str) -> Result:
+        """The disk filled: free the job's files first (they are what fills it, most often),
+        so the log's tail and the result fit; a spool the store has no room for is given up
+        (the store keeps the log up to there)."""
+        shutil.rmtree(self.workdir / "code", ignore_errors=True)
+        self.say(f"gitexp: {full}: the run ends here")
+        if not self.stream() and self._store_full:
+            self._give_up_spool(full)
+        status = "failed" if self._full or result.status == "failed" else result.status
+        return replace(result, status=status, error=result.error or full)
+
+    def _give_up_spool(self, full: str) -> None:
+        """The store has no room for the spool, which holds that very room (one disk): keep
+        the unsent log's first KEEP_UNSENT bytes in memory, free the spool, and send what
+        fits, in small pieces."""
+        offset = self._offsets.get("log", 0)
+        try:
+            with self.spool("log").open("rb") as f:
+                f.seek(offset)
+                head = f.read(KEEP_UNSENT)
+        except OSError:
+            head = b""
+        for name in ("log", "metrics.jsonl"):
+            self.spool(name).unlink(missing_ok=True)
+        with contextlib.suppress(GitexpError):
+            for at in range(0, len(head), 4096):
+                self.store.append(self.key("log"), head[at:at + 4096])
+            self.store.append(self.key("log"), f"\ngitexp: {full}: the log ends here\n"
+                              .encode())
+
     # -- streaming ---------------------------------------------------------------------------
     def spool(self, name: str) -> Path:
         return self.workdir / name
 
     def say(self, line: str) -> None:
-        with self.spool("log").open("ab") as f:
-            f.write(secrets.redact(line, self._secrets).encode() + b"\n")
+        try:
+            with self.spool("log").open("ab") as f:
+                f.write(secrets.redact(line, self._secrets).encode() + b"\n")
+        except OSError as exc:  # a full disk: said in the result instead
+            self._spool_failed(exc)
         self.stream()
+
+    def _spool_failed(self, exc: OSError) -> None:
+        full = disk.error_for(exc, self.workdir)
+        self._full = self._full or (full.message if full else f"the log spool: {exc}")
 
     def _copy(self, pipe: IO[bytes]) -> None:
         # Masked before the spool: a secret the job prints never reaches a disk or the store.
         redactor = secrets.Redactor(self._secrets)
-        with self.spool("log").open("ab") as out:
-            while chunk := pipe.read1(65536):  # type: ignore[attr-defined]
-                out.write(redactor.feed(chunk))
-                out.flush()
-            out.write(redactor.flush())
+        try:
+            with self.spool("log").open("ab") as out:
+                while chunk := pipe.read1(65536):  # type: ignore[attr-defined]
+                    out.write(redactor.feed(chunk))
+                    out.flush()
+                out.write(redactor.flush())
+        except OSError as exc:  # the disk is full: the job is stopped (`_cancel_requested`)
+            self._spool_failed(exc)
+            while pipe.read1(65536):  # type: ignore[attr-defined]
+                pass  # drained until it ends: a job blocked on a full pipe would not stop
 
     def stream(self) -> bool:
         """Send what the spool files gained since the last call; False when the store failed.
@@ -217,8 +266,10 @@ class Agent:
         try:
             self._send()
         except GitexpError as exc:
-            print(f"gitexp: the store failed, sending later: {exc.message}", file=sys.stderr)
+            self._store_full = isinstance(exc, disk.DiskFullError)
+            _warn(f"gitexp: the store failed, sending later: {exc.message}")
             return False
+        self._store_full = False
         return True
 
     def _send(self) -> None:
@@ -262,7 +313,7 @@ class Agent:
                 if step() is not False:
                     return True
             except GitexpError as exc:
-                print(f"gitexp: the store failed, retrying: {exc.message}", file=sys.stderr)
+                _warn(f"gitexp: the store failed, retrying: {exc.message}")
             if time.monotonic() + delay > deadline:
                 return False
             time.sleep(delay)
@@ -277,10 +328,29 @@ class Agent:
             self._cancel.wait(self.heartbeat)
 
     def _cancel_requested(self) -> bool:
+        if self._full:  # the log cannot be kept: the job stops, and `finish` says why
+            return True
         try:
             return self.state.cancel_requested()
         except Exception:
             return False
+
+
+def _why(exc: GitexpError | OSError) -> tuple[str, str | None]:
+    """A failure's one line and hint, for the log and the result."""
+    if isinstance(exc, OSError):
+        full = disk.error_for(exc)
+        if full is None:
+            return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), None
+        exc = full
+    return exc.message, exc.hint
+
+
+def _warn(text: str) -> None:
+    # Unbuffered, and silent when stderr's own disk is full: nothing left to flush at exit
+    # (that would change the agent's exit code), no exception in an exception handler.
+    with contextlib.suppress(OSError):
+        os.write(2, text.encode(errors="replace") + b"\n")
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
