@@ -519,6 +519,11 @@ def cancelling(run: Run) -> None:
     print(f"cancelling {run.id}")
 
 
+def stopped_leftover(run: Run, pid: int) -> None:
+    print(f"cancelled: run {run.id} was {run.status} but its job (pid {pid}) still ran; "
+          "stopped it")
+
+
 def cancelled_sweep(stopped: list[Run], ended: list[Run]) -> None:
     for run in stopped:
         cancelling(run)
