@@ -520,8 +520,8 @@ def cancelling(run: Run) -> None:
 
 
 def stopped_leftover(run: Run, pid: int) -> None:
-    print(f"cancelled: run {run.id} was {run.status} but its job (pid {pid}) still ran; "
-          "stopped it")
+    ended = "was lost" if run.status == "lost" else f"had ended ({run.status})"
+    print(f"cancelled: run {run.id} {ended} but its job (pid {pid}) still ran; stopped it")
 
 
 def cancelled_sweep(stopped: list[Run], ended: list[Run]) -> None:

@@ -453,5 +453,6 @@ def stop_leftovers(repo: Repo, config: Config, run: Run) -> int | None:
     job = status.job if status else None
     if status is None or job is None or status.host != socket.gethostname():
         return None
-    stopped = guard.stop_job(run.id, pid=job.pid, start=job.start, boot=job.boot)
+    stopped = guard.stop_job(run.id, pid=job.pid, group=job.group, start=job.start,
+                             boot=job.boot)
     return (job.pid if job.pid in stopped else min(stopped)) if stopped else None

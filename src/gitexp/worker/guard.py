@@ -298,16 +298,27 @@ def agent_running(run_id: str) -> bool:
     return False
 
 
-def stop_job(run_id: str, *, pid: int, start: int, boot: str, grace: float = 5.0) -> list[int]:
-    """Stop what is left of a run's job on this host: its main process `pid` if it really is
-    that one (same boot, same start time, the run's mark), and every process with the mark.
-    SIGTERM, then SIGKILL after `grace`. Returns the processes found (none: nothing ran)."""
+def stop_job(run_id: str, *, pid: int, group: int, start: int, boot: str,
+             grace: float = 5.0) -> list[int]:
+    """Stop what is left of a run's job on this host: every process with the run's mark,
+    and the job's process group while its main process `pid` is there and really is that
+    one (same boot, same start time, the mark, the group) - which also reaches what cleared
+    its environment but stayed in the group. SIGTERM, then SIGKILL after `grace`. Returns
+    the processes found (none: nothing was left)."""
     if boot_id() != boot or not os.path.isdir(PROC):
         return []
-    main_ok = start_ticks(pid) == start and marked(pid, run_id)
-    found = sorted(set(run_processes(run_id)) | ({pid} if main_ok else set()))
+
+    def leader() -> bool:  # asked before each signal: a pid is only trusted while it is there
+        fields = _stat(pid)
+        return fields is not None and int(fields[19]) == start and int(fields[2]) == group \
+            and marked(pid, run_id)
+
+    found = sorted(set(run_processes(run_id)) | ({pid} if leader() else set()))
     targets = set(found)
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        if leader():
+            with contextlib.suppress(OSError):
+                os.killpg(group, sig)
         for victim in targets:
             with contextlib.suppress(OSError):
                 os.kill(victim, sig)
