@@ -97,6 +97,8 @@ class Agent:
         return result.exit_code if result.exit_code is not None else 1
 
     def start_guard(self) -> Guard:
+        # From the main thread: the guard's parent-death signal follows the thread that
+        # started it (the socket's EOF does not depend on it).
         try:  # the guard never holds the mail secrets either
             return Guard.start(cwd=str(self.workdir), env=self._job_env())
         except OSError as exc:
@@ -131,7 +133,14 @@ class Agent:
         assert self.record is not None
         if not self.record.sweep:
             return started
-        return turns.wait_turn(self.store, self.record, self._cancel, started=started)
+        if self._guard is not None:  # a waiting run holds no guard: a new one at its turn
+            self._guard.close()
+            self._guard.proc.wait()
+            self._guard = None
+        turn = turns.wait_turn(self.store, self.record, self._cancel, started=started)
+        if turn is not None:
+            self._guard = self.start_guard()
+        return turn
 
     def cancelled(self, started: float) -> Result:
         return Result(status="cancelled", started_at=started, ended_at=time.time(),
