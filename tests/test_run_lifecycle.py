@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -120,8 +121,10 @@ def test_kill_9_of_the_agent_leaves_the_run_lost_with_its_log(project: Path):
         assert shown["status"] == "lost"
         ref = f"refs/experiments/{run_id}"
         assert "before-kill" in git("show", f"{ref}:.gitexp-results/log.txt", cwd=project)
-    finally:  # the orphaned job (its own process group) is not ours to keep
-        os.killpg(job, signal.SIGKILL)
+        wait_for(lambda: not _alive(job), timeout=10, what="the job to die with its agent")
+    finally:  # should the guard have failed, the orphan is not ours to keep
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(job, signal.SIGKILL)
 
 
 def test_kill_9_of_git_exp_run_mid_launch_leaves_no_partial_ref(project: Path):

@@ -526,6 +526,11 @@ def cancelling(run: Run) -> None:
     print(f"cancelling {run.id}")
 
 
+def stopped_leftover(run: Run, pid: int) -> None:
+    ended = "was lost" if run.status == "lost" else f"had ended ({run.status})"
+    print(f"cancelled: run {run.id} {ended} but its job (pid {pid}) still ran; stopped it")
+
+
 def cancelled_sweep(stopped: list[Run], ended: list[Run]) -> None:
     for run in stopped:
         cancelling(run)

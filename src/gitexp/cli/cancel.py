@@ -28,6 +28,9 @@ def cancel(
                           "git exp cancel --sweep ID (its live runs)")
     for spec in runs_:
         found = runs.find(repo, spec, config)
-        runs.cancel(repo, config, found)
-        r.cancelling(found)
+        leftover = runs.cancel(repo, config, found)  # an ended run's job that still ran
+        if leftover is None:
+            r.cancelling(found)
+        else:
+            r.stopped_leftover(found, leftover)
     return 0

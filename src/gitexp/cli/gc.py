@@ -24,9 +24,13 @@ def gc_command(
     repo, config = open_repo()
     policy = gc.Policy.parse(older_than=older_than, failed=failed,
                              keep_best=keep_best or None)
-    doomed = gc.select(runs.list_runs(repo, config), policy)
+    seen = runs.list_runs(repo, config)
+    doomed = gc.select(seen, policy)
     if dry_run:
         r.would_remove(doomed)
         return 0
     r.removed(gc.remove(repo, doomed), none="nothing to remove")
+    freed = gc.sweep_work(repo, seen)
+    if freed:
+        r.note(f"gitexp: freed the work directories of {len(freed)} ended run(s)")
     return 0

@@ -24,7 +24,7 @@ import os
 import re
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, TypeGuard
 
 from gitexp.errors import GitexpError
@@ -53,6 +53,16 @@ class Launcher:
 
 
 @dataclass(frozen=True)
+class JobPlace:
+    """Where the job's processes are on `Status.host`, so that `cancel` can still stop them
+    after their agent died - and know a recycled pid for what it is."""
+    pid: int  # the job's main process
+    group: int  # its process group (led by its guard, worker/guard.py)
+    start: int  # the main process's start, in clock ticks after boot (/proc/PID/stat)
+    boot: str  # the host's boot id: the same pid in another boot is another process
+
+
+@dataclass(frozen=True)
 class Status:
     """status.json, with only what it may hold: a live status, a start time, hosts, pids."""
     status: str  # queued or running: anything else a store says reads as queued
@@ -60,6 +70,7 @@ class Status:
     host: str | None = None
     launcher: Launcher | None = None  # the process that launched a queued run
     pid: int | None = None  # the job's process (group) on `host`
+    job: JobPlace | None = None  # the job, as cancel finds it after its agent died
 
 
 @dataclass(frozen=True)
@@ -94,9 +105,10 @@ class RunState:
         self._write(STATUS, {"status": "queued",
                              "launcher": {"host": socket.gethostname(), "pid": os.getpid()}})
 
-    def set_running(self, *, started: float, pid: int) -> None:
+    def set_running(self, *, started: float, pid: int, job: JobPlace | None = None) -> None:
         self._write(STATUS, {"status": "running", "started": started, "pid": pid,
-                             "host": socket.gethostname(), "agent_pid": os.getpid()})
+                             "host": socket.gethostname(), "agent_pid": os.getpid(),
+                             **({"job": asdict(job)} if job else {})})
 
     def status(self) -> Status | None:
         raw = self._json(STATUS)
@@ -110,7 +122,8 @@ class RunState:
             launcher=Launcher(host=launcher["host"], pid=launcher["pid"])
             if isinstance(launcher, dict) and isinstance(launcher.get("host"), str)
             and _is_int(launcher.get("pid")) else None,
-            pid=raw["pid"] if _is_int(raw.get("pid")) else None)
+            pid=raw["pid"] if _is_int(raw.get("pid")) else None,
+            job=_job_place(raw.get("job")))
 
     # -- heartbeat ------------------------------------------------------------------------
     def beat(self, interval: float) -> None:
@@ -241,6 +254,21 @@ class RunState:
 
 
 _HANDLE_WORD = re.compile(r"[A-Za-z0-9_.:/@+=][A-Za-z0-9_.:/@+=-]{0,255}|")
+
+
+_BOOT_ID = re.compile(r"[0-9a-f-]{1,64}")
+
+
+def _job_place(raw: Any) -> JobPlace | None:
+    """A job's place as status.json says it: positive pids, a start time, a boot id; any
+    other shape is none (it decides which processes a cancel may kill)."""
+    if not isinstance(raw, dict):
+        return None
+    pid, group, start, boot = (raw.get(k) for k in ("pid", "group", "start", "boot"))
+    if not (_is_int(pid) and _is_int(group) and _is_int(start)) or min(pid, group) <= 1 \
+            or start < 0 or not isinstance(boot, str) or not _BOOT_ID.fullmatch(boot):
+        return None
+    return JobPlace(pid=pid, group=group, start=start, boot=boot)
 
 
 def _fits_handle(key: str, value: Any) -> bool:

@@ -4,7 +4,8 @@
 A removed run loses its ref (`refs/experiments/<id>`), its local store data
 (`.git/gitexp/store/runs/<id>`), any leftover local checkout and its index row (with
 `rm --remote`, its ref and `exp/*` tag on the remote first). Its objects stay until git's own
-gc prunes them. Live runs are never removed: cancel them first.
+gc prunes them. Live runs are never removed: cancel them first. `gc` also frees the work
+directories (`.git/gitexp/work/<id>`) that dead agents left behind (`sweep_work`).
 """
 
 from __future__ import annotations
@@ -174,3 +175,14 @@ def _refuse_live(repo: Repo, runs: list[Run], config: Config | None,
 
 def _status(runs: list[Run], run_id: str) -> str:
     return next(r.status for r in runs if r.id == run_id)
+
+
+def sweep_work(repo: Repo, runs: list[Run]) -> list[str]:
+    """Remove the local work directories of runs that ended or that no ref names any more,
+    never one of a live run or one whose agent still runs here; the ids freed."""
+    work = repo.gitexp_dir / "work"
+    live = {r.id for r in runs if not r.written_back and r.status in LIVE}
+    names = sorted(p.name for p in work.iterdir() if p.is_dir()) if work.is_dir() else []
+    # `cache` holds the code fetched from remote stores, for every run
+    return [name for name in names if name not in live and name != "cache"
+            and service.drop_workdir(repo, name)]

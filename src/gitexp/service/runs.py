@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from gitexp.model.runstate import (
 from gitexp.service import index, trust
 from gitexp.stores import Store, open_store, read_range, run_key, size_of
 from gitexp.stores.file import FileStore
+from gitexp.worker import guard
 
 log = logging.getLogger("gitexp.runs")
 
@@ -218,6 +220,8 @@ def observe(repo: Repo, config: Config, run: Run) -> Run:
         return run  # store unreachable: say what we know
     if result.status in LIVE:
         return replace(run, result=result)
+    if result.status == "lost" and record.backend == "local":  # its agent left it behind
+        drop_workdir(repo, record.id)  # first: on a full disk this is the space write-back needs
     try:
         commit = write_back(repo, record, result, state.store if state else None)
     except disk.DiskFullError as exc:  # shown as it ended; written back by a later look
@@ -226,6 +230,16 @@ def observe(repo: Repo, config: Config, run: Run) -> Run:
                     exc.message, exc.hint)
         return replace(run, result=result)
     return Run(record=record, result=result, commit=commit, written_back=True, own=run.own)
+
+
+def drop_workdir(repo: Repo, run_id: str) -> bool:
+    """Remove the local work directory of a run that ended, unless an agent of that run
+    still runs on this machine (a run seen `lost` may only be stalled); True if removed."""
+    work = repo.gitexp_dir / "work" / run_id
+    if not ids.is_valid_id(run_id) or not work.is_dir() or guard.agent_running(run_id):
+        return False
+    shutil.rmtree(work, ignore_errors=True)
+    return True
 
 
 def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord) -> Result:
@@ -420,9 +434,14 @@ def cancel_live(repo: Repo, config: Config, found: list[Run]) -> tuple[list[Run]
     return live, [run for run in found if run not in live]
 
 
-def cancel(repo: Repo, config: Config, run: Run) -> Run:
+def cancel(repo: Repo, config: Config, run: Run) -> int | None:
+    """Stop a live run (None); or, for a run that ended (its agent killed: `lost`), what
+    is left of its job on this machine: that job's pid. GitexpError when there is neither."""
     if run.written_back or run.status not in LIVE:
-        raise GitexpError(f"run {run.id} already ended ({run.status})")
+        pid = stop_leftovers(repo, config, run)
+        if pid is None:
+            raise GitexpError(f"run {run.id} already ended ({run.status})")
+        return pid
     state = RunState(store_of(repo, run, config), run.id)
     state.request_cancel()
     handle = state.handle()
@@ -432,4 +451,21 @@ def cancel(repo: Repo, config: Config, run: Run) -> Run:
     elif handle is None:  # never reached an agent: nothing to stop, just end it
         state.write_result(Result(status="cancelled", ended_at=time.time(),
                                   error="cancelled before start"), snapshot=run.record.snapshot)
-    return run
+    return None
+
+
+def stop_leftovers(repo: Repo, config: Config, run: Run) -> int | None:
+    """Stop the processes of an ended run's job that still run on this machine (their
+    agent died and its guard with it); the job's pid if any were there. Only the run's own
+    processes are touched: same host and boot, the job's start time or the run's mark in
+    the environment (worker/guard.py), never a recycled pid."""
+    try:
+        status = RunState(store_of(repo, run, config), run.id).status()
+    except GitexpError:
+        return None
+    job = status.job if status else None
+    if status is None or job is None or status.host != socket.gethostname():
+        return None
+    stopped = guard.stop_job(run.id, pid=job.pid, group=job.group, start=job.start,
+                             boot=job.boot)
+    return (job.pid if job.pid in stopped else min(stopped)) if stopped else None

@@ -31,11 +31,12 @@ from gitexp.errors import GitexpError
 from gitexp.git import Repo, run_git, writeback
 from gitexp.model import ids, metrics
 from gitexp.model.record import Result, RunRecord, decode_run
-from gitexp.model.runstate import RunState
+from gitexp.model.runstate import JobPlace, RunState
 from gitexp.notify import mailer
 from gitexp.notify.settings import SECRET_ENV
 from gitexp.stores import Store, open_store, run_key, transport
-from gitexp.worker import turns, workspace
+from gitexp.worker import guard, turns, workspace
+from gitexp.worker.guard import Guard
 
 CHUNK = 1 << 20  # streamed to the store in pieces of at most this: memory stays bounded
 KILL_GRACE = 5.0
@@ -63,6 +64,7 @@ class Agent:
     _latest_sent: float = -math.inf  # time.monotonic() of that
     _full: str | None = None  # why the spool could not be written (a full disk): run fails
     _store_full: bool = False  # the last send failed for want of space in the store
+    _guard: Guard | None = None  # the job's guard (worker/guard.py), started ahead of it
 
     def key(self, name: str) -> str:
         return run_key(self.run_id, name)
@@ -83,6 +85,8 @@ class Agent:
             self.spool("log").touch()
             self.spool("metrics.jsonl").touch()
             self._secrets = secrets.values_to_redact(self.store, self.run_id, os.environ)
+            # Started now, it is ready when the job is: its start-up costs the job nothing.
+            self._guard = self.start_guard()
             checkout = self.prepare()
             turn = self.wait_turn(started)
             result = self.execute(checkout, turn) if turn else self.cancelled(started)
@@ -91,8 +95,22 @@ class Agent:
             self.say(f"gitexp: {why}" + (f" ({hint})" if hint else ""))
             result = Result(status="failed", started_at=started, ended_at=time.time(),
                             host=socket.gethostname(), error=why)
+        if self._guard is not None:
+            self._guard.close()  # a guard with no job yet just exits
         self.finish(result)
         return result.exit_code if result.exit_code is not None else 1
+
+    def start_guard(self) -> Guard:
+        # From the main thread: the guard's parent-death signal follows the thread that
+        # started it (the socket's EOF does not depend on it).
+        try:  # the guard never holds the mail secrets either
+            return Guard.start(cwd=str(self.workdir), env=self._job_env())
+        except OSError as exc:
+            raise GitexpError(f"cannot start the job's guard: {exc.strerror}") from None
+
+    def _job_env(self, **extra: str) -> dict[str, str]:
+        # The job never sees the mail secrets: only the agent's mailer uses them.
+        return {**{k: v for k, v in os.environ.items() if k not in SECRET_ENV}, **extra}
 
     def prepare(self) -> Path:
         source = Path(self.code)
@@ -119,7 +137,14 @@ class Agent:
         assert self.record is not None
         if not self.record.sweep:
             return started
-        return turns.wait_turn(self.store, self.record, self._cancel, started=started)
+        if self._guard is not None:  # a waiting run holds no guard: a new one at its turn
+            self._guard.close()
+            self._guard.proc.wait()
+            self._guard = None
+        turn = turns.wait_turn(self.store, self.record, self._cancel, started=started)
+        if turn is not None:
+            self._guard = self.start_guard()
+        return turn
 
     def cancelled(self, started: float) -> Result:
         return Result(status="cancelled", started_at=started, ended_at=time.time(),
@@ -128,18 +153,15 @@ class Agent:
     def execute(self, checkout: Path, started: float) -> Result:
         assert self.record is not None
         cwd = checkout / self.record.cwd if self.record.cwd else checkout
-        # The job never sees the mail secrets: only the agent's mailer uses them.
-        env = {**{k: v for k, v in os.environ.items() if k not in SECRET_ENV},
-               "GITEXP_RUN_ID": self.run_id,
-               METRICS_ENV: str(self.spool("metrics.jsonl")), "PWD": str(cwd)}
+        env = self._job_env(**{guard.RUN_ENV: self.run_id,
+                               METRICS_ENV: str(self.spool("metrics.jsonl")), "PWD": str(cwd)})
+        assert self._guard is not None
+        proc = self._guard.proc
         try:
-            proc = subprocess.Popen(
-                self.record.argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+            job = self._guard.run(self.record.argv, cwd=str(cwd), env=env)
         except OSError as exc:
-            raise GitexpError(f"cannot start {self.record.argv[0]!r}: {exc.strerror}") from None
-        self.state.set_running(started=time.time(), pid=proc.pid)
+            raise GitexpError(f"cannot start {self.record.argv[0]!r}: {exc}") from None
+        self.state.set_running(started=time.time(), pid=job, job=_place(job))
         self._mailer = mailer.for_agent(store=self.store, record=self.record,
                                         spool=self.workdir, cwd=cwd, repo=self.repo)
         assert proc.stdout is not None
@@ -149,7 +171,7 @@ class Agent:
         while proc.poll() is None:
             if self._cancel.wait(self.flush) or self._cancel_requested():
                 cancelled = True
-                _terminate(proc)
+                _terminate(proc, job, self._guard)
                 break
             self.stream()
         code = proc.wait()
@@ -353,18 +375,27 @@ def _warn(text: str) -> None:
         os.write(2, text.encode(errors="replace") + b"\n")
 
 
-def _terminate(proc: subprocess.Popen[bytes]) -> None:
-    """End the job and every process it started (its own session / process group)."""
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, None)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
+def _place(job: int) -> JobPlace | None:
+    """Where the job is, for a cancel after its agent died; None where /proc cannot say.
+    It leads its own session, so its group is its pid."""
+    start, boot = guard.start_ticks(job), guard.boot_id()
+    return JobPlace(pid=job, group=job, start=start, boot=boot) \
+        if start is not None and boot is not None else None
+
+
+def _terminate(proc: subprocess.Popen[bytes], job: int, guard: Guard) -> None:
+    """End the job and every process it started: SIGTERM to its group, and after the grace
+    the guard let go of (it SIGKILLs the whole tree, setsid'd descendants too)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(job, signal.SIGTERM)
+    for step in (guard.close, lambda: os.killpg(proc.pid, signal.SIGKILL)):
         try:
-            proc.wait(timeout=wait)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)  # stragglers in the group
+            proc.wait(timeout=KILL_GRACE)
             return
         except subprocess.TimeoutExpired:
-            continue
+            with contextlib.suppress(ProcessLookupError):
+                step()
+    proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:
