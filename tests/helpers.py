@@ -106,6 +106,12 @@ class MemoryStore:
     def append(self, key: str, data: bytes) -> None:
         self.objects[key] = self.objects.get(key, b"") + data
 
+    def create(self, key: str, data: bytes) -> bool:
+        if key in self.objects:
+            return self.objects[key] == data
+        self.objects[key] = data
+        return True
+
     def list(self, prefix: str) -> list[str]:
         return sorted(k for k in self.objects if k.startswith(prefix + "/"))
 
