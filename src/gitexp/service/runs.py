@@ -28,7 +28,7 @@ from gitexp.model.runstate import (
     RunState,
     Status,
 )
-from gitexp.service import index, trust
+from gitexp.service import index, slots, trust
 from gitexp.stores import Store, open_store, read_range, run_key, size_of
 from gitexp.stores.file import FileStore
 
@@ -232,10 +232,11 @@ def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord)
         lost_why = f"no heartbeat for {now - beat.time:.0f}s"
     if lost_why is None and handle:
         backend = _backend_of(repo, config, record)
-        if backend is not None and _alive(backend, record, handle) is False:
+        if backend is not None and _alive(backend, record, handle, state) is False:
             lost_why = "the agent is gone"
-            # The engine may know better (Slurm's FAILED, a Kubernetes Job's Failed condition).
-            if isinstance(backend, Explains):
+            # The engine may know better (Slurm's FAILED, a Kubernetes Job's Failed condition);
+            # of a sweep's slot it knows nothing about this one run.
+            if isinstance(backend, Explains) and not slots.in_slot(record, handle):
                 ended = backend.ended_as(record=record, handle=handle)
                 if ended:
                     ended_as, lost_why = ended
@@ -258,10 +259,13 @@ def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord)
                   metrics=state.latest() if beat else {})
 
 
-def _alive(backend: Backend, record: RunRecord, handle: Handle) -> bool | None:
-    """What the backend says of the job; a handle that is not its own shape (read from a
-    store, so not to be trusted) names no job that could be alive."""
+def _alive(backend: Backend, record: RunRecord, handle: Handle, state: RunState) -> bool | None:
+    """What the backend says of the job (of a sweep's slot: `service.slots`); a handle that
+    is not its own shape (read from a store, so not to be trusted) names no job that could
+    be alive."""
     try:
+        if slots.in_slot(record, handle):
+            return slots.alive(backend, state, record, handle)
         return backend.alive(record=record, handle=handle)
     except (KeyError, TypeError, ValueError):
         return False
@@ -413,10 +417,14 @@ def cancel(repo: Repo, config: Config, run: Run) -> Run:
     state = RunState(store_of(repo, run, config), run.id)
     state.request_cancel()
     handle = state.handle()
+    if handle is not None and slots.in_slot(run.record, handle):
+        slots.cancel(state, run.record)  # never the slot: it runs the sweep's other runs
+        return run
     backend = _backend_of(repo, config, run.record)
     if backend is not None and handle is not None:
         backend.cancel(record=run.record, handle=handle)
-    elif handle is None:  # never reached an agent: nothing to stop, just end it
+    elif handle is None and (not run.record.sweep or state.claim(None)):
+        # never reached an agent (nor a sweep's slot): nothing to stop, just end it
         state.write_result(Result(status="cancelled", ended_at=time.time(),
                                   error="cancelled before start"), snapshot=run.record.snapshot)
     return run
