@@ -17,7 +17,16 @@ from gitexp.model.runstate import Claim, RunState
 from gitexp.service import sweep
 from gitexp.stores.file import FileStore
 from gitexp.worker import slots
-from tests.helpers import assert_user_error, exp, exp_json, git, wait_done, wait_for
+from tests.helpers import (
+    AgentCount,
+    agents_of,
+    assert_user_error,
+    exp,
+    exp_json,
+    git,
+    wait_done,
+    wait_for,
+)
 
 TRAIN = """\
 import sys, time
@@ -94,43 +103,6 @@ def test_local_sweep_max_parallel_two(repo: Path) -> None:
 NAP = "import sys, time; time.sleep(float(sys.argv[1]))"
 
 
-def agents_of(repo: Path) -> list[int]:
-    """The pids of every live agent process of `repo` (its .git is in their argv). A child
-    the agent forked (the job, git) shows the agent's command line until it execs: those
-    are not agents."""
-    mark, found = str(repo / ".git").encode(), {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes()
-                ppid = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if b"gitexp.worker.agent" in cmd and mark in cmd:
-                found[int(proc.name)] = ppid
-    return [pid for pid, ppid in found.items() if ppid not in found]
-
-
-class AgentCount:
-    """The most agent processes of `repo` seen at once, sampled from /proc as it runs."""
-
-    def __init__(self, repo: Path) -> None:
-        self.repo, self.peak, self.samples = repo, 0, 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, len(agents_of(self.repo)))
-            self.samples += 1
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
-
-
 def launch_slots(repo: Path, n: int, parallel: int, nap: float) -> tuple[str, list[str]]:
     """A detached sweep of `n` naps under --max-parallel: (sweep id, run ids in plan order)."""
     proc = exp("run", "-d", "-n", "nap", "--sweep", "i=" + ",".join(map(str, range(n))),
@@ -167,12 +139,12 @@ def all_ended(repo: Path, sweep_id: str, timeout: float) -> dict[str, str]:
 def test_a_sweep_of_12_under_max_parallel_2_never_has_more_than_2_agents(repo: Path) -> None:
     """12 runs, --max-parallel 2: at no time more than 2 agent processes (the old way kept
     all 12 alive and waiting); every run succeeds, written back, taken in the plan's order."""
-    count = AgentCount(repo)
+    count = AgentCount(str(repo / ".git"))
     sweep_id, run_ids = launch_slots(repo, 12, 2, 0.1)
     all_ended(repo, sweep_id, timeout=90)
     by_id = {r["id"]: r for r in exp_json("ls", "--sweep", sweep_id, cwd=repo)}
     runs = [by_id[i] for i in run_ids]
-    assert wait_for(lambda: not agents_of(repo), timeout=20, what="the slots to exit")
+    assert wait_for(lambda: not agents_of(str(repo / ".git")), timeout=20, what="the slots to exit")
     peak = count.stop()
     assert count.samples > 20 and peak == 2, (peak, count.samples)
     assert [r["status"] for r in runs] == ["succeeded"] * 12
@@ -229,11 +201,11 @@ def test_cancel_of_a_queued_run_and_of_the_whole_sweep(repo: Path) -> None:
     shown = exp_json("show", run_ids[3], cwd=repo)  # at once: no slot holds it
     assert shown["status"] == "cancelled" and "before it started" in shown["result"]["error"]
     wait_for(lambda: running(repo, run_ids[0]), timeout=30, what="the first run to start")
-    assert len(agents_of(repo)) == 1
+    assert len(agents_of(str(repo / ".git"))) == 1
     exp("cancel", "--sweep", sweep_id, cwd=repo)
     final = all_ended(repo, sweep_id, timeout=30)
     assert list(final.values()) == ["cancelled"] * 5, final
-    assert wait_for(lambda: not agents_of(repo), timeout=20, what="the slot to exit")
+    assert wait_for(lambda: not agents_of(str(repo / ".git")), timeout=20, what="the slot to exit")
     ended = {r["id"]: r["result"] for r in exp_json("ls", "--sweep", sweep_id, cwd=repo)}
     assert ended[run_ids[0]].get("exit_code") is not None  # it ran, and was stopped
     for run_id in run_ids[1:]:  # never started
