@@ -179,7 +179,6 @@ def metadata(target: Target, launch: Launch, wheel_key: str) -> dict[str, str]:
         # slot's runs are lost by the lost rule, or taken by the other slots).
         "gitexp-run": launch.name,
         "gitexp-snapshot": record.snapshot,
-        "gitexp-log": launch.log_key(),
         # The agent's argv, whole; its work directory is relative to the VM's GITEXP_ROOT.
         "gitexp-agent": json.dumps(agent_argv(
             "python3", store=record.store, code=record.store, workdir=launch.workdir("work"),
@@ -191,8 +190,8 @@ def metadata(target: Target, launch: Launch, wheel_key: str) -> dict[str, str]:
     refs = secret_refs(target)
     if refs:
         items["gitexp-secrets"] = "\n".join(f"{k}={v}" for k, v in refs.items())
-    if launch.slot is not None:
-        items["gitexp-slot"] = str(launch.slot)
+    if launch.slot is not None:  # its startup log goes beside the sweep's plan
+        items["gitexp-slot"], items["gitexp-log"] = str(launch.slot), launch.log_key()
     if target.get("container"):
         items["gitexp-container"] = target.get("container") or ""
     if target.get("gpus"):
