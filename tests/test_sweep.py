@@ -186,10 +186,14 @@ def test_a_killed_slot_loses_its_run_and_the_others_take_the_rest(repo: Path) ->
     wait_for(lambda: running(repo, run_ids[3]), timeout=40, what="the other slot at run 3")
     os.kill(slot_pid(repo, sweep_id, other), signal.SIGKILL)
     final = all_ended(repo, sweep_id, timeout=40)
-    assert [final[i] for i in run_ids] == ["lost", "succeeded", "succeeded", "lost", "lost"]
-    assert [RunState(store, i).claimed() for i in run_ids] == [
-        Claim(first), Claim(other), Claim(other), Claim(other), None]  # run 4: no slot left
-    assert "the agent is gone" in exp_json("show", run_ids[4], cwd=repo)["result"]["error"]
+    # (on a machine so loaded that run 3 ended before the kill landed, run 4 was taken)
+    assert [final[i] for i in run_ids] in (["lost", "succeeded", "succeeded", "lost", "lost"],
+                                           ["lost", "succeeded", "succeeded", "succeeded",
+                                            "lost"]), final
+    claims = [RunState(store, i).claimed() for i in run_ids]
+    assert claims[:4] == [Claim(first), Claim(other), Claim(other), Claim(other)]
+    if claims[4] is None:  # no slot was left to take it: lost by the lost rule
+        assert "the agent is gone" in exp_json("show", run_ids[4], cwd=repo)["result"]["error"]
 
 
 def test_cancel_of_a_queued_run_and_of_the_whole_sweep(repo: Path) -> None:

@@ -51,6 +51,7 @@ class Agent:
     code: str
     workdir: Path
     repo: Path | None = None  # the dev repository's git dir, when the worker can reach it
+    sweep: str | None = None  # a sweep's slot runs only that sweep's runs (its plan is data)
     heartbeat: float = 2.0
     flush: float = 0.5
     record: RunRecord | None = None
@@ -109,6 +110,9 @@ class Agent:
         if run.result is not None:  # the snapshot is what runs, never a results commit
             raise GitexpError(f"{self.snapshot[:12]} is the results commit of run "
                               f"{self.run_id}, not its snapshot")
+        if self.sweep is not None and run.record.sweep != self.sweep:
+            raise GitexpError(f"run {self.run_id} is not a run of sweep {self.sweep}",
+                              hint="the sweep's plan in the store was changed by hand")
         self.record = run.record
         if self.record.data:
             self.say("gitexp: pulling the data version")
@@ -339,7 +343,8 @@ def _slot(a: argparse.Namespace) -> int:
 
     def run_one(run_id: str, snapshot: str) -> None:
         agent = Agent(store=store, run_id=run_id, snapshot=snapshot, code=a.code,
-                      workdir=root / run_id, repo=a.repo, heartbeat=a.heartbeat, flush=a.flush)
+                      workdir=root / run_id, repo=a.repo, heartbeat=a.heartbeat, flush=a.flush,
+                      sweep=a.sweep)
         current[:] = [agent]
         if stop.is_set():
             agent._cancel.set()
