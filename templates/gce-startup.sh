@@ -44,6 +44,8 @@ auth() { printf 'Authorization: Bearer %s' "$(token)"; }
 STORE=$(attr gitexp-store)
 RUN=$(attr gitexp-run)
 SNAPSHOT=$(attr gitexp-snapshot)
+SLOT=$(attr gitexp-slot)  # a sweep's slot runs several runs: none is this VM's alone
+LOG_KEY=$(attr gitexp-log "runs/$RUN/agent.log")
 WHEEL=$(attr gitexp-wheel)
 ON_EXIT=$(attr gitexp-on-exit delete)
 BUCKET=${STORE#gs://}; PREFIX=${BUCKET#*/}; BUCKET=${BUCKET%%/*}
@@ -79,14 +81,14 @@ release_instance() {
 finish() {
     local code=$?
     if [ -n "$RUN" ]; then
-        if [ "$code" -ne 0 ] && ! exists "runs/$RUN/result.json"; then
+        if [ "$code" -ne 0 ] && [ -z "$SLOT" ] && ! exists "runs/$RUN/result.json"; then
             # The agent never got far enough to say how the run ended: say it for it.
             python3 -c 'import json,sys,time; print(json.dumps({"status": "failed",
                 "ended_at": time.time(), "error": "gce startup: " + sys.argv[1] + " failed"}))' \
                 "$STAGE" > "$ROOT/result.json" &&
                 upload "runs/$RUN/result.json" "$ROOT/result.json"
         fi
-        upload "runs/$RUN/agent.log" "$LOG" || say "could not upload the startup log"
+        upload "$LOG_KEY" "$LOG" || say "could not upload the startup log"
     fi
     touch "$ROOT/done"
     release_instance

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,6 +107,12 @@ class MemoryStore:
     def append(self, key: str, data: bytes) -> None:
         self.objects[key] = self.objects.get(key, b"") + data
 
+    def create(self, key: str, data: bytes) -> bool:
+        if key in self.objects:
+            return self.objects[key] == data
+        self.objects[key] = data
+        return True
+
     def list(self, prefix: str) -> list[str]:
         return sorted(k for k in self.objects if k.startswith(prefix + "/"))
 
@@ -113,3 +120,40 @@ class MemoryStore:
         for key in [k for k in self.objects if k == prefix or k.startswith(prefix + "/")]:
             del self.objects[key]
 
+
+
+def agents_of(mark: str) -> list[int]:
+    """The pids of every live agent process whose command line holds `mark` (a repository's
+    .git, a worker's work directory, a sweep's name), read from /proc. A child an agent
+    forked (the job, git) shows the agent's command line until it execs: not an agent."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes()
+                ppid = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if b"gitexp.worker.agent" in cmd and mark.encode() in cmd:
+                found[int(proc.name)] = ppid
+    return [pid for pid, ppid in found.items() if ppid not in found]
+
+
+class AgentCount:
+    """The most agent processes (`agents_of(mark)`) seen at once, sampled as a sweep runs."""
+
+    def __init__(self, mark: str) -> None:
+        self.mark, self.peak, self.samples = mark, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, len(agents_of(self.mark)))
+            self.samples += 1
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak

@@ -23,7 +23,15 @@ from gitexp.git import Repo
 from gitexp.git.config import Config, Target
 from gitexp.stores.file import FileStore
 from tests.conftest import make_repo
-from tests.helpers import assert_user_error, exp, exp_json, git, wait_done, wait_for
+from tests.helpers import (
+    AgentCount,
+    assert_user_error,
+    exp,
+    exp_json,
+    git,
+    wait_done,
+    wait_for,
+)
 from tests.services import Podman
 
 pytestmark = pytest.mark.xdist_group("podman")
@@ -107,6 +115,31 @@ def test_image_build_and_run_in_container_writes_results_back(box: Path, podman:
     assert "uncommitted change" in git("show", f"{snapshot}:train.py", cwd=box)
     # --rm: the container is gone once the run ended
     assert podman.run(["container", "exists", f"gitexp-{run_id}"]).returncode == 1
+
+
+def test_a_sweep_runs_in_max_parallel_containers(box: Path, podman: Podman):
+    """--max-parallel 2: two slot containers run the sweep's three runs, never a container
+    per run; each run's own exit code and result come back into git."""
+    name = f"dk{uuid.uuid4().hex[:6]}"  # in the sweep id, so in every slot agent's argv
+    count = AgentCount(f"sweep-{name}-")
+    try:
+        proc = exp("run", "-d", "-n", name, "-t", "box", "--sweep", "x=0,3,0",
+                   "--max-parallel", "2", "--", "python3", "train.py", "{x}", cwd=box)
+        runs = [wait_done(i, box, timeout=120) for i in proc.stdout.split()]
+        sweep_id = runs[0]["record"]["sweep"]
+        slots = [f"gitexp-{sweep_id}-s{k}" for k in (0, 1)]
+        wait_for(lambda: all(podman.run(["container", "exists", c]).returncode == 1
+                             for c in slots), timeout=60, what="the slot containers to go")
+        assert count.stop() == 2
+    finally:
+        podman.run(["rm", "-f", "--ignore", *(f"gitexp-sweep-{name}-{t}" for t in ("s0", "s1"))])
+    assert [(r["status"], r["result"]["exit_code"]) for r in runs] == [
+        ("succeeded", 0), ("failed", 3), ("succeeded", 0)]
+    for r in runs:
+        assert r["result"]["host"] != os.uname().nodename  # in a container
+        assert podman.run(["container", "exists", f"gitexp-{r['id']}"]).returncode == 1
+        log = git("show", f"refs/experiments/{r['id']}:.gitexp-results/log.txt", cwd=box)
+        assert "gitexp from /gitexp/gitexp.whl/gitexp/__init__.py" in log
 
 
 def test_failing_job_is_failed_with_its_exit_code(box: Path):

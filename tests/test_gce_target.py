@@ -33,7 +33,7 @@ from gitexp.errors import GitexpError
 from gitexp.git import Repo
 from gitexp.git.config import Config
 from gitexp.service import launch as launching
-from gitexp.service import runs
+from gitexp.service import runs, sweep
 from gitexp.stores import open_store
 from tests.helpers import git
 from tests.services import GcsServer
@@ -175,6 +175,32 @@ def test_instance_creation_request_field_by_field(gce_repo: Path, client: FakeIn
     # The secret's value never left this machine: not in the request, not in the store.
     assert secret not in str(vm)
     assert all(secret.encode() not in (store.read(k) or b"") for k in store.list(""))
+
+
+def test_a_sweep_under_max_parallel_creates_one_vm_per_slot(gce_repo: Path,
+                                                             client: FakeInstances):
+    """--max-parallel 2 of 5 runs: two VMs, each a slot running the sweep's runs one after
+    another (its agent named by sweep and slot); every run's handle names its slot's VM."""
+    r = Repo.discover(gce_repo)
+    swept = sweep.launch(r, Config.load(r), launching.LaunchRequest(
+        argv=["python3", "train.py", "{x}"], cwd=gce_repo, target="gpu"),
+        {"x": ["1", "2", "3", "4", "5"]}, max_parallel=2)
+    assert len(client.inserted) == 2
+    for k, request in enumerate(client.inserted):
+        vm, items = request["instance_resource"], items_of(request)
+        assert vm.name == f"gitexp-{swept.id}-s{k}"
+        assert dict(vm.labels)["gitexp-sweep"] == swept.id
+        agent = json.loads(items["gitexp-agent"])
+        assert agent[agent.index("--sweep") + 1:agent.index("--slot") + 2] == [
+            swept.id, "--slot", str(k)]
+        assert "--run" not in agent and agent[agent.index("--workdir") + 1] == "work"
+        assert (items["gitexp-slot"], items["gitexp-log"]) == (
+            str(k), f"sweeps/{swept.id}/slot-{k}.log")
+    store = open_store(git("config", "exp.target.gpu.store", cwd=gce_repo).strip())
+    for i, run in enumerate(swept.runs):
+        handle = json.loads(store.read(f"runs/{run.id}/handle.json") or b"{}")
+        assert handle["instance"] == f"gitexp-{swept.id}-s{i % 2}"
+        assert (handle["slot"], handle["slots"]) == (i % 2, 2)
 
 
 def test_defaults_keep_and_plain_scheduling(gce_repo: Path, client: FakeInstances):

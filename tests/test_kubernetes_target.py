@@ -12,7 +12,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +121,23 @@ def test_every_rendered_manifest_validates_offline(repo: Path, settings: dict[st
     kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
     assert manifest["kind"] == "Job" and manifest["apiVersion"] == "batch/v1"
     assert manifest["metadata"]["labels"]["gitexp/run"] == "train-1127-1200-abcd"
+
+
+def test_a_sweeps_slot_is_one_job_running_the_sweeps_runs(repo: Path) -> None:
+    """--max-parallel: slot k of a sweep is one Job named by sweep and slot, whose agent
+    runs the sweep's runs one after another (one work directory per run under its root)."""
+    backend = KubernetesBackend(target=Target("k8s", "kubernetes", dict(FULL)),
+                                repo=Repo.discover(repo))
+    manifest = backend.manifest(replace(launch_of(repo), slot=1))
+    kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+    assert manifest["metadata"]["name"] == "sweep-train-1127-1200-wxyz-s1"
+    labels = manifest["metadata"]["labels"]
+    assert labels["gitexp/sweep"] == "sweep-train-1127-1200-wxyz" and "gitexp/run" not in labels
+    assert labels["gitexp/slot"] == "1"
+    command = manifest["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--sweep") + 1:command.index("--slot") + 2] == [
+        "sweep-train-1127-1200-wxyz", "--slot", "1"]
+    assert "--run" not in command and command[command.index("--workdir") + 1] == "/tmp/gitexp"
 
 
 def test_hostile_values_stay_values(repo: Path) -> None:

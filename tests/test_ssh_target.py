@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import make_repo
-from tests.helpers import exp, exp_json, git, wait_done, wait_for
+from tests.helpers import AgentCount, agents_of, exp, exp_json, git, wait_done, wait_for
 
 SECRET = "s3cr3t-token-value-42"
 
@@ -70,6 +70,27 @@ def test_run_on_ssh_target_comes_back_into_git(box: tuple[Path, str], sshd: Any)
         git("rev-parse", "HEAD:train.py", cwd=repo)
     assert snapshot == shown.get("snapshot", snapshot)
     assert "done" in exp("logs", run_id, cwd=repo).stdout
+
+
+def test_a_sweep_on_ssh_keeps_max_parallel_agents_on_the_host(box: tuple[Path, str],
+                                                              sshd: Any) -> None:
+    """--max-parallel 2 over ssh: two slot agents on the host (their work directory is in
+    their argv), never one per run; every run comes back into git."""
+    repo, workdir = box
+    count = AgentCount(workdir)
+    proc = exp("run", "-d", "-t", "box", "--sweep", "x=1,2,3", "--max-parallel", "2", "--",
+               "python3", "train.py", "0.{x}", cwd=repo)
+    runs = [wait_done(i, repo, timeout=120) for i in proc.stdout.split()]
+    wait_for(lambda: not agents_of(workdir), timeout=30, what="the slots to exit")
+    assert count.stop() == 2
+    assert [r["status"] for r in runs] == ["succeeded"] * 3
+    sweep_id = runs[0]["record"]["sweep"]
+    logs = sorted(p.name for p in Path(workdir, "logs").iterdir())  # one per agent
+    assert logs == [f"{sweep_id}-s0.log", f"{sweep_id}-s1.log"]
+    for r in runs:
+        log = git("cat-file", "blob", f"refs/experiments/{r['id']}:.gitexp-results/log.txt",
+                  cwd=repo)
+        assert f"cwd {workdir}/work/{r['id']}/code" in log and "done" in log, log
 
 
 def test_targets_lists_backend_store_and_settings(box: tuple[Path, str], sshd: Any) -> None:

@@ -131,6 +131,32 @@ def test_delete_prefix(store: Store) -> None:
     assert store.list("runs") == []
 
 
+def test_create_is_create_only_and_one_racer_wins(store: Store, kind: str,
+                                                  request: pytest.FixtureRequest) -> None:
+    """`create` never replaces; of writers racing for one key exactly one wins (a sweep's
+    slots claim runs so), and a retry of the winner's own bytes is still a win."""
+    request.applymarker(pytest.mark.xfail(
+        kind == "gcs_emulator", strict=True,
+        reason="gcp-storage-emulator ignores ifGenerationMatch; fake-gcs-server and GCS honour it"))
+    assert store.create("runs/a/claim", b"first")
+    assert not store.create("runs/a/claim", b"second")
+    assert store.read("runs/a/claim") == b"first"
+    assert store.create("runs/a/claim", b"first")  # our own attempt landed before
+    won: list[int] = []
+
+    def race(i: int) -> None:
+        if store.create("runs/b/claim", f"racer {i}".encode()):
+            won.append(i)
+    racers = [threading.Thread(target=race, args=(i,)) for i in range(6)]
+    for t in racers:
+        t.start()
+    for t in racers:
+        t.join()
+    assert len(won) == 1, won
+    assert store.read("runs/b/claim") == f"racer {won[0]}".encode()
+    assert store.list("runs/b") == ["runs/b/claim"]  # no temporaries left behind
+
+
 def test_keys_cannot_escape(store: Store) -> None:
     with pytest.raises(StoreError):
         store.write("../outside", b"x")

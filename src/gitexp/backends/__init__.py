@@ -11,23 +11,57 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from gitexp import extras
 from gitexp.git import Repo
 from gitexp.git.config import Target
 from gitexp.model.record import RunRecord
 from gitexp.model.runstate import Handle
-from gitexp.stores import Store
+from gitexp.model.sweepstate import slot_key, slot_name
+from gitexp.stores import Store, run_key
 from gitexp.stores import needs as store_needs
 
 
 @dataclass(frozen=True)
 class Launch:
+    """What to start: one run's agent, or (with `slot`) slot k of the run's sweep, an agent
+    that runs the sweep's runs one after another (`worker.slots`, `--max-parallel`)."""
     repo: Repo
-    record: RunRecord
+    record: RunRecord  # for a slot: the sweep's first run (its sweep, target and store)
     store: Store
     heartbeat: float
+    slot: int | None = None
+
+    @property
+    def name(self) -> str:
+        """What names the agent's job (a container, VM, Job, log file): run id or slot."""
+        if self.slot is None or not self.record.sweep:
+            return self.record.id
+        return slot_name(self.record.sweep, self.slot)
+
+    def job(self) -> dict[str, Any]:
+        """`agent_argv`'s words for what the agent runs: the run, or the slot."""
+        if self.slot is None or not self.record.sweep:
+            return {"run_id": self.record.id, "snapshot": self.record.snapshot}
+        return {"slot": (self.record.sweep, self.slot)}
+
+    def log_key(self) -> str:
+        """The store key for the agent's own output, where a backend keeps it in the store."""
+        if self.slot is None or not self.record.sweep:
+            return run_key(self.record.id, "agent.log")
+        return slot_key(self.record.sweep, self.slot, "log")
+
+    def workdir(self, root: str) -> str:
+        """The agent's work directory under `root`: the run's own, or the slot's root (one
+        directory per run inside, named by the run as a lone agent's would be)."""
+        return root if self.slot is not None and self.record.sweep else f"{root}/{self.record.id}"
+
+
+def job_mark(record: RunRecord, handle: Handle) -> str:
+    """What the agent's command line names, to tell it from a process that got its pid:
+    the run, or the sweep of the slot that runs it (`handle["slot"]`)."""
+    return record.sweep if "slot" in handle and record.sweep else record.id
 
 
 @runtime_checkable
@@ -36,7 +70,8 @@ class Backend(Protocol):
         """Where this target's code and results travel."""
 
     def submit(self, *, launch: Launch) -> Handle:
-        """Start the agent for `launch.record`; return how to find it again."""
+        """Start the agent for `launch.record` (or the sweep's `launch.slot`); return how to
+        find it again."""
 
     def alive(self, *, record: RunRecord, handle: Handle) -> bool | None:
         """True: still there. False: gone (so a run without a result is lost). None: unknown."""

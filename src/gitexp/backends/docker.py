@@ -72,7 +72,7 @@ class DockerBackend:
             raise BackendError(f"{self.engine()} run failed: {_last_line(proc)}",
                                hint=f"does the image exist? `{self.engine()} images`; "
                                     "`git exp image build` builds the project image")
-        return {"container": container_name(launch.record.id), "engine": self.engine(),
+        return {"container": container_name(launch.name), "engine": self.engine(),
                 "id": proc.stdout.strip()[:64]}
 
     def alive(self, *, record: RunRecord, handle: Handle) -> bool | None:
@@ -98,9 +98,9 @@ class DockerBackend:
     def run_argv(self, launch: Launch) -> list[str]:
         rec = launch.record
         store = urlsplit(launch.store.url)
-        argv = [self.engine(), "run", "-d", "--name", container_name(rec.id),
-                "--label", f"gitexp.run={rec.id}", "--network", self.target.get("network", "host")
-                or "host"]
+        label = f"gitexp.run={rec.id}" if launch.slot is None else f"gitexp.sweep={rec.sweep}"
+        argv = [self.engine(), "run", "-d", "--name", container_name(launch.name),
+                "--label", label, "--network", self.target.get("network", "host") or "host"]
         if not self.keep():
             argv.append("--rm")
         if self.engine() == "docker" and os.getuid() != 0:
@@ -122,8 +122,8 @@ class DockerBackend:
         for name in sorted({*hidden, *plain}):
             argv += ["-e", name]  # the name only: the engine takes the value from its env
         argv += [self.image(), *agent_argv(
-            "python3", store=store_arg, run_id=rec.id, snapshot=rec.snapshot, code=store_arg,
-            workdir=f"{MOUNT}/work/{rec.id}", heartbeat=launch.heartbeat)]
+            "python3", store=store_arg, code=store_arg, workdir=launch.workdir(f"{MOUNT}/work"),
+            heartbeat=launch.heartbeat, **launch.job())]
         return argv
 
     def _engine(self, args: list[str], *, engine: object = None,

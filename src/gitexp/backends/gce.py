@@ -74,8 +74,7 @@ class GCEBackend:
         project, zone = self.target.require("project"), self.target.require("zone")
         # launch.submit has pushed the snapshot to the store; the VM needs gitexp there too.
         wheel_key = bootstrap.ensure_wheel(launch.store)
-        instance = build_instance(self.target, launch.record, wheel_key=wheel_key,
-                                  heartbeat=launch.heartbeat)
+        instance = build_instance(self.target, launch, wheel_key=wheel_key)
         client = instances_client()
         with _api_errors("creating the VM"):
             operation = client.insert(project=project, zone=zone, instance_resource=instance)
@@ -125,8 +124,7 @@ def instances_client() -> Any:
 
 
 # -- the instance -------------------------------------------------------------------------------
-def build_instance(target: Target, record: RunRecord, *, wheel_key: str,
-                   heartbeat: float) -> Any:
+def build_instance(target: Target, launch: Launch, *, wheel_key: str) -> Any:
     from google.cloud import compute_v1 as c
 
     zone = target.require("zone")
@@ -157,7 +155,7 @@ def build_instance(target: Target, record: RunRecord, *, wheel_key: str,
         # Private Google Access; set external_ip = false there.
         nic.access_configs = [c.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")]
     return c.Instance(
-        name=instance_name(record.id),
+        name=instance_name(launch.name),
         machine_type=f"zones/{zone}/machineTypes/{target.get('machineType') or DEFAULT_MACHINE}",
         disks=[disk],
         network_interfaces=[nic],
@@ -165,24 +163,26 @@ def build_instance(target: Target, record: RunRecord, *, wheel_key: str,
                                            scopes=SCOPES)],
         scheduling=scheduling,
         guest_accelerators=accelerators,
-        labels=labels(target, record),
+        labels=labels(target, launch),
         metadata=c.Metadata(items=[c.Items(key=k, value=v) for k, v in
-                                   metadata(target, record, wheel_key, heartbeat).items()]),
+                                   metadata(target, launch, wheel_key).items()]),
     )
 
 
-def metadata(target: Target, record: RunRecord, wheel_key: str, heartbeat: float
-             ) -> dict[str, str]:
+def metadata(target: Target, launch: Launch, wheel_key: str) -> dict[str, str]:
     """The startup script and its settings. Never a secret: only references to them."""
+    record = launch.record
     items = {
         "startup-script": templates.read("gce-startup.sh"),
         "gitexp-store": record.store,
-        "gitexp-run": record.id,
+        # A slot's VM names the slot; it writes no run's result when its agent fails (the
+        # slot's runs are lost by the lost rule, or taken by the other slots).
+        "gitexp-run": launch.name,
         "gitexp-snapshot": record.snapshot,
         # The agent's argv, whole; its work directory is relative to the VM's GITEXP_ROOT.
         "gitexp-agent": json.dumps(agent_argv(
-            "python3", store=record.store, run_id=record.id, snapshot=record.snapshot,
-            code=record.store, workdir=f"work/{record.id}", heartbeat=f"{heartbeat:g}")),
+            "python3", store=record.store, code=record.store, workdir=launch.workdir("work"),
+            heartbeat=f"{launch.heartbeat:g}", **launch.job())),
         "gitexp-wheel": wheel_key,
         "gitexp-on-exit": "keep" if _flag(target, "keep") else (target.get("onExit")
                                                                 or "delete"),
@@ -190,6 +190,8 @@ def metadata(target: Target, record: RunRecord, wheel_key: str, heartbeat: float
     refs = secret_refs(target)
     if refs:
         items["gitexp-secrets"] = "\n".join(f"{k}={v}" for k, v in refs.items())
+    if launch.slot is not None:  # its startup log goes beside the sweep's plan
+        items["gitexp-slot"], items["gitexp-log"] = str(launch.slot), launch.log_key()
     if target.get("container"):
         items["gitexp-container"] = target.get("container") or ""
     if target.get("gpus"):
@@ -214,8 +216,10 @@ def secret_refs(target: Target) -> dict[str, str]:
     return refs
 
 
-def labels(target: Target, record: RunRecord) -> dict[str, str]:
-    out = {"gitexp-run": label_value(record.id), "gitexp-target": label_value(target.name)}
+def labels(target: Target, launch: Launch) -> dict[str, str]:
+    out = {"gitexp-run": label_value(launch.name), "gitexp-target": label_value(target.name)}
+    if launch.slot is not None and launch.record.sweep:
+        out["gitexp-sweep"] = label_value(launch.record.sweep)
     for item in _split(target.get("labels")):
         key, _, value = item.partition("=")
         key = label_value(key)

@@ -171,16 +171,16 @@ class KubernetesBackend:
         worker = self.target.get("workerstore") or launch.store.url
         root = local_path(worker)
         command = agent_argv(self.target.get("python") or "python3", store=worker,
-                             run_id=rec.id, snapshot=rec.snapshot,
                              code=f"{root}/code.git" if root else worker,
-                             workdir=f"/tmp/gitexp/{rec.id}",  # noqa: S108 - the pod's own /tmp
-                             heartbeat=launch.heartbeat)
-        labels = {**MANAGED, "gitexp/run": rec.id, **({"gitexp/sweep": rec.sweep}
-                                                     if rec.sweep else {})}
+                             workdir=launch.workdir("/tmp/gitexp"),  # noqa: S108 - the pod's
+                             heartbeat=launch.heartbeat, **launch.job())
+        labels = {**MANAGED, **({"gitexp/run": rec.id} if launch.slot is None
+                                else {"gitexp/slot": str(launch.slot)}),
+                  **({"gitexp/sweep": rec.sweep} if rec.sweep else {})}
         volumes, mounts = self._volumes()
         env, env_from = self._secrets()
         values: dict[str, Any] = {
-            "name": rec.id, "namespace": self.namespace, "labels": labels,
+            "name": launch.name, "namespace": self.namespace, "labels": labels,
             "ttl": int(self.target.get("ttl") or 7 * 86400), "image": self.target.require("image"),
             "command": command, "resources": self._resources(),
             "node_selector": _pairs(self.target.get("nodeselector"), "nodeselector"),

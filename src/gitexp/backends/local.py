@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gitexp.backends import Launch
+from gitexp.backends import Launch, job_mark
 from gitexp.git import Repo
 from gitexp.git.config import Target
 from gitexp.model.record import RunRecord
@@ -27,13 +27,11 @@ class LocalBackend:
         return (self.repo.gitexp_dir / "store").as_uri()
 
     def submit(self, *, launch: Launch) -> Handle:
-        rec = launch.record
         common = str(self.repo.common_dir)
-        argv = agent_argv(sys.executable, store=launch.store.url, run_id=rec.id,
-                          snapshot=rec.snapshot, code=common, repo=common,
-                          workdir=str(self.repo.gitexp_dir / "work" / rec.id),
-                          heartbeat=launch.heartbeat, flush=0.2)
-        log = self.repo.gitexp_dir / "store" / "runs" / rec.id / "agent.log"
+        argv = agent_argv(sys.executable, store=launch.store.url, code=common, repo=common,
+                          workdir=launch.workdir(str(self.repo.gitexp_dir / "work")),
+                          heartbeat=launch.heartbeat, flush=0.2, **launch.job())
+        log = self.repo.gitexp_dir / "store" / launch.log_key()
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             # A new session: the agent outlives this terminal, and Ctrl-C here never reaches it.
@@ -52,7 +50,7 @@ class LocalBackend:
             except OSError:
                 return False
             # A recycled pid runs something else; a zombie has an empty command line.
-            return record.id.encode() in args
+            return job_mark(record, handle).encode() in args
         try:
             os.kill(int(handle["pid"]), 0)
         except ProcessLookupError:

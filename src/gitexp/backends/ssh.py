@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gitexp import secrets
-from gitexp.backends import Launch
+from gitexp.backends import Launch, job_mark
 from gitexp.errors import BackendError
 from gitexp.git import Repo
 from gitexp.git.config import Config, Target
@@ -67,8 +67,10 @@ class SSHBackend:
         wheel = bootstrap.build_wheel()
         remote_wheel = f"{self.workdir}/tools/{wheel.name}"
         secret, plain = secrets.forwarded(Config.load(self.repo), self.target, os.environ)
-        spec = {"wheel": remote_wheel, "store": store, "code": code, "run": rec.id,
-                "snapshot": rec.snapshot, "workdir": self.workdir,
+        job = ({"run": rec.id, "snapshot": rec.snapshot} if launch.slot is None
+               else {"sweep": rec.sweep, "slot": launch.slot})
+        spec = {"wheel": remote_wheel, "store": store, "code": code, **job,
+                "name": launch.name, "workdir": self.workdir,
                 "heartbeat": launch.heartbeat, "env": {**plain, **secret}}
         command = shlex.join(["sh", "-c", _LAUNCH, "sh", remote_wheel, self.python])
         for _ in range(2):
@@ -97,7 +99,8 @@ class SSHBackend:
         if seen and time.monotonic() - seen[0] < ALIVE_TTL:
             return seen[1]
         # The agent's command line names the run: a recycled pid is not mistaken for it.
-        check = shlex.join(["grep", "-qaF", "--", record.id, f"/proc/{handle['pid']}/cmdline"])
+        check = shlex.join(["grep", "-qaF", "--", job_mark(record, handle),
+                            f"/proc/{handle['pid']}/cmdline"])
         proc = self._ssh(check, timeout=30)
         answer = {0: True, 1: False, 2: False}.get(proc.returncode)
         _alive_cache[key] = (time.monotonic(), answer)

@@ -5,7 +5,8 @@ run is doing, and of the rule that says when a silent run is lost.
     heartbeat     the agent's sign of life: time and interval
     handle.json   how the backend finds the job again (pid, job id, VM name), and the target
     result.json   how the run ended, stamped with the run and snapshot it is about
-    cancel        a request to stop, honoured by the agent (and by waiting sweep members)
+    cancel        a request to stop, honoured by the agent (and by a sweep's slots)
+    claim         which slot of a sweep took the run (create-only: one claimer wins)
     latest.json   the latest value of each metric of a live run (by the agent, throttled):
                   `ls`/`show`/`watch` read this one small file, never the whole series
     dvc/dvc.lock, dvc/dvc.yaml   a DVC pipeline as the run left it (by the agent), for the
@@ -24,6 +25,7 @@ import os
 import re
 import socket
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from typing import Any, TypeGuard
 
@@ -34,8 +36,8 @@ from gitexp.model.liveness import DEFAULT_INTERVAL, default_lost_after
 from gitexp.model.record import LIVE, Result, RunRecord
 from gitexp.stores import Store, read_range, run_key
 
-STATUS, HEARTBEAT, HANDLE, RESULT, CANCEL, LATEST = (
-    "status.json", "heartbeat", "handle.json", "result.json", "cancel", "latest.json")
+STATUS, HEARTBEAT, HANDLE, RESULT, CANCEL, LATEST, CLAIM = (
+    "status.json", "heartbeat", "handle.json", "result.json", "cancel", "latest.json", "claim")
 MAX_LATEST = 64 << 10  # bytes of latest.json read: more is a damaged or forged file
 MAX_STATE = 64 << 10  # bytes of status, heartbeat or handle read (same reason)
 MAX_RESULT = 1 << 20  # bytes of result.json read: metrics and outputs, as a record's message
@@ -82,6 +84,11 @@ class Heartbeat:
         """Silent for longer than `lost_after` seconds (default: `default_lost_after`)."""
         limit = default_lost_after(self.interval) if lost_after is None else lost_after
         return now - self.time > limit
+
+
+@dataclass(frozen=True)
+class Claim:
+    slot: int | None  # the sweep's slot that runs it; None: not a slot (a cancel took it)
 
 
 class ForeignResultError(GitexpError):
@@ -151,9 +158,7 @@ class RunState:
         """How the backend knows the job, or None when there is none fit to use: its values go
         into argv (`scancel`, `docker stop`) and API calls, so each is a number or one plain
         word that no program could take for an option."""
-        raw = self._json(HANDLE)
-        return raw if raw is not None and all(_fits_handle(k, v) for k, v in raw.items()) \
-            else None
+        return fit_handle(self._json(HANDLE))
 
     # -- result ---------------------------------------------------------------------------
     def write_result(self, result: Result, *, snapshot: str) -> None:
@@ -235,6 +240,26 @@ class RunState:
     def cancel_requested(self) -> bool:
         return self._exists(CANCEL)
 
+    # -- claim: a sweep's slots take their runs one by one --------------------------------
+    def claim(self, slot: int | None) -> bool:
+        """Take the run for the sweep's slot `slot` (None: to cancel it before any slot
+        does); True for exactly one claimer, ever."""
+        body = {"slot": slot, "host": socket.gethostname(), "pid": os.getpid(),
+                "nonce": uuid.uuid4().hex}  # unique: a retried create knows its own
+        return self.store.create(self.key(CLAIM), json.dumps(body).encode())
+
+    def claimed(self) -> Claim | None:
+        """Who took the run, or None while no one did; a garbled claim is still a claim."""
+        raw = read_range(self.store, self.key(CLAIM), 0, MAX_STATE)
+        if raw is None:
+            return None
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            body = None
+        slot = body.get("slot") if isinstance(body, dict) else None
+        return Claim(slot=slot if _is_int(slot) and 0 <= slot < 1 << 16 else None)
+
     # -- plumbing -------------------------------------------------------------------------
     def _write(self, name: str, body: dict[str, Any]) -> None:
         self.store.write(self.key(name), json.dumps(body).encode())
@@ -251,6 +276,12 @@ class RunState:
         except (ValueError, RecursionError):
             return None
         return data if isinstance(data, dict) else None
+
+
+def fit_handle(raw: dict[str, Any] | None) -> Handle | None:
+    """`raw` if every value is fit for a handle (see `RunState.handle`), else None."""
+    return raw if raw is not None and all(_fits_handle(k, v) for k, v in raw.items()) \
+        else None
 
 
 _HANDLE_WORD = re.compile(r"[A-Za-z0-9_.:/@+=][A-Za-z0-9_.:/@+=-]{0,255}|")

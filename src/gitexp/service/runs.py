@@ -31,7 +31,7 @@ from gitexp.model.runstate import (
     RunState,
     Status,
 )
-from gitexp.service import index, trust
+from gitexp.service import index, slots, trust
 from gitexp.stores import Store, open_store, read_range, run_key, size_of
 from gitexp.stores.file import FileStore
 from gitexp.worker import guard
@@ -221,7 +221,8 @@ def observe(repo: Repo, config: Config, run: Run) -> Run:
     if result.status in LIVE:
         return replace(run, result=result)
     if result.status == "lost" and record.backend == "local":  # its agent left it behind
-        drop_workdir(repo, record.id)  # first: on a full disk this is the space write-back needs
+        # first: on a full disk this is the space write-back needs
+        drop_workdir(repo, record.id, record.sweep)
     try:
         commit = write_back(repo, record, result, state.store if state else None)
     except disk.DiskFullError as exc:  # shown as it ended; written back by a later look
@@ -232,11 +233,11 @@ def observe(repo: Repo, config: Config, run: Run) -> Run:
     return Run(record=record, result=result, commit=commit, written_back=True, own=run.own)
 
 
-def drop_workdir(repo: Repo, run_id: str) -> bool:
+def drop_workdir(repo: Repo, run_id: str, sweep: str | None = None) -> bool:
     """Remove the local work directory of a run that ended, unless an agent of that run
     still runs on this machine (a run seen `lost` may only be stalled); True if removed."""
     work = repo.gitexp_dir / "work" / run_id
-    if not ids.is_valid_id(run_id) or not work.is_dir() or guard.agent_running(run_id):
+    if not ids.is_valid_id(run_id) or not work.is_dir() or guard.agent_running(run_id, sweep):
         return False
     shutil.rmtree(work, ignore_errors=True)
     return True
@@ -256,10 +257,11 @@ def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord)
         lost_why = f"no heartbeat for {now - beat.time:.0f}s"
     if lost_why is None and handle:
         backend = _backend_of(repo, config, record)
-        if backend is not None and _alive(backend, record, handle) is False:
+        if backend is not None and _alive(backend, record, handle, state) is False:
             lost_why = "the agent is gone"
-            # The engine may know better (Slurm's FAILED, a Kubernetes Job's Failed condition).
-            if isinstance(backend, Explains):
+            # The engine may know better (Slurm's FAILED, a Kubernetes Job's Failed condition);
+            # of a sweep's slot it knows nothing about this one run.
+            if isinstance(backend, Explains) and not slots.in_slot(record, handle):
                 ended = backend.ended_as(record=record, handle=handle)
                 if ended:
                     ended_as, lost_why = ended
@@ -285,10 +287,13 @@ def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord)
                   metrics=state.latest() if beat else {})
 
 
-def _alive(backend: Backend, record: RunRecord, handle: Handle) -> bool | None:
-    """What the backend says of the job; a handle that is not its own shape (read from a
-    store, so not to be trusted) names no job that could be alive."""
+def _alive(backend: Backend, record: RunRecord, handle: Handle, state: RunState) -> bool | None:
+    """What the backend says of the job (of a sweep's slot: `service.slots`); a handle that
+    is not its own shape (read from a store, so not to be trusted) names no job that could
+    be alive."""
     try:
+        if slots.in_slot(record, handle):
+            return slots.alive(backend, state, record, handle)
         return backend.alive(record=record, handle=handle)
     except (KeyError, TypeError, ValueError):
         return False
@@ -445,10 +450,14 @@ def cancel(repo: Repo, config: Config, run: Run) -> int | None:
     state = RunState(store_of(repo, run, config), run.id)
     state.request_cancel()
     handle = state.handle()
+    if handle is not None and slots.in_slot(run.record, handle):
+        slots.cancel(state, run.record)  # never the slot: it runs the sweep's other runs
+        return None
     backend = _backend_of(repo, config, run.record)
     if backend is not None and handle is not None:
         backend.cancel(record=run.record, handle=handle)
-    elif handle is None:  # never reached an agent: nothing to stop, just end it
+    elif handle is None and (not run.record.sweep or state.claim(None)):
+        # never reached an agent (nor a sweep's slot): nothing to stop, just end it
         state.write_result(Result(status="cancelled", ended_at=time.time(),
                                   error="cancelled before start"), snapshot=run.record.snapshot)
     return None

@@ -8,26 +8,27 @@ recorded from one snapshot of the work tree. `{name}` is replaced inside argv it
 only for the sweep's own names: no shell, no format specs, nothing else is touched.
 
 `--max-parallel N`: a backend that can submit many runs as one job does the throttling
-itself (Slurm: a job array `--array=0-3%2`). Every other target starts all the agents at
-once and the agents take turns through the store (`worker.turns`): no dev-side daemon.
+itself (Slurm: a job array `--array=0-3%2`). Every other target starts N agents, the
+sweep's slots (`worker.slots`), each running the sweep's runs one after another: a waiting
+run costs no process, and there is no dev-side daemon. Every run's handle names its slot.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from gitexp.backends import Launch, SubmitsArrays
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
 from gitexp.git.config import Config
-from gitexp.model import ids
+from gitexp.model import ids, sweepstate
 from gitexp.model.record import Result
 from gitexp.model.runstate import RunState
 from gitexp.service import launch as launching
 from gitexp.service import runs
-from gitexp.worker import turns
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -98,10 +99,10 @@ def launch(repo: Repo, config: Config, req: launching.LaunchRequest, axes: dict[
         return Sweep(id=sweep_id, runs=_submit_array(
             repo, config, recorded, backend=recorded.backend, throttle=throttle,
             prepare=req.prepare))
-    if throttle:  # the agents take turns (worker.turns) in this order
-        turns.write_plan(store, turns.Plan(
-            sweep=sweep_id, runs=[r.id for r in records], max_parallel=throttle,
-            lost_after=config.lost_after()))
+    if throttle:
+        return Sweep(id=sweep_id, runs=_submit_slots(
+            repo, config, recorded, sweep=sweep_id, slots=throttle, prepare=req.prepare,
+            progress=req.progress))
     started = []
     for i, record in enumerate(records):
         try:
@@ -132,5 +133,44 @@ def _submit_array(repo: Repo, config: Config, recorded: launching.Recorded, *,
         raise
     for record, handle in zip(records, handles, strict=True):
         RunState(store, record.id).set_handle(target.name, handle)
+    return [runs.Run(record=r, result=Result(status="queued"), commit=r.snapshot,
+                     written_back=False, own=r.seal is not None) for r in records]
+
+
+def _submit_slots(repo: Repo, config: Config, recorded: launching.Recorded, *, sweep: str,
+                  slots: int, prepare: launching.Prepare | None,
+                  progress: Callable[[str, int, int], None] | None) -> list[runs.Run]:
+    """`slots` agents for the whole sweep, each taking the runs one after another in the
+    plan's order (worker.slots). Each run's handle is a slot's (`slot`: which, `slots`: N):
+    the dev side asks for the slot that claimed the run, or, before any did, for them all."""
+    records, store, target, backend = (recorded.records, recorded.store, recorded.target,
+                                       recorded.backend)
+    try:
+        for record in records:  # siblings share the tree: the code travels once
+            launching.ready(repo, config, record, target=target, store=store, prepare=prepare,
+                            progress=progress)
+        sweepstate.write_plan(store, sweepstate.Plan(sweep=sweep, slots=slots, members=[
+            sweepstate.Member(run=r.id, snapshot=r.snapshot) for r in records]))
+    except GitexpError as exc:
+        launching.fail(repo, store, records, f"not started: {exc.message}")
+        raise
+    handles: list[dict[str, object]] = []
+    try:
+        for k in range(slots):
+            handle = backend.submit(launch=Launch(repo=repo, record=records[0], store=store,
+                                                  heartbeat=config.heartbeat(), slot=k))
+            sweepstate.set_slot_handle(store, sweep, k, target.name, handle)
+            handles.append(handle)
+    except GitexpError as exc:
+        # The slots that started finish the runs they took; no other run starts.
+        left = [r for r in records if RunState(store, r.id).claim(None)]
+        launching.fail(repo, store, left, f"not started: {exc.message}")
+        raise
+    finally:
+        for i, record in enumerate(records):
+            if handles:
+                k = i % len(handles)
+                RunState(store, record.id).set_handle(
+                    target.name, {**handles[k], "slot": k, "slots": len(handles)})
     return [runs.Run(record=r, result=Result(status="queued"), commit=r.snapshot,
                      written_back=False, own=r.seal is not None) for r in records]

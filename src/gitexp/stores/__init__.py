@@ -35,6 +35,11 @@ class Store(Protocol):
     def delete(self, prefix: str) -> None:
         """Remove `prefix` and every key under it; missing keys are fine."""
 
+    def create(self, key: str, data: bytes) -> bool:
+        """Write `key` only if it does not exist, atomically: of writers racing for one key,
+        exactly one gets True (a sweep's slots claim its runs this way). A retry that finds
+        its own earlier attempt landed (same bytes) also gets True: make `data` unique."""
+
 
 # scheme -> "module:Class", imported only when a store of that kind is opened
 REGISTRY: dict[str, str] = {

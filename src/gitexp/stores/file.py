@@ -77,6 +77,23 @@ class FileStore:
                 Path(tmp).unlink(missing_ok=True)
                 raise
 
+    def create(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            # link(2) never replaces: create-only and whole at once, on NFS too
+            os.link(tmp, path)
+            return True
+        except FileExistsError:  # the same answer as the stores that retry: ours already?
+            return self.read(key) == data
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+
     def append(self, key: str, data: bytes) -> None:
         path = self._path(key)
         with disk.writing(path):

@@ -125,6 +125,19 @@ class GCSStore:
             return True
         return self._retry(f"download {key}", op)
 
+    def create(self, key: str, data: bytes) -> bool:
+        name = self._name(key)
+
+        def op() -> bool:
+            try:
+                self._upload(name, io.BytesIO(data), len(data), generation=0)
+            except _Conflict:  # there already: someone else's, or our own lost attempt's
+                blob = self._bucket().get_blob(name, retry=None)
+                return blob is not None and blob.size == len(data) and \
+                    blob.download_as_bytes(retry=None) == data
+            return True
+        return self._retry(f"create {key}", op)
+
     def append(self, key: str, data: bytes) -> None:
         if not data:
             return

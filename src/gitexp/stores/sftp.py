@@ -182,6 +182,30 @@ class SFTPStore:
             return True
         return self._retry(op)
 
+    def create(self, key: str, data: bytes) -> bool:
+        def op(sftp: Any) -> bool:
+            target = self._path(key)
+            directory, name = posixpath.split(target)
+            self._makedirs(sftp, directory)
+            tmp = posixpath.join(directory, f".{name}.{uuid.uuid4().hex[:8]}.tmp")
+            try:
+                with sftp.open(tmp, "wb") as f:
+                    f.write(data)
+                # Plain SFTP rename, not posix-rename: OpenSSH does it with link(2), which
+                # refuses an existing target - create-only and whole at once.
+                sftp.rename(tmp, target)
+                return True
+            except OSError:
+                with contextlib.suppress(OSError):
+                    sftp.remove(tmp)
+                try:
+                    with sftp.open(target, "rb") as f:
+                        return bool(f.read() == data)  # taken; by our own earlier attempt?
+                except FileNotFoundError:
+                    raise StoreError(f"cannot create {key} in {self.url}",
+                                     hint="is the store writable there?") from None
+        return self._retry(op)
+
     def append(self, key: str, data: bytes) -> None:
         def op(sftp: Any) -> None:
             target = self._path(key)

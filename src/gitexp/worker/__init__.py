@@ -1,4 +1,5 @@
-"""The worker's side: the agent, its checkout, the bootstrap of a remote worker, sweep turns.
+"""The worker's side: the agent, its checkout, the bootstrap of a remote worker, a sweep's
+slots.
 
 This module itself stays tiny: backends import `agent_argv` from here on the developer's
 machine without loading the agent.
@@ -7,14 +8,24 @@ machine without loading the agent.
 from __future__ import annotations
 
 
-def agent_argv(python: str, *, store: str, run_id: str, snapshot: str, code: str,
-               workdir: str, heartbeat: float | str, repo: str | None = None,
+def agent_argv(python: str, *, store: str, code: str, workdir: str, heartbeat: float | str,
+               run_id: str | None = None, snapshot: str | None = None,
+               slot: tuple[str, int] | None = None, repo: str | None = None,
                flush: float | None = None) -> list[str]:
     """The agent's command line, the one way every target starts it (their templates get it
-    whole). Values may be shell expressions where a template runs it (`ShellWord`)."""
-    argv = [python, "-m", "gitexp.worker.agent", "--store", store, "--code", code,
-            "--run", run_id, "--snapshot", snapshot, "--workdir", workdir,
-            "--heartbeat", str(heartbeat)]
+    whole). Values may be shell expressions where a template runs it (`ShellWord`).
+
+    Either one run (`run_id`, `snapshot`), or a sweep's slot (`slot`: the sweep and k),
+    which runs the sweep's runs one after another (worker.slots); then `workdir` holds
+    one work directory per run."""
+    if slot is not None:
+        job = ["--sweep", slot[0], "--slot", str(slot[1])]
+    elif run_id is not None and snapshot is not None:
+        job = ["--run", run_id, "--snapshot", snapshot]
+    else:
+        raise ValueError("agent_argv: a run and its snapshot, or a slot")
+    argv = [python, "-m", "gitexp.worker.agent", "--store", store, "--code", code, *job,
+            "--workdir", workdir, "--heartbeat", str(heartbeat)]
     if repo is not None:
         argv += ["--repo", repo]
     if flush is not None:

@@ -5,6 +5,7 @@ streams the log and metrics to the store, beats a heartbeat, honours cancel requ
 writes the result. Its exit code is the job's.
 
     python -m gitexp.worker.agent --store URL --run ID --snapshot SHA --code SRC [--repo GITDIR]
+    python -m gitexp.worker.agent --store URL --sweep ID --slot K --code SRC ...   (worker.slots)
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from gitexp.model.runstate import JobPlace, RunState
 from gitexp.notify import mailer
 from gitexp.notify.settings import SECRET_ENV
 from gitexp.stores import Store, open_store, run_key, transport
-from gitexp.worker import guard, turns, workspace
+from gitexp.worker import guard, slots, workspace
 from gitexp.worker.guard import Guard
 
 CHUNK = 1 << 20  # streamed to the store in pieces of at most this: memory stays bounded
@@ -52,6 +53,7 @@ class Agent:
     code: str
     workdir: Path
     repo: Path | None = None  # the dev repository's git dir, when the worker can reach it
+    sweep: str | None = None  # a sweep's slot runs only that sweep's runs (its plan is data)
     heartbeat: float = 2.0
     flush: float = 0.5
     record: RunRecord | None = None
@@ -77,6 +79,10 @@ class Agent:
     def main(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self._cancel.set())
         signal.signal(signal.SIGINT, lambda *_: self._cancel.set())
+        return self.run()
+
+    def run(self) -> int:
+        """The run, start to end (a sweep's slot calls this once per run it takes)."""
         started = time.time()
         beat = threading.Thread(target=self._beat_forever, daemon=True)
         beat.start()
@@ -88,8 +94,9 @@ class Agent:
             # Started now, it is ready when the job is: its start-up costs the job nothing.
             self._guard = self.start_guard()
             checkout = self.prepare()
-            turn = self.wait_turn(started)
-            result = self.execute(checkout, turn) if turn else self.cancelled(started)
+            # cancelled while queued (a sweep's slot took it meanwhile): never started
+            stop = self._cancel.is_set() or self._cancel_requested()
+            result = self.cancelled(started) if stop else self.execute(checkout, started)
         except (GitexpError, OSError) as exc:  # OSError: the machine's (a disk), not a bug
             why, hint = _why(exc)
             self.say(f"gitexp: {why}" + (f" ({hint})" if hint else ""))
@@ -125,30 +132,18 @@ class Agent:
         if run.result is not None:  # the snapshot is what runs, never a results commit
             raise GitexpError(f"{self.snapshot[:12]} is the results commit of run "
                               f"{self.run_id}, not its snapshot")
+        if self.sweep is not None and run.record.sweep != self.sweep:
+            raise GitexpError(f"run {self.run_id} is not a run of sweep {self.sweep}",
+                              hint="the sweep's plan in the store was changed by hand")
         self.record = run.record
         if self.record.data:
             self.say("gitexp: pulling the data version")
             data.materialise(self.record, checkout, store=self.store, log=self.say)
         return checkout
 
-    def wait_turn(self, started: float) -> float | None:
-        """A sweep run under --max-parallel waits for a free slot (worker.turns): returns
-        when the run really starts, or None when it was cancelled while waiting."""
-        assert self.record is not None
-        if not self.record.sweep:
-            return started
-        if self._guard is not None:  # a waiting run holds no guard: a new one at its turn
-            self._guard.close()
-            self._guard.proc.wait()
-            self._guard = None
-        turn = turns.wait_turn(self.store, self.record, self._cancel, started=started)
-        if turn is not None:
-            self._guard = self.start_guard()
-        return turn
-
     def cancelled(self, started: float) -> Result:
         return Result(status="cancelled", started_at=started, ended_at=time.time(),
-                      host=socket.gethostname(), error="cancelled before its turn in the sweep")
+                      host=socket.gethostname(), error="cancelled before it started")
 
     def execute(self, checkout: Path, started: float) -> Result:
         assert self.record is not None
@@ -401,19 +396,55 @@ def _terminate(proc: subprocess.Popen[bytes], job: int, guard: Guard) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="gitexp agent")
     p.add_argument("--store", required=True)
-    p.add_argument("--run", required=True)
-    p.add_argument("--snapshot", required=True)
+    p.add_argument("--run")
+    p.add_argument("--snapshot")
+    p.add_argument("--sweep", help="be slot --slot of this sweep: run its runs one by one")
+    p.add_argument("--slot", type=int)
     p.add_argument("--code", required=True)
     p.add_argument("--workdir", type=Path)
     p.add_argument("--repo", type=Path)
     p.add_argument("--heartbeat", type=float, default=2.0)
     p.add_argument("--flush", type=float, default=0.5)
     a = p.parse_args(argv)
+    if a.sweep is not None:
+        if a.slot is None or a.slot < 0 or not ids.is_valid_id(a.sweep) or a.run:
+            p.error("a slot needs --sweep ID and --slot K (K >= 0), and no --run")
+        return _slot(a)
+    if not a.run or not a.snapshot:
+        p.error("give --run and --snapshot, or --sweep and --slot")
     # Absolute: the job runs elsewhere and is told where to write its metrics.
     workdir = (a.workdir or Path.home() / ".cache" / "gitexp" / "work" / a.run).absolute()
     agent = Agent(store=open_store(a.store), run_id=a.run, snapshot=a.snapshot, code=a.code,
                   workdir=workdir, repo=a.repo, heartbeat=a.heartbeat, flush=a.flush)
     return agent.main()
+
+
+def _slot(a: argparse.Namespace) -> int:
+    """A sweep's slot: the runs it claims, one after another, each as its own Agent would
+    run it alone, in this one process. SIGTERM cancels the run at hand and ends the slot
+    (the other slots take what is left)."""
+    root = (a.workdir or Path.home() / ".cache" / "gitexp" / "work").absolute()
+    store = open_store(a.store)
+    stop = threading.Event()
+    current: list[Agent] = []
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        for agent in current:
+            agent._cancel.set()
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def run_one(run_id: str, snapshot: str) -> None:
+        agent = Agent(store=store, run_id=run_id, snapshot=snapshot, code=a.code,
+                      workdir=root / run_id, repo=a.repo, heartbeat=a.heartbeat, flush=a.flush,
+                      sweep=a.sweep)
+        current[:] = [agent]
+        if stop.is_set():
+            agent._cancel.set()
+        agent.run()
+        current.clear()
+    return slots.run_slot(store, a.sweep, a.slot, run_one, stop)
 
 
 if __name__ == "__main__":

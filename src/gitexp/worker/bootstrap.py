@@ -123,12 +123,16 @@ def launch_agent(spec: dict[str, Any]) -> dict[str, Any]:
     store = spec["store"] if "://" in spec["store"] else Path(_absolute(spec["store"])).as_uri()
     code = spec["code"] if "://" in spec["code"] else _absolute(spec["code"])
     workdir = Path(_absolute(spec["workdir"]))
-    log = workdir / "logs" / f"{spec['run']}.log"
+    log = workdir / "logs" / f"{spec.get('name') or spec['run']}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    argv = agent_argv(sys.executable, store=store, run_id=spec["run"],
-                      snapshot=spec["snapshot"], code=code,
-                      workdir=str(workdir / "work" / spec["run"]),
-                      heartbeat=spec.get("heartbeat", 2.0))
+    if spec.get("sweep"):  # a sweep's slot: one work directory per run under work/
+        job: dict[str, Any] = {"slot": (spec["sweep"], int(spec["slot"])),
+                               "workdir": str(workdir / "work")}
+    else:
+        job = {"run_id": spec["run"], "snapshot": spec["snapshot"],
+               "workdir": str(workdir / "work" / spec["run"])}
+    argv = agent_argv(sys.executable, store=store, code=code,
+                      heartbeat=spec.get("heartbeat", 2.0), **job)
     path = os.pathsep.join(p for p in (wheel, os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, **spec.get("env", {}), "PYTHONPATH": path}
     with log.open("ab") as out:

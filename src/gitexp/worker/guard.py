@@ -285,15 +285,18 @@ def run_processes(run_id: str) -> list[int]:
     return [pid for pid in _pids() if pid != os.getpid() and marked(pid, run_id)]
 
 
-def agent_running(run_id: str) -> bool:
-    """An agent of the run lives on this host (its command line names the run)."""
-    wanted = f"\0--run\0{run_id}\0".encode()
+def agent_running(run_id: str, sweep: str | None = None) -> bool:
+    """An agent of the run lives on this host: its command line names the run, or the
+    run's sweep (a slot, which may hold it)."""
+    marks = [f"\0--run\0{run_id}\0".encode()]
+    if sweep:
+        marks.append(f"\0--sweep\0{sweep}\0".encode())
     for pid in _pids():
         try:
             cmdline = _read(f"{PROC}/{pid}/cmdline")
         except OSError:
             continue
-        if b"gitexp.worker.agent" in cmdline and wanted in b"\0" + cmdline:
+        if b"gitexp.worker.agent" in cmdline and any(m in b"\0" + cmdline for m in marks):
             return True
     return False
 
