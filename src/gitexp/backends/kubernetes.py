@@ -35,6 +35,7 @@ from gitexp.git import Repo
 from gitexp.git.config import Target
 from gitexp.model.record import RunRecord
 from gitexp.model.runstate import Handle
+from gitexp.stores.transport import code_repo
 from gitexp.worker import agent_argv
 
 GPU = "nvidia.com/gpu"
@@ -172,7 +173,7 @@ class KubernetesBackend:
         root = local_path(worker)
         command = agent_argv(self.target.get("python") or "python3", store=worker,
                              run_id=rec.id, snapshot=rec.snapshot,
-                             code=f"{root}/code.git" if root else worker,
+                             code=f"{root}/{code_repo(rec.snapshot)}" if root else worker,
                              workdir=f"/tmp/gitexp/{rec.id}",  # noqa: S108 - the pod's own /tmp
                              heartbeat=launch.heartbeat)
         labels = {**MANAGED, "gitexp/run": rec.id, **({"gitexp/sweep": rec.sweep}

@@ -19,7 +19,7 @@ from typing import Any
 from gitexp import data, faults, secrets
 from gitexp.backends import Backend, Launch, backend_for
 from gitexp.errors import GitexpError
-from gitexp.git import ZERO_OID, Repo, snapshot
+from gitexp.git import NO_REF, Repo, snapshot
 from gitexp.git.config import Config, Target
 from gitexp.git.writeback import write_back
 from gitexp.model import ids
@@ -195,7 +195,7 @@ def _commit_record(repo: Repo, record: RunRecord, tree: str, name: str) -> RunRe
         commit = repo.commit_tree(tree, parents, encode_message(rec, None))
         faults.point("launch.commit")
         # Create-only: an id that exists (or existed and was kept as a ref) is never reused.
-        if repo.update_ref(ids.ref_for(run_id), commit, ZERO_OID, f"gitexp: launch {run_id}"):
+        if repo.update_ref(ids.ref_for(run_id), commit, NO_REF, f"gitexp: launch {run_id}"):
             faults.point("launch.ref")
             return rec.with_snapshot(commit)
     raise GitexpError("could not allocate a run id", hint="retry; is the repository writable?")

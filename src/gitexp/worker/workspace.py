@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from gitexp.errors import GitexpError
-from gitexp.git import run_git
+from gitexp.git import format_of, run_git
 
 
 def checkout(objects_from: Path, snapshot: str, dest: Path) -> Path:
@@ -19,7 +19,8 @@ def checkout(objects_from: Path, snapshot: str, dest: Path) -> Path:
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
-    run_git(["init", "-q", str(dest)])
+    # Alternates only work between repositories of one object format: the snapshot's.
+    run_git(["init", "-q", f"--object-format={format_of(snapshot)}", str(dest)])
     objects = objects_from / "objects" if (objects_from / "objects").is_dir() else objects_from
     (dest / ".git" / "objects" / "info" / "alternates").write_text(f"{objects.resolve()}\n")
     # Hooks and filters of the user's repo are not run here: a plain checkout of the tree.
