@@ -37,13 +37,15 @@ def format_of(oid: str) -> str:
 _GC_RACE = b"unable to create temporary file"
 OBJECT_WRITE_ATTEMPTS = 4
 
-# Variables git exports to hooks; left in place they would point our own git calls at the
-# hook's repository or index instead of the one we name explicitly.
-_SCRUBBED = ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_PREFIX", "GIT_COMMON_DIR")
+# Variables git exports to hooks (and to `git-exp`, for `git --git-dir/--work-tree`); left in
+# place they would point our own git calls, or a job's, at that repository or index instead of
+# the one named explicitly. `Repo.discover` reads the user's GIT_DIR/GIT_WORK_TREE once.
+GIT_LOCATION = ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_PREFIX", "GIT_COMMON_DIR")
+_USER_LOCATION = ("GIT_DIR", "GIT_WORK_TREE")
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    env = {k: v for k, v in os.environ.items() if k not in GIT_LOCATION}
     env.setdefault("GIT_TERMINAL_PROMPT", "0")
     if extra:
         env.update(extra)
@@ -104,16 +106,24 @@ class Repo:
     known_format: str = field(default="", compare=False, repr=False)
 
     @classmethod
-    def discover(cls, where: Path | str = ".") -> Repo:
+    def discover(cls, where: Path | str = ".", *, user_env: bool = False) -> Repo:
+        """The repository `where` is in; with `user_env`, as git finds it for the user:
+        GIT_DIR and GIT_WORK_TREE (what `git --git-dir=X --work-tree=Y exp` sets) win."""
+        located = {k: os.environ[k] for k in _USER_LOCATION if k in os.environ} \
+            if user_env else None
         proc = run_git(
             ["rev-parse", "--is-inside-git-dir", "--is-bare-repository", "--show-toplevel",
              "--absolute-git-dir", "--git-common-dir", "--show-object-format"],
-            cwd=where, check=False,
+            cwd=where, env=located, check=False,
         )
         lines = proc.stdout.decode().splitlines()
         # In a bare repository, or inside .git, git answers the first two, then fails on
         # --show-toplevel.
         if len(lines) < 2:
+            if located:
+                raise GitexpError(
+                    f"no git repository at {located.get('GIT_DIR', '(GIT_DIR unset)')}",
+                    hint="check --git-dir/--work-tree (or GIT_DIR/GIT_WORK_TREE)")
             raise NotARepoError(str(Path(where).resolve()))
         if lines[1] == "true":
             raise GitexpError(

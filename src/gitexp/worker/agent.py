@@ -28,7 +28,7 @@ from typing import IO, Any
 
 from gitexp import METRICS_ENV, data, faults, secrets
 from gitexp.errors import GitexpError
-from gitexp.git import Repo, run_git, writeback
+from gitexp.git import GIT_LOCATION, Repo, run_git, writeback
 from gitexp.model import ids, metrics
 from gitexp.model.record import Result, RunRecord, decode_run
 from gitexp.model.runstate import RunState
@@ -124,8 +124,10 @@ class Agent:
     def execute(self, checkout: Path, started: float) -> Result:
         assert self.record is not None
         cwd = checkout / self.record.cwd if self.record.cwd else checkout
-        # The job never sees the mail secrets: only the agent's mailer uses them.
-        env = {**{k: v for k, v in os.environ.items() if k not in SECRET_ENV},
+        # The job never sees the mail secrets: only the agent's mailer uses them. Nor the
+        # launcher's GIT_DIR & co (`git --git-dir=X exp run`): its git is its checkout's.
+        env = {**{k: v for k, v in os.environ.items()
+                  if k not in SECRET_ENV and k not in GIT_LOCATION},
                "GITEXP_RUN_ID": self.run_id,
                METRICS_ENV: str(self.spool("metrics.jsonl")), "PWD": str(cwd)}
         try:
