@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from gitexp.errors import GitexpError
-from gitexp.git import format_of, run_git
+from gitexp.git import Repo, format_of, lfs, run_git
 
 
 def checkout(objects_from: Path, snapshot: str, dest: Path) -> Path:
@@ -23,7 +23,9 @@ def checkout(objects_from: Path, snapshot: str, dest: Path) -> Path:
     run_git(["init", "-q", f"--object-format={format_of(snapshot)}", str(dest)])
     objects = objects_from / "objects" if (objects_from / "objects").is_dir() else objects_from
     (dest / ".git" / "objects" / "info" / "alternates").write_text(f"{objects.resolve()}\n")
-    # Hooks and filters of the user's repo are not run here: a plain checkout of the tree.
+    _lfs(objects_from, snapshot, dest)
+    # Hooks and filters of the user's repo are not run here: a plain checkout of the tree
+    # (git-lfs's filter aside, when the snapshot has LFS files: see _lfs).
     proc = run_git(["-C", str(dest), "-c", "advice.detachedHead=false", "checkout", "-q",
                     "--detach", snapshot], check=False)
     if proc.returncode != 0:
@@ -38,3 +40,17 @@ def verify(dest: Path, snapshot: str) -> None:
     if head != snapshot:
         raise GitexpError(f"checked-out commit {head[:12]} is not the snapshot {snapshot[:12]}",
                           hint="the code source is corrupted or tampered with")
+
+
+def _lfs(objects_from: Path, snapshot: str, dest: Path) -> None:
+    """Files tracked by git-lfs reach the job with their contents: their objects are linked
+    in from the source repository's LFS store and git-lfs's filter smudges them at checkout.
+    A missing object or a missing git-lfs is an error: never pointer files in silence."""
+    git_dir = dest / ".git"
+    if not lfs.link_objects(Repo.at_git_dir(git_dir), snapshot, objects_from / "lfs",
+                            git_dir / "lfs"):
+        return
+    proc = run_git(["-C", str(dest), "lfs", "install", "--local"], check=False)
+    if proc.returncode != 0:
+        raise GitexpError("the snapshot has git-lfs files and git-lfs is not installed here",
+                          hint="install git-lfs on the worker (`apt-get install git-lfs`)")
