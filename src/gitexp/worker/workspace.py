@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from gitexp.errors import GitexpError
+from gitexp.errors import GitError, GitexpError
 from gitexp.git import Repo, format_of, lfs, run_git
 
 
@@ -47,8 +47,12 @@ def _lfs(objects_from: Path, snapshot: str, dest: Path) -> None:
     in from the source repository's LFS store and git-lfs's filter smudges them at checkout.
     A missing object or a missing git-lfs is an error: never pointer files in silence."""
     git_dir = dest / ".git"
-    if not lfs.link_objects(Repo.at_git_dir(git_dir), snapshot, objects_from / "lfs",
-                            git_dir / "lfs"):
+    try:
+        linked = lfs.link_objects(Repo.at_git_dir(git_dir), snapshot, objects_from / "lfs",
+                                  git_dir / "lfs")
+    except GitError:
+        return  # no such snapshot here: the checkout says so, in its own words
+    if not linked:
         return
     proc = run_git(["-C", str(dest), "lfs", "install", "--local"], check=False)
     if proc.returncode != 0:
