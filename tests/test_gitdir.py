@@ -105,4 +105,4 @@ def test_git_dir_alone_takes_the_current_directory_as_the_work_tree(
 
 def test_a_git_dir_that_is_no_repository_is_one_line(tmp_path: Path) -> None:
     assert_user_error(exp("ls", cwd=tmp_path, check=False, env={"GIT_DIR": str(tmp_path / "x")}),
-                      "no git repository at", "--git-dir")
+                      "no git repository at", "check --git-dir")

@@ -31,6 +31,14 @@ def format_of(oid: str) -> str:
         if len(oid) == hex_len:
             return name
     raise GitexpError(f"{oid[:80]!r} is no object id", hint="is the run record intact?")
+
+
+def init_options(object_format: str) -> list[str]:
+    """`git init`'s options for a repository of this format: none for sha1, so a worker's
+    git older than 2.29 (no --object-format) still takes sha1 code."""
+    return [] if object_format == "sha1" else [f"--object-format={object_format}"]
+
+
 # A `git gc` running meanwhile (the user's, or an auto gc after a commit) removes empty
 # object directories; git writing a loose object can lose that race and fail with this.
 # Writing an object is idempotent, and the failed command wrote nothing else: try again.
@@ -120,10 +128,9 @@ class Repo:
         # In a bare repository, or inside .git, git answers the first two, then fails on
         # --show-toplevel.
         if len(lines) < 2:
-            if located:
-                raise GitexpError(
-                    f"no git repository at {located.get('GIT_DIR', '(GIT_DIR unset)')}",
-                    hint="check --git-dir/--work-tree (or GIT_DIR/GIT_WORK_TREE)")
+            if located and "GIT_DIR" in located:
+                raise GitexpError(f"no git repository at {located['GIT_DIR']}",
+                                  hint="check --git-dir (or GIT_DIR)")
             raise NotARepoError(str(Path(where).resolve()))
         if lines[1] == "true":
             raise GitexpError(

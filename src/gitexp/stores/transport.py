@@ -8,16 +8,16 @@ module holds what they share. The layout on the store is fixed: workers of older
 read it.
 
 - `file://` and `ssh://` stores keep a bare repository `code.git` (SHA-256 snapshots:
-  `code-sha256.git`, as git never mixes object formats in one repository) with one ref per commit,
-  `refs/code/<commit>`; the pack goes straight into it with `git index-pack --fix-thin`
-  (the RECEIVE script, run there over the user's ssh for `ssh://`). Workers that see the
-  store as a directory use `code.git` as it is; others fetch from it into their own cache.
+  `code-sha256.git`: git never mixes object formats in one repository) with one ref per
+  commit, `refs/code/<commit>`; the pack goes straight into it with `git index-pack
+  --fix-thin` (the RECEIVE script, run there over the user's ssh for `ssh://`). Workers
+  that see the store as a directory use `code.git` as it is; others fetch from it into
+  their own cache.
 - `gs://` stores (and any store without a transport of its own: bundles need nothing but
   the basic protocol) hold git bundles `code/bundles/<commit>.bundle` (v2; v3 for
-  SHA-256), each listing the
-  held commits it was made against as prerequisites, and a marker `code/heads/<commit>`
-  written after its bundle. A worker applies the bundles it lacks, prerequisites first, to
-  a cache.
+  SHA-256), each listing the held commits it was made against as prerequisites, and a
+  marker `code/heads/<commit>` written after its bundle. A worker applies the bundles it
+  lacks, prerequisites first, to a cache.
 
 We build the pack ourselves rather than `git push`: `--shallow` makes pack-objects mark the
 trees of *every* held commit as known (not only ancestors), so the uncommitted files two
@@ -40,7 +40,7 @@ from typing import IO
 
 from gitexp import faults
 from gitexp.errors import GitexpError, StoreError
-from gitexp.git import Repo, clean_env, format_of, run_git
+from gitexp.git import Repo, clean_env, format_of, init_options, run_git
 from gitexp.stores import CodeStore, Progress, Store, get_file, open_store, put_file
 
 CODE_REPO = "code.git"  # sha1 snapshots: the name older workers read
@@ -140,10 +140,10 @@ def _write_pack(repo: Repo, commit: str, haves: list[str], dest: Path) -> None:
 # the repository is whole (objects/pack is among the last things init makes).
 # Run as: sh -c RECEIVE sh <code.git> <commit> [<object format>], the pack on stdin (the
 # format only for sha256: a git older than 2.29 where the store is still takes sha1 code).
-RECEIVE = ('set -e; n=0; f=${3:+--object-format=$3}; '
-           'until [ -d "$1/objects/pack" ] && [ -f "$1/HEAD" ]; do '
-           'git init -q --bare $f "$1" 2>/dev/null && break; n=$((n + 1)); '
-           '[ "$n" -lt 100 ] || git init -q --bare $f "$1"; sleep 0.1; done; '
+RECEIVE = ('set -e; n=0; until [ -d "$1/objects/pack" ] && [ -f "$1/HEAD" ]; do '
+           'git init -q --bare ${3:+"--object-format=$3"} "$1" 2>/dev/null && break; '
+           'n=$((n + 1)); [ "$n" -lt 100 ] || git init -q --bare ${3:+"--object-format=$3"} '
+           '"$1"; sleep 0.1; done; '
            'git --git-dir="$1" index-pack --stdin --fix-thin >/dev/null; '
            'git --git-dir="$1" update-ref "refs/code/$2" "$2"')
 
@@ -283,7 +283,7 @@ def _init_bare(path: Path, object_format: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        run_git(["init", "-q", "--bare", f"--object-format={object_format}", str(tmp)])
+        run_git(["init", "-q", "--bare", *init_options(object_format), str(tmp)])
         with contextlib.suppress(OSError):  # another agent's is in place already: use it
             tmp.rename(path)
     finally:

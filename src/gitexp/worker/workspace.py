@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from gitexp.errors import GitError, GitexpError
-from gitexp.git import Repo, format_of, lfs, run_git
+from gitexp.git import Repo, format_of, init_options, lfs, run_git
 
 
 def checkout(objects_from: Path, snapshot: str, dest: Path) -> Path:
@@ -20,7 +20,7 @@ def checkout(objects_from: Path, snapshot: str, dest: Path) -> Path:
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     # Alternates only work between repositories of one object format: the snapshot's.
-    run_git(["init", "-q", f"--object-format={format_of(snapshot)}", str(dest)])
+    run_git(["init", "-q", *init_options(format_of(snapshot)), str(dest)])
     objects = objects_from / "objects" if (objects_from / "objects").is_dir() else objects_from
     (dest / ".git" / "objects" / "info" / "alternates").write_text(f"{objects.resolve()}\n")
     _lfs(objects_from, snapshot, dest)
