@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.conftest import make_repo
-from tests.helpers import assert_user_error, exp, git, wait_done
+from tests.helpers import assert_user_error, exp, git
 
 # The job asks git where it is: its own checkout, never the launcher's GIT_DIR.
 JOB = ("import subprocess, gitexp; gitexp.log(loss=0.5); "
@@ -48,16 +48,16 @@ def test_every_verb_acts_on_the_repository_git_names(split: tuple[Path, Path],
                                                      tmp_path: Path) -> None:
     tree, git_dir = split
     outside = tmp_path / "elsewhere"
-    run_id = gexp(git_dir, tree, "run", "-d", "--", sys.executable, "job.py",
-                  cwd=outside).stdout.strip()
+    said = gexp(git_dir, tree, "run", "--", sys.executable, "job.py", cwd=outside)
+    run_id = started(said.stderr)
     env = {"GIT_DIR": str(git_dir), "GIT_WORK_TREE": str(tree)}
-    done = wait_done_env(run_id, outside, env)
+    done = json.loads(gexp(git_dir, tree, "show", run_id, "--json", cwd=outside).stdout)
+    assert f"head {done['snapshot']}" in said.stdout  # the job's git saw its checkout
     assert done["status"] == "succeeded" and done["record"]["cwd"] == ""  # the root
     assert git("for-each-ref", "refs/experiments/", cwd=outside) == ""  # not recorded here
     assert git("--git-dir", str(git_dir), "rev-parse", f"refs/experiments/{run_id}^1",
                cwd=tmp_path).strip() == done["snapshot"]
-    logs = gexp(git_dir, tree, "logs", run_id, cwd=outside).stdout
-    assert f"head {done['snapshot']}" in logs  # the job's git saw its checkout
+    assert "head" in gexp(git_dir, tree, "logs", run_id, cwd=outside).stdout
     assert run_id in gexp(git_dir, tree, "ls", cwd=outside).stdout
     assert "succeeded" in gexp(git_dir, tree, "show", run_id, cwd=outside).stdout
     gexp(git_dir, tree, "tag", run_id, "split", cwd=outside)
@@ -79,12 +79,11 @@ def test_every_verb_acts_on_the_repository_git_names(split: tuple[Path, Path],
                cwd=tmp_path) == ""
 
 
-def wait_done_env(run_id: str, cwd: Path, env: dict[str, str]) -> dict[str, Any]:
-    """`wait_done` with the user's GIT_DIR/GIT_WORK_TREE set."""
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
-        return wait_done(run_id, cwd)
+def started(stderr: str) -> str:
+    """The id of the run `git exp run` (followed, not detached) said it started."""
+    found = re.search(r"gitexp: run (\S+) on local", stderr)
+    assert found, stderr
+    return found.group(1)
 
 
 def test_git_dir_alone_takes_the_current_directory_as_the_work_tree(
@@ -93,9 +92,10 @@ def test_git_dir_alone_takes_the_current_directory_as_the_work_tree(
     tree, git_dir = split
     (tree / "sub").mkdir()
     (tree / "sub" / "job.py").write_text(JOB)
-    run_id = exp("run", "-d", "--", sys.executable, "job.py", cwd=tree / "sub",
-                 env={"GIT_DIR": str(git_dir)}).stdout.strip()
-    done = wait_done_env(run_id, tree, {"GIT_DIR": str(git_dir)})
+    run_id = started(exp("run", "--", sys.executable, "job.py", cwd=tree / "sub",
+                         env={"GIT_DIR": str(git_dir)}).stderr)
+    done = json.loads(exp("show", run_id, "--json", cwd=tree / "sub",
+                          env={"GIT_DIR": str(git_dir)}).stdout)
     assert done["status"] == "succeeded" and done["record"]["cwd"] == ""
     files = git("--git-dir", str(git_dir), "ls-tree", "--name-only", done["snapshot"], cwd=tree)
     assert files.split() == ["job.py"]  # sub/ was the work tree, as for `git status`

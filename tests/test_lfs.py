@@ -15,7 +15,7 @@ from gitexp.errors import GitexpError
 from gitexp.git import Repo, lfs
 from gitexp.worker import workspace
 from tests.conftest import make_repo
-from tests.helpers import assert_user_error, exp, git, wait_done
+from tests.helpers import assert_user_error, exp, git
 from tests.services._util import require_binaries
 
 # What the job sees: the first bytes of each file, and whether git calls its checkout clean.
@@ -47,15 +47,15 @@ def lfs_repo(tmp_path: Path) -> Path:
 
 
 def test_a_job_gets_the_contents_of_lfs_files_never_pointers(lfs_repo: Path) -> None:
-    run_id = exp("run", "-d", "--", sys.executable, "job.py", cwd=lfs_repo).stdout.strip()
-    done = wait_done(run_id, lfs_repo)
-    log = exp("logs", run_id, cwd=lfs_repo).stdout
-    assert done["status"] == "succeeded", log
+    proc = exp("run", "--", sys.executable, "job.py", cwd=lfs_repo)  # followed to its end
+    log = proc.stdout
     assert "weights.bin b'uncommitted weights \\x00\\x00\\x00\\x00'" in log  # the work tree's
     assert "data/big.bin b'committed data \\x00" in log
     assert "git-lfs" not in log and "status ''" in log  # smudged, and clean to git
-    snap = done["snapshot"]
-    assert git("show", f"{snap}:weights.bin", cwd=lfs_repo).startswith("version https://git-lfs")
+    (ref,) = git("for-each-ref", "--format=%(refname)", "refs/experiments/",
+                 cwd=lfs_repo).split()
+    assert git("show", f"{ref}^1:weights.bin", cwd=lfs_repo).startswith(
+        "version https://git-lfs")  # the snapshot holds the pointer, the job the content
 
 
 def test_contents_missing_from_the_lfs_store_refuse_the_launch(lfs_repo: Path) -> None:

@@ -8,9 +8,11 @@ The in-process core suite runs on both formats as well (tests/conftest.py: objec
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +21,7 @@ from gitexp.stores import transport
 from gitexp.stores.file import FileStore
 from gitexp.worker import workspace
 from tests.conftest import make_repo
-from tests.helpers import MemoryStore, assert_user_error, exp, exp_json, git, wait_done
+from tests.helpers import MemoryStore, assert_user_error, exp, exp_json, git
 
 TRAIN = "import gitexp, sys; gitexp.log(loss=float(sys.argv[1])); print('ran', sys.argv[1])\n"
 
@@ -31,9 +33,12 @@ def sha256(tmp_path: Path) -> Path:
     return repo
 
 
-def run(repo: Path, *argv: str) -> dict:
-    run_id = exp("run", "-d", "--", sys.executable, *argv, cwd=repo).stdout.strip()
-    return wait_done(run_id, repo)
+def run(repo: Path, *argv: str) -> dict[str, Any]:
+    """A run followed to its end (no polling: few processes), then as `show --json` has it."""
+    said = exp("run", "--", sys.executable, *argv, cwd=repo).stderr
+    run_id = re.search(r"gitexp: run (\S+) on local", said)
+    assert run_id, said
+    return dict(exp_json("show", run_id.group(1), cwd=repo))
 
 
 def test_a_run_in_a_sha256_repository_goes_through_every_verb(sha256: Path) -> None:
