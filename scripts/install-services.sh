@@ -22,6 +22,7 @@ declare -A PROBES=(
     [shellcheck]=/usr/bin/shellcheck  # tests/test_security.py lints every rendered script
     [mblaze]=/usr/bin/mthread  # tests/test_notify_sweep.py threads a sweep's mails
     [zsh]=/usr/bin/zsh  # tests/test_completion.py types `git exp <TAB>` into zsh
+    [git-lfs]=/usr/bin/git-lfs  # tests/test_lfs.py: LFS files reach the job with contents
 )
 
 missing=()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gitexp.errors import GitexpError
-from gitexp.git import EMPTY_TREE, Repo
+from gitexp.git import Repo
 from gitexp.git.writeback import RESULTS_DIR
 from gitexp.model.record import Environment, Result
 from gitexp.service import diff
@@ -138,7 +138,7 @@ def test_code_stat_is_wide_enough_for_long_paths(grepo: Repo) -> None:
 
 def test_code_between_a_tree_and_the_empty_tree_lists_every_file(grepo: Repo) -> None:
     head = commit_files(grepo, {"src/a.py": "1\n"})
-    got = diff.code(grepo, EMPTY_TREE, head, patch=True)
+    got = diff.code(grepo, grepo.empty_tree, head, patch=True)
     assert [f["path"] for f in got.files] == ["README.md", "src/a.py"]
     assert got.patch is not None and "+hello" in got.patch
 
@@ -388,7 +388,7 @@ def test_against_base_of_a_run_without_commits_compares_with_nothing(grepo: Repo
                                     data={"d": {"hash": "h1"}}), ok())
     report = diff.against_base(grepo, made)
     assert (report.a, report.b) == ("(no commits)", "a-1")
-    assert report.code.a == EMPTY_TREE
+    assert report.code.a == grepo.empty_tree
     assert [f["path"] for f in report.code.files] == ["README.md"]
     assert report.data == {"d": {"a": None, "b": "h1"}}
     assert report.params == {}

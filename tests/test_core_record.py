@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -106,10 +106,14 @@ def test_a_run_encoded_and_committed_with_git_decodes_to_the_same_record_and_res
     rec = RunRecord.from_dict(record_dict(
         params={"lr": 0.1, "layers": [1, 2]}, outs=["model.pt"], name="lr-sweep",
         data={"data/train.csv": {"hash": "d41d8cd98f00b204e9800998ecf8427e", "size": 3}},
-        env=env_dict(packages=OID64, variables={"PYTHONHASHSEED": "0"})))
+        base=None, env=env_dict(packages=None, variables={"PYTHONHASHSEED": "0"})))
     res = Result.from_dict(result_dict(metrics={"loss": 0.25}, outputs={
         "model.pt": {"hash": "abc.dir", "source": "model.pt:1", "remote": "origin"}}))
     tree = git("rev-parse", "HEAD^{tree}", cwd=repo).strip()
+    # Ids of the repository's own format (the fixture makes sha1 and sha256 ones).
+    rec = replace(rec, base=git("rev-parse", "HEAD", cwd=repo).strip(),
+                  env=replace(rec.env, packages=git("hash-object", "-w", "--stdin", cwd=repo,
+                                                    input=b"numpy==2.0\n").strip()))
     snap = git("commit-tree", tree, cwd=repo, input=encode_message(rec, None).encode()).strip()
     commit = git("commit-tree", tree, "-p", snap, cwd=repo,
                  input=encode_message(rec, res).encode()).strip()
@@ -479,10 +483,20 @@ def test_data_entries_are_checked_like_outputs() -> None:
     assert "data entry 'x' has a bad hash" in record_refused(data={"x": {"hash": "../y"}})
 
 
-def test_base_and_packages_are_object_ids_of_either_hash() -> None:
-    for oid in (OID40, OID64):
-        rec = accepted(base=oid, env=env_dict(packages=oid))
+def test_base_and_packages_are_object_ids_of_the_hash_of_the_runs_commit() -> None:
+    for oid, commit in ((OID40, RESULTS), (OID64, "b" * 64)):
+        msg = message_of(record_dict(base=oid, env=env_dict(packages=oid)))
+        rec = decode_run(msg, ref=REF, commit=commit, parents=[]).record
         assert (rec.base, rec.env.packages) == (oid, oid)
+
+
+def test_a_base_or_packages_of_the_other_hash_than_the_commit_is_refused() -> None:
+    """A sha1 id in a SHA-256 repository (or the reverse) names nothing there, or by its
+    prefix the wrong object: the record is refused with the format it should have."""
+    for oid, commit, want in ((OID64, RESULTS, "sha1"), (OID40, "b" * 64, "sha256")):
+        for rec in (record_dict(base=oid), record_dict(env=env_dict(packages=oid))):
+            with pytest.raises(GitexpError, match=f"is not a {want} object id like its commit"):
+                decode_run(message_of(rec), ref=REF, commit=commit, parents=[])
 
 
 def test_a_base_or_packages_that_is_no_object_id_is_refused_by_name() -> None:

@@ -35,6 +35,7 @@ from gitexp.git import Repo
 from gitexp.git.config import Target
 from gitexp.model.record import RunRecord
 from gitexp.model.runstate import Handle
+from gitexp.stores.transport import code_repo
 from gitexp.worker import agent_argv
 
 GPU = "nvidia.com/gpu"
@@ -171,7 +172,7 @@ class KubernetesBackend:
         worker = self.target.get("workerstore") or launch.store.url
         root = local_path(worker)
         command = agent_argv(self.target.get("python") or "python3", store=worker,
-                             code=f"{root}/code.git" if root else worker,
+                             code=f"{root}/{code_repo(rec.snapshot)}" if root else worker,
                              workdir=launch.workdir("/tmp/gitexp"),  # noqa: S108 - the pod's
                              heartbeat=launch.heartbeat, **launch.job())
         labels = {**MANAGED, **({"gitexp/run": rec.id} if launch.slot is None

@@ -38,6 +38,7 @@ from gitexp.model.record import Result, RunRecord
 from gitexp.model.runstate import Handle, RunState
 from gitexp.stores import Store, open_store
 from gitexp.stores.sftp import ssh_argv as user_ssh
+from gitexp.stores.transport import code_repo
 from gitexp.worker import agent_argv, bootstrap
 
 CLI_TIMEOUT = 60.0
@@ -184,7 +185,7 @@ class SlurmBackend:
             "workdir": shlex.quote(self.target.get("workdir") or ""),
             "agent": templates.shell_command(agent_argv(
                 self.target.get("python") or "python3", store=worker_store,
-                code=f"{root}/code.git" if root else worker_store,
+                code=f"{root}/{code_repo(records[0].snapshot)}" if root else worker_store,
                 run_id=ShellWord('"$run"'), snapshot=ShellWord('"$snapshot"'),
                 workdir=ShellWord('"${workdir:-${TMPDIR:-/tmp}}/gitexp-$run"'),
                 heartbeat=launches[0].heartbeat)),

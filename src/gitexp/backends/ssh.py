@@ -29,6 +29,7 @@ from gitexp.git.config import Config, Target
 from gitexp.model.record import RunRecord
 from gitexp.model.runstate import Handle
 from gitexp.stores.sftp import SFTPStore, ssh_argv
+from gitexp.stores.transport import code_repo
 from gitexp.worker import bootstrap
 
 NEED_WHEEL = 3  # the launcher's exit code when the host lacks this gitexp's wheel
@@ -63,7 +64,7 @@ class SSHBackend:
     # -- the protocol -------------------------------------------------------------------------
     def submit(self, *, launch: Launch) -> Handle:
         rec = launch.record
-        store, code = self._worker_store(launch.store.url)
+        store, code = self._worker_store(launch.store.url, rec.snapshot)
         wheel = bootstrap.build_wheel()
         remote_wheel = f"{self.workdir}/tools/{wheel.name}"
         secret, plain = secrets.forwarded(Config.load(self.repo), self.target, os.environ)
@@ -113,16 +114,16 @@ class SSHBackend:
             self._ssh(shlex.join(["kill", "-TERM", "--", f"-{int(handle['pid'])}"]), timeout=30)
 
     # -- helpers ------------------------------------------------------------------------------
-    def _worker_store(self, url: str) -> tuple[str, str]:
+    def _worker_store(self, url: str, snapshot: str) -> tuple[str, str]:
         """The store and code source as the worker sees them: a store on the target host
         itself is a plain directory there."""
         if urlsplit(url).scheme == "ssh":
             store = SFTPStore.from_url(url)
             if store.destination in (self.host, self.host.rpartition("@")[2]):
-                return store.path, f"{store.path}/code.git"
+                return store.path, f"{store.path}/{code_repo(snapshot)}"
         if urlsplit(url).scheme == "file":
             path = urlsplit(url).path
-            return url, f"{path}/code.git"
+            return url, f"{path}/{code_repo(snapshot)}"
         return url, url
 
     def _ssh(self, command: str, *, input: bytes | None = None,

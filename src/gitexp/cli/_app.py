@@ -89,8 +89,15 @@ def command_of(words: list[str] | None, verb: str) -> list[str]:
 
 
 def open_repo() -> tuple[Repo, Config]:
-    repo = Repo.discover(Path.cwd())
+    repo = Repo.discover(Path.cwd(), user_env=True)
     return repo, Config.load(repo)
+
+
+def job_dir(repo: Repo) -> Path:
+    """Where a job runs: the user's subdirectory, or the root for a user outside the work
+    tree (`git --work-tree=Y exp run`), as git's own commands then take the whole tree."""
+    here = Path.cwd()
+    return here if here.resolve().is_relative_to(repo.root.resolve()) else repo.root
 
 
 def console(stderr: bool = False) -> Console:

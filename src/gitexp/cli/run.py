@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, app, command_of, open_repo
+from gitexp.cli._app import HELP, app, command_of, job_dir, open_repo
 from gitexp.cli._follow import follow_run, follow_sweep
 from gitexp.cli._sweep import launch_sweep
 from gitexp.notify import dev as notify
@@ -38,7 +36,7 @@ def run(  # noqa: PLR0917 - typer reads options from the signature
 ) -> int:
     repo, config = open_repo()
     with r.data_progress() as progress:
-        req = launch.LaunchRequest(argv=command_of(command, "run"), cwd=Path.cwd(), name=name,
+        req = launch.LaunchRequest(argv=command_of(command, "run"), cwd=job_dir(repo), name=name,
                                    target=target, outs=tuple(out), commit_data=commit_data,
                                    progress=progress, force=force, keep=keep,
                                    allow_large=allow_large, say=r.note,
@@ -53,3 +51,4 @@ def run(  # noqa: PLR0917 - typer reads options from the signature
         print(started.id)
         return 0
     return follow_run(repo, config, started)
+

@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import IO
@@ -17,21 +17,45 @@ from typing import IO
 from gitexp import disk
 from gitexp.errors import GitError, GitexpError, NotARepoError
 
-ZERO_OID = "0" * 40
-EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+# update-ref's old value that means "the ref must not exist yet", in either object format
+# (forty zeros would be a wrong-length id in a SHA-256 repository).
+NO_REF = ""
+# The empty tree and the length of an object id in hex, by the repository's object format.
+EMPTY_TREES = {"sha1": "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+               "sha256": "6ef19b41225c5369f1c104d45d8d85efa9b057b53b14b4b9b939dd74decc5321"}
+OID_HEX = {"sha1": 40, "sha256": 64}
+
+
+def format_of(oid: str) -> str:
+    """The object format an object id belongs to, by its length (a worker knows the
+    snapshot's id before it has a repository to ask)."""
+    for name, hex_len in OID_HEX.items():
+        if len(oid) == hex_len:
+            return name
+    raise GitexpError(f"{oid[:80]!r} is no object id", hint="is the run record intact?")
+
+
+def init_options(object_format: str) -> list[str]:
+    """`git init`'s options for a repository of this format: none for sha1, so a worker's
+    git older than 2.29 (no --object-format) still takes sha1 code."""
+    return [] if object_format == "sha1" else [f"--object-format={object_format}"]
+
+
 # A `git gc` running meanwhile (the user's, or an auto gc after a commit) removes empty
 # object directories; git writing a loose object can lose that race and fail with this.
 # Writing an object is idempotent, and the failed command wrote nothing else: try again.
 _GC_RACE = b"unable to create temporary file"
 OBJECT_WRITE_ATTEMPTS = 4
 
-# Variables git exports to hooks; left in place they would point our own git calls at the
-# hook's repository or index instead of the one we name explicitly.
-_SCRUBBED = ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_PREFIX", "GIT_COMMON_DIR")
+# Variables git exports to hooks (and to `git-exp`, for `git --git-dir/--work-tree`); left in
+# place they would point our own git calls, or a job's, at that repository or index instead of
+# the one named explicitly. `Repo.discover` reads the user's GIT_DIR/GIT_WORK_TREE once.
+GIT_LOCATION = ("GIT_DIR", "GIT_INDEX_FILE", "GIT_WORK_TREE", "GIT_PREFIX", "GIT_COMMON_DIR")
+_USER_LOCATION = ("GIT_DIR", "GIT_WORK_TREE")
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    env = {k: v for k, v in os.environ.items() if k not in GIT_LOCATION}
     env.setdefault("GIT_TERMINAL_PROMPT", "0")
     if extra:
         env.update(extra)
@@ -99,18 +123,28 @@ class Repo:
     root: Path
     git_dir: Path
     common_dir: Path
+    # sha1 or sha256 when known at opening (`discover` asks in the same git call), else ""
+    # and asked once on first use.
+    known_format: str = field(default="", compare=False, repr=False)
 
     @classmethod
-    def discover(cls, where: Path | str = ".") -> Repo:
+    def discover(cls, where: Path | str = ".", *, user_env: bool = False) -> Repo:
+        """The repository `where` is in; with `user_env`, as git finds it for the user:
+        GIT_DIR and GIT_WORK_TREE (what `git --git-dir=X --work-tree=Y exp` sets) win."""
+        located = {k: os.environ[k] for k in _USER_LOCATION if k in os.environ} \
+            if user_env else None
         proc = run_git(
             ["rev-parse", "--is-inside-git-dir", "--is-bare-repository", "--show-toplevel",
-             "--absolute-git-dir", "--git-common-dir"],
-            cwd=where, check=False,
+             "--absolute-git-dir", "--git-common-dir", "--show-object-format"],
+            cwd=where, env=located, check=False,
         )
         lines = proc.stdout.decode().splitlines()
         # In a bare repository, or inside .git, git answers the first two, then fails on
         # --show-toplevel.
         if len(lines) < 2:
+            if located and "GIT_DIR" in located:
+                raise GitexpError(f"no git repository at {located['GIT_DIR']}",
+                                  hint="check --git-dir (or GIT_DIR)")
             raise NotARepoError(str(Path(where).resolve()))
         if lines[1] == "true":
             raise GitexpError(
@@ -123,7 +157,33 @@ class Repo:
         root, git_dir, common = Path(lines[2]), Path(lines[3]), Path(lines[4])
         if not common.is_absolute():
             common = (Path(where).resolve() / common).resolve()
-        return cls(root=root, git_dir=git_dir, common_dir=common)
+        known = lines[5] if len(lines) > 5 and lines[5] in OID_HEX else ""
+        return cls(root=root, git_dir=git_dir, common_dir=common, known_format=known)
+
+    @cached_property
+    def object_format(self) -> str:
+        """`sha1` or `sha256`: how this repository names its objects."""
+        if self.known_format:
+            return self.known_format
+        out = run_git(["--git-dir", str(self.git_dir), "rev-parse", "--show-object-format"])
+        found = out.stdout.decode().strip()
+        if found not in OID_HEX:
+            raise GitexpError(f"unknown object format {found!r} of {self.git_dir}",
+                              hint="gitexp knows sha1 and sha256 repositories")
+        return found
+
+    @property
+    def oid_hex(self) -> int:
+        """Hex digits of one object id here: 40 (sha1) or 64 (sha256)."""
+        return OID_HEX[self.object_format]
+
+    @property
+    def empty_tree(self) -> str:
+        return EMPTY_TREES[self.object_format]
+
+    def is_oid(self, value: str) -> bool:
+        """A full object id of this repository's format (not merely of some format)."""
+        return len(value) == self.oid_hex and all(c in "0123456789abcdef" for c in value)
 
     # -- plumbing ------------------------------------------------------------------------
     def git(

@@ -55,7 +55,7 @@ RUNS = "refs/experiments/"
 TAGS = "refs/tags/exp/"
 TRAILER = "Experiment-Run"
 PUSH_GUARD = "GITEXP_PUSHING_RUNS"  # set while gitexp pushes runs: that push must not recurse
-ZERO_OID = "0" * 40
+NO_REF = ""  # update-ref's old value for "must not exist yet", in either object format
 RACY_SECONDS = 2.0  # a stamp younger than this may not show a change made in the same tick
 TRAILER_METRICS = 3  # the trailer names at most this many metrics unless exp.hooks.metrics
 SHORT = 100  # characters of one metric name or value in a trailer or a tag message
@@ -331,7 +331,7 @@ def post_commit(g: HookGit, args: list[str]) -> None:
         done = g.ok("tag", "--no-sign", "-a", "-m", f"gitexp run {run_id}: {named.status}\n\n"
                     + lines, f"exp/{run_id}", head)
     else:  # create-only: an existing tag stays where it is
-        done = g.ok("update-ref", "-m", "gitexp: commit of run", TAGS + run_id, head, ZERO_OID)
+        done = g.ok("update-ref", "-m", "gitexp: commit of run", TAGS + run_id, head, NO_REF)
     if done:
         say(f"tagged {head[:10]} exp/{run_id}")
 

@@ -20,6 +20,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u206
 # A DVC hash: md5 (with `.dir` for a directory), or a cloud etag; never a path of its own.
 _HASH = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,127}(?:\.dir)?")
 _URL = re.compile(r"[a-z][a-z0-9+.-]*://\S*")
+_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # sha1 or sha256
 
 
 def text_problem(value: str, limit: int = MAX_WORD) -> str | None:
@@ -45,6 +46,16 @@ def path_problem(path: str, *, empty_ok: bool = False) -> str | None:
         return "is not a normalised path inside the repository"
     if any(p.lower().rstrip(". ") in (".git", "git~1") for p in parts):  # `.GIT`, `.git.`, 8.3
         return "points into .git"
+    return None
+
+
+def oid_problem(value: str, like: str = "") -> str | None:
+    """An object id; when `like` is one (the run's own commit, which git gave), of the same
+    object format: a sha1 id in a SHA-256 repository names nothing, or the wrong thing."""
+    if not _OID.fullmatch(value):
+        return "is not an object id"
+    if _OID.fullmatch(like) and len(like) != len(value):
+        return f"is not a {'sha256' if len(like) == 64 else 'sha1'} object id like its commit"
     return None
 
 

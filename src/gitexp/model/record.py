@@ -135,7 +135,6 @@ def check_types(obj: RunRecord | Result | Environment) -> None:
 # Types are not enough: a path is joined to the work tree, an id names refs and store keys, a
 # word is printed and compared. Free text (argv, params, metric names, error) is only ever
 # shown through the renderers' escaping, so it may say anything but NUL in argv.
-_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _SEAL = re.compile(r"[0-9a-f]{64}")
 
 
@@ -151,8 +150,8 @@ def _record_problem(rec: RunRecord) -> str | None:  # noqa: PLR0911, PLR0912 - a
         return why
     for name in ("base", "packages"):
         oid = getattr(rec.env, name) if name == "packages" else rec.base
-        if oid is not None and not _OID.fullmatch(oid):
-            return f"{name} is not an object id"
+        if oid is not None and (why := checks.oid_problem(oid, like=rec.snapshot)):
+            return f"{name} {why}"
     if rec.seal is not None and not _SEAL.fullmatch(rec.seal):
         return "seal is not a seal"
     for name in ("rerun_of", "sweep"):

@@ -8,13 +8,12 @@ Code is compared snapshot to snapshot; results commits are never diffed, so
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeGuard
 
 from gitexp import data
 from gitexp.errors import GitexpError
-from gitexp.git import EMPTY_TREE, Repo
+from gitexp.git import Repo
 from gitexp.git.writeback import RESULTS_DIR
 from gitexp.model import dvcyaml
 from gitexp.service import params as params_mod
@@ -22,7 +21,6 @@ from gitexp.service.runs import Run
 
 PATHSPEC = ("--", ".", f":(exclude){RESULTS_DIR}")
 Change = dict[str, Any]  # {"a": ..., "b": ...}
-_OID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # sha1 or sha256 object ids
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ def against_base(repo: Repo, a: Run, *, patch: bool = False) -> Report:
     base_params = params_mod.at_commit(repo, rec.base, rec.cwd) if rec.base else {}
     return Report(
         a=rec.base or "(no commits)", b=rec.id, against_base=True,
-        code=code(repo, rec.base or EMPTY_TREE, rec.snapshot, patch=patch),
+        code=code(repo, rec.base or repo.empty_tree, rec.snapshot, patch=patch),
         params=changed(base_params, params_mod.at_commit(repo, rec.snapshot, rec.cwd)),
         data=changed(_hashes(base_data), _hashes(rec.data)),
     )
@@ -164,7 +162,7 @@ def environment(repo: Repo, a: Run, b: Run) -> dict[str, Change]:
 
 
 def _packages(repo: Repo, blob: str | None) -> dict[str, str]:
-    if not blob or not _OID.fullmatch(blob):  # a forged record's text is no argv for git
+    if not blob or not repo.is_oid(blob):  # a forged record's text is no argv for git
         return {}
     (obj,) = repo.read_objects([blob], max_size=4 << 20)  # a `pip freeze` is a few KB
     text = obj.data.decode(errors="replace") if obj.type == "blob" and obj.data else ""

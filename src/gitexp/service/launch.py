@@ -19,7 +19,7 @@ from typing import Any
 from gitexp import data, faults, secrets
 from gitexp.backends import Backend, Launch, backend_for
 from gitexp.errors import GitexpError
-from gitexp.git import ZERO_OID, Repo, snapshot
+from gitexp.git import NO_REF, Repo, lfs, snapshot
 from gitexp.git.config import Config, Target
 from gitexp.git.writeback import write_back
 from gitexp.model import ids
@@ -87,6 +87,7 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
     preflight.check(repo, config, allow_large=reqs[0].allow_large)
     data.check_worktree(repo, commit=reqs[0].commit_data, say=reqs[0].say)
     snap = snapshot.take(repo)
+    lfs.check_launch(repo, snap.tree, target.backend)  # contents, never pointers, or refuse
     if snap.secret_files and reqs[0].say:  # tracked, so shipped: say so, and launch anyway
         reqs[0].say(_secret_files_warning(snap.secret_files))
     if len(reqs) == 1 and not reqs[0].force:  # the same code, command and data: say so
@@ -120,6 +121,7 @@ def relaunch(repo: Repo, config: Config, run: Run, *, target: str | None = None,
     if tree is None:
         raise GitexpError(f"the snapshot of run {old.id} is not in this repository",
                           hint="git fetch origin 'refs/experiments/*:refs/experiments/*'")
+    lfs.check_launch(repo, tree, tgt.backend)
     _, data_plan = data.prepare_launch(repo, config, tgt, tree, outs=bool(old.outs))
     record = replace(old, id="", user=_user(config), launched_at=time.time(),
                      launched_from=socket.gethostname(),
@@ -195,7 +197,7 @@ def _commit_record(repo: Repo, record: RunRecord, tree: str, name: str) -> RunRe
         commit = repo.commit_tree(tree, parents, encode_message(rec, None))
         faults.point("launch.commit")
         # Create-only: an id that exists (or existed and was kept as a ref) is never reused.
-        if repo.update_ref(ids.ref_for(run_id), commit, ZERO_OID, f"gitexp: launch {run_id}"):
+        if repo.update_ref(ids.ref_for(run_id), commit, NO_REF, f"gitexp: launch {run_id}"):
             faults.point("launch.ref")
             return rec.with_snapshot(commit)
     raise GitexpError("could not allocate a run id", hint="retry; is the repository writable?")

@@ -120,8 +120,7 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
         (ref, "the remote has tags or notes this clone lacks (`git exp fetch` merges them)")
         if ref == NOTES_REF else (ref, why) for ref, why in report.rejected])
     if proc.returncode != 0 and not report.rejected:
-        raise GitexpError(f"git push to {remote} failed: {_why(proc)}",
-                          hint="check the remote with `git remote -v` and `git ls-remote REMOTE`")
+        raise _failed(repo, "push to", remote, proc)
     return PushReport(remote, report.pushed, report.up_to_date + (done if named else 0),
                       sorted(rejected.items()) + report.rejected, lives)
 
@@ -143,8 +142,7 @@ def unpublish(repo: Repo, remote: str | None, run_ids: Sequence[str]) -> PushRep
                 *(f":{ref}" for ref in present))
     report = _parse_push(remote, proc.stdout.decode(errors="replace"), live=[])
     if proc.returncode != 0 and not report.rejected:
-        raise GitexpError(f"git push to {remote} failed: {_why(proc)}",
-                          hint="check the remote with `git remote -v` and `git ls-remote REMOTE`")
+        raise _failed(repo, "push to", remote, proc)
     return PushReport(remote, report.pushed, absent, report.rejected)
 
 
@@ -153,10 +151,12 @@ def _remote_refs(repo: Repo, remote: str) -> dict[str, str]:
     proc = _git(repo, "ls-remote", "--refs", remote, *(f"{ns}*" for ns in NAMESPACES),
                 NOTES_REF)
     if proc.returncode != 0:
-        raise GitexpError(f"git push to {remote} failed: {_why(proc)}",  # its first step
-                          hint="check the remote with `git remote -v` and `git ls-remote REMOTE`")
+        raise _failed(repo, "push to", remote, proc)  # its first step
     pairs = (line.split("\t", 1) for line in proc.stdout.decode(errors="replace").splitlines())
-    return {ref: oid for oid, ref in pairs if ref.startswith(NAMESPACES) or ref == NOTES_REF}
+    refs = {ref: oid for oid, ref in pairs if ref.startswith(NAMESPACES) or ref == NOTES_REF}
+    if any(len(oid) != repo.oid_hex for oid in refs.values()):
+        raise _other_format(repo, remote)  # ls-remote shows the remote's own ids
+    return refs
 
 
 def _refused_pushes(repo: Repo, moves: dict[str, tuple[str, str]]) -> dict[str, str]:
@@ -181,9 +181,7 @@ def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
         proc = _git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
                              "--no-recurse-submodules", remote, *specs)
         if proc.returncode != 0:
-            raise GitexpError(
-                f"git fetch from {remote} failed: {_why(proc)}",
-                hint="check the remote with `git remote -v` and `git ls-remote REMOTE`")
+            raise _failed(repo, "fetch from", remote, proc)
         incoming = _refs(repo, stage)
         notes = incoming.get("notes")  # exactly NOTES_REF (the glob takes experiments-x too)
         report = _merge(repo, remote, {
@@ -490,6 +488,28 @@ def _git(repo: Repo, *args: str) -> subprocess.CompletedProcess[bytes]:
     # The guard keeps a pre-push hook (ours, `--no-verify` aside) from pushing runs again.
     return run_git(["--git-dir", str(repo.git_dir), *args], cwd=repo.root,
                    env={PUSH_GUARD: "1"}, check=False)
+
+
+# What git says when the two ends name objects differently (sha1 and sha256); the last is an
+# empty sha1 receiving end's answer to a sha256 push (git 2.39).
+_FORMAT_CLASH = (b"mismatched algorithms", b"does not support this repository's hash algorithm",
+                 b"unexpected capabilities^{}")
+
+
+def _failed(repo: Repo, verb: str, remote: str,
+            proc: subprocess.CompletedProcess[bytes]) -> GitexpError:
+    if any(said in proc.stderr for said in _FORMAT_CLASH):
+        return _other_format(repo, remote)
+    return GitexpError(f"git {verb} {remote} failed: {_why(proc)}",
+                       hint="check the remote with `git remote -v` and `git ls-remote REMOTE`")
+
+
+def _other_format(repo: Repo, remote: str) -> GitexpError:
+    return GitexpError(
+        f"{remote} is not a {repo.object_format} repository like this one: runs cannot move "
+        "between object formats",
+        hint="share runs through a remote of the same format "
+             "(`git rev-parse --show-object-format` names a repository's)")
 
 
 def _why(proc: subprocess.CompletedProcess[bytes]) -> str:

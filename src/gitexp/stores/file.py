@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlsplit
 from gitexp import disk
 from gitexp.errors import StoreError
 from gitexp.stores import Progress
-from gitexp.stores.transport import CODE_REPO, REFS, commit_ids, receive_argv, require, send_pack
+from gitexp.stores.transport import REFS, code_repo, commit_ids, receive_argv, require, send_pack
 
 
 class FileStore:
@@ -133,16 +133,16 @@ class FileStore:
     # -- code (CodeStore) ---------------------------------------------------------------------
     def held_commits(self) -> set[str]:
         # loose refs only: nothing but update-ref writes them and nothing packs them
-        return commit_ids(self.list(REFS))
+        return commit_ids(key for refs in REFS for key in self.list(refs))
 
     def receive_pack(self, pack: Path, commit: str, against: Sequence[str],
                      progress: Progress | None = None) -> int:
-        return send_pack(receive_argv(str(self.root / CODE_REPO), commit), pack, progress)
+        return send_pack(receive_argv(str(self.root / code_repo(commit)), commit), pack, progress)
 
     def fetch_code(self, commit: str, cache_dir: Path) -> Path:
         # No cache: the worker reads the store's repository in place (or the root itself,
         # when the URL names a git directory).
-        git_dir = self.root / CODE_REPO
+        git_dir = self.root / code_repo(commit)
         if not git_dir.is_dir():
             git_dir = self.root
         require(git_dir, commit, self.url)

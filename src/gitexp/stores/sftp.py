@@ -32,9 +32,9 @@ from gitexp.errors import StoreError
 from gitexp.git import run_git
 from gitexp.stores import Progress
 from gitexp.stores.transport import (
-    CODE_REPO,
     REF_PREFIX,
     REFS,
+    code_repo,
     commit_ids,
     has_commit,
     open_cache,
@@ -249,19 +249,19 @@ class SFTPStore:
     # -- code (CodeStore): git over the user's ssh --------------------------------------------
     def held_commits(self) -> set[str]:
         # loose refs only: nothing but update-ref writes them and nothing packs them
-        return commit_ids(self.list(REFS))
+        return commit_ids(key for refs in REFS for key in self.list(refs))
 
     def receive_pack(self, pack: Path, commit: str, against: Sequence[str],
                      progress: Progress | None = None) -> int:
-        remote = shlex.join(receive_argv(self.join(CODE_REPO), commit))
+        remote = shlex.join(receive_argv(self.join(code_repo(commit)), commit))
         return send_pack([*self.ssh_argv(), remote], pack, progress)
 
     def fetch_code(self, commit: str, cache_dir: Path) -> Path:
-        cache = open_cache(cache_dir)
+        cache = open_cache(cache_dir, commit)
         if not has_commit(cache, commit):
             ref = f"{REF_PREFIX}{commit}"
             # ssh_argv ends with the destination; git adds its own (from the URL)
-            run_git(["--git-dir", str(cache), "fetch", "-q", self.git_url(CODE_REPO),
+            run_git(["--git-dir", str(cache), "fetch", "-q", self.git_url(code_repo(commit)),
                      f"{ref}:{ref}"], env={"GIT_SSH_COMMAND": shlex.join(self.ssh_argv()[:-1])},
                     check=False)
         require(cache, commit, self.url)

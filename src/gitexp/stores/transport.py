@@ -7,15 +7,17 @@ Each store carries code its own way (the `CodeStore` Protocol, in its own module
 module holds what they share. The layout on the store is fixed: workers of older versions
 read it.
 
-- `file://` and `ssh://` stores keep a bare repository `code.git` with one ref per commit,
-  `refs/code/<commit>`; the pack goes straight into it with `git index-pack --fix-thin`
-  (the RECEIVE script, run there over the user's ssh for `ssh://`). Workers that see the
-  store as a directory use `code.git` as it is; others fetch from it into their own cache.
+- `file://` and `ssh://` stores keep a bare repository `code.git` (SHA-256 snapshots:
+  `code-sha256.git`: git never mixes object formats in one repository) with one ref per
+  commit, `refs/code/<commit>`; the pack goes straight into it with `git index-pack
+  --fix-thin` (the RECEIVE script, run there over the user's ssh for `ssh://`). Workers
+  that see the store as a directory use `code.git` as it is; others fetch from it into
+  their own cache.
 - `gs://` stores (and any store without a transport of its own: bundles need nothing but
-  the basic protocol) hold git bundles `code/bundles/<commit>.bundle`, each listing the
-  held commits it was made against as prerequisites, and a marker `code/heads/<commit>`
-  written after its bundle. A worker applies the bundles it lacks, prerequisites first, to
-  a cache.
+  the basic protocol) hold git bundles `code/bundles/<commit>.bundle` (v2; v3 for
+  SHA-256), each listing the held commits it was made against as prerequisites, and a
+  marker `code/heads/<commit>` written after its bundle. A worker applies the bundles it
+  lacks, prerequisites first, to a cache.
 
 We build the pack ourselves rather than `git push`: `--shallow` makes pack-objects mark the
 trees of *every* held commit as known (not only ancestors), so the uncommitted files two
@@ -38,16 +40,19 @@ from typing import IO
 
 from gitexp import faults
 from gitexp.errors import GitexpError, StoreError
-from gitexp.git import Repo, clean_env, run_git
+from gitexp.git import Repo, clean_env, format_of, init_options, run_git
 from gitexp.stores import CodeStore, Progress, Store, get_file, open_store, put_file
 
-CODE_REPO = "code.git"
+CODE_REPO = "code.git"  # sha1 snapshots: the name older workers read
+CODE_REPOS = {"sha1": CODE_REPO, "sha256": "code-sha256.git"}  # one per object format
 REF_PREFIX = "refs/code/"
-REFS = f"{CODE_REPO}/{REF_PREFIX.rstrip('/')}"  # the store keys of code.git's refs
+REFS = tuple(f"{repo}/{REF_PREFIX.rstrip('/')}" for repo in CODE_REPOS.values())  # store keys
 BUNDLES = "code/bundles"
 HEADS = "code/heads"
 MAX_HAVES = 32  # the newest held commits a pack is made against: enough for any sibling
 BUNDLE_SIGNATURE = b"# v2 git bundle\n"
+BUNDLE_SIGNATURES = {"sha1": BUNDLE_SIGNATURE,  # v2 knows sha1 only; v3 names its format
+                     "sha256": b"# v3 git bundle\n@object-format=sha256\n"}
 _CHUNK = 1 << 20
 _OID = re.compile(rb"[0-9a-f]{40}(?:[0-9a-f]{24})?")  # sha1 or sha256
 
@@ -61,7 +66,9 @@ def code_store(store: Store) -> CodeStore:
 def push_code(repo: Repo, store: Store, commit: str, progress: Progress | None = None) -> int:
     """Make `store` hold `commit` with everything it needs; return the bytes sent."""
     code = code_store(store)
-    held = code.held_commits()
+    # Commits of the other object format (a store shared by both kinds of repository) are
+    # no base for a pack here.
+    held = {c for c in code.held_commits() if len(c) == len(commit)}
     if commit in held:
         return 0
     haves = _newest_local(repo, held)
@@ -87,6 +94,11 @@ def fetch_code(source: str, commit: str, cache_dir: Path) -> Path:
 # -- commit ids ------------------------------------------------------------------------------
 def is_commit_id(name: str) -> bool:
     return _OID.fullmatch(name.encode()) is not None
+
+
+def code_repo(commit: str) -> str:
+    """The store's bare repository for `commit`'s object format (`code.git` for sha1)."""
+    return CODE_REPOS[format_of(commit)]
 
 
 def commit_ids(keys: Iterable[str]) -> set[str]:
@@ -126,17 +138,20 @@ def _write_pack(repo: Repo, commit: str, haves: list[str], dest: Path) -> None:
 # Concurrent launches may create that repository at once: `git init` takes config.lock, so
 # all but one fail, and a half-made one must not be used. init is idempotent: try again until
 # the repository is whole (objects/pack is among the last things init makes).
-# Run as: sh -c RECEIVE sh <code.git> <commit>, the pack on stdin.
+# Run as: sh -c RECEIVE sh <code.git> <commit> [<object format>], the pack on stdin (the
+# format only for sha256: a git older than 2.29 where the store is still takes sha1 code).
 RECEIVE = ('set -e; n=0; until [ -d "$1/objects/pack" ] && [ -f "$1/HEAD" ]; do '
-           'git init -q --bare "$1" 2>/dev/null && break; n=$((n + 1)); '
-           '[ "$n" -lt 100 ] || git init -q --bare "$1"; sleep 0.1; done; '
+           'git init -q --bare ${3:+"--object-format=$3"} "$1" 2>/dev/null && break; '
+           'n=$((n + 1)); [ "$n" -lt 100 ] || git init -q --bare ${3:+"--object-format=$3"} '
+           '"$1"; sleep 0.1; done; '
            'git --git-dir="$1" index-pack --stdin --fix-thin >/dev/null; '
            'git --git-dir="$1" update-ref "refs/code/$2" "$2"')
 
 
 def receive_argv(git_dir: str, commit: str) -> list[str]:
     """The command that takes a pack on stdin into `git_dir` and names `commit` held."""
-    return ["sh", "-c", RECEIVE, "sh", git_dir, commit]
+    fmt = format_of(commit)
+    return ["sh", "-c", RECEIVE, "sh", git_dir, commit, *([fmt] if fmt != "sha1" else [])]
 
 
 def send_pack(argv: list[str], pack: Path, progress: Progress | None) -> int:
@@ -188,7 +203,7 @@ class Bundles:
         return size
 
     def fetch_code(self, commit: str, cache_dir: Path) -> Path:
-        cache = open_cache(cache_dir)
+        cache = open_cache(cache_dir, commit)
         if not has_commit(cache, commit):
             _apply_bundles(self.store, cache, commit)
         require(cache, commit, self.store.url)
@@ -197,7 +212,7 @@ class Bundles:
 
 def _write_bundle(dest: Path, pack: Path, commit: str, prerequisites: Sequence[str]) -> None:
     with dest.open("wb") as out, pack.open("rb") as src:
-        out.write(BUNDLE_SIGNATURE)
+        out.write(BUNDLE_SIGNATURES[format_of(commit)])
         out.writelines(f"-{p}\n".encode() for p in prerequisites)
         out.write(f"{commit} {REF_PREFIX}{commit}\n\n".encode())
         while chunk := src.read(_CHUNK):
@@ -232,11 +247,15 @@ def _apply_bundles(store: Store, cache: Path, commit: str) -> None:
 def _prerequisites(bundle: Path) -> list[str]:
     out = []
     with bundle.open("rb") as f:
-        if f.readline() != BUNDLE_SIGNATURE:
+        head = f.readline()
+        v3 = head == b"# v3 git bundle\n"
+        if head != BUNDLE_SIGNATURE and not v3:
             raise StoreError(f"{bundle.name} is not a git bundle")
         for line in f:
             if line == b"\n":
                 break
+            if v3 and line.startswith(b"@"):  # a capability (@object-format=sha256)
+                continue
             if line.startswith(b"-"):
                 # A hostile store's bundle must not name a path (`-../../x`): it becomes a
                 # file name and a store key below. Object ids are hex, nothing else.
@@ -249,21 +268,22 @@ def _prerequisites(bundle: Path) -> list[str]:
 
 
 # -- worker side: the cache ------------------------------------------------------------------
-def open_cache(cache_dir: Path) -> Path:
-    """The worker's code cache under `cache_dir` (a bare repository, made on first use)."""
-    cache = cache_dir / CODE_REPO
+def open_cache(cache_dir: Path, commit: str) -> Path:
+    """The worker's code cache for `commit`'s object format under `cache_dir` (a bare
+    repository, made on first use)."""
+    cache = cache_dir / code_repo(commit)
     if not (cache / "objects").is_dir():
-        _init_bare(cache)
+        _init_bare(cache, format_of(commit))
     return cache
 
 
-def _init_bare(path: Path) -> None:
+def _init_bare(path: Path, object_format: str) -> None:
     """Create the bare repository `path` whole or not at all: agents sharing a worker may
     race to make it (two `git init`s at once fail on config.lock, or leave it half-made)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        run_git(["init", "-q", "--bare", str(tmp)])
+        run_git(["init", "-q", "--bare", *init_options(object_format), str(tmp)])
         with contextlib.suppress(OSError):  # another agent's is in place already: use it
             tmp.rename(path)
     finally:

@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from gitexp import METRICS_ENV, data, disk, faults, secrets
 from gitexp.errors import GitexpError
-from gitexp.git import Repo, run_git, writeback
+from gitexp.git import GIT_LOCATION, Repo, run_git, writeback
 from gitexp.model import ids, metrics
 from gitexp.model.record import Result, RunRecord, decode_run
 from gitexp.model.runstate import JobPlace, RunState
@@ -116,8 +116,10 @@ class Agent:
             raise GitexpError(f"cannot start the job's guard: {exc.strerror}") from None
 
     def _job_env(self, **extra: str) -> dict[str, str]:
-        # The job never sees the mail secrets: only the agent's mailer uses them.
-        return {**{k: v for k, v in os.environ.items() if k not in SECRET_ENV}, **extra}
+        # The job never sees the mail secrets: only the agent's mailer uses them. Nor the
+        # launcher's GIT_DIR & co (`git --git-dir=X exp run`): its git is its checkout's.
+        return {**{k: v for k, v in os.environ.items()
+                   if k not in SECRET_ENV and k not in GIT_LOCATION}, **extra}
 
     def prepare(self) -> Path:
         source = Path(self.code)
