@@ -212,6 +212,8 @@ def reproduction(original: Run, ended: Run, verdict: dict[str, Any], rtol: float
             mark = "same" if m["same"] else "DIFF"
             out.print(f"  {mark} {kind[:-1]} {printable(name)}: {printable(str(m['a']))} -> "
                       f"{printable(str(m['b']))}", markup=False, highlight=False)
+            for note in m.get("differs") or ():  # what differs inside an output
+                out.print(f"    {printable(str(note))}", markup=False, highlight=False)
 
 
 @contextmanager

@@ -19,12 +19,13 @@ from gitexp.data.dev import (
 )
 from gitexp.data.outputs import restore_outputs
 from gitexp.data.version import DataItem
-from gitexp.data.worker import materialise, save_outputs
+from gitexp.data.worker import job_argv, materialise, save_outputs
 
 __all__ = [
     "DataItem",
     "check_worktree",
     "is_dvc_project",
+    "job_argv",
     "materialise",
     "prepare_launch",
     "push_for_target",

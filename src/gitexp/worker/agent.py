@@ -128,9 +128,12 @@ class Agent:
         env = {**{k: v for k, v in os.environ.items() if k not in SECRET_ENV},
                "GITEXP_RUN_ID": self.run_id,
                METRICS_ENV: str(self.spool("metrics.jsonl")), "PWD": str(cwd)}
+        argv, why = data.job_argv(self.record)
+        if why:  # never silently: the log says what ran instead of the recorded argv
+            self.say(why)
         try:
             proc = subprocess.Popen(
-                self.record.argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
             )
         except OSError as exc:
