@@ -216,6 +216,19 @@ def reproduction(original: Run, ended: Run, verdict: dict[str, Any], rtol: float
                 out.print(f"    {printable(str(note))}", markup=False, highlight=False)
 
 
+def imported(added: list[tuple[str, str]], present: int,
+             refused: list[tuple[str, str]]) -> None:
+    """`import dvc`: one line per run made, then what was skipped and refused (stderr)."""
+    out = console()
+    for ref, run_id in added:
+        out.print(f"{run_id}  <- {printable(ref)}", markup=False, highlight=False)
+    out.print(f"imported {len(added)}, already imported {present}, refused {len(refused)}",
+              markup=False, highlight=False)
+    err = console(stderr=True)
+    for ref, why in refused:
+        err.print(f"refused {printable(ref)}: {printable(why)}", markup=False, highlight=False)
+
+
 @contextmanager
 def data_progress() -> Iterator[Callable[[str, int, int], None]]:
     """A rich progress bar (stderr) fed by the data layer's (what, done, total) callback;
