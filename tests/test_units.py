@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from gitexp.data import compare
 from gitexp.errors import GitexpError
 from gitexp.model import ids
 from gitexp.model.record import Environment, Result, RunRecord, format_duration
@@ -135,7 +136,7 @@ def test_gc_policy_needs_a_criterion_and_takes_a_zero_count() -> None:
 
 
 def test_rerun_closeness_and_output_hashes() -> None:
-    close = rerun._close
+    close = compare.close  # the one rule for metrics and numbers in outputs
     assert close(1.0, 1.0, 0.0, 0.0) and not close(1.0, 1.0000001, 0.0, 0.0)
     assert close(100.0, 101.0, 0.01, 0.0) and not close(100.0, 101.5, 0.01, 0.0)
     assert close(-100.0, -101.0, 0.01, 0.0)  # relative to the size of a negative value
@@ -144,8 +145,8 @@ def test_rerun_closeness_and_output_hashes() -> None:
     assert not close(True, 1, 0.0, 1.0) and not close(1, True, 0.0, 0.0)  # no numbers
     assert close(True, True, 0, 0) and not close(False, True, 0, 0)
     assert close("a", "a", 0, 0) and not close("a", "b", 0, 0) and close(None, None, 0, 0)
-    assert rerun._hashes({"m": {"hash": "h1"}, "n": "h2", "o": {}}) == \
-        {"m": "h1", "n": "h2", "o": "None"}
+    assert [rerun._hash(e) for e in ({"hash": "h1"}, "h2", {}, {"hash": 3})] == \
+        ["h1", "h2", "None", "3"]
 
 
 def test_where_values_and_names() -> None:
@@ -332,7 +333,7 @@ def test_a_long_where_expression_is_clipped_in_its_error() -> None:
 
 
 def test_rerun_check_tells_a_number_from_text_and_a_missing_result() -> None:
-    assert not rerun._close(1.0, "1.0", 0.0, 1.0) and not rerun._close("1", 1, 0.0, 1.0)
+    assert not compare.close(1.0, "1.0", 0.0, 1.0) and not compare.close("1", 1, 0.0, 1.0)
     done = _run("a-1", "succeeded", 0.0, loss=0.5)
     unfinished = Run(record=done.record, result=None, commit="c", written_back=False)
     verdict = rerun.check(done, unfinished)

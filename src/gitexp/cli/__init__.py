@@ -24,7 +24,9 @@ from gitexp.printable import printable
 # Each subcommand module (cli/<verb>.py) registers itself on `app` when imported. Only the
 # verb being run is imported, with the part of gitexp it needs: `git exp ls` never loads the
 # code that launches runs, and `git exp -h` lists the verbs by their help alone (`HELP`).
-VERBS = tuple(sorted(m.stem for m in Path(__file__).parent.glob("[!_]*.py")))
+# A verb that is a Python keyword lives in `<verb>_.py` (`import_.py`: `git exp import`).
+_MODULES = {m.stem.removesuffix("_"): m.stem for m in Path(__file__).parent.glob("[!_]*.py")}
+VERBS = tuple(sorted(_MODULES))
 
 __all__ = ["app", "load", "load_all", "main"]
 
@@ -34,7 +36,7 @@ def load(args: list[str] | None = None) -> None:
     every verb by name and help, importing none."""
     verb = next((a for a in args or [] if not a.startswith("-")), None)
     if verb in VERBS:
-        import_module(f"gitexp.cli.{verb}")
+        import_module(f"gitexp.cli.{_MODULES[verb]}")
         return
     for name, text in HELP.items():
         if name in GROUPS:
@@ -46,7 +48,7 @@ def load(args: list[str] | None = None) -> None:
 def load_all() -> None:
     """Register every verb, whole (for tools that inspect the real commands)."""
     for name in VERBS:
-        import_module(f"gitexp.cli.{name}")
+        import_module(f"gitexp.cli.{_MODULES[name]}")
 
 
 def _listed() -> None:

@@ -39,6 +39,8 @@ HELP: dict[str, str] = {
     "fetch": "Fetch runs and exp/* tags; new runs show up in `git exp ls`. Never overwrites a "
         "local run.",
     "gc": "Remove ended runs matching every criterion given; live runs are never touched.",
+    "import": "Import DVC experiments (`git exp import dvc`: refs/exps/) as runs; again "
+        "imports only new ones.",
     "logs": "Print a run's log.",
     "ls": "List runs (newest first): id, status, target, start, duration, command, metrics.",
     "note": "Add a note to a run, or list its notes. Kept in git; `git exp push` shares them.",

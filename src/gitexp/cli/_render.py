@@ -212,6 +212,21 @@ def reproduction(original: Run, ended: Run, verdict: dict[str, Any], rtol: float
             mark = "same" if m["same"] else "DIFF"
             out.print(f"  {mark} {kind[:-1]} {printable(name)}: {printable(str(m['a']))} -> "
                       f"{printable(str(m['b']))}", markup=False, highlight=False)
+            for note in m.get("differs") or ():  # what differs inside an output
+                out.print(f"    {printable(str(note))}", markup=False, highlight=False)
+
+
+def imported(added: list[tuple[str, str]], present: int,
+             refused: list[tuple[str, str]]) -> None:
+    """`import dvc`: one line per run made, then what was skipped and refused (stderr)."""
+    out = console()
+    for ref, run_id in added:
+        out.print(f"{run_id}  <- {printable(ref)}", markup=False, highlight=False)
+    out.print(f"imported {len(added)}, already imported {present}, refused {len(refused)}",
+              markup=False, highlight=False)
+    err = console(stderr=True)
+    for ref, why in refused:
+        err.print(f"refused {printable(ref)}: {printable(why)}", markup=False, highlight=False)
 
 
 @contextmanager

@@ -18,7 +18,8 @@ def rerun(  # noqa: PLR0917 - typer reads options from the signature
     run: str = typer.Argument(..., help="Run id (or a unique part of it)."),
     target: str = typer.Option(None, "-t", "--target", help="Where to run (default: the run's)."),
     check: bool = typer.Option(False, "--check", help="Wait, then say whether it reproduced."),
-    rtol: float = typer.Option(0.0, "--rtol", help="Relative tolerance per metric (--check)."),
+    rtol: float = typer.Option(0.0, "--rtol", help="Relative tolerance per metric "
+                              "and per number in JSON/YAML/CSV/TSV outputs (--check)."),
     atol: float = typer.Option(0.0, "--atol", help="Absolute tolerance per metric (--check)."),
     script: bool = typer.Option(False, "--script", help="Print a shell script that replays the "
                                 "run with git and DVC alone; launch nothing."),
@@ -45,7 +46,7 @@ def rerun(  # noqa: PLR0917 - typer reads options from the signature
     if not check:
         return runs.exit_code(ended)
     ended = runs.find(repo, ended.id, config)
-    verdict = replay.check(original, ended, rtol=rtol, atol=atol)
+    verdict = replay.check(original, ended, rtol=rtol, atol=atol, repo=repo)
     replay.record_verdict(repo, ended, verdict)
     r.reproduction(original, ended, verdict, rtol, atol)
     return 0 if verdict["reproduced"] else 1

@@ -19,13 +19,14 @@ from gitexp.data.dev import (
 )
 from gitexp.data.outputs import restore_outputs
 from gitexp.data.version import DataItem
-from gitexp.data.worker import is_pipeline, materialise, save_outputs
+from gitexp.data.worker import is_pipeline, job_argv, materialise, save_outputs
 
 __all__ = [
     "DataItem",
     "check_worktree",
     "is_dvc_project",
     "is_pipeline",
+    "job_argv",
     "materialise",
     "prepare_launch",
     "push_for_target",

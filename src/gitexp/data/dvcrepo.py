@@ -158,6 +158,34 @@ def _transfer(repo: Any, items: list[DataItem], remote: str | None,
     return len(result.transferred)
 
 
+def absent_from_remote(repo: Any, items: Iterable[DataItem], remote: str | None) -> list[DataItem]:
+    """Which of `items` the DVC remote `remote` (None: DVC's default; no remote at all: all
+    of them) cannot give: an existence check of their objects, nothing downloaded. A
+    directory's files are checked too when its listing is in the local cache."""
+    from dvc.config import NoRemoteError, RemoteConfigError
+
+    items = list(items)
+    if not items:
+        return []
+    try:
+        odb = repo.cloud.get_remote_odb(remote, "pull")
+    except (NoRemoteError, RemoteConfigError):
+        return items
+    cache = cache_dir(repo)
+    wanted: dict[str, list[str]] = {}
+    for item in items:
+        oids = [hash_info(item).value]
+        if item.is_dir and item.algo == "md5":
+            try:
+                listing = verify.manifest(cache, item)
+            except ValueError:
+                listing = None
+            oids += sorted(set((listing or {}).values()))
+        wanted[item.path] = oids
+    present = set(odb.oids_exist(sorted({o for oids in wanted.values() for o in oids})))
+    return [i for i in items if not set(wanted[i.path]) <= present]
+
+
 def check_listings(repo: Any, items: Iterable[DataItem]) -> None:
     """Refuse a `.dir` listing naming a path outside its directory or a hash that is no md5:
     DVC joins both into paths unchecked, so this runs before DVC acts on a listing."""

@@ -27,6 +27,12 @@ HASH_VALUE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]*(\.dir)?")
 # Windows' trailing dots and spaces, its 8.3 short name).
 _CONFIG_DIRS = frozenset({".dvc", ".gitexp"})  # DVC's and gitexp's own settings
 OUTSIDE = "outside the work tree"
+# Commands that run a dvc.yaml pipeline: its stages' outputs are made by the job itself.
+DVC_COMMANDS = (("dvc", "repro"), ("dvc", "exp", "run"))
+# Options under which DVC may run a stage without its upstream stages (or run none at all):
+# then the outputs pinned in dvc.lock are inputs like any other.
+_PARTIAL = frozenset({"-s", "--single-item", "--dry", "--downstream", "--allow-missing",
+                      "--no-commit", "-i", "--interactive"})
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,25 @@ def of_worktree(repo: Repo) -> dict[str, DataItem]:
         if name and is_dvc_file(name) and file.is_file():
             items += parse(name, file.read_bytes())
     return merge(items)
+
+
+def runs_pipeline(argv: Iterable[str]) -> bool:
+    """`dvc repro` / `dvc exp run` (without options that skip upstream stages)."""
+    words = tuple(argv)
+    return any(words[: len(c)] == c for c in DVC_COMMANDS) and not _PARTIAL & set(words)
+
+
+def needed(items: Iterable[DataItem], argv: Iterable[str]) -> tuple[list[DataItem],
+                                                                      list[DataItem]]:
+    """The cached items a job must find before it starts, and those it regenerates: a
+    pipeline run (`runs_pipeline`) makes every stage output itself (DVC reruns a stage whose
+    outputs are absent), so only `.dvc` files' data is required; any other command may read
+    any of them."""
+    cached = [i for i in items if i.cached]
+    if not runs_pipeline(argv):
+        return cached, []
+    required = [i for i in cached if not i.source.partition(":")[2]]
+    return required, [i for i in cached if i.source.partition(":")[2]]
 
 
 def to_record(items: dict[str, DataItem]) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,23 +20,25 @@ from gitexp.model.runstate import MAX_PIPELINE, PIPELINE, RunState
 from gitexp.stores import Store
 
 Log = Callable[[str], None]
-DVC_COMMANDS = (("dvc", "repro"), ("dvc", "exp", "run"))
 
 
 def materialise(record: RunRecord, checkout: Path, *, store: Store | None = None,
                 log: Log = lambda _: None) -> None:
     """Put exactly the recorded data version into `checkout`, or raise: linked from this
     machine's DVC cache (local target) or pulled from the DVC remote into the worker's cache;
-    then re-hash it (unless the plan says not to) before the command may start."""
+    then re-hash it (unless the plan says not to) before the command may start. Stage
+    outputs a pipeline command regenerates (`version.needed`) are put there only when they
+    can be had; otherwise the pipeline makes them."""
     plan = read_plan(store, record.id)
-    items = [i for i in version.from_record(record.data).values() if i.cached]
-    if not items:
+    required, regenerated = version.needed(version.from_record(record.data).values(),
+                                           record.argv)
+    if not required and not regenerated:
         return
     cache = _configure(checkout, plan)
     with dvcrepo.opened(checkout) as repo:
-        absent = verify.missing(cache, items)
+        remote = plan.get("remote") or dvcrepo.default_remote(repo)
+        absent = verify.missing(cache, required)
         if absent:
-            remote = plan.get("remote") or dvcrepo.default_remote(repo)
             if plan.get("cache") and remote is None:
                 raise GitexpError(
                     "data version not in the DVC cache: "
@@ -44,6 +47,7 @@ def materialise(record: RunRecord, checkout: Path, *, store: Store | None = None
             sent = dvcrepo.fetch(repo, absent, remote)
             log(f"gitexp: data: fetched {sent} object(s) from DVC remote "
                 f"{remote or '(default)'}")
+        items = required + _obtainable(repo, cache, regenerated, remote, log)
         dvcrepo.checkout(repo, checkout, items)
     how = "linked from the local DVC cache" if plan.get("cache") else "pulled"
     if plan.get("verify", True):
@@ -56,6 +60,42 @@ def materialise(record: RunRecord, checkout: Path, *, store: Store | None = None
         how += ", hashes verified"
     for item in items:
         log(f"gitexp: data: {item.path} {item.hash} ({how})")
+
+
+def _obtainable(repo: object, cache: Path, items: list[DataItem], remote: str | None,
+                log: Log) -> list[DataItem]:
+    """Those of `items` (outputs the job regenerates) that the cache has or the remote
+    gives; the rest are left to the pipeline, said in the log."""
+    absent = verify.missing(cache, items)
+    if absent and remote is not None:
+        for item in dvcrepo.absent_from_remote(repo, absent, remote):
+            absent.remove(item)
+            log(f"gitexp: data: {item.path} is on no DVC remote; the pipeline makes it")
+        try:
+            dvcrepo.fetch(repo, absent, remote)
+            absent = []
+        except GitexpError as exc:  # only a head start: the pipeline makes them anyway
+            log(f"gitexp: data: {exc.message}; the pipeline makes them")
+    elif absent:
+        log("gitexp: data: " + ", ".join(i.path for i in absent)
+            + " not in the DVC cache; the pipeline makes them")
+    lacking = {i.path for i in verify.missing(cache, items)}
+    return [i for i in items if i.path not in lacking]
+
+
+def job_argv(record: RunRecord) -> tuple[list[str], str | None]:
+    """The command the job runs, and why it is not the recorded argv (None: it is). A
+    rerun of a pipeline (`dvc repro`, `dvc exp run`) runs with DVC's `--force`: every stage
+    executes, none is answered from DVC's run-cache or skipped as unchanged; a rerun that
+    replays nothing proves nothing."""
+    argv = list(record.argv)
+    if record.rerun_of is None or not version.runs_pipeline(argv) \
+            or {"-f", "--force"} & set(argv):
+        return argv, None
+    at = 3 if argv[1] == "exp" else 2
+    forced = [*argv[:at], "--force", *argv[at:]]
+    return forced, (f"gitexp: rerun of {record.rerun_of}: running `{shlex.join(forced)}` "
+                    "(DVC's --force: every stage runs; no run-cache, no skipped stages)")
 
 
 def save_outputs(record: RunRecord, checkout: Path, *, store: Store | None = None,
@@ -105,7 +145,7 @@ def _save_outputs(record: RunRecord, checkout: Path, paths: list[str], plan: dic
 def is_pipeline(record: RunRecord) -> bool:
     """The command is `dvc repro` / `dvc exp run`: its stage outputs are the run's."""
     argv = tuple(record.argv)
-    return any(argv[: len(c)] == c for c in DVC_COMMANDS)
+    return any(argv[: len(c)] == c for c in version.DVC_COMMANDS)
 
 
 def keep_pipeline(record: RunRecord, checkout: Path, store: Store) -> None:

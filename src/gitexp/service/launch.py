@@ -94,7 +94,7 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
         refuse_if_succeeded(repo, snap.tree, reqs[0].argv, subdirs[0])
     data_version, data_plan = data.prepare_launch(
         repo, config, target, snap.tree, outs=any(r.outs for r in reqs),
-        progress=reqs[0].progress)
+        commands=[r.argv for r in reqs], progress=reqs[0].progress)
     env = environment.capture(repo, reqs[0].argv)
     branch, user = repo.branch(), _user(config)
     records = []
@@ -122,7 +122,8 @@ def relaunch(repo: Repo, config: Config, run: Run, *, target: str | None = None,
         raise GitexpError(f"the snapshot of run {old.id} is not in this repository",
                           hint="git fetch origin 'refs/experiments/*:refs/experiments/*'")
     lfs.check_launch(repo, tree, tgt.backend)
-    _, data_plan = data.prepare_launch(repo, config, tgt, tree, outs=bool(old.outs))
+    _, data_plan = data.prepare_launch(repo, config, tgt, tree, outs=bool(old.outs),
+                                       commands=[old.argv])
     record = replace(old, id="", user=_user(config), launched_at=time.time(),
                      launched_from=socket.gethostname(),
                      target=tgt.name, backend=tgt.backend, store=store.url,

@@ -8,17 +8,18 @@ and data version, recorded with `rerun_of`.
 from __future__ import annotations
 
 import json
-import math
 import re
 import shlex
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from gitexp import data
 from gitexp.backends import templates
-from gitexp.data import version
+from gitexp.data import compare, version
 from gitexp.data.outputs import Lock, check_restorable, run_lock
+from gitexp.data.status import local_cache_dir
 from gitexp.errors import EXIT_ALREADY_SUCCEEDED, GitexpError
 from gitexp.git import Repo
 from gitexp.git.writeback import RESULTS_DIR
@@ -32,21 +33,25 @@ ATOL = 0.0
 
 
 # -- rerun --check ----------------------------------------------------------------------------
-def check(original: Run, rerun: Run, *, rtol: float = RTOL, atol: float = ATOL) -> dict[str, Any]:
-    """The verdict, metric by metric and output by output; JSON-safe (it is recorded)."""
+def check(original: Run, rerun: Run, *, rtol: float = RTOL, atol: float = ATOL,
+          repo: Repo | None = None) -> dict[str, Any]:
+    """The verdict, metric by metric and output by output; JSON-safe (it is recorded).
+    Outputs whose hashes differ are compared by content when `repo`'s DVC cache has them:
+    JSON/YAML/CSV/TSV files field by field under the tolerance (`data.compare`)."""
     a_res, b_res = original.result, rerun.result
     a_status = original.status
     b_status = rerun.status
     a_mets = a_res.metrics if a_res else {}
     b_mets = b_res.metrics if b_res else {}
     mets = {name: {"a": a_mets.get(name), "b": b_mets.get(name),
-                   "same": _close(a_mets.get(name), b_mets.get(name), rtol, atol)
+                   "same": compare.close(a_mets.get(name), b_mets.get(name), rtol, atol)
                    if name in a_mets and name in b_mets else False}
             for name in sorted(a_mets.keys() | b_mets.keys())}
-    a_outs = _hashes(a_res.outputs if a_res else {})
-    b_outs = _hashes(b_res.outputs if b_res else {})
-    outs = {path: {"a": a_outs.get(path), "b": b_outs.get(path),
-                   "same": a_outs.get(path) is not None and a_outs.get(path) == b_outs.get(path)}
+    a_outs = a_res.outputs if a_res else {}
+    b_outs = b_res.outputs if b_res else {}
+    cache = local_cache_dir(repo) if repo is not None and data.is_dvc_project(repo) else None
+    outs = {path: _output(cache, path, a_outs.get(path), b_outs.get(path), rtol=rtol,
+                          atol=atol)
             for path in sorted(a_outs.keys() | b_outs.keys())}
     same_status = a_status == b_status
     reproduced = (same_status and all(m["same"] for m in mets.values())
@@ -56,20 +61,20 @@ def check(original: Run, rerun: Run, *, rtol: float = RTOL, atol: float = ATOL) 
             "metrics": mets, "outputs": outs, "checked_at": time.time()}
 
 
-def _close(a: Any, b: Any, rtol: float, atol: float) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):  # JSON true is no 1: never "the same"
-        return isinstance(a, bool) and isinstance(b, bool) and a == b
-    numbers = (int, float)
-    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) \
-            and not isinstance(b, bool):
-        if math.isnan(a) or math.isnan(b):
-            return math.isnan(a) and math.isnan(b)
-        return abs(a - b) <= atol + rtol * abs(a)
-    return bool(a == b)
+def _output(cache: Path | None, path: str, a: Any, b: Any, *, rtol: float,
+            atol: float) -> dict[str, Any]:
+    ha, hb = (None if e is None else _hash(e) for e in (a, b))
+    entry: dict[str, Any] = {"a": ha, "b": hb, "same": ha is not None and ha == hb}
+    if entry["same"] or cache is None or not isinstance(a, dict) or not isinstance(b, dict) \
+            or not isinstance(a.get("hash"), str) or not isinstance(b.get("hash"), str):
+        return entry
+    entry["same"], entry["differs"] = compare.same_output(cache, path, a, b, rtol=rtol,
+                                                          atol=atol)
+    return entry
 
 
-def _hashes(outputs: dict[str, Any]) -> dict[str, str]:
-    return {p: str(d.get("hash")) if isinstance(d, dict) else str(d) for p, d in outputs.items()}
+def _hash(entry: Any) -> str:
+    return str(entry.get("hash")) if isinstance(entry, dict) else str(entry)
 
 
 def record_verdict(repo: Repo, run: Run, verdict: dict[str, Any]) -> Run:

@@ -152,10 +152,13 @@ class Agent:
         cwd = checkout / self.record.cwd if self.record.cwd else checkout
         env = self._job_env(**{guard.RUN_ENV: self.run_id,
                                METRICS_ENV: str(self.spool("metrics.jsonl")), "PWD": str(cwd)})
+        argv, why = data.job_argv(self.record)
+        if why:  # never silently: the log says what ran instead of the recorded argv
+            self.say(why)
         assert self._guard is not None
         proc = self._guard.proc
         try:
-            job = self._guard.run(self.record.argv, cwd=str(cwd), env=env)
+            job = self._guard.run(argv, cwd=str(cwd), env=env)
         except OSError as exc:
             raise GitexpError(f"cannot start {self.record.argv[0]!r}: {exc}") from None
         self.state.set_running(started=time.time(), pid=job, job=_place(job))
