@@ -61,7 +61,12 @@ def test_a_job_gets_the_contents_of_lfs_files_never_pointers(lfs_repo: Path) -> 
 def test_contents_missing_from_the_lfs_store_refuse_the_launch(lfs_repo: Path) -> None:
     git("add", "-A", cwd=lfs_repo)
     git("commit", "-qm", "all committed", cwd=lfs_repo)
-    shutil.rmtree(lfs_repo / ".git" / "lfs" / "objects")  # as after a clone that skipped them
+    # As after a clone that skipped them (GIT_LFS_SKIP_SMUDGE): pointers in the work tree,
+    # no objects. Real contents there would be cleaned back into the store by the snapshot's
+    # `git add` whenever git finds the index racy.
+    shutil.rmtree(lfs_repo / ".git" / "lfs" / "objects")
+    for name in ("weights.bin", "data/big.bin"):
+        (lfs_repo / name).write_text(git("show", f"HEAD:{name}", cwd=lfs_repo) + "\n")
     proc = exp("run", "--", sys.executable, "job.py", cwd=lfs_repo, check=False)
     assert_user_error(proc, "file(s) are not here (e.g. data/big.bin)", "git lfs pull")
     assert git("for-each-ref", "refs/experiments/", cwd=lfs_repo) == ""
