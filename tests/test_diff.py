@@ -63,7 +63,7 @@ def test_every_section_between_runs_on_different_base_commits(repo: Path) -> Non
     # the text report has the same sections
     text = exp("diff", a, b, cwd=repo).stdout
     for needle in ("command", "--lr 0.1", "--lr 0.2", "from argument 3: 0.1 -> 0.2",
-                   "params", "lr: 0.1 -> 0.2", "model.depth: 4 -> 6", "inputs (same)", "code (",
+                   "params", "lr: 0.1 -> 0.2", "model.depth: 4 -> 6", "no inputs", "code (",
                    "train.py", "notes.txt",
                    "metrics", "loss: 1 -> 2  (+1, +100.00%)", "environment",
                    "variables.OMP_NUM_THREADS: 1 -> 2", "base commit"):

@@ -490,7 +490,10 @@ def diff(report: Report, patch: bool) -> None:
     if report.bases:
         _section(say, "base commit", {"base": report.bases})
     _section(say, "params", report.params)
-    _section(say, "inputs", report.data)
+    if report.has_inputs:
+        _section(say, "inputs", report.data)
+    else:  # neither run read recorded data: nothing was compared
+        say("no inputs")
     say(f"code ({printable(report.code.a[:10])}..{printable(report.code.b[:10])})")
     code = report.code.patch if patch else report.code.stat
     if code:

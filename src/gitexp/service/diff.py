@@ -45,6 +45,7 @@ class Report:
     metrics: dict[str, Change] = field(default_factory=dict)
     outputs: dict[str, Change] = field(default_factory=dict)  # changed ones only
     has_outputs: bool = False  # either run recorded any (so none changed means "same")
+    has_inputs: bool = True  # either run read any recorded data
     environment: dict[str, Change] = field(default_factory=dict)
     bases: Change | None = None  # when the runs launched from different commits
 
@@ -66,6 +67,7 @@ def runs(repo: Repo, a: Run, b: Run, *, patch: bool = False) -> Report:
                         b.result.metrics if b.result else {}),
         outputs=changed(_hashes(a.outputs), _hashes(b.outputs)),
         has_outputs=bool(a.outputs or b.outputs),
+        has_inputs=bool(dvcyaml.inputs(ra.data) or dvcyaml.inputs(rb.data)),
         environment=environment(repo, a, b),
         bases=None if ra.base == rb.base else {"a": ra.base, "b": rb.base},
     )
