@@ -12,6 +12,7 @@ import io
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -632,6 +633,8 @@ def test_a_full_disk_is_one_line(repo: Path):
                                   stderr=subprocess.PIPE, check=False, timeout=60)
         refuses(subprocess.CompletedProcess(args, proc.returncode, "", proc.stderr),
                 "no space left on device")
+    # a half-written output is removed, but never what is not a regular file
+    assert stat.S_ISCHR(Path("/dev/full").stat().st_mode)
 
 
 def test_an_output_path_that_cannot_be_written(repo: Path):

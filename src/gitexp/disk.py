@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,9 +56,16 @@ def writing(path: Path, *, partial: bool = True) -> Iterator[None]:
     except OSError as exc:
         if exc.errno not in WHAT:
             raise
-        if not partial:
+        if not partial and _regular(path):  # never a device, a pipe or a link (`-o /dev/full`)
             path.unlink(missing_ok=True)
         raise DiskFullError(WHAT[exc.errno], path, f"writing {path}") from None
+
+
+def _regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def from_git(stderr: str, path: Path | str, verb: str) -> DiskFullError | None:
