@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from gitexp.cli import _ranges as ranges
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, app, open_repo
 from gitexp.service import gc, runs
@@ -12,13 +13,15 @@ from gitexp.service import gc, runs
 @app.command("gc", help=HELP["gc"])
 def gc_command(
     older_than: str = typer.Option(None, "--older-than", metavar="AGE",
-                                   help="Runs launched longer ago than AGE (30d, 12h)."),
+                                   help="Runs launched longer ago than AGE (30d, 12h).",
+                                   callback=ranges.duration),
     failed: bool = typer.Option(False, "--failed", help="Runs that failed, were cancelled or "
                                 "were lost."),
     keep_best: tuple[str, int] = typer.Option(None, "--keep-best",
                                               metavar="METRIC N",
                                               help="Keep the N best by METRIC (lowest; -METRIC: "
-                                                   "highest), remove the others that have it."),
+                                                   "highest), remove the others that have it.",
+                                              callback=ranges.metric_and_count),
     dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Only list what would go."),
 ) -> int:
     repo, config = open_repo()

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
-from gitexp.git.config import Config, _parse_duration
+from gitexp.git.config import Config
+from gitexp.knobs import duration_seconds
 from gitexp.model import ids
 from gitexp.model.record import LIVE
 from gitexp.service import index, sharing
@@ -40,12 +41,14 @@ class Policy:
         age = None
         if older_than is not None:
             try:
-                age = _parse_duration(older_than)
+                age = duration_seconds(older_than)
             except ValueError:
                 raise GitexpError(f"--older-than {older_than!r} is not a duration",
                                   hint="e.g. --older-than 30d (units: s, m, h, d)") from None
         if keep_best is not None:
-            sort_keys(keep_best[0])  # validates the name
+            if len(sort_keys(keep_best[0])) != 1:  # validates the name: exactly one
+                raise GitexpError(f"--keep-best needs one metric, not {keep_best[0]!r}",
+                                  hint="e.g. --keep-best loss 5, or --keep-best -acc 5")
             if keep_best[1] < 0:
                 raise GitexpError("--keep-best needs a count of 0 or more",
                                   hint="e.g. --keep-best loss 5, or --keep-best -acc 5")

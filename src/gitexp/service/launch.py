@@ -74,6 +74,7 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
     if not reqs or not all(req.argv and req.argv[0] for req in reqs):
         raise GitexpError("no command given", hint="git exp run -- python train.py --lr 3e-4")
     target = config.target(reqs[0].target)
+    target.check()
     if reqs[0].keep:  # for this launch only
         target = replace(target, settings={**target.settings, "keep": "true"})
     subdirs = [_subdir(repo, req.cwd) for req in reqs]
