@@ -31,5 +31,7 @@ def gc_command(
     if dry_run:
         r.would_remove(doomed)
         return 0
-    r.removed(gc.remove(repo, doomed), none="nothing to remove")
+    done = gc.remove(repo, doomed)
+    r.removed(done.ids, none=None if done.failed else "nothing to remove")
+    done.check()  # every run kept: one error line naming them, exit 1
     return 0
