@@ -115,6 +115,8 @@ def relaunch(repo: Repo, config: Config, run: Run, *, target: str | None = None,
     version, recorded with `rerun_of`. The current work tree is not looked at."""
     old = run.record
     tgt = config.target(target or old.target)
+    config.check()  # every setting in range, before anything is recorded
+    tgt.check()
     backend = backend_for(tgt, repo)  # a missing extra stops here, before anything is recorded
     store = open_store(backend.store_url())
     tree = repo.rev_parse(f"{old.snapshot}^{{tree}}")
