@@ -30,9 +30,10 @@ RUN_FAULTS = ["snapshot.add", "launch.commit", "launch.ref", "launch.submit", "l
 AGENT_FAULTS = ["agent.prepare", "agent.heartbeat@3", "agent.append@2", "agent.result",
                 "writeback.commit", "agent.finish"]
 TRANSPORT_FAULTS = ["transport.pack", "transport.send@2"]
+REMOVE_FAULTS = ["gc.remove"]  # kill -9 here; a pause here: tests/test_rm_failures.py
 OTHER_FAULTS = ["writeback.commit (git exp ls)", "kill -9 the job", "GCS emulator stopped",
                 "sshd stopped", "slurmctld stopped", "SMTP server stopped"]
-ALL_FAULTS = RUN_FAULTS + AGENT_FAULTS + TRANSPORT_FAULTS + OTHER_FAULTS
+ALL_FAULTS = RUN_FAULTS + AGENT_FAULTS + TRANSPORT_FAULTS + REMOVE_FAULTS + OTHER_FAULTS
 
 
 @pytest.fixture
@@ -45,7 +46,8 @@ def project(tmp_path: Path) -> Iterator[Path]:
 
 def test_every_fault_point_is_tried() -> None:
     """The count of fault points this suite tries; every point in src/ is among them."""
-    points = {p.split("@")[0] for p in RUN_FAULTS + AGENT_FAULTS + TRANSPORT_FAULTS}
+    points = {p.split("@")[0]
+              for p in RUN_FAULTS + AGENT_FAULTS + TRANSPORT_FAULTS + REMOVE_FAULTS}
     assert f.fault_points() == points
     print(f"fault points tried: {len(ALL_FAULTS)}: {', '.join(ALL_FAULTS)}")
     assert len(ALL_FAULTS) >= 19
@@ -71,6 +73,17 @@ def test_kill_run_mid_launch(project: Path, point: str) -> None:
     exp("run", "--", "python", "train.py", "1", "0", cwd=project)
     assert sum(r.status == "succeeded" for r in f.runs_in_git(project).values()) >= 1
     assert f.user_state(project) == before
+
+
+# -- kill -9 of `git exp rm` ----------------------------------------------------------------------
+def test_kill_rm_before_the_ref_goes_keeps_the_run_whole(project: Path) -> None:
+    exp("run", "-n", "kept", "--", "python", "train.py", "1", "0", cwd=project)
+    [run] = f.runs_in_git(project).values()
+    proc = exp("rm", run.id, cwd=project, check=False, env={"GITEXP_FAULT": "gc.remove"})
+    assert proc.returncode in f.KILLED, (proc.returncode, proc.stderr)
+    assert list(f.runs_in_git(project)) == [run.id]
+    assert (project / ".git" / "gitexp" / "store" / "runs" / run.id).is_dir()
+    assert f"removed {run.id}" in exp("rm", run.id, cwd=project).stdout
 
 
 # -- kill -9 of the agent -------------------------------------------------------------------------

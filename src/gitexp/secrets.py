@@ -36,9 +36,9 @@ def looks_secret(name: str) -> bool:
 
 
 def secret_names(config: Config, target: Target | None = None) -> list[str]:
-    names = [*OWN, *_names(config.get("exp.secrets"))]
+    names = [*OWN, *config.names("exp.secrets")]
     if target is not None:
-        names += _names(target.get("secrets"))
+        names += target.names("secrets")
     return list(dict.fromkeys(names))
 
 
@@ -46,7 +46,7 @@ def forwarded(config: Config, target: Target,
               environ: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """(secrets, plain variables) of `environ` that travel to this target's workers."""
     secrets = {n: environ[n] for n in secret_names(config, target) if environ.get(n)}
-    plain = {n: environ[n] for n in _names(target.get("env"))
+    plain = {n: environ[n] for n in target.names("env")
              if n in environ and n not in secrets}
     return secrets, plain
 
@@ -84,7 +84,7 @@ def publish_names(store: Store, run_id: str, config: Config, target: Target) -> 
     the value in its environment (the local agent inherits the user's)."""
     names = list(secret_names(config, target))
     for each in config.targets().values():
-        names += _names(each.get("secrets"))
+        names += each.names("secrets")
         names += [item.partition("=")[0].strip() for item in _names(each.get("secretenv"))]
     store.write(run_key(run_id, NAMES_KEY), json.dumps(sorted(set(names))).encode())
 

@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 from gitexp import secrets
 from gitexp.backends import Launch, templates
-from gitexp.errors import BackendError, ConfigError
+from gitexp.errors import BackendError
 from gitexp.git import Repo
 from gitexp.git.config import Config, Target
 from gitexp.model.record import RunRecord
@@ -62,7 +62,7 @@ class DockerBackend:
         return self.target.get("store") or (self.repo.gitexp_dir / "store").as_uri()
 
     def keep(self) -> bool:
-        return _flag(self.target, "keep")
+        return self.target.boolean("keep")
 
     # -- backend protocol --------------------------------------------------------------------
     def submit(self, *, launch: Launch) -> Handle:
@@ -145,12 +145,8 @@ class DockerBackend:
 
 # -- shared with `git exp image build` ----------------------------------------------------------
 def engine_for(target: Target) -> str:
-    chosen = target.get("engine")
-    if chosen:
-        if chosen not in ENGINES:
-            raise ConfigError(f"target {target.name!r}: unknown engine {chosen!r}",
-                              hint=f"git config exp.target.{target.name}.engine podman|docker")
-        return chosen
+    if target.get("engine"):
+        return target.choice("engine", "")  # checked against ENGINES' range (gitexp.knobs)
     # A DOCKER_HOST says the user runs a docker daemon (or podman's docker-compatible socket).
     order = ("docker", "podman") if os.environ.get("DOCKER_HOST") else ENGINES
     for exe in order:
@@ -218,10 +214,6 @@ def _gpu_args(engine: str, gpus: str | None) -> list[str]:
 
 def _split(value: str | None) -> list[str]:
     return [part for chunk in (value or "").split(",") for part in chunk.split() if part]
-
-
-def _flag(target: Target, key: str) -> bool:
-    return (target.get(key) or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _last_line(proc: subprocess.CompletedProcess[str]) -> str:

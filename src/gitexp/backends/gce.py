@@ -129,13 +129,13 @@ def build_instance(target: Target, launch: Launch, *, wheel_key: str) -> Any:
 
     zone = target.require("zone")
     scheduling = c.Scheduling()
-    if _flag(target, "spot"):
+    if target.boolean("spot"):
         scheduling.provisioning_model = "SPOT"
         scheduling.instance_termination_action = "DELETE"
-    if _flag(target, "preemptible"):
+    if target.boolean("preemptible"):
         scheduling.preemptible = True
     accelerators = _accelerators(target, zone)
-    if accelerators or _flag(target, "spot") or _flag(target, "preemptible"):
+    if accelerators or target.boolean("spot") or target.boolean("preemptible"):
         # GPUs cannot live-migrate, and spot/preemptible VMs must not restart by themselves.
         scheduling.on_host_maintenance = "TERMINATE"
         scheduling.automatic_restart = False
@@ -143,14 +143,14 @@ def build_instance(target: Target, launch: Launch, *, wheel_key: str) -> Any:
         boot=True, auto_delete=True, type_="PERSISTENT",
         initialize_params=c.AttachedDiskInitializeParams(
             source_image=target.get("image") or DEFAULT_IMAGE,
-            disk_size_gb=_int(target, "diskSize", 50),
+            disk_size_gb=target.count("diskSize", 50),
             disk_type=f"zones/{zone}/diskTypes/{target.get('diskType') or 'pd-balanced'}",
         ),
     )
     nic = c.NetworkInterface(network=target.get("network") or "global/networks/default")
     if subnetwork := target.get("subnetwork"):
         nic.subnetwork = subnetwork
-    if (target.get("externalIp") or "true").lower() not in ("0", "false", "no", "off"):
+    if target.boolean("externalIp", True):
         # GCS and the package index are reached over the internet unless the subnet has
         # Private Google Access; set external_ip = false there.
         nic.access_configs = [c.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")]
@@ -184,8 +184,8 @@ def metadata(target: Target, launch: Launch, wheel_key: str) -> dict[str, str]:
             "python3", store=record.store, code=record.store, workdir=launch.workdir("work"),
             heartbeat=f"{launch.heartbeat:g}", **launch.job())),
         "gitexp-wheel": wheel_key,
-        "gitexp-on-exit": "keep" if _flag(target, "keep") else (target.get("onExit")
-                                                                or "delete"),
+        "gitexp-on-exit": "keep" if target.boolean("keep") else target.choice("onExit",
+                                                                                "delete"),
     }
     refs = secret_refs(target)
     if refs:
@@ -277,16 +277,3 @@ def _api_errors(doing: str) -> Iterator[None]:
 
 def _split(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
-
-
-def _flag(target: Target, key: str) -> bool:
-    return (target.get(key) or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _int(target: Target, key: str, default: int) -> int:
-    raw = target.get(key)
-    try:
-        return int(raw) if raw else default
-    except ValueError:
-        raise ConfigError(f"target {target.name!r}: {key} = {raw!r} is not a number",
-                          hint=f"git config exp.target.{target.name}.{key} 100") from None

@@ -182,7 +182,8 @@ class KubernetesBackend:
         env, env_from = self._secrets()
         values: dict[str, Any] = {
             "name": launch.name, "namespace": self.namespace, "labels": labels,
-            "ttl": int(self.target.get("ttl") or 7 * 86400), "image": self.target.require("image"),
+            "ttl": int(self.target.duration("ttl", 7 * 86400)),
+            "image": self.target.require("image"),
             "command": command, "resources": self._resources(),
             "node_selector": _pairs(self.target.get("nodeselector"), "nodeselector"),
             "tolerations": [_toleration(t) for t in _split(self.target.get("tolerations"))],

@@ -51,7 +51,7 @@ class SSHBackend:
         self.workdir = raw[2:] if raw.startswith("~/") else raw
         self.python = target.get("python") or "python3"
         self.config = target.get("sshConfig")
-        self.port = int(target.get("port") or 0) or None
+        self.port = target.count("port")
 
     def store_url(self) -> str:
         shared = self.target.get("store")

@@ -69,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     except GitexpError as exc:
         _fail(exc.message, exc.hint)
         return exc.exit_code
+    except click_exc.NoArgsIsHelpError as exc:
+        exc.show()  # the help: not an error to put in one line
+        return exc.exit_code
+    except click_exc.UsageError as exc:  # click's own: a bad option, a value not a number
+        where = exc.ctx.command_path if exc.ctx else "git exp"
+        _fail(exc.format_message(), f"`{where} -h` lists its options and what they take")
+        return exc.exit_code
     except click_exc.ClickException as exc:
         exc.show()
         return exc.exit_code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from gitexp.cli import _ranges as ranges
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, app, open_repo
 from gitexp.service import gc, runs
@@ -12,13 +13,15 @@ from gitexp.service import gc, runs
 @app.command("gc", help=HELP["gc"])
 def gc_command(
     older_than: str = typer.Option(None, "--older-than", metavar="AGE",
-                                   help="Runs launched longer ago than AGE (30d, 12h)."),
+                                   help="Runs launched longer ago than AGE (30d, 12h).",
+                                   callback=ranges.duration),
     failed: bool = typer.Option(False, "--failed", help="Runs that failed, were cancelled or "
                                 "were lost."),
     keep_best: tuple[str, int] = typer.Option(None, "--keep-best",
                                               metavar="METRIC N",
                                               help="Keep the N best by METRIC (lowest; -METRIC: "
-                                                   "highest), remove the others that have it."),
+                                                   "highest), remove the others that have it.",
+                                              callback=ranges.metric_and_count),
     dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Only list what would go."),
 ) -> int:
     repo, config = open_repo()
@@ -29,8 +32,10 @@ def gc_command(
     if dry_run:
         r.would_remove(doomed)
         return 0
-    r.removed(gc.remove(repo, doomed), none="nothing to remove")
+    done = gc.remove(repo, doomed)
+    r.removed(done.ids, none=None if done.failed else "nothing to remove")
     freed = gc.sweep_work(repo, seen)
     if freed:
         r.note(f"gitexp: freed the work directories of {len(freed)} ended run(s)")
+    done.check()  # every run kept: one error line naming them, exit 1
     return 0

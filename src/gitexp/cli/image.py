@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from gitexp.backends import docker
+from gitexp.cli import _ranges as ranges
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, app, open_repo
 from gitexp.errors import ConfigError
@@ -17,7 +18,7 @@ app.add_typer(image_app, name="image")
 
 @image_app.command()
 def build(
-    target: str = typer.Option(None, "-t", "--target",
+    target: str = typer.Option(None, "-t", "--target", callback=ranges.name,
                                help="A docker target: its engine, image and base_image."),
     tag: str = typer.Option(None, "--tag", help="The image name (default: the target's image, "
                                                 "else gitexp/<repo>:latest)."),

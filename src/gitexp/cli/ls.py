@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from gitexp.cli import _ranges as ranges
 from gitexp.cli import _render as r
 from gitexp.cli._app import (
     HELP,
@@ -29,7 +30,8 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     where: str = WHERE_OPTION,
     sort: str = typer.Option(None, "--sort", metavar="KEYS",
                              help="Sort keys, '-' for descending: -acc,loss."),
-    limit: int = typer.Option(None, "--limit", metavar="N", help="Show at most N runs."),
+    limit: int = typer.Option(None, "--limit", metavar="N", help="Show at most N runs.",
+                              callback=ranges.count(0, 10**9, "a number of runs")),
     columns: str = typer.Option(None, "--columns", metavar="COLS",
                                 help="Columns to show, e.g. run,status,lr,loss "
                                      "(default: the usual ones and all metrics)."),

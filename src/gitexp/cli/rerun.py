@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 import typer
 
+from gitexp.cli import _ranges as ranges
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, TRUST_OPTION, app, open_repo
 from gitexp.notify import dev as notify
@@ -16,11 +18,14 @@ from gitexp.service import rerun as replay
 @app.command(help=HELP["rerun"])
 def rerun(  # noqa: PLR0917 - typer reads options from the signature
     run: str = typer.Argument(..., help="Run id (or a unique part of it)."),
-    target: str = typer.Option(None, "-t", "--target", help="Where to run (default: the run's)."),
+    target: str = typer.Option(None, "-t", "--target", help="Where to run (default: the run's).",
+                               callback=ranges.name),
     check: bool = typer.Option(False, "--check", help="Wait, then say whether it reproduced."),
     rtol: float = typer.Option(0.0, "--rtol", help="Relative tolerance per metric "
-                              "and per number in JSON/YAML/CSV/TSV outputs (--check)."),
-    atol: float = typer.Option(0.0, "--atol", help="Absolute tolerance per metric (--check)."),
+                               "and per number in JSON/YAML/CSV/TSV outputs (--check).",
+                               callback=ranges.number(0, math.inf, "a tolerance")),
+    atol: float = typer.Option(0.0, "--atol", help="Absolute tolerance per metric (--check).",
+                               callback=ranges.number(0, math.inf, "a tolerance")),
     script: bool = typer.Option(False, "--script", help="Print a shell script that replays the "
                                 "run with git and DVC alone; launch nothing."),
     remote: str = typer.Option(None, "--remote", help="URL the script fetches from "

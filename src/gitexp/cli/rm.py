@@ -29,10 +29,12 @@ def rm(
         r.would_remove(found, broken)
         return 0
     if not remote:
-        r.removed(gc.remove(repo, found, config, say=r.note) + gc.remove_broken(repo, broken))
+        done = gc.remove(repo, found, config, say=r.note) + gc.remove_broken(repo, broken)
+        r.removed(done.ids)
+        done.check()  # every run kept: one error line naming them, exit 1
         return 0
-    report, removed = gc.remove_everywhere(repo, found, broken, name, config=config,
-                                           say=r.note)
+    report, done = gc.remove_everywhere(repo, found, broken, name, config=config, say=r.note)
     r.unpublished(report)
-    r.removed(removed)
+    r.removed(done.ids)
+    done.check()
     return 1 if report.rejected else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from gitexp.cli import _ranges as ranges
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, app, command_of, job_dir, open_repo
 from gitexp.cli._follow import follow_run, follow_sweep
@@ -18,13 +19,15 @@ def run(  # noqa: PLR0917 - typer reads options from the signature
     command: list[str] = typer.Argument(None, metavar="-- CMD [ARGS]...",
                                         help="The command, exactly as it should run."),
     name: str = typer.Option(None, "-n", "--name", help="A prefix for the run id."),
-    target: str = typer.Option(None, "-t", "--target", help="Where to run (default: local)."),
+    target: str = typer.Option(None, "-t", "--target", help="Where to run (default: local).",
+                               callback=ranges.name),
     detach: bool = typer.Option(False, "-d", "--detach", help="Print the run id and return."),
     out: list[str] = typer.Option([], "--out", help="An output path to record (repeatable)."),
     sweep: list[str] = typer.Option([], "--sweep", metavar="NAME=V1,V2",
                                     help="One run per combination; {NAME} in CMD is replaced."),
     max_parallel: int = typer.Option(0, "--max-parallel", metavar="N",
-                                     help="Run at most N runs of the sweep at once."),
+                                     help="Run at most N runs of the sweep at once.",
+                                     callback=ranges.count(0, 10_000, "a number of runs")),
     commit_data: bool = typer.Option(False, "--commit-data",
                                      help="Record changed DVC-tracked data (dvc commit) first."),
     keep: bool = typer.Option(False, "--keep",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from gitexp.cli import _ranges as ranges
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, app, open_repo
 from gitexp.notify import dev
@@ -12,9 +13,10 @@ from gitexp.notify import dev
 
 @app.command(help=HELP["watch"])
 def watch(
-    interval: float = typer.Option(60.0, "--interval", help="Seconds between looks."),
+    interval: float = typer.Option(60.0, "--interval", help="Seconds between looks.",
+                                   callback=ranges.number(0.2, 86400, "seconds")),
     until_idle: bool = typer.Option(False, "--until-idle", help="Stop when no run is live."),
 ) -> int:
     repo, config = open_repo()
-    r.changes(dev.watch(repo, config, interval=max(interval, 0.2), until_idle=until_idle))
+    r.changes(dev.watch(repo, config, interval=interval, until_idle=until_idle))
     return 0

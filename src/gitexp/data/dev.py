@@ -117,7 +117,7 @@ def plan_for(config: Config, target: Target, cache: Path) -> dict[str, Any]:
     unless it names a DVC remote; every other target pulls from a DVC remote."""
     remote = dvc_remote_of(target)
     shared = target.backend == "local" and remote is None
-    verify = (config.get("exp.verifydata") or "true").lower() not in ("false", "no", "off", "0")
+    verify = config.boolean("exp.verifyData", True)
     return {"remote": remote, "cache": str(cache) if shared else None, "verify": verify,
             "push": not shared}
 

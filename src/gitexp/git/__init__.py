@@ -259,9 +259,18 @@ class Repo:
         return False
 
     def delete_ref(self, ref: str, old: str | None = None) -> bool:
+        return self.delete_ref_or_why(ref, old) is None
+
+    def delete_ref_or_why(self, ref: str, old: str | None = None) -> str | None:
+        """Delete `ref` if it still points at `old` (when given): None, or git's reason why
+        not (the ref moved, a read-only repository, a lock held)."""
         args = ["update-ref", "-d", ref] + ([old] if old else [])
         proc = run_git(["--git-dir", str(self.git_dir), *args], check=False)
-        return proc.returncode == 0 or self._no_space(proc, "update-ref")
+        if proc.returncode == 0:
+            return None
+        lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        return (lines[-1].removeprefix("fatal: ").removeprefix("error: ") if lines
+                else f"git update-ref exit {proc.returncode}")
 
     def for_each_ref(self, pattern: str, fmt: str) -> Iterator[str]:
         """Records of `fmt` (NUL-terminated, so message bodies may hold newlines)."""

@@ -7,9 +7,10 @@ the environment or a credential helper.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+from typing import Any
 
+from gitexp import knobs
 from gitexp.errors import ConfigError, GitexpError
 from gitexp.git import Repo, run_git
 from gitexp.model.checks import BACKENDS
@@ -26,7 +27,39 @@ class Target:
     settings: dict[str, str] = field(default_factory=dict)
 
     def get(self, key: str, default: str | None = None) -> str | None:
+        """The raw text of setting `key` (registered in `gitexp.knobs`, else KeyError)."""
+        knobs.knob(f"exp.target.*.{key}")
         return self.settings.get(key.lower(), default)
+
+    def _typed(self, key: str, kind: str, default: Any) -> Any:
+        raw = self.get(key)
+        return default if raw is None else knobs.parse(f"exp.target.{self.name}.{key}", raw,
+                                                       kind)
+
+    def text(self, key: str, default: str | None = None) -> str | None:
+        """`key`'s text, checked against its pattern if it has one (a Slurm time, ...)."""
+        return self._typed(key, "text", default)  # type: ignore[no-any-return]
+
+    def count(self, key: str, default: int | None = None) -> int | None:
+        return self._typed(key, "count", default)  # type: ignore[no-any-return]
+
+    def boolean(self, key: str, default: bool = False) -> bool:
+        return bool(self._typed(key, "boolean", default))
+
+    def choice(self, key: str, default: str) -> str:
+        return str(self._typed(key, "choice", default))
+
+    def duration(self, key: str, default: float) -> float:
+        return float(self._typed(key, "duration", default))
+
+    def names(self, key: str) -> list[str]:
+        return list(self._typed(key, "names", []))
+
+    def check(self) -> None:
+        """Every setting of this target against its range (a launch, before it records)."""
+        for key, raw in self.settings.items():
+            if _registered(f"exp.target.{self.name}.{key}"):
+                knobs.parse(f"exp.target.{self.name}.{key}", raw)
 
     def require(self, key: str) -> str:
         value = self.get(key)
@@ -53,27 +86,59 @@ class Config:
         return cls({k: v for k, v in values.items() if k.startswith(("exp.", "user."))})
 
     def get(self, key: str, default: str | None = None) -> str | None:
+        """The raw text of setting `key` (registered in `gitexp.knobs`, else KeyError)."""
+        if key[:4].lower() == "exp.":  # user.name, user.email: git's own
+            knobs.knob(key)
         return self.values.get(key.lower(), default)
 
-    def get_float(self, key: str, default: float) -> float:
+    # Typed readers: the value checked against the range `gitexp.knobs` declares for `key`.
+    def _typed(self, key: str, kind: str, default: Any) -> Any:
         raw = self.get(key)
-        if raw is None:
-            return default
-        try:
-            return _parse_duration(raw)
-        except ValueError:
-            raise ConfigError(f"{key} = {raw!r} is not a number or duration",
-                              hint=f"e.g. `git config {key} 30s`") from None
+        return default if raw is None else knobs.parse(knobs.knob(key).key, raw, kind)
+
+    def duration(self, key: str, default: float) -> float:
+        return float(self._typed(key, "duration", default))
+
+    def size(self, key: str, default: int) -> int:
+        return int(self._typed(key, "size", default))
+
+    def count(self, key: str, default: int | None = None) -> int | None:
+        return self._typed(key, "count", default)  # type: ignore[no-any-return]
+
+    def boolean(self, key: str, default: bool) -> bool:
+        return bool(self._typed(key, "boolean", default))
+
+    def choice(self, key: str, default: str) -> str:
+        return str(self._typed(key, "choice", default))
+
+    def names(self, key: str) -> list[str]:
+        return list(self._typed(key, "names", []))
+
+    def check(self) -> None:
+        """Every `exp.*` setting (but the targets') against its range, e.g. before a launch
+        records anything: some are read only later, on the worker or by a mail."""
+        self.lost_after()  # also against exp.heartbeat
+        for key, raw in self.values.items():
+            if key.startswith("exp.") and not key.startswith("exp.target.") and \
+                    _registered(key):
+                knobs.parse(knobs.knob(key).key, raw)
 
     def heartbeat(self) -> float:
         """`exp.heartbeat`: seconds between an agent's signs of life."""
-        return self.get_float("exp.heartbeat", DEFAULT_INTERVAL)
+        return self.duration("exp.heartbeat", DEFAULT_INTERVAL)
 
     def lost_after(self, interval: float | None = None) -> float:
         """`exp.lostAfter`: how long a run may be silent before it is lost, by default a
         few beats of `interval` (this repository's `exp.heartbeat` when not given)."""
-        beat = self.heartbeat() if interval is None else interval
-        return self.get_float("exp.lostafter", default_lost_after(beat))
+        beat = self.heartbeat()
+        lost = self.duration("exp.lostAfter", default_lost_after(beat if interval is None
+                                                                 else interval))
+        raw = self.get("exp.lostAfter")
+        if raw is not None and lost <= beat:  # every run would be lost between two beats
+            raise ConfigError(f"exp.lostAfter = {raw!r} is out of range",
+                              hint=f"more than exp.heartbeat ({beat:g}s), e.g. "
+                                   f"`git config exp.lostAfter {default_lost_after(beat):g}s`")
+        return lost
 
     def targets(self) -> dict[str, Target]:
         found: dict[str, dict[str, str]] = {DEFAULT_TARGET: {"backend": "local"}}
@@ -90,7 +155,10 @@ class Config:
         return out
 
     def target(self, name: str | None) -> Target:
-        name = name or self.get("exp.defaulttarget") or DEFAULT_TARGET
+        if name is not None and not name.strip():  # `-t ""` is a slip, not "the default"
+            raise GitexpError("the target name is empty",
+                              hint=f"name one of: {', '.join(sorted(self.targets()))}")
+        name = name or self.get("exp.defaultTarget") or DEFAULT_TARGET
         targets = self.targets()
         if name not in targets:
             raise GitexpError(
@@ -121,12 +189,9 @@ def _read(args: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def _parse_duration(raw: str) -> float:
-    """`30`, `30s`, `5m`, `2h`, `1d` -> seconds. Negative, NaN and infinite are no duration
-    (`gc --older-than -5d` would otherwise match every run)."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    raw = raw.strip().lower()
-    seconds = float(raw[:-1]) * units[raw[-1]] if raw and raw[-1] in units else float(raw)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"not a duration: {raw!r}")
-    return seconds
+def _registered(key: str) -> bool:
+    try:
+        knobs.knob(key)
+    except KeyError:  # a setting gitexp does not read (a typo, a newer gitexp's)
+        return False
+    return True

@@ -120,7 +120,15 @@ class HookGit:
 
     def flag(self, key: str, default: bool) -> bool:
         raw = self.config(key)
-        return default if raw is None else _BOOLS.get(raw.strip().lower(), default)
+        if raw is None:
+            return default
+        if raw.strip().lower() in _BOOLS:
+            return _BOOLS[raw.strip().lower()]
+        # Out of its range: said, and the default taken (a hook never blocks a commit).
+        from gitexp import knobs
+
+        say(f"{knobs.knob(key).key} = {raw!r} is not true or false; taken as {default}")
+        return default
 
     def _read_config(self, *where: str) -> dict[str, str]:
         _, out, _ = self._git(("config", *where, "-z", "--get-regexp", r"^exp\.hooks\."), None,

@@ -14,15 +14,15 @@ from dataclasses import asdict, dataclass, field, fields
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
-from gitexp.errors import ConfigError
+from gitexp import knobs
 from gitexp.git.config import Config, Target
 
 SMTP_PASSWORD_ENV = "GITEXP_SMTP_PASSWORD"  # noqa: S105 - a variable name, not a password
 MAILGUN_KEY_ENV = "GITEXP_MAILGUN_KEY"
 SECRET_ENV = (SMTP_PASSWORD_ENV, MAILGUN_KEY_ENV)
 
-SENDERS = ("maildir", "smtp", "mailgun")
-EVENTS = ("start", "checkpoint", "succeeded", "failed", "cancelled", "lost")
+SENDERS = knobs.knob("exp.notify.sender").choices
+EVENTS = tuple(e for e in knobs.knob("exp.notify.on").choices if e != "none")
 DEFAULT_ON = ("checkpoint", "succeeded", "failed", "lost")
 DEFAULT_MIN_INTERVAL = 30 * 60.0
 
@@ -63,27 +63,29 @@ def from_config(config: Config, target: Target, repo_name: str) -> NotifySetting
         override = target.get("notify" + key.replace(".", ""))
         return override if override is not None else config.get(f"exp.notify.{key}")
 
+    def typed(key: str, kind: str) -> Any:
+        """`key` checked against its range (gitexp.knobs), named as the user set it."""
+        override = target.get("notify" + key.replace(".", ""))
+        if override is not None:
+            name = f"exp.target.{target.name}.notify{key.replace('.', '')}"
+            return knobs.parse(name, override, kind)
+        raw = config.get(f"exp.notify.{key}")
+        return None if raw is None else knobs.parse(knobs.knob(f"exp.notify.{key}").key, raw,
+                                                    kind)
+
     email = config.get("user.email")
     to = [addr for _, addr in getaddresses([get("to") or email or ""]) if addr]
     sender_address = get("from") or (f"gitexp <{to[0]}>" if to else "gitexp <gitexp@localhost>")
-    sender = (get("sender") or "maildir").lower()
-    if sender not in SENDERS:
-        raise ConfigError(f"exp.notify.sender = {sender!r} is not a mail sender",
-                          hint=f"one of: {', '.join(SENDERS)}")
-    on = [e.strip().lower() for e in (get("on") or ",".join(DEFAULT_ON)).split(",") if e.strip()]
-    unknown = [e for e in on if e not in EVENTS and e != "none"]
-    if unknown:
-        raise ConfigError(f"exp.notify.on names unknown events: {', '.join(unknown)}",
-                          hint=f"events: {', '.join(EVENTS)} (or `none`)")
-    port = _int(get("smtp.port"), "exp.notify.smtp.port")
-    security = (get("smtp.security") or ("ssl" if port == 465 else "starttls")).lower()
-    if security not in ("starttls", "ssl", "none"):
-        raise ConfigError(f"exp.notify.smtp.security = {security!r}",
-                          hint="one of: starttls, ssl, none")
+    sender = typed("sender", "choice") or "maildir"
+    on = typed("on", "choices")
+    on = list(DEFAULT_ON) if on is None else [e for e in on if e != "none"]
+    port = typed("smtp.port", "count")
+    security = typed("smtp.security", "choice") or ("ssl" if port == 465 else "starttls")
+    interval = typed("mininterval", "duration")
     domain = parseaddr(sender_address)[1].rpartition("@")[2]
     return NotifySettings(
         repo=repo_name, to=to, sender_address=sender_address, sender=sender, on=on,
-        min_interval=_interval(get("mininterval")),
+        min_interval=DEFAULT_MIN_INTERVAL if interval is None else interval,
         smtp_host=get("smtp.host") or "localhost",
         smtp_port=port or (465 if security == "ssl" else 587),
         smtp_user=get("smtp.user"), smtp_security=security,
@@ -91,22 +93,6 @@ def from_config(config: Config, target: Target, repo_name: str) -> NotifySetting
         mailgun_url=(get("mailgun.url") or "https://api.mailgun.net").rstrip("/"),
         id_domain=domain or "gitexp.localhost",
     )
-
-
-def _interval(raw: str | None) -> float:
-    # Config.get_float parses durations (`30m`, `2h`) and words its errors; reuse it.
-    return Config({"exp.notify.mininterval": raw} if raw is not None else {}).get_float(
-        "exp.notify.minInterval", DEFAULT_MIN_INTERVAL)
-
-
-def _int(raw: str | None, key: str) -> int | None:
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{key} = {raw!r} is not a port number",
-                          hint=f"e.g. `git config {key} 587`") from None
 
 
 def secrets_from(environ: dict[str, str] | Any) -> dict[str, str]:

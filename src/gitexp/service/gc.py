@@ -13,11 +13,13 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from gitexp import faults
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
-from gitexp.git.config import Config, _parse_duration
+from gitexp.git.config import Config
+from gitexp.knobs import duration_seconds
 from gitexp.model import ids
 from gitexp.model.record import LIVE
 from gitexp.service import index, sharing
@@ -41,12 +43,14 @@ class Policy:
         age = None
         if older_than is not None:
             try:
-                age = _parse_duration(older_than)
+                age = duration_seconds(older_than)
             except ValueError:
                 raise GitexpError(f"--older-than {older_than!r} is not a duration",
                                   hint="e.g. --older-than 30d (units: s, m, h, d)") from None
         if keep_best is not None:
-            sort_keys(keep_best[0])  # validates the name
+            if len(sort_keys(keep_best[0])) != 1:  # validates the name: exactly one
+                raise GitexpError(f"--keep-best needs one metric, not {keep_best[0]!r}",
+                                  hint="e.g. --keep-best loss 5, or --keep-best -acc 5")
             if keep_best[1] < 0:
                 raise GitexpError("--keep-best needs a count of 0 or more",
                                   hint="e.g. --keep-best loss 5, or --keep-best -acc 5")
@@ -113,19 +117,43 @@ def resolve(repo: Repo, config: Config, specs: list[str]) -> tuple[list[Run], li
     return list(found.values()), broken
 
 
-def remove_broken(repo: Repo, run_ids: list[str]) -> list[str]:
+@dataclass
+class Removed:
+    """What `rm`/`gc` did: the runs removed, and each run kept with the reason."""
+    ids: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (run id, why)
+
+    def __add__(self, other: Removed) -> Removed:
+        return Removed(self.ids + other.ids, self.failed + other.failed)
+
+    def check(self) -> None:
+        """GitexpError naming every run not removed (after the removed ones were said)."""
+        if not self.failed:
+            return
+        said = "; ".join(f"{run_id} ({why})" for run_id, why in self.failed)
+        moved = any(why == MOVED for _, why in self.failed)
+        raise GitexpError(
+            f"could not remove {len(self.failed)} run(s): {said}",
+            hint=("a run that changed meanwhile is kept whole: `git exp rm` it again"
+                  if moved else "is the repository read-only, or locked by another git? "
+                  "check .git's permissions and mounts, then try again"))
+
+
+MOVED = "its ref changed meanwhile"
+
+
+def remove_broken(repo: Repo, run_ids: list[str]) -> Removed:
     """Remove runs whose record cannot be read: their refs and local data."""
-    removed = [i for i in run_ids if repo.delete_ref(ids.PREFIX + i)]
-    for run_id in filter(ids.is_valid_id, removed):  # a bad name has no local data
-        for where in ("store/runs", "work"):
-            shutil.rmtree(repo.gitexp_dir / where / run_id, ignore_errors=True)
-    index.forget(repo, [ids.PREFIX + i for i in removed])
-    return removed
+    done = Removed()
+    for run_id in run_ids:
+        ref = ids.PREFIX + run_id
+        _remove_one(repo, run_id, ref, repo.rev_parse(ref), done)
+    return done
 
 
 def remove_everywhere(repo: Repo, runs: list[Run], broken: list[str], remote: str | None, *,
                       config: Config | None = None, say: Callable[[str], None] | None = None,
-                      ) -> tuple[PushReport, list[str]]:
+                      ) -> tuple[PushReport, Removed]:
     """`rm --remote`: delete the runs from `remote` (default: the branch's), then here all
     but those the remote refused to let go (so that a second try can name them again)."""
     _refuse_live(repo, runs, config, say)
@@ -137,18 +165,31 @@ def remove_everywhere(repo: Repo, runs: list[Run], broken: list[str], remote: st
 
 
 def remove(repo: Repo, runs: list[Run], config: Config | None = None,
-           say: Callable[[str], None] | None = None) -> list[str]:
-    """Delete each run's ref (only if it still points where we saw it), its local store and
-    work directories and its index row. Returns the ids removed."""
+           say: Callable[[str], None] | None = None) -> Removed:
+    """Delete each run's ref (only if it still points where we saw it), then its local
+    store and work directories and its index row. A run whose ref could not go (it moved,
+    the repository is read-only) keeps everything, and is named in `Removed.failed`."""
     _refuse_live(repo, runs, config, say)
-    removed = []
+    done = Removed()
     for run in runs:
-        if repo.delete_ref(ids.ref_for(run.id), run.commit):
-            removed.append(run.id)
+        _remove_one(repo, run.id, ids.ref_for(run.id), run.commit, done)
+    return done
+
+
+def _remove_one(repo: Repo, run_id: str, ref: str, old: str | None, done: Removed) -> None:
+    # The ref first, with its expected old value: if it moved (a write-back, a fetch, a new
+    # run under a reused name) nothing of the run is touched.
+    faults.point("gc.remove")
+    why = repo.delete_ref_or_why(ref, old) if old else "no such ref"
+    if why is not None:
+        moved = old is not None and repo.rev_parse(ref) not in (None, old)
+        done.failed.append((run_id, MOVED if moved else why))
+        return
+    done.ids.append(run_id)
+    if ids.is_valid_id(run_id):  # a bad name has no local data
         for where in ("store/runs", "work"):
-            shutil.rmtree(repo.gitexp_dir / where / run.id, ignore_errors=True)
-    index.forget(repo, [ids.ref_for(i) for i in removed])
-    return removed
+            shutil.rmtree(repo.gitexp_dir / where / run_id, ignore_errors=True)
+    index.forget(repo, [ref])
 
 
 def _refuse_live(repo: Repo, runs: list[Run], config: Config | None,

@@ -74,6 +74,7 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
     if not reqs or not all(req.argv and req.argv[0] for req in reqs):
         raise GitexpError("no command given", hint="git exp run -- python train.py --lr 3e-4")
     target = config.target(reqs[0].target)
+    target.check()
     if reqs[0].keep:  # for this launch only
         target = replace(target, settings={**target.settings, "keep": "true"})
     subdirs = [_subdir(repo, req.cwd) for req in reqs]
@@ -115,6 +116,8 @@ def relaunch(repo: Repo, config: Config, run: Run, *, target: str | None = None,
     version, recorded with `rerun_of`. The current work tree is not looked at."""
     old = run.record
     tgt = config.target(target or old.target)
+    config.check()  # every setting in range, before anything is recorded
+    tgt.check()
     backend = backend_for(tgt, repo)  # a missing extra stops here, before anything is recorded
     store = open_store(backend.store_url())
     tree = repo.rev_parse(f"{old.snapshot}^{{tree}}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from gitexp.errors import ConfigError, GitexpError
+from gitexp.errors import GitexpError
 from gitexp.git import Repo, run_git
 from gitexp.git.config import Config
 from gitexp.secrets import secret_like_file
@@ -22,14 +22,11 @@ from gitexp.secrets import secret_like_file
 DEFAULT_MAX_FILE_SIZE = 50 * 1000**2
 DEFAULT_MAX_UNTRACKED_SIZE = 50 * 1000**2
 LISTED = 5  # the largest files an error names
-_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
-          "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
-          "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
 
 
 def check(repo: Repo, config: Config, *, allow_large: bool = False) -> None:
     # Settings read only after the run's ref exists are checked now, while nothing is made.
-    config.lost_after()  # reads (and so checks) exp.heartbeat and exp.lostAfter
+    config.check()
     _check_submodules(repo)
     file_limit, untracked_limit = max_file_size(config), max_untracked_size(config)
     # Untracked files (`?`) and changed tracked ones (`C`): what `git add -A` would hash.
@@ -143,29 +140,11 @@ def _check_submodules(repo: Repo) -> None:
 
 
 def max_file_size(config: Config) -> int:
-    return _size(config, "exp.maxFileSize", DEFAULT_MAX_FILE_SIZE)
+    return config.size("exp.maxFileSize", DEFAULT_MAX_FILE_SIZE)
 
 
 def max_untracked_size(config: Config) -> int:
-    return _size(config, "exp.maxUntrackedSize", DEFAULT_MAX_UNTRACKED_SIZE)
-
-
-def _size(config: Config, key: str, default: int) -> int:
-    """A size as git config writes one (`50m`, `1G`, `200MB`, `1GiB`; 0 turns the check off)."""
-    raw = config.get(key.lower())
-    if raw is None:
-        return default
-    text = raw.strip().lower().replace(" ", "")
-    digits = text.rstrip("kmgtib")
-    unit = text[len(digits):]
-    try:
-        size = float(digits) * _UNITS[unit]
-        if not 0 <= size < float("inf"):
-            raise ValueError(size)
-        return int(size)
-    except (ValueError, KeyError, OverflowError):
-        raise ConfigError(f"{key} = {raw!r} is not a size",
-                          hint=f"e.g. `git config {key} 200M` (k, M, G; 0 turns it off)") from None
+    return config.size("exp.maxUntrackedSize", DEFAULT_MAX_UNTRACKED_SIZE)
 
 
 def human(size: int) -> str:
