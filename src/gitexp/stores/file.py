@@ -5,10 +5,11 @@ worker that sees the store as a directory uses that repository as it is."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -64,21 +65,22 @@ class FileStore:
 
     def write(self, key: str, data: bytes) -> None:
         path = self._path(key)
-        with disk.writing(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                Path(tmp).replace(path)  # rename is atomic on one file system, NFS included
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+        with disk.writing(path), self._staged(path, data) as tmp:
+            tmp.replace(path)  # rename is atomic on one file system, NFS included
 
     def create(self, key: str, data: bytes) -> bool:
         path = self._path(key)
+        with disk.writing(path), self._staged(path, data) as tmp:
+            try:
+                os.link(tmp, path)  # link(2) never replaces: create-only and whole at once
+            except FileExistsError:  # the same answer as the stores that retry: ours already?
+                return self.read(key) == data
+            return True
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _staged(path: Path, data: bytes) -> Iterator[Path]:
+        """`data` in a synced temporary file beside `path`, removed on the way out."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
@@ -86,11 +88,7 @@ class FileStore:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            # link(2) never replaces: create-only and whole at once, on NFS too
-            os.link(tmp, path)
-            return True
-        except FileExistsError:  # the same answer as the stores that retry: ours already?
-            return self.read(key) == data
+            yield Path(tmp)
         finally:
             Path(tmp).unlink(missing_ok=True)
 
