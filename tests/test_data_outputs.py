@@ -68,3 +68,20 @@ def test_a_run_without_outputs_says_so(project: Path) -> None:
     run = run_id(exp("run", "-d", "--", "true", cwd=project))
     wait_done(run, project)
     assert_user_error(exp("outputs", run, cwd=project, check=False), "recorded no outputs")
+
+
+def test_a_remote_at_a_relative_path_means_the_projects_not_the_checkouts(
+        tmp_path: Path) -> None:
+    """`url = ../../dvc-remote` in the committed .dvc/config names a directory beside the
+    project. From the run's checkout (.git/gitexp/work/<id>/code) the same words would name
+    a directory inside the work directory, deleted with it: the output must land in the
+    project's remote, where a clone finds it."""
+    config = "[core]\n    remote = store\n['remote \"store\"']\n    url = ../../dvc-remote\n"
+    project = make_dvc_repo(tmp_path / "proj", {"labels.csv": "a\n"}, ["labels.csv"], config)
+    run = run_id(exp("run", "-d", "--out", "model.bin", "--", "python", "-c", WRITE_MODEL,
+                     cwd=project))
+    assert wait_done(run, project)["status"] == "succeeded"
+    digest = md5(MODEL)
+    pushed = tmp_path / "dvc-remote" / "files" / "md5" / digest[:2] / digest[2:]
+    assert pushed.read_bytes() == MODEL
+    assert not list((project / ".git" / "gitexp").rglob("dvc-remote"))  # nothing in the work dir

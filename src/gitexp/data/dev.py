@@ -63,7 +63,7 @@ def prepare_launch(repo: Repo, config: Config, target: Target, tree: str, *, out
     if not is_dvc_project(repo):
         return None, None
     data = version_of(repo, tree)
-    plan = plan_for(config, target, local_cache_dir(repo))
+    plan = plan_for(config, target, local_cache_dir(repo), repo.root / ".dvc")
     items = list(version.from_record(data).values())
     required, regenerated = needed_by(items, commands)
     if not required and not regenerated:
@@ -112,14 +112,18 @@ def _unobtainable(absent: list[DataItem], remote: str | None,
                             f"then launch again{why}")
 
 
-def plan_for(config: Config, target: Target, cache: Path) -> dict[str, Any]:
+def plan_for(config: Config, target: Target, cache: Path,
+             dvc_dir: Path | None = None) -> dict[str, Any]:
     """How the worker gets the data. The local target links from this machine's DVC cache,
-    unless it names a DVC remote; every other target pulls from a DVC remote."""
+    unless it names a DVC remote; every other target pulls from a DVC remote. The local
+    target also learns where this project's `.dvc` is: a remote at a relative path (`url =
+    ../storage`) means the same directory from the run's checkout as from here."""
     remote = dvc_remote_of(target)
-    shared = target.backend == "local" and remote is None
+    local = target.backend == "local"
+    shared = local and remote is None
     verify = config.boolean("exp.verifyData", True)
     return {"remote": remote, "cache": str(cache) if shared else None, "verify": verify,
-            "push": not shared}
+            "push": not shared, "dvc_dir": str(dvc_dir) if local and dvc_dir else None}
 
 
 def push_for_target(repo: Repo, record: RunRecord, remote: str | None,

@@ -3,8 +3,10 @@ after it. Called by the agent in its checkout of the snapshot."""
 
 from __future__ import annotations
 
+import configparser
 import os
 import posixpath
+import re
 import shlex
 from collections.abc import Callable
 from pathlib import Path
@@ -180,12 +182,51 @@ def _configure(checkout: Path, plan: dict[str, Any]) -> Path:
         raise GitexpError("the snapshot has no .dvc directory, but its record needs DVC",
                           hint="commit the DVC project's .dvc/config")
     env_cache = os.environ.get("GITEXP_DVC_CACHE")
-    cache = Path(plan.get("cache") or env_cache or dvc_dir / "cache")
+    cache = Path(_config_value(plan.get("cache")) or env_cache or dvc_dir / "cache")
+    remotes = "".join(f"['remote \"{name}\"']\n    url = {url}\n"
+                      for name, url in _relative_remotes(dvc_dir, plan.get("dvc_dir")))
     (dvc_dir / "config.local").write_text(
         "[core]\n"
         f"    site_cache_dir = {dvc_dir / 'tmp' / 'site'}\n"
         "[cache]\n"
         f"    dir = {cache}\n"
-        f"    type = \"{dvcrepo.LINK_TYPES}\"\n"
+        f"    type = \"{dvcrepo.LINK_TYPES}\"\n" + remotes
     )
     return cache
+
+
+_REMOTE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _config_value(value: object) -> str | None:
+    """A plan's path as a DVC config value: absolute, one line, nothing configobj would read
+    as a quote, comment or list (the plan comes from a store: data, never config syntax)."""
+    if not isinstance(value, str) or not value.startswith("/") or \
+            any(c in value for c in "\"'#,\\") or not value.isprintable():
+        return None
+    return value
+
+
+def _relative_remotes(dvc_dir: Path, origin: object) -> list[tuple[str, str]]:
+    """The checkout's DVC remotes at a relative local path, resolved against the launching
+    project's `.dvc` (`origin`, local target): `../storage` from the checkout would be a
+    directory inside the run's work directory, deleted with it."""
+    base = _config_value(origin)
+    if base is None:
+        return []
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    try:
+        parser.read(dvc_dir / "config", encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return []  # DVC itself will say what is wrong with it
+    found = []
+    for section in parser.sections():
+        kind, _, name = section.strip("'").partition(" ")
+        name, url = name.strip('"'), parser.get(section, "url", fallback="")
+        if kind != "remote" or not _REMOTE_NAME.fullmatch(name) or not url \
+                or "://" in url or url.startswith(("/", "~")):
+            continue
+        resolved = _config_value(posixpath.normpath(posixpath.join(base, url)))
+        if resolved is not None:
+            found.append((name, resolved))
+    return found
