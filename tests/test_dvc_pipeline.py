@@ -31,7 +31,9 @@ class Pipeline:
 def pipe(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     base = tmp_path_factory.mktemp("pipe")
     with own_home(base):
-        root = make_pipeline(base / "proj")
+        # Not repro'd: the runs are what run the stages. The remote absolute: the runs' work
+        # directories and the teammates' clones share it.
+        root = make_pipeline(base / "proj", remote=base / "remote", repro=False)
 
         def run(*argv: str) -> str:
             # in the foreground (it exits as the job did): no polling competes with the job
