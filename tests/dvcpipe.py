@@ -1,20 +1,29 @@
 """A pipeline shaped like DVC's tutorial (iterative/example-get-started), built in a test from
 data it generates: prepare -> featurize -> train -> evaluate, params in `params.yaml`, the
-raw data tracked with `dvc add` and pushed to a local DVC remote, metrics and plots written
-by dvclive into `eval/` (by hand in dvclive's shapes when dvclive is not installed).
+raw data tracked with `dvc add`, a local DVC remote, metrics and plots written by dvclive into
+`eval/` (by hand in dvclive's shapes when dvclive is not installed).
 
 The stages use only the standard library (and dvclive), so `dvc repro` takes about a second.
+Building one costs several `dvc` calls: build it once per module and `copy_pipeline` it for
+each test that changes it.
 
-    make_pipeline(root) -> root   # a committed git + DVC repository, remote `local`
+    make_pipeline(root) -> root        # committed, repro'd, everything pushed
+    copy_pipeline(root, parent) -> copy   # the same project and its own remote, under parent
+    dvc(root, *args) -> stdout         # the real `dvc` command line
+
+`PIPE_NOISE` in the environment of `evaluate` is added to avg_prec.test: a test's stand-in
+for nondeterminism (float noise, a real change).
 """
 
 from __future__ import annotations
 
 import random
+import shutil
 import subprocess
 from pathlib import Path
 
-from tests.helpers import git
+from tests.conftest import make_repo
+from tests.helpers import BIN, git
 
 PARAMS = """\
 prepare:
@@ -28,7 +37,7 @@ featurize:
 train:
   seed: 20170428
   n_est: 20
-  min_split: 0.05
+  lr: 0.1
 """
 
 # The tutorial's dvc.yaml, stage for stage; dvclive's series directory declared as a plot.
@@ -60,7 +69,7 @@ stages:
     - data/features
     - src/train.py
     params:
-    - train.min_split
+    - train.lr
     - train.n_est
     - train.seed
     outs:
@@ -140,7 +149,7 @@ for epoch in range(p["n_est"]):
         z = max(-30.0, min(30.0, b + sum(wi * xi for wi, xi in zip(w, x))))
         prob = 1 / (1 + math.exp(-z))
         loss -= math.log(prob if y else 1 - prob)
-        g = (prob - y) * p["min_split"]
+        g = (prob - y) * p["lr"]
         w = [wi - g * xi for wi, xi in zip(w, x)]
         b -= g
     history.append(loss / len(data))
@@ -186,6 +195,7 @@ for split in ("train", "test"):
     s = scores(split)
     curves[split], summary["roc_auc"][split] = roc(s)
     summary["avg_prec"][split] = avg_prec(s)
+summary["avg_prec"]["test"] += float(os.environ.get("PIPE_NOISE", "0"))
 
 try:
     from dvclive import Live
@@ -225,37 +235,63 @@ def generate(n: int = 240, seed: int = 7) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_pipeline(root: Path, *, remote: Path | None = None) -> Path:
-    """The tutorial-shaped project at `root`, committed, its data pushed to `remote`
-    (default: `<root>-remote`)."""
-    remote = remote or root.with_name(root.name + "-remote")
+def make_pipeline(root: Path, *, remote: Path | None = None, repro: bool = True,
+                  push: bool = True) -> Path:
+    """The tutorial-shaped project at `root`, a committed git + DVC repository whose default
+    DVC remote `local` is `remote`. Without `remote`, it is `<root>-remote` next to `root`,
+    configured by relative path so that `copy_pipeline` can pair a copy with a copy of it.
+    With `repro`, `dvc repro` has run and dvc.lock is committed; with `push`, every object in
+    the DVC cache (the data, and the stages' outputs if repro'd) is on the remote."""
+    if remote is None:
+        remote = root.parent / f"{root.name}-remote"
+        url = f"../../{remote.name}"  # relative to .dvc/
+    else:
+        url = str(remote)
+    remote.mkdir(parents=True, exist_ok=True)
     files = {
         "params.yaml": PARAMS, "dvc.yaml": DVC_YAML, ".gitignore": GITIGNORE,
         "data/.gitignore": DATA_GITIGNORE, "data/data.csv": generate(),
         "src/prepare.py": PREPARE, "src/featurization.py": FEATURIZE, "src/train.py": TRAIN,
         "src/evaluate.py": EVALUATE,
+        # What `dvc init` + `dvc remote add -d` write, without two slow `dvc` calls.
+        ".dvcignore": "", ".dvc/.gitignore": "/config.local\n/tmp\n/cache\n",
+        ".dvc/config": f"[core]\n    remote = local\n    analytics = false\n"
+                       f"['remote \"local\"']\n    url = {url}\n",
     }
-    root.mkdir(parents=True)
-    git("init", "-q", cwd=root)
-    git("config", "exp.heartbeat", "0.3", cwd=root)
-    git("config", "exp.lostAfter", "3", cwd=root)
-    for name, text in files.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    dvc(root, "init", "-q")
-    dvc(root, "config", "core.analytics", "false")
-    dvc(root, "remote", "add", "-d", "local", str(remote))
+    make_repo(root, files, commit=False)
     dvc(root, "add", "-q", "data/data.csv")
-    dvc(root, "push", "-q")
     git("add", "-A", cwd=root)
     git("commit", "-qm", "tutorial-shaped pipeline", cwd=root)
+    if repro:
+        dvc(root, "repro", "-q")
+        git("add", "-A", cwd=root)
+        git("commit", "-qm", "repro", cwd=root)
+    if push:
+        dvc(root, "push", "-q")
+    return root
+
+
+def copy_pipeline(template: Path, parent: Path) -> Path:
+    """A copy of a `make_pipeline(template)` project (default remote) and of its remote under
+    `parent`, same names; much cheaper than building one. The copy's remote is absolute and
+    committed: a worker's checkout (.git/gitexp/work/...) would resolve a relative one
+    against itself."""
+    root = parent / template.name
+    remote = f"{template.name}-remote"
+    shutil.copytree(template, root, symlinks=True)
+    shutil.copytree(template.parent / remote, parent / remote, symlinks=True)
+    config = root / ".dvc" / "config"
+    relative = f"url = ../../{remote}\n"
+    assert relative in config.read_text(), "copy_pipeline needs make_pipeline's own remote"
+    config.write_text(config.read_text().replace(relative, f"url = {parent / remote}\n"))
+    git("commit", "-qam", "the remote, here", cwd=root)
     return root
 
 
 def dvc(root: Path, *args: str) -> str:
-    """Real DVC, as its user would call it."""
-    proc = subprocess.run(["dvc", *args], cwd=root, capture_output=True, text=True,
+    """Real DVC, as its user would call it; its stdout."""
+    proc = subprocess.run([str(BIN / "dvc"), *args], cwd=root, capture_output=True, text=True,
                           check=False)
     if proc.returncode != 0:
-        raise AssertionError(f"dvc {' '.join(args)} failed: {proc.stdout}{proc.stderr}")
+        raise AssertionError(f"dvc {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout

@@ -5,24 +5,29 @@ what refs/exps holds is untrusted."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import make_repo
-from tests.dvcpipe_rerun import dvc, make_pipeline
-from tests.helpers import exp, git
+from tests.dvcpipe import copy_pipeline, dvc, make_pipeline
+from tests.helpers import exp, git, own_home
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
-@pytest.fixture(autouse=True)
-def _quiet_dvc(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One built pipeline (repro'd, nothing pushed) per module; tests work on copies."""
+    base = tmp_path_factory.mktemp("pipe")
+    with own_home(base):
+        yield make_pipeline(base / "proj", push=False)
 
 
-def test_dvc_experiments_become_runs_once_and_read_like_any_other(tmp_path: Path) -> None:
-    root = make_pipeline(tmp_path / "proj", push=False)
+def test_dvc_experiments_become_runs_once_and_read_like_any_other(template: Path,
+                                                                  tmp_path: Path) -> None:
+    root = copy_pipeline(template, tmp_path)
     for lr in ("0.2", "0.05"):
         dvc(root, "exp", "run", "-S", f"train.lr={lr}")
     exps = git("for-each-ref", "--format=%(refname)", "refs/exps/", cwd=root).split()

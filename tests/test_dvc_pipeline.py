@@ -3,6 +3,7 @@ real dvclive): its metrics, plots, lock and outputs are the run's."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -29,9 +30,25 @@ class Pipeline:
 
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
-    base = tmp_path_factory.mktemp("pipe")
+    """Built once per session, not once per xdist worker: the tests only read it (clones of it,
+    `git exp` reads in it), and building it is most of this module's time."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the directory the session's workers share
+    made = base / "dvcpipe-pipe.json"
+    with (base / "dvcpipe-pipe.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits for the one building
+        if not made.exists():
+            made.write_text(json.dumps(build_pipe(tmp_path_factory.mktemp("pipe"))))
+    found = json.loads(made.read_text())
+    return Pipeline(Path(found["root"]), found["a"], found["b"], tuple(found["plain"]))
+
+
+def build_pipe(base: Path) -> dict[str, object]:
     with own_home(base):
-        root = make_pipeline(base / "proj")
+        # Not repro'd: the runs are what run the stages. The remote absolute: the runs' work
+        # directories and the teammates' clones share it.
+        root = make_pipeline(base / "proj", remote=base / "remote", repro=False)
 
         def run(*argv: str) -> str:
             # in the foreground (it exits as the job did): no polling competes with the job
@@ -45,8 +62,8 @@ def pipe(tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
         params.write_text(params.read_text().replace("n_est: 20", "n_est: 5"))
         git("commit", "-qam", "fewer epochs", cwd=root)
         b = run("dvc", "repro")
-        plain = (run("true"), run("python", "-c", "pass"))
-    return Pipeline(root, a, b, plain)
+        plain = [run("true"), run("python", "-c", "pass")]
+    return {"root": str(root), "a": a, "b": b, "plain": plain}
 
 
 def clone(pipe: Pipeline, where: Path) -> Path:
