@@ -225,7 +225,7 @@ def test_concurrent_first_pushes_create_the_store_repository_once(repo: Path,
 
     cache = tmp_path / "worker" / transport.CODE_REPO
     with ThreadPoolExecutor(max_workers=20) as pool:
-        list(pool.map(lambda _: transport._init_bare(cache), range(20)))
+        list(pool.map(lambda _: transport._init_bare(cache, "sha1"), range(20)))
     assert git("--git-dir", str(cache), "rev-parse", "--is-bare-repository",
                cwd=tmp_path).strip() == "true"
     assert [p.name for p in cache.parent.iterdir()] == [transport.CODE_REPO]  # no temp left

@@ -82,7 +82,9 @@ def test_a_sweep_on_ssh_keeps_max_parallel_agents_on_the_host(box: tuple[Path, s
                "python3", "train.py", "0.{x}", cwd=repo)
     runs = [wait_done(i, repo, timeout=120) for i in proc.stdout.split()]
     wait_for(lambda: not agents_of(workdir), timeout=30, what="the slots to exit")
-    assert count.stop() == 2
+    # never more than 2 at once; under load one slot may take every run before the
+    # other is up, so the peak may be 1 (test_sweep.py, with longer runs, sees 2)
+    assert 1 <= count.stop() <= 2
     assert [r["status"] for r in runs] == ["succeeded"] * 3
     sweep_id = runs[0]["record"]["sweep"]
     logs = sorted(p.name for p in Path(workdir, "logs").iterdir())  # one per agent
