@@ -700,3 +700,16 @@ KINDS = (
     "push/fetch to a missing remote", "fetch without a remote",
     "option injection through push's remote", "invalid or existing checkout branch names",
 )
+
+
+def test_refs_that_cannot_be_written_stop_the_launch_at_once(repo: Path):
+    """A ref namespace git cannot write (here a file where refs/experiments/ should be a
+    directory: as a lock held or a read-only refs directory would) is said at the first try:
+    no eight ids tried, no eight orphan commits, no run."""
+    (repo / ".git" / "refs" / "experiments").write_text("in the way\n")
+    proc = exp("run", "--", "true", cwd=repo, check=False)
+    assert_user_error(proc, "cannot create refs/experiments/", "writable")
+    unreachable = [line for line in git("fsck", "--unreachable", "--no-reflogs",
+                                        cwd=repo, check=False).splitlines()
+                   if line.startswith("unreachable commit")]
+    assert len(unreachable) <= 1, unreachable  # the one snapshot commit git gc prunes

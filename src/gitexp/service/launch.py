@@ -204,6 +204,10 @@ def _commit_record(repo: Repo, record: RunRecord, tree: str, name: str) -> RunRe
         if repo.update_ref(ids.ref_for(run_id), commit, NO_REF, f"gitexp: launch {run_id}"):
             faults.point("launch.ref")
             return rec.with_snapshot(commit)
+        if repo.rev_parse(ids.ref_for(run_id)) is None:  # not taken: the refs cannot be written
+            raise GitexpError(f"cannot create {ids.ref_for(run_id)}",
+                              hint="is the repository writable, and no other git holding "
+                                   "a lock on its refs? then try again")
     raise GitexpError("could not allocate a run id", hint="retry; is the repository writable?")
 
 
