@@ -62,6 +62,8 @@ def test_dvc_experiments_become_runs_once_and_read_like_any_other(template: Path
                         for rev in e["revs"])
     assert sorted(ours) == pytest.approx(dvc_values)
 
+    text = exp("show", by_lr["0.2"], cwd=root).stdout
+    assert "python     (not recorded)" in text and " on \n" not in text
     diff = exp("diff", by_lr["0.05"], by_lr["0.2"], cwd=root).stdout
     assert "train.lr: 0.05 -> 0.2" in diff and "avg_prec.test" in diff
     where = exp("ls", "--where", "train.lr > 0.1", "--json", cwd=root).stdout

@@ -415,7 +415,8 @@ def show(run: Run, params: dict[str, Any] | None = None) -> None:
         ("launched", f"{when(rec.launched_at)} by {printable(rec.user)}"
          + (f" on {printable(rec.launched_from)}" if rec.launched_from else "")
          + ("" if run.own else " (foreign: not launched by you here)")),
-        ("python", f"{printable(rec.env.python)} on {printable(rec.env.platform)}"),
+        ("python", f"{printable(rec.env.python)} on {printable(rec.env.platform)}"
+         if rec.env.python else "(not recorded)"),  # an imported run: no environment
     ]
     if rec.sweep:
         rows.append(("sweep", printable(rec.sweep)))
