@@ -134,7 +134,9 @@ def agents_of(mark: str) -> list[int]:
                 ppid = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
             except (OSError, ValueError, IndexError):
                 continue
-            if b"gitexp.worker.agent" in cmd and mark.encode() in cmd:
+            engine_client = Path(cmd.split(b"\0")[0].decode(errors="replace")).name in (
+                "podman", "docker")  # `podman run IMAGE AGENT-ARGV`: the agent is inside
+            if b"gitexp.worker.agent" in cmd and mark.encode() in cmd and not engine_client:
                 found[int(proc.name)] = ppid
     return [pid for pid, ppid in found.items() if ppid not in found]
 
