@@ -3,6 +3,7 @@ Mail goes to the embedded default, the Maildir outbox at `.git/gitexp/outbox`.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,7 +32,8 @@ def kill_agent_and_job(repo: Path, run_id: str) -> None:
         return status if status.get("status") == "running" else None
     job = wait_for(running, what="the job to start")["pid"]
     os.kill(agent, signal.SIGKILL)
-    os.killpg(job, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # its guard may have ended it already
+        os.killpg(job, signal.SIGKILL)
     wait_for(lambda: not pid_alive(agent), what="the agent to die")
 
 
