@@ -125,13 +125,13 @@ def checkout(objects_from: Path, snapshot: str, dest: Path) -> Path:
     """Check out `snapshot` into the fresh directory `dest`, HEAD verified."""
     _remove(dest)
     dest.mkdir(parents=True)
-    index = dest / ".git" / "index"
-    _populate(dest, objects_from, snapshot, index=index)
+    _populate(dest, objects_from, snapshot, index=dest / ".git" / "index", clean=False)
     return dest
 
 
 def verify(dest: Path, snapshot: str) -> None:
-    head = run_git(["-C", str(dest), "rev-parse", "HEAD"]).stdout.decode().strip()
+    """HEAD is the snapshot: the file itself (detached, written by us just now)."""
+    head = (dest / ".git" / "HEAD").read_text(errors="replace").strip()
     if head != snapshot:
         raise GitexpError(f"checked-out commit {head[:12]} is not the snapshot {snapshot[:12]}",
                           hint="the code source is corrupted or tampered with")
@@ -140,27 +140,32 @@ def verify(dest: Path, snapshot: str) -> None:
 # -- the update ---------------------------------------------------------------------------------
 def _update(slot: Path, objects_from: Path, snapshot: str) -> Path:
     tree, ready = slot / "tree", slot / "ready"
-    if not ready.exists():  # never finished its last update (or new): from scratch
+    warm = ready.exists()
+    if not warm:  # never finished its last update (or new): from scratch
         _remove(tree)
         (slot / "index").unlink(missing_ok=True)
     ready.unlink(missing_ok=True)
     tree.mkdir(exist_ok=True)
     try:
-        _populate(tree, objects_from, snapshot, index=_index(slot))
+        _populate(tree, objects_from, snapshot, index=_index(slot), clean=warm)
     except GitexpError:
+        if not warm:
+            raise
         # A tree a job left in a state git cannot reset (a directory made read-only...):
         # once more from nothing, and that one's error is the run's.
         _remove(tree)
         (slot / "index").unlink(missing_ok=True)
         tree.mkdir()
-        _populate(tree, objects_from, snapshot, index=_index(slot))
+        _populate(tree, objects_from, snapshot, index=_index(slot), clean=False)
     ready.touch()
     return tree
 
 
-def _populate(tree: Path, objects_from: Path, snapshot: str, *, index: Path) -> None:
+def _populate(tree: Path, objects_from: Path, snapshot: str, *, index: Path,
+              clean: bool) -> None:
     """Make `tree` exactly `snapshot`: a new `.git`, then the one-tree reset driven by
-    `index` (files it says are current are kept), then every other file removed."""
+    `index` (files it says are current are kept), then (`clean`: the tree was not empty)
+    every other file removed."""
     git_dir = tree / ".git"
     _remove(git_dir)
     # Alternates only work between repositories of one object format: the snapshot's.
@@ -169,7 +174,8 @@ def _populate(tree: Path, objects_from: Path, snapshot: str, *, index: Path) -> 
     (git_dir / "objects" / "info").mkdir(parents=True, exist_ok=True)
     (git_dir / "objects" / "info" / "alternates").write_text(f"{objects.resolve()}\n")
     _lfs(objects_from, snapshot, tree)
-    for step in (["read-tree", "--reset", "-u", snapshot], ["clean", "-ffdxq"]):
+    steps = [["read-tree", "--reset", "-u", snapshot]] + ([["clean", "-ffdxq"]] if clean else [])
+    for step in steps:
         try:
             _git(tree, *step, index=index)
         except GitexpError as exc:
