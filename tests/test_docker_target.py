@@ -43,6 +43,7 @@ for step in range(3):
     gitexp.log(step=step, loss=1.0 / (step + 1))
 print("python", sys.executable, "host", socket.gethostname())
 print("gitexp from", gitexp.__file__)
+print("cwd", os.getcwd())
 token = os.environ.get("GITEXP_TEST_TOKEN")
 if token:
     import hashlib
@@ -109,6 +110,9 @@ def test_image_build_and_run_in_container_writes_results_back(box: Path, podman:
     assert "python /usr/bin/python3" in log
     assert f"host {result['host']}" in log
     assert "gitexp from /gitexp/gitexp.whl/gitexp/__init__.py" in log
+    # a warm checkout kept on this host, outliving the container for the next run
+    assert "cwd /gitexp/warm/0/tree\n" in log
+    assert (box / ".git" / "gitexp" / "warm-podman" / "0" / "ready").exists()
     series = git("show", f"refs/experiments/{run_id}:.gitexp-results/metrics.jsonl", cwd=box)
     assert len(series.splitlines()) == 3
     snapshot = git("rev-parse", f"refs/experiments/{run_id}^1", cwd=box).strip()

@@ -27,8 +27,8 @@ from tests.services._util import pid_alive
 
 # (fault point, what must follow). Every point in src/ appears at least once.
 RUN_FAULTS = ["snapshot.add", "launch.commit", "launch.ref", "launch.submit", "launch.handle"]
-AGENT_FAULTS = ["agent.prepare", "agent.heartbeat@3", "agent.append@2", "agent.result",
-                "writeback.commit", "agent.finish"]
+AGENT_FAULTS = ["agent.prepare", "workspace.update", "agent.heartbeat@3", "agent.append@2",
+                "agent.result", "writeback.commit", "agent.finish"]
 TRANSPORT_FAULTS = ["transport.pack", "transport.send@2"]
 REMOVE_FAULTS = ["gc.remove"]  # kill -9 here; a pause here: tests/test_rm_failures.py
 OTHER_FAULTS = ["writeback.commit (git exp ls)", "kill -9 the job", "GCS emulator stopped",
@@ -111,7 +111,7 @@ def test_kill_agent(project: Path, point: str) -> None:
     assert run.status == "lost"
     shown = exp_json("show", run_id, cwd=project)
     assert shown["result"]["error"], shown
-    if point == "agent.prepare":  # before the job: no line was printed
+    if point in ("agent.prepare", "workspace.update"):  # before the job: no line printed
         assert "line 0" not in log
     elif point == "agent.result":  # the job had ended: the whole log is kept
         f.assert_log_prefix(log, at_least=lines)

@@ -377,7 +377,8 @@ def test_sbatch_script_passes_hostile_settings_as_words(
     argv, _ = json.loads(out.read_text())
     assert argv == ["-m", "gitexp.worker.agent", "--store", store.as_uri(),
                     "--code", f"{store}/code.git", "--run", rec.id, "--snapshot", rec.snapshot,
-                    "--workdir", f"{workdir or tmp}/gitexp-{rec.id}", "--heartbeat", "2.0"]
+                    "--workdir", f"{workdir or tmp}/gitexp-{rec.id}", "--heartbeat", "2.0",
+                    "--warm", "4", "--warm-dir", f"{workdir or '/tmp'}/gitexp-warm-{os.getuid()}"]
     header = [ln for ln in script.split("\n") if ln.startswith("#SBATCH")]  # bash's lines
     for key, value in ((k, v) for k, v in options.items() if v):  # one line, one word
         line = next(ln for ln in header if ln.startswith(f"#SBATCH --{key}") or

@@ -33,6 +33,7 @@ lr = float(sys.argv[1])
 time.sleep(float(sys.argv[2]) if len(sys.argv) > 2 else 0)
 gitexp.log(loss=lr * 10)
 print("trained with lr", lr)
+print("cwd", __import__("os").getcwd())
 """
 
 
@@ -113,7 +114,10 @@ def test_run_succeeds_with_log_and_metrics(slurm_env: Any, repo: Path, tmp_path:
     done = wait_done(run_id, repo, timeout=90)
     assert done["status"] == "succeeded", exp("logs", run_id, cwd=repo).stdout
     assert done["result"]["metrics"]["loss"] == 5.0
-    assert "trained with lr 0.5" in exp("logs", run_id, cwd=repo).stdout
+    log = exp("logs", run_id, cwd=repo).stdout
+    assert "trained with lr 0.5" in log
+    # in a warm checkout on the node's own disk, kept across jobs (one flock'd user each)
+    assert re.search(rf"cwd /tmp/gitexp-warm-{os.getuid()}/\d+/tree\n", log), log
     assert wait_for(lambda: scontrol(job)["JobState"] == "COMPLETED", timeout=20)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -56,7 +57,9 @@ def test_run_on_ssh_target_comes_back_into_git(box: tuple[Path, str], sshd: Any)
     repo, workdir = box
     proc = exp("run", "-t", "box", "--", "python3", "train.py", cwd=repo)
     run_id = json.loads(exp("ls", "--json", cwd=repo).stdout)[0]["id"]
-    assert f"home {sshd.home} cwd {workdir}/work/{run_id}/code" in proc.stdout  # followed
+    # followed; in the host's warm checkout (worker.workspace.Pool), kept for the next run
+    assert f"home {sshd.home} cwd {workdir}/warm/0/tree\n" in proc.stdout
+    assert not Path(workdir, "work", run_id).exists()  # the run's own spool: removed
     shown = wait_done(run_id, repo)
     assert shown["status"] == "succeeded", shown
     # Written back on the dev side: a results commit on the run's ref, with log and metrics.
@@ -92,7 +95,9 @@ def test_a_sweep_on_ssh_keeps_max_parallel_agents_on_the_host(box: tuple[Path, s
     for r in runs:
         log = git("cat-file", "blob", f"refs/experiments/{r['id']}:.gitexp-results/log.txt",
                   cwd=repo)
-        assert f"cwd {workdir}/work/{r['id']}/code" in log and "done" in log, log
+        # each slot's runs in one of the host's warm checkouts, never two at once in one
+        assert re.search(rf"cwd {re.escape(workdir)}/warm/[01]/tree\n", log), log
+        assert "done" in log
 
 
 def test_targets_lists_backend_store_and_settings(box: tuple[Path, str], sshd: Any) -> None:
@@ -123,6 +128,9 @@ def test_second_run_reuses_wheel_and_sends_little(box: tuple[Path, str], sshd: A
     assert wait_done(second, repo)["status"] == "succeeded"
     assert sshd.run(["ls", f"{workdir}/tools"], check=True).stdout.split() == tools
     assert "done again" in exp("logs", second, cwd=repo).stdout
+    # the same warm checkout, moved to the new snapshot (not written whole again)
+    for run_id in (first, second):
+        assert f"cwd {workdir}/warm/0/tree\n" in exp("logs", run_id, cwd=repo).stdout
 
 
 def test_logs_follow_and_cancel_over_ssh(box: tuple[Path, str], sshd: Any) -> None:

@@ -144,6 +144,8 @@ KNOBS: tuple[Knob, ...] = (
     _k(T + "keep", "boolean", "false", "docker, gce: keep the container or VM after the run"),
     _k(T + "python", "text", "python3", "ssh, slurm, kubernetes: the workers' Python"),
     _k(T + "workdir", "text", "~/.cache/gitexp (ssh), $TMPDIR (slurm)", "where checkouts go"),
+    _k(T + "warmCheckouts", "count", "4", "local, ssh, docker, slurm: warm checkouts kept per "
+       "worker, moved from run to run (0: a fresh one per run)", low=0, high=64, example="2"),
     _k(T + "host", "text", "", "ssh: an ssh alias or user@host; slurm: a login node"),
     _k(T + "sshConfig", "text", "$GITEXP_SSH_CONFIG or ~/.ssh/config", "ssh, slurm: ssh's config"),
     _k(T + "ssh_config", "text", "", "slurm: the same as sshConfig (older spelling)"),

@@ -58,6 +58,14 @@ class Launch:
         return root if self.slot is not None and self.record.sweep else f"{root}/{self.record.id}"
 
 
+WARM_DEFAULT = 4  # warm checkouts a worker keeps (exp.target.<n>.warmCheckouts)
+
+
+def warm_count(target: Target) -> int:
+    """How many warm checkouts the target's workers keep (worker.workspace.Pool)."""
+    return target.count("warmCheckouts", WARM_DEFAULT) or 0
+
+
 def job_mark(record: RunRecord, handle: Handle) -> str:
     """What the agent's command line names, to tell it from a process that got its pid:
     the run, or the sweep of the slot that runs it (`handle["slot"]`)."""

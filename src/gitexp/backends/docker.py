@@ -32,7 +32,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from gitexp import secrets
-from gitexp.backends import Launch, templates
+from gitexp.backends import Launch, templates, warm_count
 from gitexp.errors import BackendError
 from gitexp.git import Repo
 from gitexp.git.config import Config, Target
@@ -116,6 +116,12 @@ class DockerBackend:
             store_arg = f"file://{MOUNT}/store"
         else:  # the container reaches the store itself (network, credentials)
             store_arg = launch.store.url
+        warm = None
+        if warm_count(self.target):  # kept on the host: a container's own files die with it
+            warm_dir = self.repo.gitexp_dir / f"warm-{self.engine()}"
+            warm_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            argv += ["-v", f"{warm_dir}:{MOUNT}/warm"]
+            warm = (warm_count(self.target), f"{MOUNT}/warm")
         wheel = gitexp_wheel()
         argv += ["-v", f"{wheel}:{MOUNT}/gitexp.whl:ro", "-e", f"PYTHONPATH={MOUNT}/gitexp.whl"]
         hidden, plain = secrets.forwarded(Config.load(self.repo), self.target, os.environ)
@@ -123,7 +129,7 @@ class DockerBackend:
             argv += ["-e", name]  # the name only: the engine takes the value from its env
         argv += [self.image(), *agent_argv(
             "python3", store=store_arg, code=store_arg, workdir=launch.workdir(f"{MOUNT}/work"),
-            heartbeat=launch.heartbeat, **launch.job())]
+            heartbeat=launch.heartbeat, **launch.job(), warm=warm)]
         return argv
 
     def _engine(self, args: list[str], *, engine: object = None,

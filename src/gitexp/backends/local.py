@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gitexp.backends import Launch, job_mark
+from gitexp.backends import Launch, job_mark, warm_count
 from gitexp.git import Repo
 from gitexp.git.config import Target
 from gitexp.model.record import RunRecord
@@ -30,7 +30,8 @@ class LocalBackend:
         common = str(self.repo.common_dir)
         argv = agent_argv(sys.executable, store=launch.store.url, code=common, repo=common,
                           workdir=launch.workdir(str(self.repo.gitexp_dir / "work")),
-                          heartbeat=launch.heartbeat, flush=0.2, **launch.job())
+                          heartbeat=launch.heartbeat, flush=0.2, **launch.job(),
+                          warm=(warm_count(self.target), str(self.repo.gitexp_dir / "warm")))
         log = self.repo.gitexp_dir / "store" / launch.log_key()
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:

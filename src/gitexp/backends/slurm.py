@@ -29,7 +29,7 @@ import time
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-from gitexp.backends import Launch, templates
+from gitexp.backends import Launch, templates, warm_count
 from gitexp.backends.templates import ShellWord
 from gitexp.errors import BackendError, ConfigError
 from gitexp.git import Repo
@@ -188,7 +188,10 @@ class SlurmBackend:
                 code=f"{root}/{code_repo(records[0].snapshot)}" if root else worker_store,
                 run_id=ShellWord('"$run"'), snapshot=ShellWord('"$snapshot"'),
                 workdir=ShellWord('"${workdir:-${TMPDIR:-/tmp}}/gitexp-$run"'),
-                heartbeat=launches[0].heartbeat)),
+                heartbeat=launches[0].heartbeat,
+                # On the node's own disk, across jobs (a job's $TMPDIR may die with it).
+                warm=(warm_count(self.target),
+                      ShellWord('"${workdir:-/tmp}/gitexp-warm-$(id -u)"')))),
         }
         # Each value above is already quoted for its place (shell words, #SBATCH lines).
         return templates.render("sbatch.sh", values, quote=str)

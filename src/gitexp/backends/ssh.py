@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gitexp import secrets
-from gitexp.backends import Launch, job_mark
+from gitexp.backends import Launch, job_mark, warm_count
 from gitexp.errors import BackendError
 from gitexp.git import Repo
 from gitexp.git.config import Config, Target
@@ -72,7 +72,8 @@ class SSHBackend:
                else {"sweep": rec.sweep, "slot": launch.slot})
         spec = {"wheel": remote_wheel, "store": store, "code": code, **job,
                 "name": launch.name, "workdir": self.workdir,
-                "heartbeat": launch.heartbeat, "env": {**plain, **secret}}
+                "heartbeat": launch.heartbeat, "warm": warm_count(self.target),
+                "env": {**plain, **secret}}
         command = shlex.join(["sh", "-c", _LAUNCH, "sh", remote_wheel, self.python])
         for _ in range(2):
             proc = self._ssh(command, input=json.dumps(spec).encode())

@@ -22,9 +22,16 @@ def gc_command(
                                               help="Keep the N best by METRIC (lowest; -METRIC: "
                                                    "highest), remove the others that have it.",
                                               callback=ranges.metric_and_count),
+    checkouts: bool = typer.Option(False, "--checkouts", help="Remove this machine's warm "
+                                   "checkouts (kept to start runs fast) that no run holds."),
     dry_run: bool = typer.Option(False, "-n", "--dry-run", help="Only list what would go."),
 ) -> int:
     repo, config = open_repo()
+    if checkouts and not dry_run:
+        cleared = gc.clear_checkouts(repo)
+        r.note(f"gitexp: removed {len(cleared)} warm checkout(s)")
+        if older_than is None and not failed and not keep_best:
+            return 0
     policy = gc.Policy.parse(older_than=older_than, failed=failed,
                              keep_best=keep_best or None)
     seen = runs.list_runs(repo, config)

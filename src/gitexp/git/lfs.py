@@ -27,12 +27,16 @@ _OID = re.compile(rb"^oid sha256:([0-9a-f]{64})$", re.MULTILINE)
 def pointers(repo: Repo, treeish: str) -> dict[str, str]:
     """path -> LFS object id of each LFS pointer in `treeish`; {} after one `ls-tree` (no
     object sizes: cheap on a big tree) when no `.gitattributes` there names the lfs filter."""
-    attributes = [head.split()[2] for head, _, path in _entries(repo, "ls-tree", treeish)
+    listing = repo.git("ls-tree", "-r", "-z", "--full-tree", treeish)
+    if ".gitattributes\0" not in listing:  # most trees: no parsing of 20,000 entries
+        return {}
+    attributes = [head.split()[2] for head, _, path in _entries(listing)
                   if PurePosixPath(path).name == ".gitattributes"]
     said = repo.read_objects(attributes, max_size=1 << 20)
     if not any(b"filter=lfs" in (obj.data or b"") for obj in said):
         return {}
-    small = [(path, parts[2]) for head, _, path in _entries(repo, "ls-tree -l", treeish)
+    sized = repo.git("ls-tree", "-l", "-r", "-z", "--full-tree", treeish)
+    small = [(path, parts[2]) for head, _, path in _entries(sized)
              if (parts := head.split())[3].isdigit() and int(parts[3]) <= MAX_POINTER]
     found = {}
     for (path, _), obj in zip(small, repo.read_objects([o for _, o in small],
@@ -42,10 +46,9 @@ def pointers(repo: Repo, treeish: str) -> dict[str, str]:
     return found
 
 
-def _entries(repo: Repo, how: str, treeish: str) -> list[tuple[str, str, str]]:
-    """(mode type oid [size], tab, path) of every blob in the tree, recursively."""
-    out = repo.git(*how.split(), "-r", "-z", "--full-tree", treeish)
-    return [e.partition("\t") for e in out.split("\0") if " blob " in e.partition("\t")[0]]
+def _entries(listing: str) -> list[tuple[str, str, str]]:
+    """(mode type oid [size], tab, path) of every blob in `ls-tree -r -z`'s output."""
+    return [e.partition("\t") for e in listing.split("\0") if " blob " in e.partition("\t")[0]]
 
 
 def object_path(lfs_dir: Path, oid: str) -> Path:

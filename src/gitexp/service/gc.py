@@ -5,7 +5,8 @@ A removed run loses its ref (`refs/experiments/<id>`), its local store data
 (`.git/gitexp/store/runs/<id>`), any leftover local checkout and its index row (with
 `rm --remote`, its ref and `exp/*` tag on the remote first). Its objects stay until git's own
 gc prunes them. Live runs are never removed: cancel them first. `gc` also frees the work
-directories (`.git/gitexp/work/<id>`) that dead agents left behind (`sweep_work`).
+directories (`.git/gitexp/work/<id>`) that dead agents left behind (`sweep_work`), and
+`gc --checkouts` the warm checkouts no run holds (`clear_checkouts`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from gitexp import faults
 from gitexp.errors import GitexpError
@@ -27,6 +29,7 @@ from gitexp.service import runs as service
 from gitexp.service.runs import Run
 from gitexp.service.sharing import PushReport
 from gitexp.service.where import pick, sort_keys
+from gitexp.worker import workspace
 
 NOT_SUCCEEDED = frozenset({"failed", "cancelled", "lost"})
 
@@ -216,6 +219,14 @@ def _refuse_live(repo: Repo, runs: list[Run], config: Config | None,
 
 def _status(runs: list[Run], run_id: str) -> str:
     return next(r.status for r in runs if r.id == run_id)
+
+
+def clear_checkouts(repo: Repo) -> list[Path]:
+    """Remove this machine's warm checkouts that no run holds (the local target's, and the
+    container targets' kept on this host): the ones removed."""
+    pools = sorted(repo.gitexp_dir.glob("warm*")) if repo.gitexp_dir.is_dir() else []
+    return [slot for pool in pools if pool.is_dir() and not pool.is_symlink()
+            for slot in workspace.Pool(pool, 0).clear()]
 
 
 def sweep_work(repo: Repo, runs: list[Run]) -> list[str]:

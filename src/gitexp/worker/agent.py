@@ -42,6 +42,7 @@ from gitexp.worker.guard import Guard
 CHUNK = 1 << 20  # streamed to the store in pieces of at most this: memory stays bounded
 KILL_GRACE = 5.0
 STORE_PATIENCE = 300.0  # s: how long a finished run waits for its store to come back
+MAX_WARM = 64  # warm checkouts a worker may keep (each a copy of the project's files)
 KEEP_UNSENT = 64 << 10  # bytes of an unsent log kept when the disk holding it is full
 
 
@@ -67,6 +68,8 @@ class Agent:
     _full: str | None = None  # why the spool could not be written (a full disk): run fails
     _store_full: bool = False  # the last send failed for want of space in the store
     _guard: Guard | None = None  # the job's guard (worker/guard.py), started ahead of it
+    warm: workspace.Pool | None = None  # the worker's warm checkouts, when it keeps some
+    _checkout: workspace.Checkout | None = None  # the one this run holds
 
     def key(self, name: str) -> str:
         return run_key(self.run_id, name)
@@ -125,7 +128,8 @@ class Agent:
         source = Path(self.code)
         if not source.exists():
             source = transport.fetch_code(self.code, self.snapshot, self.workdir.parent / "cache")
-        checkout = workspace.checkout(source, self.snapshot, self.workdir / "code")
+        self._checkout = self._take_checkout(source)
+        checkout = self._checkout.tree
         faults.point("agent.prepare")
         shown = run_git(["-C", str(checkout), "log", "-1", "--format=%P%n%B", self.snapshot])
         parents, _, message = shown.stdout.partition(b"\n")
@@ -142,6 +146,15 @@ class Agent:
             self.say("gitexp: pulling the data version")
             data.materialise(self.record, checkout, store=self.store, log=self.say)
         return checkout
+
+    def _take_checkout(self, source: Path) -> workspace.Checkout:
+        """A warm checkout when one is free (a kept work directory is always fresh)."""
+        if self.warm is not None and not os.environ.get("GITEXP_KEEP_WORKDIR"):
+            taken = self.warm.take(source, self.snapshot, say=self.say)
+            if taken is not None:
+                return taken
+        return workspace.Checkout(
+            tree=workspace.checkout(source, self.snapshot, self.workdir / "code"))
 
     def cancelled(self, started: float) -> Result:
         return Result(status="cancelled", started_at=started, ended_at=time.time(),
@@ -218,6 +231,8 @@ class Agent:
                                             start=False)
         if self._mailer is not None:
             self._mailer.finish(result)  # bounded, and never raises: mail never hurts a run
+        if self._checkout is not None:
+            self._checkout.release()
         if not os.environ.get("GITEXP_KEEP_WORKDIR"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -225,7 +240,9 @@ class Agent:
         """The disk filled: free the job's files first (they are what fills it, most often),
         so the log's tail and the result fit; a spool the store has no room for is given up
         (the store keeps the log up to there)."""
-        shutil.rmtree(self.workdir / "code", ignore_errors=True)
+        if self._checkout is not None:
+            with contextlib.suppress(OSError):
+                self._checkout.discard()
         self.say(f"gitexp: {full}: the run ends here")
         if not self.stream() and self._store_full:
             self._give_up_spool(full)
@@ -410,7 +427,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repo", type=Path)
     p.add_argument("--heartbeat", type=float, default=2.0)
     p.add_argument("--flush", type=float, default=0.5)
+    p.add_argument("--warm", type=int, default=0, help="keep up to N warm checkouts")
+    p.add_argument("--warm-dir", type=Path, help="where they are kept")
     a = p.parse_args(argv)
+    if not 0 <= a.warm <= MAX_WARM or (a.warm and a.warm_dir is None):
+        p.error(f"--warm takes 0 to {MAX_WARM}, and a --warm-dir")
     if a.sweep is not None:
         if a.slot is None or a.slot < 0 or not ids.is_valid_id(a.sweep) or a.run:
             p.error("a slot needs --sweep ID and --slot K (K >= 0), and no --run")
@@ -420,7 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     # Absolute: the job runs elsewhere and is told where to write its metrics.
     workdir = (a.workdir or Path.home() / ".cache" / "gitexp" / "work" / a.run).absolute()
     agent = Agent(store=open_store(a.store), run_id=a.run, snapshot=a.snapshot, code=a.code,
-                  workdir=workdir, repo=a.repo, heartbeat=a.heartbeat, flush=a.flush)
+                  workdir=workdir, repo=a.repo, heartbeat=a.heartbeat, flush=a.flush,
+                  warm=_pool(a))
     return agent.main()
 
 
@@ -430,6 +452,7 @@ def _slot(a: argparse.Namespace) -> int:
     (the other slots take what is left)."""
     root = (a.workdir or Path.home() / ".cache" / "gitexp" / "work").absolute()
     store = open_store(a.store)
+    pool = _pool(a)
     stop = threading.Event()
     current: list[Agent] = []
 
@@ -443,13 +466,17 @@ def _slot(a: argparse.Namespace) -> int:
     def run_one(run_id: str, snapshot: str) -> None:
         agent = Agent(store=store, run_id=run_id, snapshot=snapshot, code=a.code,
                       workdir=root / run_id, repo=a.repo, heartbeat=a.heartbeat, flush=a.flush,
-                      sweep=a.sweep)
+                      sweep=a.sweep, warm=pool)
         current[:] = [agent]
         if stop.is_set():
             agent._cancel.set()
         agent.run()
         current.clear()
     return slots.run_slot(store, a.sweep, a.slot, run_one, stop)
+
+
+def _pool(a: argparse.Namespace) -> workspace.Pool | None:
+    return workspace.Pool(a.warm_dir.expanduser().absolute(), a.warm) if a.warm else None
 
 
 if __name__ == "__main__":

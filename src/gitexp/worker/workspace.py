@@ -3,43 +3,246 @@
 The checkout is a git repository of its own (the job may call `git rev-parse HEAD`) that
 borrows objects from a source repository through `objects/info/alternates`: no copy of the
 history, and nothing written to the source.
+
+Warm checkouts. Writing every file of the project for each run, and deleting them all after,
+is what made a job wait (seconds on a 20,000-file tree). So a worker keeps a few checkouts
+(`Pool`: `<root>/<k>/`, k < size), and moves one to the next snapshot with git's one-tree
+reset, which rewrites only the files whose index entry differs from the snapshot or whose
+stat data changed since gitexp wrote them. What the previous job left is never trusted:
+
+- the index that drives the reset is gitexp's own (`<k>/index`, outside the tree), so flags
+  a job set in its `.git/index` (skip-worktree, assume-unchanged) change nothing;
+- the tree's `.git` is made anew each time (config, hooks, info/attributes, alternates: none
+  of the previous job's survives), with an empty template;
+- `git clean -ffdx` removes every file the snapshot does not have, ignored ones included;
+- a run holds its checkout under an exclusive `flock` (released by the kernel when the agent
+  dies): concurrent runs never share one, and take a fresh checkout when all are taken;
+- `<k>/ready` exists only between a verified update and the next one: a checkout whose
+  update was interrupted is rebuilt from scratch, never reused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import shutil
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from gitexp import faults
 from gitexp.errors import GitError, GitexpError
 from gitexp.git import Repo, format_of, init_options, lfs, run_git
 
+# Our own commands in a checkout never run a hook or an fsmonitor a job might have named.
+_SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
+         "-c", "advice.detachedHead=false"]
+
+
+@dataclass
+class Checkout:
+    """A checkout a run holds: `tree` is where the job runs. Warm ones go back to their
+    pool (`release`); a fresh one is the run's own and goes with its work directory."""
+    tree: Path
+    slot: Path | None = None  # the pool's <k>/ directory, when warm
+    _lock: int | None = None
+
+    @property
+    def warm(self) -> bool:
+        return self.slot is not None
+
+    def release(self) -> None:
+        """Give a warm checkout back, its job's leftovers removed now (they may be large
+        outputs) and again, with everything else, by the next run's update."""
+        if self._lock is None:
+            return
+        with contextlib.suppress(GitexpError, OSError):
+            _git(self.tree, "clean", "-ffdxq", index=_index(self.slot))
+        os.close(self._lock)
+        self._lock = None
+
+    def discard(self) -> None:
+        """Free the checkout's files now (a full disk): a warm one is rebuilt next time."""
+        if self.slot is not None:
+            (self.slot / "ready").unlink(missing_ok=True)
+        _remove(self.tree)
+
+
+class Pool:
+    """Up to `size` warm checkouts under `root`, one run at a time in each."""
+
+    def __init__(self, root: Path, size: int) -> None:
+        self.root = root
+        self.size = size
+
+    def take(self, objects_from: Path, snapshot: str, *,
+             say: Callable[[str], None]) -> Checkout | None:
+        """A warm checkout of `snapshot`, or None when every one is taken (or the pool
+        cannot be used here: then `say` tells why once)."""
+        if self.size <= 0:
+            return None
+        try:
+            _own_dir(self.root)
+        except OSError as exc:
+            say(f"gitexp: no warm checkout ({self.root}: {exc.strerror or exc}): "
+                "a fresh one")
+            return None
+        for k in range(self.size):
+            slot = self.root / str(k)
+            lock = _try_lock(slot)
+            if lock is None:
+                continue
+            try:
+                return Checkout(tree=_update(slot, objects_from, snapshot), slot=slot,
+                                _lock=lock)
+            except BaseException:
+                os.close(lock)
+                raise
+        return None
+
+    def clear(self) -> list[Path]:
+        """Remove every checkout no run holds (`git exp gc`); those removed."""
+        removed: list[Path] = []
+        if not self.root.is_dir():
+            return removed
+        for slot in sorted(p for p in self.root.iterdir() if p.name.isdigit()):
+            lock = _try_lock(slot)
+            if lock is None:
+                continue
+            try:
+                (slot / "ready").unlink(missing_ok=True)
+                _remove(slot / "tree")
+                (slot / "index").unlink(missing_ok=True)
+                removed.append(slot)
+            finally:
+                os.close(lock)
+        return removed
+
 
 def checkout(objects_from: Path, snapshot: str, dest: Path) -> Path:
-    """Check out `snapshot` into `dest` and verify that HEAD is exactly that commit."""
-    if dest.exists():
-        shutil.rmtree(dest)
+    """Check out `snapshot` into the fresh directory `dest`, HEAD verified."""
+    _remove(dest)
     dest.mkdir(parents=True)
-    # Alternates only work between repositories of one object format: the snapshot's.
-    run_git(["init", "-q", *init_options(format_of(snapshot)), str(dest)])
-    objects = objects_from / "objects" if (objects_from / "objects").is_dir() else objects_from
-    (dest / ".git" / "objects" / "info" / "alternates").write_text(f"{objects.resolve()}\n")
-    _lfs(objects_from, snapshot, dest)
-    # Hooks and filters of the user's repo are not run here: a plain checkout of the tree
-    # (git-lfs's filter aside, when the snapshot has LFS files: see _lfs).
-    proc = run_git(["-C", str(dest), "-c", "advice.detachedHead=false", "checkout", "-q",
-                    "--detach", snapshot], check=False)
-    if proc.returncode != 0:
-        raise GitexpError(f"cannot check out snapshot {snapshot[:12]}: "
-                          f"{proc.stderr.decode(errors='replace').strip()}")
-    verify(dest, snapshot)
+    _populate(dest, objects_from, snapshot, index=dest / ".git" / "index", clean=False)
     return dest
 
 
 def verify(dest: Path, snapshot: str) -> None:
-    head = run_git(["-C", str(dest), "rev-parse", "HEAD"]).stdout.decode().strip()
+    """HEAD is the snapshot: the file itself (detached, written by us just now)."""
+    head = (dest / ".git" / "HEAD").read_text(errors="replace").strip()
     if head != snapshot:
         raise GitexpError(f"checked-out commit {head[:12]} is not the snapshot {snapshot[:12]}",
                           hint="the code source is corrupted or tampered with")
+
+
+# -- the update ---------------------------------------------------------------------------------
+def _update(slot: Path, objects_from: Path, snapshot: str) -> Path:
+    tree, ready = slot / "tree", slot / "ready"
+    warm = ready.exists()
+    if not warm:  # never finished its last update (or new): from scratch
+        _remove(tree)
+        (slot / "index").unlink(missing_ok=True)
+    ready.unlink(missing_ok=True)
+    tree.mkdir(exist_ok=True)
+    try:
+        _populate(tree, objects_from, snapshot, index=_index(slot), clean=warm)
+    except GitexpError:
+        if not warm:
+            raise
+        # A tree a job left in a state git cannot reset (a directory made read-only...):
+        # once more from nothing, and that one's error is the run's.
+        _remove(tree)
+        (slot / "index").unlink(missing_ok=True)
+        tree.mkdir()
+        _populate(tree, objects_from, snapshot, index=_index(slot), clean=False)
+    ready.touch()
+    return tree
+
+
+def _populate(tree: Path, objects_from: Path, snapshot: str, *, index: Path,
+              clean: bool) -> None:
+    """Make `tree` exactly `snapshot`: a new `.git`, then the one-tree reset driven by
+    `index` (files it says are current are kept), then (`clean`: the tree was not empty)
+    every other file removed."""
+    git_dir = tree / ".git"
+    _remove(git_dir)
+    # Alternates only work between repositories of one object format: the snapshot's.
+    run_git(["init", "-q", "--template=", *init_options(format_of(snapshot)), str(tree)])
+    objects = objects_from / "objects" if (objects_from / "objects").is_dir() else objects_from
+    (git_dir / "objects" / "info").mkdir(parents=True, exist_ok=True)
+    (git_dir / "objects" / "info" / "alternates").write_text(f"{objects.resolve()}\n")
+    _lfs(objects_from, snapshot, tree)
+    steps = [["read-tree", "--reset", "-u", snapshot]] + ([["clean", "-ffdxq"]] if clean else [])
+    for step in steps:
+        try:
+            _git(tree, *step, index=index)
+        except GitexpError as exc:
+            raise GitexpError(f"cannot check out snapshot {snapshot[:12]}: {exc.message}") \
+                from None
+        faults.point("workspace.update")
+    if index != git_dir / "index":  # the job's git sees the same, current, index
+        shutil.copyfile(index, git_dir / "index")
+    # A tag's id (a forged record) would check out its commit: HEAD is then not it.
+    run_git(["-C", str(tree), *_SAFE, "update-ref", "--no-deref", "HEAD",
+             f"{snapshot}^{{commit}}"])
+    verify(tree, snapshot)
+
+
+def _git(tree: Path, *args: str, index: Path) -> None:
+    proc = run_git(["-C", str(tree), *_SAFE, *args], check=False,
+                   env={"GIT_INDEX_FILE": str(index)})
+    if proc.returncode != 0:
+        raise GitexpError(proc.stderr.decode(errors="replace").strip() or f"git {args[0]} failed")
+
+
+def _index(slot: Path | None) -> Path:
+    assert slot is not None
+    return slot / "index"
+
+
+def _try_lock(slot: Path) -> int | None:
+    """The slot's lock, held until closed (or the holder dies); None when another holds it."""
+    slot.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(slot / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _own_dir(root: Path) -> None:
+    """`root` as a directory of ours that no one else may write (it may be under a shared
+    /tmp on a cluster node): else PermissionError."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise PermissionError(1, "not a directory of this user's alone")
+
+
+def _remove(path: Path) -> None:
+    """Remove a file, symlink or tree, including directories a job made read-only."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+        return
+    if not path.exists():
+        return
+    with contextlib.suppress(OSError):
+        shutil.rmtree(path)
+        return
+    _writable(path)
+    shutil.rmtree(path)
+
+
+def _writable(tree: Path) -> None:
+    with contextlib.suppress(OSError):
+        tree.chmod(0o700)
+        for sub in tree.iterdir():  # never into a symlink, nor chmod through one
+            if sub.is_dir() and not sub.is_symlink():
+                _writable(sub)
 
 
 def _lfs(objects_from: Path, snapshot: str, dest: Path) -> None:
