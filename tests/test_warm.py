@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from gitexp.worker import workspace
 from tests.helpers import exp, git, wait_done
 
-SETTINGS = settings(max_examples=15, deadline=None,
+SETTINGS = settings(max_examples=10, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
 
