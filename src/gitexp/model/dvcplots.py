@@ -321,7 +321,7 @@ def _thinned(series: tuple[Series, ...]) -> tuple[Series, ...]:
     out = []
     for s in series:
         keep = max(2, len(s.x) * MAX_POINTS // total)
-        step = math.ceil(len(s.x) / keep)
+        step = max(1, math.ceil((len(s.x) - 1) / (keep - 1)))
         picked = [*range(0, len(s.x) - 1, step), len(s.x) - 1]
         out.append(Series(s.name, tuple(s.x[i] for i in picked), tuple(s.y[i] for i in picked),
                           tuple(s.n[i] for i in picked) if s.n else ()))

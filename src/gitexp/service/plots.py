@@ -124,8 +124,9 @@ def draw(repo: Repo, runs: list[Run], wanted: list[str] | None = None) -> Drawn:
     titles = {name: pid for pid, plots in found.by_id.items()
               for name in (pid, next(iter(plots.values())).title)}
     missing = [m for m in wanted or [] if m not in known and m not in titles]
+    why = "".join(f"; {run_id}: {msg}" for run_id, msg in found.problems.items())
     if missing:
-        raise GitexpError(f"no series or plot named {', '.join(missing)}",
+        raise GitexpError(f"no series or plot named {', '.join(missing)}{why}",
                           hint="known metrics: " + (", ".join(known) or "none") +
                           "; declared plots: " + (", ".join(found.by_id) or "none"))
     metrics = [m for m in wanted if m in known] if wanted else known[:6]
@@ -139,7 +140,6 @@ def draw(repo: Repo, runs: list[Run], wanted: list[str] | None = None) -> Drawn:
     files += [("plot-" + charts.image_name(f"{run_id}-{p.id}", p.suffix), p.image or b"")
               for run_id, p in images]
     if not files:
-        why = "".join(f"; {run_id}: {msg}" for run_id, msg in found.problems.items())
         raise GitexpError("nothing to plot in " + ", ".join(everything) + why,
                           hint="log series from the job: gitexp.log(step=i, loss=...), or "
                           "declare plots in dvc.yaml")
