@@ -11,7 +11,8 @@ from typing import Any
 
 from gitexp import charts, extras
 from gitexp.errors import GitexpError
-from gitexp.git import Repo
+from gitexp.git import Object, Repo
+from gitexp.git.writeback import RESULTS_DIR
 from gitexp.model import dvcplots
 from gitexp.model import metrics as metric_series
 from gitexp.model.runstate import RunState
@@ -42,10 +43,10 @@ def run_points(repo: Repo, run: Run) -> list[dict[str, Any]]:
     return metric_series.parse_series(data or b"")
 
 
-def run_plots(repo: Repo, run: Run) -> list[dvcplots.Plot]:
+def run_plots(repo: Repo, run: Run, index: Object | None = None) -> list[dvcplots.Plot]:
     """The plots the run's `dvc.yaml` declares, through the one decoder: from its results
-    commit once written back, else its store ([] when out of reach). PlotsError, one line,
-    when what is there is damaged or forged."""
+    commit once written back (`index`: its plots.json, if already read), else its store ([]
+    when out of reach). PlotsError, one line, when what is there is damaged or forged."""
     if not run.written_back:
         try:
             return RunState(store_of(repo, run), run.id).plots()
@@ -53,8 +54,9 @@ def run_plots(repo: Repo, run: Run) -> list[dvcplots.Plot]:
             raise
         except Exception:  # a store out of reach: no plots, not an error
             return []
-    base = f"{run.commit}:.gitexp-results/plots/"
-    (index,) = repo.read_objects([base + dvcplots.INDEX], max_size=dvcplots.MAX_INDEX)
+    base = _plots_dir(run)
+    if index is None:
+        (index,) = repo.read_objects([base + dvcplots.INDEX], max_size=dvcplots.MAX_INDEX)
     if index.type == "blob" and index.data is None:  # read_objects left a giant out
         raise dvcplots.PlotsError(f"declared plots are damaged: plots.json is over "
                                   f"{dvcplots.MAX_INDEX >> 20} MB")
@@ -63,6 +65,10 @@ def run_plots(repo: Repo, run: Run) -> list[dvcplots.Plot]:
         (obj,) = repo.read_objects([base + name], max_size=dvcplots.MAX_IMAGE)
         return obj.data if obj.type == "blob" else None
     return dvcplots.decode(index.data if index.type == "blob" else None, image)
+
+
+def _plots_dir(run: Run) -> str:
+    return f"{run.commit}:{RESULTS_DIR}/plots/"
 
 
 @dataclass
@@ -85,9 +91,13 @@ class Declared:
 
 def declared(repo: Repo, runs: list[Run]) -> Declared:
     found = Declared()
+    kept = [run for run in runs if run.written_back]  # their plots.json: one git process
+    indexes = dict(zip((run.id for run in kept), repo.read_objects(
+        [_plots_dir(run) + dvcplots.INDEX for run in kept], max_size=dvcplots.MAX_INDEX),
+        strict=True)) if kept else {}
     for run in runs:
         try:
-            plots = run_plots(repo, run)
+            plots = run_plots(repo, run, indexes.get(run.id))
         except dvcplots.PlotsError as exc:
             found.problems[run.id] = exc.message
             continue
