@@ -4,6 +4,7 @@ real dvclive): its metrics, plots, lock and outputs are the run's."""
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import re
@@ -129,6 +130,57 @@ def test_dvclive_series_are_plotted(pipe: Pipeline, tmp_path: Path) -> None:
                  cwd=pipe.root)
     steps = [p["step"] for line in series.splitlines() if "train.loss" in (p := json.loads(line))]
     assert steps == list(range(20))  # one point per epoch, as dvclive logged them
+
+
+def test_the_declared_roc_reaches_plot_report_and_mail_with_the_jobs_points(
+        pipe: Pipeline, tmp_path: Path) -> None:
+    """dvc.yaml's `ROC` (template simple, `y: {train.json: tpr, test.json: tpr}`) is no step
+    series: its points, as the job wrote them, are kept and drawn."""
+    from PIL import Image
+
+    from gitexp.notify.maildir import MaildirOutbox
+    from tests.test_notify_smtp import agent_done
+
+    # the job's own files: eval/ as the run recorded it, from the DVC remote
+    eval_hash = exp_json("show", pipe.a, cwd=pipe.root)["result"]["outputs"]["eval"]["hash"]
+    listing = {e["relpath"]: e["md5"] for e in json.loads(_dvc_object(pipe, eval_hash))}
+    ref = f"refs/experiments/{pipe.a}"
+    kept = json.loads(git("show", f"{ref}:.gitexp-results/plots/plots.json", cwd=pipe.root))
+    assert [p["id"] for p in kept["plots"]] == ["ROC"]  # dvclive's series stay series
+    [roc] = kept["plots"]
+    assert (roc["template"], roc["x_label"], roc["y_label"]) == ("simple", "fpr", "tpr")
+    for split, series in zip(("train", "test"), roc["series"], strict=True):
+        points = json.loads(_dvc_object(pipe, listing[f"plots/sklearn/roc/{split}.json"]))
+        assert series["name"] == f"{split}.json"
+        assert series["x"] == [p["fpr"] for p in points["roc"]]
+        assert series["y"] == [p["tpr"] for p in points["roc"]]
+
+    png = tmp_path / "roc.png"
+    proc = exp("plot", pipe.a, pipe.b, "-m", "ROC", "-o", str(png), cwd=pipe.root)
+    assert "ROC of 2 run(s)" in proc.stderr
+    image = Image.open(png)
+    assert image.info["Title"] == "ROC"
+    assert image.info["Description"] == f"gitexp: dvc.yaml plot ROC of {pipe.a}, {pipe.b}"
+
+    page = tmp_path / "page.html"
+    exp("report", pipe.a, pipe.b, "-o", str(page), cwd=pipe.root)
+    plots_part = page.read_text().split("<h2>Plots</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "<figcaption>ROC</figcaption>" in plots_part
+    assert plots_part.count("data:image/png;base64,") == 1  # both runs in one picture
+
+    agent_done(pipe.root, pipe.a)
+    mails = [m for m in MaildirOutbox(pipe.root / ".git/gitexp/outbox").messages()
+             if m["X-Gitexp-Run"] == pipe.a and m["X-Gitexp-Event"] == "succeeded"]
+    [mail] = mails
+    attached = {p.get_filename(): p.get_content() for p in mail.walk() if p.get_filename()}
+    assert {"plot-ROC.png", "train.loss.png"} <= set(attached)
+    assert Image.open(io.BytesIO(attached["plot-ROC.png"])).info["Title"] == "ROC"
+
+
+def _dvc_object(pipe: Pipeline, md5: str) -> bytes:
+    """An object of the pipeline's DVC remote (DVC 3's layout: files/md5/ab/cdef...)."""
+    remote = pipe.root.parent / "remote"
+    return (remote / "files" / "md5" / md5[:2] / md5[2:]).read_bytes()
 
 
 def test_the_results_commit_keeps_the_run_lock(pipe: Pipeline) -> None:

@@ -675,13 +675,21 @@ def built(argv: list[str]) -> None:
     note(f"gitexp: built {argv[argv.index('-t') + 1]} with {argv[0]}")
 
 
-def plotted(path: Path, drawn: list[str], runs: int, empty: list[str]) -> None:
+def plotted(paths: list[Path], drawn: list[str], runs: int, empty: list[str],
+            problems: dict[str, str]) -> None:
     err = console(stderr=True)
-    err.print(f"wrote {printable(str(path))}: {printable(', '.join(drawn))} of "
-              f"{runs - len(empty)} run(s)", markup=False, highlight=False)
+    where = printable(str(paths[0])) + (f" (and {len(paths) - 1} more beside it)"
+                                        if len(paths) > 1 else "")
+    err.print(f"wrote {where}: {printable(', '.join(drawn))} of {runs - len(empty)} run(s)",
+              markup=False, highlight=False)
+    for path in paths[1:]:
+        err.print(f"  {printable(str(path))}", markup=False, highlight=False)
     if empty:
-        err.print(f"no metric series in {printable(', '.join(empty))}: left out",
+        err.print(f"nothing to plot in {printable(', '.join(empty))}: left out",
                   markup=False, highlight=False)
+    for run_id, why in problems.items():
+        err.print(f"warning: {printable(run_id)}: {printable(why)}", markup=False,
+                  highlight=False)
 
 
 def wrote_report(path: Path, runs: int) -> None:

@@ -2,7 +2,8 @@
 
 The results commit's first parent is the snapshot and its tree is the snapshot's tree plus
 one directory, `.gitexp-results/`, so code diffs between runs stay clean. A DVC pipeline's
-`dvc.lock` and `dvc.yaml`, as the run left them, go to `.gitexp-results/dvc/`.
+`dvc.lock` and `dvc.yaml`, as the run left them, go to `.gitexp-results/dvc/`; the plots its
+`dvc.yaml` declares (`model.dvcplots`) to `.gitexp-results/plots/`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 
 from gitexp import faults
 from gitexp.git import Repo
+from gitexp.model import dvcplots
 from gitexp.model.ids import ref_for
 from gitexp.model.record import Result, RunRecord, encode_message
 from gitexp.model.runstate import RunState
@@ -36,10 +38,7 @@ def write_back(repo: Repo, record: RunRecord, result: Result, store: Store | Non
         series = store.read(run_key(record.id, "metrics.jsonl"))
         if series:
             files["metrics.jsonl"] = series
-        for key in store.list(f"runs/{record.id}/plots"):
-            blob = store.read(key)
-            if blob is not None:
-                files["plots/" + key.rsplit("/", 1)[-1]] = blob
+        files.update({f"plots/{name}": data for name, data in _plots(store, record).items()})
         # a DVC pipeline's dvc.lock (and dvc.yaml) as the run left them
         files.update({f"dvc/{name}": data
                       for name, data in RunState(store, record.id).pipeline().items()})
@@ -50,6 +49,15 @@ def write_back(repo: Repo, record: RunRecord, result: Result, store: Store | Non
         return commit  # the run's ref is gone (removed meanwhile): leave it gone
     repo.update_ref(ref, commit, record.snapshot, f"gitexp: {record.id} {result.status}")
     return repo.rev_parse(ref) or commit
+
+
+def _plots(store: Store, record: RunRecord) -> dict[str, bytes]:
+    """The declared plots the agent sent, decoded and encoded again: the results commit
+    holds only what the decoder accepts (a damaged or forged store's plots are left out)."""
+    try:
+        return dvcplots.encode(RunState(store, record.id).plots())
+    except dvcplots.PlotsError:  # a store out of reach is no reason to drop them: raised
+        return {}
 
 
 def _results_tree(repo: Repo, record: RunRecord, files: dict[str, bytes]) -> str:

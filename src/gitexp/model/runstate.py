@@ -11,6 +11,8 @@ run is doing, and of the rule that says when a silent run is lost.
                   `ls`/`show`/`watch` read this one small file, never the whole series
     dvc/dvc.lock, dvc/dvc.yaml   a DVC pipeline as the run left it (by the agent), for the
                   results commit: restoring the run's outputs restores its lock with them
+    plots/plots.json, plots/img-<k>.<ext>   the plots dvc.yaml declares (by the agent:
+                  `model.dvcplots`), for the results commit
 
 What a store holds is untrusted: it may be shared, stale, damaged or written by anyone with
 access to it. Every reader here validates and returns a typed value or None; nothing else
@@ -30,7 +32,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, TypeGuard
 
 from gitexp.errors import GitexpError
-from gitexp.model import metrics
+from gitexp.model import dvcplots, metrics
 from gitexp.model.checks import text_problem
 from gitexp.model.liveness import DEFAULT_INTERVAL, default_lost_after
 from gitexp.model.record import LIVE, Result, RunRecord
@@ -232,6 +234,20 @@ class RunState:
             if raw is not None and len(raw) <= MAX_PIPELINE:
                 found[name] = raw
         return found
+
+    # -- the plots dvc.yaml declares ---------------------------------------------------------
+    def set_plots(self, files: dict[str, bytes]) -> None:
+        """`dvcplots.encode`'s files; plots.json last, so a reader finds whole images."""
+        for name in sorted(files, key=lambda n: n == dvcplots.INDEX):
+            self.store.write(self.key(f"plots/{name}"), files[name])
+
+    def plots(self) -> list[dvcplots.Plot]:
+        """The declared plots the agent sent, decoded (`dvcplots.decode`: PlotsError when
+        damaged); [] when there are none."""
+        index = read_range(self.store, self.key(f"plots/{dvcplots.INDEX}"), 0,
+                           dvcplots.MAX_INDEX + 1)
+        return dvcplots.decode(index, lambda name: read_range(
+            self.store, self.key(f"plots/{name}"), 0, dvcplots.MAX_IMAGE + 1))
 
     # -- cancel ---------------------------------------------------------------------------
     def request_cancel(self) -> None:

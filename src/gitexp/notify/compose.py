@@ -19,6 +19,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any
 
+from gitexp.model.dvcplots import IMAGE_TYPES
 from gitexp.model.record import Result, RunRecord, format_duration
 from gitexp.notify.settings import NotifySettings
 
@@ -46,6 +47,8 @@ class Mail:
     log_tail: str = ""
     plots: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG
     no_plots: str = ""  # why there are series but no curves (and how to get them)
+    images: dict[str, bytes] = field(default_factory=dict)  # dvc.yaml's image plots, as is
+    left_out: list[str] = field(default_factory=list)  # images too large to attach
 
 
 MARKS = {"succeeded": "✓", "failed": "✗", "cancelled": "cancelled", "lost": "lost",
@@ -119,6 +122,13 @@ def compose(settings: NotifySettings, record: RunRecord, mail: Mail) -> EmailMes
         # listed as a file by every client.
         html_part.add_related(png, maintype="image", subtype="png", cid=f"<{name}>",
                               filename=name, disposition="inline")
+    for name, data in mail.images.items():
+        subtype = IMAGE_TYPES[posixpath.splitext(name)[1].lower()]
+        if subtype == "svg+xml":  # a file to open, never drawn inline: an SVG may hold script
+            msg.add_attachment(data, maintype="image", subtype=subtype, filename=name)
+        else:
+            html_part.add_related(data, maintype="image", subtype=subtype, cid=f"<{name}>",
+                                  filename=name, disposition="inline")
     return msg
 
 
@@ -182,6 +192,10 @@ def _text(record: RunRecord, mail: Mail) -> str:
     out += [f"{k.ljust(width)}  {v}" for k, v in facts(record, mail.result)]
     if mail.plots:
         out += ["", "curves attached: " + ", ".join(mail.plots)]
+    if mail.images:
+        out += ["", "images attached: " + ", ".join(mail.images)]
+    if mail.left_out:
+        out += ["", "not attached (too large for a mail): " + ", ".join(mail.left_out)]
     if mail.no_plots:
         out += ["", mail.no_plots]
     return "\n".join(out) + "\n"
@@ -194,7 +208,10 @@ def _html(record: RunRecord, mail: Mail) -> str:
         parts.append(f"<h3>last lines of the log</h3><pre style='background:#f6f8fa;"
                      f"padding:8px'>{e(mail.log_tail)}</pre>")
     parts += [f"<p><img src='cid:{e(name)}' alt='{e(name)}' width='640'></p>"
-              for name in mail.plots]
+              for name in [*mail.plots, *(n for n in mail.images if not n.endswith(".svg"))]]
+    if mail.left_out:
+        parts.append(f"<p><i>not attached (too large for a mail): "
+                     f"{e(', '.join(mail.left_out))}</i></p>")
     if mail.no_plots:
         parts.append(f"<p><i>{e(mail.no_plots)}</i></p>")
     if mail.metrics:

@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from gitexp import charts
-from gitexp.model import metrics
+from gitexp.model import dvcplots, metrics
 from gitexp.model.record import Result, RunRecord
 from gitexp.notify.compose import Mail, compose
 from gitexp.notify.compose import sweep_root as compose_root
@@ -17,6 +17,8 @@ from gitexp.notify.settings import NotifySettings
 from gitexp.printable import printable
 
 MAX_PLOTS = 4  # one PNG per metric; losses first
+MAX_DECLARED = 4  # the plots dvc.yaml declares, one PNG each (the final mail only)
+MAX_IMAGES_BYTES = 1 << 20  # declared images attached as they are, together at most this
 LOG_TAIL_LINES = 30
 LOG_TAIL_EVENTS = ("failed", "lost")
 NO_MATPLOTLIB = ("no curves: matplotlib is not installed where this mail was written; "
@@ -28,15 +30,19 @@ log = logging.getLogger("gitexp.notify")
 def build(settings: NotifySettings, record: RunRecord, *, event: str, seq: int,
           digest: list[dict[str, Any]], points: list[dict[str, Any]],
           result: Result | None, log_bytes: bytes = b"",
-          extra_metrics: dict[str, Any] | None = None) -> EmailMessage:
+          extra_metrics: dict[str, Any] | None = None,
+          declared: list[dvcplots.Plot] | None = None) -> EmailMessage:
     latest = {**metrics.final_of(points), **(extra_metrics or {})}
     if result is not None and result.metrics:
         latest = {**latest, **result.metrics}
     plots = curve_pngs(record.id, points)
+    drawn = declared_pngs(record.id, declared or [])
+    images, left_out = declared_images(declared or [])
     mail = Mail(event=event, seq=seq, digest=[_shown_point(p) for p in digest],
                 metrics=_shown_point(latest), result=_shown_result(result),
                 log_tail=tail(log_bytes) if event in LOG_TAIL_EVENTS else "",
-                plots=plots, no_plots=NO_MATPLOTLIB if points and not plots
+                plots={**plots, **drawn}, images=images, left_out=left_out,
+                no_plots=NO_MATPLOTLIB if (points or declared) and not plots and not drawn
                 and not charts.can_draw() else "")
     return compose(_shown_settings(settings), _shown_record(record), mail)
 
@@ -92,6 +98,35 @@ def curve_pngs(run_id: str, points: list[dict[str, Any]]) -> dict[str, bytes]:
             log.warning("gitexp: cannot draw %s: %s", metric, exc)
             break
     return out
+
+
+def declared_pngs(run_id: str, declared: list[dvcplots.Plot]) -> dict[str, bytes]:
+    """One PNG per plot dvc.yaml declares (the first MAX_DECLARED): `plot-<id>.png`."""
+    out: dict[str, bytes] = {}
+    for plot in [p for p in declared if p.template != dvcplots.IMAGE][:MAX_DECLARED]:
+        try:
+            out["plot-" + charts.file_name(printable(plot.id))] = charts.render_plot(
+                {run_id: plot})
+        except Exception as exc:  # a mail without a picture beats no mail
+            log.warning("gitexp: cannot draw %s: %s", printable(plot.id), exc)
+            break
+    return out
+
+
+def declared_images(declared: list[dvcplots.Plot]) -> tuple[dict[str, bytes], list[str]]:
+    """The declared images as they are (`<name>.<ext>`), while they fit MAX_IMAGES_BYTES
+    together; and the names of those that did not fit (the mail says so)."""
+    images: dict[str, bytes] = {}
+    left_out: list[str] = []
+    room = MAX_IMAGES_BYTES
+    for plot in (p for p in declared if p.image is not None):
+        name = charts.image_name(printable(plot.id), plot.suffix)
+        if plot.image is not None and len(plot.image) <= room:
+            images[name] = plot.image
+            room -= len(plot.image)
+        else:
+            left_out.append(printable(plot.id))
+    return images, left_out
 
 
 def tail(data: bytes, lines: int = LOG_TAIL_LINES) -> str:

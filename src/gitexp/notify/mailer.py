@@ -18,8 +18,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gitexp.model import metrics
+from gitexp.model import dvcplots, metrics
 from gitexp.model.record import Result, RunRecord
+from gitexp.model.runstate import RunState
 from gitexp.notify import Outbox, content, deliver, failed, policy, sender_for
 from gitexp.notify.maildir import MaildirOutbox, StoreOutbox
 from gitexp.notify.settings import NotifySettings, secrets_from
@@ -124,7 +125,9 @@ class RunMailer:
         message = content.build(self.settings, self.record, event=event, seq=seq,
                                 digest=self._mask(digest), points=points, result=result,
                                 log_bytes=_read_tail(self.log_path),
-                                extra_metrics=self._mask(extra))
+                                extra_metrics=self._mask(extra),
+                                declared=self._declared() if event in policy.TERMINAL_EVENTS
+                                else None)
         outcome = deliver(message, self.sender, self.outbox)
         log.info("gitexp: %s mail %s", event, outcome)
 
@@ -135,6 +138,15 @@ class RunMailer:
             points += [p for p in metrics.series_from_files(self.cwd)
                        if json.dumps(p, sort_keys=True) not in known]
         return points
+
+    def _declared(self) -> list[dvcplots.Plot]:
+        """The plots dvc.yaml declares, as the agent sent them (masked) to the store: the
+        final mail shows what the run keeps."""
+        try:
+            return RunState(self.store, self.record.id).plots()
+        except Exception:  # damaged, or the store is away: a mail without them
+            failed("the declared plots are left out of the mail")
+            return []
 
     def _mask(self, data: Any) -> Any:
         """`data` (metrics the job wrote itself: not yet masked) with secret values masked."""

@@ -1,8 +1,10 @@
 """`git exp report`: one self-contained, offline HTML page about runs.
 
 The page holds the runs table, the metric curves (one panel per metric, every run in its
-own colour, as inline base64 PNGs) and each run's record and result. No script, no external
-stylesheet, font or image: it opens from a mail attachment or a USB stick years later.
+own colour, as inline base64 PNGs), the plots the runs' dvc.yaml declares (one picture per
+plot with the runs overlaid; images as the job wrote them) and each run's record and
+result. No script, no external stylesheet, font or image: it opens from a mail attachment
+or a USB stick years later.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from gitexp.service import plots
 from gitexp.service.runs import Run
 
 MAX_PANELS = 8
+MAX_DECLARED = 16  # declared plots drawn; the rest are named
 
 STATUS_COLOUR = {"queued": "#777", "running": "#0a7ea4", "succeeded": "#1a7f37",
                  "failed": "#cf222e", "cancelled": "#9a6700", "lost": "#8250df"}
@@ -45,6 +48,7 @@ code { font: 12px ui-monospace, Menlo, Consolas, monospace; }
 .curves { display: grid; grid-template-columns: repeat(auto-fill, minmax(540px, 1fr));
           gap: 12px; }
 .curves img { width: 100%; border: 1px solid #eaeef2; }
+figure { margin: 0; } figcaption { color: #656d76; font-size: 12px; }
 details { margin: 6px 0; } summary { cursor: pointer; }
 pre { background: #f6f8fa; padding: 10px; overflow-x: auto; font-size: 12px; }
 """
@@ -66,6 +70,7 @@ def render(repo: Repo, runs: list[Run], *, title: str | None = None) -> str:
         f"{_e(time.strftime('%Y-%m-%d %H:%M'))} by gitexp</p>",
         "<h2>Runs</h2>", _table(runs, metric_names, colour),
         "<h2>Curves</h2>", _curves(by_run, colour),
+        *_declared(plots.declared(repo, runs)),
         "<h2>Records</h2>", *(_record(run) for run in runs),
         "</body></html>\n",
     ]
@@ -117,6 +122,40 @@ def _curves(by_run: dict[str, dict[str, charts.Curve]], colour: dict[str, str]) 
     more = (f"<p>{len(names) - MAX_PANELS} more metric(s) not drawn: "
             f"{_s(', '.join(names[MAX_PANELS:]))}</p>") if len(names) > MAX_PANELS else ""
     return f"<div class='curves'>{''.join(images)}</div>{more}"
+
+
+def _declared(found: plots.Declared) -> list[str]:
+    """The "Plots" section: each declared plot as a PNG, each image as it is; nothing when
+    no run declares any."""
+    if not found.by_id and not found.problems:
+        return []
+    figures = []
+    charted = list(found.charts().items())
+    for pid, by_run in charted[:MAX_DECLARED]:
+        first = next(iter(by_run.values()))
+        try:
+            png = charts.render_plot(by_run)
+        except ImportError:
+            lack = MissingExtraError("plots", "matplotlib")
+            figures.append(f"<p>{_s(lack.message)}: <code>{_s(lack.hint or '')}</code>.</p>")
+            break
+        figures.append(_figure(f"{first.title} ({pid})" if first.title != pid else pid,
+                               "image/png", png))
+    for run_id, plot in found.images()[:MAX_DECLARED]:
+        figures.append(_figure(f"{plot.title} — {run_id}", f"image/{plot.image_type}",
+                               plot.image or b""))
+    more = [pid for pid, _ in charted[MAX_DECLARED:]]
+    notes = [f"<p>{len(more)} more plot(s) not drawn: {_s(', '.join(more))}</p>"] if more else []
+    notes += [f"<p>plots of <code>{_e(run_id)}</code> left out: {_s(why)}</p>"
+              for run_id, why in found.problems.items()]
+    return ["<h2>Plots</h2>", f"<div class='curves'>{''.join(figures)}</div>", *notes]
+
+
+def _figure(caption: str, mime: str, data: bytes) -> str:
+    # An SVG in an <img> runs no script and loads nothing: safe where inline <svg> is not.
+    src = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    return (f"<figure><img alt='{_s(caption)}' src='{src}'>"
+            f"<figcaption>{_s(caption)}</figcaption></figure>")
 
 
 def _record(run: Run) -> str:

@@ -30,7 +30,7 @@ from typing import IO, Any
 from gitexp import METRICS_ENV, data, disk, faults, secrets
 from gitexp.errors import GitexpError
 from gitexp.git import GIT_LOCATION, Repo, run_git, writeback
-from gitexp.model import ids, metrics
+from gitexp.model import dvcplots, ids, metrics
 from gitexp.model.record import Result, RunRecord, decode_run
 from gitexp.model.runstate import JobPlace, RunState
 from gitexp.notify import mailer
@@ -192,6 +192,9 @@ class Agent:
         with self.spool("metrics.jsonl").open("a", encoding="utf-8") as spool:
             # dvclive's series (plots/metrics/*.tsv) travel and plot like gitexp.log's
             spool.writelines(json.dumps(p) + "\n" for p in metrics.series_from_files(cwd))
+        # the plots dvc.yaml declares that are no series (ROC, confusion, images), masked
+        plots = dvcplots.files_of(cwd, lambda b: secrets.redact_bytes(b, self._secrets))
+        self._patiently(lambda: self.state.set_plots(plots))
         self.stream()
         ended = time.time()
         series = metrics.parse_series(
