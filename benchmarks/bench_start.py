@@ -421,6 +421,9 @@ def main() -> None:
     a = p.parse_args()
     if a.files < 200 or a.runs < 1:
         p.error("--files must be >= 200 and --runs >= 1")
+    # SIGTERM (`timeout`, a CI runner) unwinds like Ctrl-C: the run in flight is cancelled,
+    # the sshd stopped and the temporary directories removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with contextlib.ExitStack() as stack:
         base = a.dir or Path(tempfile.mkdtemp(prefix="gitexp-bench-start-"))
         if a.dir is None:
