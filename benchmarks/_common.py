@@ -50,3 +50,13 @@ def ratio_line(name: str, value: float, reference: float, goal: float, unit: str
     verdict = "ok" if r <= goal else "OVER GOAL"
     return (f"{name}: {value:.4f}{unit} vs reference {reference:.4f}{unit} -> "
             f"ratio {r:.2f}x (goal <= {goal}x) {verdict}")
+
+
+def goal_line(name: str, value: float, goal: float, refs: dict[str, float],
+              unit: str = "s") -> str:
+    """`value` against an absolute goal, with its ratio to each reference measured alongside."""
+    verdict = "ok" if value <= goal else "OVER GOAL"
+    ratios = "; ".join(f"{value / ref:.2f}x {what} ({ref:.3f}{unit})"
+                       for what, ref in refs.items() if ref)
+    return f"{name}: {value:.3f}{unit} (goal <= {goal}{unit}) {verdict}" + \
+        (f"; {ratios}" if ratios else "")
