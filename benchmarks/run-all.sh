@@ -4,7 +4,7 @@
 # (it starts the single-node test cluster, as `make test` does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for bench in core transport dvc_overhead ls show_big hooks slurm; do
+for bench in core transport dvc_overhead ls show_big hooks agent slurm; do
     echo "== benchmarks/bench_${bench}.py"
     python "benchmarks/bench_${bench}.py"
     echo
