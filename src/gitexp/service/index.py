@@ -51,8 +51,8 @@ CREATE TABLE IF NOT EXISTS runs (
     row TEXT,          -- row.row_of(): what `ls` shows and filters on
     body TEXT,         -- the commit message; NULL: the commit is not a readable run
     own INTEGER,       -- sealed by this user (service/trust.py): launched here by them
-    json TEXT          -- the run as `ls --json` prints it (row.json_text); last, as the
-                       -- largest: the columns before it are read without its pages
+    json TEXT          -- the run as `ls --json` prints it (row.json_text), NULL till then;
+                       -- last, as the largest: the columns before it are read without it
 );
 CREATE INDEX IF NOT EXISTS runs_launched ON runs (launched_at);
 CREATE TABLE IF NOT EXISTS params (
@@ -107,7 +107,9 @@ def sync(repo: Repo) -> list[Entry]:
 
 
 # What a text from the file may hold: `json_text` escapes everything else (ensure_ascii), so
-# a text with more was not written by it, and is made again from the record.
+# a text with more was not written by it, and is made again from the record (as is a text
+# not made yet: the first `ls --json` makes them, so that `sync` and the table never pay the
+# pure-Python encoder `indent` takes).
 _SAFE = bytes([ord("\n"), *range(0x20, 0x7f)])
 
 
@@ -120,7 +122,7 @@ def _printable(text: object) -> bool:
 def listed(repo: Repo) -> list[Listed]:
     """Every readable run as `ls --json` prints it, in `sync`'s order: the texts the index
     keeps (no record decoded or encoded again), the unfinished runs' entries decoded."""
-    out = []
+    out, made = [], []
     for ref, commit, snapshot, own, launched, status, body, text in _current(
             repo, "launched_at", "status", "body", "json"):
         fits = _printable(text) and isinstance(launched, float | int)
@@ -133,10 +135,28 @@ def listed(repo: Repo) -> list[Listed]:
         live = entry if entry.result is None else None
         if fits:
             out.append(Listed(launched_at=launched, text=text, entry=live))
-        else:  # not as written: made again from the record
-            out.append(Listed(launched_at=entry.record.launched_at, entry=live, text=json_text(
-                as_json(entry.record, entry.result, commit, own=entry.own))))
+        else:  # not made yet, or not as written: made from the record
+            new = json_text(as_json(entry.record, entry.result, commit, own=entry.own))
+            out.append(Listed(launched_at=entry.record.launched_at, entry=live, text=new))
+            made.append((new, ref, commit))
+    if made:
+        _remember(repo, made)
     return out
+
+
+def _remember(repo: Repo, texts: list[tuple[str, str, str]]) -> None:
+    """Keep `listed`'s texts (text, ref, commit) in rows still at that commit; harmless if
+    the file is missing or busy."""
+    def write(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("UPDATE runs SET json = ? WHERE ref = ? AND commit_id = ?", texts)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    with contextlib.suppress(sqlite3.Error, OSError), _connect(repo) as db:
+        _retry(lambda: write(db))
 
 
 def rows(repo: Repo, *, summary: bool = False) -> list[dict[str, Any]]:
@@ -354,7 +374,7 @@ def _row(repo: Repo, ref: str, commit: str, run: DecodedRun | None,
     return (ref, commit, rec.id, rec.snapshot, rec.launched_at,
             res.status if res else None, rec.target, _argv_key(rec.argv), rec.cwd,
             _dumps({k: row[k] for k in SUMMARY}), _dumps(row), run.message, int(own),
-            json_text(as_json(rec, res, commit, own=own)))
+            None)  # json: made by the first `listed` that needs it
 
 
 def _dumps(data: Any) -> str:
