@@ -1,4 +1,5 @@
 """How fast is `git exp ls` at 10,000 runs, cold (no index) and warm, and beside `dvc exp show`?
+And `git exp ls --json` (every record and result whole) beside the table, in the same run.
 
     .venv/bin/python benchmarks/bench_ls.py [--runs 10000] [--dvc-runs 1000] [--keep DIR]
 
@@ -8,7 +9,7 @@ carrying `record.encode_message`), only thousands of times faster than launching
 DVC experiments are generated the same way: the commit `dvc exp run` makes (parent = the
 baseline, tree with the experiment's params.yaml, metrics.json and dvc.lock, message
 `dvc: commit experiment <hash>`) under `refs/exps/<sha[:2]>/<sha[2:]>/<name>`.
-Goals: warm <= 0.5 s, cold <= 3 s at 10,000 runs.
+Goals: warm <= 0.5 s, cold <= 3 s at 10,000 runs; `ls --json` warm within the table's goal.
 """
 
 from __future__ import annotations
@@ -173,17 +174,17 @@ def gen_gitexp(path: Path, base: str, n: int) -> float:
     return time.perf_counter() - start
 
 
-def time_ls(path: Path, repeats: int = 3) -> tuple[float, float, float, float]:
-    """Median wall and CPU seconds of `git exp ls`, cold (index deleted) and warm."""
+def time_ls(path: Path, *args: str, repeats: int = 3) -> tuple[float, float, float, float]:
+    """Median wall and CPU seconds of `git exp ls ARGS`, cold (index deleted) and warm."""
     cold, cold_cpu = [], []
     for _ in range(repeats):
         for extra in ("", "-wal", "-shm"):
             (path / f".git/gitexp/index.sqlite{extra}").unlink(missing_ok=True)
-        cold.append(timed(["git", "exp", "ls"], path))
+        cold.append(timed(["git", "exp", "ls", *args], path))
         cold_cpu.append(CPU[-1])
     warm, warm_cpu = [], []
     for _ in range(repeats):
-        warm.append(timed(["git", "exp", "ls"], path))
+        warm.append(timed(["git", "exp", "ls", *args], path))
         warm_cpu.append(CPU[-1])
     return (statistics.median(cold), statistics.median(warm), statistics.median(cold_cpu),
             statistics.median(warm_cpu))
@@ -209,6 +210,13 @@ def main() -> int:
         print(f"git exp ls @ {a.runs}: cold {cold:.3f}s (goal <= 3s)   "
               f"warm {warm:.3f}s (goal <= 0.5s)   [CPU: cold {cold_cpu:.3f}s, "
               f"warm {warm_cpu:.3f}s]")
+        printed = json.loads(sh("git", "exp", "ls", "--json", cwd=big))
+        assert len(printed) == a.runs, f"ls --json prints {len(printed)} runs, not {a.runs}"
+        j_cold, j_warm, j_cold_cpu, j_warm_cpu = time_ls(big, "--json")
+        print(f"git exp ls --json @ {a.runs}: cold {j_cold:.3f}s   warm {j_warm:.3f}s "
+              f"(goal <= 0.5s, the table's)   [CPU: cold {j_cold_cpu:.3f}s, "
+              f"warm {j_warm_cpu:.3f}s]   ratio to the table, warm: {j_warm / warm:.2f}x "
+              f"(CPU {j_warm_cpu / warm_cpu:.2f}x)")
         sh("git", "pack-refs", "--all", cwd=big)  # what `git gc` does to a repo's refs
         _, packed, _, packed_cpu = time_ls(big)
         print(f"git exp ls @ {a.runs}, refs packed: warm {packed:.3f}s [CPU {packed_cpu:.3f}s]")

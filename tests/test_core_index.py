@@ -6,6 +6,7 @@ Fast on purpose (see tests/test_core_inprocess.py): mutation testing relies on t
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -13,12 +14,18 @@ from typing import Any
 
 import pytest
 
+from gitexp.cli._app import print_json
+from gitexp.cli._render import as_json, print_json_list
 from gitexp.git import Repo
+from gitexp.git.config import Config
 from gitexp.model import ids
 from gitexp.model.record import Result, encode_message
-from gitexp.service import index, trust
+from gitexp.model.row import json_text
+from gitexp.service import index, runs, trust
 from gitexp.service.runs import Run
 from tests.test_core_inprocess import break_index_dir, commit_run, ok, record
+
+LAUNCHED_LATER = 1_800_000_000.0
 
 
 @pytest.fixture
@@ -98,6 +105,8 @@ def everything(repo: Repo) -> dict[str, Any]:
         "like": [(e.ref, e.record.snapshot, e.result)
                  for e in index.succeeded_like(repo, ["python", "train.py"], "")],
         "ids": sorted(index.run_ids(repo)),
+        "listed": sorted((item.text, item.launched_at, item.entry)
+                         for item in index.listed(repo)),
     }
 
 
@@ -154,7 +163,7 @@ def test_an_unreadable_ref_is_kept_as_such_in_the_file_and_read_again_once_it_mo
     db = sqlite3.connect(index.path_of(grepo))
     got = db.execute("SELECT * FROM runs WHERE ref = ?", (bad["garbled"],)).fetchall()
     garbled = grepo.rev_parse(bad["garbled"])
-    assert got == [(bad["garbled"], garbled, "bad-1", *([None] * 9), 0)]
+    assert got == [(bad["garbled"], garbled, "bad-1", *([None] * 9), 0, None)]
     assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 5  # not Not_An_Id
     # a readable run moved onto the ref: no longer unreadable, read anew
     fixed = commit_run(grepo, record("bad-1", grepo), ok(loss=1.0))
@@ -355,3 +364,63 @@ def test_a_write_that_fails_midway_is_undone_and_git_answers(grepo: Repo) -> Non
     new = commit_run(grepo, record("b-1", grepo), ok())
     assert sorted(e.commit for e in index.sync(grepo)) == sorted([old.commit, new.commit])
     assert sorted(e.commit for e in index.sync(grepo)) == sorted([old.commit, new.commit])
+
+
+def unmade(repo: Repo) -> int:
+    """Readable runs whose `ls --json` text the file does not hold yet."""
+    db = sqlite3.connect(index.path_of(repo))
+    try:
+        return int(db.execute("SELECT count(*) FROM runs WHERE body IS NOT NULL AND json IS NULL")
+                   .fetchone()[0])
+    finally:
+        db.close()
+
+
+def ls_json_slowly(repo: Repo) -> list[str]:
+    """`ls --json` as it was: every run decoded, then encoded for printing."""
+    return [json_text(as_json(run)) for run in runs.list_runs(repo, Config.load(repo))]
+
+
+def test_ls_json_prints_the_indexed_texts_and_they_are_what_decoding_every_run_prints(
+        grepo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    made = mixed_runs(grepo)
+    written_back(grepo, "later-1", ok(loss=0.25), launched_at=LAUNCHED_LATER)
+    bad_refs(grepo)
+    want = ls_json_slowly(grepo)
+    assert len(want) == len(made) + 1 and '"id": "later-1"' in want[0]  # newest first
+    index.sync(grepo)  # what the table does: no text made (the encoder is slow)
+    assert unmade(grepo) == len(made) + 1
+    assert runs.list_json(grepo, Config.load(grepo)) == want  # the texts are made
+    assert unmade(grepo) == 0
+    assert runs.list_json(grepo, Config.load(grepo)) == want  # ... and read back
+    # the very bytes `print_json` writes, none and many
+    for texts, data in (([], []), (want, [json.loads(t) for t in want])):
+        print_json_list(texts)
+        printed = capsys.readouterr().out
+        print_json(data)
+        assert printed == capsys.readouterr().out
+    # the unfinished run of ours is looked at, not printed as indexed
+    live = {item.entry.record.id for item in index.listed(grepo) if item.entry is not None}
+    assert live == {"live-1", "theirslive-1", "forged-1"}
+    break_index_dir(grepo)
+    assert runs.list_json(grepo, Config.load(grepo)) == want  # straight from git
+
+
+def test_a_text_in_the_file_that_json_text_could_not_have_written_is_made_again(
+        grepo: Repo) -> None:
+    """The file is a cache anyone with the repository can write: what `ls --json` prints
+    from it is plain ASCII JSON text, or made again from the record."""
+    for run_id in ("esc-1", "uni-1", "null-1", "when-1"):
+        written_back(grepo, run_id, ok(loss=0.5))
+    want = ls_json_slowly(grepo)
+    index.sync(grepo)
+    db = sqlite3.connect(index.path_of(grepo))
+    for run_id, sql, value in (
+            ("esc-1", "json = ?", '{"id": "\x1b]0;owned\x07"}'),
+            ("uni-1", "json = ?", '{"id": "\u202eevil"}'),
+            ("null-1", "json = ?", None),
+            ("when-1", "launched_at = ?", "yesterday")):
+        db.execute(f"UPDATE runs SET {sql} WHERE run_id = ?", (value, run_id))
+    db.commit()
+    db.close()
+    assert runs.list_json(grepo, Config.load(grepo)) == want

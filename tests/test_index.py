@@ -11,7 +11,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
-from tests.helpers import exp, exp_json, git, wait_done
+from tests.helpers import exp, exp_json, git, wait_done, wait_for
 
 SCRIPT = "import json, sys\njson.dump({'loss': float(sys.argv[1])}, open('metrics.json', 'w'))\n"
 
@@ -126,3 +126,20 @@ def test_ls_falls_back_to_git_when_the_index_cannot_be_opened(repo: Path) -> Non
     index_file(repo).mkdir()  # something in the way that sqlite cannot open
     assert listing(repo) == before
     assert "succeeded" in exp("ls", "--where", "loss>0.1", cwd=repo).stdout
+
+
+def test_ls_json_from_the_index_prints_what_the_runs_decoded_print(repo: Path) -> None:
+    """Every run (the texts the index keeps) and a selection (runs decoded, then encoded)
+    print the same bytes: the `--limit` that takes them all goes the other way."""
+    (repo / "train.py").write_text(SCRIPT)
+    for v in ("0.5", "0.25"):
+        wait_done(start(repo, v), repo)
+    live = exp("run", "-d", "--force", "--", "python", "-c", "import time; time.sleep(60)",
+               cwd=repo).stdout.strip()
+    wait_for(lambda: exp_json("ls", cwd=repo)[0]["status"] == "running",
+             what=f"{live} running")  # so its status holds still between two looks
+    for _ in range(2):  # the file made, then read
+        fast = exp("ls", "--json", cwd=repo).stdout
+        assert fast == exp("ls", "--json", "--limit", "99", cwd=repo).stdout
+    assert [r["status"] for r in json.loads(fast)][1:] == ["succeeded", "succeeded"]
+    exp("cancel", live, cwd=repo)

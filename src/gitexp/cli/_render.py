@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from gitexp.cli._app import console
 from gitexp.model import dvcyaml, ids
 from gitexp.model.record import format_duration
+from gitexp.model.row import as_json as json_of
+from gitexp.model.row import json_text
 from gitexp.printable import LIMIT, printable
 from gitexp.service import trust
 
@@ -72,12 +74,23 @@ def run_duration(run: Run) -> float | None:
 
 
 def as_json(run: Run) -> dict[str, Any]:
-    return {
-        "id": run.id, "status": run.status, "commit": run.commit,
-        "snapshot": run.record.snapshot, "record": run.record.to_dict(),
-        "result": run.result.to_dict() if run.result else None,
-        "own": run.own,  # launched by you here (sealed); else someone else's, fetched
-    }
+    return json_of(run.record, run.result, run.commit, own=run.own)
+
+
+def json_texts(runs: Iterable[Run]) -> list[str]:
+    """Each run as `ls --json` prints it (`print_json_list`)."""
+    return [json_text(as_json(run)) for run in runs]
+
+
+def print_json_list(texts: list[str]) -> None:
+    """`print_json` of a list whose items are already `row.json_text`s: the very same text
+    (inside the list each item is indented two more; a newline in a JSON text is always
+    between tokens, never inside a string)."""
+    if not texts:
+        sys.stdout.write("[]\n")
+        return
+    sys.stdout.write("[\n  " + ",\n  ".join(t.replace("\n", "\n  ") for t in texts)
+                     + "\n]\n")
 
 
 def note(line: str) -> None:

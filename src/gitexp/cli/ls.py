@@ -13,9 +13,8 @@ from gitexp.cli._app import (
     WHERE_OPTION,
     app,
     open_repo,
-    print_json,
 )
-from gitexp.service import index
+from gitexp.service import index, runs
 from gitexp.service import where as w
 
 
@@ -42,10 +41,12 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     split = [c.strip() for c in (columns or "").split(",") if c.strip()]
     query = w.Query(status=w.words(status), target=w.words(target), where=where, sort=sort,
                     limit=limit, columns=tuple(split), sweep=sweep)
-    if as_json:  # the runs themselves, live ones as just seen
-        found = w.runs_of(repo, config, query)
+    if as_json:  # the runs themselves, live ones as just seen; all: the index's texts
+        everything = not (query.filters() or query.sort or query.limit is not None)
+        texts = runs.list_json(repo, config) if everything else \
+            r.json_texts(w.runs_of(repo, config, query))
         r.unreadable(index.unreadable(repo))
-        print_json([r.as_json(run) for run in found])
+        r.print_json_list(texts)
         return 0
     rows = w.listing(repo, config, query)
     r.unreadable(index.unreadable(repo))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from typing import Any
 
@@ -41,3 +42,20 @@ def row_of(record: RunRecord, result: Result | None, commit: str = "", *,
         "params": {**from_argv(record.argv), **record.params},  # files: `add_file_params`
         "written_back": result is not None, "own": own, "launched_from": record.launched_from,
     }
+
+
+def as_json(record: RunRecord, result: Result | None, commit: str, *,
+            own: bool = False) -> dict[str, Any]:
+    """A run as `ls --json` and `show --json` print it: the record and result whole."""
+    return {
+        "id": record.id, "status": result.status if result else "queued", "commit": commit,
+        "snapshot": record.snapshot, "record": record.to_dict(),
+        "result": result.to_dict() if result else None,
+        "own": own,  # launched by you here (sealed); else someone else's, fetched
+    }
+
+
+def json_text(data: Any) -> str:
+    """`data` as `--json` prints it (`cli._app.print_json`): the index keeps each run's text
+    so that `ls --json` at 10,000 runs neither decodes nor encodes them again."""
+    return json.dumps(data, indent=2, sort_keys=True, default=str)

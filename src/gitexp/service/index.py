@@ -25,13 +25,13 @@ from gitexp.errors import GitexpError
 from gitexp.git import Commit, Repo
 from gitexp.model import ids
 from gitexp.model.record import MAX_MESSAGE, DecodedRun, Result, RunRecord, decode_run
-from gitexp.model.row import SUMMARY, row_of
+from gitexp.model.row import SUMMARY, as_json, json_text, row_of
 from gitexp.service import trust
 
 FILE = "index.sqlite"
 # bump when the table changes (3: records type-checked; 4: one decoder, `body` the whole
-# message; 5: fields' contents checked, `own`): an older file is rebuilt
-VERSION = 5
+# message; 5: fields' contents checked, `own`; 6: `json`): an older file is rebuilt
+VERSION = 6
 MAX_COMMIT = MAX_MESSAGE + (64 << 10)  # the message, and a header of parents and signature
 BUSY_MS = 5000
 RETRIES = 5
@@ -50,7 +50,9 @@ CREATE TABLE IF NOT EXISTS runs (
     summary TEXT,      -- the part of `row` plain `ls` shows: the cheapest to decode
     row TEXT,          -- row.row_of(): what `ls` shows and filters on
     body TEXT,         -- the commit message; NULL: the commit is not a readable run
-    own INTEGER        -- sealed by this user (service/trust.py): launched here by them
+    own INTEGER,       -- sealed by this user (service/trust.py): launched here by them
+    json TEXT          -- the run as `ls --json` prints it (row.json_text), NULL till then;
+                       -- last, as the largest: the columns before it are read without it
 );
 CREATE INDEX IF NOT EXISTS runs_launched ON runs (launched_at);
 CREATE TABLE IF NOT EXISTS params (
@@ -76,6 +78,15 @@ class Entry:
         return self.result is not None
 
 
+@dataclass(frozen=True)
+class Listed:
+    """One run for `ls --json`: its text as printed, and, for an unfinished run, its entry
+    (a look at its store may change what is printed)."""
+    launched_at: float
+    text: str
+    entry: Entry | None
+
+
 def path_of(repo: Repo) -> Path:
     return repo.gitexp_dir / FILE
 
@@ -95,6 +106,59 @@ def sync(repo: Repo) -> list[Entry]:
     return out
 
 
+# What a text from the file may hold: `json_text` escapes everything else (ensure_ascii), so
+# a text with more was not written by it, and is made again from the record (as is a text
+# not made yet: the first `ls --json` makes them, so that `sync` and the table never pay the
+# pure-Python encoder `indent` takes).
+_SAFE = bytes([ord("\n"), *range(0x20, 0x7f)])
+
+
+def _printable(text: object) -> bool:
+    # bytes.translate, not a regex: 13 ms for 10,000 texts against 90
+    return isinstance(text, str) and text.isascii() and \
+        not text.encode().translate(None, _SAFE)
+
+
+def listed(repo: Repo) -> list[Listed]:
+    """Every readable run as `ls --json` prints it, in `sync`'s order: the texts the index
+    keeps (no record decoded or encoded again), the unfinished runs' entries decoded."""
+    out, made = [], []
+    for ref, commit, snapshot, own, launched, status, body, text in _current(
+            repo, "launched_at", "status", "body", "json"):
+        fits = _printable(text) and isinstance(launched, float | int)
+        if status is not None and fits:  # written back: nothing to look at
+            out.append(Listed(launched_at=launched, text=text, entry=None))
+            continue
+        entry = _decode(ref, commit, snapshot, body, own=bool(own))
+        if entry is None:  # as `sync` leaves it out
+            continue
+        live = entry if entry.result is None else None
+        if fits:
+            out.append(Listed(launched_at=launched, text=text, entry=live))
+        else:  # not made yet, or not as written: made from the record
+            new = json_text(as_json(entry.record, entry.result, commit, own=entry.own))
+            out.append(Listed(launched_at=entry.record.launched_at, entry=live, text=new))
+            made.append((new, ref, commit))
+    if made:
+        _remember(repo, made)
+    return out
+
+
+def _remember(repo: Repo, texts: list[tuple[str, str, str]]) -> None:
+    """Keep `listed`'s texts (text, ref, commit) in rows still at that commit; harmless if
+    the file is missing or busy."""
+    def write(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("UPDATE runs SET json = ? WHERE ref = ? AND commit_id = ?", texts)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    with contextlib.suppress(sqlite3.Error, OSError), _connect(repo) as db:
+        _retry(lambda: write(db))
+
+
 def rows(repo: Repo, *, summary: bool = False) -> list[dict[str, Any]]:
     """`row.row_of` of every readable run, without decoding whole records (fast `ls`);
     with `summary`, only the fields in `row.SUMMARY` (faster still)."""
@@ -103,17 +167,15 @@ def rows(repo: Repo, *, summary: bool = False) -> list[dict[str, Any]]:
     return found
 
 
-def _current(repo: Repo, column: str) -> list[tuple[str, str, str, int, str]]:
-    """(ref, commit, snapshot, own, <column>) of every readable run, the index brought up to
-    date."""
+def _current(repo: Repo, *columns: str) -> list[tuple[Any, ...]]:
+    """(ref, commit, snapshot, own, <columns>...) of every readable run, the index brought up
+    to date."""
     heads = _ref_heads(repo)
     try:
         with _connect(repo) as db:
-            return _sync(repo, db, heads, column)
+            return _sync(repo, db, heads, columns)
     except (sqlite3.Error, OSError):  # no usable file: straight from git
-        at = _COLUMNS.index(column)
-        return [(r[0], r[1], r[3], r[-1], r[at]) for r in _rows(repo, heads)
-                if r[_BODY] is not None]
+        return _picked(_rows(repo, heads), columns)
 
 
 def unreadable(repo: Repo) -> list[str]:
@@ -131,7 +193,7 @@ def unreadable(repo: Repo) -> list[str]:
         return sorted(bad)
     try:
         with _connect(repo) as db:
-            _sync(repo, db, heads, "commit_id")  # next to free: `ls` has just synced
+            _sync(repo, db, heads, ())  # next to free: `ls` has just synced
             rows = db.execute("SELECT ref, commit_id FROM runs WHERE body IS NULL").fetchall()
         bad += [ref for ref, commit in rows if heads.get(ref) == commit]
     except (sqlite3.Error, OSError):
@@ -153,7 +215,7 @@ def succeeded_like(repo: Repo, argv: list[str], cwd: str) -> list[Entry]:
     heads = _ref_heads(repo)
     try:
         with _connect(repo) as db:
-            _sync(repo, db, heads, "commit_id")
+            _sync(repo, db, heads, ())
             found = db.execute(
                 "SELECT ref, commit_id, snapshot, body FROM runs WHERE status = 'succeeded' "
                 "AND argv = ? AND cwd = ?", (_argv_key(argv), cwd)).fetchall()
@@ -237,15 +299,25 @@ def _retry(fn: Any) -> Any:
 
 
 _COLUMNS = ("ref", "commit_id", "run_id", "snapshot", "launched_at", "status", "target",
-            "argv", "cwd", "summary", "row", "body", "own")
+            "argv", "cwd", "summary", "row", "body", "own", "json")
 _BODY = _COLUMNS.index("body")
+_OWN = _COLUMNS.index("own")
+
+
+def _picked(made: list[tuple[Any, ...]], columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    """(ref, commit, snapshot, own, <columns>...) of the readable ones of rows `_rows` made."""
+    at = [_COLUMNS.index(c) for c in columns]
+    return [(r[0], r[1], r[3], r[_OWN], *(r[i] for i in at)) for r in made
+            if r[_BODY] is not None]
 
 
 def _sync(repo: Repo, db: sqlite3.Connection, heads: dict[str, str],
-          column: str) -> list[tuple[str, str, str, int, str]]:
-    if column not in _COLUMNS:  # it goes into the SQL text below
-        raise ValueError(f"no column {column!r}")
-    rows = db.execute(f"SELECT ref, commit_id, snapshot, own, {column} FROM runs").fetchall()  # noqa: S608
+          columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    unknown = [c for c in columns if c not in _COLUMNS]  # they go into the SQL text below
+    if unknown:
+        raise ValueError(f"no column {unknown[0]!r}")
+    rows = db.execute(f"SELECT {', '.join(('ref', 'commit_id', 'snapshot', 'own', *columns))} "  # noqa: S608
+                      "FROM runs").fetchall()
     known = {ref: commit for ref, commit, *_ in rows}
     changed = {ref: c for ref, c in heads.items() if known.get(ref) != c}
     gone = [ref for ref in known if ref not in heads]
@@ -255,17 +327,16 @@ def _sync(repo: Repo, db: sqlite3.Connection, heads: dict[str, str],
             db.execute("BEGIN IMMEDIATE")
             try:
                 db.executemany("DELETE FROM runs WHERE ref = ?", [(r,) for r in gone])
-                db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                made)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
         _retry(write)
-    at = _COLUMNS.index(column)
-    out = [(r[0], r[1], r[3], r[-1], r[at]) for r in made if r[_BODY] is not None]
-    out += [(ref, commit, snap, own, value) for ref, commit, snap, own, value in rows
-            if value is not None and heads.get(ref) == commit]
+    out = _picked(made, columns)
+    # a readable run has a snapshot; an unreadable one, only its ref, commit and id
+    out += [row for row in rows if row[2] is not None and heads.get(row[0]) == row[1]]
     return out
 
 
@@ -296,13 +367,14 @@ def _rows(repo: Repo, heads: dict[str, str]) -> list[tuple[Any, ...]]:
 def _row(repo: Repo, ref: str, commit: str, run: DecodedRun | None,
          trees: dict[str, str]) -> tuple[Any, ...]:
     if run is None:
-        return (ref, commit, ids.id_from_ref(ref) or "", *([None] * 9), 0)
+        return (ref, commit, ids.id_from_ref(ref) or "", *([None] * 9), 0, None)
     rec, res = run.record, run.result
     own = bool(rec.seal) and trust.sealed(repo, run, trees.get(rec.snapshot, ""))
     row = row_of(rec, res, commit, own=own)
     return (ref, commit, rec.id, rec.snapshot, rec.launched_at,
             res.status if res else None, rec.target, _argv_key(rec.argv), rec.cwd,
-            _dumps({k: row[k] for k in SUMMARY}), _dumps(row), run.message, int(own))
+            _dumps({k: row[k] for k in SUMMARY}), _dumps(row), run.message, int(own),
+            None)  # json: made by the first `listed` that needs it
 
 
 def _dumps(data: Any) -> str:

@@ -24,6 +24,7 @@ from gitexp.git.config import Config
 from gitexp.git.writeback import MAX_LOG_IN_GIT, RESULTS_DIR, write_back
 from gitexp.model import ids, metrics
 from gitexp.model.record import LIVE, Result, RunRecord, decode_run
+from gitexp.model.row import as_json, json_text
 from gitexp.model.runstate import (
     LAUNCH_TIMEOUT,
     ForeignResultError,
@@ -102,6 +103,21 @@ def list_runs(repo: Repo, config: Config | None = None, *, refresh: bool = True)
         runs = _observe_all(repo, config or Config.load(repo), runs)
     runs.sort(key=lambda r: r.record.launched_at, reverse=True)
     return runs
+
+
+def list_json(repo: Repo, config: Config) -> list[str]:
+    """`list_runs`, each run as `ls --json` prints it (`row.json_text`): the texts the index
+    keeps for runs written back (10,000 of them are not decoded and encoded again, which
+    took seconds), the unfinished ones looked at as `list_runs` does. Same runs, same order."""
+    found = index.listed(repo)
+    texts = [item.text for item in found]
+    live = [(i, item.entry) for i, item in enumerate(found) if item.entry is not None]
+    seen = _observe_all(repo, config, [Run(record=e.record, result=e.result, commit=e.commit,
+                                           written_back=False, own=e.own) for _, e in live])
+    for (i, _), run in zip(live, seen, strict=True):
+        texts[i] = json_text(as_json(run.record, run.result, run.commit, own=run.own))
+    order = sorted(range(len(found)), key=lambda i: found[i].launched_at, reverse=True)
+    return [texts[i] for i in order]
 
 
 def _observe_all(repo: Repo, config: Config, runs: list[Run]) -> list[Run]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ class FileStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.url = root.as_uri()
+        self._real: tuple[tuple[int, int], str] | None = None  # `_real_root`'s memory
 
     @classmethod
     def from_url(cls, url: str) -> FileStore:
@@ -35,10 +37,55 @@ class FileStore:
 
     def _path(self, key: str) -> Path:
         # Keys are ours, but a corrupted or hostile record must still not escape the root.
+        plain = self._plain(key)
+        if plain is not None:
+            return plain
         path = (self.root / key).resolve()
         if not path.is_relative_to(self.root.resolve()):
             raise StoreError(f"store key escapes the store: {key!r}")
         return path
+
+    def _plain(self, key: str) -> Path | None:
+        """What `_path` resolves `key` to when it is plain names with no symlink on the way
+        (None: let `resolve` say), for a few syscalls: an agent calls `_path` several times
+        a second while its job runs, and `resolve` takes one `lstat` per component of the
+        whole path, in Python (it was most of the agent's CPU)."""
+        root = self._real_root()
+        names = key.split("/")
+        if root is None or any(n in ("", ".", "..") for n in names):
+            return None
+        path, exists = root, True
+        for name in names:
+            path = os.path.join(path, name)  # noqa: PTH118 - strings: no Path per name
+            if exists:  # below a name that is not there, nothing is: no link either
+                try:
+                    if stat.S_ISLNK(os.lstat(path).st_mode):
+                        return None
+                except FileNotFoundError:
+                    exists = False
+                except (OSError, ValueError):  # not a directory, a NUL byte...
+                    return None
+        return Path(path)
+
+    def _real_root(self) -> str | None:
+        """The root with its symlinks resolved, remembered while both the root and what it
+        resolved to are still that same directory (a link repointed or a directory moved
+        is resolved again)."""
+        try:
+            here = os.stat(self.root)  # noqa: PTH116 - as cheap as it gets, see above
+            known = self._real
+            if known is not None and known[0] == (here.st_dev, here.st_ino):
+                there = os.stat(known[1])  # noqa: PTH116
+                if (there.st_dev, there.st_ino) == known[0]:
+                    return known[1]
+            real = os.path.realpath(self.root)
+            there = os.stat(real)  # noqa: PTH116
+        except (OSError, ValueError):
+            return None
+        if (there.st_dev, there.st_ino) != (here.st_dev, here.st_ino):
+            return None  # changing as we look
+        self._real = ((here.st_dev, here.st_ino), real)  # one assignment: threads share it
+        return real
 
     def read(self, key: str, *, offset: int = 0) -> bytes | None:
         try:
@@ -95,8 +142,12 @@ class FileStore:
     def append(self, key: str, data: bytes) -> None:
         path = self._path(key)
         with disk.writing(path):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+            try:  # the directory is there but for the first append: no mkdir each time
+                fd = os.open(path, flags, 0o644)
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, flags, 0o644)
             try:
                 start = os.lseek(fd, 0, os.SEEK_END)
                 try:

@@ -44,6 +44,9 @@ KILL_GRACE = 5.0
 STORE_PATIENCE = 300.0  # s: how long a finished run waits for its store to come back
 MAX_WARM = 64  # warm checkouts a worker may keep (each a copy of the project's files)
 KEEP_UNSENT = 64 << 10  # bytes of an unsent log kept when the disk holding it is full
+# s between two looks for a cancel request in the store while the job runs (a SIGTERM, how
+# a single run's cancel comes, is seen at once): the store need not be asked at every flush
+CANCEL_POLL = 0.5
 
 
 @dataclass
@@ -70,6 +73,7 @@ class Agent:
     _guard: Guard | None = None  # the job's guard (worker/guard.py), started ahead of it
     warm: workspace.Pool | None = None  # the worker's warm checkouts, when it keeps some
     _checkout: workspace.Checkout | None = None  # the one this run holds
+    _cancel_asked: float = -math.inf  # time.monotonic() of the last look for a request
 
     def key(self, name: str) -> str:
         return run_key(self.run_id, name)
@@ -182,7 +186,7 @@ class Agent:
         reader.start()
         cancelled = False
         while proc.poll() is None:
-            if self._cancel.wait(self.flush) or self._cancel_requested():
+            if self._cancel.wait(self.flush) or self._cancel_due():
                 cancelled = True
                 _terminate(proc, job, self._guard)
                 break
@@ -318,6 +322,8 @@ class Agent:
         for name in ("log", "metrics.jsonl"):
             path = self.spool(name)
             offset = self._offsets.get(name, 0)
+            if _size(path) == offset:  # nothing new: not even an open (every flush, per file)
+                continue
             with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
                 f.seek(offset)
                 while chunk := f.read(CHUNK):
@@ -369,6 +375,14 @@ class Agent:
             faults.point("agent.heartbeat")
             self._cancel.wait(self.heartbeat)
 
+    def _cancel_due(self) -> bool:
+        """`_cancel_requested`, the store asked at most every CANCEL_POLL seconds."""
+        now = time.monotonic()
+        if not self._full and now - self._cancel_asked < CANCEL_POLL:
+            return False
+        self._cancel_asked = now
+        return self._cancel_requested()
+
     def _cancel_requested(self) -> bool:
         if self._full:  # the log cannot be kept: the job stops, and `finish` says why
             return True
@@ -386,6 +400,13 @@ def _why(exc: GitexpError | OSError) -> tuple[str, str | None]:
             return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""), None
         exc = full
     return exc.message, exc.hint
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _warn(text: str) -> None:
