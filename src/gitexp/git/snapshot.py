@@ -6,6 +6,10 @@ write-tree` would give on a copy of the index: tracked changes, deletions and un
 files that git does not ignore - except untracked files that usually hold credentials
 (`.env`, `*.pem`, `id_rsa`, ...: `secrets.SECRET_FILES`), which stay behind. A tracked one
 ships (git already has it) and is named in `Snapshot.secret_files`, for a warning.
+
+The work tree is walked once (`changes`: one `ls-files`, which the launch's preflight also
+reads for the snapshot's budget); only the paths it lists are hashed into the private index
+(`update-index`), the rest keeps the index's entries, as `add -A` would.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 
 from gitexp import faults
 from gitexp.git import Repo
-from gitexp.secrets import SECRET_FILES
+from gitexp.secrets import SECRET_FILES, secret_like_file
 
 STALE_TEMP_SECONDS = 3600
 
@@ -31,6 +35,26 @@ class Snapshot:
     tree: str
     base: str | None  # HEAD at the time; None in a repo with no commits yet
     secret_files: tuple[str, ...] = ()  # tracked credential-like files it ships (warn!)
+    lfs: bool = False  # a .gitattributes in it names the lfs filter (`lfs.check_launch`)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What `git add -A` would stage, from one walk of the work tree: untracked files git
+    does not ignore, and tracked files changed or deleted; each (path, untracked). A path
+    ending in `/` is a git repository inside the work tree (ls-files' way to show one)."""
+
+    entries: tuple[tuple[str, bool], ...]
+
+    @property
+    def nested(self) -> list[str]:
+        return [name for name, _ in self.entries if name.endswith("/")]
+
+
+def changes(repo: Repo) -> Changes:
+    """The one walk of the work tree a launch makes (`?` untracked, `C` changed)."""
+    out = repo.git("ls-files", "--others", "--modified", "--exclude-standard", "-t", "-z")
+    return Changes(tuple((raw[2:], raw[:1] == "?") for raw in out.split("\0") if raw))
 
 
 @contextlib.contextmanager
@@ -57,30 +81,44 @@ def private_index(repo: Repo) -> Iterator[dict[str, str]]:
         Path(str(tmp) + ".lock").unlink(missing_ok=True)
 
 
-def take(repo: Repo) -> Snapshot:
-    """Write the work tree's tree object. Objects only: no ref, index or file changes."""
+def take(repo: Repo, listed: Changes | None = None) -> Snapshot:
+    """Write the work tree's tree object. Objects only: no ref, index or file changes.
+    `listed`: the work tree's `changes`, when the caller has just listed them."""
     base = repo.head()
+    listed = changes(repo) if listed is None else listed
+    # Untracked credential-like files stay behind; a tracked one is updated like any file.
+    # Tracked paths first: a file that became a directory leaves before its files come in.
+    paths = [name.rstrip("/") for name, untracked in sorted(listed.entries, key=lambda e: e[1])
+             if not (untracked and secret_like_file(name))]
     with private_index(repo) as env:
-        repo.git("add", "-A", "--", ".", env=env)
-        added = _secret_like(repo, env)
-        tracked = _secret_like(repo, {}) & added if added else set()
-        if added - tracked:  # untracked until now: they stay behind
-            repo.git("update-index", "--force-remove", "-z", "--stdin", env=env,
-                     input=b"".join(p.encode(errors="surrogateescape") + b"\0"
-                                    for p in sorted(added - tracked)))
+        if paths:  # --replace: a file that became a directory (or back) swaps its entries
+            repo.git("update-index", "--add", "--remove", "--replace", "-z", "--stdin", env=env,
+                     input=b"".join(p.encode(errors="surrogateescape") + b"\0" for p in paths))
         faults.point("snapshot.add")
+        secret, attributes = _named(repo, env)
         tree = repo.git("write-tree", env=env).strip()
-    return Snapshot(tree=tree, base=base, secret_files=tuple(sorted(tracked)))
+    said = repo.read_objects(attributes, max_size=1 << 20) if attributes else []
+    return Snapshot(tree=tree, base=base, secret_files=tuple(sorted(secret)),
+                    lfs=any(b"filter=lfs" in (obj.data or b"") for obj in said))
 
 
 # git matches the names itself (an index read, no work-tree walk); `*` never crosses a `/`.
 _SECRET_PATHSPECS = tuple(f":(glob,icase)**/{pattern}" for pattern in SECRET_FILES)
+_ATTRIBUTES = ":(glob)**/.gitattributes"
 
 
-def _secret_like(repo: Repo, env: dict[str, str]) -> set[str]:
-    """Credential-like paths in the index `env` points at (the user's own when empty)."""
-    out = repo.git("ls-files", "-z", "--", *_SECRET_PATHSPECS, env=env)
-    return {p for p in out.split("\0") if p}
+def _named(repo: Repo, env: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The snapshot's credential-like paths, and the object ids of its .gitattributes files,
+    from one read of the private index `env` points at."""
+    out = repo.git("ls-files", "-s", "-z", "--", *_SECRET_PATHSPECS, _ATTRIBUTES, env=env)
+    secret, attributes = [], []
+    for entry in filter(None, out.split("\0")):
+        head, _, path = entry.partition("\t")  # mode oid stage, tab, path
+        if path.rpartition("/")[2] == ".gitattributes":
+            attributes.append(head.split()[1])
+        if secret_like_file(path):
+            secret.append(path)
+    return secret, attributes
 
 
 def _sweep_stale(tmp_dir: Path) -> None:

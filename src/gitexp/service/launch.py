@@ -85,10 +85,12 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
     # First what the target needs (a missing extra, gitexp.extras): nothing is recorded yet.
     backend = backend_for(target, repo)
     store = open_store(backend.store_url())
-    preflight.check(repo, config, allow_large=reqs[0].allow_large)
-    data.check_worktree(repo, commit=reqs[0].commit_data, say=reqs[0].say)
-    snap = snapshot.take(repo)
-    lfs.check_launch(repo, snap.tree, target.backend)  # contents, never pointers, or refuse
+    listed = preflight.check(repo, config, allow_large=reqs[0].allow_large)
+    # `--commit-data` may have changed tracked files (dvc.lock, *.dvc): then list again.
+    committed = data.check_worktree(repo, commit=reqs[0].commit_data, say=reqs[0].say)
+    snap = snapshot.take(repo, None if committed else listed)
+    if snap.lfs:  # contents, never pointers, or refuse
+        lfs.check_launch(repo, snap.tree, target.backend)
     if snap.secret_files and reqs[0].say:  # tracked, so shipped: say so, and launch anyway
         reqs[0].say(_secret_files_warning(snap.secret_files))
     if len(reqs) == 1 and not reqs[0].force:  # the same code, command and data: say so
