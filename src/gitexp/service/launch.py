@@ -154,9 +154,9 @@ def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
            backend: Backend, store: Store, prepare: Prepare | None = None,
            progress: Callable[[str, int, int], None] | None = None) -> Run:
     """Start the agent for a recorded run; a failure to start leaves the run `failed`."""
-    try:
+    try:  # queued already: `_commit` wrote it with the ref, a moment ago
         ready(repo, config, record, target=target, store=store, prepare=prepare,
-              progress=progress)
+              progress=progress, queued=False)
         handle = backend.submit(launch=Launch(repo=repo, record=record, store=store,
                                               heartbeat=config.heartbeat()))
         faults.point("launch.handle")
@@ -170,11 +170,13 @@ def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
 
 def ready(repo: Repo, config: Config, record: RunRecord, *, target: Target, store: Store,
           prepare: Prepare | None = None,
-          progress: Callable[[str, int, int], None] | None = None) -> None:
-    """Everything the agent finds in the store before it starts: its queued status, the
-    caller's additions (`prepare`), the names of secrets to mask, and the code (remote
-    workers)."""
-    RunState(store, record.id).set_queued()
+          progress: Callable[[str, int, int], None] | None = None,
+          queued: bool = True) -> None:
+    """Everything the agent finds in the store before it starts: its queued status (unless
+    `queued` is False: just written), the caller's additions (`prepare`), the names of
+    secrets to mask, and the code (remote workers)."""
+    if queued:
+        RunState(store, record.id).set_queued()
     faults.point("launch.submit")
     if prepare is not None:
         prepare(record, target, store)
