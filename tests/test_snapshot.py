@@ -175,3 +175,39 @@ def test_files_that_became_directories_and_back_are_captured(tmp_path: Path):
     assert listed == ["d", "f/y", "lnk"]
     (root / "id_rsa").unlink()
     assert snap.tree == expected_tree(root, tmp_path)
+
+
+def test_credential_files_and_lfs_attributes_follow_the_work_tree_past_the_cache(
+        tmp_path: Path):
+    """Which tracked files look like credentials and which .gitattributes name git-lfs is
+    remembered per state of the index (`index-names.json`); what the work tree changed
+    since (deleted, edited, new) still counts, and a garbled cache is not believed."""
+    root = tmp_path / "named"
+    root.mkdir()
+    git("init", "-q", cwd=root)
+    (root / ".env").write_text("TOKEN=x\n")
+    (root / "sub").mkdir()
+    (root / "sub" / ".gitattributes").write_text("*.txt text\n")
+    (root / "a.py").write_text("a\n")
+    git("add", "-A", cwd=root)
+    git("commit", "-qm", "base", cwd=root)
+    repo = Repo.discover(root)
+    first = snapshot.take(repo)
+    assert (first.secret_files, first.lfs) == ((".env",), False)
+    cache = root / ".git" / "gitexp" / "cache" / snapshot.NAMES_CACHE
+    assert cache.is_file()
+    (root / ".env").unlink()
+    (root / "sub" / ".gitattributes").write_text("*.bin filter=lfs diff=lfs merge=lfs -text\n")
+    (root / "keys").mkdir()
+    (root / "keys" / "id_rsa").write_text("private\n")  # untracked: stays behind
+    (root / "Server.PEM").write_text("cert\n")
+    git("add", "Server.PEM", cwd=root)  # the index changes: the cache is no longer its list
+    second = snapshot.take(repo)
+    assert (second.secret_files, second.lfs) == (("Server.PEM",), True)
+    assert "keys/id_rsa" not in git("ls-tree", "-r", "--name-only", second.tree, cwd=root)
+    (root / "sub" / ".gitattributes").unlink()
+    third = snapshot.take(repo)  # the index as before: the cache answers, the walk corrects
+    assert (third.secret_files, third.lfs) == (("Server.PEM",), False)
+    cache.write_text('{"key": 1, "names": {"x": "y"}}')
+    (root / "sub" / ".gitattributes").write_text("*.bin filter=lfs\n")
+    assert (snapshot.take(repo).secret_files, snapshot.take(repo).lfs) == (("Server.PEM",), True)

@@ -15,11 +15,12 @@ reads for the snapshot's budget); only the paths it lists are hashed into the pr
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,37 +89,104 @@ def take(repo: Repo, listed: Changes | None = None) -> Snapshot:
     listed = changes(repo) if listed is None else listed
     # Untracked credential-like files stay behind; a tracked one is updated like any file.
     # Tracked paths first: a file that became a directory leaves before its files come in.
-    paths = [name.rstrip("/") for name, untracked in sorted(listed.entries, key=lambda e: e[1])
-             if not (untracked and secret_like_file(name))]
+    paths = list(dict.fromkeys(
+        name.rstrip("/") for name, untracked in sorted(listed.entries, key=lambda e: e[1])
+        if not (untracked and secret_like_file(name))))
+    index = repo.git_dir / "index"
+    key = _identity(index)
     with private_index(repo) as env:
+        # The copy is the index `key` names only if the index did not change meanwhile.
+        stable = key is not None and _identity(index) == key
+        known = _cached_names(repo, key) if key is not None and stable else None
+        if known is None:
+            known = _named(repo, env, _WATCHED)
+            if key is not None and stable:
+                _keep_names(repo, key, known)
         if paths:  # --replace: a file that became a directory (or back) swaps its entries
             repo.git("update-index", "--add", "--remove", "--replace", "-z", "--stdin", env=env,
                      input=b"".join(p.encode(errors="surrogateescape") + b"\0" for p in paths))
         faults.point("snapshot.add")
-        secret, attributes = _named(repo, env)
+        # Only the paths just hashed can have come, gone or changed since the index's list.
+        changed = set(paths)
+        touched = [p for p in paths if _watched(p)]
+        if len(touched) > MAX_LITERAL:
+            named = _named(repo, env, _WATCHED)
+        else:
+            named = {p: oid for p, oid in known.items() if p not in changed}
+            if touched:
+                named.update(_named(repo, env, touched, literal=True))
         tree = repo.git("write-tree", env=env).strip()
+    attributes = [oid for p, oid in named.items() if _is_attributes(p)]
     said = repo.read_objects(attributes, max_size=1 << 20) if attributes else []
-    return Snapshot(tree=tree, base=base, secret_files=tuple(sorted(secret)),
+    return Snapshot(tree=tree, base=base,
+                    secret_files=tuple(sorted(p for p in named if secret_like_file(p))),
                     lfs=any(b"filter=lfs" in (obj.data or b"") for obj in said))
 
 
 # git matches the names itself (an index read, no work-tree walk); `*` never crosses a `/`.
 _SECRET_PATHSPECS = tuple(f":(glob,icase)**/{pattern}" for pattern in SECRET_FILES)
-_ATTRIBUTES = ":(glob)**/.gitattributes"
+_WATCHED = (*_SECRET_PATHSPECS, ":(glob)**/.gitattributes")
+MAX_LITERAL = 500  # changed watched paths named one by one; more: the whole index again
+NAMES_CACHE = "index-names.json"
+MAX_NAMES_CACHE = 8 << 20
 
 
-def _named(repo: Repo, env: dict[str, str]) -> tuple[list[str], list[str]]:
-    """The snapshot's credential-like paths, and the object ids of its .gitattributes files,
-    from one read of the private index `env` points at."""
-    out = repo.git("ls-files", "-s", "-z", "--", *_SECRET_PATHSPECS, _ATTRIBUTES, env=env)
-    secret, attributes = [], []
+def _is_attributes(path: str) -> bool:
+    return path.rpartition("/")[2] == ".gitattributes"
+
+
+def _watched(path: str) -> bool:
+    """A path `_WATCHED` matches: credential-like, or a .gitattributes."""
+    return secret_like_file(path) or _is_attributes(path)
+
+
+def _named(repo: Repo, env: dict[str, str], specs: Iterable[str], *,
+           literal: bool = False) -> dict[str, str]:
+    """path -> object id of the entries `specs` match in the index `env` points at."""
+    out = repo.git(*(["--literal-pathspecs"] if literal else []), "ls-files", "-s", "-z", "--",
+                   *specs, env=env)
+    found = {}
     for entry in filter(None, out.split("\0")):
         head, _, path = entry.partition("\t")  # mode oid stage, tab, path
-        if path.rpartition("/")[2] == ".gitattributes":
-            attributes.append(head.split()[1])
-        if secret_like_file(path):
-            secret.append(path)
-    return secret, attributes
+        found[path] = head.split()[1]
+    return found
+
+
+def _identity(index: Path) -> list[int] | None:
+    """What changes whenever the index is written (git replaces it by a rename)."""
+    try:
+        st = index.stat()
+    except OSError:
+        return None
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _cached_names(repo: Repo, key: list[int]) -> dict[str, str] | None:
+    """`_named(_WATCHED)` of the index `key` names, as an earlier launch found it: a scan
+    of every entry against the credential patterns costs tens of ms on a big index."""
+    path = repo.gitexp_dir / "cache" / NAMES_CACHE
+    try:
+        with path.open("rb") as f:
+            data = json.loads(f.read(MAX_NAMES_CACHE + 1))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != key or \
+            data.get("specs") != list(_WATCHED) or not isinstance(data.get("names"), dict):
+        return None
+    names: dict[str, str] = data["names"]
+    if not all(isinstance(k, str) and isinstance(v, str) and repo.is_oid(v)
+               for k, v in names.items()):
+        return None
+    return names
+
+
+def _keep_names(repo: Repo, key: list[int], names: dict[str, str]) -> None:
+    path = repo.gitexp_dir / "cache" / NAMES_CACHE
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, "specs": list(_WATCHED), "names": names}))
+        tmp.replace(path)
 
 
 def _sweep_stale(tmp_dir: Path) -> None:
