@@ -97,3 +97,14 @@ def test_the_agent_starts_without_the_mail_modules(tmp_path: Path):
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
     assert out.stdout.strip() == "[]"
     assert set(SECRET_ENV) <= set(secrets.OWN)
+
+
+def test_the_progress_bar_loads_rich_only_when_data_moves(tmp_path: Path):
+    script = ("import sys\nfrom gitexp.cli import _render as r\n"
+              "with r.data_progress():\n    pass\n"
+              "assert 'rich.progress' not in sys.modules\n"
+              "with r.data_progress() as update:\n    update('data', 1, 2)\n"
+              "    update('data', 2, 2)\n    update('code', 0, 0)\n"
+              "assert 'rich.progress' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=60,
+                   env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
