@@ -29,8 +29,8 @@ FORBIDDEN = {
     "hooks": {"cli"},
 }
 # Libraries a function may import for itself, and why: each is heavy, optional, or both, and
-# only some commands need it. Everything else (gitexp's own modules included) is imported at
-# the top of the module, where the import graph can be seen.
+# only some commands need it. Everything else (gitexp's own modules included, but for the
+# few named here) is imported at the top of the module, where the import graph can be seen.
 DEFERRED = {
     "google": "google-cloud-* (extras gcs/gce): seconds to import; only gs:// stores, GCE",
     "dvc": "DVC (extra dvc): ~1 s to import; only runs that use DVC data",
@@ -43,6 +43,10 @@ DEFERRED = {
     "rich": "~40 ms to import; only the commands that draw a table or a bar",
     "importlib.metadata": "~15 ms to import; only when the packages of a run are listed",
     "concurrent.futures": "threads: only when several remote runs are looked at together",
+    # gitexp's own, where a start-up path must not wait for them (the import graph and the
+    # cycle check above still count these imports)
+    "gitexp.notify.mailer": "the agent's mail (email, mailbox, html: tens of ms): loaded "
+                            "once the job has started, so the job's first line never waits",
 }
 # A git hook must cost next to nothing per commit: the runner imports by hand, late.
 HOOK_RUNNER = "gitexp.hooks.run"

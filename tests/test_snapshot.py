@@ -19,7 +19,7 @@ NAMES = st.sampled_from([
 CONTENT = st.one_of(st.text(max_size=40).map(str.encode), st.binary(max_size=64))
 OPS = st.lists(st.tuples(
     st.sampled_from(["edit", "delete", "rename", "untracked", "ignored", "exec", "symlink",
-                     "stage"]),
+                     "stage", "todir"]),
     NAMES, NAMES, CONTENT), max_size=8)
 QUIET = {"GIT_OPTIONAL_LOCKS": "0"}  # `git status` must not refresh the index it observes
 
@@ -78,6 +78,8 @@ def apply(root: Path, op: str, a: str, b: str, data: bytes) -> None:
         os.symlink(b, path)
     elif op == "stage" and (path.exists() or path.is_symlink()):
         git("add", "--", a, cwd=root)
+    elif op == "todir" and (path.is_file() or path.is_symlink()):  # a file becomes a folder
+        write(root, f"{a}/inside", data)
 
 
 @settings(max_examples=int(os.environ.get("SNAPSHOT_EXAMPLES", "200")), deadline=None,
@@ -145,3 +147,67 @@ def test_same_size_edit_in_the_same_tick_as_the_commit_is_captured(tmp_path: Pat
         (root / "f.txt").write_text(f"bbbb{i:03d}\n")  # same size, same second
         tree = snapshot.take(repo).tree
         assert git("cat-file", "-p", f"{tree}:f.txt", cwd=root) == f"bbbb{i:03d}\n", i
+
+
+def test_files_that_became_directories_and_back_are_captured(tmp_path: Path):
+    """The snapshot hashes only the paths one walk listed (`snapshot.changes`): a tracked
+    file now a directory, a tracked directory now a file, a deletion and a new symlink come
+    out as `git add -A` has them, and an untracked credential-like file stays behind."""
+    root = tmp_path / "swap"
+    root.mkdir()
+    git("init", "-q", cwd=root)
+    (root / "d").mkdir()
+    (root / "d" / "x").write_text("1\n")
+    (root / "f").write_text("a\n")
+    (root / "gone").write_text("g\n")
+    git("add", "-A", cwd=root)
+    git("commit", "-qm", "base", cwd=root)
+    (root / "f").unlink()
+    (root / "f").mkdir()
+    (root / "f" / "y").write_text("2\n")
+    shutil.rmtree(root / "d")
+    (root / "d").write_text("3\n")
+    (root / "gone").unlink()
+    (root / "lnk").symlink_to("f")
+    (root / "id_rsa").write_text("key\n")
+    snap = snapshot.take(Repo.discover(root))
+    listed = git("ls-tree", "-r", "--name-only", snap.tree, cwd=root).split()
+    assert listed == ["d", "f/y", "lnk"]
+    (root / "id_rsa").unlink()
+    assert snap.tree == expected_tree(root, tmp_path)
+
+
+def test_credential_files_and_lfs_attributes_follow_the_work_tree_past_the_cache(
+        tmp_path: Path):
+    """Which tracked files look like credentials and which .gitattributes name git-lfs is
+    remembered per state of the index (`index-names.json`); what the work tree changed
+    since (deleted, edited, new) still counts, and a garbled cache is not believed."""
+    root = tmp_path / "named"
+    root.mkdir()
+    git("init", "-q", cwd=root)
+    (root / ".env").write_text("TOKEN=x\n")
+    (root / "sub").mkdir()
+    (root / "sub" / ".gitattributes").write_text("*.txt text\n")
+    (root / "a.py").write_text("a\n")
+    git("add", "-A", cwd=root)
+    git("commit", "-qm", "base", cwd=root)
+    repo = Repo.discover(root)
+    first = snapshot.take(repo)
+    assert (first.secret_files, first.lfs) == ((".env",), False)
+    cache = root / ".git" / "gitexp" / "cache" / snapshot.NAMES_CACHE
+    assert cache.is_file()
+    (root / ".env").unlink()
+    (root / "sub" / ".gitattributes").write_text("*.bin filter=lfs diff=lfs merge=lfs -text\n")
+    (root / "keys").mkdir()
+    (root / "keys" / "id_rsa").write_text("private\n")  # untracked: stays behind
+    (root / "Server.PEM").write_text("cert\n")
+    git("add", "Server.PEM", cwd=root)  # the index changes: the cache is no longer its list
+    second = snapshot.take(repo)
+    assert (second.secret_files, second.lfs) == (("Server.PEM",), True)
+    assert "keys/id_rsa" not in git("ls-tree", "-r", "--name-only", second.tree, cwd=root)
+    (root / "sub" / ".gitattributes").unlink()
+    third = snapshot.take(repo)  # the index as before: the cache answers, the walk corrects
+    assert (third.secret_files, third.lfs) == (("Server.PEM",), False)
+    cache.write_text('{"key": 1, "names": {"x": "y"}}')
+    (root / "sub" / ".gitattributes").write_text("*.bin filter=lfs\n")
+    assert (snapshot.take(repo).secret_files, snapshot.take(repo).lfs) == (("Server.PEM",), True)

@@ -245,24 +245,28 @@ def imported(added: list[tuple[str, str]], present: int,
 @contextmanager
 def data_progress() -> Iterator[Callable[[str, int, int], None]]:
     """A rich progress bar (stderr) fed by the data layer's (what, done, total) callback;
-    shown only once something actually moves."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   console=console(stderr=True), transient=True)
-    tasks: dict[str, TaskID] = {}
+    made only once something actually moves: a launch that moves no data never loads
+    rich.progress (a few hundred ms of imports on a loaded machine)."""
+    bars: list[Any] = []  # the bar, once made
+    tasks: dict[str, Any] = {}
 
     def update(what: str, done: int, total: int) -> None:
+        if not bars:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            bars.append(Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), console=console(stderr=True),
+                                 transient=True))
+            bars[0].start()
         if what not in tasks:
-            bar.start()
-            tasks[what] = bar.add_task(what, total=total or None)
-        bar.update(tasks[what], completed=done, total=total or None)
+            tasks[what] = bars[0].add_task(what, total=total or None)
+        bars[0].update(tasks[what], completed=done, total=total or None)
 
     try:
         yield update
     finally:
-        if tasks:  # never started: leave the terminal alone
-            bar.stop()
+        if bars:  # never started: leave the terminal alone
+            bars[0].stop()
 
 
 # -- ls -----------------------------------------------------------------------------------

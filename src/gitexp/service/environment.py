@@ -80,10 +80,30 @@ def packages_of(python: str) -> tuple[str, list[str]]:
         return "unknown", []
 
 
+def platform_cached(cache_dir: Path) -> str:
+    """`platform.platform()`, remembered per kernel and interpreter: it runs `uname -p` in a
+    subprocess (a fork of this process: tens of milliseconds of every launch), and its
+    answer depends only on what the key holds (uname's fields, the interpreter's libc)."""
+    key = hashlib.sha256(f"{os.uname()}\n{Path(sys.executable).resolve()}".encode())
+    path = cache_dir / f"platform-{key.hexdigest()[:24]}.txt"
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        text = path.read_text()
+        if text.isprintable() and 0 < len(text) < 200:
+            return text
+    found = platform.platform()
+    with contextlib.suppress(OSError):
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(found)
+        tmp.replace(path)
+    return found
+
+
 def capture(repo: Repo, argv: list[str]) -> Environment:
-    version, packages = packages_cached(job_python(argv), repo.gitexp_dir / "cache")
+    cache = repo.gitexp_dir / "cache"
+    version, packages = packages_cached(job_python(argv), cache)
     # Content-addressed: the same set of packages is one blob, however many runs share it.
     blob = repo.hash_object(("\n".join(packages) + "\n").encode()) if packages else None
     variables = {k: os.environ[k] for k in RECORDED_VARIABLES if k in os.environ}
-    return Environment(python=version, platform=platform.platform(), packages=blob,
+    return Environment(python=version, platform=platform_cached(cache), packages=blob,
                        variables=variables)

@@ -85,10 +85,12 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
     # First what the target needs (a missing extra, gitexp.extras): nothing is recorded yet.
     backend = backend_for(target, repo)
     store = open_store(backend.store_url())
-    preflight.check(repo, config, allow_large=reqs[0].allow_large)
-    data.check_worktree(repo, commit=reqs[0].commit_data, say=reqs[0].say)
-    snap = snapshot.take(repo)
-    lfs.check_launch(repo, snap.tree, target.backend)  # contents, never pointers, or refuse
+    listed = preflight.check(repo, config, allow_large=reqs[0].allow_large)
+    # `--commit-data` may have changed tracked files (dvc.lock, *.dvc): then list again.
+    committed = data.check_worktree(repo, commit=reqs[0].commit_data, say=reqs[0].say)
+    snap = snapshot.take(repo, None if committed else listed)
+    if snap.lfs:  # contents, never pointers, or refuse
+        lfs.check_launch(repo, snap.tree, target.backend)
     if snap.secret_files and reqs[0].say:  # tracked, so shipped: say so, and launch anyway
         reqs[0].say(_secret_files_warning(snap.secret_files))
     if len(reqs) == 1 and not reqs[0].force:  # the same code, command and data: say so
@@ -152,9 +154,9 @@ def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
            backend: Backend, store: Store, prepare: Prepare | None = None,
            progress: Callable[[str, int, int], None] | None = None) -> Run:
     """Start the agent for a recorded run; a failure to start leaves the run `failed`."""
-    try:
+    try:  # queued already: `_commit` wrote it with the ref, a moment ago
         ready(repo, config, record, target=target, store=store, prepare=prepare,
-              progress=progress)
+              progress=progress, queued=False)
         handle = backend.submit(launch=Launch(repo=repo, record=record, store=store,
                                               heartbeat=config.heartbeat()))
         faults.point("launch.handle")
@@ -168,11 +170,13 @@ def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
 
 def ready(repo: Repo, config: Config, record: RunRecord, *, target: Target, store: Store,
           prepare: Prepare | None = None,
-          progress: Callable[[str, int, int], None] | None = None) -> None:
-    """Everything the agent finds in the store before it starts: its queued status, the
-    caller's additions (`prepare`), the names of secrets to mask, and the code (remote
-    workers)."""
-    RunState(store, record.id).set_queued()
+          progress: Callable[[str, int, int], None] | None = None,
+          queued: bool = True) -> None:
+    """Everything the agent finds in the store before it starts: its queued status (unless
+    `queued` is False: just written), the caller's additions (`prepare`), the names of
+    secrets to mask, and the code (remote workers)."""
+    if queued:
+        RunState(store, record.id).set_queued()
     faults.point("launch.submit")
     if prepare is not None:
         prepare(record, target, store)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from gitexp.errors import GitexpError
-from gitexp.git import Repo, run_git
+from gitexp.git import Repo, run_git, snapshot
 from gitexp.git.config import Config
 from gitexp.secrets import secret_like_file
 
@@ -24,18 +24,16 @@ DEFAULT_MAX_UNTRACKED_SIZE = 50 * 1000**2
 LISTED = 5  # the largest files an error names
 
 
-def check(repo: Repo, config: Config, *, allow_large: bool = False) -> None:
+def check(repo: Repo, config: Config, *, allow_large: bool = False) -> snapshot.Changes:
+    """Refuse a launch over the snapshot's budget (or with a repository inside the work
+    tree); the work tree's changes it listed, for the snapshot to hash (one walk)."""
     # Settings read only after the run's ref exists are checked now, while nothing is made.
     config.check()
     _check_submodules(repo)
     file_limit, untracked_limit = max_file_size(config), max_untracked_size(config)
-    # Untracked files (`?`) and changed tracked ones (`C`): what `git add -A` would hash.
-    out = run_git(["--git-dir", str(repo.git_dir), "--work-tree", str(repo.root), "ls-files",
-                   "--others", "--modified", "--exclude-standard", "-t", "-z"],
-                  cwd=repo.root).stdout
-    entries = [(raw[2:].decode(errors="surrogateescape"), raw[:1] == b"?")
-               for raw in out.split(b"\0") if raw]
-    nested = [n for n, _ in entries if n.endswith("/")]  # how ls-files shows a repository inside
+    # Untracked files and changed tracked ones: what `git add -A` would hash.
+    listed = snapshot.changes(repo)
+    nested = listed.nested
     if nested:
         raise GitexpError(
             f"{nested[0].rstrip('/')} is a git repository inside the work tree: the snapshot "
@@ -43,10 +41,11 @@ def check(repo: Repo, config: Config, *, allow_large: bool = False) -> None:
             hint="make it a submodule (`git submodule add`), ignore it (.gitignore), "
                  "or commit its files here")
     if not allow_large and (file_limit > 0 or untracked_limit > 0):
-        _check_budget(_sizes(repo, entries), file_limit, untracked_limit)
+        _check_budget(_sizes(repo, listed.entries), file_limit, untracked_limit)
+    return listed
 
 
-def _sizes(repo: Repo, entries: list[tuple[str, bool]]) -> list[tuple[str, int, bool]]:
+def _sizes(repo: Repo, entries: tuple[tuple[str, bool], ...]) -> list[tuple[str, int, bool]]:
     """(path, size, untracked) of each entry still there, largest first."""
     sized = []
     for name, untracked in entries:

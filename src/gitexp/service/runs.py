@@ -408,9 +408,14 @@ def iter_log(repo: Repo, run: Run, offset: int = 0) -> Iterator[bytes]:
         yield chunk
 
 
+FIRST_POLL = 0.01  # s: a run just launched is looked at soon, then less and less often
+
+
 def follow(repo: Repo, config: Config, run: Run, poll: float = 0.2) -> Iterator[bytes | Run]:
-    """Yield log chunks as they arrive, and finally the finished run."""
-    offset = 0
+    """Yield log chunks as they arrive, and finally the finished run. The first looks come
+    quickly (the job's first line and a short run's end are seen within tens of ms), then
+    every `poll` seconds: a long run costs no more looks than before."""
+    offset, wait = 0, min(FIRST_POLL, poll)
     while True:
         for chunk in iter_log(repo, run, offset):
             offset += len(chunk)
@@ -419,7 +424,8 @@ def follow(repo: Repo, config: Config, run: Run, poll: float = 0.2) -> Iterator[
             yield from iter_log(repo, run, offset)
             yield run
             return
-        time.sleep(poll)
+        time.sleep(wait)
+        wait = min(wait * 1.5, poll)
         run = observe(repo, config, run)
 
 

@@ -33,8 +33,6 @@ from gitexp.git import GIT_LOCATION, Repo, run_git, writeback
 from gitexp.model import dvcplots, ids, metrics
 from gitexp.model.record import Result, RunRecord, decode_run
 from gitexp.model.runstate import JobPlace, RunState
-from gitexp.notify import mailer
-from gitexp.notify.settings import SECRET_ENV
 from gitexp.stores import Store, open_store, run_key, transport
 from gitexp.worker import guard, slots, workspace
 from gitexp.worker.guard import Guard
@@ -126,7 +124,7 @@ class Agent:
         # The job never sees the mail secrets: only the agent's mailer uses them. Nor the
         # launcher's GIT_DIR & co (`git --git-dir=X exp run`): its git is its checkout's.
         return {**{k: v for k, v in os.environ.items()
-                   if k not in SECRET_ENV and k not in GIT_LOCATION}, **extra}
+                   if k not in secrets.OWN and k not in GIT_LOCATION}, **extra}
 
     def prepare(self) -> Path:
         source = Path(self.code)
@@ -179,7 +177,7 @@ class Agent:
         except OSError as exc:
             raise GitexpError(f"cannot start {self.record.argv[0]!r}: {exc}") from None
         self.state.set_running(started=time.time(), pid=job, job=_place(job))
-        self._mailer = mailer.for_agent(store=self.store, record=self.record,
+        self._mailer = _mailer_for(store=self.store, record=self.record,
                                         spool=self.workdir, cwd=cwd, repo=self.repo)
         assert proc.stdout is not None
         reader = threading.Thread(target=self._copy, args=(proc.stdout,), daemon=True)
@@ -233,7 +231,7 @@ class Agent:
                 _warn(f"gitexp: write-back deferred: {exc.message}")
             faults.point("agent.finish")
         if self._mailer is None and self.record is not None:  # it failed before the job ran
-            self._mailer = mailer.for_agent(store=self.store, record=self.record,
+            self._mailer = _mailer_for(store=self.store, record=self.record,
                                             spool=self.workdir, cwd=None, repo=self.repo,
                                             start=False)
         if self._mailer is not None:
@@ -390,6 +388,14 @@ class Agent:
             return self.state.cancel_requested()
         except Exception:
             return False
+
+
+def _mailer_for(**how: Any) -> Any:
+    """`notify.mailer.for_agent`, imported only now: mail's modules (email, mailbox, html)
+    load after the job has started, never before its first line."""
+    from gitexp.notify import mailer
+
+    return mailer.for_agent(**how)
 
 
 def _why(exc: GitexpError | OSError) -> tuple[str, str | None]:

@@ -1,0 +1,110 @@
+"""The launch path, from `git exp run` to the job's first line, does only what it must: one
+walk of the work tree, no look at LFS in a repository that does not use it, one read of
+the configuration, no mail modules before the job has started (issue 17)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from gitexp import secrets
+from gitexp.git import Repo
+from gitexp.notify.settings import SECRET_ENV
+from gitexp.service import environment
+from tests.helpers import BIN, exp_json, git, wait_for
+
+SHIM = """#!/bin/sh
+# Counts git's invocations: one line per call, the calling process first; then real git.
+echo "$PPID $*" >> "{log}"
+exec "{git}" "$@"
+"""
+
+
+def _git_calls(tmp_path: Path, repo: Path, *args: str) -> tuple[str, list[str]]:
+    """`git exp ARGS` with every git process logged; the run id and the launcher's calls."""
+    log, shim = tmp_path / "git-calls.log", tmp_path / "shim"
+    shim.mkdir()
+    real = shutil.which("git")
+    assert real is not None
+    (shim / "git").write_text(SHIM.format(log=log, git=real))
+    (shim / "git").chmod(0o755)
+    # `git-exp` itself: git's dispatch would put its own exec-path first, past the shim.
+    path = f"{shim}{os.pathsep}{os.environ['PATH']}"
+    run_id = subprocess.run([str(BIN / "git-exp"), *args], cwd=repo, capture_output=True,
+                            text=True, check=True, timeout=120,
+                            env={**os.environ, "PATH": path}).stdout.strip().splitlines()[-1]
+    wait_for(lambda: exp_json("show", run_id, cwd=repo)["status"] not in ("queued", "running"),
+             what="the run's end")
+    calls = [line.split(" ", 1) for line in log.read_text().splitlines()]
+    # The launcher (git-exp) is the process whose first call finds the repository.
+    launcher = next(pid for pid, argv in calls if argv.startswith("rev-parse --is-inside"))
+    return run_id, [argv for pid, argv in calls if pid == launcher]
+
+
+def test_a_launch_walks_the_work_tree_once_and_skips_lfs_without_lfs(tmp_path: Path,
+                                                                      repo: Path):
+    (repo / "README.md").write_text("edited\n")
+    (repo / "new.txt").write_text("untracked\n")
+    git("config", "exp.notify.on", "none", cwd=repo)
+    run_id, calls = _git_calls(tmp_path, repo, "run", "-d", "--", "true")
+    walks = [c for c in calls if " ls-files " in f" {c} " and "--others" in c]
+    assert len(walks) == 1, calls
+    assert not [c for c in calls if c.split("--", 1)[0].split()[-1:] == ["add"]
+                or " add " in f" {c} "], calls  # the paths walked are hashed, no `add -A`
+    assert not [c for c in calls if "ls-tree" in c], calls  # no .gitattributes names lfs
+    assert sum("config --list" in c for c in calls) == 1, calls
+    assert not [c for c in calls if c.startswith("uname")], calls
+    snap = exp_json("show", run_id, cwd=repo)["snapshot"]
+    assert git("show", f"{snap}:README.md", cwd=repo) == "edited\n"
+    assert git("show", f"{snap}:new.txt", cwd=repo) == "untracked\n"
+
+
+def test_a_gitattributes_naming_lfs_still_has_the_launch_look_at_lfs(tmp_path: Path,
+                                                                      repo: Path):
+    """The LFS check is skipped only when no .gitattributes of the snapshot names the lfs
+    filter: one that does (here in a subdirectory, uncommitted) brings it back."""
+    (repo / "sub").mkdir()
+    (repo / "sub" / ".gitattributes").write_text("*.bin filter=lfs diff=lfs merge=lfs -text\n")
+    git("config", "exp.notify.on", "none", cwd=repo)
+    _, calls = _git_calls(tmp_path, repo, "run", "-d", "--", "true")
+    assert [c for c in calls if "ls-tree" in c], calls
+
+
+def test_the_platform_is_captured_once_per_kernel_and_interpreter(tmp_path: Path, repo: Path):
+    cache = tmp_path / "cache"
+    assert environment.platform_cached(cache) == platform.platform()
+    (kept,) = cache.glob("platform-*.txt")
+    kept.write_text("remembered")  # the cache answers: no `uname -p` process this time
+    assert environment.platform_cached(cache) == "remembered"
+    kept.write_text("garbled\x1b[31m")  # not printable: asked again, and rewritten
+    assert environment.platform_cached(cache) == platform.platform()
+    assert kept.read_text() == platform.platform()
+    env = environment.capture(Repo.discover(repo), ["true"])
+    assert env.platform == platform.platform()
+
+
+def test_the_agent_starts_without_the_mail_modules(tmp_path: Path):
+    """Mail loads once the job runs (`agent._mailer_for`); the job's environment still
+    drops every variable of the mail's secrets."""
+    out = subprocess.run([sys.executable, "-c", "import sys, gitexp.worker.agent; "
+                          "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+                          "('email', 'mailbox', 'smtplib') or m.startswith('gitexp.notify')))"],
+                         capture_output=True, text=True, check=True, cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    assert out.stdout.strip() == "[]"
+    assert set(SECRET_ENV) <= set(secrets.OWN)
+
+
+def test_the_progress_bar_loads_rich_only_when_data_moves(tmp_path: Path):
+    script = ("import sys\nfrom gitexp.cli import _render as r\n"
+              "with r.data_progress():\n    pass\n"
+              "assert 'rich.progress' not in sys.modules\n"
+              "with r.data_progress() as update:\n    update('data', 1, 2)\n"
+              "    update('data', 2, 2)\n    update('code', 0, 0)\n"
+              "assert 'rich.progress' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=60,
+                   env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
