@@ -345,19 +345,22 @@ def _launch_lost(config: Config, state: RunState, record: RunRecord, status: Sta
 LOG_CHUNK = 4 << 20  # logs may be gigabytes: readers take them a bounded piece at a time
 
 
-def read_log(repo: Repo, run: Run, offset: int = 0, limit: int | None = None) -> bytes:
+def read_log(repo: Repo, run: Run, offset: int = 0, limit: int | None = None,
+             config: Config | None = None) -> bytes:
     """The log from `offset` on (at most `limit` bytes where the store can cut it). An
-    unfinished run's log that only a missing extra could read says so (MissingExtraError)."""
+    unfinished run's log that only a missing extra could read says so (MissingExtraError).
+    `config`: the caller's, when it reads often (a follower), else read here."""
     lacking = None
+    config = config or Config.load(repo)
     try:
-        store, key = store_of(repo, run), run_key(run.id, "log")
+        store, key = store_of(repo, run, config), run_key(run.id, "log")
         data = read_range(store, key, offset, limit) if limit else store.read(key, offset=offset)
     except MissingExtraError as exc:
         data, lacking = None, exc
     except GitexpError:
         data = None
     if data is None and not run.written_back:  # the agent never reached the store
-        data = _engine_log(repo, run, offset)
+        data = _engine_log(repo, run, offset, config)
         if data is None and lacking is not None:
             raise lacking
     if data is None and run.written_back:  # e.g. a run fetched from a teammate
@@ -388,9 +391,9 @@ def read_log_tail(repo: Repo, run: Run, size: int = 1 << 16) -> bytes:
     return tail[tail.find(b"\n") + 1:]
 
 
-def _engine_log(repo: Repo, run: Run, offset: int) -> bytes | None:
+def _engine_log(repo: Repo, run: Run, offset: int, config: Config) -> bytes | None:
     """The job's own output as the engine keeps it (e.g. a Kubernetes pod's log)."""
-    record, config = run.record, Config.load(repo)
+    record = run.record
     try:
         backend = _backend_of(repo, config, record)
         handle = RunState(store_of(repo, run, config), record.id).handle()
@@ -401,9 +404,11 @@ def _engine_log(repo: Repo, run: Run, offset: int) -> bytes | None:
     return data[offset:] if isinstance(data, bytes) else None
 
 
-def iter_log(repo: Repo, run: Run, offset: int = 0) -> Iterator[bytes]:
+def iter_log(repo: Repo, run: Run, offset: int = 0,
+             config: Config | None = None) -> Iterator[bytes]:
     """The log from `offset` to its current end, in bounded chunks."""
-    while chunk := read_log(repo, run, offset, limit=LOG_CHUNK):
+    config = config or Config.load(repo)
+    while chunk := read_log(repo, run, offset, limit=LOG_CHUNK, config=config):
         offset += len(chunk)
         yield chunk
 
@@ -417,11 +422,11 @@ def follow(repo: Repo, config: Config, run: Run, poll: float = 0.2) -> Iterator[
     every `poll` seconds: a long run costs no more looks than before."""
     offset, wait = 0, min(FIRST_POLL, poll)
     while True:
-        for chunk in iter_log(repo, run, offset):
+        for chunk in iter_log(repo, run, offset, config):
             offset += len(chunk)
             yield chunk
         if run.written_back or (run.result and run.result.status not in LIVE):
-            yield from iter_log(repo, run, offset)
+            yield from iter_log(repo, run, offset, config)
             yield run
             return
         time.sleep(wait)
@@ -439,11 +444,11 @@ def follow_all(repo: Repo, config: Config, runs: list[Run],
     while live:
         for i in list(live):
             run = runs[i]
-            for chunk in iter_log(repo, run, offsets[i]):
+            for chunk in iter_log(repo, run, offsets[i], config):
                 offsets[i] += len(chunk)
                 yield i, chunk
             if run.written_back or (run.result and run.result.status not in LIVE):
-                for chunk in iter_log(repo, run, offsets[i]):
+                for chunk in iter_log(repo, run, offsets[i], config):
                     yield i, chunk
                 live.remove(i)
                 yield i, run
