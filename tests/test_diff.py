@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,11 @@ TRAIN = ("import json, os, sys\n"
          " 'only_' + os.environ.get('WHICH', 'x'): 1}, open('metrics.json', 'w'))\n")
 
 
-def last_run(repo: Path) -> str:
-    return str(exp_json("ls", "--limit", "1", cwd=repo)[0]["id"])
-
-
 def run(repo: Path, *argv: str, env: dict[str, str] | None = None) -> str:
-    exp("run", "--force", "--", *argv, cwd=repo, env=env)
-    return last_run(repo)
+    """A finished run's id, as `run` announces it (no `ls` process to find it)."""
+    proc = exp("run", "--force", "--", *argv, cwd=repo, env=env)
+    [run_id] = re.findall(r"^gitexp: run (\S+) on local ", proc.stderr, re.MULTILINE)
+    return str(run_id)
 
 
 def diff_json(repo: Path, *args: str) -> dict[str, Any]:
