@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -31,6 +32,26 @@ def own_home(root: Path) -> Iterator[None]:
         mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
         mp.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
         yield
+
+
+def seal_key(repo: Path) -> Path:
+    """The key that seals the runs `repo` launches now (HOME or XDG_CONFIG_HOME's)."""
+    from gitexp.git import Repo
+    from gitexp.service.trust import key_paths
+
+    return key_paths(Repo.discover(repo))[0]
+
+
+def copy_repo(template: Path, dest: Path, key: Path) -> Path:
+    """A copy of `template`, a repository made once (with runs `key` sealed), for one test:
+    the key goes into this test's home, so its runs are the user's own as if launched here,
+    and the index is refreshed, as every file of the copy is new to it."""
+    shutil.copytree(template, dest, symlinks=True)
+    mine = seal_key(dest)
+    mine.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(key, mine)
+    git("update-index", "-q", "--refresh", cwd=dest, check=False)
+    return dest
 
 
 def git(*args: str, cwd: Path | str, check: bool = True, env: dict[str, str] | None = None,

@@ -11,7 +11,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -27,9 +26,16 @@ from gitexp.git import Repo
 from gitexp.git.config import Config
 from gitexp.model.record import decode_run
 from gitexp.service.launch import LaunchRequest, record_runs
-from gitexp.service.trust import key_paths
 from tests.conftest import make_repo, use_home
-from tests.helpers import assert_user_error, exp, exp_json, git, wait_done
+from tests.helpers import (
+    assert_user_error,
+    copy_repo,
+    exp,
+    exp_json,
+    git,
+    seal_key,
+    wait_done,
+)
 
 COMMANDS = [
     ["run", "--", "true"], ["ls"], ["show", "x"], ["logs", "x"], ["cancel", "x"],
@@ -80,20 +86,15 @@ def _good_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
         repo = make_repo(root / "repo")
         good = run_id(repo, "good")
         assert wait_done(good, repo)["status"] == "succeeded"
-        key = key_paths(Repo.discover(repo))[0]
-    return repo, key, good
+        return repo, seal_key(repo), good
 
 
 @pytest.fixture
 def good_run(_good_template: tuple[Path, Path, str], tmp_path: Path) -> tuple[Path, str]:
-    """A copy of the module's repository with its finished run `good`, the key that sealed it
-    in this test's home: the run is this user's own, as if launched here."""
+    """This test's copy of the module's repository with its finished run `good`, the user's
+    own as if launched here."""
     template, key, good = _good_template
-    repo = tmp_path / "repo"
-    shutil.copytree(template, repo, symlinks=True)
-    mine = key_paths(Repo.discover(repo))[0]
-    mine.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(key, mine)
+    repo = copy_repo(template, tmp_path / "repo", key)
     assert json.loads(cli("show", good, "--json", cwd=repo).stdout)["own"] is True
     return repo, good
 
