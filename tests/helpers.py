@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -72,6 +73,13 @@ def exp(*args: str, cwd: Path | str, check: bool = True, timeout: float = 120,
         raise AssertionError(f"git exp {' '.join(args)} -> {proc.returncode}\n"
                              f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
     return proc
+
+
+def announced(proc: subprocess.CompletedProcess[str]) -> str:
+    """The id of the run a `git exp run` (not detached) announced: no `ls` process to find
+    it ("gitexp: run ID on TARGET (snapshot ...)")."""
+    [run_id] = re.findall(r"^gitexp: run (\S+) on \S+ \(snapshot ", proc.stderr, re.MULTILINE)
+    return str(run_id)
 
 
 def exp_json(*args: str, cwd: Path | str) -> Any:

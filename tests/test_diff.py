@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import exp, exp_json, git
+from tests.helpers import announced, exp, exp_json, git
 
 TRAIN = ("import json, os, sys\n"
          "json.dump({'loss': float(sys.argv[sys.argv.index('--lr') + 1]) * 10, 'acc': 0.5,"
@@ -16,10 +15,7 @@ TRAIN = ("import json, os, sys\n"
 
 
 def run(repo: Path, *argv: str, env: dict[str, str] | None = None) -> str:
-    """A finished run's id, as `run` announces it (no `ls` process to find it)."""
-    proc = exp("run", "--force", "--", *argv, cwd=repo, env=env)
-    [run_id] = re.findall(r"^gitexp: run (\S+) on local ", proc.stderr, re.MULTILINE)
-    return str(run_id)
+    return announced(exp("run", "--force", "--", *argv, cwd=repo, env=env))
 
 
 def diff_json(repo: Path, *args: str) -> dict[str, Any]:
