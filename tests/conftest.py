@@ -45,6 +45,13 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory,
                   monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own HOME and global git config: nothing touches the real ones."""
     home = tmp_path_factory.mktemp("home")
+    use_home(monkeypatch, home)
+    yield home
+
+
+def use_home(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """HOME, git's global config and PATH as every test has them; also for module-scoped
+    fixtures (made before the test's own home), so what they make reads the same."""
     gitconfig = home / ".gitconfig"
     gitconfig.write_text(
         "[user]\n\tname = Test User\n\temail = test@example.com\n"
@@ -56,7 +63,6 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory,
     monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
     for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GITEXP_METRICS"):
         monkeypatch.delenv(var, raising=False)
-    yield home
 
 
 def make_repo(path: Path, files: dict[str, str] | None = None, commit: bool = True,

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +35,26 @@ def own_home(root: Path) -> Iterator[None]:
         yield
 
 
+def seal_key(repo: Path) -> Path:
+    """The key that seals the runs `repo` launches now (HOME or XDG_CONFIG_HOME's)."""
+    from gitexp.git import Repo
+    from gitexp.service.trust import key_paths
+
+    return key_paths(Repo.discover(repo))[0]
+
+
+def copy_repo(template: Path, dest: Path, key: Path) -> Path:
+    """A copy of `template`, a repository made once (with runs `key` sealed), for one test:
+    the key goes into this test's home, so its runs are the user's own as if launched here,
+    and the index is refreshed, as every file of the copy is new to it."""
+    shutil.copytree(template, dest, symlinks=True)
+    mine = seal_key(dest)
+    mine.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(key, mine)
+    git("update-index", "-q", "--refresh", cwd=dest, check=False)
+    return dest
+
+
 def git(*args: str, cwd: Path | str, check: bool = True, env: dict[str, str] | None = None,
         input: bytes | None = None) -> str:
     proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False,
@@ -52,30 +75,58 @@ def exp(*args: str, cwd: Path | str, check: bool = True, timeout: float = 120,
     return proc
 
 
+def announced(proc: subprocess.CompletedProcess[str]) -> str:
+    """The id of the run a `git exp run` (not detached) announced: no `ls` process to find
+    it ("gitexp: run ID on TARGET (snapshot ...)")."""
+    [run_id] = re.findall(r"^gitexp: run (\S+) on \S+ \(snapshot ", proc.stderr, re.MULTILINE)
+    return str(run_id)
+
+
 def exp_json(*args: str, cwd: Path | str) -> Any:
     return json.loads(exp(*args, "--json", cwd=cwd).stdout)
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 30, every: float = 0.1,
              what: str = "condition") -> T:
-    """`wait_until`, failing the test with what it waited for when time runs out."""
-    from tests.services._util import wait_until  # imported late: pytest loads it as a plugin
-
-    value = wait_until(predicate, timeout, every)
-    if not value:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-    return value
+    """Polls `predicate` until it is truthy, failing the test with what it waited for when
+    time runs out. A predicate that starts a process (`git exp logs`, `show`) costs a Python
+    start-up each time: the pause after it is at least as long as it took, so polling never
+    takes more than half a core from the run it waits for (2 cores run the whole suite)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        start = time.monotonic()
+        value = predicate()
+        if value:
+            return value
+        now = time.monotonic()
+        if now > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(min(max(every, now - start), max(deadline - now, 0.01)))
 
 
 def run_status(run_id: str, cwd: Path) -> str:
     return str(exp_json("show", run_id, cwd=cwd)["status"])
 
 
+def _written_back(run_id: str, cwd: Path) -> bool:
+    """The run's ref holds its results: one git process, not a `git exp show`."""
+    return subprocess.run(["git", "cat-file", "-e", f"refs/experiments/{run_id}:.gitexp-results"],
+                          cwd=cwd, capture_output=True, check=False).returncode == 0
+
+
 def wait_done(run_id: str, cwd: Path, timeout: float = 60) -> dict[str, Any]:
+    """`git exp show --json RUN` once it says the run ended. A local run's agent writes its
+    results back itself, which git sees cheaply; `show` is asked then, and otherwise at most
+    every second (it observes runs on other targets and judges a silent one lost)."""
+    asked = [time.monotonic() - 0.5]
+
     def done() -> dict[str, Any] | None:
+        if not _written_back(run_id, cwd) and time.monotonic() - asked[0] < 1.0:
+            return None
+        asked[0] = time.monotonic()
         data: dict[str, Any] = exp_json("show", run_id, cwd=cwd)
         return data if data["status"] not in ("queued", "running") else None
-    return wait_for(done, timeout=timeout, every=0.2, what=f"run {run_id} to end")
+    return wait_for(done, timeout=timeout, every=0.1, what=f"run {run_id} to end")
 
 
 def assert_user_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:

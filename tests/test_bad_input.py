@@ -26,8 +26,16 @@ from gitexp.git import Repo
 from gitexp.git.config import Config
 from gitexp.model.record import decode_run
 from gitexp.service.launch import LaunchRequest, record_runs
-from tests.conftest import make_repo
-from tests.helpers import assert_user_error, exp, exp_json, git, wait_done
+from tests.conftest import make_repo, use_home
+from tests.helpers import (
+    assert_user_error,
+    copy_repo,
+    exp,
+    exp_json,
+    git,
+    seal_key,
+    wait_done,
+)
 
 COMMANDS = [
     ["run", "--", "true"], ["ls"], ["show", "x"], ["logs", "x"], ["cancel", "x"],
@@ -66,6 +74,29 @@ def run_refs(repo: Path) -> str:
 
 def run_id(repo: Path, name: str) -> str:
     return exp("run", "-d", "-n", name, "--force", "--", "true", cwd=repo).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def _good_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """A repository with one finished run `good`, launched and waited for once per module;
+    and the seal key it was launched with."""
+    root = tmp_path_factory.mktemp("good")
+    with pytest.MonkeyPatch.context() as mp:
+        use_home(mp, root)
+        repo = make_repo(root / "repo")
+        good = run_id(repo, "good")
+        assert wait_done(good, repo)["status"] == "succeeded"
+        return repo, seal_key(repo), good
+
+
+@pytest.fixture
+def good_run(_good_template: tuple[Path, Path, str], tmp_path: Path) -> tuple[Path, str]:
+    """This test's copy of the module's repository with its finished run `good`, the user's
+    own as if launched here."""
+    template, key, good = _good_template
+    repo = copy_repo(template, tmp_path / "repo", key)
+    assert json.loads(cli("show", good, "--json", cwd=repo).stdout)["own"] is True
+    return repo, good
 
 
 def forge(repo: Path, ref: str, message: str) -> str:
@@ -442,9 +473,8 @@ def test_symlinks_out_of_the_repo_are_snapshotted_as_links_never_followed(repo: 
 
 
 # -- corrupted runs and stores ------------------------------------------------------------------
-def test_corrupted_records_are_named_by_ls_and_refused_by_show(repo: Path):
-    good = run_id(repo, "good")
-    wait_done(good, repo)
+def test_corrupted_records_are_named_by_ls_and_refused_by_show(good_run: tuple[Path, str]):
+    repo, good = good_run
     forge(repo, "refs/experiments/garbage-1", "gitexp run garbage-1\n\n{\"record\": {garb")
     forge(repo, "refs/experiments/typed-1", "t\n\n" + json.dumps(
         {"schema": 1, "record": json.loads(record_json("typed-1", launched_at="yesterday"))}))
@@ -484,7 +514,7 @@ FORGERIES = {
 
 @pytest.mark.parametrize("forgery", FORGERIES.values(), ids=FORGERIES.keys())
 def test_a_mistyped_environment_or_boolean_number_is_refused_everywhere(
-        repo: Path, forgery: tuple[dict[str, object], dict[str, object]]):
+        good_run: tuple[Path, str], forgery: tuple[dict[str, object], dict[str, object]]):
     record_changes, result_changes = forgery
     message = "gitexp run forged-1\n\n" + json.dumps({
         "schema": 1, "record": json.loads(record_json("forged-1", **record_changes)),
@@ -492,8 +522,7 @@ def test_a_mistyped_environment_or_boolean_number_is_refused_everywhere(
                    **result_changes}})
     with pytest.raises(GitexpError, match="corrupted"):
         decode_run(message, ref="refs/experiments/forged-1", commit="5" * 40, parents=["4" * 40])
-    good = run_id(repo, "good")
-    wait_done(good, repo)
+    repo, good = good_run
     forge(repo, "refs/experiments/forged-1", message)
     for args in (["show", "forged-1"], ["show", "forged-1", "--json"], ["diff", good, "forged-1"],
                  ["diff", "forged-1"], ["rerun", "--script", "forged-1"]):
@@ -503,11 +532,11 @@ def test_a_mistyped_environment_or_boolean_number_is_refused_everywhere(
     assert "1 run(s) cannot be read" in cli("ls", cwd=repo).stderr
 
 
-def test_odd_but_well_typed_data_and_packages_are_refused_at_the_door(repo: Path):
+def test_odd_but_well_typed_data_and_packages_are_refused_at_the_door(
+        good_run: tuple[Path, str]):
     """Found by fuzzing `usable`: a data entry without a hash is fine, but a package-list id
     that is no object id (a NUL, an option) is refused by the decoder: one line, removable."""
-    good = run_id(repo, "good")
-    wait_done(good, repo)
+    repo, good = good_run
     forge(repo, "refs/experiments/odd-1", "t\n\n" + json.dumps({
         "schema": 1, "record": json.loads(record_json(
             "odd-1", data={"d.csv": {"size": 3}},
@@ -529,9 +558,8 @@ def test_odd_but_well_typed_data_and_packages_are_refused_at_the_door(repo: Path
 
 
 def test_refs_with_invalid_ids_are_named_and_removable_but_rm_stays_in_its_namespace(
-        repo: Path):
-    good = run_id(repo, "good")
-    wait_done(good, repo)
+        good_run: tuple[Path, str]):
+    repo, good = good_run
     commit = git("rev-parse", f"refs/experiments/{good}", cwd=repo).strip()
     for ref in ("refs/experiments/Upper_Case", "refs/experiments/nested/deep"):
         git("update-ref", ref, commit, cwd=repo)

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import assert_user_error, exp, exp_json, git
+from tests.conftest import make_repo, use_home
+from tests.helpers import assert_user_error, copy_repo, exp, exp_json, git, seal_key
 
+Ran = tuple[Path, dict[str, object]]  # a repository and its one run, as `ls` shows it
 TRAIN = "import json\njson.dump({'loss': 0.5}, open('metrics.json', 'w'))\n"
 
 
@@ -36,8 +38,25 @@ def a_run(repo: Path) -> dict[str, object]:
     return dict(run)
 
 
-def test_a_dirty_work_tree_refuses_and_every_byte_stays(repo: Path) -> None:
-    run = a_run(repo)
+@pytest.fixture(scope="module")
+def _template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, object]]:
+    """`a_run` in a fresh repository, once per module; the key that sealed it."""
+    root = tmp_path_factory.mktemp("checkout")
+    with pytest.MonkeyPatch.context() as mp:
+        use_home(mp, root)
+        repo = make_repo(root / "repo")
+        return repo, seal_key(repo), a_run(repo)
+
+
+@pytest.fixture
+def ran(_template: tuple[Path, Path, dict[str, object]], tmp_path: Path) -> Ran:
+    """This test's copy of a repository right after `a_run`: the run is the user's own."""
+    template, key, run = _template
+    return copy_repo(template, tmp_path / "repo", key), run
+
+
+def test_a_dirty_work_tree_refuses_and_every_byte_stays(ran: Ran) -> None:
+    repo, run = ran
     (repo / "README.md").write_text("edited, not committed\n")  # modified
     (repo / "staged.txt").write_text("staged\n")
     git("add", "staged.txt", cwd=repo)  # staged
@@ -53,16 +72,16 @@ def test_a_dirty_work_tree_refuses_and_every_byte_stays(repo: Path) -> None:
     assert git("branch", "--list", "from-run", cwd=repo).strip() == ""
 
 
-def test_only_an_untracked_file_still_refuses(repo: Path) -> None:
-    run = a_run(repo)
+def test_only_an_untracked_file_still_refuses(ran: Ran) -> None:
+    repo, run = ran
     (repo / "config.txt").write_text("mine\n")  # the snapshot has another config.txt
     before = fingerprint(repo)
     assert_user_error(exp("checkout", str(run["id"]), cwd=repo, check=False), "stash")
     assert fingerprint(repo) == before
 
 
-def test_checkout_detached_restores_the_snapshot(repo: Path) -> None:
-    run = a_run(repo)
+def test_checkout_detached_restores_the_snapshot(ran: Ran) -> None:
+    repo, run = ran
     branch_before = git("rev-parse", "HEAD", cwd=repo).strip()
     proc = exp("checkout", str(run["id"]), cwd=repo)
     assert "detached HEAD" in proc.stderr
@@ -75,8 +94,8 @@ def test_checkout_detached_restores_the_snapshot(repo: Path) -> None:
     assert git("rev-parse", "HEAD", cwd=repo).strip() == branch_before
 
 
-def test_checkout_b_creates_a_branch_at_the_snapshot(repo: Path) -> None:
-    run = a_run(repo)
+def test_checkout_b_creates_a_branch_at_the_snapshot(ran: Ran) -> None:
+    repo, run = ran
     exp("checkout", str(run["id"])[-4:], "-b", "from-run", cwd=repo)
     assert git("symbolic-ref", "--short", "HEAD", cwd=repo).strip() == "from-run"
     assert git("rev-parse", "from-run", cwd=repo).strip() == run["snapshot"]
@@ -89,8 +108,8 @@ def test_checkout_b_creates_a_branch_at_the_snapshot(repo: Path) -> None:
     assert fingerprint(repo) == before
 
 
-def test_outputs_goes_through_the_data_layer(repo: Path) -> None:
-    run = a_run(repo)
+def test_outputs_goes_through_the_data_layer(ran: Ran) -> None:
+    repo, run = ran
     before = fingerprint(repo)
     proc = exp("checkout", str(run["id"]), "--outputs", cwd=repo, check=False)
     # a run without recorded outputs says so before anything moves

@@ -7,20 +7,15 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import exp, exp_json, git
+from tests.helpers import announced, exp, exp_json, git
 
 TRAIN = ("import json, os, sys\n"
          "json.dump({'loss': float(sys.argv[sys.argv.index('--lr') + 1]) * 10, 'acc': 0.5,"
          " 'only_' + os.environ.get('WHICH', 'x'): 1}, open('metrics.json', 'w'))\n")
 
 
-def last_run(repo: Path) -> str:
-    return str(exp_json("ls", "--limit", "1", cwd=repo)[0]["id"])
-
-
 def run(repo: Path, *argv: str, env: dict[str, str] | None = None) -> str:
-    exp("run", "--force", "--", *argv, cwd=repo, env=env)
-    return last_run(repo)
+    return announced(exp("run", "--force", "--", *argv, cwd=repo, env=env))
 
 
 def diff_json(repo: Path, *args: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from tests.helpers import (
     exp,
     exp_json,
     git,
+    own_home,
     wait_done,
     wait_for,
 )
@@ -60,14 +61,19 @@ def image_tag(podman: Podman) -> Iterator[str]:
     podman.run(["rmi", "-f", tag])
 
 
-@pytest.fixture
-def project_image(podman: Podman, image_tag: str, tmp_path: Path) -> str:
-    """The project image, built by `git exp image build` (layers cached after the first)."""
-    repo = make_repo(tmp_path / "img", {"train.py": TRAIN})
-    for key, value in {"backend": "docker", "engine": "podman", "image": image_tag,
-                       "baseImage": podman.base_image()}.items():
-        git("config", f"exp.target.img.{key}", value, cwd=repo)
-    proc = exp("image", "build", "-t", "img", cwd=repo, env=podman.env, timeout=300)
+@pytest.fixture(scope="module")
+def project_image(podman: Podman, image_tag: str,
+                  tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The project image, built by `git exp image build` once per module: every test runs
+    the same image, and a rebuild from cached layers would only cost a container engine's
+    seconds per test."""
+    root = tmp_path_factory.mktemp("img")
+    with own_home(root):
+        repo = make_repo(root / "img", {"train.py": TRAIN})
+        for key, value in {"backend": "docker", "engine": "podman", "image": image_tag,
+                           "baseImage": podman.base_image()}.items():
+            git("config", f"exp.target.img.{key}", value, cwd=repo)
+        proc = exp("image", "build", "-t", "img", cwd=repo, env=podman.env, timeout=300)
     assert f"built {image_tag} with podman" in proc.stderr
     return image_tag
 

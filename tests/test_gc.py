@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from gitexp.model.record import decode_run, encode_message
-from tests.helpers import assert_user_error, exp, exp_json, git, wait_for
+from tests.helpers import announced, assert_user_error, exp, exp_json, git, wait_for
 
 TRAIN = ("import json, sys\nloss = float(sys.argv[1])\nif loss < 0:\n    sys.exit(1)\n"
          "json.dump({'loss': loss}, open('metrics.json', 'w'))\n")
@@ -17,8 +17,8 @@ DAY = 86400.0
 
 
 def run(repo: Path, loss: str) -> str:
-    exp("run", "--force", "--", "python", "train.py", loss, cwd=repo, check=False)
-    return str(exp_json("ls", "--limit", "1", cwd=repo)[0]["id"])
+    return announced(exp("run", "--force", "--", "python", "train.py", loss, cwd=repo,
+                         check=False))
 
 
 def backdate(repo: Path, run_id: str, days: float, new_id: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import assert_user_error, exp, exp_json, git
+from tests.helpers import announced, assert_user_error, exp, exp_json, git
 
 DETERMINISTIC = ("import json, sys\n"
                  "json.dump({'loss': 0.125, 'words': len(sys.argv) - 1, 'last': sys.argv[-1]},"
@@ -25,8 +25,7 @@ NASTY = ["it's", 'say "hi"', "$HOME and ${PATH}", "a\\b", "*", "two\nlines", "",
 
 
 def run_once(repo: Path, *argv: str, cwd: Path | None = None) -> str:
-    exp("run", "--", *argv, cwd=cwd or repo)
-    return str(exp_json("ls", "--limit", "1", cwd=repo)[0]["id"])
+    return announced(exp("run", "--", *argv, cwd=cwd or repo))
 
 
 def test_rerun_check_reproduces_a_deterministic_run(repo: Path) -> None:
