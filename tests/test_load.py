@@ -162,7 +162,8 @@ FLAKY_GIT = """#!/bin/sh
 # removed the object directory under it; everything else is the real git.
 case " $* " in
   *" hash-object "*) verb=hash-object ;; *" mktree "*) verb=mktree ;;
-  *" commit-tree "*) verb=commit-tree ;; *" add "*) verb=add ;; *) verb= ;;
+  *" commit-tree "*) verb=commit-tree ;; *" update-index "*) verb=update-index ;;
+  *) verb= ;;
 esac
 if [ -n "$verb" ] && [ ! -e "$FLAKY_DIR/$PPID-$verb" ]; then
   : > "$FLAKY_DIR/$PPID-$verb"
@@ -176,9 +177,9 @@ exec {git} "$@"
 
 def test_launch_and_write_back_retry_object_writes_lost_to_gc(repo: Path,
                                                              tmp_path: Path) -> None:
-    """Every kind of object write gitexp makes (add, hash-object, mktree, commit-tree), in
-    the launcher and in the agent, first fails the way the gc race makes it fail: the run
-    still launches, succeeds and is written back."""
+    """Every kind of object write gitexp makes (update-index, hash-object, mktree,
+    commit-tree), in the launcher and in the agent, first fails the way the gc race makes it
+    fail: the run still launches, succeeds and is written back."""
     real_git = shutil.which("git")
     assert real_git
     bin_dir, flaky = tmp_path / "bin", tmp_path / "flaky"
@@ -187,7 +188,7 @@ def test_launch_and_write_back_retry_object_writes_lost_to_gc(repo: Path,
     (bin_dir / "git").write_text(FLAKY_GIT.replace("{git}", real_git))
     (bin_dir / "git").chmod(0o755)
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FLAKY_DIR": str(flaky)}
-    (repo / "new.txt").write_text("untracked, so `add` writes a blob\n")
+    (repo / "new.txt").write_text("untracked, so the snapshot's `update-index` writes a blob\n")
     # `git-exp` itself: `git exp` would put git's exec-path ahead of the flaky git on PATH
     launch = subprocess.run(["git-exp", "run", "-d", "--", *JOB, "7"], cwd=repo,
                             env={**os.environ, **env}, capture_output=True, text=True,
@@ -199,7 +200,7 @@ def test_launch_and_write_back_retry_object_writes_lost_to_gc(repo: Path,
     assert git("show", f"refs/experiments/{run_id}:.gitexp-results/log.txt",
                cwd=repo) == "job 7 done\n"
     failed = {name.split("-", 1)[1] for name in os.listdir(flaky)}
-    assert failed == {"add", "hash-object", "mktree", "commit-tree"}
+    assert failed == {"update-index", "hash-object", "mktree", "commit-tree"}
 
 
 def test_concurrent_first_pushes_create_the_store_repository_once(repo: Path,

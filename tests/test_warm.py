@@ -129,7 +129,7 @@ def _mess_up(tree: Path, outside: Path) -> None:
     (tree / ".git" / "info").mkdir(exist_ok=True)
     (tree / ".git" / "info" / "attributes").write_text("* text eol=crlf\n")
     git("config", "core.sparseCheckout", "true", cwd=tree)
-    listed = git("ls-files", cwd=tree).split()
+    listed = [p for p in git("ls-files", "-z", cwd=tree).split("\0") if p]
     if listed:  # a flag that would make git skip the file's check
         git("update-index", "--skip-worktree", listed[0], cwd=tree)
 
