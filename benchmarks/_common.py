@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import time
@@ -43,6 +44,18 @@ def make_big_repo(root: Path, files: int = 20_000) -> Path:
     (root / "untracked.txt").write_text("new file\n")
     sh("git", "status", "-s", cwd=root)  # warm the index stat cache, as a user's would be
     return root
+
+
+def plumbing_snapshot(root: Path, scratch: Path) -> str:
+    """The work tree as a commit by git plumbing alone (the tree gitexp's snapshot records):
+    the reference gitexp's snapshot is measured against."""
+    index = scratch / "index"
+    shutil.copyfile(root / ".git" / "index", index)
+    env = {"GIT_INDEX_FILE": str(index)}
+    sh("git", "add", "-A", cwd=root, env=env)
+    tree = sh("git", "write-tree", cwd=root, env=env).strip()
+    index.unlink()
+    return sh("git", "commit-tree", tree, "-p", "HEAD", "-m", "snapshot", cwd=root).strip()
 
 
 def ratio_line(name: str, value: float, reference: float, goal: float, unit: str = "s") -> str:

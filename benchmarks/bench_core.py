@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -20,18 +19,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ENV, make_big_repo, median_time, ratio_line, sh
+from _common import ENV, make_big_repo, median_time, plumbing_snapshot, ratio_line, sh
 
 from gitexp.git import Repo, snapshot
-
-
-def plumbing_snapshot(root: Path, tmp: Path) -> None:
-    index = tmp / "index"
-    shutil.copyfile(root / ".git" / "index", index)
-    env = {"GIT_INDEX_FILE": str(index)}
-    sh("git", "add", "-A", cwd=root, env=env)
-    tree = sh("git", "write-tree", cwd=root, env=env).strip()
-    sh("git", "commit-tree", tree, "-p", "HEAD", "-m", "snap", cwd=root)
 
 
 def gitexp_snapshot(repo: Repo) -> None:

@@ -47,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import ENV, goal_line, make_big_repo, sh
+from _common import ENV, goal_line, make_big_repo, plumbing_snapshot, sh
 
 START_GOAL = 0.3
 TRUE_GOAL = 1.0
@@ -246,17 +246,6 @@ def files_line(name: str, results: list[tuple[dict, int]]) -> str:
 
 
 # -- references ---------------------------------------------------------------------------------
-def snapshot_commit(root: Path, scratch: Path) -> str:
-    """The work tree as a commit, by git plumbing (the tree gitexp's snapshot records)."""
-    index = scratch / "index"
-    shutil.copyfile(root / ".git" / "index", index)
-    env = {"GIT_INDEX_FILE": str(index)}
-    sh("git", "add", "-A", cwd=root, env=env)
-    tree = sh("git", "write-tree", cwd=root, env=env).strip()
-    index.unlink()
-    return sh("git", "commit-tree", tree, "-p", "HEAD", "-m", "bench snapshot", cwd=root).strip()
-
-
 def fresh_checkout(root: Path, commit: str, dest: Path) -> float:
     started = time.perf_counter()
     sh("git", "init", "-q", str(dest), cwd=root)
@@ -313,7 +302,7 @@ def dvc_exp_run(copy: Path) -> None:
 
 def references(root: Path, scratch: Path, runs: int) -> dict[str, float]:
     refs: dict[str, float] = {}
-    commit = snapshot_commit(root, scratch)
+    commit = plumbing_snapshot(root, scratch)
     counter = iter(range(1 << 30))
     times = timed("git checkout into a fresh dir", lambda: fresh_checkout(
         root, commit, scratch / f"checkout{next(counter)}"), runs)

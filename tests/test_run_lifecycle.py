@@ -176,13 +176,15 @@ def test_ctrl_c_stops_following_not_the_job(project: Path, tmp_path: Path):
          f"while not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)\nprint('done')"],
         cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "up"
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
-    _, err = proc.communicate(timeout=20)
-    assert proc.returncode in (130, -signal.SIGINT)  # git itself may die of the signal
-    assert "goes on" in err
-    gate.touch()
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "up"
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode in (130, -signal.SIGINT)  # git itself may die of the signal
+        assert "goes on" in err
+    finally:
+        gate.touch()  # a failed assert above leaves no job waiting forever
     run_id = exp_json("ls", cwd=project)[0]["id"]
     assert wait_done(run_id, project)["status"] == "succeeded"
 
@@ -196,14 +198,16 @@ def test_ctrl_c_through_git_sigint_and_sigterm_at_once_still_says_goodbye(projec
          f"import pathlib,time\nprint('up', flush=True)\n"
          f"while not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)"],
         cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "up"
-    proc.send_signal(signal.SIGINT)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 130
-    assert "goes on" in err
-    gate.touch()
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "up"
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 130
+        assert "goes on" in err
+    finally:
+        gate.touch()  # a failed assert above leaves no job waiting forever
     assert wait_done(exp_json("ls", cwd=project)[0]["id"], project)["status"] == "succeeded"
 
 
