@@ -219,7 +219,7 @@ def run_with_fault(repo: Path, point: str, *args: str) -> subprocess.CompletedPr
 # -- the soak (make soak) ------------------------------------------------------------------------
 SOAK_POINTS = ("snapshot.add", "launch.commit", "launch.ref", "launch.submit", "launch.handle",
                "agent.prepare", "agent.heartbeat", "agent.append", "agent.result",
-               "agent.finish", "writeback.commit")
+               "agent.finish", "writeback.commit", "workspace.release")
 
 
 def test_soak_random_faults(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from tests.services._util import pid_alive
 # (fault point, what must follow). Every point in src/ appears at least once.
 RUN_FAULTS = ["snapshot.add", "launch.commit", "launch.ref", "launch.submit", "launch.handle"]
 AGENT_FAULTS = ["agent.prepare", "workspace.update", "agent.heartbeat@3", "agent.append@2",
-                "agent.result", "writeback.commit", "agent.finish"]
+                "agent.result", "writeback.commit", "agent.finish", "workspace.release"]
 TRANSPORT_FAULTS = ["transport.pack", "transport.send@2"]
 REMOVE_FAULTS = ["gc.remove"]  # kill -9 here; a pause here: tests/test_rm_failures.py
 OTHER_FAULTS = ["writeback.commit (git exp ls)", "kill -9 the job", "GCS emulator stopped",
@@ -102,7 +102,7 @@ def test_kill_agent(project: Path, point: str) -> None:
     log = f.git_log(project, run)
     stored = project / ".git/gitexp/store/runs" / run_id / "log"
     assert log.encode() == (stored.read_bytes() if stored.exists() else b"")
-    if point in ("writeback.commit", "agent.finish"):  # after the result: nothing lost
+    if point in ("writeback.commit", "agent.finish", "workspace.release"):  # after the result
         assert run.status == "succeeded"
         f.assert_log_prefix(log, at_least=lines)
         assert "done" in log

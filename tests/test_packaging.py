@@ -27,7 +27,7 @@ def test_wheel_contains_hooks_templates_and_entry_points(tmp_path: Path):
     assert "gitexp/hooks/stub.sh" in names  # package data beside the code that renders it
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "git-exp = gitexp.cli:main" in text and "gitexp = gitexp.cli:main" in text
+    assert "git-exp = gitexp.cli:entry" in text and "gitexp = gitexp.cli:entry" in text
 
 
 def _commands() -> list[str]:

@@ -143,13 +143,16 @@ def src(tmp_path: Path) -> Path:
     return src
 
 
-@given(first=TREES, second=TREES)
+@given(first=TREES, second=TREES, died=st.lists(st.booleans(), min_size=4, max_size=4))
 @SETTINGS
 def test_a_warm_checkout_is_exactly_each_snapshot(tmp_path_factory: pytest.TempPathFactory,
-                                                   first: dict, second: dict) -> None:
-    """Random trees A then B then A through one slot, a job's mess between every two: the
-    tree is each snapshot byte for byte (modes and symlinks too), nothing else is there,
-    and nothing outside the tree was written through a symlink the job left."""
+                                                   first: dict, second: dict,
+                                                   died: list[bool]) -> None:
+    """Random trees A then B then A through one slot, a job's mess between every two, and
+    the agent either giving the checkout back (put back, pristine: the next update is
+    two-tree) or dying with it (the next update resets every file): the tree is each
+    snapshot byte for byte (modes and symlinks too), nothing else is there, and nothing
+    outside the tree was written through a symlink the job left."""
     tmp = tmp_path_factory.mktemp("warm")
     src = tmp / "src"
     git("init", "-q", str(src), cwd=tmp)
@@ -159,7 +162,7 @@ def test_a_warm_checkout_is_exactly_each_snapshot(tmp_path_factory: pytest.TempP
     outside.mkdir()
     snaps = [_commit(src, first), _commit(src, second)]
     pool = workspace.Pool(tmp / "pool", 1)
-    for snap in [snaps[0], snaps[1], snaps[0], snaps[0]]:
+    for snap, dies in zip([snaps[0], snaps[1], snaps[0], snaps[0]], died, strict=True):
         held = pool.take(src / ".git", snap, say=print)
         assert held is not None and held.slot == tmp / "pool" / "0"
         assert _listing(held.tree) == _expected(src, snap)
@@ -167,7 +170,14 @@ def test_a_warm_checkout_is_exactly_each_snapshot(tmp_path_factory: pytest.TempP
         assert git("status", "--porcelain", "--ignored", cwd=held.tree) == ""
         assert not (held.tree / "HOOK-RAN").exists()
         _mess_up(held.tree, outside)
-        held.release()
+        if dies:  # the kernel drops the lock of a dead agent; nothing was put back
+            assert held._lock is not None
+            os.close(held._lock)
+            assert not (held.slot / "pristine").exists()
+        else:
+            held.release()
+            assert (held.slot / "pristine").read_text() == snap
+            assert _listing(held.tree) == _expected(src, snap)  # put back already
     assert list(outside.iterdir()) == []
 
 
@@ -253,6 +263,31 @@ def test_a_checkout_killed_mid_update_is_rebuilt(src: Path, tmp_path: Path) -> N
     assert _listing(held.tree) == _expected(src, b)
     assert witness.stat().st_nlink == 1  # the tree's f0 is a new file
     held.release()
+
+
+def test_a_checkout_killed_while_put_back_is_reset_whole(src: Path, tmp_path: Path) -> None:
+    """An agent killed after putting its checkout back but before marking it pristine: the
+    next run does not trust it, and resets every file (a file the two-tree update would
+    have kept is checked, and rewritten since its content is wrong)."""
+    a = _commit(src, {f"f{i}": ("file", f"{i}\n".encode()) for i in range(20)})
+    b = _commit(src, {**{f"f{i}": ("file", f"{i}\n".encode()) for i in range(20)},
+                      "new": ("file", b"new\n")})
+    pool_dir = tmp_path / "pool"
+    code = (f"import sys; from pathlib import Path; from gitexp.worker import workspace\n"
+            f"held = workspace.Pool(Path({str(pool_dir)!r}), 1).take("
+            f"Path({str(src / '.git')!r}), sys.argv[1], say=print)\n"
+            f"(held.tree / 'out.bin').write_bytes(b'output')\n"
+            f"held.release()\n")
+    env = {**os.environ, "GITEXP_FAULT": "workspace.release"}
+    proc = subprocess.run([sys.executable, "-c", code, a], env=env, check=False)
+    assert proc.returncode == -signal.SIGKILL
+    assert (pool_dir / "0" / "ready").exists() and not (pool_dir / "0" / "pristine").exists()
+    (pool_dir / "0" / "tree" / "f3").write_text("changed after the put-back\n")
+    held = workspace.Pool(pool_dir, 1).take(src / ".git", b, say=print)
+    assert held is not None
+    assert _listing(held.tree) == _expected(src, b)
+    held.release()
+    assert (pool_dir / "0" / "pristine").read_text() == b
 
 
 def test_runs_move_one_warm_checkout_and_leftovers_never_reach_the_next(repo: Path) -> None:

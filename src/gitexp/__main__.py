@@ -1,7 +1,5 @@
 """`python -m gitexp …` is the same as `gitexp …`."""
 
-import sys
+from gitexp.cli import entry
 
-from gitexp.cli import main
-
-sys.exit(main())
+entry()

@@ -8,7 +8,8 @@ point costs one dictionary lookup.
 
 Points: snapshot.add, launch.commit, launch.ref, launch.submit, launch.handle,
 transport.pack, transport.send, agent.prepare, agent.heartbeat, agent.append, agent.result,
-agent.finish, workspace.update (a warm checkout half moved), writeback.commit, gc.remove
+agent.finish, workspace.update (a warm checkout half moved), workspace.release (put back,
+not yet marked pristine), writeback.commit, gc.remove
 (before a run's ref is deleted).
 """
 

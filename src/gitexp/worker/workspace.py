@@ -6,9 +6,18 @@ history, and nothing written to the source.
 
 Warm checkouts. Writing every file of the project for each run, and deleting them all after,
 is what made a job wait (seconds on a 20,000-file tree). So a worker keeps a few checkouts
-(`Pool`: `<root>/<k>/`, k < size), and moves one to the next snapshot with git's one-tree
-reset, which rewrites only the files whose index entry differs from the snapshot or whose
-stat data changed since gitexp wrote them. What the previous job left is never trusted:
+(`Pool`: `<root>/<k>/`, k < size) and moves one from snapshot to snapshot:
+
+- when its run ends, after the result is written (the user no longer waits), the agent puts
+  the tree back to that run's snapshot with git's one-tree reset (it rewrites only the files
+  whose index entry differs or whose stat data changed since gitexp wrote them) and
+  `git clean -ffdx`, then marks it `<k>/pristine` (the snapshot's id);
+- the next run moves a pristine checkout with git's two-tree update (`read-tree -m -u OLD
+  NEW`), which touches only the files that differ between the two snapshots: the job waits
+  for what changed, not for a look at every file. A checkout that is not pristine (its run's
+  agent died) gets the one-tree reset and clean instead, at take.
+
+What the previous job left is never trusted:
 
 - the index that drives the reset is gitexp's own (`<k>/index`, outside the tree), so flags
   a job set in its `.git/index` (skip-worktree, assume-unchanged) change nothing;
@@ -18,7 +27,9 @@ stat data changed since gitexp wrote them. What the previous job left is never t
 - a run holds its checkout under an exclusive `flock` (released by the kernel when the agent
   dies): concurrent runs never share one, and take a fresh checkout when all are taken;
 - `<k>/ready` exists only between a verified update and the next one: a checkout whose
-  update was interrupted is rebuilt from scratch, never reused.
+  update was interrupted is rebuilt from scratch, never reused; `<k>/pristine` is written
+  only after a verified put-back, under the lock, and removed by the next take before it
+  changes anything.
 """
 
 from __future__ import annotations
@@ -47,6 +58,8 @@ class Checkout:
     pool (`release`); a fresh one is the run's own and goes with its work directory."""
     tree: Path
     slot: Path | None = None  # the pool's <k>/ directory, when warm
+    snapshot: str = ""  # what the tree was made, when warm
+    objects_from: Path | None = None  # where its objects are, when warm
     _lock: int | None = None
 
     @property
@@ -54,14 +67,24 @@ class Checkout:
         return self.slot is not None
 
     def release(self) -> None:
-        """Give a warm checkout back, its job's leftovers removed now (they may be large
-        outputs) and again, with everything else, by the next run's update."""
+        """Give a warm checkout back, put back to its snapshot (the job's leftovers, which
+        may be large outputs, go now), and marked pristine for the next run's two-tree
+        update; if that fails, unmarked: the next run resets it whole."""
         if self._lock is None:
             return
-        with contextlib.suppress(GitexpError, OSError):
-            _git(self.tree, "clean", "-ffdxq", index=_index(self.slot))
-        os.close(self._lock)
-        self._lock = None
+        assert self.slot is not None and self.objects_from is not None
+        try:  # with a new .git: nothing the job set there (attributes, config) counts
+            _populate(self.tree, self.objects_from, self.snapshot, index=_index(self.slot),
+                      steps=_reset(self.snapshot))
+            faults.point("workspace.release")
+            tmp = self.slot / "pristine.tmp"
+            tmp.write_text(self.snapshot)
+            tmp.replace(self.slot / "pristine")
+        except (GitexpError, OSError):
+            (self.slot / "pristine").unlink(missing_ok=True)
+        finally:
+            os.close(self._lock)
+            self._lock = None
 
     def discard(self) -> None:
         """Free the checkout's files now (a full disk): a warm one is rebuilt next time."""
@@ -96,7 +119,7 @@ class Pool:
                 continue
             try:
                 return Checkout(tree=_update(slot, objects_from, snapshot), slot=slot,
-                                _lock=lock)
+                                snapshot=snapshot, objects_from=objects_from, _lock=lock)
             except BaseException:
                 os.close(lock)
                 raise
@@ -113,6 +136,7 @@ class Pool:
                 continue
             try:
                 (slot / "ready").unlink(missing_ok=True)
+                (slot / "pristine").unlink(missing_ok=True)
                 _remove(slot / "tree")
                 (slot / "index").unlink(missing_ok=True)
                 removed.append(slot)
@@ -125,7 +149,8 @@ def checkout(objects_from: Path, snapshot: str, dest: Path) -> Path:
     """Check out `snapshot` into the fresh directory `dest`, HEAD verified."""
     _remove(dest)
     dest.mkdir(parents=True)
-    _populate(dest, objects_from, snapshot, index=dest / ".git" / "index", clean=False)
+    _populate(dest, objects_from, snapshot, index=dest / ".git" / "index",
+              steps=_reset(snapshot, clean=False))
     return dest
 
 
@@ -139,33 +164,54 @@ def verify(dest: Path, snapshot: str) -> None:
 
 # -- the update ---------------------------------------------------------------------------------
 def _update(slot: Path, objects_from: Path, snapshot: str) -> Path:
-    tree, ready = slot / "tree", slot / "ready"
+    tree, ready, pristine = slot / "tree", slot / "ready", slot / "pristine"
     warm = ready.exists()
+    was = _read_pristine(pristine) if warm else None
     if not warm:  # never finished its last update (or new): from scratch
         _remove(tree)
         (slot / "index").unlink(missing_ok=True)
+    pristine.unlink(missing_ok=True)
     ready.unlink(missing_ok=True)
     tree.mkdir(exist_ok=True)
+    # Pristine: only what differs between the two snapshots; else a look at every file.
+    steps = [["read-tree", "-m", "-u", was, snapshot]] if was else _reset(snapshot, clean=warm)
     try:
-        _populate(tree, objects_from, snapshot, index=_index(slot), clean=warm)
+        _populate(tree, objects_from, snapshot, index=_index(slot), steps=steps)
     except GitexpError:
         if not warm:
             raise
-        # A tree a job left in a state git cannot reset (a directory made read-only...):
-        # once more from nothing, and that one's error is the run's.
+        # A tree a job left in a state git cannot reset (a directory made read-only...), or
+        # a previous snapshot no longer here: once more from nothing, and that one's error
+        # is the run's.
         _remove(tree)
         (slot / "index").unlink(missing_ok=True)
         tree.mkdir()
-        _populate(tree, objects_from, snapshot, index=_index(slot), clean=False)
+        _populate(tree, objects_from, snapshot, index=_index(slot),
+                  steps=_reset(snapshot, clean=False))
     ready.touch()
     return tree
 
 
+def _reset(snapshot: str, *, clean: bool = True) -> list[list[str]]:
+    """The steps that make a tree exactly `snapshot`, whatever it holds: tracked files by
+    the one-tree reset, then (`clean`: the tree was not empty) every other file removed."""
+    return [["read-tree", "--reset", "-u", snapshot]] + ([["clean", "-ffdxq"]] if clean else [])
+
+
+def _read_pristine(path: Path) -> str | None:
+    """The snapshot a pristine checkout is exactly (an object id), or None."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text) \
+        else None
+
+
 def _populate(tree: Path, objects_from: Path, snapshot: str, *, index: Path,
-              clean: bool) -> None:
-    """Make `tree` exactly `snapshot`: a new `.git`, then the one-tree reset driven by
-    `index` (files it says are current are kept), then (`clean`: the tree was not empty)
-    every other file removed."""
+              steps: list[list[str]]) -> None:
+    """Make `tree` exactly `snapshot`: a new `.git`, then `steps` (git commands driven by
+    `index`, gitexp's own: files it says are current are kept)."""
     git_dir = tree / ".git"
     _remove(git_dir)
     # Alternates only work between repositories of one object format: the snapshot's.
@@ -174,7 +220,6 @@ def _populate(tree: Path, objects_from: Path, snapshot: str, *, index: Path,
     (git_dir / "objects" / "info").mkdir(parents=True, exist_ok=True)
     (git_dir / "objects" / "info" / "alternates").write_text(f"{objects.resolve()}\n")
     _lfs(objects_from, snapshot, tree)
-    steps = [["read-tree", "--reset", "-u", snapshot]] + ([["clean", "-ffdxq"]] if clean else [])
     for step in steps:
         try:
             _git(tree, *step, index=index)
