@@ -151,6 +151,26 @@ def test_settings_out_of_range_stop_a_launch_in_one_line(repo: Path) -> None:
     assert git("for-each-ref", "refs/experiments/", cwd=repo) == ""
 
 
+def test_a_misspelt_setting_is_named_at_launch_with_the_one_meant(repo: Path) -> None:
+    """A setting gitexp does not know is not an error (a newer gitexp's, in a shared
+    config), but `run` names it, with the likeliest setting meant, and goes on."""
+    for key, value in [("exp.target.local.warmCheckout", "2"), ("exp.maxUntrackedSiz", "1M"),
+                       ("exp.target.local.zzzq", "1")]:
+        git("config", key, value, cwd=repo)
+    proc = exp("run", "--", "true", cwd=repo)
+    said = [line for line in proc.stderr.splitlines() if line.startswith("warning: exp.")]
+    assert said == [
+        "warning: exp.maxuntrackedsiz is no setting this gitexp knows: ignored "
+        "(did you mean exp.maxUntrackedSize?)",
+        "warning: exp.target.local.warmcheckout is no setting this gitexp knows: ignored "
+        "(did you mean exp.target.local.warmCheckouts?)",
+        "warning: exp.target.local.zzzq is no setting this gitexp knows: ignored "
+        "(README: Every setting)",
+    ], proc.stderr
+    assert "succeeded" in proc.stderr + proc.stdout
+    assert knobs.unknown("exp.target.gpu.machineType") is None  # a known one: nothing
+
+
 def test_a_hook_says_a_bad_switch_and_takes_its_default(repo: Path) -> None:
     exp("hooks", "install", cwd=repo)
     (repo / "f").write_text("x")

@@ -8,6 +8,7 @@ Standard library only: the git hook runner imports it late, per commit.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -221,6 +222,34 @@ def knob(key: str) -> Knob:
             raise KeyError(f"unregistered setting {key} (add it to gitexp.knobs.KNOBS)")
         return found
     return REGISTRY[low]
+
+
+def unknown(key: str) -> str | None:
+    """None for a registered setting; else a warning naming it, with the likeliest setting
+    meant (a misspelt machine type would otherwise pass in silence, and the default win).
+    Not an error: a newer gitexp's setting in a shared config is fine."""
+    try:
+        knob(key)
+        return None
+    except KeyError:
+        pass
+    low = key.lower()
+    if low.startswith("exp.target."):
+        head, _, setting = low.rpartition(".")
+        names = {k.rpartition(".")[2]: k.rpartition(".")[2] for k in REGISTRY
+                 if k.startswith("exp.target.*.")}
+        near = difflib.get_close_matches(setting, list(names), n=1)
+        meant = f"{head}.{near[0]}" if near else None
+    else:
+        near = difflib.get_close_matches(low, [k for k in REGISTRY if "*" not in k], n=1)
+        meant = near[0] if near else None
+    spelled = {k.key.lower().replace("<name>", "*"): k.key for k in KNOBS}
+    if meant is not None:  # as the README spells it
+        head, _, last = meant.rpartition(".")
+        template = spelled.get(meant) or spelled.get("exp.target.*." + last, meant)
+        meant = f"{head}.{template.rpartition('.')[2]}"
+    return (f"warning: {key} is no setting this gitexp knows: ignored"
+            + (f" (did you mean {meant}?)" if meant else " (README: Every setting)"))
 
 
 def parse(key: str, raw: str, kind: str | None = None) -> object:

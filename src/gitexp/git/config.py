@@ -61,6 +61,11 @@ class Target:
             if _registered(f"exp.target.{self.name}.{key}"):
                 knobs.parse(f"exp.target.{self.name}.{key}", raw)
 
+    def unknown(self) -> list[str]:
+        """A warning for each of this target's settings that gitexp does not know."""
+        return [w for key in sorted(self.settings)
+                if (w := knobs.unknown(f"exp.target.{self.name}.{key}"))]
+
     def require(self, key: str) -> str:
         value = self.get(key)
         if not value:
@@ -122,6 +127,12 @@ class Config:
             if key.startswith("exp.") and not key.startswith("exp.target.") and \
                     _registered(key):
                 knobs.parse(knobs.knob(key).key, raw)
+
+    def unknown(self) -> list[str]:
+        """A warning for each `exp.*` setting (but the targets') gitexp does not know."""
+        return [w for key in sorted(self.values)
+                if key.startswith("exp.") and not key.startswith("exp.target.")
+                and (w := knobs.unknown(key))]
 
     def heartbeat(self) -> float:
         """`exp.heartbeat`: seconds between an agent's signs of life."""

@@ -75,6 +75,9 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
         raise GitexpError("no command given", hint="git exp run -- python train.py --lr 3e-4")
     target = config.target(reqs[0].target)
     target.check()
+    if reqs[0].say:  # a misspelt setting would otherwise leave its default in silence
+        for warning in [*config.unknown(), *target.unknown()]:
+            reqs[0].say(warning)
     if reqs[0].keep:  # for this launch only
         target = replace(target, settings={**target.settings, "keep": "true"})
     subdirs = [_subdir(repo, req.cwd) for req in reqs]
