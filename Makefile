@@ -41,7 +41,7 @@ demo: $(DEMO_STAMP)
 	PATH="$(BIN):$$PATH" bash examples/demo.sh
 
 test: $(STAMP) services
-	PATH="$(BIN):$$PATH" $(BIN)/pytest -n 2 --dist loadgroup -q
+	PATH="$(BIN):$$PATH" $(BIN)/pytest -n 2 --dist loadgroup -q --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
