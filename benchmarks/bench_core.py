@@ -19,7 +19,15 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ENV, make_big_repo, median_time, plumbing_snapshot, ratio_line, sh
+from _common import (
+    ENV,
+    compile_gitexp,
+    make_big_repo,
+    median_time,
+    plumbing_snapshot,
+    ratio_line,
+    sh,
+)
 
 from gitexp.git import Repo, snapshot
 
@@ -34,6 +42,7 @@ def main() -> None:
     p.add_argument("--files", type=int, default=20_000)
     p.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "gitexp-bench-core")
     a = p.parse_args()
+    compile_gitexp()
     root = make_big_repo(a.dir / f"repo{a.files}", a.files)
     repo = Repo.discover(root)
     tmp = Path(tempfile.mkdtemp())

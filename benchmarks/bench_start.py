@@ -47,7 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from _common import ENV, goal_line, make_big_repo, plumbing_snapshot, sh
+from _common import ENV, compile_gitexp, goal_line, make_big_repo, plumbing_snapshot, sh
 
 START_GOAL = 0.3
 TRUE_GOAL = 1.0
@@ -408,6 +408,7 @@ def main() -> None:
     p.add_argument("--ssh-python", default="python3", help="python on --ssh-host")
     p.add_argument("--require-ssh", action="store_true", help="fail if no ssh target")
     a = p.parse_args()
+    compile_gitexp()
     if a.files < 200 or a.runs < 1:
         p.error("--files must be >= 200 and --runs >= 1")
     # SIGTERM (`timeout`, a CI runner) unwinds like Ctrl-C: the run in flight is cancelled,
