@@ -104,7 +104,8 @@ def fabricate(path: Path, n: int, points: int) -> float:
 
 def start_ui(repo: Path) -> tuple[subprocess.Popen[str], str]:
     """`git exp ui --no-open` on a free port; its process and URL (its first stdout line)."""
-    proc = subprocess.Popen(["git", "exp", "ui", "--no-open"], cwd=repo, env=ENV, text=True,
+    # git-exp itself, not `git exp`: its pid is the server's, whose memory is measured
+    proc = subprocess.Popen(["git-exp", "ui", "--no-open"], cwd=repo, env=ENV, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     url = proc.stdout.readline().strip()

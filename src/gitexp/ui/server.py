@@ -94,11 +94,12 @@ def make_app(view: View) -> web.Application:
 @web.middleware
 async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     view: View = request.app["view"]
-    if request.host not in view.hosts:  # DNS rebinding: another name for this address
+    host = request.headers.get("Host", "")  # as sent: aiohttp's `host` fills in a missing one
+    if host not in view.hosts:  # DNS rebinding: another name for this address
         return _headers(web.Response(status=421, text="misdirected request\n"))
     if request.method not in ("GET", "HEAD"):
         origin = request.headers.get("Origin")
-        if origin is not None and origin != f"http://{request.host}":
+        if origin is not None and origin != f"http://{host}":
             return _headers(_error(403, "cross-origin request refused"))
         sent = request.headers.get(TOKEN_HEADER, "")
         if not hmac.compare_digest(sent.encode(), view.token.encode()):
