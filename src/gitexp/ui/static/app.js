@@ -134,6 +134,8 @@
     hidden: new Set(JSON.parse(localStorage.getItem("gitexp.hidden") || "[]")),
   };
   let stopPage = () => {};  // the current page's timers and listeners
+  let shown = 0;  // which page is shown: an answer for a page left meanwhile is dropped
+  function stale(mine) { return mine !== shown; }
 
   // -- the runs table ---------------------------------------------------------------------------
   const FIXED = [
@@ -178,6 +180,7 @@
       errors, grid);
 
     let meta = null, pages = new Map(), total = 0, live = false, cols = [], generation = 0;
+    const page = shown;
     const updateCompare = () => {
       compare.textContent = `Compare selected (${state.selected.size})`;
       compare.disabled = state.selected.size < 1;
@@ -259,7 +262,7 @@
       const mine = generation;
       try {
         const body = await api.runs(state, n * PAGE, PAGE);
-        if (mine !== generation) return;
+        if (mine !== generation || stale(page)) return;
         const first = meta === null;
         if (first) fill(errors);
         meta = body; total = body.total; live = body.live;
@@ -364,6 +367,7 @@
     if (params.has("where")) state.where = params.get("where");
     ids.forEach(id => state.selected.add(id));
     document.title = `compare ${ids.length} runs`;
+    const mine = shown;
     const side = el("div", { id: "side" }), charts = el("div", { cls: "charts", id: "charts" });
     const xKind = el("select", { id: "x-kind" }, el("option", { value: "step", text: "step" }), el("option", { value: "time", text: "time (s)" }));
     const smooth = el("input", { type: "range", min: "0", max: "0.99", step: "0.01", value: "0", id: "smooth" });
@@ -385,6 +389,7 @@
     if (!ids.length && !FROZEN) { drawParallel(); return; }
     let body;
     try { body = await api.series(ids); } catch (err) { fill(side, failure(err)); return; }
+    if (stale(mine)) return;
     sideBySide(side, ids, body.runs);
     const metrics = metricOrder(ids.flatMap(id => body.series[id] ? Object.keys(body.series[id].metrics) : []));
     const redraw = () => {
@@ -467,8 +472,10 @@
   // -- one run ----------------------------------------------------------------------------------
   async function runPage(id) {
     document.title = id;
+    const mine = shown;
     let run;
-    try { run = await api.run(id); } catch (err) { fill(main, failure(err)); return; }
+    try { run = await api.run(id); } catch (err) { if (!stale(mine)) fill(main, failure(err)); return; }
+    if (stale(mine)) return;
     const rec = run.record, res = run.result || {};
     const cancel = run.live && !FROZEN ? el("button", { id: "cancel", on: { click: async () => {
       cancel.disabled = true;
@@ -576,6 +583,7 @@
   // -- routing ----------------------------------------------------------------------------------
   function route() {
     stopPage(); stopPage = () => {};
+    shown++;
     const hash = location.hash.slice(1) || "/";
     const [path, query] = hash.split("?");
     const params = new URLSearchParams(query || "");
