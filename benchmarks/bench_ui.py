@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.bench_ls import ENV, IDENT, _data, make_repo, run_id, timed  # noqa: E402
+from benchmarks.bench_ls import ENV, IDENT, _data, make_repo, run_id, timed
 
-from gitexp.git import Repo  # noqa: E402
-from gitexp.model.record import Environment, Result, RunRecord, encode_message  # noqa: E402
+from gitexp.git import Repo
+from gitexp.model.record import Environment, Result, RunRecord, encode_message
 
 METRICS = ("loss", "val_loss", "acc", "val_acc", "lr_now")
 CHROMIUM = "/usr/bin/chromium"
@@ -111,7 +111,8 @@ def start_ui(repo: Path) -> tuple[subprocess.Popen[str], str]:
     url = proc.stdout.readline().strip()
     if not url.startswith("http://127.0.0.1:"):
         proc.kill()
-        raise SystemExit(f"git exp ui did not start: {url} {proc.stderr.read() if proc.stderr else ''}")
+        why = proc.stderr.read() if proc.stderr else ""
+        raise SystemExit(f"git exp ui did not start: {url} {why}")
     return proc, url
 
 
