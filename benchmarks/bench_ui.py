@@ -147,10 +147,8 @@ def measure(url: str, ids: list[str]) -> dict[str, float]:
         for _ in range(3):
             page.goto("about:blank")
             page.goto(url + "#/compare?ids=" + ",".join(ids))
-            start = page.evaluate("performance.timeOrigin")
             page.wait_for_function("() => window.gitexpCurves", timeout=60_000)
             curves.append(page.evaluate("window.gitexpCurves") / 1000)
-            del start
         figures["curves"] = sorted(curves)[1]
         figures["charts"] = page.locator(".chart canvas").count()
         browser.close()

@@ -222,7 +222,8 @@ def _plot(plot: dvcplots.Plot) -> dict[str, Any]:
 
 def _columns(points: list[dict[str, Any]]) -> dict[str, Any]:
     """Points as columns: `step` and `time` (None where a point lacks one) and one list per
-    numeric metric, aligned with them; the shape the charts draw from without copying."""
+    numeric metric (its name `printable`), aligned with them: what the charts draw from.
+    Only finite numbers pass: the rest of a point is no curve (and no text to clean)."""
     names: dict[str, None] = {}
     for p in points:
         names.update((k, None) for k, v in p.items()
@@ -231,12 +232,13 @@ def _columns(points: list[dict[str, Any]]) -> dict[str, Any]:
     steps, times = [], []
     for p in points:
         step, stamp = p.get("step"), p.get("time")
-        steps.append(step if _number(step) else None)
-        times.append(stamp if _number(stamp) else None)
+        steps.append(step if _finite(step) else None)
+        times.append(stamp if _finite(stamp) else None)
         for n, col in cols.items():
             v = p.get(n)
             col.append(v if _finite(v) else None)
-    return {"step": steps, "time": times, "metrics": cols}
+    return {"step": steps, "time": times,
+            "metrics": {printable(n): col for n, col in cols.items()}}
 
 
 def series(repo: Repo, config: Config, found: Table | None,
@@ -261,7 +263,7 @@ def series(repo: Repo, config: Config, found: Table | None,
                 continue
             out[run_id] = _columns(plots.run_points(repo, run))
             rows.setdefault(run_id, clean(slim(row_of(run.record, run.result, run.commit))))
-    return {"runs": rows, "series": clean(out)}
+    return {"runs": rows, "series": out}
 
 
 def log_chunk(repo: Repo, config: Config, run: runs.Run, offset: int, *,

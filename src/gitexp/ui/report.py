@@ -26,7 +26,7 @@ from gitexp.service.runs import Run
 from gitexp.ui import assets, data
 
 MAX_SERIES_RUNS = 200  # runs whose curves the page carries: the first ones, as listed
-MAX_DETAILED = 500  # runs whose own page (record, plots, log's end) it carries
+MAX_DETAILED = 200  # runs whose own page (record, plots, log's end) it carries
 MAX_PARALLEL_METRICS = 8
 LOG_TAIL = 16 << 10
 VENDOR = ("vendor/uPlot.iife.min.js", "vendor/echarts.min.js")
