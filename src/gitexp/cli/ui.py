@@ -33,6 +33,7 @@ def ui(
     sock = server.listen(host, port)
     bound = sock.getsockname()[1]
     view = server.View(repo=repo, config=config, hosts=server.hosts_for(host, bound))
+    view.warm()
     name = f"[{host}]" if ":" in host else host
     url = f"http://{name}:{bound}/"
     if expose:

@@ -10,9 +10,9 @@ git object is named after them.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
-import re
 import shlex
 import time
 from collections.abc import Iterable
@@ -27,7 +27,7 @@ from gitexp.model import dvcplots, ids
 from gitexp.model import metrics as metric_series
 from gitexp.model.record import LIVE
 from gitexp.model.row import Row, as_json, row_of
-from gitexp.printable import printable
+from gitexp.printable import LIMIT, printable
 from gitexp.service import diff, params, plots, runs, tagging
 from gitexp.service import where as w
 from gitexp.stores import run_key, size_of
@@ -44,18 +44,25 @@ TABLE_FIELDS = ("id", "name", "status", "target", "sweep", "user", "launched_at"
                 "ended", "duration", "exit_code", "command", "error", "written_back")
 
 
-def clean_all(values: list[Any]) -> list[Any]:
-    """`clean` of each of `values`, at the speed of one JSON encoding when, as nearly always,
-    none needs it: a text `printable` would change shows up in the encoded whole as a
-    character `isprintable` refuses, or as JSON's escape of a control character."""
-    text = json.dumps(values, ensure_ascii=False, allow_nan=True)
-    if text.isprintable() and not _ESCAPED.search(text) and "NaN" not in text and \
-            "Infinity" not in text:
-        return values
-    return [clean(v) for v in values]
+def clean_rows(rows: list[Row]) -> list[Row]:
+    """`clean` of each table row (`slim`); one that needs nothing (nearly all) is kept as it
+    is, not copied: 10,000 rows are looked at in tens of milliseconds."""
+    return [clean(row) if _dirty(row) else row for row in rows]
 
 
-_ESCAPED = re.compile(r"\\(u00[0-9a-f]{2}|[nrtbf])")
+def _dirty(row: Row) -> bool:
+    """Whether `clean` might change a row: flat, as rows are (a nested param: yes)."""
+    items = [*row.items(), *row["metrics"].items(), *row["params"].items()]
+    for key, value in items:
+        if len(key) > LIMIT or not key.isprintable():
+            return True
+        kind = type(value)
+        if (kind is str and (len(value) > LIMIT or not value.isprintable())) or \
+                (kind is float and value - value != 0) or kind in (list, tuple):
+            return True
+        if kind is dict and key not in ("metrics", "params"):
+            return True
+    return False
 
 
 def clean(value: Any) -> Any:
@@ -82,6 +89,7 @@ class Table:
     params: list[str]
     same: list[str]  # "metrics.NAME" / "params.NAME" with one value across the rows
     made: float = field(default_factory=time.monotonic)
+    heads: str = ""  # the refs it was listed from (`heads`)
 
     @property
     def live(self) -> bool:
@@ -98,11 +106,34 @@ def query_of(where: str | None, sort: str | None, status: Iterable[str] = ()) ->
     return w.Query(where=where or None, sort=sort or None, status=w.words(status))
 
 
-def table(repo: Repo, config: Config, query: w.Query) -> Table:
+def heads(repo: Repo) -> str:
+    """A digest of every run's ref and commit: a listing made from the same refs is the
+    same listing, but for what live runs say meanwhile (`refresh`)."""
+    listed = repo.git("for-each-ref", "--format=%(objectname) %(refname)", ids.PREFIX)
+    return hashlib.sha256(listed.encode()).hexdigest()
+
+
+def table(repo: Repo, config: Config, query: w.Query, refs: str = "") -> Table:
     """The runs `git exp ls --where/--sort` selects, in its order, every field and param."""
-    out = clean_all([slim(row) for row in w.listing(repo, config, query, whole=True)])
+    out = clean_rows([slim(row) for row in w.listing(repo, config, query, whole=True)])
     return Table(rows=out, metrics=names(out, "metrics"), params=names(out, "params"),
-                 same=same(out))
+                 same=same(out), heads=refs)
+
+
+def refresh(repo: Repo, config: Config, found: Table) -> None:
+    """Look again at the table's live runs (status, latest metrics), in place: one look at
+    each, not a new listing of every run. One that ended is written back, which moves its
+    ref: the next request lists again."""
+    for i, row in enumerate(found.rows):
+        if row["status"] not in LIVE or row["written_back"]:
+            continue
+        try:
+            run = runs.find(repo, row["id"], config)
+        except GitexpError:
+            continue
+        new = slim(row_of(run.record, run.result, run.commit, own=run.own))
+        found.rows[i] = {**clean(new), "params": row["params"]}  # file params: unchanged
+    found.made = time.monotonic()
 
 
 def slim(row: Row) -> Row:
@@ -166,10 +197,6 @@ def _number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _finite(v: Any) -> bool:
-    return _number(v) and math.isfinite(v)
-
-
 def _scalar(v: Any) -> Any:
     return v if v is None or _number(v) else str(v)
 
@@ -224,21 +251,53 @@ def _columns(points: list[dict[str, Any]]) -> dict[str, Any]:
     """Points as columns: `step` and `time` (None where a point lacks one) and one list per
     numeric metric (its name `printable`), aligned with them: what the charts draw from.
     Only finite numbers pass: the rest of a point is no curve (and no text to clean)."""
-    names: dict[str, None] = {}
+    seen: dict[str, None] = {}
     for p in points:
-        names.update((k, None) for k, v in p.items()
-                     if k not in metric_series.RESERVED and _finite(v))
-    cols: dict[str, list[Any]] = {n: [] for n in names}
-    steps, times = [], []
-    for p in points:
-        step, stamp = p.get("step"), p.get("time")
-        steps.append(step if _finite(step) else None)
-        times.append(stamp if _finite(stamp) else None)
-        for n, col in cols.items():
-            v = p.get(n)
-            col.append(v if _finite(v) else None)
-    return {"step": steps, "time": times,
-            "metrics": {printable(n): col for n, col in cols.items()}}
+        seen.update(p)  # at C speed; the names that are no metric go below
+    cols = {}
+    for name in seen:
+        if name not in metric_series.RESERVED:
+            col = _column(points, name)
+            if any(v is not None for v in col):
+                cols[printable(name)] = col
+    return {"step": _column(points, "step"), "time": _column(points, "time"), "metrics": cols}
+
+
+def _column(points: list[dict[str, Any]], name: str) -> list[Any]:
+    col: list[Any] = [p.get(name) for p in points]
+    if set(map(type, col)) <= _NUMBERS:  # the usual column, checked at C speed
+        try:
+            if math.isfinite(math.fsum(col)):
+                return col
+        except (OverflowError, ValueError):
+            pass
+    return [_finite_or_none(v) for v in col]
+
+
+_NUMBERS = {int, float}  # exactly: a bool is no point of a curve
+
+
+def _finite_or_none(v: Any) -> Any:
+    return v if type(v) in _NUMBERS and v - v == 0 else None  # NaN, inf: v - v != 0
+
+
+def points_of(data: bytes) -> list[dict[str, Any]]:
+    """`metrics.parse_series(data)`, the same points, at the speed of one JSON parse when
+    every line is whole (the usual case): only then is the text read as one array; a torn
+    line or anything odd goes the line-by-line way of the one parser."""
+    lines = [line for line in data.split(b"\n") if line.strip()]
+    try:
+        found = json.loads(b"[" + b",".join(lines) + b"]")
+    except (ValueError, RecursionError):
+        return metric_series.parse_series(data)
+    if type(found) is list and all(type(p) is dict and all(
+            type(v) in _SCALARS for v in p.values()) for p in found):
+        points: list[dict[str, Any]] = found
+        return points
+    return metric_series.parse_series(data)
+
+
+_SCALARS = (int, float, str, bool, type(None))
 
 
 def series(repo: Repo, config: Config, found: Table | None,
@@ -253,7 +312,7 @@ def series(repo: Repo, config: Config, found: Table | None,
     out: dict[str, Any] = {}
     for run_id, obj in zip(kept, blobs, strict=True):
         data = obj.data if obj.type == "blob" and obj.data else b""
-        out[run_id] = _columns(metric_series.parse_series(data))
+        out[run_id] = _columns(points_of(data))
     rows = {i: known[i] for i in wanted if i in known}
     for run_id in wanted:
         if run_id not in out:

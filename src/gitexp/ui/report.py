@@ -47,7 +47,7 @@ def collect(repo: Repo, config: Config, runs: list[Run], *, title: str) -> dict[
     """Everything the frozen page shows, for `runs` (newest first, as given)."""
     rows = [row_of(run.record, run.result, run.commit) for run in runs]
     w.add_file_params(repo, rows)
-    slim = data.clean([data.slim(row) for row in rows])
+    slim = data.clean_rows([data.slim(row) for row in rows])
     table = data.Table(rows=slim, metrics=data.names(slim, "metrics"),
                        params=data.names(slim, "params"), same=data.same(slim))
     curves = data.series(repo, config, table, [run.id for run in runs[:MAX_SERIES_RUNS]])

@@ -41,7 +41,7 @@ log = logging.getLogger("gitexp.ui")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 TOKEN_HEADER = "X-Gitexp-Token"  # noqa: S105 - the header's name, not a secret
-TABLE_TTL = 2.0  # s: pages of one query while scrolling come from one listing
+LIVE_EVERY = 1.0  # s: live runs in a listing are looked at again at most this often
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -59,14 +59,26 @@ class View:
 
     def table(self, query: w.Query) -> data.Table:
         key = (query.where, query.sort, query.status)
+        refs = data.heads(self.repo)
         with self.lock:  # one listing at a time: 10,000 rows are not read twice at once
             found = self.tables.get(key)
-            if found is None or time.monotonic() - found.made > TABLE_TTL:
-                found = data.table(self.repo, self.config, query)
+            if found is None or found.heads != refs:
+                found = data.table(self.repo, self.config, query, refs)
                 if len(self.tables) > 16:
                     self.tables.clear()
                 self.tables[key] = found
+            elif found.live and time.monotonic() - found.made > LIVE_EVERY:
+                data.refresh(self.repo, self.config, found)
             return found
+
+    def warm(self) -> None:
+        """List every run now, in the background: the browser's first page finds it made."""
+        def work() -> None:
+            try:
+                self.table(data.query_of(None, None))
+            except Exception:  # the page will ask again, and say what is wrong
+                log.debug("warming the table failed", exc_info=True)
+        threading.Thread(target=work, name="gitexp-ui-warm", daemon=True).start()
 
     def forget(self) -> None:
         with self.lock:
