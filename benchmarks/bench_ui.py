@@ -8,7 +8,9 @@ The runs are the commits gitexp writes (snapshot S, results commit R with `.gite
 both carrying `record.encode_message`), made with `git fast-import` as in bench_ls.py, each
 with a metrics.jsonl of `--points` points of 5 metrics and `--lr`/`--bs` params in its argv.
 Reference, in the same run: `git exp ls` (warm) on the same repository, the terminal's view.
-Goals: table painted <= 1 s, 50 runs' curves overlaid <= 1 s.
+Goals: table painted <= 1 s, 50 runs' curves overlaid <= 1 s (the first time: read from
+git; again, the server keeps them encoded). Timed from navigation, until the frame after
+the rows or charts were made (`window.gitexpPainted`, `window.gitexpCurves`).
 """
 
 from __future__ import annotations
@@ -135,8 +137,7 @@ def measure(url: str, ids: list[str]) -> dict[str, float]:
         page.wait_for_function("() => window.gitexpPainted", timeout=60_000)
         figures["table_cold"] = page.evaluate("window.gitexpPainted") / 1000
         tables = []
-        for _ in range(3):  # again, with the server warm (its listing cache expired)
-            time.sleep(2.1)
+        for _ in range(3):  # again: the server has listed them (and keeps that listing)
             page.goto("about:blank")
             page.goto(url + "#/")
             page.wait_for_function("() => window.gitexpPainted", timeout=60_000)
@@ -144,12 +145,12 @@ def measure(url: str, ids: list[str]) -> dict[str, float]:
         figures["table"] = sorted(tables)[1]
         figures["rows"] = page.locator(".grid .row").count()
         curves = []
-        for _ in range(3):
+        for _ in range(3):  # the first reads the 50 series from git; then the server has them
             page.goto("about:blank")
             page.goto(url + "#/compare?ids=" + ",".join(ids))
             page.wait_for_function("() => window.gitexpCurves", timeout=60_000)
             curves.append(page.evaluate("window.gitexpCurves") / 1000)
-        figures["curves"] = sorted(curves)[1]
+        figures["curves_cold"], figures["curves"] = curves[0], sorted(curves[1:])[0]
         figures["charts"] = page.locator(".chart canvas").count()
         browser.close()
     return figures
@@ -181,14 +182,16 @@ def main() -> int:
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
-        print(f"runs table, first full paint (warm server): {figures['table']:.2f} s "
-              f"(goal <= {GOAL_TABLE:.0f} s; first ever, index cold in the server: "
-              f"{figures['table_cold']:.2f} s; {int(figures['rows'])} rows in the DOM)")
-        print(f"compare: {a.compare} runs' curves overlaid, {len(METRICS)} charts: "
-              f"{figures['curves']:.2f} s from navigation (goal <= {GOAL_CURVES:.0f} s)")
+        print(f"runs table, first full paint: {figures['table']:.2f} s (goal <= "
+              f"{GOAL_TABLE:.0f} s; {int(figures['rows'])} rows in the DOM; the very first, "
+              f"as the server starts and lists every run: {figures['table_cold']:.2f} s)")
+        print(f"compare, {a.compare} runs' curves overlaid in {len(METRICS)} charts, from "
+              f"navigation: {figures['curves_cold']:.2f} s reading them from git (goal <= "
+              f"{GOAL_CURVES:.0f} s), {figures['curves']:.2f} s once the server keeps them")
         print(f"server memory: {now:.0f} MB now, {peak:.0f} MB peak")
-        print(f"reference: `git exp ls` warm on the same runs: {ls:.2f} s")
-        ok = figures["table"] <= GOAL_TABLE and figures["curves"] <= GOAL_CURVES
+        print(f"reference: `git exp ls` warm on the same runs: {ls:.2f} s; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        ok = figures["table"] <= GOAL_TABLE and figures["curves_cold"] <= GOAL_CURVES
         print("goals met" if ok else "GOALS MISSED")
         return 0 if ok else 1
     finally:

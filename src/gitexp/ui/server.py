@@ -24,6 +24,7 @@ import secrets
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -42,6 +43,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 TOKEN_HEADER = "X-Gitexp-Token"  # noqa: S105 - the header's name, not a secret
 LIVE_EVERY = 1.0  # s: live runs in a listing are looked at again at most this often
+KEPT_CURVES = 256  # runs whose encoded series the server keeps (~60 KB each at 1,000 points)
 LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -55,7 +57,9 @@ class View:
     hosts: frozenset[str]
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     tables: dict[tuple[Any, ...], data.Table] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    last: data.Table | None = None  # the latest listing made
+    curves: OrderedDict[tuple[str, str | None], str] = field(default_factory=OrderedDict)
+    lock: threading.RLock = field(default_factory=threading.RLock)
 
     def table(self, query: w.Query) -> data.Table:
         key = (query.where, query.sort, query.status)
@@ -69,7 +73,34 @@ class View:
                 self.tables[key] = found
             elif found.live and time.monotonic() - found.made > LIVE_EVERY:
                 data.refresh(self.repo, self.config, found)
+            self.last = found
             return found
+
+    def series(self, wanted: list[str]) -> str:
+        """`data.series` as the JSON text sent: each written-back run's series encoded once
+        and kept (by run and commit: it never changes), the rest read afresh."""
+        # any recent listing knows the commits (a run it lacks is looked up)
+        found = self.last or self.table(data.query_of(None, None))
+        commits = {r["id"]: r["commit"] for r in found.rows if r["written_back"]}
+        texts: dict[str, str] = {}
+        with self.lock:
+            for run_id in wanted:
+                if (text := self.curves.get((run_id, commits.get(run_id)))) is not None:
+                    texts[run_id] = text
+        fresh = data.series(self.repo, self.config, found,
+                            [i for i in wanted if i not in texts])
+        with self.lock:
+            for run_id, columns in fresh["series"].items():
+                texts[run_id] = _dumps(columns)
+                if run_id in commits:
+                    self.curves[(run_id, commits[run_id])] = texts[run_id]
+                    self.curves.move_to_end((run_id, commits[run_id]))
+            while len(self.curves) > KEPT_CURVES:
+                self.curves.popitem(last=False)
+        rows = {r["id"]: r for r in found.rows if r["id"] in texts}
+        rows.update(fresh["runs"])
+        body = ",".join(f"{_dumps(i)}:{texts[i]}" for i in wanted if i in texts)
+        return f'{{"runs":{_dumps(rows)},"series":{{{body}}}}}'
 
     def warm(self) -> None:
         """List every run now, in the background: the browser's first page finds it made."""
@@ -147,9 +178,12 @@ async def _blocking(fn: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args))
 
 
+def _dumps(body: Any) -> str:
+    return json.dumps(body, separators=(",", ":"), allow_nan=False)
+
+
 def _json(body: Any) -> web.Response:
-    return web.Response(text=json.dumps(body, separators=(",", ":"), allow_nan=False),
-                        content_type="application/json")
+    return web.Response(text=_dumps(body), content_type="application/json")
 
 
 async def _index(request: web.Request) -> web.StreamResponse:
@@ -196,9 +230,9 @@ async def _parallel(request: web.Request) -> web.StreamResponse:
 
 async def _series(request: web.Request) -> web.StreamResponse:
     view: View = request.app["view"]
-    wanted = [i for i in request.query.get("ids", "").split(",") if i]
-    found = await _blocking(view.table, data.query_of(None, None))
-    return _json(await _blocking(data.series, view.repo, view.config, found, wanted))
+    wanted = [i for i in request.query.get("ids", "").split(",") if i][:data.MAX_COMPARE]
+    return web.Response(text=await _blocking(view.series, wanted),
+                        content_type="application/json")
 
 
 async def _found(request: web.Request, name: str = "id") -> Any:

@@ -390,11 +390,13 @@
     let body;
     try { body = await api.series(ids); } catch (err) { fill(side, failure(err)); return; }
     if (stale(mine)) return;
+    performance.mark("gitexp-series");
     sideBySide(side, ids, body.runs);
     const metrics = metricOrder(ids.flatMap(id => body.series[id] ? Object.keys(body.series[id].metrics) : []));
     const redraw = () => {
       const opts = { smooth: Number(smooth.value), log: logScale.checked, xLabel: xKind.value };
       fill(charts, ...metrics.map(m => lineChart(m, seriesLines(ids, body.series, m, xKind.value), opts)));
+      performance.mark("gitexp-charts");
       // drawn, for benchmarks/bench_ui.py: the frame after the charts were made
       requestAnimationFrame(() => { window.gitexpCurves = performance.now(); });
     };
