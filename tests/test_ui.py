@@ -27,6 +27,10 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+# one repository and one server (and browser) for the module: its tests on one worker
+pytestmark = pytest.mark.xdist_group("ui")
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Built, Server, Path]]:
     if not CHROMIUM.exists() or find_spec("playwright") is None:

@@ -19,6 +19,9 @@ from gitexp.ui import assets
 from tests.helpers import assert_user_error, exp, exp_json, own_home
 from tests.uirepo import XSS, Built, Server, build, end_live, serve, shown
 
+# one repository and one server for the module: its tests on one worker
+pytestmark = pytest.mark.xdist_group("ui-api")
+
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Built, Server]]:
