@@ -3,10 +3,10 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(abspath $(VENV))/bin
 STAMP   := $(VENV)/.installed
-# The demo needs only DVC and plots, not the test tools: its own stamp in the same venv
+# The demo needs only DVC, plots and the web view (ui), not the test tools: its own stamp in the same venv
 # (`make test` later adds the rest; after `make test` the demo finds it all there).
 DEMO_STAMP := $(VENV)/.installed-demo
-DEMO_EXTRAS := dvc,plots
+DEMO_EXTRAS := dvc,plots,ui
 
 .PHONY: demo test install lint bench clean services soak fuzz mutate
 

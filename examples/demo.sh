@@ -68,7 +68,7 @@ bin="$(dirname "$(command -v git-exp)")"
 say "done: the demo project is $demo"
 cat <<EOF
   plot      $demo/loss.png
-  report    $demo/runs.html   (one offline page: open it in a browser)
+  report    $demo/runs.html   (the web view, frozen into one offline page: open it in a browser)
   mail      $demo/.git/gitexp/outbox   (a Maildir: mutt -f it; README "Mail" for real delivery)
 
 Try next:
@@ -78,4 +78,7 @@ Try next:
   git exp logs fast               # the log, kept in git
   git exp rerun slow              # the same snapshot and command again
   git exp run -- python train.py --lr 0.1 --epochs 15   # a run of your own
+
+Look at the runs in the browser (table, curves, diffs, live logs):
+  cd $demo && $bin/git-exp ui
 EOF

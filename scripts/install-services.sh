@@ -23,6 +23,7 @@ declare -A PROBES=(
     [mblaze]=/usr/bin/mthread  # tests/test_notify_sweep.py threads a sweep's mails
     [zsh]=/usr/bin/zsh  # tests/test_completion.py types `git exp <TAB>` into zsh
     [git-lfs]=/usr/bin/git-lfs  # tests/test_lfs.py: LFS files reach the job with contents
+    [chromium]=/usr/bin/chromium  # tests/test_ui.py, benchmarks/bench_ui.py: the web view in a real browser
 )
 
 missing=()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from gitexp.model import dvcplots
 from gitexp.model.dvcplots import Plot, PlotsError, Series
 from tests.conftest import make_repo
 from tests.helpers import assert_user_error, exp, exp_json, git
+from tests.test_report import frozen
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 SVG = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"
@@ -295,11 +295,13 @@ def test_declared_plots_reach_plot_report_and_mail(plotted: tuple[Path, str]):
 
     exp("report", run_id, "-o", "page.html", cwd=repo)
     page = (repo / "page.html").read_text()
-    plots_part = page.split("<h2>Plots</h2>", 1)[1]
-    assert "&lt;b&gt;Confusion&lt;/b&gt;" in plots_part and "<b>Confusion" not in page
-    assert "<figcaption>ROC</figcaption>" in plots_part
-    assert base64.b64encode(PNG).decode() in plots_part
-    assert "data:image/svg+xml;base64," in plots_part and "<script" not in page
+    assert "<b>Confusion" not in page and "\\u003cb\\u003eConfusion" in page  # JSON-escaped
+    shown = {p["id"]: p for p in frozen(page)["runs"][run_id]["plots"]}
+    assert shown["out/cm.csv"]["title"] == "<b>Confusion</b>"  # drawn as text, never markup
+    assert shown["ROC"]["series"][0]["x"] == roc["series"][0]["x"]
+    images = [p["image"] for p in shown.values() if "image" in p]
+    assert f"data:image/png;base64,{base64.b64encode(PNG).decode()}" in images
+    assert any(i.startswith("data:image/svg+xml;base64,") for i in images)
 
     [mail] = MaildirOutbox(repo / ".git/gitexp/outbox").messages()
     parts = {p.get_filename(): p for p in mail.walk() if p.get_filename()}
@@ -346,6 +348,7 @@ def test_a_forged_plots_file_in_a_ref_is_one_line_never_a_traceback(
     assert_user_error(proc, why)
     exp("report", run_id, "-o", "page.html", cwd=repo)
     page = (repo / "page.html").read_text()
-    assert re.search(rf"plots of <code>{run_id}</code> left out: declared plots are damaged: "
-                     rf"[^<]*{re.escape(why)}", page)
+    shown = frozen(page)["runs"][run_id]
+    assert shown["plots"] == [] and why in shown["plots_problem"]
+    assert shown["plots_problem"].startswith("declared plots are damaged: ")
     assert "\u202e" not in page

@@ -27,6 +27,8 @@ FORBIDDEN = {
     "data": {"service", "backends", "notify", "hooks", "cli"},
     "notify": {"cli", "hooks"},
     "hooks": {"cli"},
+    # the web view stands beside service: it reads runs through it, and draws in the browser
+    "ui": {"cli", "notify", "worker", "hooks"},
 }
 # Libraries a function may import for itself, and why: each is heavy, optional, or both, and
 # only some commands need it. Everything else (gitexp's own modules included, but for the
@@ -181,6 +183,16 @@ def test_nothing_imports_the_cli():
     assert broken == []
 
 
+def test_only_the_cli_imports_the_web_view():
+    """`gitexp.ui` (its server needs the `ui` extra) is reached from its verbs alone."""
+    broken = [f"{m}:{i.line}" for m in MODULES if layer(m) not in ("ui", "cli")
+              for i in imports(m) if _resolve(i.target).startswith("gitexp.ui")]
+    assert broken == []
+    drawing = [f"{m}:{i.line}" for m in MODULES if layer(m) == "ui"
+               for i in imports(m) if _resolve(i.target) == "gitexp.charts"]
+    assert drawing == []  # the browser draws: no matplotlib on the way to a page
+
+
 def test_function_level_imports_are_heavy_optional_libraries_only():
     broken = []
     for module in MODULES:
@@ -228,7 +240,8 @@ def test_the_architecture_page_states_the_import_rules():
     page = (SRC.parent / "docs" / "architecture.md").read_text()
     head = page[:page.index("## ", page.index("## ") + 1)]  # the first section
     for rule in ("worker never imports service", "service never imports notify",
-                 "model imports nothing of git", "nothing imports cli"):
+                 "model imports nothing of git", "nothing imports cli",
+                 "nothing but cli imports ui"):
         assert rule in head, rule
 
 

@@ -25,6 +25,11 @@ def test_wheel_contains_hooks_templates_and_entry_points(tmp_path: Path):
     expected = {p.name for p in (ROOT / "templates").iterdir() if not p.name.startswith(".")}
     assert expected <= shipped, expected - shipped
     assert "gitexp/hooks/stub.sh" in names  # package data beside the code that renders it
+    # the web view's front end, the chart libraries and their licences ship in the wheel
+    static = ROOT / "src" / "gitexp" / "ui" / "static"
+    assert {f"gitexp/ui/static/{p.relative_to(static).as_posix()}" for p in static.rglob("*")
+            if p.is_file()} <= set(names)
+    assert "gitexp/ui/static/vendor/echarts.LICENSE" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "git-exp = gitexp.cli:entry" in text and "gitexp = gitexp.cli:entry" in text

@@ -25,6 +25,7 @@ from gitexp.notify import content
 from gitexp.notify.settings import NotifySettings
 from gitexp.printable import LIMIT, printable
 from tests.helpers import git
+from tests.test_report import frozen
 
 # An OSC 52 clipboard write, a screen clear, a carriage return, a right-to-left override and
 # an 8-bit CSI (C1): each one does something to a terminal if printed raw.
@@ -215,12 +216,14 @@ def test_the_report_escapes_every_value_for_html_and_the_eye(forged: Path):
     exp_bytes(forged, "report", "evil-text", "plain", "-o", "runs.html")
     page = (forged / "runs.html").read_text()
     assert_inert(page, "report")
-    assert "<script" not in page and "\x1b" not in page and "\u202e" not in page
-    table = page.split("<table class='runs'>", 1)[1].split("</table>", 1)[0]
-    assert f"<th class='num'>{SHOWN}</th>" in table  # a metric's name
-    assert "\\u001b]52;c;ZXZpbA==\\u0007" in page  # the record, as JSON
-    # every attribute holds a quoted, escaped value: no quote from a run closes one early
-    assert "'" not in EVIL and "ZXZpbA==' " not in page
+    assert "\x1b" not in page and "\u202e" not in page
+    markup = re.sub(r"<script>.*?</script>", "<script></script>", page, flags=re.DOTALL)
+    assert markup.count("<script") == 4  # the data (JSON, never run), uPlot, ECharts, the app
+    data = frozen(page)
+    assert SHOWN in data["table"]["metrics"]  # a metric's name, as the eye may see it
+    shown = data["runs"]["evil-text"]
+    assert shown["record"]["argv"][3] == SHOWN and shown["result"]["error"] == SHOWN
+    assert f"{SHOWN} last line" in shown["log"]  # the log's end, each line printable
 
 
 def test_a_user_error_about_a_run_is_one_inert_line(forged: Path):

@@ -20,6 +20,7 @@ EXTRAS: dict[str, str] = {
     "google.cloud.compute_v1": "gce",
     "kubernetes": "kubernetes",
     "matplotlib": "plots",
+    "aiohttp": "ui",
     "dvc": "dvc",
     "dvc_data": "dvc",
     "dvc_objects": "dvc",

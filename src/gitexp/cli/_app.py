@@ -47,12 +47,14 @@ HELP: dict[str, str] = {
     "outputs": "Restore the outputs a run recorded (`--out`, dvc.yaml outs), byte-identical.",
     "plot": "Draw metric curves of one or more runs into a PNG, one colour per run.",
     "push": "Push finished runs (all, or the ones named) and their exp/* tags; never forces.",
-    "report": "Write the runs table, metric curves and every run's record into one HTML file.",
+    "report": "Write the runs table, metric curves and every run's record into one offline "
+        "HTML file: the web view of `git exp ui`, frozen.",
     "rerun": "A new run of RUN's snapshot, argv, directory and data version (not of the work "
         "tree).",
     "rm": "Remove runs. Their objects stay until `git gc` prunes them.",
     "run": "Snapshot the work tree and run CMD on a target, from exactly that snapshot.",
     "show": "Show everything about one run.",
+    "ui": "Look at the runs in the browser: a local web view (table, curves, diffs, logs).",
     "tag": "Tag a run (-d: untag), or list its tags. Kept in git; `git exp push` shares them.",
     "targets": "List the targets (`exp.target.<name>.*` in .gitexp/config and git config).",
     "watch": "Observe live runs in a loop; print each status change.",

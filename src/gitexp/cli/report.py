@@ -1,5 +1,5 @@
-"""`git exp report [RUN...] [--sweep ID] [--where EXPR] [-o runs.html]`: one self-contained
-offline HTML page."""
+"""`git exp report [RUN...] [--sweep ID] [--where EXPR] [-o runs.html]`: the web view of
+`git exp ui`, frozen into one self-contained offline HTML page."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from pathlib import Path
 
 import typer
 
-from gitexp import disk, extras
+from gitexp import disk
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, SWEEP_OPTION, WHERE_OPTION, app, open_repo
 from gitexp.service import plots
-from gitexp.service import report as core
 from gitexp.service import where as w
+from gitexp.ui import report as core
 
 
 @app.command(help=HELP["report"])
@@ -28,10 +28,8 @@ def report(
     repo, config = open_repo()
     found = w.pick(repo, config, run_specs or (), sweep=sweep, where=where)
     output = output or plots.default_output(repo, "runs.html")
-    html = core.render(repo, found, title=title)
+    html = core.render(repo, config, found, title=title)
     with disk.writing(output, partial=False):
         output.write_text(html, encoding="utf-8")
     r.wrote_report(output, len(found))
-    if lack := extras.lacking("curves", "matplotlib"):
-        r.note(f"gitexp: the page has no curves: {lack.message} ({lack.hint})")
     return 0

@@ -143,11 +143,12 @@ class Query:
 
 
 def listing(repo: Repo, config: Config, query: Query,
-            seen: dict[str, runs.Run] | None = None) -> list[Row]:
+            seen: dict[str, runs.Run] | None = None, *, whole: bool = False) -> list[Row]:
     """The rows `git exp ls` shows: from the index, with unfinished runs looked at afresh
     (finished ones get written back, dead ones become lost) and params files read only when
-    the query may name a param."""
-    return _listing(repo, config, query)[0]
+    the query may name a param. `whole`: every field and every param of each row, whatever
+    the query names (the web view shows them all)."""
+    return _listing(repo, config, query, whole=whole)[0]
 
 
 def runs_of(repo: Repo, config: Config, query: Query, specs: Iterable[str] = ()) -> list[Run]:
@@ -183,9 +184,10 @@ def _run(entry: index.Entry) -> Run:
                written_back=entry.written_back, own=entry.own)
 
 
-def _listing(repo: Repo, config: Config, query: Query) -> tuple[list[Row], dict[str, Run]]:
+def _listing(repo: Repo, config: Config, query: Query,
+             whole: bool = False) -> tuple[list[Row], dict[str, Run]]:
     """The rows selected, and the unfinished runs looked at on the way, by id."""
-    full = bool(query.where or query.sort or query.columns)
+    full = whole or bool(query.where or query.sort or query.columns)
     rows = index.rows(repo, summary=not full)
     fresh: dict[str, Run] = {}
     for i, row in enumerate(rows):
@@ -201,7 +203,7 @@ def _listing(repo: Repo, config: Config, query: Query) -> tuple[list[Row], dict[
     if query.sweep is not None:
         query = replace(query, sweep=sweep_id(query.sweep, rows))
     names = query.names()
-    if needs_params(names, rows):
+    if whole or needs_params(names, rows):
         add_file_params(repo, rows)
     if full:
         check_names(names, rows)

@@ -1,0 +1,196 @@
+"""`git exp ui`'s server without a browser: its JSON API answers as `ls` does, and it is
+safe by construction (Host check, CSP, CSRF token and Origin, files by name only, run ids
+checked). One repository and one server for the module."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import pytest
+
+from gitexp import extras
+from gitexp.ui import assets
+from tests.helpers import assert_user_error, exp, exp_json, own_home
+from tests.uirepo import XSS, Built, Server, build, end_live, serve, shown
+
+# one repository and one server for the module: its tests on one worker
+pytestmark = pytest.mark.xdist_group("ui-api")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Built, Server]]:
+    root = tmp_path_factory.mktemp("ui-api")
+    with own_home(root):
+        built = build(root, every_status=False)
+        server = serve(built.repo)
+        try:
+            yield built, server
+        finally:
+            server.stop()
+            end_live(built)
+
+
+def ask(server: Server, method: str, path: str, *, host: str | None = None,
+        headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    where = urlsplit(server.url)
+    conn = http.client.HTTPConnection(where.hostname or "", where.port, timeout=30)
+    conn.putrequest(method, path, skip_host=True)
+    conn.putheader("Host", where.netloc if host is None else host)
+    for k, v in (headers or {}).items():
+        conn.putheader(k, v)
+    conn.endheaders()
+    res = conn.getresponse()
+    body = res.read()
+    conn.close()
+    return res.status, {k.lower(): v for k, v in res.getheaders()}, body
+
+
+def get_json(server: Server, path: str) -> tuple[int, Any]:
+    status, _, body = ask(server, "GET", path)
+    return status, json.loads(body)
+
+
+def token(server: Server) -> str:
+    _, _, page = ask(server, "GET", "/")
+    [found] = re.findall(r'<meta name="gitexp-token" content="([^"]+)">', page.decode())
+    return found
+
+
+def test_the_table_is_ls_filtered_and_sorted_the_same_way(site: tuple[Built, Server]):
+    built, server = site
+    where, sort = "lr<0.005 and status==succeeded", "-lr,acc"
+    listed = exp_json("ls", "--where", where, "--sort", sort, cwd=built.repo)
+    status, page = get_json(server, f"/api/runs?where={quote(where)}&sort={quote(sort)}"
+                                    "&limit=1000")
+    assert status == 200 and page["total"] == len(listed) > 5
+    assert [r["id"] for r in page["rows"]] == [r["id"] for r in listed]
+    assert {"lr", "bs"} <= set(page["params"]) and page["metrics"][:2] == ["loss", "val_loss"]
+    # every run, newest first, in pages
+    everything = exp_json("ls", cwd=built.repo)
+    first = get_json(server, "/api/runs?offset=0&limit=7")[1]
+    second = get_json(server, "/api/runs?offset=7&limit=7")[1]
+    assert first["total"] == len(everything)
+    assert [r["id"] for r in first["rows"] + second["rows"]] == \
+        [r["id"] for r in everything[:14]]
+    # a query `ls` refuses is refused with the same words: one line and a hint
+    for bad, words in (("lr<<1", "bad --where expression"), ("lrr<1", "no field 'lrr'")):
+        status, body = get_json(server, f"/api/runs?where={quote(bad)}")
+        assert status == 400 and words in body["error"] and body["hint"]
+        assert_user_error(exp("ls", "--where", bad, cwd=built.repo, check=False), words)
+
+
+def test_equal_columns_series_and_parallel_coordinates(site: tuple[Built, Server]):
+    built, server = site
+    page = get_json(server, f"/api/runs?where={quote('bs==16')}")[1]
+    assert "params.bs" in page["same"] and "params.lr" not in page["same"]
+    run_id = built.ids["fabricated"]
+    found = get_json(server, f"/api/series?ids={run_id},nope..x,{built.ids['succeeded']}")[1]
+    assert set(found["series"]) == {run_id, built.ids["succeeded"]}  # an invalid id: no read
+    series = found["series"][run_id]
+    assert series["step"] == list(range(50))
+    assert set(series["metrics"]) == set(page["metrics"]) - {XSS}
+    assert all(len(v) == 50 for v in series["metrics"].values())
+    assert found["runs"][run_id]["params"]["bs"] in (16, 32, 48, 64)
+    lines = get_json(server, f"/api/parallel?metric=loss&where={quote('bs>16')}")[1]
+    assert lines["axes"][:2] == ["bs", "lr"] and lines["metric"] == "loss"
+    assert len(lines["rows"]) == len(exp_json("ls", "--where", "bs>16", cwd=built.repo))
+
+
+def test_a_run_its_log_and_its_code_diff(site: tuple[Built, Server]):
+    built, server = site
+    run_id = built.ids["succeeded"]
+    status, run = get_json(server, f"/api/run/{run_id[-6:]}")  # a unique part, as the CLI
+    assert status == 200 and run["id"] == run_id and run["status"] == "succeeded"
+    assert run["command"] == "python train.py 0.1" and run["series"]["step"][:20] == list(range(20))
+    assert run["checkpoints"][0]["message"] == "halfway"
+    log = get_json(server, f"/api/log/{run_id}")[1]
+    assert "step 19" in log["text"] and log["live"] is False
+    diff = get_json(server, f"/api/diff/{run_id}")[1]
+    assert diff["against_base"] and "+# tuned" in diff["code"]["patch"]
+    other = get_json(server, f"/api/diff/{run_id}?against={built.ids['running']}")[1]
+    assert other["command"]["b"] == ["python", "train.py", "0.1"]
+    # the markup run's texts come back as they are (the page shows them as text), and its
+    # log's lines are made printable
+    markup = get_json(server, f"/api/run/{built.ids['markup']}")[1]
+    assert markup["record"]["argv"][3] == XSS and XSS in markup["result"]["metrics"]
+    assert XSS in get_json(server, f"/api/log/{built.ids['markup']}")[1]["text"]
+
+
+@pytest.mark.parametrize("path", [
+    "/static/../ui/server.py", "/static/%2e%2e/server.py", "/static/index.html",
+    "/static/vendor/VERSIONS", "/static//etc/passwd", "/static/app.js/", "/etc/passwd",
+    "/api/run/..%2f..%2fetc%2fpasswd", "/api/log/%2e%2e", "/api/run/a%00b",
+    "/api/diff/HEAD~1", "/api/run/refs%2fheads%2fmain",
+])
+def test_a_path_in_a_url_never_reads_a_file(site: tuple[Built, Server], path: str):
+    _, server = site
+    status, _, body = ask(server, "GET", path)
+    assert status in (400, 404), (path, status)
+    assert b"root:" not in body and b"import" not in body
+
+
+def test_every_answer_carries_the_policy_and_only_our_host_is_answered(
+        site: tuple[Built, Server]):
+    _, server = site
+    for path in ("/", "/api/runs", "/static/app.js", "/nope"):
+        _, headers, _ = ask(server, "GET", path)
+        assert headers["content-security-policy"].startswith(
+            "default-src 'self'; script-src 'self'; style-src 'self'")
+        assert headers["x-content-type-options"] == "nosniff"
+    status, _, page = ask(server, "GET", "/")
+    assert status == 200 and b"<script>" not in page  # no inline script to allow
+    port = urlsplit(server.url).port
+    assert ask(server, "GET", "/", host=f"localhost:{port}")[0] == 200
+    for host in (f"evil.example:{port}", "127.0.0.1", f"127.0.0.1:{port + 1}", ""):
+        assert ask(server, "GET", "/api/runs", host=host)[0] == 421, host  # DNS rebinding
+
+
+def test_cancel_needs_the_session_token_and_our_origin(site: tuple[Built, Server]):
+    built, server = site
+    run_id, good = built.ids["running"], token(server)
+    path = f"/api/cancel/{run_id}"
+    assert ask(server, "GET", path)[0] == 405
+    assert ask(server, "POST", path)[0] == 403
+    assert ask(server, "POST", path, headers={"X-Gitexp-Token": good[:-1] + "x"})[0] == 403
+    status, _, body = ask(server, "POST", path, headers={
+        "X-Gitexp-Token": good, "Origin": "http://evil.example"})
+    assert status == 403 and b"cross-origin" in body
+    assert shown(built, run_id)["status"] == "running"  # untouched
+    ended = built.ids["succeeded"]
+    status, _, body = ask(server, "POST", f"/api/cancel/{ended}", headers={
+        "X-Gitexp-Token": good, "Origin": server.url.rstrip("/")})
+    assert status == 400 and json.loads(body)["error"] == f"run {ended} already ended " \
+        "(succeeded)"
+    again = serve(built.repo)
+    try:
+        assert token(again) != good  # a token per server
+    finally:
+        again.stop()
+
+
+def test_the_verb_refuses_an_exposed_host_unless_told_and_the_extra_is_named(
+        site: tuple[Built, Server]):
+    built, _ = site
+    proc = exp("ui", "--no-open", "--host", "0.0.0.0", cwd=built.repo, check=False)
+    assert proc.returncode == 2 and "--expose" in proc.stderr
+    assert_user_error(proc, "would show the runs to the network")
+    proc = exp("ui", "--no-open", "--port", "70000", cwd=built.repo, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert extras.extra_of("aiohttp") == "ui"
+
+
+def test_the_vendored_libraries_are_the_ones_the_note_names():
+    note = (assets.STATIC / "vendor" / "VERSIONS").read_text()
+    for name in ("echarts.min.js", "uPlot.iife.min.js", "uPlot.min.css"):
+        digest = hashlib.sha256((assets.STATIC / "vendor" / name).read_bytes()).hexdigest()
+        assert f"{digest}  {name}" in note
+    assert set(assets.FILES) <= {p.relative_to(assets.STATIC).as_posix()
+                                 for p in assets.STATIC.rglob("*")}
+    with pytest.raises(KeyError):
+        assets.read("../server.py")
