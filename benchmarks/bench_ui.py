@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks._common import compile_gitexp
 from benchmarks.bench_ls import ENV, IDENT, _data, make_repo, run_id, timed
 
 from gitexp.git import Repo
@@ -163,6 +164,7 @@ def main() -> int:
     ap.add_argument("--compare", type=int, default=50)
     ap.add_argument("--keep", type=Path, help="build the repository here and keep it")
     a = ap.parse_args()
+    compile_gitexp()
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"bench_ui needs {CHROMIUM}: scripts/install-services.sh installs it")
     root = a.keep or Path(tempfile.mkdtemp(prefix="bench-ui-"))
