@@ -188,7 +188,7 @@ class SlurmBackend:
                 code=f"{root}/{code_repo(records[0].snapshot)}" if root else worker_store,
                 run_id=ShellWord('"$run"'), snapshot=ShellWord('"$snapshot"'),
                 workdir=ShellWord('"${workdir:-${TMPDIR:-/tmp}}/gitexp-$run"'),
-                heartbeat=launches[0].heartbeat,
+                heartbeat=launches[0].heartbeat, limits=launches[0].limits(self.target),
                 # On the node's own disk, across jobs (a job's $TMPDIR may die with it).
                 warm=(warm_count(self.target),
                       ShellWord('"${workdir:-/tmp}/gitexp-warm-$(id -u)"')))),

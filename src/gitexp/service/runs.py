@@ -300,7 +300,9 @@ def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord)
                   started_at=status.started if status else None,
                   host=status.host if status else None,
                   # only an agent that beats can have written any: a queued run costs no read
-                  metrics=state.latest() if beat else {})
+                  metrics=state.latest() if beat else {},
+                  # read only for a run that came back: a first attempt costs nothing more
+                  attempts=state.attempts() if status and status.attempt > 1 else [])
 
 
 def _alive(backend: Backend, record: RunRecord, handle: Handle, state: RunState) -> bool | None:
