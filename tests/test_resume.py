@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gitexp.errors import GitexpError
+from gitexp.errors import EXIT_TIMEOUT, GitexpError, exit_for
 from gitexp.model.record import Attempt, Result, attempts_of
 from gitexp.model.runstate import CHECKPOINT, Checkpoint, RunState
 from gitexp.stores.file import FileStore
@@ -193,3 +193,24 @@ def test_a_result_lists_its_attempts_and_old_results_still_decode():
                    "x", [1], [{"host": "h"}], [{"n": 1, "started_at": float("nan")}]):
         with pytest.raises(GitexpError):
             attempts_of(forged)
+
+
+def test_the_time_limit_warning_ends_the_run_as_timeout_never_retried(tmp_path: Path):
+    """SIGUSR1 to the agent is Slurm's warning ahead of the time limit (`--signal`)."""
+    repo = make_repo(tmp_path / "proj", {"train.py": (
+        "import time, gitexp\n"
+        "gitexp.log(step=1, loss=0.5)\n"
+        "print('training', flush=True)\n"
+        "time.sleep(120)\n")})
+    run_id = exp("run", "-d", "--", "python", "train.py", cwd=repo).stdout.strip()
+    state = RunState(FileStore(repo / ".git/gitexp/store"), run_id)
+    wait_for(lambda: "training" in exp("logs", run_id, cwd=repo).stdout, what="the job")
+    handle = state.handle()
+    assert handle is not None
+    os.kill(int(handle["pid"]), signal.SIGUSR1)
+    done = wait_done(run_id, repo)
+    assert done["status"] == "timeout" and "attempts" not in done["result"], done
+    assert exp("logs", run_id, cwd=repo, check=False).returncode == 0
+    assert exit_for("timeout", done["result"]["exit_code"]) == EXIT_TIMEOUT
+    assert [r["id"] for r in json.loads(exp("ls", "--status", "timeout", "--json",
+                                            cwd=repo).stdout)] == [run_id]

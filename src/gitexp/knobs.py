@@ -85,7 +85,8 @@ def _k(key: str, kind: str, default: str, what: str, *, low: float | None = None
 
 
 DAY = 86400.0
-NOTIFY_EVENTS = ("start", "checkpoint", "succeeded", "failed", "cancelled", "lost", "none")
+NOTIFY_EVENTS = ("start", "checkpoint", "succeeded", "failed", "cancelled", "lost", "timeout",
+                 "none")
 T = "exp.target.<name>."
 KNOBS: tuple[Knob, ...] = (
     # -- the repository's ----------------------------------------------------------------

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 STATUS_STYLE = {
     "queued": "dim", "running": "cyan", "succeeded": "green", "failed": "red",
-    "cancelled": "yellow", "lost": "magenta",
+    "cancelled": "yellow", "lost": "magenta", "timeout": "yellow",
 }
 TAIL_LINES = 15  # of the log, in `show`
 

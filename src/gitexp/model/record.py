@@ -15,7 +15,8 @@ from gitexp.model import checks
 from gitexp.model.ids import id_from_ref, is_valid_id, is_valid_name
 
 SCHEMA = 1
-STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "lost")
+STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "lost",
+                             "timeout")  # timeout: a time limit stopped it (Slurm's --time)
 LIVE: frozenset[str] = frozenset(STATUSES[:2])
 TERMINAL: frozenset[str] = frozenset(STATUSES[2:])  # every run ends in one of these
 

@@ -28,7 +28,8 @@ MAX_PANELS = 8
 MAX_DECLARED = 16  # declared plots drawn; the rest are named
 
 STATUS_COLOUR = {"queued": "#777", "running": "#0a7ea4", "succeeded": "#1a7f37",
-                 "failed": "#cf222e", "cancelled": "#9a6700", "lost": "#8250df"}
+                 "failed": "#cf222e", "cancelled": "#9a6700", "lost": "#8250df",
+                 "timeout": "#9a6700"}
 
 CSS = """
 body { font: 14px/1.45 -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif;
