@@ -15,9 +15,9 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from gitexp import extras
-from gitexp.ui import assets
+from gitexp.ui import assets, data
 from tests.helpers import assert_user_error, exp, exp_json, own_home
-from tests.uirepo import XSS, Built, Server, build, end_live, serve, shown
+from tests.uirepo import XSS, Built, Server, build, end_live, forge_series, serve, shown
 
 # one repository and one server for the module: its tests on one worker
 pytestmark = pytest.mark.xdist_group("ui-api")
@@ -194,3 +194,22 @@ def test_the_vendored_libraries_are_the_ones_the_note_names():
                                  for p in assets.STATIC.rglob("*")}
     with pytest.raises(KeyError):
         assets.read("../server.py")
+
+
+def test_a_long_series_is_sent_thinned(site: tuple[Built, Server]):
+    """A series far longer than a chart shows (a forged one: any size git compresses well)
+    reaches the browser as at most MAX_CURVE points, its first, last and checkpoints kept,
+    in the page of the run and in compare: never a dict per point on the server."""
+    built, server = site
+    run_id, n = "long-1201-0000-pts1", 3 * data.MAX_CURVE + 7
+    lines = [json.dumps({"step": i, "loss": 1 / (i + 1)}) for i in range(n)]
+    lines[12345] = json.dumps({"step": 12345, "loss": 0.5, "_checkpoint": "keep me"})
+    forge_series(built.repo, run_id, "\n".join(lines).encode() + b"\n")
+    run = get_json(server, f"/api/run/{run_id}")[1]
+    found = get_json(server, f"/api/series?ids={run_id}")[1]["series"][run_id]
+    for series in (run["series"], found):
+        steps = series["step"]
+        assert data.MAX_CURVE // 2 < len(steps) <= data.MAX_CURVE + 2
+        assert steps[0] == 0 and steps[-1] == n - 1 and 12345 in steps
+        assert steps == sorted(steps) and len(series["metrics"]["loss"]) == len(steps)
+    assert [c["message"] for c in run["checkpoints"]] == ["keep me"]
