@@ -161,6 +161,11 @@ def test_cancel_needs_the_session_token_and_our_origin(site: tuple[Built, Server
     status, _, body = ask(server, "POST", path, headers={
         "X-Gitexp-Token": good, "Origin": "http://evil.example"})
     assert status == 403 and b"cross-origin" in body
+    # a token of bytes that are no UTF-8, a URL too long: refused, no traceback printed
+    status, headers, _ = ask(server, "POST", path, headers={"X-Gitexp-Token": "\xff\xe9"})
+    assert status == 403 and "content-security-policy" in headers
+    assert ask(server, "GET", "/api/runs?where=" + "(" * 9000)[0] == 400
+    assert "Traceback" not in server.log.read_text()
     assert shown(built, run_id)["status"] == "running"  # untouched
     ended = built.ids["succeeded"]
     status, _, body = ask(server, "POST", f"/api/cancel/{ended}", headers={
