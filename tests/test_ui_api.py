@@ -218,3 +218,22 @@ def test_a_long_series_is_sent_thinned(site: tuple[Built, Server]):
         assert steps[0] == 0 and steps[-1] == n - 1 and 12345 in steps
         assert steps == sorted(steps) and len(series["metrics"]["loss"]) == len(steps)
     assert [c["message"] for c in run["checkpoints"]] == ["keep me"]
+
+
+def test_a_giant_code_diff_is_read_no_further_than_shown(site: tuple[Built, Server]):
+    """A forged snapshot's text files (MBs that compress to KBs): one larger than the patch
+    shown is diffed as binary, and the patch of many is read up to MAX_PATCH, no further."""
+    built, server = site
+    run_id, line = "code-1201-0000-big1", b"x = 1\n"
+    forge_series(built.repo, run_id, b"", code={
+        "huge.py": line * (2 * data.MAX_PATCH // len(line)),
+        **{f"part{i}.py": line * (data.MAX_PATCH // 3 // len(line)) for i in range(4)}})
+    found = get_json(server, f"/api/diff/{run_id}")[1]["code"]
+    assert "Binary files /dev/null and b/huge.py differ" in found["patch"]
+    assert found["patch_cut"] is True and "part2.py" in found["patch"]
+    assert data.MAX_PATCH * 0.9 < len(found["patch"]) <= data.MAX_PATCH
+    assert {f["path"]: f["added"] for f in found["files"]}["huge.py"] is None  # binary
+    # `git exp diff -p` still shows all of it
+    whole = exp_json("diff", run_id, "-p", "--json", cwd=built.repo)["code"]
+    assert whole["patch_cut"] is False and "Binary files" not in whole["patch"]
+    assert len(whole["patch"]) > 3 * data.MAX_PATCH

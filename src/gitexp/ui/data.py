@@ -39,7 +39,7 @@ MAX_PARALLEL = 10_000  # lines of the parallel-coordinates chart
 MAX_AXES = 12  # params on it
 LOG_TAIL = 64 << 10  # bytes of a log shown at first; the rest arrives as it grows
 LOG_CHUNK = 256 << 10
-MAX_PATCH = 1 << 20  # characters of a code diff shown
+MAX_PATCH = 1 << 20  # bytes of a code diff shown (and of a file diffed as text)
 # A run's curves as sent: a series of 10^6 points (or a forged metrics.jsonl of 256 MB, a
 # few KB once git compresses it) is read once as bytes, never as a dict per point.
 MAX_CURVE = 10_000  # points of one run: more are thinned evenly through the file
@@ -400,13 +400,9 @@ def log_chunk(repo: Repo, config: Config, run: runs.Run, offset: int, *,
 def code_diff(repo: Repo, config: Config, run: runs.Run,
               other: runs.Run | None) -> dict[str, Any]:
     """`git exp diff RUN [OTHER]` as data, the patch included (cut at MAX_PATCH)."""
-    report = (diff.runs(repo, other, run, patch=True) if other
-              else diff.against_base(repo, run, patch=True))
+    report = (diff.runs(repo, other, run, patch=True, max_patch=MAX_PATCH) if other
+              else diff.against_base(repo, run, patch=True, max_patch=MAX_PATCH))
     out = report.to_dict()
-    patch = out["code"].get("patch") or ""
-    if len(patch) > MAX_PATCH:
-        out["code"]["patch"] = patch[:MAX_PATCH]
-        out["code"]["patch_cut"] = len(patch) - MAX_PATCH
     # the patch keeps its lines: each one printable, as the log's
     out["code"]["patch"] = "\n".join(printable(line, limit=None)
                                      for line in (out["code"]["patch"] or "").split("\n"))
