@@ -15,9 +15,9 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from gitexp import extras
-from gitexp.ui import assets
+from gitexp.ui import assets, data
 from tests.helpers import assert_user_error, exp, exp_json, own_home
-from tests.uirepo import XSS, Built, Server, build, end_live, serve, shown
+from tests.uirepo import XSS, Built, Server, build, end_live, forge_series, serve, shown
 
 # one repository and one server for the module: its tests on one worker
 pytestmark = pytest.mark.xdist_group("ui-api")
@@ -161,6 +161,11 @@ def test_cancel_needs_the_session_token_and_our_origin(site: tuple[Built, Server
     status, _, body = ask(server, "POST", path, headers={
         "X-Gitexp-Token": good, "Origin": "http://evil.example"})
     assert status == 403 and b"cross-origin" in body
+    # a token of bytes that are no UTF-8, a URL too long: refused, no traceback printed
+    status, headers, _ = ask(server, "POST", path, headers={"X-Gitexp-Token": "\xff\xe9"})
+    assert status == 403 and "content-security-policy" in headers
+    assert ask(server, "GET", "/api/runs?where=" + "(" * 9000)[0] == 400
+    assert "Traceback" not in server.log.read_text()
     assert shown(built, run_id)["status"] == "running"  # untouched
     ended = built.ids["succeeded"]
     status, _, body = ask(server, "POST", f"/api/cancel/{ended}", headers={
@@ -194,3 +199,41 @@ def test_the_vendored_libraries_are_the_ones_the_note_names():
                                  for p in assets.STATIC.rglob("*")}
     with pytest.raises(KeyError):
         assets.read("../server.py")
+
+
+def test_a_long_series_is_sent_thinned(site: tuple[Built, Server]):
+    """A series far longer than a chart shows (a forged one: any size git compresses well)
+    reaches the browser as at most MAX_CURVE points, its first, last and checkpoints kept,
+    in the page of the run and in compare: never a dict per point on the server."""
+    built, server = site
+    run_id, n = "long-1201-0000-pts1", 3 * data.MAX_CURVE + 7
+    lines = [json.dumps({"step": i, "loss": 1 / (i + 1)}) for i in range(n)]
+    lines[12345] = json.dumps({"step": 12345, "loss": 0.5, "_checkpoint": "keep me"})
+    forge_series(built.repo, run_id, "\n".join(lines).encode() + b"\n")
+    run = get_json(server, f"/api/run/{run_id}")[1]
+    found = get_json(server, f"/api/series?ids={run_id}")[1]["series"][run_id]
+    for series in (run["series"], found):
+        steps = series["step"]
+        assert data.MAX_CURVE // 2 < len(steps) <= data.MAX_CURVE + 2
+        assert steps[0] == 0 and steps[-1] == n - 1 and 12345 in steps
+        assert steps == sorted(steps) and len(series["metrics"]["loss"]) == len(steps)
+    assert [c["message"] for c in run["checkpoints"]] == ["keep me"]
+
+
+def test_a_giant_code_diff_is_read_no_further_than_shown(site: tuple[Built, Server]):
+    """A forged snapshot's text files (MBs that compress to KBs): one larger than the patch
+    shown is diffed as binary, and the patch of many is read up to MAX_PATCH, no further."""
+    built, server = site
+    run_id, line = "code-1201-0000-big1", b"x = 1\n"
+    forge_series(built.repo, run_id, b"", code={
+        "huge.py": line * (2 * data.MAX_PATCH // len(line)),
+        **{f"part{i}.py": line * (data.MAX_PATCH // 3 // len(line)) for i in range(4)}})
+    found = get_json(server, f"/api/diff/{run_id}")[1]["code"]
+    assert "Binary files /dev/null and b/huge.py differ" in found["patch"]
+    assert found["patch_cut"] is True and "part2.py" in found["patch"]
+    assert data.MAX_PATCH * 0.9 < len(found["patch"]) <= data.MAX_PATCH
+    assert {f["path"]: f["added"] for f in found["files"]}["huge.py"] is None  # binary
+    # `git exp diff -p` still shows all of it
+    whole = exp_json("diff", run_id, "-p", "--json", cwd=built.repo)["code"]
+    assert whole["patch_cut"] is False and "Binary files" not in whole["patch"]
+    assert len(whole["patch"]) > 3 * data.MAX_PATCH

@@ -93,6 +93,25 @@ def forge_markup(repo: Path) -> str:
     return run_id
 
 
+def forge_series(repo: Path, run_id: str, series: bytes,
+                 code: dict[str, bytes] | None = None) -> None:
+    """A written-back run, as fetched from someone else, whose metrics.jsonl is `series`
+    and whose snapshot holds `code` besides HEAD's files."""
+    record = RunRecord(
+        id=run_id, argv=["python", "train.py"], cwd="", base=None, branch="main", user="u",
+        launched_at=1_700_000_000.0, target="local", backend="local",
+        store="file:///nowhere", params={}, env=Environment(python="3.11", platform="linux"))
+    result = Result(status="succeeded", exit_code=0, started_at=1.0, ended_at=2.0, host="h",
+                    metrics={"loss": 0.25})
+    top = git("ls-tree", "HEAD", cwd=repo).splitlines()
+    top += [f"100644 blob {blob(repo, data)}\t{name}" for name, data in (code or {}).items()]
+    snap = commit(repo, "snapshot\n", tree(repo, top), [])
+    results = tree(repo, [f"100644 blob {blob(repo, series)}\tmetrics.jsonl"])
+    done = commit(repo, encode_message(record, result),
+                  tree(repo, [*top, f"040000 tree {results}\t.gitexp-results"]), [snap])
+    git("update-ref", f"refs/experiments/{run_id}", done, cwd=repo)
+
+
 def build(root: Path, *, every_status: bool = True) -> Built:
     """The repository: fabricated runs, a forged one, and real runs (with `every_status`:
     succeeded, failed, cancelled, lost, and one left running until `gate` exists)."""

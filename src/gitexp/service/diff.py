@@ -30,6 +30,7 @@ class Code:
     files: list[dict[str, Any]]  # {"path", "added", "deleted"} (None for binary)
     stat: str
     patch: str | None = None
+    patch_cut: bool = False  # the patch stops at the `max_patch` asked for
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,13 @@ class Report:
         return asdict(self)
 
 
-def runs(repo: Repo, a: Run, b: Run, *, patch: bool = False) -> Report:
+def runs(repo: Repo, a: Run, b: Run, *, patch: bool = False,
+         max_patch: int | None = None) -> Report:
     ra, rb = a.record, b.record
     pa, pb = params_mod.of_run(repo, ra), params_mod.of_run(repo, rb)
     return Report(
         a=ra.id, b=rb.id, against_base=False,
-        code=code(repo, ra.snapshot, rb.snapshot, patch=patch),
+        code=code(repo, ra.snapshot, rb.snapshot, patch=patch, max_patch=max_patch),
         params=changed(pa, pb),
         data=changed(_hashes(dvcyaml.inputs(ra.data)), _hashes(dvcyaml.inputs(rb.data))),
         command=command(ra.argv, rb.argv),
@@ -73,7 +75,8 @@ def runs(repo: Repo, a: Run, b: Run, *, patch: bool = False) -> Report:
     )
 
 
-def against_base(repo: Repo, a: Run, *, patch: bool = False) -> Report:
+def against_base(repo: Repo, a: Run, *, patch: bool = False,
+                 max_patch: int | None = None) -> Report:
     """Side a is the base commit, side b the run: what the run had that was not committed."""
     rec = a.record
     base_data: dict[str, Any] | None = None
@@ -86,14 +89,19 @@ def against_base(repo: Repo, a: Run, *, patch: bool = False) -> Report:
     base_params = params_mod.at_commit(repo, rec.base, rec.cwd) if rec.base else {}
     return Report(
         a=rec.base or "(no commits)", b=rec.id, against_base=True,
-        code=code(repo, rec.base or repo.empty_tree, rec.snapshot, patch=patch),
+        code=code(repo, rec.base or repo.empty_tree, rec.snapshot, patch=patch,
+                  max_patch=max_patch),
         params=changed(base_params, params_mod.at_commit(repo, rec.snapshot, rec.cwd)),
         data=changed(_hashes(base_data), _hashes(rec.data)),
     )
 
 
-def code(repo: Repo, a: str, b: str, *, patch: bool) -> Code:
-    base = ["diff", "--no-color", "--no-ext-diff", "--no-renames", a, b]
+def code(repo: Repo, a: str, b: str, *, patch: bool, max_patch: int | None = None) -> Code:
+    """The code's diff; with `max_patch` (the web view), at most that many bytes of patch,
+    and a file larger than it diffed as binary: a forged snapshot of one 500 MB text file
+    (a few KB once compressed) costs git a moment, not minutes and gigabytes."""
+    big = ["-c", f"core.bigFileThreshold={max_patch}"] if max_patch else []
+    base = [*big, "diff", "--no-color", "--no-ext-diff", "--no-renames", a, b]
     files = []
     for line in repo.git(*base[:-2], "--numstat", "-z", a, b, *PATHSPEC).split("\0"):
         if not line:
@@ -102,8 +110,12 @@ def code(repo: Repo, a: str, b: str, *, patch: bool) -> Code:
         files.append({"path": path, "added": None if added == "-" else int(added),
                       "deleted": None if deleted == "-" else int(deleted)})
     stat = repo.git(*base[:-2], "--stat=100", a, b, *PATHSPEC) if files else ""
-    text = repo.git(*base, *PATHSPEC) if patch and files else None
-    return Code(a=a, b=b, files=files, stat=stat.rstrip("\n"), patch=text)
+    text, cut = None, False
+    if patch and files and max_patch:
+        text, cut = repo.git_head(*base, *PATHSPEC, limit=max_patch)
+    elif patch and files:
+        text = repo.git(*base, *PATHSPEC)
+    return Code(a=a, b=b, files=files, stat=stat.rstrip("\n"), patch=text, patch_cut=cut)
 
 
 def command(a: list[str], b: list[str]) -> Change | None:

@@ -32,6 +32,11 @@ def default_output(repo: Repo, name: str) -> Path:
 
 def run_points(repo: Repo, run: Run) -> list[dict[str, Any]]:
     """A run's metric points: from its results commit once written back, else its store."""
+    return metric_series.parse_series(run_series(repo, run))
+
+
+def run_series(repo: Repo, run: Run) -> bytes:
+    """The text of a run's metrics.jsonl, as `run_points` reads it (b"": none)."""
     data: bytes | None = None
     if run.written_back:
         data = results_file(repo, run, "metrics.jsonl", MAX_SERIES)
@@ -40,7 +45,7 @@ def run_points(repo: Repo, run: Run) -> list[dict[str, Any]]:
             data = store_of(repo, run).read(run_key(run.id, "metrics.jsonl"))
         except Exception:  # a store out of reach: no curve, not an error
             data = None
-    return metric_series.parse_series(data or b"")
+    return data or b""
 
 
 def run_plots(repo: Repo, run: Run, index: Object | None = None) -> list[dvcplots.Plot]:

@@ -39,7 +39,15 @@ MAX_PARALLEL = 10_000  # lines of the parallel-coordinates chart
 MAX_AXES = 12  # params on it
 LOG_TAIL = 64 << 10  # bytes of a log shown at first; the rest arrives as it grows
 LOG_CHUNK = 256 << 10
-MAX_PATCH = 1 << 20  # characters of a code diff shown
+MAX_PATCH = 1 << 20  # bytes of a code diff shown (and of a file diffed as text)
+# A run's curves as sent: a series of 10^6 points (or a forged metrics.jsonl of 256 MB, a
+# few KB once git compresses it) is read once as bytes, never as a dict per point.
+MAX_CURVE = 10_000  # points of one run: more are thinned evenly through the file
+MAX_CURVE_TEXT = 8 << 20  # bytes of those points' lines, all together
+MAX_POINT = 64 << 10  # bytes of one line, when thinned: a longer one is no point
+MAX_CURVES = 1000  # metric names of one run with a curve
+MAX_CHECKPOINTS = 1000  # checkpoint lines always kept
+BATCH_SERIES = 1 << 20  # a series at most this big is read with the others at once
 TABLE_FIELDS = ("id", "name", "status", "target", "sweep", "user", "launched_at", "started",
                 "ended", "duration", "exit_code", "command", "error", "written_back")
 
@@ -214,7 +222,7 @@ def run_page(repo: Repo, config: Config, run: runs.Run) -> dict[str, Any]:
     """Everything the run page shows but the log and the code diff (asked for apart)."""
     shown = as_json(run.record, run.result, run.commit, own=run.own)
     notes = tagging.of(repo, [run])[run.id]
-    points = plots.run_points(repo, run)
+    points = curve_points(plots.run_series(repo, run))
     checkpoints = [{"time": p.get("time"), "step": p.get("step"),
                     "message": str(p.get("_checkpoint")),
                     "metrics": {k: v for k, v in p.items() if k not in metric_series.RESERVED}}
@@ -254,9 +262,9 @@ def _columns(points: list[dict[str, Any]]) -> dict[str, Any]:
     seen: dict[str, None] = {}
     for p in points:
         seen.update(p)  # at C speed; the names that are no metric go below
-    cols = {}
-    for name in seen:
-        if name not in metric_series.RESERVED:
+    cols: dict[str, list[Any]] = {}
+    for name in list(seen)[:MAX_CURVES + len(metric_series.RESERVED)]:
+        if name not in metric_series.RESERVED and len(cols) < MAX_CURVES:
             col = _column(points, name)
             if any(v is not None for v in col):
                 cols[printable(name)] = col
@@ -300,6 +308,35 @@ def points_of(data: bytes) -> list[dict[str, Any]]:
 _SCALARS = (int, float, str, bool, type(None))
 
 
+def curve_points(data: bytes) -> list[dict[str, Any]]:
+    """The points of a metrics.jsonl the web view shows: all of them when they are few (the
+    usual case), else at most MAX_CURVE lines taken at even places through the text (its
+    first and last line, and its checkpoints, always), none longer than MAX_POINT."""
+    lines = data.count(b"\n") + 1
+    if lines <= MAX_CURVE and len(data) <= MAX_CURVE_TEXT:
+        return points_of(data)
+    end = len(data)
+    while end and data[end - 1] in b"\r\n \t":
+        end -= 1
+    # fewer places where lines are long: the text parsed stays within MAX_CURVE_TEXT
+    most = max(2, min(MAX_CURVE, lines, MAX_CURVE_TEXT * lines // max(1, end)))
+    starts = {data.rfind(b"\n", 0, end * k // most) + 1 for k in range(most)}
+    starts.add(data.rfind(b"\n", 0, end) + 1)
+    at = 0
+    for _ in range(MAX_CHECKPOINTS):
+        at = data.find(b'"_checkpoint"', at, end) + 1
+        if not at:
+            break
+        starts.add(data.rfind(b"\n", 0, at) + 1)
+    picked = []
+    for start in sorted(starts):
+        stop = data.find(b"\n", start, end)
+        stop = end if stop < 0 else stop
+        if stop - start <= MAX_POINT:
+            picked.append(data[start:stop])
+    return points_of(b"\n".join(picked))
+
+
 def series(repo: Repo, config: Config, found: Table | None,
            wanted: list[str]) -> dict[str, Any]:
     """The metric series of the runs named (exact ids), read together: the written-back
@@ -307,12 +344,15 @@ def series(repo: Repo, config: Config, found: Table | None,
     wanted = [i for i in dict.fromkeys(wanted) if ids.is_valid_id(i)][:MAX_COMPARE]
     known = {r["id"]: r for r in found.rows} if found else {}
     kept = [i for i in wanted if known.get(i, {}).get("written_back") and known[i]["commit"]]
-    blobs = repo.read_objects([f"{known[i]['commit']}:{RESULTS_DIR}/metrics.jsonl"
-                               for i in kept], max_size=plots.MAX_SERIES) if kept else []
+    specs = [f"{known[i]['commit']}:{RESULTS_DIR}/metrics.jsonl" for i in kept]
+    # the usual small ones in one `git cat-file`; a big one alone: one held at a time
+    blobs = repo.read_objects(specs, max_size=BATCH_SERIES) if kept else []
     out: dict[str, Any] = {}
-    for run_id, obj in zip(kept, blobs, strict=True):
+    for run_id, spec, small in zip(kept, specs, blobs, strict=True):
+        obj = small if small.type != "blob" or small.data is not None else \
+            repo.read_objects([spec], max_size=plots.MAX_SERIES)[0]
         data = obj.data if obj.type == "blob" and obj.data else b""
-        out[run_id] = _columns(points_of(data))
+        out[run_id] = _columns(curve_points(data))
     rows = {i: known[i] for i in wanted if i in known}
     for run_id in wanted:
         if run_id not in out:
@@ -320,7 +360,7 @@ def series(repo: Repo, config: Config, found: Table | None,
                 run = runs.find(repo, run_id, config)
             except GitexpError:
                 continue
-            out[run_id] = _columns(plots.run_points(repo, run))
+            out[run_id] = _columns(curve_points(plots.run_series(repo, run)))
             rows.setdefault(run_id, clean(slim(row_of(run.record, run.result, run.commit))))
     return {"runs": rows, "series": out}
 
@@ -360,13 +400,9 @@ def log_chunk(repo: Repo, config: Config, run: runs.Run, offset: int, *,
 def code_diff(repo: Repo, config: Config, run: runs.Run,
               other: runs.Run | None) -> dict[str, Any]:
     """`git exp diff RUN [OTHER]` as data, the patch included (cut at MAX_PATCH)."""
-    report = (diff.runs(repo, other, run, patch=True) if other
-              else diff.against_base(repo, run, patch=True))
+    report = (diff.runs(repo, other, run, patch=True, max_patch=MAX_PATCH) if other
+              else diff.against_base(repo, run, patch=True, max_patch=MAX_PATCH))
     out = report.to_dict()
-    patch = out["code"].get("patch") or ""
-    if len(patch) > MAX_PATCH:
-        out["code"]["patch"] = patch[:MAX_PATCH]
-        out["code"]["patch_cut"] = len(patch) - MAX_PATCH
     # the patch keeps its lines: each one printable, as the log's
     out["code"]["patch"] = "\n".join(printable(line, limit=None)
                                      for line in (out["code"]["patch"] or "").split("\n"))

@@ -144,8 +144,9 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get("Origin")
         if origin is not None and origin != f"http://{host}":
             return _headers(_error(403, "cross-origin request refused"))
-        sent = request.headers.get(TOKEN_HEADER, "")
-        if not hmac.compare_digest(sent.encode(), view.token.encode()):
+        # a header's bytes that are no UTF-8 arrive as surrogates: compared, not a 500
+        sent = request.headers.get(TOKEN_HEADER, "").encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(sent, view.token.encode()):
             return _headers(_error(403, "missing or wrong session token",
                                    "reload the page: the server was restarted"))
     try:
@@ -287,5 +288,8 @@ def listen(host: str, port: int) -> socket.socket:
 def serve(view: View, sock: socket.socket) -> None:
     """Answer until interrupted (Ctrl-C)."""
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # a malformed request (any page can send one: a 10 KB URL) is answered 400 by aiohttp,
+    # which would also print its traceback here; our own errors are said by `_guard`
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
     web.run_app(make_app(view), sock=sock, print=None, handle_signals=True,
                 shutdown_timeout=1.0)

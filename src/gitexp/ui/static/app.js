@@ -580,7 +580,7 @@
       d.against_base ? null : section("Environment", d.environment),
       el("h3", { text: `Code (${d.code.files.length} file(s))` }), el("pre", { cls: "patch", text: d.code.stat || "no change" }),
       d.code.patch ? patch : null,
-      d.code.patch_cut ? el("p", { cls: "muted", text: `… ${d.code.patch_cut} more characters: git exp diff -p` }) : null);
+      d.code.patch_cut ? el("p", { cls: "muted", text: `… cut at 1 MB: git exp diff -p ${id}${against ? " " + against : ""}` }) : null);
   }
 
   // -- routing ----------------------------------------------------------------------------------
