@@ -7,7 +7,10 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -177,6 +180,27 @@ def test_cancel_needs_the_session_token_and_our_origin(site: tuple[Built, Server
         assert token(again) != good  # a token per server
     finally:
         again.stop()
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not shutil.which("runuser")
+                    or not os.access("/usr/bin/python3", os.X_OK),
+                    reason="needs root to connect as another user (CI runs as root)")
+def test_another_user_of_the_machine_gets_nothing_not_even_the_token(
+        site: tuple[Built, Server]):
+    """A shared machine (a cluster's login node): another local user connecting to the
+    loopback port is refused before anything is read, so it cannot take the page's token
+    and cancel a run; this user is answered."""
+    _, server = site
+    probe = ("import sys, urllib.request, urllib.error\n"
+             "try:\n    urllib.request.urlopen(sys.argv[1], timeout=20)\n    print(200)\n"
+             "except urllib.error.HTTPError as e:\n    print(e.code, e.read().decode())\n")
+    for path in ("/", "/api/runs"):
+        other = subprocess.run(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-I", "-c",
+                                probe, server.url.rstrip("/") + path],
+                               capture_output=True, text=True, timeout=60, check=True)
+        assert other.stdout.startswith("403") and "only its own user" in other.stdout, other
+        assert "gitexp-token" not in other.stdout
+    assert ask(server, "GET", "/api/runs")[0] == 200
 
 
 def test_the_verb_refuses_an_exposed_host_unless_told_and_the_extra_is_named(

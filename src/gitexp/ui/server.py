@@ -9,7 +9,10 @@ Safe by construction, for a server any web page in the same browser could try to
   random token (in the page it served) as `X-Gitexp-Token`, compared in constant time,
   and whose Origin, when sent, is this server;
 - a file is served only by a name from a fixed list; run ids are checked before git is
-  asked anything about them; nothing builds a file-system path from a URL.
+  asked anything about them; nothing builds a file-system path from a URL;
+- on Linux, a connection from this machine is answered only if its other end belongs to
+  this user (the kernel's socket table says whose it is): on a shared machine (a cluster's
+  login node) another user can neither read the runs nor take the token and cancel them.
 
 The git and store reads are blocking: they run in the loop's thread pool.
 """
@@ -18,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
+import os
 import secrets
 import socket
 import threading
@@ -28,6 +33,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -140,6 +146,10 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     host = request.headers.get("Host", "")  # as sent: aiohttp's `host` fills in a missing one
     if host not in view.hosts:  # DNS rebinding: another name for this address
         return _headers(web.Response(status=421, text="misdirected request\n"))
+    transport = request.transport
+    if transport is not None and not peer_is_us(transport.get_extra_info("peername"),
+                                                transport.get_extra_info("sockname")):
+        return _headers(_error(403, "this server answers only its own user"))
     if request.method not in ("GET", "HEAD"):
         origin = request.headers.get("Origin")
         if origin is not None and origin != f"http://{host}":
@@ -159,6 +169,34 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         log.exception("error: %s %s failed", request.method, request.path)
         response = _error(500, "internal error (see the terminal running `git exp ui`)")
     return _headers(response)
+
+
+def peer_is_us(peer: Any, ours: Any) -> bool:
+    """Whether the other end of a TCP connection from this machine is a socket of this
+    user, by the kernel's tables (/proc/net/tcp, tcp6: the client's entry has the peer's
+    port as its local one and ours as its remote). A remote peer (`--expose`) and a system
+    without those tables are not judged here; an entry not found (gone meanwhile) is not us."""
+    if not (isinstance(peer, tuple) and isinstance(ours, tuple) and len(peer) >= 2):
+        return True  # not TCP (a test's unix socket): nothing to look up
+    if not ipaddress.ip_address(str(peer[0]).split("%")[0]).is_loopback \
+            and peer[0] != ours[0]:
+        return True
+    want = (f":{int(peer[1]):04X}", f":{int(ours[1]):04X}")
+    found = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as f:  # noqa: PTH123 - a kernel table
+                next(f, None)
+                for line in f:
+                    cols = line.split()
+                    if len(cols) > 7 and cols[1].endswith(want[0]) and \
+                            cols[2].endswith(want[1]):
+                        if cols[7] != str(os.getuid()):
+                            return False
+                        found = True
+        except OSError:
+            continue
+    return found or not Path("/proc/net/tcp").exists()
 
 
 def _headers(response: web.StreamResponse) -> web.StreamResponse:
