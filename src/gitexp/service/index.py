@@ -96,6 +96,12 @@ def run_ids(repo: Repo) -> list[str]:
     return [ref[len(ids.PREFIX):] for ref in _ref_heads(repo)]
 
 
+def own_refs(repo: Repo) -> set[str]:
+    """The refs of the runs this user launched here (sealed), no record decoded: what the
+    pre-push hook may push."""
+    return {ref for ref, _, _, own in _current(repo) if own}
+
+
 def sync(repo: Repo) -> list[Entry]:
     """Every readable run under `refs/experiments/`, brought up to date with the refs."""
     out = []

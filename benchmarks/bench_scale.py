@@ -1,0 +1,202 @@
+"""Team scale (issue 19): what `ls`, `fetch`, `push`, the pre-push hook, `gc` and `rm` cost
+with 100,000 shared runs, each beside the same operation on plain one-ref-per-run git.
+
+    .venv/bin/python benchmarks/bench_scale.py [--runs 100000] [--new 100] [--keep DIR]
+
+Runs are generated with `git fast-import` as the very objects gitexp writes (bench_ls.py's
+stream: snapshot commit, results commit with `.gitexp-results/`). A producer repository
+pushes all but the last `--new` runs to a bare remote (refs packed, as a server's `git gc`
+leaves them); two clones of it fetch them: A through gitexp, B through plain git (the
+reference). Then the producer pushes the `--new` held-back runs and both clones fetch again.
+Ref advertisement is counted from GIT_TRACE_PACKET: the bytes of ref lines the client
+received. Goals (issue 19, at 100,000 runs): warm `ls` (default page, and a `--where`
+matching 50) <= 0.3 s; cold `ls` <= 10 s; no-op fetch/push and the pre-push hook <= 0.5 s and
+<= 100 KB of advertisement; gc and rm in time proportional to what they remove.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_ls import ENV, gen_gitexp, make_repo, run_id
+
+TRACE_LINE = re.compile(rb"packet:\s+(\S+)< (.*)$")
+REF_LINE = re.compile(rb"^[0-9a-f]{40,64} refs/")
+ROWS: list[tuple[str, str, str, str]] = []  # (what, gitexp, plain git, goal)
+
+
+def sh(*argv: str, cwd: Path, stdin: bytes | None = None,
+       env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(argv, cwd=cwd, env={**ENV, **(env or {})}, input=stdin,
+                          capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.decode()[-2000:]}")
+    return proc.stdout.decode()
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    sh(*argv, cwd=cwd, env=env)
+    return time.perf_counter() - start
+
+
+def median(argv: list[str], cwd: Path, repeats: int = 3) -> float:
+    return statistics.median(timed(argv, cwd) for _ in range(repeats))
+
+
+def advertised(argv: list[str], cwd: Path, scratch: Path) -> int:
+    """Bytes of ref lines the client received while running `argv` (every git it started)."""
+    trace = scratch / "trace"
+    trace.unlink(missing_ok=True)
+    sh(*argv, cwd=cwd, env={"GIT_TRACE_PACKET": str(trace)})
+    total = 0
+    for line in trace.read_bytes().splitlines() if trace.exists() else []:
+        m = TRACE_LINE.search(line)
+        if m and m.group(1) not in (b"upload-pack", b"receive-pack") and \
+                REF_LINE.match(m.group(2)):
+            total += len(m.group(2)) + 5  # the payload, its length prefix and newline
+    return total
+
+
+def objects_bytes(repo: Path) -> int:
+    return sum(f.stat().st_size for f in (repo / ".git/objects").rglob("*") if f.is_file())
+
+
+def row(what: str, ours: float | str, plain: float | str, goal: str = "") -> None:
+    def fmt(v: float | str) -> str:
+        return f"{v:.3f} s" if isinstance(v, float) else v
+    ROWS.append((what, fmt(ours), fmt(plain), goal))
+    print(f"  {what}: gitexp {fmt(ours)} | plain git {fmt(plain)} {goal}", flush=True)
+
+
+def kb(n: int) -> str:
+    return f"{n / 1000:.1f} KB"
+
+
+def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=100_000)
+    ap.add_argument("--new", type=int, default=100)
+    ap.add_argument("--keep", type=Path, help="build the repositories here and keep them")
+    a = ap.parse_args()
+    root = a.keep or Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    n, new = a.runs, a.new
+    try:
+        prod, remote, clone_a, clone_b = (root / x for x in ("prod", "remote.git", "a", "b"))
+        base = make_repo(prod, dvc=False)
+        t0 = time.time()
+        took = gen_gitexp(prod, base, n + new)
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; generated "
+              f"{n + new} runs in {took:.1f}s", flush=True)
+        held = [f"refs/experiments/{run_id(i)}" for i in range(n, n + new)]
+        oids = dict(zip(held, sh("git", "rev-parse", *held, cwd=prod).split(), strict=True))
+        sh("git", "update-ref", "--stdin", cwd=prod,
+           stdin="".join(f"delete {r}\n" for r in held).encode())
+        sh("git", "init", "-q", "--bare", "-b", "main", str(remote), cwd=root)
+        sh("git", "push", "-q", str(remote), "HEAD:refs/heads/main",
+           "refs/experiments/*:refs/experiments/*", cwd=prod)
+        sh("git", "pack-refs", "--all", cwd=remote)
+        for clone in (clone_a, clone_b):
+            sh("git", "clone", "-q", str(remote), str(clone), cwd=root)
+        plain_fetch = ["git", "fetch", "-q", "origin", "+refs/experiments/*:refs/experiments/*"]
+        plain_push = ["git", "push", "-q", "origin", "refs/experiments/*:refs/experiments/*"]
+
+        print(f"== sharing, {n} runs on the remote", flush=True)
+        row("first fetch of every run into a clone", timed(["git", "exp", "fetch"], clone_a),
+            timed(plain_fetch, clone_b))
+        row("no-op fetch", median(["git", "exp", "fetch"], clone_a), median(plain_fetch, clone_b),
+            "(goal <= 0.5 s)")
+        row("no-op fetch: ref advertisement", kb(advertised(["git", "exp", "fetch"], clone_a,
+                                                            root)),
+            kb(advertised(plain_fetch, clone_b, root)), "(goal <= 100 KB)")
+        row("no-op push", median(["git", "exp", "push"], clone_a), median(plain_push, clone_b),
+            "(goal <= 0.5 s)")
+        row("no-op push: ref advertisement", kb(advertised(["git", "exp", "push"], clone_a,
+                                                           root)),
+            kb(advertised(plain_push, clone_b, root)), "(goal <= 100 KB)")
+        sh("git", "exp", "hooks", "install", cwd=clone_a)
+        pushes = []
+        for clone in (clone_a, clone_b):
+            sh("git", "fetch", "-q", "origin", cwd=clone)  # the other clone's commits
+            sh("git", "reset", "-q", "--hard", "origin/main", cwd=clone)
+            times = []
+            for k in range(3):
+                (clone / "train.py").write_text(f"# edit {k}\n")
+                sh("git", "commit", "-qam", f"edit {k}", cwd=clone)
+                times.append(timed(["git", "push", "-q", "origin", "HEAD:main"], clone))
+            pushes.append(statistics.median(times))
+        row("git push of a branch, pre-push hook on (A) / no hook (B)", *pushes,
+            "(goal: hook <= 0.5 s more)")
+
+        print(f"== {new} new runs", flush=True)
+        sh("git", "update-ref", "--stdin", cwd=prod,
+           stdin="".join(f"create {r} {o}\n" for r, o in oids.items()).encode())
+        sh("git", "push", "-q", str(remote), *(f"{r}:{r}" for r in held), cwd=prod)
+        sizes = [objects_bytes(c) for c in (clone_a, clone_b)]
+        row(f"fetch of {new} new runs", timed(["git", "exp", "fetch"], clone_a),
+            timed(plain_fetch, clone_b))
+        row(f"fetch of {new} new runs: objects received",
+            kb(objects_bytes(clone_a) - sizes[0]), kb(objects_bytes(clone_b) - sizes[1]))
+
+        total = n + new
+        print(f"== ls, {total} runs", flush=True)
+        plain_ls = ["git", "for-each-ref", "--count=50", "--sort=-committerdate",
+                    "--format=%(refname) %(subject)", "refs/experiments/"]
+        for extra in ("", "-wal", "-shm"):
+            (clone_a / f".git/gitexp/index.sqlite{extra}").unlink(missing_ok=True)
+        row("ls, cold (no index)", timed(["git", "exp", "ls"], clone_a),
+            median(plain_ls, clone_b), "(goal <= 10 s)")
+        row("ls, warm, default page", median(["git", "exp", "ls"], clone_a),
+            median(plain_ls, clone_b), "(goal <= 0.3 s)")
+        # seed % 1000 == 7 and lr in the generator's 97-cycle: about total / 1000 runs
+        where = "seed == 7 or seed == 1007 or seed == 2007 or seed == 3007 or seed == 4007"
+        matched = len(sh("git", "exp", "ls", "--all", "--where", where, cwd=clone_a)
+                      .splitlines()) - 1
+        row(f"ls --where matching {matched}, warm",
+            median(["git", "exp", "ls", "--where", where], clone_a),
+            median(plain_ls, clone_b), "(goal <= 0.3 s)")
+        row("ls --all, warm", median(["git", "exp", "ls", "--all"], clone_a),
+            median(["git", "for-each-ref", "--format=%(refname) %(subject)",
+                    "refs/experiments/"], clone_b))
+
+        print("== removing", flush=True)
+        doomed = [run_id(i) for i in range(new)]
+        ours = timed(["git", "exp", "rm", *doomed], clone_a)
+        start = time.perf_counter()
+        sh("git", "update-ref", "--stdin", cwd=clone_b,
+           stdin="".join(f"delete refs/experiments/{i}\n" for i in doomed).encode())
+        plain = time.perf_counter() - start
+        row(f"rm of {new} runs", ours, plain)
+        # run i was launched at t0 - (total - i) minutes: this age takes runs new..2*new-1
+        age = (total - 2 * new) * 60 + (time.time() - t0) + 30
+        left = len(sh("git", "for-each-ref", "refs/experiments/", cwd=clone_a).splitlines())
+        ours = timed(["git", "exp", "gc", "--older-than", f"{int(age)}s"], clone_a)
+        gone = left - len(sh("git", "for-each-ref", "refs/experiments/", cwd=clone_a)
+                          .splitlines())
+        victims = [run_id(i) for i in range(new, new + gone)]
+        start = time.perf_counter()
+        sh("git", "update-ref", "--stdin", cwd=clone_b,
+           stdin="".join(f"delete refs/experiments/{i}\n" for i in victims).encode())
+        row(f"gc removing {gone} runs", ours, time.perf_counter() - start)
+        print()
+        print(f"| at {total} runs | gitexp | plain git (one ref per run) | goal |")
+        print("|---|---|---|---|")
+        for what, ours_s, plain_s, goal in ROWS:
+            print(f"| {what} | {ours_s} | {plain_s} | {goal.strip('()')} |")
+    finally:
+        if not a.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
