@@ -4,14 +4,20 @@ ref transaction. The big figures are benchmarks/bench_scale.py's."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
 from benchmarks import bench_ls
 
+from gitexp.git import Repo
+from gitexp.git.config import Config
+from gitexp.service import index, sharing, where
+from gitexp.service.where import Query
 from tests.conftest import use_home
-from tests.helpers import exp, git
+from tests.helpers import exp, exp_json, git
 
 N = 300  # runs on the team's remote
 
@@ -55,12 +61,17 @@ def test_a_fetch_with_nothing_new_fetches_nothing(team: tuple[Path, Path], tmp_p
     assert git("for-each-ref", "refs/gitexp-incoming/", cwd=clone) == ""
 
 
-def test_a_fetch_takes_only_what_changed(team: tuple[Path, Path], tmp_path: Path):
-    """Of N runs the clone lacks two: one `git fetch` brings just those."""
+def test_a_fetch_takes_only_what_changed(team: tuple[Path, Path], tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch):
+    """Many new runs come by the namespace's glob, a few by name; of N runs the clone then
+    lacks two: one `git fetch` brings just those."""
     _, remote = team
     clone = tmp_path / "clone"
     git("clone", "-q", str(remote), str(clone), cwd=tmp_path)
-    exp("fetch", cwd=clone)
+    with monkeypatch.context() as mp:
+        mp.setattr(sharing, "MAX_NAMED", 10)
+        assert len(sharing.fetch(Repo.discover(clone)).new) == N
+    assert git("for-each-ref", "refs/gitexp-incoming/", cwd=clone) == ""
     gone = [bench_ls.run_id(i) for i in (3, 4)]
     git("update-ref", "--stdin", cwd=clone,
         input="".join(f"delete refs/experiments/{i}\n" for i in gone).encode())
@@ -74,3 +85,107 @@ def test_a_fetch_takes_only_what_changed(team: tuple[Path, Path], tmp_path: Path
                                 "refs/experiments/", cwd=clone).split())
     assert len(git("for-each-ref", "refs/experiments/", cwd=clone).splitlines()) == N
     shutil.rmtree(clone)
+
+
+# -- ls: a page from the index, synced by what changed ------------------------------------------
+@pytest.fixture(scope="module")
+def runs_repo(team: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clone that fetched the team's N runs."""
+    _, remote = team
+    root = tmp_path_factory.mktemp("clone")
+    with pytest.MonkeyPatch.context() as mp:
+        use_home(mp, root)
+        clone = root / "clone"
+        git("clone", "-q", str(remote), str(clone), cwd=root)
+        exp("fetch", cwd=clone)
+        git("pack-refs", "--all", cwd=clone)
+        return clone
+
+
+@pytest.fixture
+def mine(runs_repo: Path, tmp_path: Path) -> Path:
+    """This test's copy of that clone."""
+    return Path(shutil.copytree(runs_repo, tmp_path / "clone", symlinks=True))
+
+
+def first_column(table: str) -> list[str]:
+    return [line.split()[0] for line in table.splitlines()[1:] if line.strip()]
+
+
+def newest(count: int) -> list[str]:
+    return [bench_ls.run_id(i) for i in range(N - 1, N - 1 - count, -1)]
+
+
+def test_ls_shows_a_page_of_the_newest_runs(mine: Path):
+    page = exp("ls", cwd=mine)
+    assert first_column(page.stdout) == newest(50)
+    assert "--all" in page.stderr
+    assert len(first_column(exp("ls", "--all", cwd=mine).stdout)) == N
+    some = exp("ls", "--limit", "3", cwd=mine)
+    assert first_column(some.stdout) == newest(3) and some.stderr == ""
+    assert len(exp_json("ls", cwd=mine)) == N  # scripts get every run
+    assert len(exp("ls", "--csv", cwd=mine).stdout.splitlines()) == N + 1
+
+
+def age_refs(repo: Path) -> None:
+    """Make the refs' storage look written long ago, as it is between two `ls` of a user's
+    (a stamp younger than git.RACY_SECONDS is not trusted)."""
+    for path in (repo / ".git/refs/experiments", repo / ".git/packed-refs"):
+        if path.exists():
+            st = path.stat()
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - 10**10))
+
+
+def test_ls_reads_only_the_refs_that_changed(mine: Path, tmp_path: Path):
+    exp("ls", cwd=mine)  # this test's seal key: the index is made afresh
+    age_refs(mine)
+    exp("ls", cwd=mine)  # the stamp of the refs' storage, remembered
+    trace = tmp_path / "trace"
+
+    exp("ls", cwd=mine, env={"GIT_TRACE": str(trace)})
+    assert git_calls(trace, "for-each-ref") == 0 and git_calls(trace, "cat-file") == 0
+
+    # A row of a run whose ref did not move is never read again: mark one, move another.
+    [marked, gone] = newest(2)
+    with sqlite3.connect(mine / ".git/gitexp/index.sqlite") as db:
+        db.execute("UPDATE runs SET summary = json_set(summary, '$.command', 'marked') "
+                   "WHERE ref = ?", (f"refs/experiments/{marked}",))
+    git("update-ref", "-d", f"refs/experiments/{gone}", cwd=mine)
+    age_refs(mine)
+    trace.unlink()
+    page = exp("ls", cwd=mine, env={"GIT_TRACE": str(trace)}).stdout
+    assert git_calls(trace, "for-each-ref") == 1
+    assert gone not in page and "marked" in page.splitlines()[1]
+
+
+WHERES = ["loss == 0.0002", "loss < 0.001", "loss <= 0.0004 or acc > 0.9998",
+          "not loss < 0.19", "status == failed and loss < 0.005", "metrics.acc >= 0.9999",
+          "loss != 0.0002", "loss == '0.0002'", "acc > 0.99 and (loss < 0.001 or status == failed)",
+          "loss == null", "target == local and loss > 0.19", "loss > 0.19 and user == nobody"]
+
+
+def test_where_from_the_index_is_the_rule_over_every_run(mine: Path):
+    """The index narrows a --where by SQL to a superset of the runs it matches; what `ls`
+    then selects is exactly what the rule picks among every run."""
+    repo = Repo.discover(mine)
+    config = Config.load(repo)
+    every = index.rows(repo)
+    narrowed = 0
+    for expr in WHERES:
+        query = Query(where=expr)
+        picked = {row["id"] for row in where.listing(repo, config, query)}
+        assert picked == {row["id"] for row in where.select(every, query)}, expr
+        found = where._candidates(repo, query, summary=False)  # None: every row needed
+        narrowed += found is not None and len(found) < N
+    assert narrowed >= 7
+    assert where._candidates(repo, Query(where="seed == 7"), summary=False) is None  # a param
+
+
+def test_a_first_sync_says_how_far_it_is(mine: Path, monkeypatch: pytest.MonkeyPatch):
+    for extra in ("", "-wal", "-shm"):
+        (mine / f".git/gitexp/index.sqlite{extra}").unlink(missing_ok=True)
+    monkeypatch.setattr(index, "BATCH", 100)
+    said: list[tuple[int, int]] = []
+    index.refresh(Repo.discover(mine), lambda done, total: said.append((done, total)))
+    assert said == [(0, N), (100, N), (200, N), (300, N)]
+    assert len(index.rows(Repo.discover(mine), summary=True)) == N

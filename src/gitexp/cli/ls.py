@@ -1,6 +1,8 @@
-"""`git exp ls`: the runs of this repository, newest first."""
+"""`git exp ls`: the runs of this repository, newest first; a page of them unless asked."""
 
 from __future__ import annotations
+
+import sys
 
 import typer
 
@@ -17,6 +19,8 @@ from gitexp.cli._app import (
 from gitexp.service import index, runs
 from gitexp.service import where as w
 
+PAGE = 50  # runs a plain `ls` shows, newest first (like `git log` through a pager)
+
 
 @app.command(help=HELP["ls"])
 def ls(  # noqa: PLR0917 - typer reads options from the signature
@@ -29,8 +33,10 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     where: str = WHERE_OPTION,
     sort: str = typer.Option(None, "--sort", metavar="KEYS",
                              help="Sort keys, '-' for descending: -acc,loss."),
-    limit: int = typer.Option(None, "--limit", metavar="N", help="Show at most N runs.",
+    limit: int = typer.Option(None, "--limit", metavar="N", help=f"Show at most N runs "
+                              f"(a table: {PAGE} unless --all).",
                               callback=ranges.count(0, 10**9, "a number of runs")),
+    every: bool = typer.Option(False, "--all", help="Show every run, not only a page."),
     columns: str = typer.Option(None, "--columns", metavar="COLS",
                                 help="Columns to show, e.g. run,status,lr,loss "
                                      "(default: the usual ones and all metrics)."),
@@ -38,9 +44,13 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     tsv: bool = typer.Option(False, "--tsv", help="Print tab-separated values, the same."),
 ) -> int:
     repo, config = open_repo()
+    if sys.stderr.isatty():  # a first `ls` of many runs reads them all: say how far it is
+        with r.data_progress() as bar:
+            index.refresh(repo, lambda done, total: bar("reading runs", done, total))
+    paged = limit is None and not every and not (as_json or csv or tsv)  # scripts: all
     split = [c.strip() for c in (columns or "").split(",") if c.strip()]
     query = w.Query(status=w.words(status), target=w.words(target), where=where, sort=sort,
-                    limit=limit, columns=tuple(split), sweep=sweep)
+                    limit=PAGE + 1 if paged else limit, columns=tuple(split), sweep=sweep)
     if as_json:  # the runs themselves, live ones as just seen; all: the index's texts
         everything = not (query.filters() or query.sort or query.limit is not None)
         texts = runs.list_json(repo, config) if everything else \
@@ -56,5 +66,8 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     elif not rows:
         r.no_runs(filtered=query.filters())
     else:
-        r.print_table(rows, cols, w.value_of)
+        r.print_table(rows[:PAGE] if paged else rows, cols, w.value_of)
+        if paged and len(rows) > PAGE:
+            r.note(f"gitexp: showing the newest {PAGE} runs; `--all` shows every one, "
+                   "`--limit N` the newest N")
     return 0

@@ -340,6 +340,32 @@ class Repo:
         return self.git("mktree", "-z", "--missing", input=data).strip()
 
 
+RACY_SECONDS = 2.0  # a stamp younger than this may not show a change made in the same tick
+
+
+def refs_stamp(repo: Repo, prefix: str) -> str | None:
+    """Where the refs under `prefix` (one directory level of them, like run refs) are
+    stored, as (mtime, size, inode) of their loose directory and of packed-refs: git writes
+    a ref by renaming a lock file over it and packs by rewriting packed-refs, so any change
+    moves one of them. None when a change could hide within the timestamps' granularity,
+    or refs are not files (reftable): then the refs must be listed. hooks/run.py keeps its
+    own copy (a hook imports nothing of gitexp up front)."""
+    if (repo.common_dir / "reftable").exists():
+        return None
+    parts = []
+    now = time.time()
+    for path in (repo.common_dir / prefix.rstrip("/"), repo.common_dir / "packed-refs"):
+        try:
+            st = path.stat()
+        except OSError:
+            parts.append("-")
+            continue
+        if now - st.st_mtime < RACY_SECONDS:
+            return None
+        parts.append(f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}")
+    return ",".join(parts)
+
+
 @dataclass(frozen=True)
 class Object:
     """One answer of `git cat-file --batch`."""

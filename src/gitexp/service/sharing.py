@@ -31,6 +31,7 @@ from gitexp.service.tagging import NOTES_REF, merge_from
 
 PUSH_GUARD = "GITEXP_PUSHING_RUNS"  # == hooks.run.PUSH_GUARD: our own pre-push does nothing
 STAGING = "refs/gitexp-incoming/"
+MAX_NAMED = 500  # refs a fetch names one by one; more are fetched by glob
 NAMESPACES = (ids.PREFIX, ids.TAG_PREFIX)
 
 
@@ -186,17 +187,28 @@ def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
     if not wanted:
         return FetchReport(remote)
     stage = f"{STAGING}{secrets.token_hex(4)}/"
-    names = {ref: f"{stage}{i}" for i, ref in enumerate(wanted)}
+    # A few refs by name (protocol v2 then advertises only those); many, by the namespaces'
+    # globs: git matches each named refspec against every ref it was shown.
+    named = len(wanted) <= MAX_NAMED
+    specs = [f"+{ref}:{stage}{i}" for i, ref in enumerate(wanted)] if named else \
+        [f"+{ns}*:{stage}{i}/*" for i, ns in enumerate(NAMESPACES)] + \
+        [f"+{NOTES_REF}:{stage}notes"] * (NOTES_REF in wanted)
     try:
-        # refspecs on stdin: a first fetch names every run, more than a command line holds
+        # refspecs on stdin: more than a command line holds
         proc = _git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
                     "--no-recurse-submodules", "--stdin", remote,
-                    input="".join(f"+{ref}:{name}\n" for ref, name in names.items()).encode())
+                    input="".join(spec + "\n" for spec in specs).encode())
         if proc.returncode != 0:
             raise _failed(repo, "fetch from", remote, proc)
         staged = _refs(repo, stage)
-        incoming = {ref: staged[name[len(stage):]] for ref, name in names.items()
-                    if name[len(stage):] in staged}
+        if named:
+            incoming = {ref: staged[str(i)] for i, ref in enumerate(wanted) if str(i) in staged}
+        else:
+            incoming = {NAMESPACES[int(name.split("/", 1)[0])] + name.split("/", 1)[1]: oid
+                        for name, oid in staged.items() if not name.startswith("notes")}
+            incoming = {ref: oid for ref, oid in incoming.items() if ours.get(ref) != oid}
+            if "notes" in staged:
+                incoming[NOTES_REF] = staged["notes"]
         notes = incoming.pop(NOTES_REF, None)
         report = _merge(repo, remote, incoming, ours)
         return replace(report, notes=_merge_notes(repo, notes)) if notes else report
