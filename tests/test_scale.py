@@ -7,14 +7,16 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from benchmarks import bench_ls
 
 from gitexp.git import Repo
 from gitexp.git.config import Config
-from gitexp.service import index, sharing, where
+from gitexp.service import gc, index, runs, sharing, where
 from gitexp.service.where import Query
 from tests.conftest import use_home
 from tests.helpers import exp, exp_json, git
@@ -189,3 +191,41 @@ def test_a_first_sync_says_how_far_it_is(mine: Path, monkeypatch: pytest.MonkeyP
     index.refresh(Repo.discover(mine), lambda done, total: said.append((done, total)))
     assert said == [(0, N), (100, N), (200, N), (300, N)]
     assert len(index.rows(Repo.discover(mine), summary=True)) == N
+
+
+# -- gc and rm: what goes is read, and goes in one transaction --------------------------------
+POLICIES: list[dict[str, Any]] = [
+    {"failed": True}, {"older_than": N * 30.0}, {"failed": True, "older_than": N * 50.0},
+    {"keep_best": ("loss", 10)}, {"keep_best": ("-acc", 3), "failed": True},
+    {"keep_best": ("nothing", 3)}]
+
+
+def test_gc_reads_only_the_runs_near_its_policy(mine: Path):
+    """gc's plan from the index picks exactly what its rule picks among every run."""
+    repo = Repo.discover(mine)
+    config = Config.load(repo)
+    every = runs.list_runs(repo, config)
+    now = time.time()
+    for kwargs in POLICIES:
+        policy = gc.Policy(**kwargs)
+        doomed, _ = gc.plan(repo, config, policy, now)
+        assert [r.id for r in doomed] == [r.id for r in gc.select(every, policy, now)], kwargs
+    assert len(index.ended(repo, before=now - N * 30.0)) < N  # narrowed, not every run
+
+
+def test_rm_and_gc_delete_refs_in_one_transaction(mine: Path, tmp_path: Path):
+    exp("ls", cwd=mine)  # this test's seal key: the index made afresh
+    trace = tmp_path / "trace"
+    named = newest(5)
+
+    out = exp("rm", *named, cwd=mine, env={"GIT_TRACE": str(trace)}).stdout
+
+    assert out.split() == [w for i in named for w in ("removed", i)]
+    assert git_calls(trace, "update-ref") == 1 and git_calls(trace, "cat-file") == 0
+    trace.unlink()
+    failed = {bench_ls.run_id(i) for i in range(N) if i % 10 == 9} - set(named)
+    out = exp("gc", "--failed", cwd=mine, env={"GIT_TRACE": str(trace)}).stdout
+    assert {line.split()[1] for line in out.splitlines()} == failed
+    assert git_calls(trace, "update-ref") == 1 and git_calls(trace, "cat-file") == 0
+    left = set(first_column(exp("ls", "--all", cwd=mine).stdout))
+    assert len(left) == N - 5 - len(failed) and not left & (failed | set(named))

@@ -272,6 +272,14 @@ class Repo:
         return (lines[-1].removeprefix("fatal: ").removeprefix("error: ") if lines
                 else f"git update-ref exit {proc.returncode}")
 
+    def delete_refs(self, refs: Mapping[str, str]) -> bool:
+        """Delete every ref of `refs` (ref -> the commit it must still point at) in one
+        transaction: all, or (one moved, a lock held, a read-only disk) none and False: the
+        caller then deletes them one by one to say which could not go, and why."""
+        proc = run_git(["--git-dir", str(self.git_dir), "update-ref", "--stdin"], input="".join(
+            f"delete {ref} {old}\n" for ref, old in refs.items()).encode(), check=False)
+        return proc.returncode == 0
+
     def for_each_ref(self, pattern: str, fmt: str) -> Iterator[str]:
         """Records of `fmt` (NUL-terminated, so message bodies may hold newlines)."""
         out = self.git("for-each-ref", f"--format={fmt}%00", pattern)

@@ -257,6 +257,56 @@ def count(repo: Repo) -> int | None:
         return None
 
 
+def ended(repo: Repo, *, before: float | None = None, statuses: Iterable[str] = (),
+          metric: str | None = None) -> list[Entry]:
+    """Written-back runs that may be what `gc` removes: launched before `before`, with one
+    of `statuses`; or, with `metric`, every one that has it as a number (the ranking of
+    `--keep-best` needs them all). A superset: `gc.select` decides."""
+    conds: list[str] = ["status IS NOT NULL", "snapshot IS NOT NULL"]
+    args: list[Any] = []
+    if metric is not None:
+        conds.append("ref IN (SELECT ref FROM vals WHERE kind = 0 AND name = ? "
+                     "AND (num IS NOT NULL OR text = 'nan'))")
+        args.append(metric)
+    else:
+        if before is not None:
+            conds.append("launched_at < ?")
+            args.append(before)
+        wanted = list(statuses)
+        if wanted:
+            conds.append(f"status IN ({', '.join('?' for _ in wanted)})")
+            args += wanted
+    return _entries(repo, " AND ".join(conds), args)
+
+
+def entries_of(repo: Repo, refs: Iterable[str]) -> dict[str, Entry]:
+    """The readable runs of `refs`, by ref: read from the index, not from git one by one."""
+    wanted = list(dict.fromkeys(refs))
+    out: dict[str, Entry] = {}
+    for at in range(0, len(wanted), 500):  # SQLite's bound on arguments, with room
+        part = wanted[at:at + 500]
+        out.update((e.ref, e) for e in _entries(
+            repo, f"snapshot IS NOT NULL AND ref IN ({', '.join('?' for _ in part)})", part))
+    return out
+
+
+def unfinished(repo: Repo) -> list[Entry]:
+    """The readable runs not written back (live, or so they seem from here)."""
+    return _entries(repo, "status IS NULL AND snapshot IS NOT NULL", [])
+
+
+def _entries(repo: Repo, cond: str, args: list[Any]) -> list[Entry]:
+    try:
+        with _connect(repo) as db:
+            _refresh(repo, db)
+            found = db.execute("SELECT ref, commit_id, snapshot, own, body FROM runs "  # noqa: S608 - fixed conditions, values as arguments
+                               f"WHERE {cond}", args).fetchall()
+    except (sqlite3.Error, OSError):  # straight from git: every run (callers filter again)
+        found = [(r, c, s, o, b) for r, c, s, o, b in _current(repo, "body")]
+    entries = (_decode(r, c, s, b, own=bool(o)) for r, c, s, o, b in found)
+    return [e for e in entries if e is not None]
+
+
 def live_own(repo: Repo) -> list[str] | None:
     """The ids of this user's runs not written back (to look at in their stores)."""
     try:
