@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -26,12 +27,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from bench_ls import ENV, gen_gitexp, make_repo, run_id
 
 TRACE_LINE = re.compile(rb"packet:\s+(\S+)< (.*)$")
 REF_LINE = re.compile(rb"^[0-9a-f]{40,64} refs/")
 ROWS: list[tuple[str, str, str, str]] = []  # (what, gitexp, plain git, goal)
+ARCHIVE_BATCH = 1000  # runs an archive ref holds (the layout measured at the end)
+ARCHIVE_KEEP = 500  # the newest runs, one ref each
 
 
 def sh(*argv: str, cwd: Path, stdin: bytes | None = None,
@@ -43,14 +47,25 @@ def sh(*argv: str, cwd: Path, stdin: bytes | None = None,
     return proc.stdout.decode()
 
 
-def timed(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:
+class Took(NamedTuple):
+    """Wall and CPU seconds (the command's and its children's): on a loaded machine the
+    wall time grows, the CPU time much less."""
+    wall: float
+    cpu: float
+
+
+def timed(argv: list[str], cwd: Path, stdin: bytes | None = None) -> Took:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    sh(*argv, cwd=cwd, env=env)
-    return time.perf_counter() - start
+    sh(*argv, cwd=cwd, stdin=stdin)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return Took(wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
 
 
-def median(argv: list[str], cwd: Path, repeats: int = 3) -> float:
-    return statistics.median(timed(argv, cwd) for _ in range(repeats))
+def median(argv: list[str], cwd: Path, repeats: int = 3) -> Took:
+    took = [timed(argv, cwd) for _ in range(repeats)]
+    return Took(statistics.median(t.wall for t in took), statistics.median(t.cpu for t in took))
 
 
 def advertised(argv: list[str], cwd: Path, scratch: Path) -> int:
@@ -71,15 +86,68 @@ def objects_bytes(repo: Path) -> int:
     return sum(f.stat().st_size for f in (repo / ".git/objects").rglob("*") if f.is_file())
 
 
-def row(what: str, ours: float | str, plain: float | str, goal: str = "") -> None:
-    def fmt(v: float | str) -> str:
-        return f"{v:.3f} s" if isinstance(v, float) else v
+def row(what: str, ours: Took | str, plain: Took | str, goal: str = "") -> None:
+    def fmt(v: Took | str) -> str:
+        return f"{v.wall:.3f} s (CPU {v.cpu:.3f} s)" if isinstance(v, Took) else v
     ROWS.append((what, fmt(ours), fmt(plain), goal))
     print(f"  {what}: gitexp {fmt(ours)} | plain git {fmt(plain)} {goal}", flush=True)
 
 
 def kb(n: int) -> str:
     return f"{n / 1000:.1f} KB"
+
+
+def archive_layout(root: Path, prod: Path, n: int, new: int, held: dict[str, str]) -> None:
+    """The layout issue 19 weighs (docs/architecture.md, "Team scale"), measured with plain
+    git: finished runs folded into immutable archive refs of BATCH runs each, an archive
+    commit having its runs' commits as parents (reachability: fetch, push and gc follow
+    parents, never gitlinks) and one blob `runs` listing `<id> <commit>`; only the newest
+    KEEP runs stay one ref each. What does a clone pay to share them?"""
+    print(f"== the archive layout ({ARCHIVE_BATCH} runs an archive, the newest {ARCHIVE_KEEP} "
+          "one ref each), plain git", flush=True)
+    heads = [line.split() for line in sh("git", "for-each-ref", "--sort=committerdate",
+                                         "--format=%(objectname) %(refname:lstrip=2)",
+                                         "refs/experiments/", cwd=prod).splitlines()]
+    heads = [h for h in heads if f"refs/experiments/{h[1]}" not in held]
+    folded, kept = heads[:-ARCHIVE_KEEP], heads[-ARCHIVE_KEEP:]
+    start = time.perf_counter()
+    archives = []
+    for at in range(0, len(folded), ARCHIVE_BATCH):
+        batch = sorted(folded[at:at + ARCHIVE_BATCH], key=lambda h: h[1])
+        listing = "".join(f"{rid} {oid}\n" for oid, rid in batch).encode()
+        blob = sh("git", "hash-object", "-w", "--stdin", cwd=prod, stdin=listing).strip()
+        tree = sh("git", "mktree", cwd=prod, stdin=f"100644 blob {blob}\truns\n".encode()).strip()
+        parents = [arg for oid, _ in batch for arg in ("-p", oid)]
+        commit = sh("git", "commit-tree", tree, *parents, cwd=prod,
+                    stdin=f"gitexp archive: {len(batch)} runs\n".encode()).strip()
+        archives.append(f"create refs/exp-archive/{batch[0][1]} {commit}\n")
+    sh("git", "update-ref", "--stdin", cwd=prod, stdin="".join(archives).encode())
+    print(f"  folded {len(folded)} runs into {len(archives)} archives in "
+          f"{time.perf_counter() - start:.1f}s", flush=True)
+    remote, clone = root / "archived.git", root / "c"
+    sh("git", "init", "-q", "--bare", "-b", "main", str(remote), cwd=root)
+    sh("git", "push", "-q", str(remote), "HEAD:refs/heads/main",
+       "refs/exp-archive/*:refs/exp-archive/*",
+       *(f"refs/experiments/{rid}:refs/experiments/{rid}" for _, rid in kept), cwd=prod)
+    sh("git", "pack-refs", "--all", cwd=remote)
+    sh("git", "clone", "-q", str(remote), str(clone), cwd=root)
+    fetch = ["git", "fetch", "-q", "origin", "+refs/exp-archive/*:refs/exp-archive/*",
+             "+refs/experiments/*:refs/experiments/*"]
+    row("archive layout: first fetch of every run", "", timed(fetch, clone))
+    listings = [line.split()[0] + ":runs" for line in sh(
+        "git", "for-each-ref", "--format=%(objectname)", "refs/exp-archive/",
+        cwd=clone).splitlines()]
+    row(f"archive layout: read every listing ({len(listings)} blobs, one cat-file)", "",
+        timed(["git", "cat-file", "--batch"], clone, "".join(f"{x}\n" for x in listings)
+              .encode()))
+    row("archive layout: no-op fetch", "", median(fetch, clone), "(goal <= 0.5 s)")
+    row("archive layout: no-op fetch, ref advertisement", "", kb(advertised(fetch, clone, root)),
+        "(goal <= 100 KB)")
+    sh("git", "push", "-q", str(remote), *(f"{r}:{r}" for r in held), cwd=prod)
+    size = objects_bytes(clone)
+    row(f"archive layout: fetch of {new} new runs", "", timed(fetch, clone))
+    row(f"archive layout: fetch of {new} new runs, objects received", "",
+        kb(objects_bytes(clone) - size))
 
 
 def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
@@ -110,6 +178,8 @@ def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
         plain_fetch = ["git", "fetch", "-q", "origin", "+refs/experiments/*:refs/experiments/*"]
         plain_push = ["git", "push", "-q", "origin", "refs/experiments/*:refs/experiments/*"]
 
+        row("start-up: `git exp ls -h` (the floor of every figure below)",
+            median(["git", "exp", "ls", "-h"], clone_a), median(["git", "--version"], clone_b))
         print(f"== sharing, {n} runs on the remote", flush=True)
         row("first fetch of every run into a clone", timed(["git", "exp", "fetch"], clone_a),
             timed(plain_fetch, clone_b))
@@ -133,7 +203,8 @@ def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
                 (clone / "train.py").write_text(f"# edit {k}\n")
                 sh("git", "commit", "-qam", f"edit {k}", cwd=clone)
                 times.append(timed(["git", "push", "-q", "origin", "HEAD:main"], clone))
-            pushes.append(statistics.median(times))
+            pushes.append(Took(statistics.median(t.wall for t in times),
+                               statistics.median(t.cpu for t in times)))
         row("git push of a branch, pre-push hook on (A) / no hook (B)", *pushes,
             "(goal: hook <= 0.5 s more)")
 
@@ -171,11 +242,8 @@ def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
         print("== removing", flush=True)
         doomed = [run_id(i) for i in range(new)]
         ours = timed(["git", "exp", "rm", *doomed], clone_a)
-        start = time.perf_counter()
-        sh("git", "update-ref", "--stdin", cwd=clone_b,
-           stdin="".join(f"delete refs/experiments/{i}\n" for i in doomed).encode())
-        plain = time.perf_counter() - start
-        row(f"rm of {new} runs", ours, plain)
+        row(f"rm of {new} runs", ours, timed(["git", "update-ref", "--stdin"], clone_b, "".join(
+            f"delete refs/experiments/{i}\n" for i in doomed).encode()))
         # run i was launched at t0 - (total - i) minutes: this age takes runs new..2*new-1
         age = (total - 2 * new) * 60 + (time.time() - t0) + 30
         left = len(sh("git", "for-each-ref", "refs/experiments/", cwd=clone_a).splitlines())
@@ -183,10 +251,10 @@ def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
         gone = left - len(sh("git", "for-each-ref", "refs/experiments/", cwd=clone_a)
                           .splitlines())
         victims = [run_id(i) for i in range(new, new + gone)]
-        start = time.perf_counter()
-        sh("git", "update-ref", "--stdin", cwd=clone_b,
-           stdin="".join(f"delete refs/experiments/{i}\n" for i in victims).encode())
-        row(f"gc removing {gone} runs", ours, time.perf_counter() - start)
+        row(f"gc removing {gone} runs", ours, timed(["git", "update-ref", "--stdin"], clone_b,
+                                                    "".join(f"delete refs/experiments/{i}\n"
+                                                            for i in victims).encode()))
+        archive_layout(root, prod, n, new, oids)
         print()
         print(f"| at {total} runs | gitexp | plain git (one ref per run) | goal |")
         print("|---|---|---|---|")

@@ -366,10 +366,11 @@ def _changed(a: dict[str, object], b: dict[str, object]) -> str:
     return f"its {named.get(keys[0], 'record (' + keys[0] + ')')} changed"
 
 
-# Dataclass equality rather than `to_dict()`: the same comparison, without a deep copy per run.
 def _same_record(a: DecodedRun, b: DecodedRun) -> bool:
-    """The same record but for the snapshot (each commit's own way of naming it)."""
-    return _text(a.record.to_dict()) == _text(b.record.to_dict())  # to_dict: no snapshot
+    """The same record but for the snapshot (each commit's own way of naming it): the record
+    objects as the two messages have them (no snapshot there), every key, known or not.
+    Not `to_dict()`: its deep copy per run was a third of a first fetch's time."""
+    return _text(a.fields) == _text(b.fields)
 
 
 def _same_result(a: Result, b: Result) -> bool:
