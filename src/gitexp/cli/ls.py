@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from gitexp.cli import _ranges as ranges
 from gitexp.cli import _render as r
-from gitexp.cli._app import (
-    HELP,
-    JSON_OPTION,
-    SWEEP_OPTION,
-    WHERE_OPTION,
-    app,
-    open_repo,
-)
+from gitexp.cli._app import HELP, JSON_OPTION, SWEEP_OPTION, WHERE_OPTION, app, open_repo
 from gitexp.service import index, runs
 from gitexp.service import where as w
 
@@ -33,8 +24,7 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     where: str = WHERE_OPTION,
     sort: str = typer.Option(None, "--sort", metavar="KEYS",
                              help="Sort keys, '-' for descending: -acc,loss."),
-    limit: int = typer.Option(None, "--limit", metavar="N", help=f"Show at most N runs "
-                              f"(a table: {PAGE} unless --all).",
+    limit: int = typer.Option(None, "--limit", metavar="N", help=f"At most N (default {PAGE}).",
                               callback=ranges.count(0, 10**9, "a number of runs")),
     every: bool = typer.Option(False, "--all", help="Show every run, not only a page."),
     columns: str = typer.Option(None, "--columns", metavar="COLS",
@@ -44,9 +34,8 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     tsv: bool = typer.Option(False, "--tsv", help="Print tab-separated values, the same."),
 ) -> int:
     repo, config = open_repo()
-    if sys.stderr.isatty():  # a first `ls` of many runs reads them all: say how far it is
-        with r.data_progress() as bar:
-            index.refresh(repo, lambda done, total: bar("reading runs", done, total))
+    with r.sync_progress() as bar:  # a first `ls` of many runs reads them all: how far?
+        index.refresh(repo, bar)
     paged = limit is None and not every and not (as_json or csv or tsv)  # scripts: all
     split = [c.strip() for c in (columns or "").split(",") if c.strip()]
     query = w.Query(status=w.words(status), target=w.words(target), where=where, sort=sort,
@@ -67,7 +56,5 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
         r.no_runs(filtered=query.filters())
     else:
         r.print_table(rows[:PAGE] if paged else rows, cols, w.value_of)
-        if paged and len(rows) > PAGE:
-            r.note(f"gitexp: showing the newest {PAGE} runs; `--all` shows every one, "
-                   "`--limit N` the newest N")
+        r.paged(PAGE, len(rows) > PAGE and paged)
     return 0
