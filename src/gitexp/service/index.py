@@ -443,7 +443,6 @@ _COLUMNS = ("ref", "commit_id", "run_id", "snapshot", "launched_at", "status", "
             "argv", "cwd", "summary", "row", "body", "own", "json")
 _BODY = _COLUMNS.index("body")
 _OWN = _COLUMNS.index("own")
-_ROW = _COLUMNS.index("row")
 
 
 def _picked(made: list[tuple[Any, ...]], columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
@@ -485,12 +484,14 @@ def _refresh(repo: Repo, db: sqlite3.Connection, progress: Progress | None = Non
         progress(0, len(changed))
     for at in range(0, max(len(changed), 1), BATCH):
         batch = dict(changed[at:at + BATCH])
-        made = _rows(repo, batch)
+        vals: list[tuple[Any, ...]] = []
+        made = _rows(repo, batch, vals)
         last = at + BATCH >= len(changed)
         meta = [("stamp", stamp or "-"), ("bad", json.dumps(bad))] if last else []
 
         def write(made: list[tuple[Any, ...]] = made, batch: dict[str, str] = batch,
-                  meta: list[tuple[str, str]] = meta, first: bool = at == 0) -> None:
+                  meta: list[tuple[str, str]] = meta, first: bool = at == 0,
+                  vals: list[tuple[Any, ...]] = vals) -> None:
             db.execute("BEGIN IMMEDIATE")
             try:
                 if first:
@@ -501,8 +502,7 @@ def _refresh(repo: Repo, db: sqlite3.Connection, progress: Progress | None = Non
                                    [(r,) for r in batch if r in known])
                 db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                made)
-                db.executemany("INSERT INTO vals VALUES (?,?,?,?,?,?)",
-                               [v for row in made for v in _vals(row)])
+                db.executemany("INSERT INTO vals VALUES (?,?,?,?,?,?)", vals)
                 db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta)
                 db.execute("COMMIT")
             except BaseException:
@@ -514,11 +514,8 @@ def _refresh(repo: Repo, db: sqlite3.Connection, progress: Progress | None = Non
             progress(min(at + BATCH, len(changed)), len(changed))
 
 
-def _vals(made: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """The `vals` rows of one table row: its metrics and params, name by name."""
-    if made[_ROW] is None:
-        return []
-    row = json.loads(made[_ROW])
+def _vals(ref: str, row: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The `vals` rows of one run's row: its metrics and params, name by name."""
     out = []
     for kind, values in enumerate((row.get("metrics") or {}, row.get("params") or {})):
         for name, value in values.items():
@@ -527,11 +524,12 @@ def _vals(made: tuple[Any, ...]) -> list[tuple[Any, ...]]:
                 text = str(value)
                 with contextlib.suppress(TypeError, ValueError, OverflowError):
                     num = float(value)
-            out.append((made[0], kind, name, name.rpartition(".")[2], num, text))
+            out.append((ref, kind, name, name.rpartition(".")[2], num, text))
     return out
 
 
-def _rows(repo: Repo, heads: dict[str, str]) -> list[tuple[Any, ...]]:
+def _rows(repo: Repo, heads: dict[str, str],
+          vals: list[tuple[Any, ...]] | None = None) -> list[tuple[Any, ...]]:
     """The table rows of the commits of `heads`: read in one `git cat-file`, and the trees
     of the sealed ones' snapshots in one more (a seal covers the snapshot's tree)."""
     runs: list[tuple[str, str, DecodedRun | None]] = []
@@ -552,16 +550,19 @@ def _rows(repo: Repo, heads: dict[str, str]) -> list[tuple[Any, ...]]:
     for spec, obj in zip(wanted, repo.read_objects(wanted), strict=True):
         if obj.type == "commit" and obj.data is not None:
             trees[spec] = Commit.parse(obj.data).tree
-    return [_row(repo, ref, commit, run, trees) for ref, commit, run in runs]
+    return [_row(repo, ref, commit, run, trees, vals=vals) for ref, commit, run in runs]
 
 
 def _row(repo: Repo, ref: str, commit: str, run: DecodedRun | None,
-         trees: dict[str, str]) -> tuple[Any, ...]:
+         trees: dict[str, str], *, vals: list[tuple[Any, ...]] | None) -> tuple[Any, ...]:
+    """A table row; its `vals` rows go to `vals` (when given)."""
     if run is None:
         return (ref, commit, ids.id_from_ref(ref) or "", *([None] * 9), 0, None)
     rec, res = run.record, run.result
     own = bool(rec.seal) and trust.sealed(repo, run, trees.get(rec.snapshot, ""))
     row = row_of(rec, res, commit, own=own)
+    if vals is not None:
+        vals += _vals(ref, row)
     return (ref, commit, rec.id, rec.snapshot, rec.launched_at,
             res.status if res else None, rec.target, _argv_key(rec.argv), rec.cwd,
             _dumps({k: row[k] for k in SUMMARY}), _dumps(row), run.message, int(own),
