@@ -3,9 +3,10 @@
 Only finished (written-back) runs travel: a live run's ref still points at its snapshot, and a
 clone that fetched it could never see it end (its store is on the launcher's side).
 
-Pushes never force. Fetches land in a private staging namespace first, then each run ref is
-created, fast-forwarded (snapshot -> results commit), or left alone when the local one is
-ahead or different; nothing local is ever rewound or overwritten.
+Pushes never force. Fetches bring the commits of the refs that differ, by object id, and
+judge them before any ref is written; then each run ref is created, fast-forwarded (snapshot
+-> results commit), or left alone when the local one is ahead or different; nothing local is
+ever rewound or overwritten.
 
 A shared run is immutable: `transitions` is the one rule, for fetch and push (and so for the
 pre-push hook) alike. A new run must decode and have the shape gitexp makes; an existing
@@ -16,7 +17,6 @@ result never changing. Whatever else a remote offers is refused, the local ref u
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,8 +30,6 @@ from gitexp.service import index
 from gitexp.service.tagging import NOTES_REF, merge_from
 
 PUSH_GUARD = "GITEXP_PUSHING_RUNS"  # == hooks.run.PUSH_GUARD: our own pre-push does nothing
-STAGING = "refs/gitexp-incoming/"
-MAX_NAMED = 500  # refs a fetch names one by one; more are fetched by glob
 NAMESPACES = (ids.PREFIX, ids.TAG_PREFIX)
 
 
@@ -175,9 +173,10 @@ def _refused_pushes(repo: Repo, moves: dict[str, tuple[str, str]]) -> dict[str, 
 def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
     """Fetch runs and `exp/*` tags; new ones appear, finished ones fast-forward.
 
-    The remote's refs are listed first (one `ls-remote`) and only those that differ from
-    ours are fetched and judged: a fetch with nothing new writes nothing and reads no run
-    (staging every ref and deleting it again cost seconds per thousand runs)."""
+    The remote's refs are listed first (one `ls-remote`) and only the commits of those that
+    differ from ours are fetched, by id, and judged before any ref is written: a fetch with
+    nothing new writes nothing and reads no run (staging every ref in a namespace of its own
+    and deleting it again cost seconds per thousand runs)."""
     remote = _check_remote(remote or default_remote(repo, pushing=False))
     theirs = _remote_refs(repo, remote, "fetch from")
     ours = {**_refs(repo, ids.PREFIX, full=True), **_refs(repo, ids.TAG_PREFIX, full=True)}
@@ -186,37 +185,18 @@ def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
         wanted.append(NOTES_REF)
     if not wanted:
         return FetchReport(remote)
-    stage = f"{STAGING}{secrets.token_hex(4)}/"
-    # A few refs by name (protocol v2 then advertises only those); many, by the namespaces'
-    # globs: git matches each named refspec against every ref it was shown.
-    named = len(wanted) <= MAX_NAMED
-    specs = [f"+{ref}:{stage}{i}" for i, ref in enumerate(wanted)] if named else \
-        [f"+{ns}*:{stage}{i}/*" for i, ns in enumerate(NAMESPACES)] + \
-        [f"+{NOTES_REF}:{stage}notes"] * (NOTES_REF in wanted)
-    try:
-        # refspecs on stdin: more than a command line holds
-        proc = _git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
-                    "--no-recurse-submodules", "--stdin", remote,
-                    input="".join(spec + "\n" for spec in specs).encode())
-        if proc.returncode != 0:
-            raise _failed(repo, "fetch from", remote, proc)
-        staged = _refs(repo, stage)
-        if named:
-            incoming = {ref: staged[str(i)] for i, ref in enumerate(wanted) if str(i) in staged}
-        else:
-            incoming = {NAMESPACES[int(name.split("/", 1)[0])] + name.split("/", 1)[1]: oid
-                        for name, oid in staged.items() if not name.startswith("notes")}
-            incoming = {ref: oid for ref, oid in incoming.items() if ours.get(ref) != oid}
-            if "notes" in staged:
-                incoming[NOTES_REF] = staged["notes"]
-        notes = incoming.pop(NOTES_REF, None)
-        report = _merge(repo, remote, incoming, ours)
-        return replace(report, notes=_merge_notes(repo, notes)) if notes else report
-    finally:
-        staged = _refs(repo, stage)
-        if staged:
-            repo.git("update-ref", "--stdin", input="".join(
-                f"delete {stage}{name} {oid}\n" for name, oid in staged.items()).encode())
+    # By object id: git sends no ref advertisement again, writes no ref, and brings exactly
+    # what `ls-remote` showed (a ref that moved since makes git refuse: the next fetch gets it)
+    oids = list(dict.fromkeys(theirs[ref] for ref in wanted))
+    proc = _git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                "--no-recurse-submodules", "--stdin", remote,
+                input="".join(oid + "\n" for oid in oids).encode())
+    if proc.returncode != 0:
+        raise _failed(repo, "fetch from", remote, proc)
+    incoming = {ref: theirs[ref] for ref in wanted}
+    notes = incoming.pop(NOTES_REF, None)
+    report = _merge(repo, remote, incoming, ours)
+    return replace(report, notes=_merge_notes(repo, notes)) if notes else report
 
 
 def _has_notes(repo: Repo, oid: str) -> bool:
