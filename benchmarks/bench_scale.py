@@ -4,10 +4,13 @@ with 100,000 shared runs, each beside the same operation on plain one-ref-per-ru
     .venv/bin/python benchmarks/bench_scale.py [--runs 100000] [--new 100] [--keep DIR]
 
 Runs are generated with `git fast-import` as the very objects gitexp writes (bench_ls.py's
-stream: snapshot commit, results commit with `.gitexp-results/`). A producer repository
-pushes all but the last `--new` runs to a bare remote (refs packed, as a server's `git gc`
-leaves them); two clones of it fetch them: A through gitexp, B through plain git (the
-reference). Then the producer pushes the `--new` held-back runs and both clones fetch again.
+stream: snapshot commit, results commit with `.gitexp-results/`), `--runs` + `--new` of them,
+in a producer repository that pushes them all to a bare remote (refs packed, as a server's
+`git gc` leaves them). The newest `--new` then leave the remote (their objects stay) and two
+clones fetch the rest: A through gitexp, B through plain git (the reference). Then the
+`--new` runs come back and both fetch again. `--keep DIR` keeps the repositories, and a
+second run with the same DIR reuses the producer and the remote (generating 100,000 runs
+and pushing them takes a while).
 Ref advertisement is counted from GIT_TRACE_PACKET: the bytes of ref lines the client
 received. Goals (issue 19, at 100,000 runs): warm `ls` (default page, and a `--where`
 matching 50) <= 0.3 s; cold `ls` <= 10 s; no-op fetch/push and the pre-push hook <= 0.5 s and
@@ -97,7 +100,7 @@ def kb(n: int) -> str:
     return f"{n / 1000:.1f} KB"
 
 
-def archive_layout(root: Path, prod: Path, n: int, new: int, held: dict[str, str]) -> None:
+def archive_layout(root: Path, prod: Path, held: list[str], new: int) -> None:
     """The layout issue 19 weighs (docs/architecture.md, "Team scale"), measured with plain
     git: finished runs folded into immutable archive refs of BATCH runs each, an archive
     commit having its runs' commits as parents (reachability: fetch, push and gc follow
@@ -121,10 +124,16 @@ def archive_layout(root: Path, prod: Path, n: int, new: int, held: dict[str, str
         commit = sh("git", "commit-tree", tree, *parents, cwd=prod,
                     stdin=f"gitexp archive: {len(batch)} runs\n".encode()).strip()
         archives.append(f"create refs/exp-archive/{batch[0][1]} {commit}\n")
+    sh("git", "update-ref", "--stdin", cwd=prod, stdin="".join(
+        f"delete {line.split()[0]}\n" for line in sh(  # an earlier run's, on --keep
+            "git", "for-each-ref", "--format=%(refname)", "refs/exp-archive/", cwd=prod)
+        .splitlines()).encode())
     sh("git", "update-ref", "--stdin", cwd=prod, stdin="".join(archives).encode())
     print(f"  folded {len(folded)} runs into {len(archives)} archives in "
           f"{time.perf_counter() - start:.1f}s", flush=True)
     remote, clone = root / "archived.git", root / "c"
+    for path in (remote, clone):
+        shutil.rmtree(path, ignore_errors=True)
     sh("git", "init", "-q", "--bare", "-b", "main", str(remote), cwd=root)
     sh("git", "push", "-q", str(remote), "HEAD:refs/heads/main",
        "refs/exp-archive/*:refs/exp-archive/*",
@@ -160,21 +169,26 @@ def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
     n, new = a.runs, a.new
     try:
         prod, remote, clone_a, clone_b = (root / x for x in ("prod", "remote.git", "a", "b"))
-        base = make_repo(prod, dvc=False)
-        t0 = time.time()
-        took = gen_gitexp(prod, base, n + new)
-        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; generated "
-              f"{n + new} runs in {took:.1f}s", flush=True)
-        held = [f"refs/experiments/{run_id(i)}" for i in range(n, n + new)]
-        oids = dict(zip(held, sh("git", "rev-parse", *held, cwd=prod).split(), strict=True))
-        sh("git", "update-ref", "--stdin", cwd=prod,
-           stdin="".join(f"delete {r}\n" for r in held).encode())
-        sh("git", "init", "-q", "--bare", "-b", "main", str(remote), cwd=root)
-        sh("git", "push", "-q", str(remote), "HEAD:refs/heads/main",
-           "refs/experiments/*:refs/experiments/*", cwd=prod)
-        sh("git", "pack-refs", "--all", cwd=remote)
+        if not (remote / "HEAD").exists():  # else: --keep DIR of an earlier run, reused
+            base = make_repo(prod, dvc=False)
+            took = gen_gitexp(prod, base, n + new)
+            print(f"generated {n + new} runs in {took:.1f}s", flush=True)
+            sh("git", "init", "-q", "--bare", "-b", "main", str(remote), cwd=root)
+            sh("git", "push", "-q", str(remote), "HEAD:refs/heads/main",
+               "refs/experiments/*:refs/experiments/*", cwd=prod)
+            sh("git", "pack-refs", "--all", cwd=remote)
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+        # The newest `new` runs leave the remote (their objects stay), to come back later.
+        oids = dict(line.split()[::-1] for line in sh(
+            "git", "for-each-ref", "--sort=-committerdate", f"--count={new}",
+            "--format=%(objectname) %(refname)", "refs/experiments/", cwd=remote).splitlines())
+        held = list(oids)
+        sh("git", "update-ref", "--stdin", cwd=remote,
+           stdin="".join(f"delete {r} {o}\n" for r, o in oids.items()).encode())
+        n = len(sh("git", "for-each-ref", "refs/experiments/", cwd=remote).splitlines())
         for clone in (clone_a, clone_b):
-            sh("git", "clone", "-q", str(remote), str(clone), cwd=root)
+            shutil.rmtree(clone, ignore_errors=True)
+            sh("git", "clone", "-q", "--no-local", str(remote), str(clone), cwd=root)
         plain_fetch = ["git", "fetch", "-q", "origin", "+refs/experiments/*:refs/experiments/*"]
         plain_push = ["git", "push", "-q", "origin", "refs/experiments/*:refs/experiments/*"]
 
@@ -209,9 +223,8 @@ def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
             "(goal: hook <= 0.5 s more)")
 
         print(f"== {new} new runs", flush=True)
-        sh("git", "update-ref", "--stdin", cwd=prod,
+        sh("git", "update-ref", "--stdin", cwd=remote,
            stdin="".join(f"create {r} {o}\n" for r, o in oids.items()).encode())
-        sh("git", "push", "-q", str(remote), *(f"{r}:{r}" for r in held), cwd=prod)
         sizes = [objects_bytes(c) for c in (clone_a, clone_b)]
         row(f"fetch of {new} new runs", timed(["git", "exp", "fetch"], clone_a),
             timed(plain_fetch, clone_b))
@@ -244,8 +257,11 @@ def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
         ours = timed(["git", "exp", "rm", *doomed], clone_a)
         row(f"rm of {new} runs", ours, timed(["git", "update-ref", "--stdin"], clone_b, "".join(
             f"delete refs/experiments/{i}\n" for i in doomed).encode()))
-        # run i was launched at t0 - (total - i) minutes: this age takes runs new..2*new-1
-        age = (total - 2 * new) * 60 + (time.time() - t0) + 30
+        # runs are a minute apart, a results commit 30 s after its launch: this age takes
+        # the runs launched up to the one before run 2*new, the oldest `new` left
+        last = sh("git", "log", "-1", "--format=%ct", f"refs/experiments/{run_id(2 * new - 1)}",
+                  cwd=clone_a)
+        age = time.time() - int(last)
         left = len(sh("git", "for-each-ref", "refs/experiments/", cwd=clone_a).splitlines())
         ours = timed(["git", "exp", "gc", "--older-than", f"{int(age)}s"], clone_a)
         gone = left - len(sh("git", "for-each-ref", "refs/experiments/", cwd=clone_a)
@@ -254,7 +270,7 @@ def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
         row(f"gc removing {gone} runs", ours, timed(["git", "update-ref", "--stdin"], clone_b,
                                                     "".join(f"delete refs/experiments/{i}\n"
                                                             for i in victims).encode()))
-        archive_layout(root, prod, n, new, oids)
+        archive_layout(root, prod, held, new)
         print()
         print(f"| at {total} runs | gitexp | plain git (one ref per run) | goal |")
         print("|---|---|---|---|")
