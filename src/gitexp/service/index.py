@@ -116,6 +116,18 @@ def run_ids(repo: Repo) -> list[str]:
     return [ref[len(ids.PREFIX):] for ref in _ref_heads(repo)[0]]
 
 
+def finished_refs(repo: Repo) -> dict[str, tuple[str, bool]] | None:
+    """Every readable run's ref -> (its commit, written back), after a refresh: what a push
+    compares with the remote without reading a commit; None when the file is unusable."""
+    try:
+        with _connect(repo) as db:
+            _refresh(repo, db)
+            return {ref: (commit, status is not None) for ref, commit, status in db.execute(
+                "SELECT ref, commit_id, status FROM runs WHERE snapshot IS NOT NULL")}
+    except (sqlite3.Error, OSError):
+        return None
+
+
 def own_refs(repo: Repo) -> set[str]:
     """The refs of the runs this user launched here (sealed), no record decoded: what the
     pre-push hook may push."""

@@ -465,8 +465,14 @@ def _what(ref: str) -> str:
 
 
 def _run_refs(repo: Repo) -> tuple[dict[str, str], list[str], list[str]]:
-    """Every run ref -> its commit, and the (finished, live) run refs, from one listing: a
-    results commit is titled `gitexp run <id>: <status>`."""
+    """Every run ref -> its commit, and the (finished, live) run refs: from the index (no
+    commit read; a ref that holds no readable run is neither), else from one listing, where
+    a results commit is titled `gitexp run <id>: <status>`."""
+    known = index.finished_refs(repo)
+    if known is not None:
+        return ({ref: commit for ref, (commit, _) in known.items()},
+                [ref for ref, (_, done) in known.items() if done],
+                [ref for ref, (_, done) in known.items() if not done])
     heads: dict[str, str] = {}
     finished: list[str] = []
     live: list[str] = []
