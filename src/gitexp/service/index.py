@@ -259,16 +259,6 @@ def page(repo: Repo, *, summary: bool, narrow: tuple[str, list[Any]] | None = No
     return found
 
 
-def count(repo: Repo) -> int | None:
-    """How many readable runs there are (as of the last refresh); None: no usable file."""
-    try:
-        with _connect(repo) as db:
-            return int(db.execute("SELECT count(*) FROM runs WHERE snapshot IS NOT NULL")
-                       .fetchone()[0])
-    except (sqlite3.Error, OSError):
-        return None
-
-
 def ended(repo: Repo, *, before: float | None = None, statuses: Iterable[str] = (),
           metric: str | None = None) -> list[Entry]:
     """Written-back runs that may be what `gc` removes: launched before `before`, with one
@@ -317,18 +307,6 @@ def _entries(repo: Repo, cond: str, args: list[Any]) -> list[Entry]:
         found = [(r, c, s, o, b) for r, c, s, o, b in _current(repo, "body")]
     entries = (_decode(r, c, s, b, own=bool(o)) for r, c, s, o, b in found)
     return [e for e in entries if e is not None]
-
-
-def live_own(repo: Repo) -> list[str] | None:
-    """The ids of this user's runs not written back (to look at in their stores)."""
-    try:
-        with _connect(repo) as db:
-            _refresh(repo, db)
-            return [i for (i,) in db.execute(
-                "SELECT run_id FROM runs WHERE status IS NULL AND own = 1 "
-                "AND snapshot IS NOT NULL")]
-    except (sqlite3.Error, OSError):
-        return None
 
 
 def known(repo: Repo, name: str, kind: int | None) -> bool | None:
@@ -509,9 +487,8 @@ def _refresh(repo: Repo, db: sqlite3.Connection, progress: Progress | None = Non
                 if first:
                     db.executemany("DELETE FROM runs WHERE ref = ?", gone)
                     db.executemany("DELETE FROM vals WHERE ref = ?", gone)
-                if known:  # moved runs' old values go (a first refresh has none)
-                    db.executemany("DELETE FROM vals WHERE ref = ?",
-                                   [(r,) for r in batch if r in known])
+                # moved runs' old values go (and a concurrent refresh's, were it first)
+                db.executemany("DELETE FROM vals WHERE ref = ?", [(r,) for r in batch])
                 db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                made)
                 db.executemany("INSERT INTO vals VALUES (?,?,?,?,?,?)", vals)
