@@ -63,12 +63,16 @@ def test_a_fetch_with_nothing_new_fetches_nothing(team: tuple[Path, Path], tmp_p
     assert git("for-each-ref", "refs/gitexp-incoming/", cwd=clone) == ""
 
 
-def test_a_fetch_takes_only_what_changed(team: tuple[Path, Path], tmp_path: Path):
-    """Of N runs the clone lacks two: one `git fetch` brings just those, by object id."""
+def test_a_fetch_takes_only_what_changed(team: tuple[Path, Path], tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch):
+    """A first fetch judges runs a batch at a time; of N runs the clone then lacks two: one
+    `git fetch` brings just those, by object id."""
     _, remote = team
     clone = tmp_path / "clone"
     git("clone", "-q", "--no-local", str(remote), str(clone), cwd=tmp_path)
-    assert len(sharing.fetch(Repo.discover(clone)).new) == N
+    with monkeypatch.context() as mp:
+        mp.setattr(sharing, "JUDGED_AT_ONCE", 64)
+        assert len(sharing.fetch(Repo.discover(clone)).new) == N
     gone = [bench_ls.run_id(i) for i in (3, 4)]
     git("update-ref", "--stdin", cwd=clone,
         input="".join(f"delete refs/experiments/{i}\n" for i in gone).encode())

@@ -216,28 +216,38 @@ def _merge_notes(repo: Repo, incoming: str) -> str:
         return f"refused: {exc.message}"
 
 
+JUDGED_AT_ONCE = 2000  # runs read and judged together: a first fetch's memory stays bounded
+
+
 def _merge(repo: Repo, remote: str, incoming: dict[str, str],
            local: dict[str, str]) -> FetchReport:
+    """Judge the moves and make the accepted ones: runs first, a batch at a time (each one
+    `update-ref --stdin` transaction, every ref guarded by its old value), then the tags,
+    judged against the runs as they then are."""
     report = FetchReport(remote)
-    moves = {ref: (local.get(ref), new) for ref, new in incoming.items() if local.get(ref) != new}
-    refused = transitions(repo, moves)
-    commands = []
-    for ref, (old, new) in sorted(moves.items()):
-        why = refused.get(ref)
-        if why == BEHIND:
-            report.kept.append((ref, "the local run is further along"))
-        elif why == UNREADABLE:
-            report.kept.append((ref, f"differs from {remote}'s; the local one stays"))
-        elif why:
-            report.refused.append((ref, f"refused {_what(ref)} from {remote}: {why}"))
-        elif old is None:
-            commands.append(f"create {ref} {new}\n")
-            report.new.append(ref)
-        else:
-            commands.append(f"update {ref} {new} {old}\n")
-            report.updated.append(ref)
-    if commands:  # one transaction: all or nothing, each guarded by its old value
-        repo.git("update-ref", "--stdin", input="".join(commands).encode())
+    moves = sorted((ref, (local.get(ref), new)) for ref, new in incoming.items()
+                   if local.get(ref) != new)
+    runs = [m for m in moves if m[0].startswith(ids.PREFIX)]
+    batches = [runs[at:at + JUDGED_AT_ONCE] for at in range(0, len(runs), JUDGED_AT_ONCE)]
+    for batch in [*batches, [m for m in moves if not m[0].startswith(ids.PREFIX)]]:
+        refused = transitions(repo, dict(batch))
+        commands = []
+        for ref, (old, new) in batch:
+            why = refused.get(ref)
+            if why == BEHIND:
+                report.kept.append((ref, "the local run is further along"))
+            elif why == UNREADABLE:
+                report.kept.append((ref, f"differs from {remote}'s; the local one stays"))
+            elif why:
+                report.refused.append((ref, f"refused {_what(ref)} from {remote}: {why}"))
+            elif old is None:
+                commands.append(f"create {ref} {new}\n")
+                report.new.append(ref)
+            else:
+                commands.append(f"update {ref} {new} {old}\n")
+                report.updated.append(ref)
+        if commands:
+            repo.git("update-ref", "--stdin", input="".join(commands).encode())
     return report
 
 
