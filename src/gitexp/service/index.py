@@ -112,8 +112,14 @@ def path_of(repo: Repo) -> Path:
 
 
 def run_ids(repo: Repo) -> list[str]:
-    """Every run id, from ref names alone (no commit is read)."""
-    return [ref[len(ids.PREFIX):] for ref in _ref_heads(repo)[0]]
+    """Every run id, readable or not, from the index brought up to date (no ref listed while
+    the refs' storage is unchanged), else from ref names alone (no commit is read)."""
+    try:
+        with _connect(repo) as db:
+            _refresh(repo, db)
+            return [i for (i,) in db.execute("SELECT run_id FROM runs")]
+    except (sqlite3.Error, OSError):
+        return [ref[len(ids.PREFIX):] for ref in _ref_heads(repo)[0]]
 
 
 def finished_refs(repo: Repo) -> dict[str, tuple[str, bool]] | None:
