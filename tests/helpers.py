@@ -82,8 +82,8 @@ def announced(proc: subprocess.CompletedProcess[str]) -> str:
     return str(run_id)
 
 
-def exp_json(*args: str, cwd: Path | str) -> Any:
-    return json.loads(exp(*args, "--json", cwd=cwd).stdout)
+def exp_json(*args: str, cwd: Path | str, env: dict[str, str] | None = None) -> Any:
+    return json.loads(exp(*args, "--json", cwd=cwd, env=env).stdout)
 
 
 def wait_for(predicate: Callable[[], T], timeout: float = 30, every: float = 0.1,

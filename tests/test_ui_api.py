@@ -68,14 +68,14 @@ def token(server: Server) -> str:
 def test_the_table_is_ls_filtered_and_sorted_the_same_way(site: tuple[Built, Server]):
     built, server = site
     where, sort = "lr<0.005 and status==succeeded", "-lr,acc"
-    listed = exp_json("ls", "--where", where, "--sort", sort, cwd=built.repo)
+    listed = exp_json("ls", "--where", where, "--sort", sort, cwd=built.repo, env=built.env)
     status, page = get_json(server, f"/api/runs?where={quote(where)}&sort={quote(sort)}"
                                     "&limit=1000")
     assert status == 200 and page["total"] == len(listed) > 5
     assert [r["id"] for r in page["rows"]] == [r["id"] for r in listed]
     assert {"lr", "bs"} <= set(page["params"]) and page["metrics"][:2] == ["loss", "val_loss"]
     # every run, newest first, in pages
-    everything = exp_json("ls", cwd=built.repo)
+    everything = exp_json("ls", cwd=built.repo, env=built.env)
     first = get_json(server, "/api/runs?offset=0&limit=7")[1]
     second = get_json(server, "/api/runs?offset=7&limit=7")[1]
     assert first["total"] == len(everything)
@@ -84,8 +84,9 @@ def test_the_table_is_ls_filtered_and_sorted_the_same_way(site: tuple[Built, Ser
     # a query `ls` refuses is refused with the same words: one line and a hint
     for bad, words in (("lr<<1", "bad --where expression"), ("lrr<1", "no field 'lrr'")):
         status, body = get_json(server, f"/api/runs?where={quote(bad)}")
-        assert status == 400 and words in body["error"] and body["hint"]
-        assert_user_error(exp("ls", "--where", bad, cwd=built.repo, check=False), words)
+        assert status == 400 and words in body["error"] and body["hint"], (status, body)
+        assert_user_error(exp("ls", "--where", bad, cwd=built.repo, check=False,
+                              env=built.env), words)
 
 
 def test_equal_columns_series_and_parallel_coordinates(site: tuple[Built, Server]):
@@ -102,7 +103,8 @@ def test_equal_columns_series_and_parallel_coordinates(site: tuple[Built, Server
     assert found["runs"][run_id]["params"]["bs"] in (16, 32, 48, 64)
     lines = get_json(server, f"/api/parallel?metric=loss&where={quote('bs>16')}")[1]
     assert lines["axes"][:2] == ["bs", "lr"] and lines["metric"] == "loss"
-    assert len(lines["rows"]) == len(exp_json("ls", "--where", "bs>16", cwd=built.repo))
+    assert len(lines["rows"]) == len(exp_json("ls", "--where", "bs>16", cwd=built.repo,
+                                              env=built.env))
 
 
 def test_a_run_its_log_and_its_code_diff(site: tuple[Built, Server]):
@@ -206,10 +208,10 @@ def test_another_user_of_the_machine_gets_nothing_not_even_the_token(
 def test_the_verb_refuses_an_exposed_host_unless_told_and_the_extra_is_named(
         site: tuple[Built, Server]):
     built, _ = site
-    proc = exp("ui", "--no-open", "--host", "0.0.0.0", cwd=built.repo, check=False)
+    proc = exp("ui", "--no-open", "--host", "0.0.0.0", cwd=built.repo, check=False, env=built.env)
     assert proc.returncode == 2 and "--expose" in proc.stderr
     assert_user_error(proc, "would show the runs to the network")
-    proc = exp("ui", "--no-open", "--port", "70000", cwd=built.repo, check=False)
+    proc = exp("ui", "--no-open", "--port", "70000", cwd=built.repo, check=False, env=built.env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert extras.extra_of("aiohttp") == "ui"
 
@@ -258,6 +260,6 @@ def test_a_giant_code_diff_is_read_no_further_than_shown(site: tuple[Built, Serv
     assert data.MAX_PATCH * 0.9 < len(found["patch"]) <= data.MAX_PATCH
     assert {f["path"]: f["added"] for f in found["files"]}["huge.py"] is None  # binary
     # `git exp diff -p` still shows all of it
-    whole = exp_json("diff", run_id, "-p", "--json", cwd=built.repo)["code"]
+    whole = exp_json("diff", run_id, "-p", "--json", cwd=built.repo, env=built.env)["code"]
     assert whole["patch_cut"] is False and "Binary files" not in whole["patch"]
     assert len(whole["patch"]) > 3 * data.MAX_PATCH
