@@ -266,3 +266,32 @@ def test_a_giant_code_diff_is_read_no_further_than_shown(site: tuple[Built, Serv
     whole = exp_json("diff", run_id, "-p", "--json", cwd=built.repo, env=built.env)["code"]
     assert whole["patch_cut"] is False and "Binary files" not in whole["patch"]
     assert len(whole["patch"]) > 3 * data.MAX_PATCH
+
+
+SERIES_TEXTS = {
+    "plain": b'{"step": 0, "loss": 1.5, "acc": 0.1}\n{"step": 1, "loss": 1.25, "acc": 0.2}\n',
+    "nan and infinity": b'{"step": 0, "loss": NaN}\n{"step": 1, "loss": Infinity, "a": 2}\n',
+    "a torn last line": b'{"step": 0, "loss": 1}\n{"step": 1, "lo',
+    "an integer past 64 bits": b'{"step": 0, "big": 123456789012345678901234567890}\n',
+    "nested and odd values": b'{"step": 0, "loss": [1, 2], "d": {"x": 1}, "s": "x", "b": true}\n'
+                             b'{"step": "1", "loss": 3, "n": null}\n[1, 2]\n"text"\n',
+    "deep nesting": b'{"step": 0, "x": ' + b"[" * 5000 + b"]" * 5000 + b'}\n{"step": 1, "x": 2}\n',
+}
+
+
+@pytest.mark.parametrize("text", SERIES_TEXTS.values(), ids=SERIES_TEXTS.keys())
+def test_fast_series_reading_gives_what_the_one_parser_gives(
+        text: bytes, monkeypatch: pytest.MonkeyPatch):
+    """The web view reads series with orjson, in one parse, looking at values only where
+    it keeps them: its curves are exactly those of `metrics.parse_series` read point by
+    point, with and without orjson, whatever the text holds - as the browser gets them
+    (every number a double: orjson reads an integer past 64 bits as one)."""
+    from gitexp.model import metrics
+
+    def as_browser(value: Any) -> Any:
+        return json.loads(data.dumps(value), parse_int=float)
+
+    expected = as_browser(data._columns(metrics.parse_series(text)))
+    fast = as_browser(data._columns(data.points_of(text)))
+    monkeypatch.setattr(data, "orjson", None)
+    assert fast == expected == as_browser(data._columns(data.points_of(text)))

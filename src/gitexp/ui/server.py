@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-import json
 import logging
 import os
 import secrets
@@ -217,8 +216,7 @@ async def _blocking(fn: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.get_running_loop().run_in_executor(None, partial(fn, *args))
 
 
-def _dumps(body: Any) -> str:
-    return json.dumps(body, separators=(",", ":"), allow_nan=False)
+_dumps = data.dumps
 
 
 def _json(body: Any) -> web.Response:
