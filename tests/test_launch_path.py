@@ -1,6 +1,7 @@
 """The launch path, from `git exp run` to the job's first line, does only what it must: one
 walk of the work tree, no look at LFS in a repository that does not use it, one read of
-the configuration, no mail modules before the job has started (issue 17)."""
+the configuration, no mail modules before the job has started, and the local agent started
+while the snapshot is taken (issue 17)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from gitexp import secrets
-from gitexp.git import Repo
+from gitexp.git import Repo, snapshot
+from gitexp.git.config import Config
+from gitexp.model.runstate import RunState
 from gitexp.notify.settings import SECRET_ENV
-from gitexp.service import environment
-from tests.helpers import BIN, exp_json, git, wait_for
+from gitexp.service import environment, launch, runs
+from gitexp.stores import open_store
+from tests.helpers import BIN, exp, exp_json, git, wait_for
 
 SHIM = """#!/bin/sh
 # Counts git's invocations: one line per call, the calling process first; then real git.
@@ -108,3 +115,52 @@ def test_the_progress_bar_loads_rich_only_when_data_moves(tmp_path: Path):
               "assert 'rich.progress' in sys.modules\n")
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, timeout=60,
                    env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+
+
+def test_the_local_agent_is_started_while_the_snapshot_is_taken(
+        repo: Path, monkeypatch: pytest.MonkeyPatch):
+    """The agent's start-up (an interpreter, its imports) is off the way to the job's first
+    line: it is running, waiting for its snapshot, when the snapshot is taken, and it is
+    the very process that then runs the job."""
+    seen: dict[str, Any] = {}
+    take = snapshot.take
+
+    def spied(*args: Any, **kwargs: Any) -> Any:
+        [agent] = [p for p in Path("/proc").iterdir() if p.name.isdigit() and all(
+            mark in _read(p / "cmdline") for mark in (b"gitexp.worker.agent", b"\0-\0",
+                                                      str(repo).encode()))]
+        seen["agent"] = int(agent.name)
+        return take(*args, **kwargs)
+
+    monkeypatch.setattr(snapshot, "take", spied)
+    monkeypatch.chdir(repo)
+    found = Repo.discover(repo)
+    config = Config.load(found)
+    run = launch.start(found, config, launch.LaunchRequest(argv=["echo", "hi"], cwd=repo))
+    handle = RunState(open_store(run.record.store), run.record.id).handle()
+    assert handle is not None and handle["pid"] == seen["agent"]
+    wait_for(lambda: runs.observe(found, config, runs.find(found, run.record.id, config))
+             .status == "succeeded", what="the run's end")
+    assert "hi" in exp("logs", run.record.id, cwd=repo).stdout
+
+def test_a_refused_launch_leaves_no_agent_and_nothing_in_the_store(repo: Path):
+    """The agent started ahead of a launch that stops (here: refused as already run) ends
+    at once, having written nothing."""
+    exp("run", "--", "true", cwd=repo)
+    runs_dir = repo / ".git" / "gitexp" / "store" / "runs"
+    before = sorted(p.name for p in runs_dir.iterdir())
+    refused = subprocess.run([str(BIN / "git-exp"), "run", "--", "true"], cwd=repo,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "already ran this" in refused.stderr
+    wait_for(lambda: not [p for p in Path("/proc").iterdir() if p.name.isdigit() and
+                          str(repo).encode() in _read(p / "cmdline") and
+                          b"gitexp.worker.agent" in _read(p / "cmdline")],
+             timeout=20, what="the agent started ahead to end")
+    assert sorted(p.name for p in runs_dir.iterdir()) == before
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""

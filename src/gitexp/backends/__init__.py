@@ -4,11 +4,13 @@ A backend starts the agent somewhere (`submit`), says whether it is still there 
 and stops it (`cancel`). Everything else - snapshot, record, store, write-back - is shared.
 What only some engines can do is a small runtime-checkable Protocol of its own, asked for
 with `isinstance`: `Explains` (how a job without a result ended), `KeepsLogs` (the engine's
-own copy of the job's output) and `SubmitsArrays` (many runs as one throttled submission).
+own copy of the job's output), `SubmitsArrays` (many runs as one throttled submission) and
+`StartsAhead` (an agent started while the snapshot is taken).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, Protocol, runtime_checkable
@@ -98,6 +100,15 @@ class Explains(Protocol):
 class KeepsLogs(Protocol):
     def logs(self, *, record: RunRecord, handle: Handle) -> bytes | None:
         """The job's output as the engine kept it (the agent never reached the store)."""
+
+
+@runtime_checkable
+class StartsAhead(Protocol):
+    def start_ahead(self, *, run_id: str, heartbeat: float) -> Callable[[], None]:
+        """Start the agent of the run to be recorded as `run_id` now, before its snapshot
+        exists: its start-up overlaps the snapshot. `submit` of that run hands it the
+        snapshot; the function returned, called when the launch stops before, ends it
+        having done nothing."""
 
 
 @runtime_checkable

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gitexp import data, faults, secrets
-from gitexp.backends import Backend, Launch, backend_for
+from gitexp.backends import Backend, Launch, StartsAhead, backend_for
 from gitexp.errors import GitexpError
 from gitexp.git import NO_REF, Repo, lfs, snapshot
 from gitexp.git.config import Config, Target
@@ -54,7 +54,7 @@ class LaunchRequest:
 
 def start(repo: Repo, config: Config, req: LaunchRequest) -> Run:
     """Snapshot, record and start one run."""
-    recorded = record_runs(repo, config, [req])
+    recorded = record_runs(repo, config, [req], ahead=True)
     return submit(repo, config, recorded.records[0], target=recorded.target,
                   backend=recorded.backend, store=recorded.store, prepare=req.prepare,
                   progress=req.progress)
@@ -68,9 +68,11 @@ class Recorded:
     records: list[RunRecord]
 
 
-def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Recorded:
+def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest], *,
+                ahead: bool = False) -> Recorded:
     """Snapshot the work tree once and record one run per request (a sweep: one per point),
-    all on the same target. Nothing is started yet."""
+    all on the same target. Nothing is started yet - but with `ahead`, one run's agent on a
+    target that can (`StartsAhead`): its start-up overlaps the snapshot."""
     if not reqs or not all(req.argv and req.argv[0] for req in reqs):
         raise GitexpError("no command given", hint="git exp run -- python train.py --lr 3e-4")
     target = config.target(reqs[0].target)
@@ -88,6 +90,22 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
     # First what the target needs (a missing extra, gitexp.extras): nothing is recorded yet.
     backend = backend_for(target, repo)
     store = open_store(backend.store_url())
+    first_id, drop = None, _nothing  # the id the agent started ahead was given
+    if ahead and len(reqs) == 1 and isinstance(backend, StartsAhead):
+        first_id = ids.new_id(names[0])
+        drop = backend.start_ahead(run_id=first_id, heartbeat=config.heartbeat())
+    try:
+        records = _record(repo, config, reqs, target, store, subdirs, names, first_id)
+    except BaseException:
+        drop()  # the agent started ahead ends, having done nothing
+        raise
+    return Recorded(target=target, backend=backend, store=store, records=records)
+
+
+def _record(repo: Repo, config: Config, reqs: list[LaunchRequest], target: Target,  # noqa: PLR0917
+            store: Store, subdirs: list[str], names: list[str],
+            first_id: str | None) -> list[RunRecord]:
+    """`record_runs` from the snapshot on (`first_id`: the id to try first)."""
     listed = preflight.check(repo, config, allow_large=reqs[0].allow_large)
     # `--commit-data` may have changed tracked files (dvc.lock, *.dvc): then list again.
     committed = data.check_worktree(repo, commit=reqs[0].commit_data, say=reqs[0].say)
@@ -111,8 +129,13 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest]) -> Record
             store=store.url, env=env, params=req.params or {}, name=req.name,
             rerun_of=req.rerun_of, sweep=req.sweep, outs=list(req.outs), data=data_version,
             launched_from=socket.gethostname())
-        records.append(_commit(repo, store, record, snap.tree, name, data_plan=data_plan))
-    return Recorded(target=target, backend=backend, store=store, records=records)
+        records.append(_commit(repo, store, record, snap.tree, name, data_plan=data_plan,
+                               first_id=first_id))
+    return records
+
+
+def _nothing() -> None:
+    pass
 
 
 def relaunch(repo: Repo, config: Config, run: Run, *, target: str | None = None,
@@ -143,10 +166,10 @@ def relaunch(repo: Repo, config: Config, run: Run, *, target: str | None = None,
 
 
 def _commit(repo: Repo, store: Store, record: RunRecord, tree: str, name: str, *,
-            data_plan: dict[str, Any] | None) -> RunRecord:
+            data_plan: dict[str, Any] | None, first_id: str | None = None) -> RunRecord:
     """The run's snapshot commit and ref, then at once its queued status in the store: a
     launch killed from here on is seen as interrupted (`runs._launch_lost`)."""
-    record = _commit_record(repo, record, tree, name)
+    record = _commit_record(repo, record, tree, name, first_id)
     RunState(store, record.id).set_queued()
     if data_plan is not None:  # how the agent gets the data: names and paths, no secrets
         data.write_plan(store, record.id, data_plan)
@@ -199,10 +222,11 @@ def fail(repo: Repo, store: Store, records: list[RunRecord], why: str) -> None:
         write_back(repo, record, failed, store)  # a no-op for one already written back
 
 
-def _commit_record(repo: Repo, record: RunRecord, tree: str, name: str) -> RunRecord:
+def _commit_record(repo: Repo, record: RunRecord, tree: str, name: str,
+                   first_id: str | None = None) -> RunRecord:
     parents = [record.base] if record.base else []
-    for _ in range(8):
-        run_id = ids.new_id(name)
+    for attempt in range(8):
+        run_id = first_id if first_id and not attempt else ids.new_id(name)
         rec = replace(record, id=run_id)
         rec = replace(rec, seal=trust.seal(repo, rec, tree))  # over the id too: it is unique
         commit = repo.commit_tree(tree, parents, encode_message(rec, None))

@@ -60,6 +60,9 @@ class Agent:
     flush: float = 0.5
     record: RunRecord | None = None
     _cancel: threading.Event = field(default_factory=threading.Event)
+    # wakes the loop that streams the job's output: a cancel, the job's first output (what
+    # the user waits for goes at once, later output in batches) and its end
+    _wake: threading.Event = field(default_factory=threading.Event)
     _offsets: dict[str, int] = field(default_factory=dict)
     _mailer: Any = None  # notify.mailer.RunMailer, once the job runs
     _secrets: list[str] = field(default_factory=list)  # values masked in the log and metrics
@@ -82,9 +85,13 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def main(self) -> int:
-        signal.signal(signal.SIGTERM, lambda *_: self._cancel.set())
-        signal.signal(signal.SIGINT, lambda *_: self._cancel.set())
+        signal.signal(signal.SIGTERM, lambda *_: self.cancel())
+        signal.signal(signal.SIGINT, lambda *_: self.cancel())
         return self.run()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._wake.set()
 
     def run(self) -> int:
         """The run, start to end (a sweep's slot calls this once per run it takes)."""
@@ -184,7 +191,9 @@ class Agent:
         reader.start()
         cancelled = False
         while proc.poll() is None:
-            if self._cancel.wait(self.flush) or self._cancel_due():
+            self._wake.wait(self.flush)
+            self._wake.clear()
+            if self._cancel.is_set() or self._cancel_due():
                 cancelled = True
                 _terminate(proc, job, self._guard)
                 break
@@ -292,12 +301,18 @@ class Agent:
     def _copy(self, pipe: IO[bytes]) -> None:
         # Masked before the spool: a secret the job prints never reaches a disk or the store.
         redactor = secrets.Redactor(self._secrets)
+        first = True
         try:
             with self.spool("log").open("ab") as out:
                 while chunk := pipe.read1(65536):  # type: ignore[attr-defined]
-                    out.write(redactor.feed(chunk))
+                    masked = redactor.feed(chunk)
+                    out.write(masked)
                     out.flush()
+                    if first and masked:
+                        first = False
+                        self._wake.set()
                 out.write(redactor.flush())
+            self._wake.set()  # the job closed its output: most often, it ended
         except OSError as exc:  # the disk is full: the job is stopped (`_cancel_requested`)
             self._spool_failed(exc)
             while pipe.read1(65536):  # type: ignore[attr-defined]
@@ -449,7 +464,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="gitexp agent")
     p.add_argument("--store", required=True)
     p.add_argument("--run")
-    p.add_argument("--snapshot")
+    p.add_argument("--snapshot", help="its commit; '-': read from stdin, when taken "
+                   "(started ahead: backends.StartsAhead)")
+    p.add_argument("--log", type=Path, help="where its own output goes, once it runs")
     p.add_argument("--sweep", help="be slot --slot of this sweep: run its runs one by one")
     p.add_argument("--slot", type=int)
     p.add_argument("--code", required=True)
@@ -468,12 +485,32 @@ def main(argv: list[str] | None = None) -> int:
         return _slot(a)
     if not a.run or not a.snapshot:
         p.error("give --run and --snapshot, or --sweep and --slot")
+    if a.snapshot == "-":
+        a.snapshot = _awaited_snapshot(a.log)
+        if a.snapshot is None:  # the launch stopped before its snapshot: nothing to do
+            return 0
     # Absolute: the job runs elsewhere and is told where to write its metrics.
     workdir = (a.workdir or Path.home() / ".cache" / "gitexp" / "work" / a.run).absolute()
     agent = Agent(store=open_store(a.store), run_id=a.run, snapshot=a.snapshot, code=a.code,
                   workdir=workdir, repo=a.repo, heartbeat=a.heartbeat, flush=a.flush,
                   warm=_pool(a))
     return agent.main()
+
+
+def _awaited_snapshot(log: Path | None) -> str | None:
+    """The snapshot of the run this agent was started ahead of: one line on stdin, or
+    nothing (the launch was refused or interrupted). Then its own output goes to `log`."""
+    line = sys.stdin.buffer.readline(200).strip().decode("ascii", "replace")
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # nothing of the launcher's stays open
+    if len(line) not in (40, 64) or line.strip("0123456789abcdef"):
+        return None
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        for fd in (1, 2):
+            os.dup2(out, fd)
+        os.close(out)
+    return line
 
 
 def _slot(a: argparse.Namespace) -> int:
@@ -489,7 +526,7 @@ def _slot(a: argparse.Namespace) -> int:
     def on_signal(*_: object) -> None:
         stop.set()
         for agent in current:
-            agent._cancel.set()
+            agent.cancel()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
@@ -499,7 +536,7 @@ def _slot(a: argparse.Namespace) -> int:
                       sweep=a.sweep, warm=pool)
         current[:] = [agent]
         if stop.is_set():
-            agent._cancel.set()
+            agent.cancel()
         agent.run()
         current.clear()
     return slots.run_slot(store, a.sweep, a.slot, run_one, stop)
