@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +20,8 @@ import pytest
 
 from gitexp import extras
 from gitexp.ui import assets, data
-from tests.helpers import assert_user_error, exp, exp_json, own_home
+from gitexp.ui import server as server_mod
+from tests.helpers import BIN, assert_user_error, exp, exp_json, own_home
 from tests.uirepo import XSS, Built, Server, build, end_live, forge_series, serve, shown
 
 # one repository and one server for the module: its tests on one worker
@@ -217,6 +219,31 @@ def test_the_verb_refuses_an_exposed_host_unless_told_and_the_extra_is_named(
     proc = exp("ui", "--no-open", "--port", "70000", cwd=built.repo, check=False, env=built.env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert extras.extra_of("aiohttp") == "ui"
+
+
+
+def test_an_exposed_server_answers_the_names_others_reach_this_machine_by(
+        site: tuple[Built, Server]):
+    """`--expose` on all addresses: a browser on another machine sends this machine's name
+    or address as Host, and is answered; any other name still gets 421 (DNS rebinding)."""
+    built, _ = site
+    proc = subprocess.Popen([str(BIN / "git-exp"), "ui", "--no-open", "--host", "0.0.0.0",
+                             "--expose"], cwd=built.repo, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=built.env)
+    try:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().strip()
+        port = urlsplit(url).port
+        assert url == f"http://{socket.getfqdn()}:{port}/"
+        exposed = Server(proc=proc, url=f"http://127.0.0.1:{port}/", log=built.repo / "x")
+        names = {socket.gethostname(), *server_mod._interface_addresses()} - {"127.0.0.1"}
+        assert names
+        for name in names:
+            assert ask(exposed, "GET", "/", host=f"{name}:{port}")[0] == 200, name
+        assert ask(exposed, "GET", "/", host=f"attacker.example:{port}")[0] == 421
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_the_vendored_libraries_are_the_ones_the_note_names():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import webbrowser
 
@@ -32,9 +33,11 @@ def ui(
     repo, config = open_repo()
     sock = server.listen(host, port)
     bound = sock.getsockname()[1]
-    view = server.View(repo=repo, config=config, hosts=server.hosts_for(host, bound))
+    view = server.View(repo=repo, config=config,
+                       hosts=server.hosts_for(host, bound, exposed=expose))
     view.warm()
-    name = f"[{host}]" if ":" in host else host
+    shown = socket.getfqdn() if host in ("0.0.0.0", "::") else host  # noqa: S104
+    name = f"[{shown}]" if ":" in shown else shown
     url = f"http://{name}:{bound}/"
     if expose:
         r.note(f"warning: serving {repo.root} to whoever reaches {name}:{bound}")

@@ -20,8 +20,10 @@ The git and store reads are blocking: they run in the loop's thread pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
+import itertools
 import logging
 import os
 import secrets
@@ -121,9 +123,34 @@ class View:
             self.tables.clear()
 
 
-def hosts_for(host: str, port: int) -> frozenset[str]:
-    names = {*LOOPBACK, host if ":" not in host else f"[{host}]"}
-    return frozenset(f"{name}:{port}" for name in names)
+def hosts_for(host: str, port: int, *, exposed: bool = False) -> frozenset[str]:
+    """The Host headers answered (any other: 421, against DNS rebinding): the loopback
+    names and `host`; exposed (`--expose`), also the names and addresses others reach this
+    machine by, which their browsers send."""
+    names = {*LOOPBACK, host}
+    if exposed:
+        names |= {socket.gethostname(), socket.getfqdn()}
+        with contextlib.suppress(OSError):
+            names |= {str(info[4][0]).split("%")[0] for info in socket.getaddrinfo(
+                socket.gethostname(), None, proto=socket.IPPROTO_TCP)}
+        names |= _interface_addresses()
+    names -= {"0.0.0.0", "::", ""}  # noqa: S104 - a wildcard is no name a browser sends
+    return frozenset(f"[{n}]:{port}" if ":" in n and n[0] != "[" else f"{n}:{port}" for n in names)
+
+
+def _interface_addresses() -> set[str]:
+    """This machine's IPv4 addresses, by the kernel's routing table of local addresses
+    (Linux; elsewhere none: the host's names above still answer)."""
+    try:
+        with open("/proc/net/fib_trie", encoding="ascii") as f:  # noqa: PTH123 - a kernel table
+            lines = f.read().splitlines()
+    except OSError:
+        return set()
+    found = set()
+    for before, line in itertools.pairwise(lines):
+        if line.strip() == "/32 host LOCAL" and before.strip().startswith("|--"):
+            found.add(before.strip()[3:].strip())
+    return found
 
 
 def make_app(view: View) -> web.Application:
