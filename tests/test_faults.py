@@ -269,7 +269,7 @@ def test_sshd_stopped_mid_run(tmp_path: Path, _sshd_server: Any) -> None:
     store = f"ssh://{other.alias}{other.mkdtemp('store')}?ssh_config={other.ssh_config}"
     run_id, before = _launch_printing(repo, "box", {
         "backend": "ssh", "host": root.alias, "workdir": root.mkdtemp("fault"),
-        "sshConfig": root.ssh_config, "python": sys.executable, "store": store}, lines="50")
+        "sshConfig": root.ssh_config, "python": sys.executable, "store": store}, lines="120")
     sessions = f.children_of(_sshd_server.server._proc.pid)
     _sshd_server.server.stop()
     for pid in sessions:  # established connections drop too, as in a network outage

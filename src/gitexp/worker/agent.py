@@ -65,6 +65,7 @@ class Agent:
     _wake: threading.Event = field(default_factory=threading.Event)
     _offsets: dict[str, int] = field(default_factory=dict)
     _mailer: Any = None  # notify.mailer.RunMailer, once the job runs
+    _mailer_asked: bool = False  # _mailer was made (None: the run has no mail)
     _secrets: list[str] = field(default_factory=list)  # values masked in the log and metrics
     _latest: dict[str, Any] = field(default_factory=dict)  # each metric's latest value
     _latest_due: bool = False  # _latest changed since it was last sent
@@ -183,12 +184,10 @@ class Agent:
             job = self._guard.run(argv, cwd=str(cwd), env=env)
         except OSError as exc:
             raise GitexpError(f"cannot start {self.record.argv[0]!r}: {exc}") from None
-        self.state.set_running(started=time.time(), pid=job, job=_place(job))
-        self._mailer = _mailer_for(store=self.store, record=self.record,
-                                        spool=self.workdir, cwd=cwd, repo=self.repo)
         assert proc.stdout is not None
         reader = threading.Thread(target=self._copy, args=(proc.stdout,), daemon=True)
         reader.start()
+        self.state.set_running(started=time.time(), pid=job, job=_place(job))
         cancelled = False
         while proc.poll() is None:
             self._wake.wait(self.flush)
@@ -198,6 +197,8 @@ class Agent:
                 _terminate(proc, job, self._guard)
                 break
             self.stream()
+            self._start_mailer(cwd)
+        self._start_mailer(cwd)
         code = proc.wait()
         reader.join(timeout=10)
         with self.spool("metrics.jsonl").open("a", encoding="utf-8") as spool:
@@ -216,6 +217,14 @@ class Agent:
         outputs = self._outputs(checkout)
         return Result(status=status, exit_code=exit_code, started_at=started, ended_at=ended,
                       host=socket.gethostname(), metrics=final, outputs=outputs)
+
+    def _start_mailer(self, cwd: Path) -> None:
+        """The run's mailer, once the job's first output went (or its end came): the mail
+        modules' import never delays the line the user waits for."""
+        if not self._mailer_asked:  # once: a run without mail has no mailer (None)
+            self._mailer_asked = True
+            self._mailer = _mailer_for(store=self.store, record=self.record,
+                                       spool=self.workdir, cwd=cwd, repo=self.repo)
 
     def _outputs(self, checkout: Path) -> dict[str, Any]:
         assert self.record is not None
@@ -239,7 +248,7 @@ class Agent:
             except GitexpError as exc:  # `git exp ls` will write it back later
                 _warn(f"gitexp: write-back deferred: {exc.message}")
             faults.point("agent.finish")
-        if self._mailer is None and self.record is not None:  # it failed before the job ran
+        if not self._mailer_asked and self.record is not None:  # it failed before the job ran
             self._mailer = _mailer_for(store=self.store, record=self.record,
                                             spool=self.workdir, cwd=None, repo=self.repo,
                                             start=False)
