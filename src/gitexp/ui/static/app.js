@@ -402,7 +402,8 @@
     };
     for (const c of [xKind, smooth, logScale]) c.addEventListener(c === smooth ? "input" : "change", redraw);
     redraw();
-    drawParallel();
+    // below the curves, and heavy (a 1 MB library, thousands of lines): once they are on screen
+    requestAnimationFrame(() => setTimeout(drawParallel, 0));
 
     async function drawParallel() {
       let found;
