@@ -302,6 +302,9 @@ SERIES_TEXTS = {
     "an integer past 64 bits": b'{"step": 0, "big": 123456789012345678901234567890}\n',
     "nested and odd values": b'{"step": 0, "loss": [1, 2], "d": {"x": 1}, "s": "x", "b": true}\n'
                              b'{"step": "1", "loss": 3, "n": null}\n[1, 2]\n"text"\n',
+    "a checkpoint, a metric logged later": b'{"step": 0, "loss": 2}\n{"step": 1, "loss": 1, '
+                                           b'"_checkpoint": "c1"}\n{"step": 2, "acc": 0.5}\n',
+    "nothing": b"",
     "deep nesting": b'{"step": 0, "x": ' + b"[" * 5000 + b"]" * 5000 + b'}\n{"step": 1, "x": 2}\n',
 }
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import math
+import operator
 import shlex
 import time
 from collections.abc import Iterable
@@ -268,17 +270,30 @@ def _columns(points: list[dict[str, Any]]) -> dict[str, Any]:
     seen: dict[str, None] = {}
     for p in points:
         seen.update(p)  # at C speed; the names that are no metric go below
+    metrics = [n for n in list(seen)[:MAX_CURVES + len(metric_series.RESERVED)]
+               if n not in metric_series.RESERVED][:MAX_CURVES]
+    raw = _transpose(points, ["step", "time", *metrics])
     cols: dict[str, list[Any]] = {}
-    for name in list(seen)[:MAX_CURVES + len(metric_series.RESERVED)]:
-        if name not in metric_series.RESERVED and len(cols) < MAX_CURVES:
-            col = _column(points, name)
-            if any(v is not None for v in col):
-                cols[printable(name)] = col
-    return {"step": _column(points, "step"), "time": _column(points, "time"), "metrics": cols}
+    for name in metrics:
+        col = _column(raw[name])
+        if any(v is not None for v in col):
+            cols[printable(name)] = col
+    return {"step": _column(raw["step"]), "time": _column(raw["time"]), "metrics": cols}
 
 
-def _column(points: list[dict[str, Any]], name: str) -> list[Any]:
-    col: list[Any] = [p.get(name) for p in points]
+def _transpose(points: list[dict[str, Any]], names: list[str]) -> dict[str, list[Any]]:
+    """Each name's values through the points (None where one lacks it). When every point
+    has every name (the usual series), at C speed: one tuple per point, then zipped."""
+    try:
+        rows = list(map(operator.itemgetter(*names), points))
+    except KeyError:  # a point without some name (a checkpoint's, a metric logged later)
+        return {n: list(map(dict.get, points, itertools.repeat(n))) for n in names}
+    if not rows:
+        return {n: [] for n in names}
+    return {n: list(col) for n, col in zip(names, zip(*rows, strict=True), strict=True)}
+
+
+def _column(col: list[Any]) -> list[Any]:
     if set(map(type, col)) <= _NUMBERS:  # the usual column, checked at C speed
         try:
             if math.isfinite(math.fsum(col)):
