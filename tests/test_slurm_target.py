@@ -90,6 +90,7 @@ def test_script_carries_every_option_quoted(repo: Path) -> None:
         "#SBATCH --partition=gpu", "#SBATCH --time=1:00:00", "#SBATCH --cpus-per-task=8",
         "#SBATCH --mem=32G", "#SBATCH --gpus=a100:2", "#SBATCH --gres=gpu:a100:2",
         "#SBATCH --account='proj'\"'\"'s'", "#SBATCH --qos=high",
+        "#SBATCH --signal=B:USR1@60", "#SBATCH --requeue",
         "#SBATCH --constraint=a100", "#SBATCH --exclusive"]
     assert "module load python/3.11" in script
     assert "runs=(train-1127-1200-ab0c train-1127-1200-ab1c train-1127-1200-ab2c" in script
@@ -98,6 +99,10 @@ def test_script_carries_every_option_quoted(repo: Path) -> None:
     single = backend.script(launch_of(repo, 1), max_parallel=0, wheel="")
     assert "#SBATCH --job-name=train-1127-1200-ab0c" in single
     assert "--array" not in single
+    backend = SlurmBackend(target=Target("hpc", "slurm", {**settings, "maxattempts": "1"}),
+                           repo=Repo.discover(repo))
+    once = backend.script(launch_of(repo, 1), max_parallel=0, wheel="")
+    assert "#SBATCH --no-requeue" in once and "--max-attempts 1" in once
 
 
 def test_run_succeeds_with_log_and_metrics(slurm_env: Any, repo: Path, tmp_path: Path) -> None:

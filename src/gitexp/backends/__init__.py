@@ -32,6 +32,11 @@ class Launch:
     store: Store
     heartbeat: float
     slot: int | None = None
+    max_checkpoint: int = 1 << 30  # exp.maxCheckpointSize
+
+    def limits(self, target: Target) -> tuple[int, int]:
+        """`agent_argv`'s `limits`: how far a preempted run may come back."""
+        return (target.count("maxAttempts", ATTEMPTS_DEFAULT) or 1, self.max_checkpoint)
 
     @property
     def name(self) -> str:
@@ -58,6 +63,7 @@ class Launch:
         return root if self.slot is not None and self.record.sweep else f"{root}/{self.record.id}"
 
 
+ATTEMPTS_DEFAULT = 3  # exp.target.<n>.maxAttempts
 WARM_DEFAULT = 4  # warm checkouts a worker keeps (exp.target.<n>.warmCheckouts)
 
 

@@ -182,7 +182,7 @@ def metadata(target: Target, launch: Launch, wheel_key: str) -> dict[str, str]:
         # The agent's argv, whole; its work directory is relative to the VM's GITEXP_ROOT.
         "gitexp-agent": json.dumps(agent_argv(
             "python3", store=record.store, code=record.store, workdir=launch.workdir("work"),
-            heartbeat=f"{launch.heartbeat:g}", **launch.job())),
+            heartbeat=f"{launch.heartbeat:g}", **launch.job(), limits=launch.limits(target))),
         "gitexp-wheel": wheel_key,
         "gitexp-on-exit": "keep" if target.boolean("keep") else target.choice("onExit",
                                                                                 "delete"),

@@ -174,7 +174,8 @@ class KubernetesBackend:
         command = agent_argv(self.target.get("python") or "python3", store=worker,
                              code=f"{root}/{code_repo(rec.snapshot)}" if root else worker,
                              workdir=launch.workdir("/tmp/gitexp"),  # noqa: S108 - the pod's
-                             heartbeat=launch.heartbeat, **launch.job())
+                             heartbeat=launch.heartbeat, **launch.job(),
+                             limits=launch.limits(self.target))
         labels = {**MANAGED, **({"gitexp/run": rec.id} if launch.slot is None
                                 else {"gitexp/slot": str(launch.slot)}),
                   **({"gitexp/sweep": rec.sweep} if rec.sweep else {})}

@@ -31,6 +31,7 @@ class LocalBackend:
         argv = agent_argv(sys.executable, store=launch.store.url, code=common, repo=common,
                           workdir=launch.workdir(str(self.repo.gitexp_dir / "work")),
                           heartbeat=launch.heartbeat, flush=0.2, **launch.job(),
+                          limits=launch.limits(self.target),
                           warm=(warm_count(self.target), str(self.repo.gitexp_dir / "warm")))
         log = self.repo.gitexp_dir / "store" / launch.log_key()
         log.parent.mkdir(parents=True, exist_ok=True)

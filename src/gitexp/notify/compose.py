@@ -33,6 +33,7 @@ HEADLINES = {
     "failed": "failed",
     "cancelled": "was cancelled",
     "lost": "was lost",
+    "timeout": "hit its time limit",
 }
 
 
@@ -52,6 +53,7 @@ class Mail:
 
 
 MARKS = {"succeeded": "✓", "failed": "✗", "cancelled": "cancelled", "lost": "lost",
+         "timeout": "timeout",
          "start": "started", "checkpoint": "checkpoint"}
 SCRIPTS = (".py", ".sh", ".R", ".r", ".jl", ".js", ".ts", ".rb", ".pl", ".ipynb")
 

@@ -21,7 +21,7 @@ from gitexp.notify.settings import NotifySettings
 from gitexp.stores import Store, run_key
 
 STATE_KEY = "notify.json"
-TERMINAL_EVENTS = ("succeeded", "failed", "cancelled", "lost")
+TERMINAL_EVENTS = ("succeeded", "failed", "cancelled", "lost", "timeout")
 
 
 @dataclass

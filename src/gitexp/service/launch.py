@@ -160,8 +160,9 @@ def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
     try:  # queued already: `_commit` wrote it with the ref, a moment ago
         ready(repo, config, record, target=target, store=store, prepare=prepare,
               progress=progress, queued=False)
-        handle = backend.submit(launch=Launch(repo=repo, record=record, store=store,
-                                              heartbeat=config.heartbeat()))
+        handle = backend.submit(launch=Launch(
+            repo=repo, record=record, store=store, heartbeat=config.heartbeat(),
+            max_checkpoint=config.size("exp.maxCheckpointSize", 1 << 30)))
         faults.point("launch.handle")
     except GitexpError as exc:
         fail(repo, store, [record], exc.message)

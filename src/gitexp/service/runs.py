@@ -271,6 +271,8 @@ def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord)
     ended_as = "lost"
     if beat and beat.stale(now, config.lost_after(beat.interval)):
         lost_why = f"no heartbeat for {now - beat.time:.0f}s"
+        if handle and _between_attempts(repo, config, record, handle, state):
+            lost_why = None  # a requeued job, a Job's next pod: its next attempt will beat
     if lost_why is None and handle:
         backend = _backend_of(repo, config, record)
         if backend is not None and _alive(backend, record, handle, state) is False:
@@ -300,7 +302,19 @@ def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord)
                   started_at=status.started if status else None,
                   host=status.host if status else None,
                   # only an agent that beats can have written any: a queued run costs no read
-                  metrics=state.latest() if beat else {})
+                  metrics=state.latest() if beat else {},
+                  # read only for a run that came back: a first attempt costs nothing more
+                  attempts=state.attempts() if status and status.attempt > 1 else [])
+
+
+def _between_attempts(repo: Repo, config: Config, record: RunRecord, handle: Handle,
+                      state: RunState) -> bool:
+    """The last attempt was preempted and the platform still holds the job to retry."""
+    attempts = state.attempts()
+    if not attempts or attempts[-1].reason != "preempted":
+        return False
+    backend = _backend_of(repo, config, record)
+    return backend is not None and _alive(backend, record, handle, state) is True
 
 
 def _alive(backend: Backend, record: RunRecord, handle: Handle, state: RunState) -> bool | None:

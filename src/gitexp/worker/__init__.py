@@ -12,14 +12,17 @@ def agent_argv(python: str, *, store: str, code: str, workdir: str, heartbeat: f
                run_id: str | None = None, snapshot: str | None = None,
                slot: tuple[str, int] | None = None, repo: str | None = None,
                flush: float | None = None,
-               warm: tuple[int, str] | None = None) -> list[str]:
+               warm: tuple[int, str] | None = None,
+               limits: tuple[int, int] | None = None) -> list[str]:
     """The agent's command line, the one way every target starts it (their templates get it
     whole). Values may be shell expressions where a template runs it (`ShellWord`).
 
     Either one run (`run_id`, `snapshot`), or a sweep's slot (`slot`: the sweep and k),
     which runs the sweep's runs one after another (worker.slots); then `workdir` holds
     one work directory per run. `warm`: how many warm checkouts the worker keeps, and
-    where (worker.workspace.Pool)."""
+    where (worker.workspace.Pool). `limits`: how far a preempted run may come back, its
+    attempts and the bytes of one checkpoint (exp.target.<n>.maxAttempts,
+    exp.maxCheckpointSize)."""
     if slot is not None:
         job = ["--sweep", slot[0], "--slot", str(slot[1])]
     elif run_id is not None and snapshot is not None:
@@ -34,4 +37,6 @@ def agent_argv(python: str, *, store: str, code: str, workdir: str, heartbeat: f
         argv += ["--flush", str(flush)]
     if warm is not None and warm[0] > 0:
         argv += ["--warm", str(warm[0]), "--warm-dir", warm[1]]
+    if limits is not None:
+        argv += ["--max-attempts", str(limits[0]), "--max-checkpoint", str(limits[1])]
     return argv
