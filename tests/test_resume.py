@@ -5,7 +5,10 @@ from anything but gitexp's own cancel."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
+import mailbox
 import os
 import signal
 import subprocess
@@ -96,6 +99,18 @@ def test_a_job_killed_as_a_platform_would_resumes_and_ends_as_an_uninterrupted_r
     assert "attempts" in shown and "resumed from step 4" in shown, shown
     # only the latest checkpoint stays in the store
     assert len(list((repo / ".git/gitexp/store/runs" / cut / "checkpoints").iterdir())) == 1
+    # one mail says so, in the run's thread (the outbox: no sender configured)
+    box = mailbox.Maildir(repo / ".git/gitexp/outbox", create=False)
+    mails = [email.message_from_bytes(box.get_bytes(key), policy=email.policy.default)
+             for key in box.iterkeys()]
+    mails = [m for m in mails if m["X-Gitexp-Run"] == cut]
+    resumed = [m for m in mails if m["X-Gitexp-Event"] == "resumed"]
+    assert len(resumed) == 1, [m["Subject"] for m in mails]
+    body = resumed[0].get_body(("plain",)).get_content()
+    assert f"run {cut} was preempted at step 4 - resumed on attempt 2 from checkpoint step 4" \
+        in body, body
+    [end] = [m for m in mails if m["X-Gitexp-Event"] == "succeeded"]
+    assert resumed[0]["Message-ID"] in end["References"].split()  # one thread
 
 
 def test_with_one_attempt_a_killed_job_fails_and_an_oversized_checkpoint_is_refused(

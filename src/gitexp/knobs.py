@@ -86,8 +86,8 @@ def _k(key: str, kind: str, default: str, what: str, *, low: float | None = None
 
 
 DAY = 86400.0
-NOTIFY_EVENTS = ("start", "checkpoint", "succeeded", "failed", "cancelled", "lost", "timeout",
-                 "none")
+NOTIFY_EVENTS = ("start", "checkpoint", "resumed", "succeeded", "failed", "cancelled", "lost",
+                 "timeout", "none")
 T = "exp.target.<name>."
 KNOBS: tuple[Knob, ...] = (
     # -- the repository's ----------------------------------------------------------------
@@ -115,7 +115,8 @@ KNOBS: tuple[Knob, ...] = (
     _k("exp.notify.from", "text", "gitexp <first of to>", "the sender's address"),
     _k("exp.notify.sender", "choice", "maildir", "how mail leaves",
        choices=("maildir", "smtp", "mailgun"), example="smtp"),
-    _k("exp.notify.on", "choices", "checkpoint,succeeded,failed,lost", "which events mail",
+    _k("exp.notify.on", "choices", "checkpoint,resumed,succeeded,failed,lost",
+       "which events mail",
        choices=NOTIFY_EVENTS, example="failed,lost"),
     _k("exp.notify.minInterval", "duration", "30m", "at most one checkpoint mail this often",
        low=0, high=30 * DAY, example="1h"),

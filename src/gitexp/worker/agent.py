@@ -292,6 +292,17 @@ class Agent:
         return Result(status="cancelled", started_at=started, ended_at=time.time(),
                       host=socket.gethostname(), error="cancelled before it started")
 
+    def _mail_attempt(self, cwd: Path, attempt: int) -> None:
+        """The run's mailer, once its job runs (one per agent: a next attempt mails in the
+        same thread), and for an attempt after a preempted one its one mail."""
+        if self._mailer is None:
+            self._mailer = _mailer_for(store=self.store, record=self.record,
+                                       spool=self.workdir, cwd=cwd, repo=self.repo)
+        if attempt > 1 and self._mailer is not None:  # "preempted at step N - resumed on 2"
+            step = self._last_step if self._last_step is not None else \
+                self._carried.get("step")
+            self._mailer.resumed(self._attempts, step if isinstance(step, int) else None)
+
     def execute(self, checkout: Path, started: float, attempt: int = 1) -> tuple[Result, str]:
         """One attempt of the job: its result, and how it ended (its status, or
         `preempted`)."""
@@ -317,9 +328,7 @@ class Agent:
         except OSError as exc:
             raise GitexpError(f"cannot start {self.record.argv[0]!r}: {exc}") from None
         self.state.set_running(started=time.time(), pid=job, job=_place(job), attempt=attempt)
-        if self._mailer is None:  # one per agent: a next attempt mails in the same thread
-            self._mailer = _mailer_for(store=self.store, record=self.record,
-                                       spool=self.workdir, cwd=cwd, repo=self.repo)
+        self._mail_attempt(cwd, attempt)
         assert proc.stdout is not None
         reader = threading.Thread(target=self._copy, args=(proc.stdout,), daemon=True)
         reader.start()
