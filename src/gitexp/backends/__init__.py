@@ -21,6 +21,7 @@ from gitexp.model.runstate import Handle
 from gitexp.model.sweepstate import slot_key, slot_name
 from gitexp.stores import Store, run_key
 from gitexp.stores import needs as store_needs
+from gitexp.worker import ATTEMPTS, CHECKPOINT_BYTES
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Launch:
     store: Store
     heartbeat: float
     slot: int | None = None
-    max_checkpoint: int = 1 << 30  # exp.maxCheckpointSize
+    max_checkpoint: int = CHECKPOINT_BYTES  # exp.maxCheckpointSize
 
     def limits(self, target: Target) -> tuple[int, int]:
         """`agent_argv`'s `limits`: how far a preempted run may come back."""
@@ -63,7 +64,7 @@ class Launch:
         return root if self.slot is not None and self.record.sweep else f"{root}/{self.record.id}"
 
 
-ATTEMPTS_DEFAULT = 3  # exp.target.<n>.maxAttempts
+ATTEMPTS_DEFAULT = ATTEMPTS  # exp.target.<n>.maxAttempts
 WARM_DEFAULT = 4  # warm checkouts a worker keeps (exp.target.<n>.warmCheckouts)
 
 

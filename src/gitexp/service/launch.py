@@ -29,6 +29,7 @@ from gitexp.service import environment, preflight, trust
 from gitexp.service.rerun import refuse_if_succeeded
 from gitexp.service.runs import Run
 from gitexp.stores import Store, open_store, run_key, transport
+from gitexp.worker import CHECKPOINT_BYTES
 
 Prepare = Callable[[RunRecord, Target, Store], None]  # more for the agent: mail settings
 
@@ -162,7 +163,7 @@ def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
               progress=progress, queued=False)
         handle = backend.submit(launch=Launch(
             repo=repo, record=record, store=store, heartbeat=config.heartbeat(),
-            max_checkpoint=config.size("exp.maxCheckpointSize", 1 << 30)))
+            max_checkpoint=config.size("exp.maxCheckpointSize", CHECKPOINT_BYTES)))
         faults.point("launch.handle")
     except GitexpError as exc:
         fail(repo, store, [record], exc.message)

@@ -7,6 +7,11 @@ machine without loading the agent.
 
 from __future__ import annotations
 
+# The agent's defaults, which are the knobs' (exp.target.<n>.maxAttempts, exp.maxCheckpointSize):
+# a target passes only what differs, so a command line names no setting left as it is.
+ATTEMPTS = 3
+CHECKPOINT_BYTES = 1 << 30
+
 
 def agent_argv(python: str, *, store: str, code: str, workdir: str, heartbeat: float | str,
                run_id: str | None = None, snapshot: str | None = None,
@@ -22,7 +27,7 @@ def agent_argv(python: str, *, store: str, code: str, workdir: str, heartbeat: f
     one work directory per run. `warm`: how many warm checkouts the worker keeps, and
     where (worker.workspace.Pool). `limits`: how far a preempted run may come back, its
     attempts and the bytes of one checkpoint (exp.target.<n>.maxAttempts,
-    exp.maxCheckpointSize)."""
+    exp.maxCheckpointSize); each only when it is not the agent's default."""
     if slot is not None:
         job = ["--sweep", slot[0], "--slot", str(slot[1])]
     elif run_id is not None and snapshot is not None:
@@ -37,6 +42,8 @@ def agent_argv(python: str, *, store: str, code: str, workdir: str, heartbeat: f
         argv += ["--flush", str(flush)]
     if warm is not None and warm[0] > 0:
         argv += ["--warm", str(warm[0]), "--warm-dir", warm[1]]
-    if limits is not None:
-        argv += ["--max-attempts", str(limits[0]), "--max-checkpoint", str(limits[1])]
+    if limits is not None and limits[0] != ATTEMPTS:
+        argv += ["--max-attempts", str(limits[0])]
+    if limits is not None and limits[1] != CHECKPOINT_BYTES:
+        argv += ["--max-checkpoint", str(limits[1])]
     return argv

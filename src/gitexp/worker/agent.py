@@ -43,7 +43,7 @@ from gitexp.model import dvcplots, ids, metrics
 from gitexp.model.record import Attempt, Result, RunRecord, decode_run
 from gitexp.model.runstate import JobPlace, RunState
 from gitexp.stores import Store, open_store, run_key, transport
-from gitexp.worker import checkpoints, guard, slots, workspace
+from gitexp.worker import ATTEMPTS, checkpoints, guard, slots, workspace
 from gitexp.worker.guard import Guard
 
 CHUNK = 1 << 20  # streamed to the store in pieces of at most this: memory stays bounded
@@ -177,14 +177,15 @@ class Agent:
             resumed = self._resume(n) if n > 1 else None
             self._attempts.append(Attempt(n=n, host=socket.gethostname(),
                                           started_at=time.time(), resumed_from=resumed))
-            self.state.set_attempts(self._attempts)
+            if self.max_attempts > 1:  # a platform's retry of this agent finds it there
+                self.state.set_attempts(self._attempts)
             result, how = self.execute(checkout, started, n)
             self._attempts[-1] = replace(self._attempts[-1], ended_at=result.ended_at,
                                          reason=how)
-            self._patiently(lambda: self.state.set_attempts(self._attempts))
             many = self._attempts if n > 1 or how == "preempted" else []
-            if how != "preempted":
-                return replace(result, attempts=many)
+            if how != "preempted":  # the result carries them: no write more (a full disk
+                return replace(result, attempts=many)  # may have no room for one)
+            self._patiently(lambda: self.state.set_attempts(self._attempts))
             if n >= self.max_attempts:
                 return replace(result, attempts=many, status="lost" if self._signal else
                                "failed", error=f"preempted on attempt {n} of "
@@ -635,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flush", type=float, default=0.5)
     p.add_argument("--warm", type=int, default=0, help="keep up to N warm checkouts")
     p.add_argument("--warm-dir", type=Path, help="where they are kept")
-    p.add_argument("--max-attempts", type=int, default=1,
+    p.add_argument("--max-attempts", type=int, default=ATTEMPTS,
                    help="attempts a preempted run may take (1: it is never tried again)")
     p.add_argument("--max-checkpoint", type=int, default=checkpoints.DEFAULT_MAX,
                    help="bytes one checkpoint's files may hold")
