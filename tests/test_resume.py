@@ -25,18 +25,19 @@ from gitexp.worker.checkpoints import Uploader, restore
 from tests.conftest import make_repo
 from tests.helpers import exp, git, wait_done, wait_for
 
-# Deterministic training that checkpoints every step. With PAUSE_AT set, the first attempt
-# stops at step 4 (naming its pid) until it is killed, and a resumed one waits for GO.
+# Deterministic training that checkpoints every step. With a pause file (PAUSE_AT, or the
+# first argument), the first attempt stops at step 4 (naming its pid) until it is killed, and
+# a resumed one waits for the file's `.go`.
 TRAIN = """\
-import json, os, time, gitexp
+import json, os, sys, time, gitexp
 start, w = 0, 0.0
+pause = os.environ.get("PAUSE_AT") or (sys.argv[1] if len(sys.argv) > 1 else None)
 r = gitexp.resume()
 if r:
     with open(os.path.join(r, "ckpt.json")) as f:
         st = json.load(f)
     start, w = st["step"] + 1, st["w"]
     print(f"resumed at step {start}", flush=True)
-    pause = os.environ.get("PAUSE_AT")
     while pause and not os.path.exists(pause + ".go"):
         time.sleep(0.05)
 for step in range(start, 8):
@@ -45,8 +46,8 @@ for step in range(start, 8):
         json.dump({"step": step, "w": w}, f)
     gitexp.log(step=step, loss=1 / (1 + w))
     gitexp.checkpoint(f"step {step}", step=step, files=["ckpt.json"])
-    if step == 4 and not r and os.environ.get("PAUSE_AT"):
-        with open(os.environ["PAUSE_AT"], "w") as f:
+    if step == 4 and not r and pause:
+        with open(pause, "w") as f:
             f.write(str(os.getpid()))
         time.sleep(120)
 with open("model.txt", "w") as f:
