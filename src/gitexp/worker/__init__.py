@@ -11,6 +11,9 @@ from __future__ import annotations
 # a target passes only what differs, so a command line names no setting left as it is.
 ATTEMPTS = 3
 CHECKPOINT_BYTES = 1 << 30
+# The agent's exit when the platform took its machine mid-attempt (SIGTERM's 128+15) and it
+# left the run, without a result, to the platform's retry: the one exit a Job retries.
+PREEMPTED_EXIT = 143
 
 
 def agent_argv(python: str, *, store: str, code: str, workdir: str, heartbeat: float | str,

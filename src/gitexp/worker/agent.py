@@ -43,7 +43,7 @@ from gitexp.model import dvcplots, ids, metrics
 from gitexp.model.record import Attempt, Result, RunRecord, decode_run
 from gitexp.model.runstate import JobPlace, RunState
 from gitexp.stores import Store, open_store, run_key, transport
-from gitexp.worker import ATTEMPTS, checkpoints, guard, slots, workspace
+from gitexp.worker import ATTEMPTS, PREEMPTED_EXIT, checkpoints, guard, slots, workspace
 from gitexp.worker.guard import Guard
 
 CHUNK = 1 << 20  # streamed to the store in pieces of at most this: memory stays bounded
@@ -59,7 +59,9 @@ CANCEL_POLL = 0.5
 DRAIN = 20.0
 # How a job dies when the platform stops it (SIGTERM: Kubernetes, Slurm, a VM's shutdown; the
 # guard reports a signal N as 128+N): an attempt so ended by no one of gitexp's is preempted.
-PREEMPTED_CODE = 128 + signal.SIGTERM
+# The agent so stopped exits with it too (a Job retries that exit only).
+PREEMPTED_CODE = PREEMPTED_EXIT
+assert PREEMPTED_CODE == 128 + signal.SIGTERM
 
 
 @dataclass
