@@ -306,3 +306,8 @@ def test_an_evicted_pods_retry_resumes_as_attempt_2(repo: Path, tmp_path: Path,
     assert (store / "runs" / run_id / "checkpoints" / str(latest.n) / "model.txt"
             ).read_text() == repr(w)
     assert "resumed at step 5" in exp("logs", run_id, cwd=repo).stdout
+    # the series goes on across the pods: each step once, gitexp.log's and dvclive's
+    points = [json.loads(line) for line in
+              (store / "runs" / run_id / "metrics.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in points if "loss" in p] == [*range(8)]
+    assert [p["step"] for p in points if "acc" in p] == [*range(8)]

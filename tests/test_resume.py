@@ -25,18 +25,24 @@ from gitexp.worker.checkpoints import Uploader, restore
 from tests.conftest import make_repo
 from tests.helpers import exp, git, wait_done, wait_for
 
-# Deterministic training that checkpoints every step. With a pause file (PAUSE_AT, or the
-# first argument), the first attempt stops at step 4 (naming its pid) until it is killed, and
-# a resumed one waits for the file's `.go`.
+# Deterministic training that checkpoints every step, with a series of its own as dvclive
+# writes one (resumed as dvclive's resume=True does: from the checkpoint's copy). With a pause
+# file (PAUSE_AT, or the first argument), the first attempt stops at step 4 (naming its pid)
+# until it is killed, and a resumed one waits for the file's `.go`.
 TRAIN = """\
-import json, os, sys, time, gitexp
+import json, os, shutil, sys, time, gitexp
 start, w = 0, 0.0
 pause = os.environ.get("PAUSE_AT") or (sys.argv[1] if len(sys.argv) > 1 else None)
+tsv = "dvclive/plots/metrics/acc.tsv"
+os.makedirs(os.path.dirname(tsv), exist_ok=True)
+with open(tsv, "w") as f:
+    f.write("step\\tacc\\n")
 r = gitexp.resume()
 if r:
     with open(os.path.join(r, "ckpt.json")) as f:
         st = json.load(f)
     start, w = st["step"] + 1, st["w"]
+    shutil.copy(os.path.join(r, tsv), tsv)
     print(f"resumed at step {start}", flush=True)
     while pause and not os.path.exists(pause + ".go"):
         time.sleep(0.05)
@@ -45,7 +51,9 @@ for step in range(start, 8):
     with open("ckpt.json", "w") as f:
         json.dump({"step": step, "w": w}, f)
     gitexp.log(step=step, loss=1 / (1 + w))
-    gitexp.checkpoint(f"step {step}", step=step, files=["ckpt.json"])
+    with open(tsv, "a") as f:
+        f.write(f"{step}\\t{step / 10}\\n")
+    gitexp.checkpoint(f"step {step}", step=step, files=["ckpt.json", tsv])
     if step == 4 and not r and pause:
         with open(pause, "w") as f:
             f.write(str(os.getpid()))
@@ -95,7 +103,9 @@ def test_a_job_killed_as_a_platform_would_resumes_and_ends_as_an_uninterrupted_r
     # the series goes on across attempts: steps 0-4, then 5-7 (the store's, appended)
     points = [json.loads(line) for line in
               (repo / ".git/gitexp/store/runs" / cut / "metrics.jsonl").read_text().splitlines()]
-    assert [p["step"] for p in points if "_checkpoint" not in p] == [*range(8)], points
+    assert [p["step"] for p in points if "loss" in p] == [*range(8)], points
+    assert [(p["step"], p["acc"]) for p in points if "acc" in p] == [
+        (s, s / 10) for s in range(8)], points  # dvclive's: the last attempt's whole series
     shown = exp("show", cut, cwd=repo).stdout
     assert "attempts" in shown and "resumed from step 4" in shown, shown
     # only the latest checkpoint stays in the store

@@ -347,9 +347,15 @@ class Agent:
         self.stream()  # the job's last lines: its last checkpoint among them
         if not self._uploader.drain(DRAIN):
             self.say("gitexp: the last checkpoint did not reach the store in time")
+        exit_code = code if code >= 0 else 128 - code
+        how = stopped or ("succeeded" if code == 0 else "preempted"
+                          if exit_code == PREEMPTED_CODE and self.max_attempts > 1 else "failed")
+        # dvclive's series (plots/metrics/*.tsv) travel and plot like gitexp.log's: the last
+        # attempt's files only, which hold the whole series when dvclive resumed (its
+        # directory among the checkpoint's files); an earlier attempt's would come twice
+        dvclive = metrics.series_from_files(cwd) if how != "preempted" else []
         with self.spool("metrics.jsonl").open("a", encoding="utf-8") as spool:
-            # dvclive's series (plots/metrics/*.tsv) travel and plot like gitexp.log's
-            spool.writelines(json.dumps(p) + "\n" for p in metrics.series_from_files(cwd))
+            spool.writelines(json.dumps(p) + "\n" for p in dvclive)
         # the plots dvc.yaml declares that are no series (ROC, confusion, images), masked
         plots = dvcplots.files_of(cwd, lambda b: secrets.redact_bytes(b, self._secrets))
         self._patiently(lambda: self.state.set_plots(plots))
@@ -358,9 +364,6 @@ class Agent:
         series = metrics.parse_series(
             secrets.redact_bytes(self.spool("metrics.jsonl").read_bytes(), self._secrets))
         final = {**self._carried, **metrics.final_of(series), **metrics.from_files(cwd)}
-        exit_code = code if code >= 0 else 128 - code
-        how = stopped or ("succeeded" if code == 0 else "preempted"
-                          if exit_code == PREEMPTED_CODE and self.max_attempts > 1 else "failed")
         status = how if how in ("cancelled", "timeout", "succeeded") else "failed"
         outputs = self._outputs(checkout) if how != "preempted" else {}
         return Result(status=status, exit_code=exit_code, started_at=started, ended_at=ended,
