@@ -189,7 +189,8 @@ KNOBS: tuple[Knob, ...] = (
        example="8Gi", form="a Kubernetes quantity, e.g. 8Gi or 512M"),
     _k(T + "nodeSelector", "text", "", "kubernetes: KEY=VALUE, ..."),
     _k(T + "tolerations", "text", "", "kubernetes: KEY=VALUE:EFFECT, ..."),
-    _k(T + "nfs", "text", "", "kubernetes: SERVER:/export mounted at `mount`"),
+    _k(T + "nfs", "text", "", "kubernetes: SERVER:/export mounted at `mount`; gce: "
+       "SERVER:/export:/mount/point, mounted before the job"),
     _k(T + "pvc", "text", "", "kubernetes: a claim mounted at `mount`"),
     _k(T + "mount", "text", "/data", "kubernetes: where the data volume goes"),
     _k(T + "secret", "text", "", "kubernetes: a Secret whose keys become variables"),

@@ -102,6 +102,14 @@ class Explains(Protocol):
 
 
 @runtime_checkable
+class Retries(Protocol):
+    def retry(self, *, launch: Launch, handle: Handle, attempt: int) -> Handle:
+        """Start `attempt` of a run whose last one the platform took with its machine (a
+        preempted VM: nothing there retries it), on the same snapshot; its handle. What is
+        left of the last one (a stopped VM) goes."""
+
+
+@runtime_checkable
 class KeepsLogs(Protocol):
     def logs(self, *, record: RunRecord, handle: Handle) -> bytes | None:
         """The job's output as the engine kept it (the agent never reached the store)."""

@@ -18,6 +18,8 @@ run is doing, and of the rule that says when a silent run is lost.
                   a half-uploaded checkpoint is never the latest; older ones are then removed
     attempts.json the run's attempts so far (by the agent): a requeued or retried agent of the
                   same run reads it and goes on as the next attempt
+    retry-<n>     created once by the developer's side that starts attempt n itself (a new VM
+                  for a preempted one): two looks at once start one
 
 What a store holds is untrusted: it may be shared, stale, damaged or written by anyone with
 access to it. Every reader here validates and returns a typed value or None; nothing else
@@ -46,7 +48,8 @@ from gitexp.stores import Store, get_file, put_file, read_range, run_key
 
 STATUS, HEARTBEAT, HANDLE, RESULT, CANCEL, LATEST, CLAIM = (
     "status.json", "heartbeat", "handle.json", "result.json", "cancel", "latest.json", "claim")
-CHECKPOINT, CHECKPOINTS, ATTEMPTS = "checkpoint.json", "checkpoints", "attempts.json"
+CHECKPOINT, CHECKPOINTS, ATTEMPTS, RETRY = ("checkpoint.json", "checkpoints", "attempts.json",
+                                           "retry")
 MAX_CHECKPOINT_FILES = 256  # files one checkpoint may name: more is a forged pointer
 MAX_CHECKPOINT_N = 1 << 31
 MAX_LATEST = 64 << 10  # bytes of latest.json read: more is a damaged or forged file
@@ -339,6 +342,11 @@ class RunState:
             return attempts_of(json.loads(raw)) if raw else []
         except (ValueError, RecursionError, GitexpError):
             return []
+
+    def claim_retry(self, attempt: int) -> bool:
+        """Take the starting of `attempt` (a new VM for it): True for exactly one caller."""
+        body = {"host": socket.gethostname(), "pid": os.getpid(), "nonce": uuid.uuid4().hex}
+        return self.store.create(self.key(f"{RETRY}-{attempt}"), json.dumps(body).encode())
 
     # -- cancel ---------------------------------------------------------------------------
     def request_cancel(self) -> None:
