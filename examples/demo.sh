@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: a scratch project under ./demo (recreated every time) with DVC-tracked data,
-# two runs with different settings on the local target, then `git exp ls` and `git exp show`.
+# two runs with different settings on the local target, a third interrupted and resumed from
+# its checkpoint, then `git exp ls` and `git exp show`.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,10 +40,23 @@ git exp run -n slow -- python train.py --lr 0.05 --epochs 15
 say "run 2: git exp run --out model.json -- python train.py --lr 0.3 --epochs 15"
 git exp run -n fast --out model.json -- python train.py --lr 0.3 --epochs 15
 
+say "run 3: interrupted as a platform would (its job SIGTERM'd), resumed from its checkpoint"
+comeback="$(git exp run -d -n comeback -- python train.py --lr 0.3 --epochs 15 --pause 0.2 \
+    --checkpoint-every 1)"
+store=".git/gitexp/store/runs/$comeback"
+for _ in $(seq 150); do  # until a checkpoint is in the store
+    [ -e "$store/checkpoint.json" ] && break; sleep 0.1
+done
+kill -TERM "$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["pid"])' \
+    "$store/status.json")"
+git exp logs -f "$comeback" | grep -E "gitexp: attempt|resumed after" || true
+git exp show "$comeback" | sed -n '/^attempts/,/^metrics/p' | sed '$d'  # ended as run 2
+
 say "git exp ls"
 git exp ls
 
-run="$(git exp ls --json | python -c 'import json, sys; print(json.load(sys.stdin)[0]["id"])')"
+run="$(git exp ls --json | python -c 'import json, sys
+print(next(r["id"] for r in json.load(sys.stdin) if r["record"]["name"] == "fast"))')"
 say "git exp show $run   (note the data version)"
 git exp show "$run"
 

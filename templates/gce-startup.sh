@@ -3,10 +3,12 @@
 # `startup-script` metadata; it runs as root at boot).
 #
 # 1. reads its settings from the metadata server (instance attributes `gitexp-*`);
-# 2. downloads gitexp's own wheel from the GCS store (no gitexp on the image);
+# 2. downloads gitexp's own wheel from the GCS store (no gitexp on the image), and mounts
+#    the target's NFS export (`gitexp-nfs`) when it has one;
 # 3. runs the agent, which fetches the snapshot from the store, checks it out, runs the job
 #    and streams log, heartbeat, metrics and result back to the store;
-# 4. uploads its own log, and writes a `failed` result if the agent never wrote one;
+# 4. uploads its own log, and writes a `failed` result if the agent never wrote one (unless
+#    the instance was preempted: the run's next attempt goes on a new VM);
 # 5. deletes (or stops) its own instance - also when the job or anything above fails.
 #    `gitexp-on-exit: keep` (`git exp run --keep`) leaves the VM running for debugging.
 #
@@ -18,7 +20,8 @@
 #
 # Endpoints can be redirected (tests): GITEXP_METADATA_URL, STORAGE_EMULATOR_HOST,
 # GITEXP_COMPUTE_URL, GITEXP_SECRETS_URL; GITEXP_ROOT is the work directory and
-# GITEXP_POWEROFF the last-resort command when the Compute API cannot be reached.
+# GITEXP_POWEROFF the last-resort command when the Compute API cannot be reached, and
+# GITEXP_MOUNT the command that mounts `gitexp-nfs`.
 # shellcheck disable=SC2317  # (functions called from the EXIT trap are reachable)
 set -uo pipefail
 
@@ -81,7 +84,11 @@ release_instance() {
 finish() {
     local code=$?
     if [ -n "$RUN" ]; then
-        if [ "$code" -ne 0 ] && [ -z "$SLOT" ] && ! exists "runs/$RUN/result.json"; then
+        if [ "$code" -eq 143 ] || [ "$(md instance/preempted 2>/dev/null)" = TRUE ]; then
+            # Preempted (the agent's 143: it left the run without a result): the developer's
+            # side starts the next attempt on a new VM, which resumes from the checkpoint.
+            say "this instance was preempted: the run goes on in its next attempt"
+        elif [ "$code" -ne 0 ] && [ -z "$SLOT" ] && ! exists "runs/$RUN/result.json"; then
             # The agent never got far enough to say how the run ended: say it for it.
             python3 -c 'import json,sys,time; print(json.dumps({"status": "failed",
                 "ended_at": time.time(), "error": "gce startup: " + sys.argv[1] + " failed"}))' \
@@ -125,6 +132,19 @@ print(base64.b64decode(json.load(sys.stdin)["payload"]["data"]).decode(), end=""
     export "$name=$value"
     names+=("$name")
 done <<< "$(attr gitexp-secrets)"
+
+NFS=$(attr gitexp-nfs)  # SERVER:/export:/mount/point (checked by the launch: plain words)
+if [ -n "$NFS" ]; then
+    STAGE="mounting $NFS"
+    nfs_mount=${NFS##*:}; nfs_share=${NFS%:*}
+    if [ -z "${GITEXP_MOUNT-}" ] && ! command -v mount.nfs >/dev/null 2>&1; then
+        (apt-get update -q && apt-get install -y -q nfs-common) || exit 3
+    fi
+    mkdir -p "$nfs_mount" &&
+        ${GITEXP_MOUNT:-mount} -t nfs -o hard,timeo=600,retrans=3 "$nfs_share" "$nfs_mount" ||
+        exit 7
+    say "mounted $nfs_share at $nfs_mount"
+fi
 
 STAGE="reading the agent's command line"
 # The agent's command line, built by the launch (a JSON list in `gitexp-agent`); its paths

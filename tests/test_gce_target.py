@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import threading
 import uuid
@@ -28,15 +29,17 @@ import pytest
 from google.api_core import exceptions
 
 from gitexp.backends import templates
-from gitexp.backends.gce import GCEBackend, instance_name, label_value
+from gitexp.backends.gce import GCEBackend, instance_name, label_value, nfs_mount
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
-from gitexp.git.config import Config
+from gitexp.git.config import Config, Target
+from gitexp.model.runstate import RunState
 from gitexp.service import launch as launching
 from gitexp.service import runs, sweep
 from gitexp.stores import open_store
-from tests.helpers import git
+from tests.helpers import git, wait_for
 from tests.services import GcsServer
+from tests.test_resume import TRAIN as RESUMABLE
 
 PROJECT, ZONE, TOKEN = "proj", "us-central1-a", "ya29.test-token"
 TRAIN = """\
@@ -264,6 +267,7 @@ class StandIn(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.attributes, self.instance, self.secrets = attributes, instance, secrets
         self.calls: list[tuple[str, str, str]] = []  # (method, path, authorization)
+        self.preempted = False  # what instance/preempted says
 
     @property
     def url(self) -> str:
@@ -293,7 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
                                 "token_type": "Bearer"})
             value = {"instance/service-accounts/default/token": token,
                      "project/project-id": PROJECT, "instance/name": srv.instance,
-                     "instance/zone": f"projects/123456/zones/{ZONE}"}.get(key)
+                     "instance/zone": f"projects/123456/zones/{ZONE}",
+                     "instance/preempted": "TRUE" if srv.preempted else "FALSE"}.get(key)
             if key.startswith("instance/attributes/"):
                 value = srv.attributes.get(key.removeprefix("instance/attributes/"))
             return self._send(200, value) if value is not None else self._send(404, "not found")
@@ -333,6 +338,16 @@ def boot_vm(request: dict[str, Any], stand_in: list[StandIn], root: Path,
             secrets: dict[str, str] | None = None, **overrides: str
             ) -> tuple[subprocess.CompletedProcess[str], StandIn]:
     """Run the instance's startup script as the VM would, against the stand-in server."""
+    argv, env, server = vm_of(request, stand_in, root, secrets, **overrides)
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    return proc, server
+
+
+def vm_of(request: dict[str, Any], stand_in: list[StandIn], root: Path,
+          secrets: dict[str, str] | None = None, **overrides: str
+          ) -> tuple[list[str], dict[str, str], StandIn]:
+    """The startup script's command and environment, and the VM's stand-in server."""
     items = {**items_of(request), **overrides}
     server = StandIn(items, request["instance_resource"].name, secrets or {})
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -344,9 +359,7 @@ def boot_vm(request: dict[str, Any], stand_in: list[StandIn], root: Path,
            "GITEXP_COMPUTE_URL": f"{server.url}/compute/v1",
            "GITEXP_SECRETS_URL": f"{server.url}/secretmanager/v1",
            "GITEXP_POWEROFF": "echo POWEROFF-CALLED"}
-    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
-    return proc, server
+    return ["bash", str(script)], env, server
 
 
 def self_deletes(server: StandIn, name: str) -> list[tuple[str, str, str]]:
@@ -518,3 +531,75 @@ def test_templates_render_quotes_every_value():
     with pytest.raises(GitexpError, match="no placeholder for extra"):
         templates.render_text(text, {"cmd": "x", "dir": "d", "extra": 1})
     assert templates.path("gce-startup.sh").parent == templates.templates_dir()
+
+
+def test_a_preempted_vm_is_followed_by_a_new_one_that_resumes(
+        gce_repo: Path, client: FakeInstances, stand_in: list[StandIn], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch):
+    """Preemption mid-run (the metadata says preempted, the VM's shutdown SIGTERMs the
+    agent): the VM writes no result and deletes itself; the developer's side, seeing it gone,
+    deletes what is left and creates a second VM for the same snapshot, which resumes from
+    the last checkpoint, ends `succeeded` as an uninterrupted run would and deletes itself.
+    The target's `nfs` is mounted before the agent, on both."""
+    git("config", "exp.target.gpu.spot", "true", cwd=gce_repo)
+    git("config", "exp.target.gpu.nfs", f"10.0.0.2:/share:{tmp_path}/mnt", cwd=gce_repo)
+    monkeypatch.setenv("GITEXP_MOUNT", "echo MOUNT")
+    (gce_repo / "train.py").write_text(RESUMABLE)
+    pause = tmp_path / "pid"
+    run = launch(gce_repo, str(pause))
+    [first] = client.inserted
+    assert items_of(first)["gitexp-nfs"] == f"10.0.0.2:/share:{tmp_path}/mnt"
+    state = RunState(open_store(run.record.store), run.id)
+    argv, env, server = vm_of(first, stand_in, tmp_path / "vm1")
+    vm = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+    try:
+        wait_for(lambda: pause.exists() and (c := state.checkpoint()) is not None
+                 and c.step == 4, what="checkpoint 'step 4' in the store")
+        server.preempted = True
+        agent = json.loads(state.store.read(f"runs/{run.id}/status.json") or b"")["agent_pid"]
+        os.kill(agent, signal.SIGTERM)  # the guest's shutdown
+        out, _ = vm.communicate(timeout=60)
+    finally:
+        vm.kill()
+    assert vm.returncode == 143 and "this instance was preempted" in out, out
+    assert f"MOUNT -t nfs -o hard,timeo=600,retrans=3 10.0.0.2:/share {tmp_path}/mnt" in out
+    assert len(self_deletes(server, f"gitexp-{run.id}")) == 1
+    assert not state.has_result()
+
+    client.status = exceptions.NotFound("deleted")  # the dev side sees it gone
+    r = Repo.discover(gce_repo)
+    seen = runs.find(r, run.id, Config.load(r))
+    assert seen.status == "running" and not seen.written_back
+    first_vm = {"instance": f"gitexp-{run.id}", "project": PROJECT, "zone": ZONE}
+    assert client.deleted == [first_vm]
+    [_, second] = client.inserted  # the same snapshot, its own name
+    assert second["instance_resource"].name == f"gitexp-{run.id}-a2"
+    assert items_of(second)["gitexp-snapshot"] == run.record.snapshot
+    client.status = "RUNNING"  # booting: no heartbeat yet
+    assert runs.find(r, run.id, Config.load(r)).status == "running"
+    assert len(client.inserted) == 2  # one new VM, not one per look
+    Path(f"{pause}.go").write_text("")
+    proc, server2 = boot_vm(second, stand_in, tmp_path / "vm2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(self_deletes(server2, f"gitexp-{run.id}-a2")) == 1
+    done = runs.find(r, run.id, Config.load(r))
+    assert done.written_back and done.status == "succeeded" and done.result is not None
+    w = 0.0
+    for step in range(8):  # what an uninterrupted run of RESUMABLE computes
+        w = w * 0.9 + step
+    assert done.result.metrics["loss"] == 1 / (1 + w)
+    assert [(a.n, a.reason, a.resumed_from) for a in done.result.attempts] == [
+        (1, "preempted", None), (2, "succeeded", "step 4")]
+    latest = state.checkpoint()
+    assert latest is not None and latest.label == "final"
+    assert state.store.read(f"runs/{run.id}/checkpoints/{latest.n}/model.txt") == \
+        repr(w).encode()
+
+
+@pytest.mark.parametrize("value", ["10.0.0.2:/share", "-o:/a:/b", "h:/a:rel", "h:/a b:/m",
+                                   "h:/a:/m;reboot"])
+def test_a_bad_nfs_setting_is_one_line(value: str):
+    with pytest.raises(GitexpError) as info:
+        nfs_mount(Target("gpu", "gce", {"nfs": value, "project": PROJECT}))
+    assert "SERVER:/export:/mount/point" in (info.value.hint or "")

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import signal
+import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -26,8 +29,10 @@ from gitexp.backends.kubernetes import KubernetesBackend
 from gitexp.git import Repo
 from gitexp.git.config import Target
 from gitexp.model.record import Environment, RunRecord
+from gitexp.model.runstate import RunState
 from gitexp.stores.file import FileStore
-from tests.helpers import exp, exp_json, git
+from tests.helpers import exp, exp_json, git, wait_for
+from tests.test_resume import TRAIN as RESUMABLE
 
 K8S_VERSION = "1.30"
 NS = "ml"
@@ -112,7 +117,8 @@ def launch_of(repo: Path, run_id: str = "train-1127-1200-abcd") -> Launch:
     FULL,
     {**{k: v for k, v in FULL.items() if k != "nfs"}, "pvc": "training-data"},
     {"image": "img", "tolerations": "dedicated", "cpu": "500m"},
-], ids=["minimal", "gpu-nfs-secrets", "pvc", "toleration-exists"])
+    {"image": "img", "maxattempts": "1"},
+], ids=["minimal", "gpu-nfs-secrets", "pvc", "toleration-exists", "one-attempt"])
 def test_every_rendered_manifest_validates_offline(repo: Path, settings: dict[str, str]) -> None:
     """Each shape of the Job manifest passes `kubernetes-validate` in strict mode."""
     backend = KubernetesBackend(target=Target("k8s", "kubernetes", dict(settings)),
@@ -164,7 +170,13 @@ def test_job_fields_and_status_follow_the_job(repo: Path, tmp_path: Path, kube: 
 
     job = kube.batch.read_namespaced_job(ok, NS)
     assert job.metadata.labels == {"app.kubernetes.io/managed-by": "gitexp", "gitexp/run": ok}
-    assert job.spec.backoff_limit == 0
+    # evictions retried up to maxAttempts (3), a run the agent ended never
+    assert job.spec.backoff_limit == 2
+    assert [r.to_dict() for r in job.spec.pod_failure_policy.rules] == [
+        {"action": "Ignore", "on_exit_codes": None, "on_pod_conditions": [
+            {"status": "True", "type": "DisruptionTarget"}]},
+        {"action": "FailJob", "on_pod_conditions": None, "on_exit_codes": {
+            "container_name": "agent", "operator": "NotIn", "values": [143]}}]
     pod = job.spec.template.spec
     assert pod.restart_policy == "Never"
     assert job.spec.template.metadata.labels["gitexp/run"] == ok
@@ -237,3 +249,65 @@ def test_logs_come_from_the_pod_while_the_store_has_none(repo: Path, tmp_path: P
     kube.emulator[f"get /api/v1/namespaces/{NS}/pods/{pod}/log"] << \
         b"python3: No module named gitexp\n"
     assert exp("logs", run_id, cwd=repo).stdout == "python3: No module named gitexp\n"
+
+
+def test_one_attempt_fails_the_job_on_any_exit(repo: Path) -> None:
+    """maxAttempts = 1: no retry at all, an eviction's neither."""
+    target = Target("k8s", "kubernetes", {"image": "img", "maxattempts": "1"})
+    spec = KubernetesBackend(target=target, repo=Repo.discover(repo)).manifest(
+        launch_of(repo))["spec"]
+    assert spec["backoffLimit"] == 0
+    assert [r["action"] for r in spec["podFailurePolicy"]["rules"]] == ["FailJob"]
+
+
+def test_an_evicted_pods_retry_resumes_as_attempt_2(repo: Path, tmp_path: Path,
+                                                    kube: Kube) -> None:
+    """The Job's pod is evicted mid-run (the kubelet's SIGTERM to the agent, its PID 1): the
+    agent leaves the run to the Job's retry (exit 143, which the failure policy retries); the
+    next pod runs the same command, goes on as attempt 2 from the last checkpoint, and the run
+    ends `succeeded` with an uninterrupted run's metrics and model. kmock runs no pods: the
+    test runs the Job's container command itself, here, against the store's directory."""
+    store = tmp_path / "store"
+    configure(repo, kube, store, workerstore=store.as_uri())
+    (repo / "train.py").write_text(RESUMABLE)
+    pause = tmp_path / "pid"
+    run_id = exp("run", "-t", "k8s", "-d", "--", "python3", "train.py", str(pause),
+                 cwd=repo).stdout.strip()
+    command = kube.batch.read_namespaced_job(run_id, NS).spec.template.spec.containers[0].command
+    command[command.index("--workdir") + 1] = str(tmp_path / "pod")  # the pod's own disk
+
+    first = subprocess.Popen(command)
+    state = RunState(FileStore(store), run_id)
+    wait_for(lambda: pause.exists() and (c := state.checkpoint()) is not None and c.step == 4,
+             what="checkpoint 'step 4' in the store")
+    first.send_signal(signal.SIGTERM)  # eviction
+    assert first.wait(timeout=30) == 143  # the exit the Job retries
+    assert exp_json("show", run_id, cwd=repo)["status"] == "running"  # the Job is still there
+    second = subprocess.Popen(command)  # the Job's next pod
+    try:
+        wait_for(lambda: re.search(rf"^{run_id} +running \(attempt 2\)",
+                                   exp("ls", cwd=repo).stdout, re.MULTILINE),
+                 what="ls to show the second attempt")
+        Path(f"{pause}.go").write_text("")
+        assert second.wait(timeout=60) == 0
+    finally:
+        second.kill()
+    kube.batch.patch_namespaced_job_status(run_id, NS, {"status": {"conditions": [
+        {"type": "Complete", "status": "True"}]}})
+    done = exp_json("show", run_id, cwd=repo)
+    w = 0.0
+    for step in range(8):  # what an uninterrupted run of RESUMABLE computes
+        w = w * 0.9 + step
+    assert done["status"] == "succeeded" and done["result"]["metrics"]["loss"] == 1 / (1 + w)
+    assert [(a["n"], a["reason"], a["resumed_from"]) for a in done["result"]["attempts"]] == [
+        (1, "preempted", None), (2, "succeeded", "step 4")]
+    latest = state.checkpoint()
+    assert latest is not None and latest.label == "final"
+    assert (store / "runs" / run_id / "checkpoints" / str(latest.n) / "model.txt"
+            ).read_text() == repr(w)
+    assert "resumed at step 5" in exp("logs", run_id, cwd=repo).stdout
+    # the series goes on across the pods: each step once, gitexp.log's and dvclive's
+    points = [json.loads(line) for line in
+              (store / "runs" / run_id / "metrics.jsonl").read_text().splitlines()]
+    assert [p["step"] for p in points if "loss" in p] == [*range(8)]
+    assert [p["step"] for p in points if "acc" in p] == [*range(8)]

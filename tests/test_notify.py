@@ -38,6 +38,18 @@ def checkpoints(n: int, start: int = 0) -> list[dict[str, object]]:
 
 
 # -- policy ---------------------------------------------------------------------------------
+def test_a_resumption_mails_once_per_attempt_and_never_after_the_end() -> None:
+    state = policy.NotifyState()
+    assert not policy.resumed(state, SETTINGS, 1)  # the first attempt resumes nothing
+    assert policy.resumed(state, SETTINGS, 2)
+    assert not policy.resumed(state, SETTINGS, 2)  # a restarted agent of attempt 2
+    assert policy.resumed(state, SETTINGS, 3)
+    policy.end(state, SETTINGS, "succeeded")
+    assert not policy.resumed(state, SETTINGS, 4)
+    quiet = NotifySettings(repo="proj", on=["failed"])
+    assert not policy.resumed(policy.NotifyState(), quiet, 2)
+
+
 def test_a_burst_of_50_checkpoints_inside_the_interval_is_one_digest_mail():
     state = policy.NotifyState()
     mails = []

@@ -21,8 +21,10 @@ from gitexp.backends.slurm import SlurmBackend
 from gitexp.git import Repo
 from gitexp.git.config import Target
 from gitexp.model.record import Environment, RunRecord
+from gitexp.model.runstate import RunState
 from gitexp.stores.file import FileStore
 from tests.helpers import exp, exp_json, git, wait_done, wait_for
+from tests.test_resume import TRAIN as RESUMABLE
 
 pytestmark = pytest.mark.xdist_group("slurm")
 
@@ -90,6 +92,7 @@ def test_script_carries_every_option_quoted(repo: Path) -> None:
         "#SBATCH --partition=gpu", "#SBATCH --time=1:00:00", "#SBATCH --cpus-per-task=8",
         "#SBATCH --mem=32G", "#SBATCH --gpus=a100:2", "#SBATCH --gres=gpu:a100:2",
         "#SBATCH --account='proj'\"'\"'s'", "#SBATCH --qos=high",
+        "#SBATCH --signal=B:USR1@60", "#SBATCH --requeue",
         "#SBATCH --constraint=a100", "#SBATCH --exclusive"]
     assert "module load python/3.11" in script
     assert "runs=(train-1127-1200-ab0c train-1127-1200-ab1c train-1127-1200-ab2c" in script
@@ -98,6 +101,10 @@ def test_script_carries_every_option_quoted(repo: Path) -> None:
     single = backend.script(launch_of(repo, 1), max_parallel=0, wheel="")
     assert "#SBATCH --job-name=train-1127-1200-ab0c" in single
     assert "--array" not in single
+    backend = SlurmBackend(target=Target("hpc", "slurm", {**settings, "maxattempts": "1"}),
+                           repo=Repo.discover(repo))
+    once = backend.script(launch_of(repo, 1), max_parallel=0, wheel="")
+    assert "#SBATCH --no-requeue" in once and "--max-attempts 1" in once
 
 
 def test_run_succeeds_with_log_and_metrics(slurm_env: Any, repo: Path, tmp_path: Path) -> None:
@@ -262,3 +269,56 @@ def test_job_whose_agent_cannot_start_ends_failed_with_its_output(slurm_env: Any
     assert done["status"] == "failed"
     assert "FAILED" in done["result"]["error"]
     assert "/nonexistent/python3" in exp("logs", run_id, cwd=repo).stdout
+
+
+def _final_model(store: Path, run_id: str) -> bytes:
+    """The model file of the run's last checkpoint (TRAIN saves it as `final`)."""
+    latest = RunState(FileStore(store), run_id).checkpoint()
+    assert latest is not None and latest.label == "final", latest
+    return (store / "runs" / run_id / "checkpoints" / str(latest.n) / "model.txt").read_bytes()
+
+
+def test_a_requeued_run_resumes_and_a_time_limit_ends_timeout(slurm_env: Any, repo: Path,
+                                                              tmp_path: Path) -> None:
+    """`scontrol requeue` mid-run: Slurm runs the agent again, which goes on as attempt 2
+    from the last checkpoint; the run ends `succeeded` with the final metrics and model file
+    of an uninterrupted run of the same snapshot. A run past its time limit (`--signal`'s
+    USR1 ahead of it) ends `timeout`, never requeued."""
+    store = tmp_path / "store"
+    configure(repo, store.as_uri())
+    (repo / "train.py").write_text(RESUMABLE)
+    pause = tmp_path / "pid"
+    cut = exp("run", "-t", "hpc", "-d", "--", "python3", "train.py", str(pause),
+              cwd=repo).stdout.strip()
+    whole = exp("run", "-t", "hpc", "-d", "--force", "--", "python3", "train.py",
+                cwd=repo).stdout.strip()
+    git("config", "exp.target.hpc.time", "1", cwd=repo)  # its warning comes within ~30 s
+    late = exp("run", "-t", "hpc", "-d", "--force", "--", "python3", "-c",
+               "import time; print('training', flush=True); time.sleep(300)",
+               cwd=repo).stdout.strip()
+    job = handle_of(store, cut)["job"]
+    state = RunState(FileStore(store), cut)
+    wait_for(lambda: pause.exists() and (c := state.checkpoint()) is not None and c.step == 4,
+             timeout=60, what="checkpoint 'step 4' in the store")
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    # A requeued job waits ~2 minutes to be eligible again: now, for the test.
+    wait_for(lambda: scontrol(job)["JobState"] == "PENDING", timeout=30, what="the requeue")
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    wait_for(lambda: re.search(rf"^{cut} +running \(attempt 2\)", exp("ls", cwd=repo).stdout,
+                               re.MULTILINE), timeout=60, what="ls to show the second attempt")
+    Path(f"{pause}.go").write_text("")
+
+    a, b = wait_done(whole, repo, timeout=60), wait_done(cut, repo, timeout=60)
+    assert a["status"] == b["status"] == "succeeded", exp("logs", cut, cwd=repo).stdout
+    assert a["result"]["metrics"] == b["result"]["metrics"] and "loss" in a["result"]["metrics"]
+    assert _final_model(store, whole) == _final_model(store, cut)
+    assert [(x["n"], x["reason"], x["resumed_from"]) for x in b["result"]["attempts"]] == [
+        (1, "preempted", None), (2, "succeeded", "step 4")]
+    log = exp("logs", cut, cwd=repo).stdout
+    assert "resuming from checkpoint 'step 4' (step 4)" in log and "resumed at step 5" in log
+    assert scontrol(job)["Restarts"] == "1"
+
+    ended = wait_done(late, repo, timeout=90)
+    assert ended["status"] == "timeout", exp("logs", late, cwd=repo).stdout
+    assert "attempts" not in ended["result"]
+    assert scontrol(handle_of(store, late)["job"])["Restarts"] == "0"

@@ -181,13 +181,14 @@ def test_row_of_is_every_field_by_name() -> None:
         "started": 101.0, "ended": 104.5, "duration": 3.5, "exit_code": 2, "host": "h",
         "command": "python t.py --lr 0.1", "error": "boom", "verdict": "reproduced",
         "metrics": {"loss": 0.5}, "params": {"lr": 0.2, "depth": 4}, "written_back": True,
-        "own": False, "launched_from": None}
+        "own": False, "launched_from": None, "attempt": 1}
     live = where.row_of(rec, None)
     assert live["status"] == "queued" and live["written_back"] is False
     assert live["verdict"] is None and live["commit"] == "" and live["duration"] is None
     failed_check = where.row_of(rec, Result(status="succeeded", check={"reproduced": False}))
     assert failed_check["verdict"] == "not reproduced"
-    assert set(where.FIELDS) | {"commit", "metrics", "params", "written_back"} == set(live)
+    extra = {"commit", "metrics", "params", "written_back", "attempt"}
+    assert set(where.FIELDS) | extra == set(live)
     assert set(where.SUMMARY) <= set(live)
 
 

@@ -10,6 +10,7 @@ EXIT_INTERNAL = 3  # a bug in gitexp: a crash report was written
 EXIT_ALREADY_SUCCEEDED = 4  # `run` refused: the same run already succeeded (nothing launched)
 EXIT_CANCELLED = 5
 EXIT_LOST = 6
+EXIT_TIMEOUT = 7
 EXIT_INTERRUPTED = 130  # Ctrl-C: stopped following (the run goes on)
 
 
@@ -23,6 +24,8 @@ def exit_for(status: str, exit_code: int | None) -> int:
         return EXIT_CANCELLED
     if status == "lost":
         return EXIT_LOST
+    if status == "timeout":
+        return EXIT_TIMEOUT
     if exit_code is not None and exit_code < 0:
         return 128 + min(-exit_code, 127)
     return exit_code if exit_code and exit_code < 256 else EXIT_FAILED

@@ -86,7 +86,8 @@ def _k(key: str, kind: str, default: str, what: str, *, low: float | None = None
 
 
 DAY = 86400.0
-NOTIFY_EVENTS = ("start", "checkpoint", "succeeded", "failed", "cancelled", "lost", "none")
+NOTIFY_EVENTS = ("start", "checkpoint", "resumed", "succeeded", "failed", "cancelled", "lost",
+                 "timeout", "none")
 T = "exp.target.<name>."
 KNOBS: tuple[Knob, ...] = (
     # -- the repository's ----------------------------------------------------------------
@@ -99,6 +100,9 @@ KNOBS: tuple[Knob, ...] = (
        low=0, high=PIB, example="200M"),
     _k("exp.maxFileSize", "size", "50M", "any one new or changed file (0: no limit)",
        low=0, high=PIB, example="200M"),
+    _k("exp.maxCheckpointSize", "size", "1GiB", "the files one `gitexp.checkpoint` may save "
+       "to the store (over it: not saved, said in the log; 0: none)", low=0, high=PIB,
+       example="200M"),
     _k("exp.verifyData", "boolean", "true", "re-hash DVC data on the worker before the job",
        example="false"),
     _k("exp.secrets", "names", "", "environment variables every target hands to its jobs",
@@ -111,7 +115,8 @@ KNOBS: tuple[Knob, ...] = (
     _k("exp.notify.from", "text", "gitexp <first of to>", "the sender's address"),
     _k("exp.notify.sender", "choice", "maildir", "how mail leaves",
        choices=("maildir", "smtp", "mailgun"), example="smtp"),
-    _k("exp.notify.on", "choices", "checkpoint,succeeded,failed,lost", "which events mail",
+    _k("exp.notify.on", "choices", "checkpoint,resumed,succeeded,failed,lost",
+       "which events mail",
        choices=NOTIFY_EVENTS, example="failed,lost"),
     _k("exp.notify.minInterval", "duration", "30m", "at most one checkpoint mail this often",
        low=0, high=30 * DAY, example="1h"),
@@ -147,6 +152,8 @@ KNOBS: tuple[Knob, ...] = (
     _k(T + "workdir", "text", "~/.cache/gitexp (ssh), $TMPDIR (slurm)", "where checkouts go"),
     _k(T + "warmCheckouts", "count", "4", "local, ssh, docker, slurm: warm checkouts kept per "
        "worker, moved from run to run (0: a fresh one per run)", low=0, high=64, example="2"),
+    _k(T + "maxAttempts", "count", "3", "attempts a run the platform interrupts may take "
+       "(preempted, requeued, evicted; 1: never again)", low=1, high=100, example="5"),
     _k(T + "host", "text", "", "ssh: an ssh alias or user@host; slurm: a login node"),
     _k(T + "sshConfig", "text", "$GITEXP_SSH_CONFIG or ~/.ssh/config", "ssh, slurm: ssh's config"),
     _k(T + "ssh_config", "text", "", "slurm: the same as sshConfig (older spelling)"),
@@ -182,7 +189,8 @@ KNOBS: tuple[Knob, ...] = (
        example="8Gi", form="a Kubernetes quantity, e.g. 8Gi or 512M"),
     _k(T + "nodeSelector", "text", "", "kubernetes: KEY=VALUE, ..."),
     _k(T + "tolerations", "text", "", "kubernetes: KEY=VALUE:EFFECT, ..."),
-    _k(T + "nfs", "text", "", "kubernetes: SERVER:/export mounted at `mount`"),
+    _k(T + "nfs", "text", "", "kubernetes: SERVER:/export mounted at `mount`; gce: "
+       "SERVER:/export:/mount/point, mounted before the job"),
     _k(T + "pvc", "text", "", "kubernetes: a claim mounted at `mount`"),
     _k(T + "mount", "text", "/data", "kubernetes: where the data volume goes"),
     _k(T + "secret", "text", "", "kubernetes: a Secret whose keys become variables"),

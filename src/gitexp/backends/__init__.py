@@ -23,6 +23,7 @@ from gitexp.model.runstate import Handle
 from gitexp.model.sweepstate import slot_key, slot_name
 from gitexp.stores import Store, run_key
 from gitexp.stores import needs as store_needs
+from gitexp.worker import ATTEMPTS, CHECKPOINT_BYTES
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,11 @@ class Launch:
     store: Store
     heartbeat: float
     slot: int | None = None
+    max_checkpoint: int = CHECKPOINT_BYTES  # exp.maxCheckpointSize
+
+    def limits(self, target: Target) -> tuple[int, int]:
+        """`agent_argv`'s `limits`: how far a preempted run may come back."""
+        return limits_for(target, self.max_checkpoint)
 
     @property
     def name(self) -> str:
@@ -58,6 +64,12 @@ class Launch:
         """The agent's work directory under `root`: the run's own, or the slot's root (one
         directory per run inside, named by the run as a lone agent's would be)."""
         return root if self.slot is not None and self.record.sweep else f"{root}/{self.record.id}"
+
+
+ATTEMPTS_DEFAULT = ATTEMPTS  # exp.target.<n>.maxAttempts
+def limits_for(target: Target, max_checkpoint: int) -> tuple[int, int]:
+    """`agent_argv`'s `limits`: the target's attempts, and the bytes of one checkpoint."""
+    return (target.count("maxAttempts", ATTEMPTS_DEFAULT) or 1, max_checkpoint)
 
 
 WARM_DEFAULT = 4  # warm checkouts a worker keeps (exp.target.<n>.warmCheckouts)
@@ -97,6 +109,14 @@ class Explains(Protocol):
 
 
 @runtime_checkable
+class Retries(Protocol):
+    def retry(self, *, launch: Launch, handle: Handle, attempt: int) -> Handle:
+        """Start `attempt` of a run whose last one the platform took with its machine (a
+        preempted VM: nothing there retries it), on the same snapshot; its handle. What is
+        left of the last one (a stopped VM) goes."""
+
+
+@runtime_checkable
 class KeepsLogs(Protocol):
     def logs(self, *, record: RunRecord, handle: Handle) -> bytes | None:
         """The job's output as the engine kept it (the agent never reached the store)."""
@@ -104,7 +124,8 @@ class KeepsLogs(Protocol):
 
 @runtime_checkable
 class StartsAhead(Protocol):
-    def start_ahead(self, *, run_id: str, heartbeat: float) -> Callable[[], None]:
+    def start_ahead(self, *, run_id: str, heartbeat: float,
+                    max_checkpoint: int) -> Callable[[], None]:
         """Start the agent of the run to be recorded as `run_id` now, before its snapshot
         exists: its start-up overlaps the snapshot. `submit` of that run hands it the
         snapshot; the function returned, called when the launch stops before, ends it

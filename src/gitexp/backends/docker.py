@@ -129,7 +129,8 @@ class DockerBackend:
             argv += ["-e", name]  # the name only: the engine takes the value from its env
         argv += [self.image(), *agent_argv(
             "python3", store=store_arg, code=store_arg, workdir=launch.workdir(f"{MOUNT}/work"),
-            heartbeat=launch.heartbeat, **launch.job(), warm=warm)]
+            heartbeat=launch.heartbeat, **launch.job(), warm=warm,
+            limits=launch.limits(self.target))]
         return argv
 
     def _engine(self, args: list[str], *, engine: object = None,

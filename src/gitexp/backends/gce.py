@@ -14,6 +14,7 @@
     exp.target.gpu.labels         = team=ml, owner=alice
     exp.target.gpu.network        = global/networks/default  (subnetwork, externalIp = false)
     exp.target.gpu.secretEnv      = WANDB_API_KEY=wandb-key, AWS_KEY=projects/P/secrets/S
+    exp.target.gpu.nfs            = 10.0.0.2:/share:/mnt/data   mounted before the job
     exp.target.gpu.keep           = true      keep the VM after the run (`git exp run --keep`)
     exp.target.gpu.onExit         = delete | stop         what the VM does when the run ends
 
@@ -23,6 +24,11 @@ instance metadata; labels carry the run id. Secrets never go into metadata nor l
 dev machine: `secretEnv` maps environment variables to Secret Manager secrets, which the
 VM's service account reads at boot into the agent's environment only (see the script).
 The VM's service account is also its credential for the store and for deleting itself.
+
+A preempted VM (spot/preemptible) leaves the run to its next attempt: the agent stops as
+`preempted` without a result, and the developer's side, seeing the VM gone (`service.runs`),
+creates a new VM for the same snapshot (`retry`), whose agent resumes from the last
+checkpoint, up to `maxAttempts`.
 """
 
 from __future__ import annotations
@@ -71,15 +77,37 @@ class GCEBackend:
 
     # -- backend protocol --------------------------------------------------------------------
     def submit(self, *, launch: Launch) -> Handle:
-        project, zone = self.target.require("project"), self.target.require("zone")
         # launch.submit has pushed the snapshot to the store; the VM needs gitexp there too.
+        return self._create(launch, attempt=1)
+
+    def retry(self, *, launch: Launch, handle: Handle, attempt: int) -> Handle:
+        """A new VM for the run's next attempt (its agent resumes from the last checkpoint),
+        named after the attempt; the preempted one is deleted first (one that GCE stopped
+        rather than deleted, a `preemptible` VM, would stay behind)."""
+        self._delete(handle)
+        return self._create(launch, attempt=attempt)
+
+    def _create(self, launch: Launch, *, attempt: int) -> Handle:
+        project, zone = self.target.require("project"), self.target.require("zone")
         wheel_key = bootstrap.ensure_wheel(launch.store)
-        instance = build_instance(self.target, launch, wheel_key=wheel_key)
+        instance = build_instance(self.target, launch, wheel_key=wheel_key, attempt=attempt)
         client = instances_client()
         with _api_errors("creating the VM"):
             operation = client.insert(project=project, zone=zone, instance_resource=instance)
             operation.result(timeout=INSERT_TIMEOUT)
         return {"instance": instance.name, "project": project, "zone": zone}
+
+    def _delete(self, handle: Handle) -> None:
+        """Delete the VM; one already gone is fine."""
+        from google.api_core import exceptions
+
+        try:
+            with _api_errors("deleting the VM"):
+                instances_client().delete(project=handle["project"], zone=handle["zone"],
+                                          instance=handle["instance"])
+        except BackendError as exc:
+            if not isinstance(exc.__cause__, exceptions.NotFound):
+                raise
 
     def alive(self, *, record: RunRecord, handle: Handle) -> bool | None:
         from google.api_core import exceptions
@@ -94,21 +122,13 @@ class GCEBackend:
         return str(vm.status) in LIVE_STATES
 
     def cancel(self, *, record: RunRecord, handle: Handle) -> None:
-        from google.api_core import exceptions
-
         state = RunState(open_store(record.store), record.id)
         # The cancel marker is in the store: give the agent a moment to stop the job and
         # write `cancelled` with its log, then delete the VM whatever it did.
         deadline = time.monotonic() + self.cancel_grace
         while not state.has_result() and time.monotonic() < deadline:
             time.sleep(1.0)
-        try:
-            with _api_errors("deleting the VM"):
-                instances_client().delete(project=handle["project"], zone=handle["zone"],
-                                          instance=handle["instance"])
-        except BackendError as exc:
-            if not isinstance(exc.__cause__, exceptions.NotFound):
-                raise
+        self._delete(handle)
         if not state.has_result():
             state.write_result(Result(status="cancelled", ended_at=time.time(),
                                       error="cancelled: the VM was deleted"),
@@ -124,7 +144,7 @@ def instances_client() -> Any:
 
 
 # -- the instance -------------------------------------------------------------------------------
-def build_instance(target: Target, launch: Launch, *, wheel_key: str) -> Any:
+def build_instance(target: Target, launch: Launch, *, wheel_key: str, attempt: int = 1) -> Any:
     from google.cloud import compute_v1 as c
 
     zone = target.require("zone")
@@ -155,7 +175,7 @@ def build_instance(target: Target, launch: Launch, *, wheel_key: str) -> Any:
         # Private Google Access; set external_ip = false there.
         nic.access_configs = [c.AccessConfig(name="External NAT", type_="ONE_TO_ONE_NAT")]
     return c.Instance(
-        name=instance_name(launch.name),
+        name=instance_name(launch.name + (f"-a{attempt}" if attempt > 1 else "")),
         machine_type=f"zones/{zone}/machineTypes/{target.get('machineType') or DEFAULT_MACHINE}",
         disks=[disk],
         network_interfaces=[nic],
@@ -182,7 +202,7 @@ def metadata(target: Target, launch: Launch, wheel_key: str) -> dict[str, str]:
         # The agent's argv, whole; its work directory is relative to the VM's GITEXP_ROOT.
         "gitexp-agent": json.dumps(agent_argv(
             "python3", store=record.store, code=record.store, workdir=launch.workdir("work"),
-            heartbeat=f"{launch.heartbeat:g}", **launch.job())),
+            heartbeat=f"{launch.heartbeat:g}", **launch.job(), limits=launch.limits(target))),
         "gitexp-wheel": wheel_key,
         "gitexp-on-exit": "keep" if target.boolean("keep") else target.choice("onExit",
                                                                                 "delete"),
@@ -194,9 +214,27 @@ def metadata(target: Target, launch: Launch, wheel_key: str) -> dict[str, str]:
         items["gitexp-slot"], items["gitexp-log"] = str(launch.slot), launch.log_key()
     if target.get("container"):
         items["gitexp-container"] = target.get("container") or ""
+    if target.get("nfs"):
+        items["gitexp-nfs"] = ":".join(nfs_mount(target))
     if target.get("gpus"):
         items["install-nvidia-driver"] = "True"  # Deep Learning VM images honour this
     return items
+
+
+def nfs_mount(target: Target) -> tuple[str, str, str]:
+    """`nfs = SERVER:/export:/mount/point` -> its three parts, checked: the startup script
+    mounts the export there before the agent starts (a Filestore share, the data)."""
+    value = target.get("nfs") or ""
+    server, _, rest = value.partition(":")
+    export, _, mount = rest.rpartition(":")
+    plain = re.compile(r"[A-Za-z0-9._\-/]+")  # no option, no space, nothing a shell reads
+    if not (server and plain.fullmatch(server) and not server.startswith("-")
+            and export.startswith("/") and plain.fullmatch(export)
+            and mount.startswith("/") and plain.fullmatch(mount)):
+        raise ConfigError(f"target {target.name!r}: nfs = {value!r}",
+                          hint="nfs = SERVER:/export:/mount/point, e.g. "
+                               "10.0.0.2:/share:/mnt/data")
+    return server, export, mount
 
 
 def secret_refs(target: Target) -> dict[str, str]:

@@ -36,7 +36,7 @@ from gitexp.git.config import Target
 from gitexp.model.record import RunRecord
 from gitexp.model.runstate import Handle
 from gitexp.stores.transport import code_repo
-from gitexp.worker import agent_argv
+from gitexp.worker import PREEMPTED_EXIT, agent_argv
 
 GPU = "nvidia.com/gpu"
 MANAGED = {"app.kubernetes.io/managed-by": "gitexp"}
@@ -174,14 +174,17 @@ class KubernetesBackend:
         command = agent_argv(self.target.get("python") or "python3", store=worker,
                              code=f"{root}/{code_repo(rec.snapshot)}" if root else worker,
                              workdir=launch.workdir("/tmp/gitexp"),  # noqa: S108 - the pod's
-                             heartbeat=launch.heartbeat, **launch.job())
+                             heartbeat=launch.heartbeat, **launch.job(),
+                             limits=launch.limits(self.target))
         labels = {**MANAGED, **({"gitexp/run": rec.id} if launch.slot is None
                                 else {"gitexp/slot": str(launch.slot)}),
                   **({"gitexp/sweep": rec.sweep} if rec.sweep else {})}
         volumes, mounts = self._volumes()
         env, env_from = self._secrets()
+        attempts = launch.limits(self.target)[0]
         values: dict[str, Any] = {
             "name": launch.name, "namespace": self.namespace, "labels": labels,
+            "backoff_limit": attempts - 1, "pod_failure_policy": _failure_policy(attempts),
             "ttl": int(self.target.duration("ttl", 7 * 86400)),
             "image": self.target.require("image"),
             "command": command, "resources": self._resources(),
@@ -229,6 +232,19 @@ class KubernetesBackend:
                                                                      "key": key}}})
         whole = self.target.get("secret")
         return env, [{"secretRef": {"name": whole}}] if whole else []
+
+
+def _failure_policy(attempts: int) -> dict[str, Any]:
+    """Which failed pods the Job tries again. An eviction (the pod's DisruptionTarget) does
+    not count against backoffLimit: the agent counts the run's attempts itself, and past
+    maxAttempts ends the run (exit 1: the next rule). Any exit but the agent's "preempted"
+    (143, SIGTERM's) fails the Job at once: the run has its result."""
+    rules: list[dict[str, Any]] = [{"action": "FailJob", "onExitCodes": {
+        "containerName": "agent", "operator": "NotIn", "values": [PREEMPTED_EXIT]}}]
+    if attempts > 1:
+        rules.insert(0, {"action": "Ignore", "onPodConditions": [
+            {"type": "DisruptionTarget", "status": "True"}]})
+    return {"rules": rules}
 
 
 def _finished(job: Any) -> str | None:

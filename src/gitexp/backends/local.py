@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gitexp.backends import Launch, job_mark, warm_count
+from gitexp.backends import Launch, job_mark, limits_for, warm_count
 from gitexp.git import Repo
 from gitexp.git.config import Target
 from gitexp.model.record import RunRecord
@@ -30,14 +30,16 @@ class LocalBackend:
     def store_url(self) -> str:
         return (self.repo.gitexp_dir / "store").as_uri()
 
-    def start_ahead(self, *, run_id: str, heartbeat: float) -> Callable[[], None]:
+    def start_ahead(self, *, run_id: str, heartbeat: float,
+                    max_checkpoint: int) -> Callable[[], None]:
         """The agent of `run_id`, started while the launch takes the snapshot: an
         interpreter's start and the agent's imports (~0.3 s) are then no longer on the way
         to the job's first line. It waits for one line on its stdin, the snapshot
         (`submit`); if the launch stops first, the pipe's end (our exit) ends it, having
         written nothing. Its own output goes to its log only once it runs."""
         log = self.repo.gitexp_dir / "store" / run_key(run_id, "agent.log")
-        argv = self._argv(run_id=run_id, snapshot="-", heartbeat=heartbeat, log=str(log))
+        argv = self._argv(run_id=run_id, snapshot="-", heartbeat=heartbeat, log=str(log),
+                          limits=limits_for(self.target, max_checkpoint))
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True,
                                 close_fds=True, cwd=self.repo.common_dir)
@@ -52,6 +54,7 @@ class LocalBackend:
                 return {"pid": proc.pid, "host": socket.gethostname()}
             _drop(proc)  # not this run's
         argv = self._argv(**launch.job(), heartbeat=launch.heartbeat,
+                          limits=launch.limits(self.target),
                           workdir=launch.workdir(str(self.repo.gitexp_dir / "work")))
         log = self.repo.gitexp_dir / "store" / launch.log_key()
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -62,15 +65,15 @@ class LocalBackend:
                                     cwd=self.repo.common_dir)
         return {"pid": proc.pid, "host": socket.gethostname()}
 
-    def _argv(self, *, heartbeat: float, workdir: str | None = None, log: str | None = None,
-              **job: Any) -> list[str]:
+    def _argv(self, *, heartbeat: float, limits: tuple[int, int], workdir: str | None = None,
+              log: str | None = None, **job: Any) -> list[str]:
         common = str(self.repo.common_dir)
         work = self.repo.gitexp_dir / "work"
         return agent_argv(sys.executable, store=self.store_url(), code=common, repo=common,
                           workdir=workdir or str(work / job["run_id"]), heartbeat=heartbeat,
                           flush=0.2, warm=(warm_count(self.target), str(self.repo.gitexp_dir /
                                                                          "warm")),
-                          log=log, **job)
+                          limits=limits, log=log, **job)
 
     def alive(self, *, record: RunRecord, handle: Handle) -> bool | None:
         if handle.get("host") != socket.gethostname() or "pid" not in handle:

@@ -47,9 +47,10 @@ ACTIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDE
                     "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING",
                     "STAGE_OUT", "STOPPED"})
 # A job that ended without the agent's result (it never started, or was killed hard).
-ENDED_AS = {"CANCELLED": "cancelled", "FAILED": "failed", "TIMEOUT": "failed",
+ENDED_AS = {"CANCELLED": "cancelled", "FAILED": "failed", "TIMEOUT": "timeout",
             "OUT_OF_MEMORY": "failed", "DEADLINE": "failed", "BOOT_FAIL": "lost",
             "NODE_FAIL": "lost", "PREEMPTED": "lost", "COMPLETED": "lost"}
+TIME_WARNING = 60  # s before the time limit that the agent is told (SIGUSR1)
 # Target key -> sbatch option; a key that is unset adds no line.
 OPTIONS = {"partition": "partition", "time": "time", "cpus": "cpus-per-task", "mem": "mem",
            "gpus": "gpus", "gres": "gres", "account": "account", "qos": "qos"}
@@ -167,7 +168,12 @@ class SlurmBackend:
         header["output"] = (f"{root}/slurm/slurm-{pattern}.out" if root
                             else f"gitexp-slurm-{pattern}.out")
         header.update({opt: v for key, opt in OPTIONS.items() if (v := self.target.get(key))})
+        # The agent is the batch shell (exec'd): USR1 ahead of the time limit ends the run
+        # `timeout`; a requeued job runs the agent again, as the run's next attempt.
+        header["signal"] = f"B:USR1@{TIME_WARNING}"
         lines = [f"#SBATCH --{opt}={shlex.quote(value)}" for opt, value in header.items()]
+        lines.append("#SBATCH --requeue" if launches[0].limits(self.target)[0] > 1
+                     else "#SBATCH --no-requeue")
         lines += [f"#SBATCH {shlex.join(self._words(extra))}"
                   for extra in (self.target.get("sbatch") or "").split(";") if extra.strip()]
         if any("\n" in line for line in lines):
@@ -188,7 +194,7 @@ class SlurmBackend:
                 code=f"{root}/{code_repo(records[0].snapshot)}" if root else worker_store,
                 run_id=ShellWord('"$run"'), snapshot=ShellWord('"$snapshot"'),
                 workdir=ShellWord('"${workdir:-${TMPDIR:-/tmp}}/gitexp-$run"'),
-                heartbeat=launches[0].heartbeat,
+                heartbeat=launches[0].heartbeat, limits=launches[0].limits(self.target),
                 # On the node's own disk, across jobs (a job's $TMPDIR may die with it).
                 warm=(warm_count(self.target),
                       ShellWord('"${workdir:-/tmp}/gitexp-warm-$(id -u)"')))),

@@ -73,6 +73,7 @@ class SSHBackend:
         spec = {"wheel": remote_wheel, "store": store, "code": code, **job,
                 "name": launch.name, "workdir": self.workdir,
                 "heartbeat": launch.heartbeat, "warm": warm_count(self.target),
+                "limits": launch.limits(self.target),
                 "env": {**plain, **secret}}
         command = shlex.join(["sh", "-c", _LAUNCH, "sh", remote_wheel, self.python])
         for _ in range(2):

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 STATUS_STYLE = {
     "queued": "dim", "running": "cyan", "succeeded": "green", "failed": "red",
-    "cancelled": "yellow", "lost": "magenta",
+    "cancelled": "yellow", "lost": "magenta", "timeout": "yellow",
 }
 TAIL_LINES = 15  # of the log, in `show`
 
@@ -359,8 +359,9 @@ _ANSI = {"dim": "\033[2m", "cyan": "\033[36m", "green": "\033[32m", "red": "\033
 def _column(rows: list[dict[str, Any]], col: str,
             value_of: Callable[[dict[str, Any], str], Any]) -> list[str]:
     if col == "status":  # a fetched run's store is not ours to look at: not `queued`, not lost
-        return [row["status"] if row["written_back"] or row["own"] else "elsewhere"
-                for row in rows]
+        return [(row["status"] + (f" (attempt {row['attempt']})" if row["status"] == "running"
+                                  and row.get("attempt", 1) > 1 else ""))
+                if row["written_back"] or row["own"] else "elsewhere" for row in rows]
     if col == "by":
         return [by(row["user"], row["launched_from"]) if not row["own"] else ""
                 for row in rows]
@@ -460,6 +461,14 @@ def show(run: Run, params: dict[str, Any] | None = None) -> None:
             extra = f", {shown(info['nfiles'])} files" if info.get("nfiles") else ""
             page.line(f"  {printable(path)}  {shown(info.get('hash', '?'))}  "
                       f"({shown(info.get('size', '?'))} bytes{extra})")
+    if res is not None and res.attempts:
+        page.line("attempts", "bold")
+        for att in res.attempts:
+            resumed = f", resumed from {printable(att.resumed_from)}" if att.resumed_from \
+                else ""
+            page.line(f"  {att.n}  {printable(att.host or '-')}  {when(att.started_at)} - "
+                      f"{when(att.ended_at) if att.ended_at else 'now'}  "
+                      f"{printable(att.reason or 'running')}{resumed}")
     if res is not None and res.metrics:
         page.line("metrics", "bold")
         for key, v in sorted(res.metrics.items()):

@@ -15,7 +15,8 @@ from gitexp.model import checks
 from gitexp.model.ids import id_from_ref, is_valid_id, is_valid_name
 
 SCHEMA = 1
-STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "lost")
+STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled", "lost",
+                             "timeout")  # timeout: a time limit stopped it (Slurm's --time)
 LIVE: frozenset[str] = frozenset(STATUSES[:2])
 TERMINAL: frozenset[str] = frozenset(STATUSES[2:])  # every run ends in one of these
 
@@ -74,6 +75,23 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """One try at running the command of a run: a preempted attempt is followed by another
+    on the same snapshot, data and command, up to the target's maxAttempts."""
+    n: int  # 1, 2, ...
+    host: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    reason: str | None = None  # how it ended: `preempted` or the run's status; None: live
+    resumed_from: str | None = None  # the label of the checkpoint it restored; None: fresh
+
+
+ATTEMPT_ENDS = frozenset({"preempted", "interrupted", "succeeded", "failed", "cancelled",
+                          "lost", "timeout"})
+MAX_ATTEMPTS = 100  # more attempts than this in a result is a forged one
+
+
+@dataclass(frozen=True)
 class Result:
     """How the run ended (or how far it got, for a live run)."""
     status: str
@@ -85,9 +103,13 @@ class Result:
     error: str | None = None  # why the agent gave up before/around the command
     outputs: dict[str, Any] = field(default_factory=dict)
     check: dict[str, Any] | None = None  # rerun --check verdict
+    attempts: list[Attempt] = field(default_factory=list)  # when there was more than one
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.attempts:  # a run of one attempt reads as before attempts existed
+            d.pop("attempts")
+        return d
 
     @classmethod
     def from_dict(cls, d: Any) -> Result:
@@ -112,17 +134,22 @@ def _corrupted(what: str, why: str) -> GitexpError:
     return GitexpError(f"corrupted {what}: {why}", hint=_RM_HINT)
 
 
-def check_types(obj: RunRecord | Result | Environment) -> None:
+def check_types(obj: RunRecord | Result | Environment | Attempt) -> None:
     """Raise GitexpError unless every field of `obj` has the type its annotation says."""
-    what = "result" if isinstance(obj, Result) else "run record"
+    what = "result" if isinstance(obj, (Result, Attempt)) else "run record"
     for name, (fits, shown) in _checkers(type(obj)).items():
         value = getattr(obj, name)
         if name == "env":
             check_types(value)
+        elif name == "attempts" and isinstance(obj, Result):
+            for attempt in value:
+                check_types(attempt)
         elif not fits(value):
             raise _corrupted(what, f"{name} is {type(value).__name__}, not {shown}")
     if isinstance(obj, Result) and obj.status not in STATUSES:
         raise _corrupted(what, f"unknown status {obj.status!r}")
+    if isinstance(obj, Attempt) and (problem := _attempt_problem(obj)):
+        raise _corrupted(what, problem)
     if isinstance(obj, RunRecord) and obj.id and not is_valid_id(obj.id):
         raise _corrupted(what, f"invalid run id {obj.id!r}")
     problem = (_record_problem(obj) if isinstance(obj, RunRecord)
@@ -182,6 +209,20 @@ def _result_problem(res: Result) -> str | None:
     if res.host is not None and (why := checks.text_problem(res.host)):
         return f"host {res.host[:40]!r} {why}"
     return _entries_problem("outputs", res.outputs)
+
+
+def _attempt_problem(att: Attempt) -> str | None:
+    if not 1 <= att.n <= MAX_ATTEMPTS:
+        return f"attempt {att.n} is out of range"
+    if att.reason is not None and att.reason not in ATTEMPT_ENDS:
+        return f"attempt {att.n} ended by an unknown reason"
+    for name in ("started_at", "ended_at"):
+        if (t := getattr(att, name)) is not None and not math.isfinite(t):
+            return f"attempt {att.n}: {name} is not a time"
+    for name in ("host", "resumed_from"):
+        if (word := getattr(att, name)) is not None and (why := checks.text_problem(word)):
+            return f"attempt {att.n}: {name} {word[:40]!r} {why}"
+    return None
 
 
 def _entries_problem(what: str, entries: dict[str, Any]) -> str | None:
@@ -259,6 +300,7 @@ def _show(hint: Any) -> str:
 _RECORD_KEYS = frozenset(f.name for f in fields(RunRecord)) - {"env", "snapshot"}
 _ENV_KEYS = frozenset(f.name for f in fields(Environment))
 _RESULT_KEYS = frozenset(f.name for f in fields(Result))
+_ATTEMPT_KEYS = frozenset(f.name for f in fields(Attempt))
 _VARIABLES = frozenset(RECORDED_VARIABLES)
 
 
@@ -285,11 +327,26 @@ def _result_of(d: Any) -> Result:
     if not isinstance(d, dict):
         raise _corrupted("result", "not a JSON object")
     try:
-        res = Result(**{k: v for k, v in d.items() if k in _RESULT_KEYS})
+        res = Result(**{k: v for k, v in d.items() if k in _RESULT_KEYS - {"attempts"}},
+                     attempts=attempts_of(d.get("attempts", [])))
     except TypeError as exc:  # e.g. no status
         raise _corrupted("result", str(exc)) from None
     check_types(res)
     return res
+
+
+def attempts_of(raw: Any) -> list[Attempt]:
+    """A result's (or the store's) list of attempts, checked: GitexpError when damaged."""
+    if not isinstance(raw, list) or len(raw) > MAX_ATTEMPTS \
+            or not all(isinstance(a, dict) for a in raw):
+        raise _corrupted("result", "attempts is not a list of attempts")
+    try:
+        attempts = [Attempt(**{k: v for k, v in a.items() if k in _ATTEMPT_KEYS}) for a in raw]
+    except TypeError as exc:  # no n
+        raise _corrupted("result", f"attempts: {exc}") from None
+    for attempt in attempts:
+        check_types(attempt)
+    return attempts
 
 
 # -- commit messages ------------------------------------------------------------------------

@@ -19,7 +19,7 @@ FIELDS = (
 # What plain `ls` needs of a row (the index keeps it apart: cheaper to decode at 10,000 runs)
 SUMMARY = ("id", "status", "target", "sweep", "launched_at", "started", "duration", "command",
            "rerun_of", "verdict", "metrics", "written_back", "own", "user",
-           "launched_from")
+           "launched_from", "attempt")
 
 
 def row_of(record: RunRecord, result: Result | None, commit: str = "", *,
@@ -41,6 +41,7 @@ def row_of(record: RunRecord, result: Result | None, commit: str = "", *,
         "metrics": dict(res.metrics),
         "params": {**from_argv(record.argv), **record.params},  # files: `add_file_params`
         "written_back": result is not None, "own": own, "launched_from": record.launched_from,
+        "attempt": res.attempts[-1].n if res.attempts else 1,
     }
 
 

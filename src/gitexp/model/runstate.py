@@ -13,6 +13,13 @@ run is doing, and of the rule that says when a silent run is lost.
                   results commit: restoring the run's outputs restores its lock with them
     plots/plots.json, plots/img-<k>.<ext>   the plots dvc.yaml declares (by the agent:
                   `model.dvcplots`), for the results commit
+    checkpoints/<n>/<path>   the files of the job's checkpoint n (`gitexp.checkpoint(files=)`)
+    checkpoint.json   which checkpoint is the latest whole one: written after its files, so
+                  a half-uploaded checkpoint is never the latest; older ones are then removed
+    attempts.json the run's attempts so far (by the agent): a requeued or retried agent of the
+                  same run reads it and goes on as the next attempt
+    retry-<n>     created once by the developer's side that starts attempt n itself (a new VM
+                  for a preempted one): two looks at once start one
 
 What a store holds is untrusted: it may be shared, stale, damaged or written by anyone with
 access to it. Every reader here validates and returns a typed value or None; nothing else
@@ -29,17 +36,22 @@ import socket
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, TypeGuard
 
 from gitexp.errors import GitexpError
 from gitexp.model import dvcplots, metrics
-from gitexp.model.checks import text_problem
+from gitexp.model.checks import path_problem, text_problem
 from gitexp.model.liveness import DEFAULT_INTERVAL, default_lost_after
-from gitexp.model.record import LIVE, Result, RunRecord
-from gitexp.stores import Store, read_range, run_key
+from gitexp.model.record import LIVE, MAX_ATTEMPTS, Attempt, Result, RunRecord, attempts_of
+from gitexp.stores import Store, get_file, put_file, read_range, run_key
 
 STATUS, HEARTBEAT, HANDLE, RESULT, CANCEL, LATEST, CLAIM = (
     "status.json", "heartbeat", "handle.json", "result.json", "cancel", "latest.json", "claim")
+CHECKPOINT, CHECKPOINTS, ATTEMPTS, RETRY = ("checkpoint.json", "checkpoints", "attempts.json",
+                                           "retry")
+MAX_CHECKPOINT_FILES = 256  # files one checkpoint may name: more is a forged pointer
+MAX_CHECKPOINT_N = 1 << 31
 MAX_LATEST = 64 << 10  # bytes of latest.json read: more is a damaged or forged file
 MAX_STATE = 64 << 10  # bytes of status, heartbeat or handle read (same reason)
 MAX_RESULT = 1 << 20  # bytes of result.json read: metrics and outputs, as a record's message
@@ -75,6 +87,7 @@ class Status:
     launcher: Launcher | None = None  # the process that launched a queued run
     pid: int | None = None  # the job's process (group) on `host`
     job: JobPlace | None = None  # the job, as cancel finds it after its agent died
+    attempt: int = 1  # which attempt of the run is running
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,16 @@ class Heartbeat:
         """Silent for longer than `lost_after` seconds (default: `default_lost_after`)."""
         limit = default_lost_after(self.interval) if lost_after is None else lost_after
         return now - self.time > limit
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """checkpoint.json: the latest checkpoint whose files are all in the store."""
+    n: int  # its number in the run: its files are under checkpoints/<n>/
+    label: str  # what the job called it (`gitexp.checkpoint("epoch 3")`)
+    step: int | None  # the step it was saved at, when the job said
+    files: tuple[tuple[str, int], ...]  # (path under the job's directory, size)
+    time: float
 
 
 @dataclass(frozen=True)
@@ -114,10 +137,12 @@ class RunState:
         self._write(STATUS, {"status": "queued",
                              "launcher": {"host": socket.gethostname(), "pid": os.getpid()}})
 
-    def set_running(self, *, started: float, pid: int, job: JobPlace | None = None) -> None:
+    def set_running(self, *, started: float, pid: int, job: JobPlace | None = None,
+                    attempt: int = 1) -> None:
         self._write(STATUS, {"status": "running", "started": started, "pid": pid,
                              "host": socket.gethostname(), "agent_pid": os.getpid(),
-                             **({"job": asdict(job)} if job else {})})
+                             **({"job": asdict(job)} if job else {}),
+                             **({"attempt": attempt} if attempt > 1 else {})})
 
     def status(self) -> Status | None:
         raw = self._json(STATUS)
@@ -132,7 +157,9 @@ class RunState:
             if isinstance(launcher, dict) and isinstance(launcher.get("host"), str)
             and _is_int(launcher.get("pid")) else None,
             pid=raw["pid"] if _is_int(raw.get("pid")) else None,
-            job=_job_place(raw.get("job")))
+            job=_job_place(raw.get("job")),
+            attempt=raw["attempt"] if _is_int(raw.get("attempt")) and
+            1 <= raw["attempt"] <= MAX_ATTEMPTS else 1)
 
     # -- heartbeat ------------------------------------------------------------------------
     def beat(self, interval: float) -> None:
@@ -248,6 +275,78 @@ class RunState:
                            dvcplots.MAX_INDEX + 1)
         return dvcplots.decode(index, lambda name: read_range(
             self.store, self.key(f"plots/{name}"), 0, dvcplots.MAX_IMAGE + 1))
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def put_checkpoint_file(self, n: int, path: str, source: Path) -> int:
+        """Upload one file of checkpoint n (not yet the latest: see `set_checkpoint`)."""
+        return put_file(self.store, self._checkpoint_key(n, path), source)
+
+    def set_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Make `checkpoint` the latest (its files are all up), then remove the older ones."""
+        self._write(CHECKPOINT, {"n": checkpoint.n, "label": checkpoint.label,
+                                 "step": checkpoint.step, "time": checkpoint.time,
+                                 "files": [list(f) for f in checkpoint.files]})
+        prefix = self.key(CHECKPOINTS)
+        older = {key[len(prefix) + 1:].partition("/")[0] for key in self.store.list(prefix)}
+        for n in sorted(older - {str(checkpoint.n)}):
+            self.store.delete(f"{prefix}/{n}")
+
+    def checkpoint(self) -> Checkpoint | None:
+        """The latest whole checkpoint; None when there is none, or the pointer is damaged or
+        forged (its paths become files on the worker: each must be a clean relative path)."""
+        raw = self._json(CHECKPOINT)
+        if raw is None:
+            return None
+        n, label, step, files = (raw.get(k) for k in ("n", "label", "step", "files"))
+        when = _number(raw.get("time"))
+        if not (_is_int(n) and 0 <= n < MAX_CHECKPOINT_N and isinstance(label, str)
+                and not text_problem(label) and (step is None or _is_int(step))
+                and when is not None and isinstance(files, list)
+                and 0 < len(files) <= MAX_CHECKPOINT_FILES):
+            return None
+        pairs: list[tuple[str, int]] = []
+        for entry in files:
+            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+                    and not path_problem(entry[0]) and _is_int(entry[1]) and entry[1] >= 0):
+                return None
+            pairs.append((entry[0], entry[1]))
+        names = [p for p, _ in pairs]
+        # one name a prefix directory of another could not both be files
+        if len(set(names)) != len(names) or any(a.startswith(b + "/") for a in names
+                                                for b in names):
+            return None
+        return Checkpoint(n=n, label=label, step=step, files=tuple(pairs), time=when)
+
+    def restore_checkpoint(self, checkpoint: Checkpoint, into: Path) -> bool:
+        """Download the checkpoint's files under `into` (a new, empty directory, so nothing
+        in it can be a symlink leading out); False when one is missing or not its size."""
+        for path, size in checkpoint.files:
+            dest = into / path
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if not get_file(self.store, self._checkpoint_key(checkpoint.n, path), dest) \
+                    or dest.stat().st_size != size:
+                return False
+        return True
+
+    def _checkpoint_key(self, n: int, path: str) -> str:
+        return self.key(f"{CHECKPOINTS}/{n}/{path}")
+
+    # -- attempts -------------------------------------------------------------------------
+    def set_attempts(self, attempts: list[Attempt]) -> None:
+        self.store.write(self.key(ATTEMPTS), json.dumps([asdict(a) for a in attempts]).encode())
+
+    def attempts(self) -> list[Attempt]:
+        """The run's attempts so far; [] when none was recorded, or the file is damaged."""
+        raw = read_range(self.store, self.key(ATTEMPTS), 0, MAX_STATE)
+        try:
+            return attempts_of(json.loads(raw)) if raw else []
+        except (ValueError, RecursionError, GitexpError):
+            return []
+
+    def claim_retry(self, attempt: int) -> bool:
+        """Take the starting of `attempt` (a new VM for it): True for exactly one caller."""
+        body = {"host": socket.gethostname(), "pid": os.getpid(), "nonce": uuid.uuid4().hex}
+        return self.store.create(self.key(f"{RETRY}-{attempt}"), json.dumps(body).encode())
 
     # -- cancel ---------------------------------------------------------------------------
     def request_cancel(self) -> None:

@@ -29,10 +29,12 @@ MAX_DIGEST = 60  # checkpoints listed in one mail; older ones are counted, not l
 HEADLINES = {
     "start": "started",
     "checkpoint": "reached a checkpoint",
+    "resumed": "was preempted",
     "succeeded": "succeeded",
     "failed": "failed",
     "cancelled": "was cancelled",
     "lost": "was lost",
+    "timeout": "hit its time limit",
 }
 
 
@@ -49,10 +51,12 @@ class Mail:
     no_plots: str = ""  # why there are series but no curves (and how to get them)
     images: dict[str, bytes] = field(default_factory=dict)  # dvc.yaml's image plots, as is
     left_out: list[str] = field(default_factory=list)  # images too large to attach
+    preempted_at: int | None = None  # resumed: the last step of the attempt before
 
 
 MARKS = {"succeeded": "✓", "failed": "✗", "cancelled": "cancelled", "lost": "lost",
-         "start": "started", "checkpoint": "checkpoint"}
+         "timeout": "timeout",
+         "start": "started", "checkpoint": "checkpoint", "resumed": "resumed"}
 SCRIPTS = (".py", ".sh", ".R", ".r", ".jl", ".js", ".ts", ".rb", ".pl", ".ipynb")
 
 
@@ -139,6 +143,13 @@ def headline(record: RunRecord, mail: Mail) -> str:
     if mail.event == "checkpoint" and mail.digest:
         last = str(mail.digest[-1].get("_checkpoint") or "")
         text += f": {last}" if last else ""
+    if mail.event == "resumed":  # "preempted at step 1,200 - resumed on attempt 2"
+        text += f" at step {mail.preempted_at:,}" if mail.preempted_at is not None else ""
+        if res is not None and res.attempts:
+            now = res.attempts[-1]
+            text += f" - resumed on attempt {now.n}"
+            text += f" from checkpoint {now.resumed_from}" if now.resumed_from else \
+                " from the start (no checkpoint)"
     if res is not None and res.exit_code is not None and mail.event in ("succeeded", "failed"):
         text += f" (exit {res.exit_code})"
     if res is not None and res.error and mail.event in ("failed", "lost"):

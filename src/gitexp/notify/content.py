@@ -31,7 +31,8 @@ def build(settings: NotifySettings, record: RunRecord, *, event: str, seq: int,
           digest: list[dict[str, Any]], points: list[dict[str, Any]],
           result: Result | None, log_bytes: bytes = b"",
           extra_metrics: dict[str, Any] | None = None,
-          declared: list[dvcplots.Plot] | None = None) -> EmailMessage:
+          declared: list[dvcplots.Plot] | None = None,
+          preempted_at: int | None = None) -> EmailMessage:
     latest = {**metrics.final_of(points), **(extra_metrics or {})}
     if result is not None and result.metrics:
         latest = {**latest, **result.metrics}
@@ -43,7 +44,7 @@ def build(settings: NotifySettings, record: RunRecord, *, event: str, seq: int,
                 log_tail=tail(log_bytes) if event in LOG_TAIL_EVENTS else "",
                 plots={**plots, **drawn}, images=images, left_out=left_out,
                 no_plots=NO_MATPLOTLIB if (points or declared) and not plots and not drawn
-                and not charts.can_draw() else "")
+                and not charts.can_draw() else "", preempted_at=preempted_at)
     return compose(_shown_settings(settings), _shown_record(record), mail)
 
 
@@ -69,7 +70,10 @@ def _shown_result(result: Result | None) -> Result | None:
     if result is None:
         return None
     return replace(result, host=None if result.host is None else printable(result.host),
-                   error=None if result.error is None else printable(result.error))
+                   error=None if result.error is None else printable(result.error),
+                   attempts=[replace(a, resumed_from=None if a.resumed_from is None
+                                     else printable(a.resumed_from)[:80])
+                             for a in result.attempts])
 
 
 def _shown_point(point: dict[str, Any]) -> dict[str, Any]:

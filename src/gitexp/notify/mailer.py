@@ -15,11 +15,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from gitexp.model import dvcplots, metrics
-from gitexp.model.record import Result, RunRecord
+from gitexp.model.record import Attempt, Result, RunRecord
 from gitexp.model.runstate import RunState
 from gitexp.notify import Outbox, content, deliver, failed, policy, sender_for
 from gitexp.notify.maildir import MaildirOutbox, StoreOutbox
@@ -77,6 +78,22 @@ class RunMailer:
         except Exception:  # mail never hurts a run
             failed("the %s mail failed", result.status)
 
+    def resumed(self, attempts: list[Attempt], step: int | None) -> None:
+        """Attempt `attempts[-1]` began after the platform stopped the one before: one mail,
+        in the run's thread (`preempted at step 1,200 - resumed on attempt 2`). Never
+        raises."""
+        if not attempts:
+            return
+        try:
+            with self._lock:
+                due = policy.resumed(self.state, self.settings, attempts[-1].n)
+                policy.save(self.store, self.record.id, self.state)
+                if due:
+                    live = replace(self._live_result(), attempts=list(attempts))
+                    self._mail("resumed", [], live, preempted_at=step)
+        except Exception:  # mail never hurts a run
+            failed("the resumed mail failed")
+
     def _loop(self) -> None:
         self._guarded(self._maybe_start_mail)
         while not self._stop.wait(self.poll):
@@ -117,7 +134,8 @@ class RunMailer:
         self._checkpoints += [p for p in metrics.parse_series(whole) if "_checkpoint" in p]
         policy.add_checkpoints(self.state, self.settings, self._checkpoints)
 
-    def _mail(self, event: str, digest: list[dict[str, Any]], result: Result | None) -> None:
+    def _mail(self, event: str, digest: list[dict[str, Any]], result: Result | None, *,
+              preempted_at: int | None = None) -> None:
         seq = self.state.next_seq()
         policy.save(self.store, self.record.id, self.state)  # a sequence number is never reused
         points = self._mask(self._points())
@@ -127,7 +145,7 @@ class RunMailer:
                                 log_bytes=_read_tail(self.log_path),
                                 extra_metrics=self._mask(extra),
                                 declared=self._declared() if event in policy.TERMINAL_EVENTS
-                                else None)
+                                else None, preempted_at=preempted_at)
         outcome = deliver(message, self.sender, self.outbox)
         log.info("gitexp: %s mail %s", event, outcome)
 

@@ -5,6 +5,7 @@
   terminal mail, whichever comes first.
 - succeeded / failed / cancelled / lost: always mailed (when in `exp.notify.on`), once.
 - start: only when asked for.
+- resumed: once per attempt that follows a preempted one.
 
 The state lives in the store (`runs/<id>/notify.json`) so a restarted agent or a second look
 from the dev side never mails the same thing again. The functions here are pure: the caller
@@ -21,7 +22,7 @@ from gitexp.notify.settings import NotifySettings
 from gitexp.stores import Store, run_key
 
 STATE_KEY = "notify.json"
-TERMINAL_EVENTS = ("succeeded", "failed", "cancelled", "lost")
+TERMINAL_EVENTS = ("succeeded", "failed", "cancelled", "lost", "timeout")
 
 
 @dataclass
@@ -32,6 +33,7 @@ class NotifyState:
     seen: int = 0  # checkpoint lines already handled (a restarted reader skips these)
     started: bool = False  # the start mail is decided
     ended: str | None = None  # the terminal event already decided; nothing follows it
+    resumed: int = 0  # the last attempt whose resumption is decided
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -57,6 +59,15 @@ def start(state: NotifyState, settings: NotifySettings) -> bool:
         return False
     state.started = True
     return settings.wants("start")
+
+
+def resumed(state: NotifyState, settings: NotifySettings, attempt: int) -> bool:
+    """True once per attempt after the first (a restarted agent of the same attempt never
+    mails it again), when resumptions are wanted."""
+    if state.ended or attempt <= max(state.resumed, 1):
+        return False
+    state.resumed = attempt
+    return settings.wants("resumed")
 
 
 def add_checkpoints(state: NotifyState, settings: NotifySettings,

@@ -23,7 +23,7 @@ SECRET_ENV = (SMTP_PASSWORD_ENV, MAILGUN_KEY_ENV)
 
 SENDERS = knobs.knob("exp.notify.sender").choices
 EVENTS = tuple(e for e in knobs.knob("exp.notify.on").choices if e != "none")
-DEFAULT_ON = ("checkpoint", "succeeded", "failed", "lost")
+DEFAULT_ON = tuple(knobs.knob("exp.notify.on").default.split(","))  # the one default
 DEFAULT_MIN_INTERVAL = 30 * 60.0
 
 

@@ -31,7 +31,7 @@ from gitexp.service.sharing import PushReport
 from gitexp.service.where import pick, sort_keys
 from gitexp.worker import workspace
 
-NOT_SUCCEEDED = frozenset({"failed", "cancelled", "lost"})
+NOT_SUCCEEDED = frozenset({"failed", "cancelled", "lost", "timeout"})
 
 
 @dataclass(frozen=True)

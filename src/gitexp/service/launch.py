@@ -29,6 +29,7 @@ from gitexp.service import environment, preflight, trust
 from gitexp.service.rerun import refuse_if_succeeded
 from gitexp.service.runs import Run
 from gitexp.stores import Store, open_store, run_key, transport
+from gitexp.worker import CHECKPOINT_BYTES
 
 Prepare = Callable[[RunRecord, Target, Store], None]  # more for the agent: mail settings
 
@@ -93,7 +94,8 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest], *,
     first_id, drop = None, _nothing  # the id the agent started ahead was given
     if ahead and len(reqs) == 1 and isinstance(backend, StartsAhead):
         first_id = ids.new_id(names[0])
-        drop = backend.start_ahead(run_id=first_id, heartbeat=config.heartbeat())
+        drop = backend.start_ahead(run_id=first_id, heartbeat=config.heartbeat(),
+                                   max_checkpoint=_max_checkpoint(config))
     try:
         records = _record(repo, config, reqs, target, store, subdirs, names, first_id)
     except BaseException:
@@ -136,6 +138,10 @@ def _record(repo: Repo, config: Config, reqs: list[LaunchRequest], target: Targe
 
 def _nothing() -> None:
     pass
+
+
+def _max_checkpoint(config: Config) -> int:
+    return config.size("exp.maxCheckpointSize", CHECKPOINT_BYTES)
 
 
 def relaunch(repo: Repo, config: Config, run: Run, *, target: str | None = None,
@@ -183,8 +189,9 @@ def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
     try:  # queued already: `_commit` wrote it with the ref, a moment ago
         ready(repo, config, record, target=target, store=store, prepare=prepare,
               progress=progress, queued=False)
-        handle = backend.submit(launch=Launch(repo=repo, record=record, store=store,
-                                              heartbeat=config.heartbeat()))
+        handle = backend.submit(launch=Launch(
+            repo=repo, record=record, store=store, heartbeat=config.heartbeat(),
+            max_checkpoint=_max_checkpoint(config)))
         faults.point("launch.handle")
     except GitexpError as exc:
         fail(repo, store, [record], exc.message)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gitexp import disk
-from gitexp.backends import Backend, Explains, KeepsLogs, backend_for
+from gitexp.backends import Backend, Explains, KeepsLogs, Launch, Retries, backend_for
 from gitexp.errors import GitexpError, UnknownRunError, exit_for
 from gitexp.extras import MissingExtraError
 from gitexp.git import Commit, Repo
@@ -35,7 +35,7 @@ from gitexp.model.runstate import (
 from gitexp.service import index, slots, trust
 from gitexp.stores import Store, open_store, read_range, run_key, size_of
 from gitexp.stores.file import FileStore
-from gitexp.worker import guard
+from gitexp.worker import CHECKPOINT_BYTES, guard
 
 log = logging.getLogger("gitexp.runs")
 
@@ -271,6 +271,8 @@ def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord)
     ended_as = "lost"
     if beat and beat.stale(now, config.lost_after(beat.interval)):
         lost_why = f"no heartbeat for {now - beat.time:.0f}s"
+        if handle and _between_attempts(repo, config, record, handle, state):
+            lost_why = None  # a requeued job, a Job's next pod: its next attempt will beat
     if lost_why is None and handle:
         backend = _backend_of(repo, config, record)
         if backend is not None and _alive(backend, record, handle, state) is False:
@@ -283,6 +285,9 @@ def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord)
                     ended_as, lost_why = ended
     if lost_why is None and handle is None and not beat:  # no agent has shown up (yet)
         lost_why = _launch_lost(config, state, record, status, now)
+    if lost_why is not None and handle and (
+            again := _next_attempt(repo, config, record, handle, state)):
+        return again
     if lost_why is not None:
         done = state.result(record)  # it may have just finished
         if done:
@@ -300,7 +305,55 @@ def _live_result(repo: Repo, config: Config, state: RunState, record: RunRecord)
                   started_at=status.started if status else None,
                   host=status.host if status else None,
                   # only an agent that beats can have written any: a queued run costs no read
-                  metrics=state.latest() if beat else {})
+                  metrics=state.latest() if beat else {},
+                  # read only for a run that came back: a first attempt costs nothing more
+                  attempts=state.attempts() if status and status.attempt > 1 else [])
+
+
+def _between_attempts(repo: Repo, config: Config, record: RunRecord, handle: Handle,
+                      state: RunState) -> bool:
+    """The last attempt was preempted and the platform still holds the job to retry."""
+    attempts = state.attempts()
+    if not attempts or attempts[-1].reason != "preempted":
+        return False
+    backend = _backend_of(repo, config, record)
+    return backend is not None and _alive(backend, record, handle, state) is True
+
+
+def _next_attempt(repo: Repo, config: Config, record: RunRecord, handle: Handle,
+                  state: RunState) -> Result | None:
+    """A run whose last attempt the platform took with its machine (a preempted VM), on a
+    target whose platform does not retry it: the next attempt started here, on a new machine
+    with the same snapshot, within maxAttempts. A running result then; else None (the run
+    is lost). Two looks at once start one (`claim_retry`)."""
+    backend = _backend_of(repo, config, record)
+    target = config.targets().get(record.target)
+    if not isinstance(backend, Retries) or target is None or slots.in_slot(record, handle) \
+            or state.result(record):
+        return None
+    attempts = state.attempts()
+    launch = Launch(repo=repo, record=record, store=state.store, heartbeat=config.heartbeat(),
+                    max_checkpoint=config.size("exp.maxCheckpointSize", CHECKPOINT_BYTES))
+    n = len(attempts) + 1
+    if not attempts or attempts[-1].reason != "preempted" or n > launch.limits(target)[0]:
+        return None
+    between = Result(status="running", started_at=attempts[0].started_at,
+                     host=attempts[-1].host, attempts=attempts, metrics=state.latest())
+    started = handle.get("attempt")
+    if isinstance(started, int) and started >= n:
+        return None  # attempt n's machine was started, and is gone before its agent said
+    if not state.claim_retry(n):  # another look is starting it
+        return between
+    try:
+        again = backend.retry(launch=launch, handle=handle, attempt=n)
+    except GitexpError as exc:  # said, and the run is lost
+        log.warning("warning: run %s was preempted; attempt %d could not start: %s", record.id,
+                    n, exc.message)
+        return None
+    state.set_handle(record.target, {**again, "attempt": n})
+    log.info("gitexp: run %s was preempted: attempt %d of %d started", record.id, n,
+             launch.limits(target)[0])
+    return between
 
 
 def _alive(backend: Backend, record: RunRecord, handle: Handle, state: RunState) -> bool | None:

@@ -27,14 +27,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
-from gitexp import METRICS_ENV, data, disk, faults, secrets
+from gitexp import (
+    CHECKPOINTS_ENV,
+    MAX_CHECKPOINT_ENV,
+    METRICS_ENV,
+    RESUME_ENV,
+    data,
+    disk,
+    faults,
+    secrets,
+)
 from gitexp.errors import GitexpError
 from gitexp.git import GIT_LOCATION, Repo, run_git, writeback
 from gitexp.model import dvcplots, ids, metrics
-from gitexp.model.record import Result, RunRecord, decode_run
+from gitexp.model.record import Attempt, Result, RunRecord, decode_run
 from gitexp.model.runstate import JobPlace, RunState
 from gitexp.stores import Store, open_store, run_key, transport
-from gitexp.worker import guard, slots, workspace
+from gitexp.worker import ATTEMPTS, PREEMPTED_EXIT, checkpoints, guard, slots, workspace
 from gitexp.worker.guard import Guard
 
 CHUNK = 1 << 20  # streamed to the store in pieces of at most this: memory stays bounded
@@ -45,6 +54,14 @@ KEEP_UNSENT = 64 << 10  # bytes of an unsent log kept when the disk holding it i
 # s between two looks for a cancel request in the store while the job runs (a SIGTERM, how
 # a single run's cancel comes, is seen at once): the store need not be asked at every flush
 CANCEL_POLL = 0.5
+# s an ending attempt waits for its last checkpoint to reach the store (a platform's grace
+# before its SIGKILL is about 30 s: Slurm's KillWait, a pod's, a VM's shutdown)
+DRAIN = 20.0
+# How a job dies when the platform stops it (SIGTERM: Kubernetes, Slurm, a VM's shutdown; the
+# guard reports a signal N as 128+N): an attempt so ended by no one of gitexp's is preempted.
+# The agent so stopped exits with it too (a Job retries that exit only).
+PREEMPTED_CODE = PREEMPTED_EXIT
+assert PREEMPTED_CODE == 128 + signal.SIGTERM
 
 
 @dataclass
@@ -65,7 +82,7 @@ class Agent:
     _wake: threading.Event = field(default_factory=threading.Event)
     _offsets: dict[str, int] = field(default_factory=dict)
     _mailer: Any = None  # notify.mailer.RunMailer, once the job runs
-    _mailer_asked: bool = False  # _mailer was made (None: the run has no mail)
+    _mailed_attempt: int = 0  # the last attempt _mail_attempt saw (0: no mailer made yet)
     _secrets: list[str] = field(default_factory=list)  # values masked in the log and metrics
     _latest: dict[str, Any] = field(default_factory=dict)  # each metric's latest value
     _latest_due: bool = False  # _latest changed since it was last sent
@@ -76,6 +93,15 @@ class Agent:
     warm: workspace.Pool | None = None  # the worker's warm checkouts, when it keeps some
     _checkout: workspace.Checkout | None = None  # the one this run holds
     _cancel_asked: float = -math.inf  # time.monotonic() of the last look for a request
+    max_attempts: int = 1  # exp.target.<n>.maxAttempts: 1 never tries again
+    max_checkpoint: int = checkpoints.DEFAULT_MAX  # exp.maxCheckpointSize
+    _signal: str | None = None  # the signal that told the agent to stop: term, int, usr1
+    _attempts: list[Attempt] = field(default_factory=list)  # this run's, so far
+    _uploader: checkpoints.Uploader | None = None
+    _source: Path | None = None  # where the checkout came from (a new attempt's too)
+    _resume_dir: Path | None = None  # the restored checkpoint's files, for this attempt
+    _carried: dict[str, Any] = field(default_factory=dict)  # metrics of earlier agents' attempts
+    _last_step: int | None = None  # the job's latest `step`, for the log and mail
 
     def key(self, name: str) -> str:
         return run_key(self.run_id, name)
@@ -86,9 +112,19 @@ class Agent:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def main(self) -> int:
-        signal.signal(signal.SIGTERM, lambda *_: self.cancel())
-        signal.signal(signal.SIGINT, lambda *_: self.cancel())
+        signal.signal(signal.SIGTERM, lambda *_: self._stop("term"))
+        signal.signal(signal.SIGINT, lambda *_: self._stop("int"))
+        signal.signal(signal.SIGUSR1, lambda *_: self._stop("usr1"))
         return self.run()
+
+    def _stop(self, kind: str) -> None:
+        """A signal to the agent. SIGINT and a SIGTERM after `cancel` (which marks the store
+        first) cancel; a SIGTERM without that mark is the platform taking the machine
+        (Slurm's requeue, a pod's eviction, a VM's shutdown): the attempt ends `preempted`
+        and the platform's retry goes on as the next one. SIGUSR1 is Slurm's warning ahead
+        of the time limit (`--signal=B:USR1@...`): the run ends `timeout`."""
+        self._signal = self._signal or kind
+        self.cancel()
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -105,20 +141,116 @@ class Agent:
             self.spool("metrics.jsonl").touch()
             self._secrets = secrets.values_to_redact(self.store, self.run_id, os.environ)
             # Started now, it is ready when the job is: its start-up costs the job nothing.
+            if self.state.has_result():  # a platform's retry of a run that ended
+                _warn(f"gitexp: run {self.run_id} already ended: not started again")
+                return 0
             self._guard = self.start_guard()
             checkout = self.prepare()
             # cancelled while queued (a sweep's slot took it meanwhile): never started
             stop = self._cancel.is_set() or self._cancel_requested()
-            result = self.cancelled(started) if stop else self.execute(checkout, started)
+            if stop and self._interruption() == "preempted":
+                self._leave()
+                return PREEMPTED_CODE
+            result = self.cancelled(started) if stop else self.attempts(checkout, started)
         except (GitexpError, OSError) as exc:  # OSError: the machine's (a disk), not a bug
             why, hint = _why(exc)
             self.say(f"gitexp: {why}" + (f" ({hint})" if hint else ""))
             result = Result(status="failed", started_at=started, ended_at=time.time(),
-                            host=socket.gethostname(), error=why)
+                            host=socket.gethostname(), error=why,
+                            attempts=self._attempts if len(self._attempts) > 1 else [])
         if self._guard is not None:
             self._guard.close()  # a guard with no job yet just exits
+        if result is None:  # preempted: the platform starts the next attempt
+            self._leave()
+            return PREEMPTED_CODE
         self.finish(result)
         return result.exit_code if result.exit_code is not None else 1
+
+    def attempts(self, checkout: Path, started: float) -> Result | None:
+        """The run's attempts from here on: the first, or the next after those an earlier
+        agent of the same run made (a requeued Slurm job, a Job's next pod, a new VM). A
+        preempted attempt is followed by another, here when only the job was stopped, by
+        the platform when the agent was too (None: this agent leaves it to that)."""
+        self._attempts = self.state.attempts()
+        if self._attempts and self._attempts[-1].reason is None:  # its agent never said
+            beat = self.state.heartbeat()
+            self._attempts[-1] = replace(self._attempts[-1], reason="interrupted",
+                                         ended_at=beat.time if beat else time.time())
+        if self._attempts:
+            self._carried = self.state.latest()
+        while True:
+            n = len(self._attempts) + 1
+            if n > self.max_attempts:
+                return Result(status="lost", started_at=started, ended_at=time.time(),
+                              host=socket.gethostname(), attempts=self._attempts,
+                              error=f"interrupted on every one of {self.max_attempts} attempts")
+            resumed = self._resume(n) if n > 1 else None
+            self._attempts.append(Attempt(n=n, host=socket.gethostname(),
+                                          started_at=time.time(), resumed_from=resumed))
+            if self.max_attempts > 1:  # a platform's retry of this agent finds it there
+                self.state.set_attempts(self._attempts)
+            result, how = self.execute(checkout, started, n)
+            self._attempts[-1] = replace(self._attempts[-1], ended_at=result.ended_at,
+                                         reason=how)
+            many = self._attempts if n > 1 or how == "preempted" else []
+            if how != "preempted":  # the result carries them: no write more (a full disk
+                return replace(result, attempts=many)  # may have no room for one)
+            self._patiently(lambda: self.state.set_attempts(self._attempts))
+            if n >= self.max_attempts:
+                return replace(result, attempts=many, status="lost" if self._signal else
+                               "failed", error=f"preempted on attempt {n} of "
+                               f"{self.max_attempts} (maxAttempts)")
+            if self._signal is not None:
+                return None
+            self.say(f"gitexp: attempt {n} preempted at step {self._last_step}: "
+                     f"attempt {n + 1} of {self.max_attempts} resumes")
+            checkout = self._fresh_checkout()
+            self._guard = self.start_guard()
+
+    def _interruption(self) -> str:
+        """How a stop the agent was told of ends the attempt (see `_stop`)."""
+        if self._signal == "usr1":
+            return "timeout"
+        if self._signal == "term" and self.max_attempts > 1 and not self._cancel_requested():
+            return "preempted"
+        return "cancelled"
+
+    def _resume(self, n: int) -> str | None:
+        """Attempt n's start: the latest checkpoint restored, or None (from scratch)."""
+        restored = checkpoints.restore(self.state, self.workdir / "resume", self.say)
+        self._resume_dir = self.workdir / "resume" if restored else None
+        if restored is None:
+            self.say(f"gitexp: attempt {n} of {self.max_attempts}: no checkpoint, from the "
+                     "start")
+            return None
+        at = f" (step {restored.step})" if restored.step is not None else ""
+        self.say(f"gitexp: attempt {n} of {self.max_attempts}: resuming from checkpoint "
+                 f"{restored.label!r}{at}")
+        return restored.label or f"checkpoint {restored.n}"
+
+    def _fresh_checkout(self) -> Path:
+        """The snapshot checked out again for the next attempt (the job may have changed
+        its files), and its data."""
+        if self._checkout is not None:
+            with contextlib.suppress(OSError):
+                self._checkout.discard()
+        assert self._source is not None and self.record is not None
+        self._checkout = workspace.Checkout(
+            tree=workspace.checkout(self._source, self.snapshot, self.workdir / "code"))
+        if self.record.data:
+            data.materialise(self.record, self._checkout.tree, store=self.store, log=self.say)
+        return self._checkout.tree
+
+    def _leave(self) -> None:
+        """An agent the platform stops leaves the run to its next attempt: the log sent, no
+        result, nothing left behind."""
+        self._patiently(self.stream)
+        self._cancel.set()  # stops the heartbeat
+        if self._checkout is not None:
+            with contextlib.suppress(OSError):
+                self._checkout.discard()
+        if not os.environ.get("GITEXP_KEEP_WORKDIR"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def start_guard(self) -> Guard:
         # From the main thread: the guard's parent-death signal follows the thread that
@@ -138,6 +270,7 @@ class Agent:
         source = Path(self.code)
         if not source.exists():
             source = transport.fetch_code(self.code, self.snapshot, self.workdir.parent / "cache")
+        self._source = source
         self._checkout = self._take_checkout(source)
         checkout = self._checkout.tree
         faults.point("agent.prepare")
@@ -170,11 +303,36 @@ class Agent:
         return Result(status="cancelled", started_at=started, ended_at=time.time(),
                       host=socket.gethostname(), error="cancelled before it started")
 
-    def execute(self, checkout: Path, started: float) -> Result:
+    def _mail_attempt(self, cwd: Path, attempt: int) -> None:
+        """The run's mailer, once its job's first output went or it ended (the mail modules'
+        import never delays the line the user waits for; one per agent: a next attempt
+        mails in the same thread), and for an attempt after a preempted one its one mail."""
+        if self._mailed_attempt >= attempt:
+            return
+        if not self._mailed_attempt:  # made once: a run without mail has none (None)
+            self._mailer = _mailer_for(store=self.store, record=self.record,
+                                       spool=self.workdir, cwd=cwd, repo=self.repo)
+        self._mailed_attempt = attempt
+        if attempt > 1 and self._mailer is not None:  # "preempted at step N - resumed on 2"
+            step = self._last_step if self._last_step is not None else \
+                self._carried.get("step")
+            self._mailer.resumed(self._attempts, step if isinstance(step, int) else None)
+
+    def execute(self, checkout: Path, started: float, attempt: int = 1) -> tuple[Result, str]:
+        """One attempt of the job: its result, and how it ended (its status, or
+        `preempted`)."""
         assert self.record is not None
         cwd = checkout / self.record.cwd if self.record.cwd else checkout
+        saved = self.workdir / "checkpoints"  # the job's copies, until they are uploaded
+        saved.mkdir(exist_ok=True)
+        if self._uploader is None:
+            self._uploader = checkpoints.Uploader(self.state, saved, self.max_checkpoint,
+                                                  self._note)
+        resume = {RESUME_ENV: str(self._resume_dir)} if self._resume_dir else {}
         env = self._job_env(**{guard.RUN_ENV: self.run_id,
-                               METRICS_ENV: str(self.spool("metrics.jsonl")), "PWD": str(cwd)})
+                               METRICS_ENV: str(self.spool("metrics.jsonl")), "PWD": str(cwd),
+                               CHECKPOINTS_ENV: str(saved),
+                               MAX_CHECKPOINT_ENV: str(self.max_checkpoint), **resume})
         argv, why = data.job_argv(self.record)
         if why:  # never silently: the log says what ran instead of the recorded argv
             self.say(why)
@@ -184,26 +342,20 @@ class Agent:
             job = self._guard.run(argv, cwd=str(cwd), env=env)
         except OSError as exc:
             raise GitexpError(f"cannot start {self.record.argv[0]!r}: {exc}") from None
-        assert proc.stdout is not None
-        reader = threading.Thread(target=self._copy, args=(proc.stdout,), daemon=True)
-        reader.start()
-        self.state.set_running(started=time.time(), pid=job, job=_place(job))
-        cancelled = False
-        while proc.poll() is None:
-            self._wake.wait(self.flush)
-            self._wake.clear()
-            if self._cancel.is_set() or self._cancel_due():
-                cancelled = True
-                _terminate(proc, job, self._guard)
-                break
-            self.stream()
-            self._start_mailer(cwd)
-        self._start_mailer(cwd)
+        stopped = self._watch(proc, job, cwd, attempt)
         code = proc.wait()
-        reader.join(timeout=10)
+        self.stream()  # the job's last lines: its last checkpoint among them
+        if not self._uploader.drain(DRAIN):
+            self.say("gitexp: the last checkpoint did not reach the store in time")
+        exit_code = code if code >= 0 else 128 - code
+        how = stopped or ("succeeded" if code == 0 else "preempted"
+                          if exit_code == PREEMPTED_CODE and self.max_attempts > 1 else "failed")
+        # dvclive's series (plots/metrics/*.tsv) travel and plot like gitexp.log's: the last
+        # attempt's files only, which hold the whole series when dvclive resumed (its
+        # directory among the checkpoint's files); an earlier attempt's would come twice
+        dvclive = metrics.series_from_files(cwd) if how != "preempted" else []
         with self.spool("metrics.jsonl").open("a", encoding="utf-8") as spool:
-            # dvclive's series (plots/metrics/*.tsv) travel and plot like gitexp.log's
-            spool.writelines(json.dumps(p) + "\n" for p in metrics.series_from_files(cwd))
+            spool.writelines(json.dumps(p) + "\n" for p in dvclive)
         # the plots dvc.yaml declares that are no series (ROC, confusion, images), masked
         plots = dvcplots.files_of(cwd, lambda b: secrets.redact_bytes(b, self._secrets))
         self._patiently(lambda: self.state.set_plots(plots))
@@ -211,20 +363,36 @@ class Agent:
         ended = time.time()
         series = metrics.parse_series(
             secrets.redact_bytes(self.spool("metrics.jsonl").read_bytes(), self._secrets))
-        final = {**metrics.final_of(series), **metrics.from_files(cwd)}
-        exit_code = code if code >= 0 else 128 - code
-        status = "cancelled" if cancelled else ("succeeded" if code == 0 else "failed")
-        outputs = self._outputs(checkout)
+        final = {**self._carried, **metrics.final_of(series), **metrics.from_files(cwd)}
+        status = how if how in ("cancelled", "timeout", "succeeded") else "failed"
+        outputs = self._outputs(checkout) if how != "preempted" else {}
         return Result(status=status, exit_code=exit_code, started_at=started, ended_at=ended,
-                      host=socket.gethostname(), metrics=final, outputs=outputs)
+                      host=socket.gethostname(), metrics=final, outputs=outputs), how
 
-    def _start_mailer(self, cwd: Path) -> None:
-        """The run's mailer, once the job's first output went (or its end came): the mail
-        modules' import never delays the line the user waits for."""
-        if not self._mailer_asked:  # once: a run without mail has no mailer (None)
-            self._mailer_asked = True
-            self._mailer = _mailer_for(store=self.store, record=self.record,
-                                       spool=self.workdir, cwd=cwd, repo=self.repo)
+    def _watch(self, proc: subprocess.Popen[bytes], job: int, cwd: Path,
+               attempt: int) -> str | None:
+        """Stream the job's output while it runs (its first output and its end at once,
+        the rest every `flush`); None when it ended by itself, else how the agent stopped
+        it (`_interruption`)."""
+        assert proc.stdout is not None
+        reader = threading.Thread(target=self._copy, args=(proc.stdout,), daemon=True)
+        reader.start()
+        self.state.set_running(started=time.time(), pid=job, job=_place(job), attempt=attempt)
+        stopped: str | None = None
+        while proc.poll() is None:
+            self._wake.wait(self.flush)
+            self._wake.clear()
+            if self._cancel.is_set() or self._cancel_due():
+                stopped = self._interruption()
+                assert self._guard is not None
+                _terminate(proc, job, self._guard)
+                break
+            self.stream()
+            self._mail_attempt(cwd, attempt)
+        self._mail_attempt(cwd, attempt)
+        proc.wait()
+        reader.join(timeout=10)
+        return stopped
 
     def _outputs(self, checkout: Path) -> dict[str, Any]:
         assert self.record is not None
@@ -248,7 +416,7 @@ class Agent:
             except GitexpError as exc:  # `git exp ls` will write it back later
                 _warn(f"gitexp: write-back deferred: {exc.message}")
             faults.point("agent.finish")
-        if not self._mailer_asked and self.record is not None:  # it failed before the job ran
+        if not self._mailed_attempt and self.record is not None:  # it failed before the job ran
             self._mailer = _mailer_for(store=self.store, record=self.record,
                                             spool=self.workdir, cwd=None, repo=self.repo,
                                             start=False)
@@ -303,6 +471,11 @@ class Agent:
             self._spool_failed(exc)
         self.stream()
 
+    def _note(self, line: str) -> None:
+        """A line for the log from another thread: spooled only (the main loop sends it)."""
+        with contextlib.suppress(OSError), self.spool("log").open("ab") as f:
+            f.write(secrets.redact(line, self._secrets).encode() + b"\n")
+
     def _spool_failed(self, exc: OSError) -> None:
         full = disk.error_for(exc, self.workdir)
         self._full = self._full or (full.message if full else f"the log spool: {exc}")
@@ -356,8 +529,10 @@ class Agent:
                     read = len(chunk)
                     if name == "metrics.jsonl":  # the job writes it itself; whole lines here
                         chunk = secrets.redact_bytes(chunk, self._secrets)
-                        self._latest.update(metrics.final_of(metrics.parse_series(chunk)))
+                        points = metrics.parse_series(chunk)
+                        self._latest.update(metrics.final_of(points))
                         self._latest_due = True
+                        self._saw(points, chunk)
                     self.store.append(self.key(name), chunk)
                     faults.point("agent.append")
                     offset += read
@@ -365,6 +540,20 @@ class Agent:
                     self._offsets[name] = offset  # per chunk: a failure resends only the rest
             self._offsets[name] = offset
         self._send_latest()
+
+    def _saw(self, points: list[dict[str, Any]], chunk: bytes) -> None:
+        """The job's latest step, and its checkpoints' files handed to the uploader."""
+        steps = [p["step"] for p in points if isinstance(p.get("step"), int)]
+        self._last_step = steps[-1] if steps else self._last_step
+        if b'"_save"' not in chunk or self._uploader is None:
+            return
+        for line in chunk.splitlines():
+            try:
+                point = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(point, dict) and "_save" in point:
+                self._uploader.offer(point)
 
     def _send_latest(self) -> None:
         """latest.json, so that `ls` shows a live run's metrics reading one small file: at
@@ -485,6 +674,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flush", type=float, default=0.5)
     p.add_argument("--warm", type=int, default=0, help="keep up to N warm checkouts")
     p.add_argument("--warm-dir", type=Path, help="where they are kept")
+    p.add_argument("--max-attempts", type=int, default=ATTEMPTS,
+                   help="attempts a preempted run may take (1: it is never tried again)")
+    p.add_argument("--max-checkpoint", type=int, default=checkpoints.DEFAULT_MAX,
+                   help="bytes one checkpoint's files may hold")
     a = p.parse_args(argv)
     if not 0 <= a.warm <= MAX_WARM or (a.warm and a.warm_dir is None):
         p.error(f"--warm takes 0 to {MAX_WARM}, and a --warm-dir")
@@ -502,7 +695,8 @@ def main(argv: list[str] | None = None) -> int:
     workdir = (a.workdir or Path.home() / ".cache" / "gitexp" / "work" / a.run).absolute()
     agent = Agent(store=open_store(a.store), run_id=a.run, snapshot=a.snapshot, code=a.code,
                   workdir=workdir, repo=a.repo, heartbeat=a.heartbeat, flush=a.flush,
-                  warm=_pool(a))
+                  warm=_pool(a), max_attempts=max(1, a.max_attempts),
+                  max_checkpoint=max(0, a.max_checkpoint))
     return agent.main()
 
 

@@ -133,7 +133,9 @@ def launch_agent(spec: dict[str, Any]) -> dict[str, Any]:
                "workdir": str(workdir / "work" / spec["run"])}
     argv = agent_argv(sys.executable, store=store, code=code,
                       heartbeat=spec.get("heartbeat", 2.0),
-                      warm=(int(spec.get("warm", 0)), str(workdir / "warm")), **job)
+                      warm=(int(spec.get("warm", 0)), str(workdir / "warm")), **job,
+                      limits=(int(spec["limits"][0]), int(spec["limits"][1]))
+                      if spec.get("limits") else None)
     path = os.pathsep.join(p for p in (wheel, os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, **spec.get("env", {}), "PYTHONPATH": path}
     with log.open("ab") as out:
