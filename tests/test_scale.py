@@ -158,6 +158,15 @@ def test_ls_reads_only_the_refs_that_changed(mine: Path, tmp_path: Path):
     assert git_calls(trace, "for-each-ref") == 1
     assert gone not in page and "marked" in page.splitlines()[1]
 
+    # Another user's keys empty the index, and its remembered stamp goes with the rows:
+    # unchanged refs must not read as an index that is up to date.
+    other = tmp_path / "other"
+    (other / "gitexp").mkdir(parents=True)
+    (other / "gitexp" / "seal.key").write_text("ab" * 32 + "\n")
+    listed = exp("ls", "--all", cwd=mine,
+                 env={"HOME": str(other), "XDG_CONFIG_HOME": str(other)}).stdout
+    assert len(first_column(listed)) == N - 1
+
 
 WHERES = ["loss == 0.0002", "loss < 0.001", "loss <= 0.0004 or acc > 0.9998",
           "not loss < 0.19", "status == failed and loss < 0.005", "metrics.acc >= 0.9999",

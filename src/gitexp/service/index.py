@@ -258,7 +258,7 @@ def page(repo: Repo, *, summary: bool, narrow: tuple[str, list[Any]] | None = No
             _refresh(repo, db)
             texts = [t for (t,) in db.execute(
                 f"SELECT {'summary' if summary else 'row'} FROM runs WHERE snapshot IS NOT "  # noqa: S608 - `cond`: narrow's, values as arguments
-                f"NULL AND ({cond}) ORDER BY launched_at DESC{cut}", args)]
+                f"NULL AND ({cond}) ORDER BY launched_at DESC, ref{cut}", args)]
     except (sqlite3.Error, OSError):
         return None
     found: list[dict[str, Any]] = json.loads("[" + ",".join(texts) + "]")
@@ -418,8 +418,10 @@ def _connect(repo: Repo) -> Iterator[sqlite3.Connection]:
 
 
 def _reset(db: sqlite3.Connection, keys: int) -> None:
-    db.executescript("BEGIN IMMEDIATE; DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS params;"
-                     + _SCHEMA + f"PRAGMA user_version = {VERSION}; "
+    # every table: a `meta` stamp kept over an emptied `runs` would say it is up to date
+    db.executescript("BEGIN IMMEDIATE; DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS params; "
+                     "DROP TABLE IF EXISTS vals; DROP TABLE IF EXISTS meta;" + _SCHEMA
+                     + f"PRAGMA user_version = {VERSION}; "
                      f"PRAGMA application_id = {int(keys)}; COMMIT;")
 
 

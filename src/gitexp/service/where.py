@@ -312,6 +312,8 @@ def select(rows: list[Row], query: Query) -> list[Row]:
         and (query.sweep is None or r["sweep"] == query.sweep)
         and (test is None or test(r))
     ]
+    # ties by id, as `index.page` orders them: the same order from SQL, the index or git
+    picked.sort(key=lambda r: r.get("id") or "")
     picked.sort(key=lambda r: r.get("launched_at") or 0.0, reverse=True)
     for name, descending in reversed(sort_keys(query.sort)):
         keyed = [(_sortable(value_of(r, name)), r) for r in picked]
