@@ -15,11 +15,15 @@ Ref advertisement is counted from GIT_TRACE_PACKET: the bytes of ref lines the c
 received. Goals (issue 19, at 100,000 runs): warm `ls` (default page, and a `--where`
 matching 50) <= 0.3 s; cold `ls` <= 10 s; no-op fetch/push and the pre-push hook <= 0.5 s and
 <= 100 KB of advertisement; gc and rm in time proportional to what they remove.
+Each fetch of the new runs is also taken apart (`fetch_anatomy`): git's negotiation knobs
+tried on copies of the clone, and where the wall time went by GIT_TRACE2 (docs/
+architecture.md, "Team scale": why a fetch of 100 new runs cost what the clone holds).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import resource
@@ -100,6 +104,65 @@ def kb(n: int) -> str:
     return f"{n / 1000:.1f} KB"
 
 
+# What a fetch of new runs into a clone holding many run commits spends its time on, and what
+# git's own knobs change (issue 19's open problem: 51 s for 100 new runs in the archive layout).
+FETCH_VARIANTS: list[tuple[str, list[str], list[str]]] = [  # (name, `git -c`s, fetch options)
+    ("plain", [], []),
+    ("--negotiation-tip=refs/heads/*", [], ["--negotiation-tip=refs/heads/*"]),
+    ("negotiationAlgorithm=skipping", ["-c", "fetch.negotiationAlgorithm=skipping"], []),
+    ("negotiationAlgorithm=noop (no haves)", ["-c", "fetch.negotiationAlgorithm=noop"], []),
+    ("--no-write-fetch-head", [], ["--no-write-fetch-head"]),
+]
+NEGOTIATION = ("mark_complete_local_refs", "mark_common_remote_refs", "negotiation_v2")
+
+
+def phases(trace: Path) -> dict[str, float]:
+    """Wall seconds of a fetch's parts, from its GIT_TRACE2_EVENT file: the client's
+    negotiation (its regions), the server's walk (pack-objects enumerating what to send),
+    indexing the pack, and the connectivity check (`rev-list --objects --not --all`)."""
+    out = dict.fromkeys(("negotiation", "server walk", "index-pack", "connectivity"), 0.0)
+    argv: dict[tuple[str, int], str] = {}
+    for line in trace.read_text().splitlines():
+        e = json.loads(line)
+        kind, key = e.get("event"), (e.get("sid", ""), e.get("child_id", -1))
+        if kind == "region_leave" and e.get("label") in NEGOTIATION:
+            out["negotiation"] += e["t_rel"]
+        elif kind == "region_leave" and e.get("label") == "enumerate-objects":
+            out["server walk"] += e["t_rel"]
+        elif kind == "child_start":
+            argv[key] = " ".join(e.get("argv", []))
+        elif kind == "child_exit":
+            started = argv.get(key, "")
+            if "index-pack" in started or "unpack-objects" in started:
+                out["index-pack"] += e["t_rel"]
+            elif "rev-list" in started:
+                out["connectivity"] += e["t_rel"]
+    return out
+
+
+def fetch_anatomy(label: str, clone: Path, fetch: list[str], scratch: Path) -> None:
+    """`fetch` (a plain `git fetch ...` of new runs) tried with each of FETCH_VARIANTS on a
+    copy of `clone` as it is (hard links: git writes by rename), each a row: wall and CPU,
+    where the wall time went, and the bytes received."""
+    for name, conf, opts in FETCH_VARIANTS:
+        work = scratch / "fetch-anatomy"
+        shutil.rmtree(work, ignore_errors=True)
+        sh("cp", "-al", str(clone), str(work), cwd=scratch)
+        trace = scratch / "trace2"
+        trace.unlink(missing_ok=True)
+        size = objects_bytes(work)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        sh("git", *conf, *fetch[1:], *opts, cwd=work, env={"GIT_TRACE2_EVENT": str(trace)})
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        took = Took(time.perf_counter() - start, after.ru_utime - before.ru_utime
+                    + after.ru_stime - before.ru_stime)
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in phases(trace).items())
+        row(f"{label}: {name}", "", f"{took.wall:.3f} s (CPU {took.cpu:.3f} s); wall in "
+            f"{parts}; {kb(objects_bytes(work) - size)} received")
+    shutil.rmtree(scratch / "fetch-anatomy", ignore_errors=True)
+
+
 def archive_layout(root: Path, prod: Path, held: list[str], new: int) -> None:
     """The layout issue 19 weighs (docs/architecture.md, "Team scale"), measured with plain
     git: finished runs folded into immutable archive refs of BATCH runs each, an archive
@@ -108,21 +171,26 @@ def archive_layout(root: Path, prod: Path, held: list[str], new: int) -> None:
     KEEP runs stay one ref each. What does a clone pay to share them?"""
     print(f"== the archive layout ({ARCHIVE_BATCH} runs an archive, the newest {ARCHIVE_KEEP} "
           "one ref each), plain git", flush=True)
-    heads = [line.split() for line in sh("git", "for-each-ref", "--sort=committerdate",
-                                         "--format=%(objectname) %(refname:lstrip=2)",
-                                         "refs/experiments/", cwd=prod).splitlines()]
+    heads = [line.split() for line in sh(
+        "git", "for-each-ref", "--sort=committerdate",
+        "--format=%(objectname) %(refname:lstrip=2) %(committerdate:unix)", "refs/experiments/",
+        cwd=prod).splitlines()]
     heads = [h for h in heads if f"refs/experiments/{h[1]}" not in held]
     folded, kept = heads[:-ARCHIVE_KEEP], heads[-ARCHIVE_KEEP:]
     start = time.perf_counter()
     archives = []
     for at in range(0, len(folded), ARCHIVE_BATCH):
         batch = sorted(folded[at:at + ARCHIVE_BATCH], key=lambda h: h[1])
-        listing = "".join(f"{rid} {oid}\n" for oid, rid in batch).encode()
+        listing = "".join(f"{rid} {oid}\n" for oid, rid, _ in batch).encode()
         blob = sh("git", "hash-object", "-w", "--stdin", cwd=prod, stdin=listing).strip()
         tree = sh("git", "mktree", cwd=prod, stdin=f"100644 blob {blob}\truns\n".encode()).strip()
-        parents = [arg for oid, _ in batch for arg in ("-p", oid)]
+        parents = [arg for oid, _, _ in batch for arg in ("-p", oid)]
+        # dated before its oldest run: an archive newer than its runs makes git's date-ordered
+        # walks (the server's enumeration, the connectivity check) superlinear in the total
+        date = f"{min(int(when) for _, _, when in batch) - 1} +0000"
         commit = sh("git", "commit-tree", tree, *parents, cwd=prod,
-                    stdin=f"gitexp archive: {len(batch)} runs\n".encode()).strip()
+                    stdin=f"gitexp archive: {len(batch)} runs\n".encode(),
+                    env={"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}).strip()
         archives.append(f"create refs/exp-archive/{batch[0][1]} {commit}\n")
     sh("git", "update-ref", "--stdin", cwd=prod, stdin="".join(
         f"delete {line.split()[0]}\n" for line in sh(  # an earlier run's, on --keep
@@ -137,7 +205,7 @@ def archive_layout(root: Path, prod: Path, held: list[str], new: int) -> None:
     sh("git", "init", "-q", "--bare", "-b", "main", str(remote), cwd=root)
     sh("git", "push", "-q", str(remote), "HEAD:refs/heads/main",
        "refs/exp-archive/*:refs/exp-archive/*",
-       *(f"refs/experiments/{rid}:refs/experiments/{rid}" for _, rid in kept), cwd=prod)
+       *(f"refs/experiments/{rid}:refs/experiments/{rid}" for _, rid, _ in kept), cwd=prod)
     sh("git", "pack-refs", "--all", cwd=remote)
     sh("git", "clone", "-q", str(remote), str(clone), cwd=root)
     fetch = ["git", "fetch", "-q", "origin", "+refs/exp-archive/*:refs/exp-archive/*",
@@ -153,6 +221,7 @@ def archive_layout(root: Path, prod: Path, held: list[str], new: int) -> None:
     row("archive layout: no-op fetch, ref advertisement", "", kb(advertised(fetch, clone, root)),
         "(goal <= 100 KB)")
     sh("git", "push", "-q", str(remote), *(f"{r}:{r}" for r in held), cwd=prod)
+    fetch_anatomy(f"archive layout: fetch of {new} new runs", clone, fetch, root)
     size = objects_bytes(clone)
     row(f"archive layout: fetch of {new} new runs", "", timed(fetch, clone))
     row(f"archive layout: fetch of {new} new runs, objects received", "",
@@ -225,6 +294,7 @@ def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
         print(f"== {new} new runs", flush=True)
         sh("git", "update-ref", "--stdin", cwd=remote,
            stdin="".join(f"create {r} {o}\n" for r, o in oids.items()).encode())
+        fetch_anatomy(f"fetch of {new} new runs, one ref per run", clone_b, plain_fetch, root)
         sizes = [objects_bytes(c) for c in (clone_a, clone_b)]
         row(f"fetch of {new} new runs", timed(["git", "exp", "fetch"], clone_a),
             timed(plain_fetch, clone_b))
