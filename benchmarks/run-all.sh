@@ -5,7 +5,7 @@
 # sshd for the ssh part, as the tests do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for bench in core transport dvc_overhead ls show_big hooks agent slurm start ui checkpoint; do
+for bench in core transport dvc_overhead ls scale show_big hooks agent slurm start ui checkpoint; do
     echo "== benchmarks/bench_${bench}.py"
     python "benchmarks/bench_${bench}.py"
     echo

@@ -319,7 +319,7 @@ def test_ls_at_ten_thousand_runs(big_repo: Path) -> None:
     """`ls` at 10,000 runs, cold and warm, with --limit, --where and --sort: the right runs
     in the right order, within 10x the benchmark goals."""
     (big_repo / ".git" / "gitexp" / "index.sqlite").unlink(missing_ok=True)
-    table, cold = timed_exp("ls", cwd=big_repo)
+    table, cold = timed_exp("ls", "--all", cwd=big_repo)
     assert len(table.splitlines()) == N + 1
     table, warm = timed_exp("ls", "--limit", "5", cwd=big_repo)
     assert first_column(table) == [bench_ls.run_id(i) for i in range(N - 1, N - 6, -1)]
@@ -353,7 +353,7 @@ def test_gc_dry_run_at_ten_thousand_runs(big_repo: Path) -> None:
     assert picked == {bench_ls.run_id(i) for i in range(N) if i % 10 == 9 and i < 4000}
     print(f"\ngc --dry-run @ {N}: {took:.2f}s (bound {GC}s), {len(picked)} selected")
     assert took < GC
-    assert len(first_column(exp("ls", "--columns", "run", cwd=big_repo).stdout)) == N
+    assert len(first_column(exp("ls", "--all", "--columns", "run", cwd=big_repo).stdout)) == N
 
 
 @pytest.mark.xdist_group("load-10k")

@@ -269,7 +269,24 @@ def data_progress() -> Iterator[Callable[[str, int, int], None]]:
             bars[0].stop()
 
 
+@contextmanager
+def sync_progress() -> Iterator[Callable[[int, int], None] | None]:
+    """`data_progress` for the index's first sync of many runs, on a terminal only."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with data_progress() as bar:
+        yield lambda done, total: bar("reading runs", done, total)
+
+
 # -- ls -----------------------------------------------------------------------------------
+def paged(page: int, more: bool) -> None:
+    """Below a page of `ls` that left runs out: how to see them."""
+    if more:
+        note(f"gitexp: showing the newest {page} runs; `--all` shows every one, "
+             "`--limit N` the newest N")
+
+
 def unreadable(refs: list[str]) -> None:
     """One line naming the refs that hold no readable run: listed, never silently hidden."""
     bad = [printable(ref[len(ids.PREFIX):], limit=CELL_LIMIT) for ref in refs]

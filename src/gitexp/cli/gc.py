@@ -7,7 +7,7 @@ import typer
 from gitexp.cli import _ranges as ranges
 from gitexp.cli import _render as r
 from gitexp.cli._app import HELP, app, open_repo
-from gitexp.service import gc, runs
+from gitexp.service import gc
 
 
 @app.command("gc", help=HELP["gc"])
@@ -34,8 +34,7 @@ def gc_command(
             return 0
     policy = gc.Policy.parse(older_than=older_than, failed=failed,
                              keep_best=keep_best or None)
-    seen = runs.list_runs(repo, config)
-    doomed = gc.select(seen, policy)
+    doomed, seen = gc.plan(repo, config, policy)
     if dry_run:
         r.would_remove(doomed)
         return 0

@@ -1,4 +1,4 @@
-"""`git exp ls`: the runs of this repository, newest first."""
+"""`git exp ls`: the runs of this repository, newest first; a page of them unless asked."""
 
 from __future__ import annotations
 
@@ -6,16 +6,11 @@ import typer
 
 from gitexp.cli import _ranges as ranges
 from gitexp.cli import _render as r
-from gitexp.cli._app import (
-    HELP,
-    JSON_OPTION,
-    SWEEP_OPTION,
-    WHERE_OPTION,
-    app,
-    open_repo,
-)
+from gitexp.cli._app import HELP, JSON_OPTION, SWEEP_OPTION, WHERE_OPTION, app, open_repo
 from gitexp.service import index, runs
 from gitexp.service import where as w
+
+PAGE = 50  # runs a plain `ls` shows, newest first (like `git log` through a pager)
 
 
 @app.command(help=HELP["ls"])
@@ -29,8 +24,9 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     where: str = WHERE_OPTION,
     sort: str = typer.Option(None, "--sort", metavar="KEYS",
                              help="Sort keys, '-' for descending: -acc,loss."),
-    limit: int = typer.Option(None, "--limit", metavar="N", help="Show at most N runs.",
+    limit: int = typer.Option(None, "--limit", metavar="N", help=f"At most N (default {PAGE}).",
                               callback=ranges.count(0, 10**9, "a number of runs")),
+    every: bool = typer.Option(False, "--all", help="Show every run, not only a page."),
     columns: str = typer.Option(None, "--columns", metavar="COLS",
                                 help="Columns to show, e.g. run,status,lr,loss "
                                      "(default: the usual ones and all metrics)."),
@@ -38,9 +34,12 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     tsv: bool = typer.Option(False, "--tsv", help="Print tab-separated values, the same."),
 ) -> int:
     repo, config = open_repo()
+    with r.sync_progress() as bar:  # a first `ls` of many runs reads them all: how far?
+        index.refresh(repo, bar)
+    paged = limit is None and not every and not (as_json or csv or tsv)  # scripts: all
     split = [c.strip() for c in (columns or "").split(",") if c.strip()]
     query = w.Query(status=w.words(status), target=w.words(target), where=where, sort=sort,
-                    limit=limit, columns=tuple(split), sweep=sweep)
+                    limit=PAGE + 1 if paged else limit, columns=tuple(split), sweep=sweep)
     if as_json:  # the runs themselves, live ones as just seen; all: the index's texts
         everything = not (query.filters() or query.sort or query.limit is not None)
         texts = runs.list_json(repo, config) if everything else \
@@ -56,5 +55,6 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     elif not rows:
         r.no_runs(filtered=query.filters())
     else:
-        r.print_table(rows, cols, w.value_of)
+        r.print_table(rows[:PAGE] if paged else rows, cols, w.value_of)
+        r.paged(PAGE, len(rows) > PAGE and paged)
     return 0

@@ -301,6 +301,14 @@ class Repo:
         return (lines[-1].removeprefix("fatal: ").removeprefix("error: ") if lines
                 else f"git update-ref exit {proc.returncode}")
 
+    def delete_refs(self, refs: Mapping[str, str]) -> bool:
+        """Delete every ref of `refs` (ref -> the commit it must still point at) in one
+        transaction: all, or (one moved, a lock held, a read-only disk) none and False: the
+        caller then deletes them one by one to say which could not go, and why."""
+        proc = run_git(["--git-dir", str(self.git_dir), "update-ref", "--stdin"], input="".join(
+            f"delete {ref} {old}\n" for ref, old in refs.items()).encode(), check=False)
+        return proc.returncode == 0
+
     def for_each_ref(self, pattern: str, fmt: str) -> Iterator[str]:
         """Records of `fmt` (NUL-terminated, so message bodies may hold newlines)."""
         out = self.git("for-each-ref", f"--format={fmt}%00", pattern)
@@ -367,6 +375,32 @@ class Repo:
     def mktree(self, entries: list[str]) -> str:
         data = "".join(e + "\0" for e in entries).encode(errors="surrogateescape")
         return self.git("mktree", "-z", "--missing", input=data).strip()
+
+
+RACY_SECONDS = 2.0  # a stamp younger than this may not show a change made in the same tick
+
+
+def refs_stamp(repo: Repo, prefix: str) -> str | None:
+    """Where the refs under `prefix` (one directory level of them, like run refs) are
+    stored, as (mtime, size, inode) of their loose directory and of packed-refs: git writes
+    a ref by renaming a lock file over it and packs by rewriting packed-refs, so any change
+    moves one of them. None when a change could hide within the timestamps' granularity,
+    or refs are not files (reftable): then the refs must be listed. hooks/run.py keeps its
+    own copy (a hook imports nothing of gitexp up front)."""
+    if (repo.common_dir / "reftable").exists():
+        return None
+    parts = []
+    now = time.time()
+    for path in (repo.common_dir / prefix.rstrip("/"), repo.common_dir / "packed-refs"):
+        try:
+            st = path.stat()
+        except OSError:
+            parts.append("-")
+            continue
+        if now - st.st_mtime < RACY_SECONDS:
+            return None
+        parts.append(f"{st.st_mtime_ns}:{st.st_size}:{st.st_ino}")
+    return ",".join(parts)
 
 
 @dataclass(frozen=True)

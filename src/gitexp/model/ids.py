@@ -61,7 +61,7 @@ def match(spec: str, known: Iterable[str], what: str = "run") -> str | None:
     naming the candidates when several do. Runs and sweeps are matched by this same rule."""
     if not spec:
         return None
-    known = set(known)
+    known = known if isinstance(known, set | frozenset) else set(known)  # many specs: one set
     if spec in known:
         return spec
     found = sorted(k for k in known if k.startswith(spec) or k.endswith(spec))

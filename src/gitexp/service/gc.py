@@ -83,6 +83,23 @@ def select(runs: list[Run], policy: Policy, now: float | None = None) -> list[Ru
     return picked
 
 
+def plan(repo: Repo, config: Config, policy: Policy,
+         now: float | None = None) -> tuple[list[Run], list[Run]]:
+    """What `gc` removes, and the runs not written back, looked at first (those that ended
+    are written back, and may go). Only the runs the index finds near the policy are read
+    (`index.ended`), so the work grows with what goes, not with every run there is."""
+    now = time.time() if now is None else now
+    seen = service.unfinished_runs(repo, config)
+    metric = sort_keys(policy.keep_best[0])[0][0] if policy.keep_best else None
+    entries = index.ended(
+        repo, before=None if policy.older_than is None else now - policy.older_than,
+        statuses=NOT_SUCCEEDED if policy.failed else (), metric=metric)
+    near = [Run(record=e.record, result=e.result, commit=e.commit, written_back=True,
+                own=e.own) for e in entries]
+    near.sort(key=lambda r: r.record.launched_at, reverse=True)  # as `ls` lists them
+    return select(near, policy, now), seen
+
+
 def _number(run: Run, name: str) -> float | None:
     value = (run.result.metrics if run.result else {}).get(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -107,8 +124,17 @@ def resolve(repo: Repo, config: Config, specs: list[str]) -> tuple[list[Run], li
     that `rm` can still remove those)."""
     found: dict[str, Run] = {}
     broken: list[str] = []
+    known = set(index.run_ids(repo))
+    named = {spec: ids.match(spec, known) for spec in specs}  # one listing for all of them
+    entries = index.entries_of(repo, (ids.PREFIX + i for i in named.values() if i))
     for spec in specs:
-        try:
+        entry = entries.get(ids.PREFIX + (named[spec] or ""))
+        if entry is not None:
+            run = Run(record=entry.record, result=entry.result, commit=entry.commit,
+                      written_back=entry.written_back, own=entry.own)
+            found[run.id] = run if run.written_back else service.observe(repo, config, run)
+            continue
+        try:  # no readable run by that name: as `find` says it
             run = service.find(repo, spec, config)
         except GitexpError:
             # exact names only, from git's own list: `rm` must never reach outside the namespace
@@ -174,7 +200,16 @@ def remove(repo: Repo, runs: list[Run], config: Config | None = None,
     the repository is read-only) keeps everything, and is named in `Removed.failed`."""
     _refuse_live(repo, runs, config, say)
     done = Removed()
-    for run in runs:
+    if len(runs) > 1:  # one transaction for all (packed refs are rewritten once, not per run)
+        faults.point("gc.remove")
+        refs = [ids.ref_for(run.id) for run in runs]
+        if repo.delete_refs({ref: run.commit for ref, run in zip(refs, runs, strict=True)}):
+            for run in runs:
+                done.ids.append(run.id)
+                _drop_data(repo, run.id)
+            index.forget(repo, refs)
+            return done
+    for run in runs:  # one by one, each with its own reason (a ref moved meanwhile, ...)
         _remove_one(repo, run.id, ids.ref_for(run.id), run.commit, done)
     return done
 
@@ -189,10 +224,14 @@ def _remove_one(repo: Repo, run_id: str, ref: str, old: str | None, done: Remove
         done.failed.append((run_id, MOVED if moved else why))
         return
     done.ids.append(run_id)
+    _drop_data(repo, run_id)
+    index.forget(repo, [ref])
+
+
+def _drop_data(repo: Repo, run_id: str) -> None:
     if ids.is_valid_id(run_id):  # a bad name has no local data
         for where in ("store/runs", "work"):
             shutil.rmtree(repo.gitexp_dir / where / run_id, ignore_errors=True)
-    index.forget(repo, [ref])
 
 
 def _refuse_live(repo: Repo, runs: list[Run], config: Config | None,

@@ -1,9 +1,16 @@
 """The index: a SQLite cache of run records under `.git/gitexp/index.sqlite`.
 
 Git refs are the source of truth. Each row is keyed by ref *and* commit, so a row is either
-exactly right or stale, never subtly wrong: `sync` lists `refs/experiments/` with names and
-object ids only (no commit is read), re-reads just the commits that are new or moved, and
-drops rows whose ref is gone. Deleting the file loses nothing; the next `sync` rebuilds it.
+exactly right or stale, never subtly wrong: `refresh` lists `refs/experiments/` with names
+and object ids only (no commit is read), re-reads just the commits that are new or moved, and
+drops rows whose ref is gone. It does not even list them while the refs' storage is as it was
+at the last refresh (`git.refs_stamp`: the loose refs' directory and packed-refs, unchanged).
+Deleting the file loses nothing; the next refresh rebuilds it.
+
+Pages of runs are answered by SQL (`page`): newest first by an index on `launched_at`, and a
+`--where` narrowed first by the `vals` table (every metric and param of every run, indexed by
+name and number: `service/narrow.py` turns the expression into a superset the exact rule
+then filters), so `ls` at 100,000 runs reads the rows it shows, not all of them.
 
 Several `git exp` processes may sync at once: WAL mode lets readers go on while one writes,
 and a writer that finds the database busy retries; any trouble with the file (corrupt,
@@ -16,13 +23,13 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gitexp.errors import GitexpError
-from gitexp.git import Commit, Repo
+from gitexp.git import Commit, Repo, refs_stamp
 from gitexp.model import ids
 from gitexp.model.record import MAX_MESSAGE, DecodedRun, Result, RunRecord, decode_run
 from gitexp.model.row import SUMMARY, as_json, json_text, row_of
@@ -30,8 +37,9 @@ from gitexp.service import trust
 
 FILE = "index.sqlite"
 # bump when the table changes (3: records type-checked; 4: one decoder, `body` the whole
-# message; 5: fields' contents checked, `own`; 6: `json`): an older file is rebuilt
-VERSION = 6
+# message; 5: fields' contents checked, `own`; 6: `json`; 7: `vals`, `meta`, pages): an
+# older file is rebuilt
+VERSION = 7
 MAX_COMMIT = MAX_MESSAGE + (64 << 10)  # the message, and a header of parents and signature
 BUSY_MS = 5000
 RETRIES = 5
@@ -55,6 +63,18 @@ CREATE TABLE IF NOT EXISTS runs (
                        -- last, as the largest: the columns before it are read without it
 );
 CREATE INDEX IF NOT EXISTS runs_launched ON runs (launched_at);
+CREATE INDEX IF NOT EXISTS runs_live ON runs (status, own);
+CREATE TABLE IF NOT EXISTS vals (  -- every metric (kind 0) and param (1) of every run
+    ref TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    leaf TEXT NOT NULL,  -- the name's last dotted part: `lr` finds `train.lr` too
+    num REAL,            -- float(value) where Python's float() takes it (not a boolean)
+    text TEXT            -- str(value) (not a boolean)
+);
+CREATE INDEX IF NOT EXISTS vals_leaf ON vals (leaf, num);
+CREATE INDEX IF NOT EXISTS vals_ref ON vals (ref);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS params (
     snapshot TEXT NOT NULL,
     cwd TEXT NOT NULL,
@@ -92,8 +112,32 @@ def path_of(repo: Repo) -> Path:
 
 
 def run_ids(repo: Repo) -> list[str]:
-    """Every run id, from ref names alone (no commit is read)."""
-    return [ref[len(ids.PREFIX):] for ref in _ref_heads(repo)]
+    """Every run id, readable or not, from the index brought up to date (no ref listed while
+    the refs' storage is unchanged), else from ref names alone (no commit is read)."""
+    try:
+        with _connect(repo) as db:
+            _refresh(repo, db)
+            return [i for (i,) in db.execute("SELECT run_id FROM runs")]
+    except (sqlite3.Error, OSError):
+        return [ref[len(ids.PREFIX):] for ref in _ref_heads(repo)[0]]
+
+
+def finished_refs(repo: Repo) -> dict[str, tuple[str, bool]] | None:
+    """Every readable run's ref -> (its commit, written back), after a refresh: what a push
+    compares with the remote without reading a commit; None when the file is unusable."""
+    try:
+        with _connect(repo) as db:
+            _refresh(repo, db)
+            return {ref: (commit, status is not None) for ref, commit, status in db.execute(
+                "SELECT ref, commit_id, status FROM runs WHERE snapshot IS NOT NULL")}
+    except (sqlite3.Error, OSError):
+        return None
+
+
+def own_refs(repo: Repo) -> set[str]:
+    """The refs of the runs this user launched here (sealed), no record decoded: what the
+    pre-push hook may push."""
+    return {ref for ref, _, _, own in _current(repo) if own}
 
 
 def sync(repo: Repo) -> list[Entry]:
@@ -170,58 +214,148 @@ def rows(repo: Repo, *, summary: bool = False) -> list[dict[str, Any]]:
 def _current(repo: Repo, *columns: str) -> list[tuple[Any, ...]]:
     """(ref, commit, snapshot, own, <columns>...) of every readable run, the index brought up
     to date."""
-    heads = _ref_heads(repo)
+    _check_columns(columns)
     try:
         with _connect(repo) as db:
-            return _sync(repo, db, heads, columns)
+            _refresh(repo, db)
+            return db.execute(
+                f"SELECT {', '.join(('ref', 'commit_id', 'snapshot', 'own', *columns))} "  # noqa: S608 - checked names
+                "FROM runs WHERE snapshot IS NOT NULL").fetchall()
     except (sqlite3.Error, OSError):  # no usable file: straight from git
-        return _picked(_rows(repo, heads), columns)
+        return _picked(_rows(repo, _ref_heads(repo)[0]), columns)
+
+
+def refresh(repo: Repo, progress: Progress | None = None) -> None:
+    """Bring the index up to date with the refs (`progress(done, total)` while reading runs,
+    when there are many); harmless if the file is unusable (readers then go to git)."""
+    with contextlib.suppress(sqlite3.Error, OSError), _connect(repo) as db:
+        _refresh(repo, db, progress)
 
 
 def unreadable(repo: Repo) -> list[str]:
     """Refs under `refs/experiments/` that hold no readable run: a name that is no run id,
     or a commit whose record is corrupted. `ls` names them rather than hiding them."""
-    out = repo.git("for-each-ref", "--format=%(refname) %(objectname)", ids.PREFIX)
-    heads, bad = {}, []
-    for line in out.splitlines():
-        ref, _, commit = line.rpartition(" ")
-        if ids.id_from_ref(ref):
-            heads[ref] = commit
-        else:
-            bad.append(ref)
-    if not heads:
-        return sorted(bad)
     try:
         with _connect(repo) as db:
-            _sync(repo, db, heads, ())  # next to free: `ls` has just synced
-            rows = db.execute("SELECT ref, commit_id FROM runs WHERE body IS NULL").fetchall()
-        bad += [ref for ref, commit in rows if heads.get(ref) == commit]
+            _refresh(repo, db)
+            bad = json.loads(_meta(db, "bad") or "[]")
+            bad += [ref for (ref,) in db.execute("SELECT ref FROM runs WHERE snapshot IS NULL")]
     except (sqlite3.Error, OSError):
-        readable = {ref for ref, *_ in _current(repo, "summary")}
+        heads, bad = _ref_heads(repo)
+        readable = {ref for ref, *_ in _current(repo)}
         bad += [ref for ref in heads if ref not in readable]
     return sorted(bad)
 
 
+def page(repo: Repo, *, summary: bool, narrow: tuple[str, list[Any]] | None = None,
+         limit: int | None = None) -> list[dict[str, Any]] | None:
+    """The rows (`rows`' kind) of the newest readable runs, at most `limit`, among those
+    the SQL condition `narrow` (text, arguments) admits; None when the file is unusable."""
+    cond, args = narrow or ("1", [])
+    cut = "" if limit is None else f" LIMIT {int(limit)}"
+    try:
+        with _connect(repo) as db:
+            _refresh(repo, db)
+            texts = [t for (t,) in db.execute(
+                f"SELECT {'summary' if summary else 'row'} FROM runs WHERE snapshot IS NOT "  # noqa: S608 - `cond`: narrow's, values as arguments
+                f"NULL AND ({cond}) ORDER BY launched_at DESC, ref{cut}", args)]
+    except (sqlite3.Error, OSError):
+        return None
+    found: list[dict[str, Any]] = json.loads("[" + ",".join(texts) + "]")
+    return found
+
+
+def ended(repo: Repo, *, before: float | None = None, statuses: Iterable[str] = (),
+          metric: str | None = None) -> list[Entry]:
+    """Written-back runs that may be what `gc` removes: launched before `before`, with one
+    of `statuses`; or, with `metric`, every one that has it as a number (the ranking of
+    `--keep-best` needs them all). A superset: `gc.select` decides."""
+    conds: list[str] = ["status IS NOT NULL", "snapshot IS NOT NULL"]
+    args: list[Any] = []
+    if metric is not None:
+        conds.append("ref IN (SELECT ref FROM vals WHERE kind = 0 AND name = ? "
+                     "AND (num IS NOT NULL OR text = 'nan'))")
+        args.append(metric)
+    else:
+        if before is not None:
+            conds.append("launched_at < ?")
+            args.append(before)
+        wanted = list(statuses)
+        if wanted:
+            conds.append(f"status IN ({', '.join('?' for _ in wanted)})")
+            args += wanted
+    return _entries(repo, " AND ".join(conds), args)
+
+
+def entries_of(repo: Repo, refs: Iterable[str]) -> dict[str, Entry]:
+    """The readable runs of `refs`, by ref: read from the index, not from git one by one."""
+    wanted = list(dict.fromkeys(refs))
+    out: dict[str, Entry] = {}
+    for at in range(0, len(wanted), 500):  # SQLite's bound on arguments, with room
+        part = wanted[at:at + 500]
+        out.update((e.ref, e) for e in _entries(
+            repo, f"snapshot IS NOT NULL AND ref IN ({', '.join('?' for _ in part)})", part))
+    return out
+
+
+def unfinished(repo: Repo) -> list[Entry]:
+    """The readable runs not written back (live, or so they seem from here)."""
+    return _entries(repo, "status IS NULL AND snapshot IS NOT NULL", [])
+
+
+def _entries(repo: Repo, cond: str, args: list[Any]) -> list[Entry]:
+    try:
+        with _connect(repo) as db:
+            _refresh(repo, db)
+            found = db.execute("SELECT ref, commit_id, snapshot, own, body FROM runs "  # noqa: S608 - fixed conditions, values as arguments
+                               f"WHERE {cond}", args).fetchall()
+    except (sqlite3.Error, OSError):  # straight from git: every run (callers filter again)
+        found = [(r, c, s, o, b) for r, c, s, o, b in _current(repo, "body")]
+    entries = (_decode(r, c, s, b, own=bool(o)) for r, c, s, o, b in found)
+    return [e for e in entries if e is not None]
+
+
+def known(repo: Repo, name: str, kind: int | None) -> bool | None:
+    """Whether any run has a metric (kind 0), a param (1) or either (None) named exactly
+    `name`; None when the file is unusable."""
+    try:
+        with _connect(repo) as db:
+            return db.execute(
+                "SELECT 1 FROM vals WHERE leaf = ? AND name = ? AND (? IS NULL OR kind = ?) "
+                "LIMIT 1", (name.rpartition(".")[2], name, kind, kind)).fetchone() is not None
+    except (sqlite3.Error, OSError):
+        return None
+
+
 def forget(repo: Repo, ref_names: Iterable[str]) -> None:
     """Drop rows (after `rm`/`gc`); harmless if the file is missing or busy."""
+    gone = [(r,) for r in ref_names]
+
+    def write(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("DELETE FROM runs WHERE ref = ?", gone)
+            db.executemany("DELETE FROM vals WHERE ref = ?", gone)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
     with contextlib.suppress(sqlite3.Error, OSError), _connect(repo) as db:
-        _retry(lambda: db.executemany("DELETE FROM runs WHERE ref = ?",
-                                      [(r,) for r in ref_names]))
+        _retry(lambda: write(db))
 
 
 def succeeded_like(repo: Repo, argv: list[str], cwd: str) -> list[Entry]:
     """Written-back, succeeded runs with this argv and subdirectory: one indexed query, so
     `git exp run` pays next to nothing for the "already succeeded" check."""
-    heads = _ref_heads(repo)
     try:
         with _connect(repo) as db:
-            _sync(repo, db, heads, ())
+            _refresh(repo, db)
             found = db.execute(
                 "SELECT ref, commit_id, snapshot, body FROM runs WHERE status = 'succeeded' "
                 "AND argv = ? AND cwd = ?", (_argv_key(argv), cwd)).fetchall()
     except (sqlite3.Error, OSError):
         found = [(r, c, s, b) for r, c, s, _, b in _current(repo, "body")]
-    entries = [_decode(r, c, s, b) for r, c, s, b in found if heads.get(r) == c]  # own: unused
+    entries = [_decode(r, c, s, b) for r, c, s, b in sorted(found)]  # own: unused
     return [e for e in entries if e is not None and e.result is not None
             and e.result.status == "succeeded" and e.record.argv == argv and e.record.cwd == cwd]
 
@@ -244,14 +378,17 @@ def store_params(repo: Repo, values: dict[tuple[str, str], Any]) -> None:
 
 
 # -- internals --------------------------------------------------------------------------------
-def _ref_heads(repo: Repo) -> dict[str, str]:
+def _ref_heads(repo: Repo) -> tuple[dict[str, str], list[str]]:
+    """Run ref -> commit, and the refs under the namespace whose name is no run id."""
     out = repo.git("for-each-ref", "--format=%(refname) %(objectname)", ids.PREFIX)
-    heads = {}
+    heads, bad = {}, []
     for line in out.splitlines():
         ref, _, commit = line.rpartition(" ")
         if ids.id_from_ref(ref):
             heads[ref] = commit
-    return heads
+        else:
+            bad.append(ref)
+    return heads, bad
 
 
 @contextlib.contextmanager
@@ -281,8 +418,10 @@ def _connect(repo: Repo) -> Iterator[sqlite3.Connection]:
 
 
 def _reset(db: sqlite3.Connection, keys: int) -> None:
-    db.executescript("BEGIN IMMEDIATE; DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS params;"
-                     + _SCHEMA + f"PRAGMA user_version = {VERSION}; "
+    # every table: a `meta` stamp kept over an emptied `runs` would say it is up to date
+    db.executescript("BEGIN IMMEDIATE; DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS params; "
+                     "DROP TABLE IF EXISTS vals; DROP TABLE IF EXISTS meta;" + _SCHEMA
+                     + f"PRAGMA user_version = {VERSION}; "
                      f"PRAGMA application_id = {int(keys)}; COMMIT;")
 
 
@@ -311,36 +450,83 @@ def _picked(made: list[tuple[Any, ...]], columns: tuple[str, ...]) -> list[tuple
             if r[_BODY] is not None]
 
 
-def _sync(repo: Repo, db: sqlite3.Connection, heads: dict[str, str],
-          columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
-    unknown = [c for c in columns if c not in _COLUMNS]  # they go into the SQL text below
+Progress = Callable[[int, int], None]
+BATCH = 2000  # runs read and written at a time: progress to show, memory bounded
+
+
+def _check_columns(columns: tuple[str, ...]) -> None:
+    unknown = [c for c in columns if c not in _COLUMNS]  # they go into the SQL text
     if unknown:
         raise ValueError(f"no column {unknown[0]!r}")
-    rows = db.execute(f"SELECT {', '.join(('ref', 'commit_id', 'snapshot', 'own', *columns))} "  # noqa: S608
-                      "FROM runs").fetchall()
-    known = {ref: commit for ref, commit, *_ in rows}
-    changed = {ref: c for ref, c in heads.items() if known.get(ref) != c}
-    gone = [ref for ref in known if ref not in heads]
-    made = _rows(repo, changed)
-    if made or gone:
-        def write() -> None:
+
+
+def _meta(db: sqlite3.Connection, key: str) -> str | None:
+    got = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return None if got is None else str(got[0])
+
+
+def _refresh(repo: Repo, db: sqlite3.Connection, progress: Progress | None = None) -> None:
+    """Rows for exactly the runs the refs hold: nothing listed while the refs' storage is
+    unchanged since the last refresh, else one `for-each-ref`, and only commits new or
+    moved since are read."""
+    stamp = refs_stamp(repo, ids.PREFIX)
+    if stamp is not None and stamp == _meta(db, "stamp"):
+        return
+    heads, bad = _ref_heads(repo)
+    known = dict(db.execute("SELECT ref, commit_id FROM runs").fetchall())
+    changed = [(ref, c) for ref, c in heads.items() if known.get(ref) != c]
+    gone = [(ref,) for ref in known if ref not in heads]
+    if len(changed) <= BATCH:
+        progress = None  # over in a moment: no bar (nor its imports)
+    if progress is not None:
+        progress(0, len(changed))
+    for at in range(0, max(len(changed), 1), BATCH):
+        batch = dict(changed[at:at + BATCH])
+        vals: list[tuple[Any, ...]] = []
+        made = _rows(repo, batch, vals)
+        last = at + BATCH >= len(changed)
+        meta = [("stamp", stamp or "-"), ("bad", json.dumps(bad))] if last else []
+
+        def write(made: list[tuple[Any, ...]] = made, batch: dict[str, str] = batch,
+                  meta: list[tuple[str, str]] = meta, first: bool = at == 0,
+                  vals: list[tuple[Any, ...]] = vals) -> None:
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("DELETE FROM runs WHERE ref = ?", [(r,) for r in gone])
+                if first:
+                    db.executemany("DELETE FROM runs WHERE ref = ?", gone)
+                    db.executemany("DELETE FROM vals WHERE ref = ?", gone)
+                # moved runs' old values go (and a concurrent refresh's, were it first)
+                db.executemany("DELETE FROM vals WHERE ref = ?", [(r,) for r in batch])
                 db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                                made)
+                db.executemany("INSERT INTO vals VALUES (?,?,?,?,?,?)", vals)
+                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-        _retry(write)
-    out = _picked(made, columns)
-    # a readable run has a snapshot; an unreadable one, only its ref, commit and id
-    out += [row for row in rows if row[2] is not None and heads.get(row[0]) == row[1]]
+        if made or gone or meta:
+            _retry(write)
+        if progress is not None and changed:
+            progress(min(at + BATCH, len(changed)), len(changed))
+
+
+def _vals(ref: str, row: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """The `vals` rows of one run's row: its metrics and params, name by name."""
+    out = []
+    for kind, values in enumerate((row.get("metrics") or {}, row.get("params") or {})):
+        for name, value in values.items():
+            num = text = None
+            if not isinstance(value, bool):
+                text = str(value)
+                with contextlib.suppress(TypeError, ValueError, OverflowError):
+                    num = float(value)
+            out.append((ref, kind, name, name.rpartition(".")[2], num, text))
     return out
 
 
-def _rows(repo: Repo, heads: dict[str, str]) -> list[tuple[Any, ...]]:
+def _rows(repo: Repo, heads: dict[str, str],
+          vals: list[tuple[Any, ...]] | None = None) -> list[tuple[Any, ...]]:
     """The table rows of the commits of `heads`: read in one `git cat-file`, and the trees
     of the sealed ones' snapshots in one more (a seal covers the snapshot's tree)."""
     runs: list[tuple[str, str, DecodedRun | None]] = []
@@ -361,16 +547,19 @@ def _rows(repo: Repo, heads: dict[str, str]) -> list[tuple[Any, ...]]:
     for spec, obj in zip(wanted, repo.read_objects(wanted), strict=True):
         if obj.type == "commit" and obj.data is not None:
             trees[spec] = Commit.parse(obj.data).tree
-    return [_row(repo, ref, commit, run, trees) for ref, commit, run in runs]
+    return [_row(repo, ref, commit, run, trees, vals=vals) for ref, commit, run in runs]
 
 
 def _row(repo: Repo, ref: str, commit: str, run: DecodedRun | None,
-         trees: dict[str, str]) -> tuple[Any, ...]:
+         trees: dict[str, str], *, vals: list[tuple[Any, ...]] | None) -> tuple[Any, ...]:
+    """A table row; its `vals` rows go to `vals` (when given)."""
     if run is None:
         return (ref, commit, ids.id_from_ref(ref) or "", *([None] * 9), 0, None)
     rec, res = run.record, run.result
     own = bool(rec.seal) and trust.sealed(repo, run, trees.get(rec.snapshot, ""))
     row = row_of(rec, res, commit, own=own)
+    if vals is not None:
+        vals += _vals(ref, row)
     return (ref, commit, rec.id, rec.snapshot, rec.launched_at,
             res.status if res else None, rec.target, _argv_key(rec.argv), rec.cwd,
             _dumps({k: row[k] for k in SUMMARY}), _dumps(row), run.message, int(own),

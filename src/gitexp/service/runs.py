@@ -105,6 +105,14 @@ def list_runs(repo: Repo, config: Config | None = None, *, refresh: bool = True)
     return runs
 
 
+def unfinished_runs(repo: Repo, config: Config) -> list[Run]:
+    """The runs not written back, looked at in their stores as `list_runs` does (those that
+    ended are written back): what `gc` must leave alone, without reading every run."""
+    return _observe_all(repo, config, [
+        Run(record=e.record, result=e.result, commit=e.commit, written_back=False, own=e.own)
+        for e in index.unfinished(repo)])
+
+
 def list_json(repo: Repo, config: Config) -> list[str]:
     """`list_runs`, each run as `ls --json` prints it (`row.json_text`): the texts the index
     keeps for runs written back (10,000 of them are not decoded and encoded again, which

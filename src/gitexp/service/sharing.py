@@ -3,9 +3,10 @@
 Only finished (written-back) runs travel: a live run's ref still points at its snapshot, and a
 clone that fetched it could never see it end (its store is on the launcher's side).
 
-Pushes never force. Fetches land in a private staging namespace first, then each run ref is
-created, fast-forwarded (snapshot -> results commit), or left alone when the local one is
-ahead or different; nothing local is ever rewound or overwritten.
+Pushes never force. Fetches bring the commits of the refs that differ, by object id, and
+judge them before any ref is written; then each run ref is created, fast-forwarded (snapshot
+-> results commit), or left alone when the local one is ahead or different; nothing local is
+ever rewound or overwritten.
 
 A shared run is immutable: `transitions` is the one rule, for fetch and push (and so for the
 pre-push hook) alike. A new run must decode and have the shape gitexp makes; an existing
@@ -16,7 +17,6 @@ result never changing. Whatever else a remote offers is refused, the local ref u
 from __future__ import annotations
 
 import json
-import secrets
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -30,7 +30,6 @@ from gitexp.service import index
 from gitexp.service.tagging import NOTES_REF, merge_from
 
 PUSH_GUARD = "GITEXP_PUSHING_RUNS"  # == hooks.run.PUSH_GUARD: our own pre-push does nothing
-STAGING = "refs/gitexp-incoming/"
 NAMESPACES = (ids.PREFIX, ids.TAG_PREFIX)
 
 
@@ -82,10 +81,10 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
     and their `exp/*` tags; never forces, and never moves a ref of the remote's along a
     transition gitexp does not make (`transitions`)."""
     remote = _check_remote(remote or default_remote(repo, pushing=True))
-    finished, live = _run_refs(repo)
+    heads, finished, live = _run_refs(repo)
     tags = _refs(repo, ids.TAG_PREFIX, full=True)
     if own_only:  # the pre-push hook: what came from elsewhere is not passed on unasked
-        own = {e.ref for e in index.sync(repo) if e.own}
+        own = index.own_refs(repo)
         finished, live = [r for r in finished if r in own], [r for r in live if r in own]
         tags = {t: oid for t, oid in tags.items()
                 if ids.PREFIX + t[len(ids.TAG_PREFIX):] in own}
@@ -100,7 +99,7 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
         wanted = finished + list(tags)
     notes = {} if own_only else _refs(repo, NOTES_REF, full=True)  # tags and notes: by hand
     wanted += list(notes)
-    ours = {**_refs(repo, ids.PREFIX, full=True), **tags, **notes}
+    ours = {**heads, **tags, **notes}
     theirs = _remote_refs(repo, remote)
     rejected = _refused_pushes(repo, {r: (theirs[r], ours[r]) for r in wanted
                                       if r in theirs and r in ours and theirs[r] != ours[r]
@@ -146,12 +145,12 @@ def unpublish(repo: Repo, remote: str | None, run_ids: Sequence[str]) -> PushRep
     return PushReport(remote, report.pushed, absent, report.rejected)
 
 
-def _remote_refs(repo: Repo, remote: str) -> dict[str, str]:
+def _remote_refs(repo: Repo, remote: str, verb: str = "push to") -> dict[str, str]:
     """The remote's run refs and `exp/*` tags (unpeeled), from one `git ls-remote`."""
     proc = _git(repo, "ls-remote", "--refs", remote, *(f"{ns}*" for ns in NAMESPACES),
                 NOTES_REF)
     if proc.returncode != 0:
-        raise _failed(repo, "push to", remote, proc)  # its first step
+        raise _failed(repo, verb, remote, proc)  # its first step
     pairs = (line.split("\t", 1) for line in proc.stdout.decode(errors="replace").splitlines())
     refs = {ref: oid for oid, ref in pairs if ref.startswith(NAMESPACES) or ref == NOTES_REF}
     if any(len(oid) != repo.oid_hex for oid in refs.values()):
@@ -172,27 +171,38 @@ def _refused_pushes(repo: Repo, moves: dict[str, tuple[str, str]]) -> dict[str, 
 
 
 def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
-    """Fetch runs and `exp/*` tags; new ones appear, finished ones fast-forward."""
+    """Fetch runs and `exp/*` tags; new ones appear, finished ones fast-forward.
+
+    The remote's refs are listed first (one `ls-remote`) and only the commits of those that
+    differ from ours are fetched, by id, and judged before any ref is written: a fetch with
+    nothing new writes nothing and reads no run (staging every ref in a namespace of its own
+    and deleting it again cost seconds per thousand runs)."""
     remote = _check_remote(remote or default_remote(repo, pushing=False))
-    stage = f"{STAGING}{secrets.token_hex(4)}/"
-    specs = [f"+{ns}*:{stage}{i}/*" for i, ns in enumerate(NAMESPACES)]
-    specs.append(f"+{NOTES_REF}*:{stage}notes*")  # a glob: a remote without notes is fine
-    try:
-        proc = _git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
-                             "--no-recurse-submodules", remote, *specs)
-        if proc.returncode != 0:
-            raise _failed(repo, "fetch from", remote, proc)
-        incoming = _refs(repo, stage)
-        notes = incoming.get("notes")  # exactly NOTES_REF (the glob takes experiments-x too)
-        report = _merge(repo, remote, {
-            NAMESPACES[int(name.split("/", 1)[0])] + name.split("/", 1)[1]: oid
-            for name, oid in incoming.items() if not name.startswith("notes")})
-        return replace(report, notes=_merge_notes(repo, notes)) if notes else report
-    finally:
-        staged = _refs(repo, stage)
-        if staged:
-            repo.git("update-ref", "--stdin", input="".join(
-                f"delete {stage}{name} {oid}\n" for name, oid in staged.items()).encode())
+    theirs = _remote_refs(repo, remote, "fetch from")
+    ours = {**_refs(repo, ids.PREFIX, full=True), **_refs(repo, ids.TAG_PREFIX, full=True)}
+    wanted = [ref for ref, oid in theirs.items() if ref != NOTES_REF and ours.get(ref) != oid]
+    if NOTES_REF in theirs and not _has_notes(repo, theirs[NOTES_REF]):
+        wanted.append(NOTES_REF)
+    if not wanted:
+        return FetchReport(remote)
+    # By object id: git sends no ref advertisement again, writes no ref, and brings exactly
+    # what `ls-remote` showed (a ref that moved since makes git refuse: the next fetch gets it)
+    oids = list(dict.fromkeys(theirs[ref] for ref in wanted))
+    proc = _git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                "--no-recurse-submodules", "--stdin", remote,
+                input="".join(oid + "\n" for oid in oids).encode())
+    if proc.returncode != 0:
+        raise _failed(repo, "fetch from", remote, proc)
+    incoming = {ref: theirs[ref] for ref in wanted}
+    notes = incoming.pop(NOTES_REF, None)
+    report = _merge(repo, remote, incoming, ours)
+    return replace(report, notes=_merge_notes(repo, notes)) if notes else report
+
+
+def _has_notes(repo: Repo, oid: str) -> bool:
+    """Whether our tags and notes already hold the remote's (merged before, or the same)."""
+    mine = repo.rev_parse(NOTES_REF)
+    return mine is not None and (mine == oid or repo.ok("merge-base", "--is-ancestor", oid, mine))
 
 
 def _merge_notes(repo: Repo, incoming: str) -> str:
@@ -206,28 +216,38 @@ def _merge_notes(repo: Repo, incoming: str) -> str:
         return f"refused: {exc.message}"
 
 
-def _merge(repo: Repo, remote: str, incoming: dict[str, str]) -> FetchReport:
-    local = {**_refs(repo, ids.PREFIX, full=True), **_refs(repo, ids.TAG_PREFIX, full=True)}
+JUDGED_AT_ONCE = 2000  # runs read and judged together: a first fetch's memory stays bounded
+
+
+def _merge(repo: Repo, remote: str, incoming: dict[str, str],
+           local: dict[str, str]) -> FetchReport:
+    """Judge the moves and make the accepted ones: runs first, a batch at a time (each one
+    `update-ref --stdin` transaction, every ref guarded by its old value), then the tags,
+    judged against the runs as they then are."""
     report = FetchReport(remote)
-    moves = {ref: (local.get(ref), new) for ref, new in incoming.items() if local.get(ref) != new}
-    refused = transitions(repo, moves)
-    commands = []
-    for ref, (old, new) in sorted(moves.items()):
-        why = refused.get(ref)
-        if why == BEHIND:
-            report.kept.append((ref, "the local run is further along"))
-        elif why == UNREADABLE:
-            report.kept.append((ref, f"differs from {remote}'s; the local one stays"))
-        elif why:
-            report.refused.append((ref, f"refused {_what(ref)} from {remote}: {why}"))
-        elif old is None:
-            commands.append(f"create {ref} {new}\n")
-            report.new.append(ref)
-        else:
-            commands.append(f"update {ref} {new} {old}\n")
-            report.updated.append(ref)
-    if commands:  # one transaction: all or nothing, each guarded by its old value
-        repo.git("update-ref", "--stdin", input="".join(commands).encode())
+    moves = sorted((ref, (local.get(ref), new)) for ref, new in incoming.items()
+                   if local.get(ref) != new)
+    runs = [m for m in moves if m[0].startswith(ids.PREFIX)]
+    batches = [runs[at:at + JUDGED_AT_ONCE] for at in range(0, len(runs), JUDGED_AT_ONCE)]
+    for batch in [*batches, [m for m in moves if not m[0].startswith(ids.PREFIX)]]:
+        refused = transitions(repo, dict(batch))
+        commands = []
+        for ref, (old, new) in batch:
+            why = refused.get(ref)
+            if why == BEHIND:
+                report.kept.append((ref, "the local run is further along"))
+            elif why == UNREADABLE:
+                report.kept.append((ref, f"differs from {remote}'s; the local one stays"))
+            elif why:
+                report.refused.append((ref, f"refused {_what(ref)} from {remote}: {why}"))
+            elif old is None:
+                commands.append(f"create {ref} {new}\n")
+                report.new.append(ref)
+            else:
+                commands.append(f"update {ref} {new} {old}\n")
+                report.updated.append(ref)
+        if commands:
+            repo.git("update-ref", "--stdin", input="".join(commands).encode())
     return report
 
 
@@ -271,6 +291,8 @@ def transitions(repo: Repo, moves: Mapping[str, tuple[str | None, str]]) -> dict
             refused[ref] = why
     tags = {ref: new for ref, (old, new) in moves.items() if ref not in refused
             and ref.startswith(ids.TAG_PREFIX)}
+    if not tags:
+        return refused
     heads = {**_refs(repo, ids.PREFIX, full=True),
              **{ref: new for ref, (_, new) in runs.items() if ref not in refused}}
     refused.update(_misplaced_tags(repo, tags, heads))
@@ -334,10 +356,11 @@ def _changed(a: dict[str, object], b: dict[str, object]) -> str:
     return f"its {named.get(keys[0], 'record (' + keys[0] + ')')} changed"
 
 
-# Dataclass equality rather than `to_dict()`: the same comparison, without a deep copy per run.
 def _same_record(a: DecodedRun, b: DecodedRun) -> bool:
-    """The same record but for the snapshot (each commit's own way of naming it)."""
-    return _text(a.record.to_dict()) == _text(b.record.to_dict())  # to_dict: no snapshot
+    """The same record but for the snapshot (each commit's own way of naming it): the record
+    objects as the two messages have them (no snapshot there), every key, known or not.
+    Not `to_dict()`: its deep copy per run was a third of a first fetch's time."""
+    return _text(a.fields) == _text(b.fields)
 
 
 def _same_result(a: Result, b: Result) -> bool:
@@ -451,14 +474,24 @@ def _what(ref: str) -> str:
     return f"tag {ref[len('refs/tags/'):]}"
 
 
-def _run_refs(repo: Repo) -> tuple[list[str], list[str]]:
-    """(finished, live) run refs: a results commit is titled `gitexp run <id>: <status>`."""
+def _run_refs(repo: Repo) -> tuple[dict[str, str], list[str], list[str]]:
+    """Every run ref -> its commit, and the (finished, live) run refs: from the index (no
+    commit read; a ref that holds no readable run is neither), else from one listing, where
+    a results commit is titled `gitexp run <id>: <status>`."""
+    known = index.finished_refs(repo)
+    if known is not None:
+        return ({ref: commit for ref, (commit, _) in known.items()},
+                [ref for ref, (_, done) in known.items() if done],
+                [ref for ref, (_, done) in known.items() if not done])
+    heads: dict[str, str] = {}
     finished: list[str] = []
     live: list[str] = []
-    for line in repo.for_each_ref(ids.PREFIX, "%(refname) %(contents:subject)"):
-        ref, _, subject = line.partition(" ")
+    for line in repo.for_each_ref(ids.PREFIX, "%(objectname) %(refname) %(contents:subject)"):
+        oid, _, rest = line.partition(" ")
+        ref, _, subject = rest.partition(" ")
+        heads[ref] = oid
         (finished if ": " in subject else live).append(ref)
-    return finished, live
+    return heads, finished, live
 
 
 def _refs(repo: Repo, prefix: str, full: bool = False) -> dict[str, str]:
@@ -484,10 +517,11 @@ def _parse_push(remote: str, out: str, live: list[str]) -> PushReport:
     return PushReport(remote, report.pushed, up_to_date, report.rejected, live)
 
 
-def _git(repo: Repo, *args: str) -> subprocess.CompletedProcess[bytes]:
+def _git(repo: Repo, *args: str, input: bytes | None = None,
+         ) -> subprocess.CompletedProcess[bytes]:
     # The guard keeps a pre-push hook (ours, `--no-verify` aside) from pushing runs again.
     return run_git(["--git-dir", str(repo.git_dir), *args], cwd=repo.root,
-                   env={PUSH_GUARD: "1"}, check=False)
+                   env={PUSH_GUARD: "1"}, input=input, check=False)
 
 
 # What git says when the two ends name objects differently (sha1 and sha256); the last is an

@@ -32,6 +32,7 @@ from gitexp.model import ids
 from gitexp.model.record import STATUSES
 from gitexp.model.row import FIELDS, SUMMARY, Row, row_of
 from gitexp.service import index, params, runs
+from gitexp.service.narrow import narrow
 from gitexp.service.runs import Run
 
 Predicate = Callable[[Row], bool]
@@ -188,7 +189,9 @@ def _listing(repo: Repo, config: Config, query: Query,
              whole: bool = False) -> tuple[list[Row], dict[str, Run]]:
     """The rows selected, and the unfinished runs looked at on the way, by id."""
     full = whole or bool(query.where or query.sort or query.columns)
-    rows = index.rows(repo, summary=not full)
+    # `whole` wants every param of every row: no narrowing by the index's values
+    found = None if whole else _candidates(repo, query, summary=not full)
+    rows = index.rows(repo, summary=not full) if found is None else found
     fresh: dict[str, Run] = {}
     for i, row in enumerate(rows):
         if not row["written_back"] and row["own"]:  # another's live run: nothing to look at
@@ -203,12 +206,39 @@ def _listing(repo: Repo, config: Config, query: Query,
     if query.sweep is not None:
         query = replace(query, sweep=sweep_id(query.sweep, rows))
     names = query.names()
-    if whole or needs_params(names, rows):
+    if whole or (found is None and needs_params(names, rows)):  # candidates: no param named
         add_file_params(repo, rows)
-    if full:
+    if full and found is None:  # candidates: every name was known
         check_names(names, rows)
     picked = select(rows, query)
     return picked, fresh
+
+
+def _candidates(repo: Repo, query: Query, *, summary: bool) -> list[Row] | None:
+    """The rows that may be selected, from the index by SQL: a page of the newest (and
+    every unfinished run of this user's, to look at), or what `narrow` admits. None when
+    only every row will do: a sweep to resolve, a name that may be a param (params files
+    are read per run) or that no run has, a sort or no limit with nothing to narrow by."""
+    if query.sweep is not None:
+        return None
+    for name in query.names():
+        if name in COLUMNS:
+            continue
+        if name.startswith("params.") or not index.known(repo, name.removeprefix("metrics."),
+                                                         0):
+            return None
+    sql = narrow(_tokens(query.where) if query.where else [], _literal, COLUMNS,
+                 query.status, query.target)
+    if sql is not None:
+        return index.page(repo, summary=summary, narrow=sql)
+    if query.sort or query.limit is None:
+        return None
+    rows = index.page(repo, summary=summary, limit=query.limit)
+    live = index.page(repo, summary=summary, narrow=("status IS NULL AND own = 1", []))
+    if rows is None or live is None:
+        return None
+    shown = {row["id"] for row in rows}
+    return rows + [row for row in live if row["id"] not in shown]
 
 
 def sweep_id(spec: str, rows: list[Row]) -> str:
@@ -282,6 +312,8 @@ def select(rows: list[Row], query: Query) -> list[Row]:
         and (query.sweep is None or r["sweep"] == query.sweep)
         and (test is None or test(r))
     ]
+    # ties by id, as `index.page` orders them: the same order from SQL, the index or git
+    picked.sort(key=lambda r: r.get("id") or "")
     picked.sort(key=lambda r: r.get("launched_at") or 0.0, reverse=True)
     for name, descending in reversed(sort_keys(query.sort)):
         keyed = [(_sortable(value_of(r, name)), r) for r in picked]
