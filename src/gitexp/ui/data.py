@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover - a plain install reads with `json`
     orjson = None  # type: ignore[assignment]
 
 from gitexp.errors import GitexpError
-from gitexp.git import Repo
+from gitexp.git import Repo, refs_stamp
 from gitexp.git.config import Config
 from gitexp.git.writeback import MAX_LOG_IN_GIT, RESULTS_DIR
 from gitexp.model import dvcplots, ids
@@ -122,8 +122,13 @@ def query_of(where: str | None, sort: str | None, status: Iterable[str] = ()) ->
 
 
 def heads(repo: Repo) -> str:
-    """A digest of every run's ref and commit: a listing made from the same refs is the
-    same listing, but for what live runs say meanwhile (`refresh`)."""
+    """What the run refs are now: a listing made from the same refs is the same listing,
+    but for what live runs say meanwhile (`refresh`). Where the refs are stored, when that
+    tells (`git.refs_stamp`: no ref listed, whatever their number); else a digest of every
+    run's ref and commit."""
+    stamp = refs_stamp(repo, ids.PREFIX)
+    if stamp is not None:
+        return stamp
     listed = repo.git("for-each-ref", "--format=%(objectname) %(refname)", ids.PREFIX)
     return hashlib.sha256(listed.encode()).hexdigest()
 
