@@ -188,17 +188,24 @@ def listed(repo: Repo) -> list[Listed]:
     return out
 
 
+@contextlib.contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction, taken at once (a reader never upgrades into a deadlock)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
 def _remember(repo: Repo, texts: list[tuple[str, str, str]]) -> None:
     """Keep `listed`'s texts (text, ref, commit) in rows still at that commit; harmless if
     the file is missing or busy."""
     def write(db: sqlite3.Connection) -> None:
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(db):
             db.executemany("UPDATE runs SET json = ? WHERE ref = ? AND commit_id = ?", texts)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
     with contextlib.suppress(sqlite3.Error, OSError), _connect(repo) as db:
         _retry(lambda: write(db))
 
@@ -332,14 +339,9 @@ def forget(repo: Repo, ref_names: Iterable[str]) -> None:
     gone = [(r,) for r in ref_names]
 
     def write(db: sqlite3.Connection) -> None:
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(db):
             db.executemany("DELETE FROM runs WHERE ref = ?", gone)
             db.executemany("DELETE FROM vals WHERE ref = ?", gone)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
     with contextlib.suppress(sqlite3.Error, OSError), _connect(repo) as db:
         _retry(lambda: write(db))
 
@@ -490,8 +492,7 @@ def _refresh(repo: Repo, db: sqlite3.Connection, progress: Progress | None = Non
         def write(made: list[tuple[Any, ...]] = made, batch: dict[str, str] = batch,
                   meta: list[tuple[str, str]] = meta, first: bool = at == 0,
                   vals: list[tuple[Any, ...]] = vals) -> None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(db):
                 if first:
                     db.executemany("DELETE FROM runs WHERE ref = ?", gone)
                     db.executemany("DELETE FROM vals WHERE ref = ?", gone)
@@ -501,10 +502,6 @@ def _refresh(repo: Repo, db: sqlite3.Connection, progress: Progress | None = Non
                                made)
                 db.executemany("INSERT INTO vals VALUES (?,?,?,?,?,?)", vals)
                 db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta)
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
         if made or gone or meta:
             _retry(write)
         if progress is not None and changed:
