@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from gitexp import extras
 from gitexp.git import Repo
-from gitexp.git.config import Target
+from gitexp.git.config import Config, Target
 from gitexp.model.record import RunRecord
 from gitexp.model.runstate import Handle
 from gitexp.model.sweepstate import slot_key, slot_name
@@ -66,10 +66,16 @@ class Launch:
         return root if self.slot is not None and self.record.sweep else f"{root}/{self.record.id}"
 
 
-ATTEMPTS_DEFAULT = ATTEMPTS  # exp.target.<n>.maxAttempts
 def limits_for(target: Target, max_checkpoint: int) -> tuple[int, int]:
-    """`agent_argv`'s `limits`: the target's attempts, and the bytes of one checkpoint."""
-    return (target.count("maxAttempts", ATTEMPTS_DEFAULT) or 1, max_checkpoint)
+    """`agent_argv`'s `limits`: the target's attempts (exp.target.<n>.maxAttempts), and the
+    bytes of one checkpoint."""
+    return (target.count("maxAttempts", ATTEMPTS) or 1, max_checkpoint)
+
+
+def max_checkpoint(config: Config) -> int:
+    """exp.maxCheckpointSize: the bytes one checkpoint's files may hold."""
+    return config.size("exp.maxCheckpointSize", CHECKPOINT_BYTES)
+
 
 
 WARM_DEFAULT = 4  # warm checkouts a worker keeps (exp.target.<n>.warmCheckouts)

@@ -36,6 +36,12 @@ def format_of(oid: str) -> str:
     raise GitexpError(f"{oid[:80]!r} is no object id", hint="is the run record intact?")
 
 
+def is_object_id(text: str) -> bool:
+    """A full object id of either format, in lower-case hex (a worker checks what it is told
+    before it has a repository to ask; `Repo.is_oid` knows the one format of its own)."""
+    return len(text) in OID_HEX.values() and not text.strip("0123456789abcdef")
+
+
 def init_options(object_format: str) -> list[str]:
     """`git init`'s options for a repository of this format: none for sha1, so a worker's
     git older than 2.29 (no --object-format) still takes sha1 code."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gitexp import data, faults, secrets
-from gitexp.backends import Backend, Launch, StartsAhead, backend_for
+from gitexp.backends import Backend, Launch, StartsAhead, backend_for, max_checkpoint
 from gitexp.errors import GitexpError
 from gitexp.git import NO_REF, Repo, lfs, snapshot
 from gitexp.git.config import Config, Target
@@ -29,7 +29,6 @@ from gitexp.service import environment, preflight, trust
 from gitexp.service.rerun import refuse_if_succeeded
 from gitexp.service.runs import Run
 from gitexp.stores import Store, open_store, run_key, transport
-from gitexp.worker import CHECKPOINT_BYTES
 
 Prepare = Callable[[RunRecord, Target, Store], None]  # more for the agent: mail settings
 
@@ -95,7 +94,7 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest], *,
     if ahead and len(reqs) == 1 and isinstance(backend, StartsAhead):
         first_id = ids.new_id(names[0])
         drop = backend.start_ahead(run_id=first_id, heartbeat=config.heartbeat(),
-                                   max_checkpoint=_max_checkpoint(config))
+                                   max_checkpoint=max_checkpoint(config))
     try:
         records = _record(repo, config, reqs, target, store, subdirs, names, first_id)
     except BaseException:
@@ -138,10 +137,6 @@ def _record(repo: Repo, config: Config, reqs: list[LaunchRequest], target: Targe
 
 def _nothing() -> None:
     pass
-
-
-def _max_checkpoint(config: Config) -> int:
-    return config.size("exp.maxCheckpointSize", CHECKPOINT_BYTES)
 
 
 def relaunch(repo: Repo, config: Config, run: Run, *, target: str | None = None,
@@ -191,7 +186,7 @@ def submit(repo: Repo, config: Config, record: RunRecord, *, target: Target,
               progress=progress, queued=False)
         handle = backend.submit(launch=Launch(
             repo=repo, record=record, store=store, heartbeat=config.heartbeat(),
-            max_checkpoint=_max_checkpoint(config)))
+            max_checkpoint=max_checkpoint(config)))
         faults.point("launch.handle")
     except GitexpError as exc:
         fail(repo, store, [record], exc.message)

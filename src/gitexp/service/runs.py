@@ -16,7 +16,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gitexp import disk
-from gitexp.backends import Backend, Explains, KeepsLogs, Launch, Retries, backend_for
+from gitexp.backends import (
+    Backend,
+    Explains,
+    KeepsLogs,
+    Launch,
+    Retries,
+    backend_for,
+    max_checkpoint,
+)
 from gitexp.errors import GitexpError, UnknownRunError, exit_for
 from gitexp.extras import MissingExtraError
 from gitexp.git import Commit, Repo
@@ -35,7 +43,7 @@ from gitexp.model.runstate import (
 from gitexp.service import index, slots, trust
 from gitexp.stores import Store, open_store, read_range, run_key, size_of
 from gitexp.stores.file import FileStore
-from gitexp.worker import CHECKPOINT_BYTES, guard
+from gitexp.worker import guard
 
 log = logging.getLogger("gitexp.runs")
 
@@ -341,9 +349,9 @@ def _next_attempt(repo: Repo, config: Config, record: RunRecord, handle: Handle,
         return None
     attempts = state.attempts()
     launch = Launch(repo=repo, record=record, store=state.store, heartbeat=config.heartbeat(),
-                    max_checkpoint=config.size("exp.maxCheckpointSize", CHECKPOINT_BYTES))
-    n = len(attempts) + 1
-    if not attempts or attempts[-1].reason != "preempted" or n > launch.limits(target)[0]:
+                    max_checkpoint=max_checkpoint(config))
+    n, most = len(attempts) + 1, launch.limits(target)[0]
+    if not attempts or attempts[-1].reason != "preempted" or n > most:
         return None
     between = Result(status="running", started_at=attempts[0].started_at,
                      host=attempts[-1].host, attempts=attempts, metrics=state.latest())
@@ -359,8 +367,7 @@ def _next_attempt(repo: Repo, config: Config, record: RunRecord, handle: Handle,
                     n, exc.message)
         return None
     state.set_handle(record.target, {**again, "attempt": n})
-    log.info("gitexp: run %s was preempted: attempt %d of %d started", record.id, n,
-             launch.limits(target)[0])
+    log.info("gitexp: run %s was preempted: attempt %d of %d started", record.id, n, most)
     return between
 
 

@@ -38,12 +38,20 @@ from gitexp import (
     secrets,
 )
 from gitexp.errors import GitexpError
-from gitexp.git import GIT_LOCATION, Repo, run_git, writeback
+from gitexp.git import GIT_LOCATION, Repo, is_object_id, run_git, writeback
 from gitexp.model import dvcplots, ids, metrics
 from gitexp.model.record import Attempt, Result, RunRecord, decode_run
 from gitexp.model.runstate import JobPlace, RunState
 from gitexp.stores import Store, open_store, run_key, transport
-from gitexp.worker import ATTEMPTS, PREEMPTED_EXIT, checkpoints, guard, slots, workspace
+from gitexp.worker import (
+    ATTEMPTS,
+    CHECKPOINT_BYTES,
+    PREEMPTED_EXIT,
+    checkpoints,
+    guard,
+    slots,
+    workspace,
+)
 from gitexp.worker.guard import Guard
 
 CHUNK = 1 << 20  # streamed to the store in pieces of at most this: memory stays bounded
@@ -94,7 +102,7 @@ class Agent:
     _checkout: workspace.Checkout | None = None  # the one this run holds
     _cancel_asked: float = -math.inf  # time.monotonic() of the last look for a request
     max_attempts: int = 1  # exp.target.<n>.maxAttempts: 1 never tries again
-    max_checkpoint: int = checkpoints.DEFAULT_MAX  # exp.maxCheckpointSize
+    max_checkpoint: int = CHECKPOINT_BYTES  # exp.maxCheckpointSize
     _signal: str | None = None  # the signal that told the agent to stop: term, int, usr1
     _attempts: list[Attempt] = field(default_factory=list)  # this run's, so far
     _uploader: checkpoints.Uploader | None = None
@@ -676,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warm-dir", type=Path, help="where they are kept")
     p.add_argument("--max-attempts", type=int, default=ATTEMPTS,
                    help="attempts a preempted run may take (1: it is never tried again)")
-    p.add_argument("--max-checkpoint", type=int, default=checkpoints.DEFAULT_MAX,
+    p.add_argument("--max-checkpoint", type=int, default=CHECKPOINT_BYTES,
                    help="bytes one checkpoint's files may hold")
     a = p.parse_args(argv)
     if not 0 <= a.warm <= MAX_WARM or (a.warm and a.warm_dir is None):
@@ -705,7 +713,7 @@ def _awaited_snapshot(log: Path | None) -> str | None:
     nothing (the launch was refused or interrupted). Then its own output goes to `log`."""
     line = sys.stdin.buffer.readline(200).strip().decode("ascii", "replace")
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # nothing of the launcher's stays open
-    if len(line) not in (40, 64) or line.strip("0123456789abcdef"):
+    if not is_object_id(line):
         return None
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)

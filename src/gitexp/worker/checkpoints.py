@@ -25,9 +25,7 @@ from gitexp.errors import GitexpError
 from gitexp.model.checks import path_problem, text_problem
 from gitexp.model.dvcyaml import inside
 from gitexp.model.runstate import MAX_CHECKPOINT_FILES, Checkpoint, RunState
-from gitexp.worker import CHECKPOINT_BYTES
 
-DEFAULT_MAX = CHECKPOINT_BYTES  # exp.maxCheckpointSize: 1 GiB
 _SPOOL = re.compile(r"c[A-Za-z0-9_]{1,64}")  # tempfile.mkdtemp(prefix="c")'s names
 MAX_LABEL = 200
 

@@ -45,7 +45,7 @@ from pathlib import Path
 
 from gitexp import faults
 from gitexp.errors import GitError, GitexpError
-from gitexp.git import Repo, format_of, init_options, lfs, run_git
+from gitexp.git import Repo, format_of, init_options, is_object_id, lfs, run_git
 
 # Our own commands in a checkout never run a hook or an fsmonitor a job might have named.
 _SAFE = ["-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false",
@@ -204,8 +204,7 @@ def _read_pristine(path: Path) -> str | None:
         text = path.read_text(encoding="ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
-    return text if len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text) \
-        else None
+    return text if is_object_id(text) else None
 
 
 def _populate(tree: Path, objects_from: Path, snapshot: str, *, index: Path,
