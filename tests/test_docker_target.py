@@ -176,8 +176,11 @@ def test_keep_leaves_the_container_and_a_gone_container_is_lost(box: Path, podma
     run_id = exp("run", "-d", "--keep", "-t", "box", "--", "python3", "train.py",
                  cwd=box).stdout.strip()
     assert wait_done(run_id, box)["status"] == "succeeded"
-    state = podman.run(["inspect", "--format", "{{.State.Status}}", f"gitexp-{run_id}"])
-    assert state.stdout.strip() == "exited", state
+    # `stopped` is podman's word for a container whose process ended before its cleanup
+    # marked it `exited`: either way it is kept, and it no longer runs.
+    wait_for(lambda: podman.run(["inspect", "--format", "{{.State.Status}}",
+                                 f"gitexp-{run_id}"]).stdout.strip() in ("exited", "stopped"),
+             timeout=30, what="the kept container, ended")
     # A container removed behind gitexp's back, before it wrote a result: the run is lost.
     (box / "slow.py").write_text("import time\ntime.sleep(300)\n")
     run_id = exp("run", "-d", "-t", "box", "--", "python3", "slow.py", cwd=box).stdout.strip()

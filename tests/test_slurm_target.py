@@ -298,6 +298,8 @@ def test_a_requeued_run_resumes_and_a_time_limit_ends_timeout(slurm_env: Any, re
                cwd=repo).stdout.strip()
     job = handle_of(store, cut)["job"]
     state = RunState(FileStore(store), cut)
+    # `whole` ends first: the CPU the requeue frees is then cut's, never taken by `late`.
+    a = wait_done(whole, repo, timeout=60)
     wait_for(lambda: pause.exists() and (c := state.checkpoint()) is not None and c.step == 4,
              timeout=60, what="checkpoint 'step 4' in the store")
     subprocess.run(["scontrol", "requeue", job], check=True)
@@ -308,7 +310,7 @@ def test_a_requeued_run_resumes_and_a_time_limit_ends_timeout(slurm_env: Any, re
                                re.MULTILINE), timeout=60, what="ls to show the second attempt")
     Path(f"{pause}.go").write_text("")
 
-    a, b = wait_done(whole, repo, timeout=60), wait_done(cut, repo, timeout=60)
+    b = wait_done(cut, repo, timeout=60)
     assert a["status"] == b["status"] == "succeeded", exp("logs", cut, cwd=repo).stdout
     assert a["result"]["metrics"] == b["result"]["metrics"] and "loss" in a["result"]["metrics"]
     assert _final_model(store, whole) == _final_model(store, cut)

@@ -71,7 +71,8 @@ SelectTypeParameters=CR_Core
 # Keep finished jobs visible to `scontrol show job` for 5 minutes.
 MinJobAge=300
 ReturnToService=2
-SchedulerParameters=batch_sched_delay=0
+# The main loop every 5 s (default 60): a pending job an event did not start waits that long.
+SchedulerParameters=batch_sched_delay=0,sched_interval=5
 # scancel: SIGTERM, then SIGKILL after 5 s (default 30 s is slow for tests).
 KillWait=5
 # Trust the node lines below even on a smaller machine (else the node drains).
