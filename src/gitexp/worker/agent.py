@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -38,7 +39,7 @@ from gitexp import (
     secrets,
 )
 from gitexp.errors import GitexpError
-from gitexp.git import GIT_LOCATION, Repo, is_object_id, run_git, writeback
+from gitexp.git import GIT_LOCATION, Commit, Repo, is_object_id, run_git, writeback
 from gitexp.model import dvcplots, ids, metrics
 from gitexp.model.record import Attempt, Result, RunRecord, decode_run
 from gitexp.model.runstate import JobPlace, RunState
@@ -151,8 +152,10 @@ class Agent:
             # Started now, it is ready when the job is: its start-up costs the job nothing.
             if self.state.has_result():  # a platform's retry of a run that ended
                 _warn(f"gitexp: run {self.run_id} already ended: not started again")
+                if self._guard is not None:
+                    self._guard.close()
                 return 0
-            self._guard = self.start_guard()
+            self._guard = self._guard or self.start_guard()
             checkout = self.prepare()
             # cancelled while queued (a sweep's slot took it meanwhile): never started
             stop = self._cancel.is_set() or self._cancel_requested()
@@ -264,28 +267,27 @@ class Agent:
         # From the main thread: the guard's parent-death signal follows the thread that
         # started it (the socket's EOF does not depend on it).
         try:  # the guard never holds the mail secrets either
-            return Guard.start(cwd=str(self.workdir), env=self._job_env())
+            return Guard.start(cwd=str(self.workdir), env=_job_env())
         except OSError as exc:
             raise GitexpError(f"cannot start the job's guard: {exc.strerror}") from None
-
-    def _job_env(self, **extra: str) -> dict[str, str]:
-        # The job never sees the mail secrets: only the agent's mailer uses them. Nor the
-        # launcher's GIT_DIR & co (`git --git-dir=X exp run`): its git is its checkout's.
-        return {**{k: v for k, v in os.environ.items()
-                   if k not in secrets.OWN and k not in GIT_LOCATION}, **extra}
 
     def prepare(self) -> Path:
         source = Path(self.code)
         if not source.exists():
             source = transport.fetch_code(self.code, self.snapshot, self.workdir.parent / "cache")
         self._source = source
-        self._checkout = self._take_checkout(source)
+        # The record is read while the checkout is made: the job waits for one, not both.
+        # The object as stored (no replace refs, no log settings); a tag's id gives its
+        # commit here, and the checkout's HEAD check refuses it.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            raw = pool.submit(run_git, ["--git-dir", str(source), "cat-file", "commit",
+                                        self.snapshot], env={"GIT_NO_REPLACE_OBJECTS": "1"})
+            self._checkout = self._take_checkout(source)
+            commit = Commit.parse(raw.result().stdout)
         checkout = self._checkout.tree
         faults.point("agent.prepare")
-        shown = run_git(["-C", str(checkout), "log", "-1", "--format=%P%n%B", self.snapshot])
-        parents, _, message = shown.stdout.partition(b"\n")
-        run = decode_run(message, ref=ids.PREFIX + self.run_id, commit=self.snapshot,
-                         parents=parents.decode().split())
+        run = decode_run(commit.message, ref=ids.PREFIX + self.run_id, commit=self.snapshot,
+                         parents=commit.parents)
         if run.result is not None:  # the snapshot is what runs, never a results commit
             raise GitexpError(f"{self.snapshot[:12]} is the results commit of run "
                               f"{self.run_id}, not its snapshot")
@@ -337,7 +339,7 @@ class Agent:
             self._uploader = checkpoints.Uploader(self.state, saved, self.max_checkpoint,
                                                   self._note)
         resume = {RESUME_ENV: str(self._resume_dir)} if self._resume_dir else {}
-        env = self._job_env(**{guard.RUN_ENV: self.run_id,
+        env = _job_env(**{guard.RUN_ENV: self.run_id,
                                METRICS_ENV: str(self.spool("metrics.jsonl")), "PWD": str(cwd),
                                CHECKPOINTS_ENV: str(saved),
                                MAX_CHECKPOINT_ENV: str(self.max_checkpoint), **resume})
@@ -643,6 +645,13 @@ def _warn(text: str) -> None:
         os.write(2, text.encode(errors="replace") + b"\n")
 
 
+def _job_env(**extra: str) -> dict[str, str]:
+    # The job never sees the mail secrets: only the agent's mailer uses them. Nor the
+    # launcher's GIT_DIR & co (`git --git-dir=X exp run`): its git is its checkout's.
+    return {**{k: v for k, v in os.environ.items()
+               if k not in secrets.OWN and k not in GIT_LOCATION}, **extra}
+
+
 def _place(job: int) -> JobPlace | None:
     """Where the job is, for a cancel after its agent died; None where /proc cannot say.
     It leads its own session, so its group is its pid."""
@@ -695,16 +704,23 @@ def main(argv: list[str] | None = None) -> int:
         return _slot(a)
     if not a.run or not a.snapshot:
         p.error("give --run and --snapshot, or --sweep and --slot")
+    ahead = None
     if a.snapshot == "-":
+        # The job's guard starts while the launch takes the snapshot, as this agent did (a
+        # guard that cannot start is started again, and its error told, by `Agent.run`).
+        with contextlib.suppress(OSError):
+            ahead = Guard.start(cwd=".", env=_job_env())
         a.snapshot = _awaited_snapshot(a.log)
         if a.snapshot is None:  # the launch stopped before its snapshot: nothing to do
+            if ahead is not None:
+                ahead.close()
             return 0
     # Absolute: the job runs elsewhere and is told where to write its metrics.
     workdir = (a.workdir or Path.home() / ".cache" / "gitexp" / "work" / a.run).absolute()
     agent = Agent(store=open_store(a.store), run_id=a.run, snapshot=a.snapshot, code=a.code,
                   workdir=workdir, repo=a.repo, heartbeat=a.heartbeat, flush=a.flush,
                   warm=_pool(a), max_attempts=max(1, a.max_attempts),
-                  max_checkpoint=max(0, a.max_checkpoint))
+                  max_checkpoint=max(0, a.max_checkpoint), _guard=ahead)
     return agent.main()
 
 
