@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
+import time
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gitexp import cli
 from gitexp.git import Repo, snapshot
 from tests.helpers import exp, exp_json, git
 
@@ -211,3 +215,20 @@ def test_credential_files_and_lfs_attributes_follow_the_work_tree_past_the_cache
     cache.write_text('{"key": 1, "names": {"x": "y"}}')
     (root / "sub" / ".gitattributes").write_text("*.bin filter=lfs\n")
     assert (snapshot.take(repo).secret_files, snapshot.take(repo).lfs) == (("Server.PEM",), True)
+
+
+def test_a_walk_started_ahead_is_the_launchs_own_and_never_a_later_ones(repo: Path,
+                                                                        monkeypatch):
+    """`git exp run` starts its walk of the work tree before its imports: the next launch
+    of that repository takes it; a launch refused before its walk leaves none behind for a
+    later launch in the same process, which sees the tree as it is then."""
+    (repo / "early.txt").write_text("there before the walk\n")
+    snapshot.walk_ahead(Repo.discover(repo))
+    assert ("early.txt", True) in snapshot.changes(Repo.discover(repo)).entries
+    monkeypatch.chdir(repo)
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        assert cli.main(["run", "-t", "nowhere", "--", "true"]) != 0  # refused: no target
+    assert "nowhere" in err.getvalue()
+    time.sleep(0.5)  # a walk left behind would have ended by now, without late.txt
+    (repo / "late.txt").write_text("made after the refused launch\n")
+    assert ("late.txt", True) in snapshot.changes(Repo.discover(repo)).entries

@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -193,6 +193,11 @@ class Repo:
         return len(value) == self.oid_hex and all(c in "0123456789abcdef" for c in value)
 
     # -- plumbing ------------------------------------------------------------------------
+    def _located(self, *args: str) -> list[str]:
+        """`args` as a git command of this repository (and of its work tree)."""
+        tree = [] if self.bare else ["--work-tree", str(self.root)]
+        return ["--git-dir", str(self.git_dir), *tree, *args]
+
     def git(
         self,
         *args: str,
@@ -200,22 +205,38 @@ class Repo:
         input: bytes | None = None,
         check: bool = True,
     ) -> str:
-        tree = [] if self.bare else ["--work-tree", str(self.root)]
-        proc = run_git(
-            ["--git-dir", str(self.git_dir), *tree, *args],
-            cwd=self.root, env=env, input=input, check=check,
-        )
+        proc = run_git(self._located(*args), cwd=self.root, env=env, input=input, check=check)
         return proc.stdout.decode(errors="surrogateescape")
+
+    def started(self, *args: str) -> Callable[[], str | None]:
+        """`git ARGS` started now, in the background; the call returns what it printed, or
+        None when it failed or could not start (then `git` again says why). Its output goes
+        to a file: git never waits for a reader, and ends on its own if never asked."""
+        out = tempfile.TemporaryFile()  # noqa: SIM115 - `result` closes it
+        try:
+            proc = subprocess.Popen(["git", *self._located(*args)], cwd=self.root,
+                                    stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.DEVNULL, env=clean_env())
+        except OSError:
+            out.close()
+            return lambda: None
+
+        def result() -> str | None:
+            with out:
+                if proc.wait() != 0:
+                    return None
+                out.seek(0)
+                return out.read().decode(errors="surrogateescape")
+        return result
 
     def git_head(self, *args: str, limit: int) -> tuple[str, bool]:
         """The first `limit` bytes of what `git ARGS` prints, and whether it printed more:
         then git is stopped there, so a forged giant costs neither memory nor the rest of
         its time."""
-        tree = [] if self.bare else ["--work-tree", str(self.root)]
         with tempfile.TemporaryFile() as err:  # a file: git's stderr can never block it
             try:
                 proc = subprocess.Popen(
-                    ["git", "--git-dir", str(self.git_dir), *tree, *args], cwd=self.root,
+                    ["git", *self._located(*args)], cwd=self.root,
                     stdout=subprocess.PIPE, stderr=err, env=clean_env())
             except FileNotFoundError:
                 raise GitexpError("git is not installed",

@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,9 +52,29 @@ class Changes:
         return [name for name, _ in self.entries if name.endswith("/")]
 
 
+_WALK = ("ls-files", "--others", "--modified", "--exclude-standard", "-t", "-z")
+_ahead: dict[tuple[Path, Path], Callable[[], str | None]] = {}
+
+
+def walk_ahead(repo: Repo) -> None:
+    """Start the launch's walk (`changes`) now, in the background: `git exp run` does so
+    before it imports what launches a run, so that the walk (~0.1 s at 20,000 files) costs
+    the user no time of its own. The next `changes` of `repo` takes it."""
+    _ahead[repo.git_dir, repo.root] = repo.started(*_WALK)
+
+
+def forget_ahead() -> None:
+    """Drop a walk started ahead and never taken (its launch stopped first): a later launch
+    in this process must walk the tree as it is then."""
+    _ahead.clear()
+
+
 def changes(repo: Repo) -> Changes:
     """The one walk of the work tree a launch makes (`?` untracked, `C` changed)."""
-    out = repo.git("ls-files", "--others", "--modified", "--exclude-standard", "-t", "-z")
+    ahead = _ahead.pop((repo.git_dir, repo.root), None)
+    out = ahead() if ahead else None
+    if out is None:  # none started, or it failed: now, and git's error is the launch's
+        out = repo.git(*_WALK)
     return Changes(tuple((raw[2:], raw[:1] == "?") for raw in out.split("\0") if raw))
 
 
