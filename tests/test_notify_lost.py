@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -82,5 +83,6 @@ def test_git_exp_watch_notices_the_loss_without_anyone_running_ls(tmp_path: Path
             watch.wait()
     assert watch.returncode == 0
     [line] = [ln for ln in out.splitlines() if "lost" in ln]
-    assert f"  {run_id}  " in line and line.endswith("lost")
+    # The loss, and the job's last metrics when they reached the store before it was killed.
+    assert re.fullmatch(rf"\d\d:\d\d:\d\d  {run_id}  (\w+ -> )?lost(  loss=0\.9)?", line), line
     assert [m["X-Gitexp-Event"] for m in outbox(repo).messages()][-1] == "lost"
