@@ -208,7 +208,8 @@ class Repo:
         proc = run_git(self._located(*args), cwd=self.root, env=env, input=input, check=check)
         return proc.stdout.decode(errors="surrogateescape")
 
-    def started(self, *args: str) -> Callable[[], str | None]:
+    def started(self, *args: str, env: Mapping[str, str] | None = None
+                ) -> Callable[[], bytes | None]:
         """`git ARGS` started now, in the background; the call returns what it printed, or
         None when it failed or could not start (then `git` again says why). Its output goes
         to a file: git never waits for a reader, and ends on its own if never asked."""
@@ -216,17 +217,17 @@ class Repo:
         try:
             proc = subprocess.Popen(["git", *self._located(*args)], cwd=self.root,
                                     stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.DEVNULL, env=clean_env())
+                                    stderr=subprocess.DEVNULL, env=clean_env(env))
         except OSError:
             out.close()
             return lambda: None
 
-        def result() -> str | None:
+        def result() -> bytes | None:
             with out:
                 if proc.wait() != 0:
                     return None
                 out.seek(0)
-                return out.read().decode(errors="surrogateescape")
+                return out.read()
         return result
 
     def git_head(self, *args: str, limit: int) -> tuple[str, bool]:

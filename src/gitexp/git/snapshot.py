@@ -53,7 +53,7 @@ class Changes:
 
 
 _WALK = ("ls-files", "--others", "--modified", "--exclude-standard", "-t", "-z")
-_ahead: dict[tuple[Path, Path], Callable[[], str | None]] = {}
+_ahead: dict[tuple[Path, Path], Callable[[], bytes | None]] = {}
 
 
 def walk_ahead(repo: Repo) -> None:
@@ -72,9 +72,9 @@ def forget_ahead() -> None:
 def changes(repo: Repo) -> Changes:
     """The one walk of the work tree a launch makes (`?` untracked, `C` changed)."""
     ahead = _ahead.pop((repo.git_dir, repo.root), None)
-    out = ahead() if ahead else None
-    if out is None:  # none started, or it failed: now, and git's error is the launch's
-        out = repo.git(*_WALK)
+    walked = ahead() if ahead else None
+    # None started, or it failed: now, and git's error is the launch's.
+    out = repo.git(*_WALK) if walked is None else walked.decode(errors="surrogateescape")
     return Changes(tuple((raw[2:], raw[:1] == "?") for raw in out.split("\0") if raw))
 
 

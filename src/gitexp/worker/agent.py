@@ -23,7 +23,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +38,7 @@ from gitexp import (
     secrets,
 )
 from gitexp.errors import GitexpError
-from gitexp.git import GIT_LOCATION, Commit, Repo, is_object_id, run_git, writeback
+from gitexp.git import GIT_LOCATION, Commit, Repo, is_object_id, writeback
 from gitexp.model import dvcplots, ids, metrics
 from gitexp.model.record import Attempt, Result, RunRecord, decode_run
 from gitexp.model.runstate import JobPlace, RunState
@@ -279,11 +278,15 @@ class Agent:
         # The record is read while the checkout is made: the job waits for one, not both.
         # The object as stored (no replace refs, no log settings); a tag's id gives its
         # commit here, and the checkout's HEAD check refuses it.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            raw = pool.submit(run_git, ["--git-dir", str(source), "cat-file", "commit",
-                                        self.snapshot], env={"GIT_NO_REPLACE_OBJECTS": "1"})
-            self._checkout = self._take_checkout(source)
-            commit = Commit.parse(raw.result().stdout)
+        asked = ("cat-file", "commit", self.snapshot)
+        unreplaced = {"GIT_NO_REPLACE_OBJECTS": "1"}
+        shown = Repo.at_git_dir(source).started(*asked, env=unreplaced)
+        self._checkout = self._take_checkout(source)
+        raw = shown()
+        if raw is None:  # once more, for git's own words
+            raw = Repo.at_git_dir(source).git(*asked, env=unreplaced).encode(
+                errors="surrogateescape")
+        commit = Commit.parse(raw)
         checkout = self._checkout.tree
         faults.point("agent.prepare")
         run = decode_run(commit.message, ref=ids.PREFIX + self.run_id, commit=self.snapshot,
