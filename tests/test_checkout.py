@@ -12,6 +12,9 @@ import pytest
 from tests.conftest import make_repo, use_home
 from tests.helpers import assert_user_error, copy_repo, exp, exp_json, git, seal_key
 
+# One worker builds the module's fixture, not each of them.
+pytestmark = pytest.mark.xdist_group("checkout")
+
 Ran = tuple[Path, dict[str, object]]  # a repository and its one run, as `ls` shows it
 TRAIN = "import json\njson.dump({'loss': 0.5}, open('metrics.json', 'w'))\n"
 

@@ -14,7 +14,9 @@ from tests.conftest import make_repo
 from tests.dvcpipe import copy_pipeline, dvc, make_pipeline
 from tests.helpers import exp, git, own_home
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# One worker builds the module's fixture, not each of them.
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.xdist_group("dvc_import")]
 
 
 @pytest.fixture(scope="module")

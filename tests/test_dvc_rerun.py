@@ -14,7 +14,9 @@ import pytest
 from tests.dvcpipe import copy_pipeline, dvc, make_pipeline
 from tests.helpers import assert_user_error, exp, git, own_home, wait_done
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# One worker builds the module's fixture, not each of them.
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.xdist_group("dvc_rerun")]
 STAGES = ("prepare", "featurize", "train", "evaluate")
 
 

@@ -28,7 +28,9 @@ from tests.helpers import exp, git, wait_done
 from tests.hostile.forge import MALLORY, Attacker, Link, base_record, base_result
 from tests.hostile.tripwires import FifoTrap, Listener, Listing, changes, check_output, listing
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+# One worker builds the module's fixture, not each of them.
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.xdist_group("hostile")]
 
 VICTIM_USER = "Test User <test@example.com>"
 # The victim's own code: it says it ran (where HOSTILE_MARK points), nothing else.
@@ -84,8 +86,9 @@ def _isolated_env(mp: pytest.MonkeyPatch, home: Path) -> None:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Base]:
-    """Made once per module (per xdist worker): the victim's clone with one finished run of
-    its own, the team's bare remote holding it, and the attacker's clone of that remote."""
+    """Made once per module (its tests share one xdist worker): the victim's clone with one
+    finished run of its own, the team's bare remote holding it, and the attacker's clone of
+    that remote."""
     root = tmp_path_factory.mktemp("hostile-base")
     with pytest.MonkeyPatch.context() as mp:
         _isolated_env(mp, root / "home")

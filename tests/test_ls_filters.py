@@ -11,6 +11,9 @@ from gitexp.model.params import from_argv
 from gitexp.service.where import Query, compile_where, select
 from tests.helpers import assert_user_error, exp, exp_json, git, own_home
 
+# One worker builds the module's fixture, not each of them.
+pytestmark = pytest.mark.xdist_group("ls_filters")
+
 TRAIN = ("import json, sys\nlr = float(sys.argv[sys.argv.index('--lr') + 1])\n"
          "json.dump({'loss': round(lr * 10, 6), 'acc': round(1 - lr, 6)}, "
          "open('metrics.json', 'w'))\nsys.exit(1 if lr > 0.5 else 0)\n")

@@ -21,6 +21,9 @@ from gitexp.model import ids
 from gitexp.service import where
 from tests.helpers import assert_user_error, exp, exp_json, git, own_home, wait_done
 
+# One worker builds the module's fixture, not each of them.
+pytestmark = pytest.mark.xdist_group("sweep_handle")
+
 TRAIN = """\
 import sys, gitexp
 x = int(sys.argv[1])
