@@ -343,9 +343,9 @@ class Agent:
                                                   self._note)
         resume = {RESUME_ENV: str(self._resume_dir)} if self._resume_dir else {}
         env = _job_env(**{guard.RUN_ENV: self.run_id,
-                               METRICS_ENV: str(self.spool("metrics.jsonl")), "PWD": str(cwd),
-                               CHECKPOINTS_ENV: str(saved),
-                               MAX_CHECKPOINT_ENV: str(self.max_checkpoint), **resume})
+                          METRICS_ENV: str(self.spool("metrics.jsonl")), "PWD": str(cwd),
+                          CHECKPOINTS_ENV: str(saved),
+                          MAX_CHECKPOINT_ENV: str(self.max_checkpoint), **resume})
         argv, why = data.job_argv(self.record)
         if why:  # never silently: the log says what ran instead of the recorded argv
             self.say(why)
