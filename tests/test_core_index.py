@@ -366,6 +366,32 @@ def test_a_write_that_fails_midway_is_undone_and_git_answers(grepo: Repo) -> Non
     assert sorted(e.commit for e in index.sync(grepo)) == sorted([old.commit, new.commit])
 
 
+def test_ctrl_c_as_a_write_commits_is_raised_never_lost(tmp_path: Path) -> None:
+    """A SIGINT that lands during COMMIT's fsync is raised just after COMMIT returns: it
+    must come out as KeyboardInterrupt, the write kept, not as the sqlite3.Error of a
+    ROLLBACK with nothing to roll back (which the index's callers suppress)."""
+    real = sqlite3.connect(tmp_path / "db", isolation_level=None)
+    real.execute("CREATE TABLE t (x)")
+
+    class InterruptedAtCommit:
+        in_transaction = property(lambda self: real.in_transaction)
+
+        def execute(self, sql: str) -> sqlite3.Cursor:
+            done = real.execute(sql)
+            if sql == "COMMIT":
+                raise KeyboardInterrupt
+            return done
+
+    with pytest.raises(KeyboardInterrupt), \
+            index._transaction(InterruptedAtCommit()):  # a stand-in for the connection
+        real.execute("INSERT INTO t VALUES (1)")
+    assert real.execute("SELECT x FROM t").fetchall() == [(1,)]
+    with pytest.raises(KeyboardInterrupt), index._transaction(real):  # before COMMIT: undone
+        real.execute("INSERT INTO t VALUES (2)")
+        raise KeyboardInterrupt
+    assert real.execute("SELECT x FROM t").fetchall() == [(1,)]
+
+
 def unmade(repo: Repo) -> int:
     """Readable runs whose `ls --json` text the file does not hold yet."""
     db = sqlite3.connect(index.path_of(repo))

@@ -190,13 +190,17 @@ def listed(repo: Repo) -> list[Listed]:
 
 @contextlib.contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction, taken at once (a reader never upgrades into a deadlock)."""
+    """One write transaction, taken at once (a reader never upgrades into a deadlock).
+    Ctrl-C during the COMMIT's fsync is raised just after it: with nothing left to roll
+    back, a ROLLBACK would fail and its sqlite3.Error, which callers suppress, would take
+    the interrupt's place (`git exp watch` then ignored Ctrl-C)."""
     db.execute("BEGIN IMMEDIATE")
     try:
         yield
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
 
 
