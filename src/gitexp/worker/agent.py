@@ -278,14 +278,13 @@ class Agent:
         # The record is read while the checkout is made: the job waits for one, not both.
         # The object as stored (no replace refs, no log settings); a tag's id gives its
         # commit here, and the checkout's HEAD check refuses it.
-        asked = ("cat-file", "commit", self.snapshot)
+        objects, asked = Repo.at_git_dir(source), ("cat-file", "commit", self.snapshot)
         unreplaced = {"GIT_NO_REPLACE_OBJECTS": "1"}
-        shown = Repo.at_git_dir(source).started(*asked, env=unreplaced)
+        shown = objects.started(*asked, env=unreplaced)
         self._checkout = self._take_checkout(source)
         raw = shown()
         if raw is None:  # once more, for git's own words
-            raw = Repo.at_git_dir(source).git(*asked, env=unreplaced).encode(
-                errors="surrogateescape")
+            raw = objects.git(*asked, env=unreplaced).encode(errors="surrogateescape")
         commit = Commit.parse(raw)
         checkout = self._checkout.tree
         faults.point("agent.prepare")
