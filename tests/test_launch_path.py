@@ -156,7 +156,19 @@ def test_a_refused_launch_leaves_no_agent_and_nothing_in_the_store(repo: Path):
                           str(repo).encode() in _read(p / "cmdline") and
                           b"gitexp.worker.agent" in _read(p / "cmdline")],
              timeout=20, what="the agent started ahead to end")
+    # Its job's guard, started ahead too (in the agent's directory, the git dir), ends with it.
+    wait_for(lambda: not [p for p in Path("/proc").iterdir() if p.name.isdigit() and
+                          b"import guard" in _read(p / "cmdline") and
+                          _cwd(p) == repo / ".git"],
+             timeout=20, what="the guard started ahead to end")
     assert sorted(p.name for p in runs_dir.iterdir()) == before
+
+
+def _cwd(proc: Path) -> Path | None:
+    try:
+        return Path(os.readlink(proc / "cwd"))
+    except OSError:
+        return None
 
 
 def _read(path: Path) -> bytes:
