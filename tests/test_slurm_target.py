@@ -298,16 +298,27 @@ def test_a_requeued_run_resumes_and_a_time_limit_ends_timeout(slurm_env: Any, re
                cwd=repo).stdout.strip()
     job = handle_of(store, cut)["job"]
     state = RunState(FileStore(store), cut)
-    # `whole` ends first: the CPU the requeue frees is then cut's, never taken by `late`.
+    # `whole` ends first and `late` takes its CPU: the one the requeue frees is then cut's.
     a = wait_done(whole, repo, timeout=60)
+    late_job = handle_of(store, late)["job"]
+    wait_for(lambda: scontrol(late_job)["JobState"] == "RUNNING"
+             and scontrol(handle_of(store, whole)["job"])["JobState"] == "COMPLETED",
+             timeout=60, what="`whole`'s job to leave its CPU to `late`")
     wait_for(lambda: pause.exists() and (c := state.checkpoint()) is not None and c.step == 4,
              timeout=60, what="checkpoint 'step 4' in the store")
     subprocess.run(["scontrol", "requeue", job], check=True)
     # A requeued job waits ~2 minutes to be eligible again: now, for the test.
     wait_for(lambda: scontrol(job)["JobState"] == "PENDING", timeout=30, what="the requeue")
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
-    wait_for(lambda: re.search(rf"^{cut} +running \(attempt 2\)", exp("ls", cwd=repo).stdout,
-                               re.MULTILINE), timeout=60, what="ls to show the second attempt")
+    try:
+        wait_for(lambda: re.search(rf"^{cut} +running \(attempt 2\)", exp("ls", cwd=repo).stdout,
+                                   re.MULTILINE), timeout=60, what="ls to show the second attempt")
+    except AssertionError as exc:
+        queue = subprocess.run(["squeue", "-h", "-o", "%i %T %r %S"], capture_output=True,
+                               text=True).stdout
+        log = exp("logs", cut, cwd=repo, check=False).stdout[-2000:]
+        raise AssertionError(f"{exc}\nqueue:\n{queue}\nls:\n{exp('ls', cwd=repo).stdout}\n"
+                             f"logs:\n{log}") from None
     Path(f"{pause}.go").write_text("")
 
     b = wait_done(cut, repo, timeout=60)
@@ -323,4 +334,4 @@ def test_a_requeued_run_resumes_and_a_time_limit_ends_timeout(slurm_env: Any, re
     ended = wait_done(late, repo, timeout=90)
     assert ended["status"] == "timeout", exp("logs", late, cwd=repo).stdout
     assert "attempts" not in ended["result"]
-    assert scontrol(handle_of(store, late)["job"])["Restarts"] == "0"
+    assert scontrol(late_job)["Restarts"] == "0"

@@ -296,7 +296,11 @@ def slurm() -> Iterator[SlurmCluster]:
 
 @pytest.fixture
 def slurm_env(slurm: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> SlurmCluster:
-    """`slurm`, with SLURM_CONF set in os.environ for this test only."""
+    """`slurm`, idle, with SLURM_CONF set in os.environ for this test only. A job an earlier
+    test left (one that failed before its `sleep 300` ended) is cancelled first: tests that
+    count on both CPUs (a requeued job must start again) would otherwise wait behind it."""
+    slurm.cancel_all()
+    slurm.wait_idle(timeout=60)
     for key, value in slurm.env.items():
         monkeypatch.setenv(key, value)
     return slurm
