@@ -9,7 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sqlite3
 import tempfile
+from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,9 @@ from gitexp.model.record import (
 )
 from gitexp.model.row import row_of
 from gitexp.service import diff, index, rerun
+from gitexp.service.narrow import narrow
 from gitexp.service.runs import Run
-from gitexp.service.where import compile_where, value_of
+from gitexp.service.where import COLUMNS, compile_where, parse_where, value_of
 from tests.helpers import git
 
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), deadline=None,
@@ -380,6 +383,78 @@ def test_valid_where_expressions_agree_with_the_reference(expr: tuple[Any, ...],
     predicate = compile_where(text)
     for row in rows:
         assert predicate(row) == evaluate(expr, row), (text, row)
+
+
+# Expressions SQL can narrow (no `not`, no `!=`; most of EXPRS admit every run and test
+# nothing) over a few values that rows hold too, so that equal and boundary cases are common.
+FEW = [0, 1, "a", "0.5", True, None]
+FEW_LITERALS = st.sampled_from([("num", "0", "0"), ("num", "1", "1"), ("num", "0.5", "0.5"),
+                                ("str", "a", "'a'"), ("word", "a", "a"),
+                                ("word", "true", "true")])
+NARROWABLE = st.recursive(
+    st.tuples(st.sampled_from(NAMES), st.sampled_from(OPS[:-1]), FEW_LITERALS).map(
+        lambda t: ("cmp", t[0], t[1], t[2])),
+    lambda inner: st.one_of(
+        inner.map(lambda e: ("paren", e)),
+        st.lists(inner, min_size=2, max_size=3).map(lambda es: ("and", es)),
+        st.lists(inner, min_size=2, max_size=3).map(lambda es: ("or", es))), max_leaves=6)
+FEW_ROWS = st.builds(
+    lambda status, metrics, params: {"status": status, "metrics": metrics, "params": params},
+    st.sampled_from(["succeeded", "failed"]),
+    st.dictionaries(st.sampled_from(["loss", "acc", "lr"]), st.sampled_from(FEW), max_size=3),
+    st.dictionaries(st.sampled_from(["lr", "train.bs", "opt.bs"]), st.sampled_from(FEW),
+                    max_size=3))
+
+
+def _admitted(rows: list[dict[str, Any]], texts: list[str]) -> Iterator[tuple[str, set[int]]]:
+    """(text, the rows narrow.py's SQL admits) for each `--where` text SQL narrows, over the
+    index's own tables holding `rows` (their `vals` as `index._vals` makes them)."""
+    db = sqlite3.connect(":memory:")
+    db.executescript(index._SCHEMA)
+    for i, row in enumerate(rows):
+        db.execute("INSERT INTO runs (ref, commit_id, run_id, status) VALUES (?, ?, ?, ?)",
+                   (f"r{i}", COMMIT, f"run{i}", row["status"]))
+        db.executemany("INSERT INTO vals VALUES (?,?,?,?,?,?)", index._vals(f"r{i}", row))
+    for text in texts:
+        sql = narrow(parse_where(text), COLUMNS)
+        if sql is not None:  # else every run is a candidate
+            refs = db.execute(f"SELECT ref FROM runs WHERE {sql[0]}", sql[1])
+            yield text, {int(ref[1:]) for (ref,) in refs}
+    db.close()
+
+
+def test_every_comparison_narrows_to_a_superset_of_its_matches():
+    """Every name, operator and literal of a small domain against rows holding each value
+    under each name: the SQL of one comparison admits every row the reference matches."""
+    rows = [{"status": status, "metrics": {}, "params": {}} for status in ("succeeded", "x")]
+    for group, names in (("metrics", ("loss", "acc", "lr")), ("params", ("lr", "train.bs"))):
+        rows += [{"status": "failed", "metrics": {}, "params": {}, group: {name: value}}
+                 for name in names for value in FEW]
+    literals = [("num", "0", "0"), ("num", "1", "1"), ("num", "0.5", "0.5"),
+                ("str", "a", "'a'"), ("word", "a", "a"), ("word", "true", "true"),
+                ("word", "succeeded", "succeeded"), ("str", "0.5", "'0.5'")]
+    exprs = {render(e, False): e for e in (("cmp", name, op, lit) for name in NAMES
+                                             for op in OPS for lit in literals)}
+    checked = 0
+    for text, admitted in _admitted(rows, list(exprs)):
+        matched = {i for i, row in enumerate(rows) if evaluate(exprs[text], row)}
+        assert matched <= admitted, (text, sorted(matched - admitted))
+        checked += bool(matched)
+    assert checked > 100  # not vacuous: that many comparisons matched rows and were narrowed
+
+
+@FUZZ
+@given(expr=st.one_of(NARROWABLE, EXPRS), rows=st.lists(st.one_of(FEW_ROWS, ROWS), max_size=6),
+       tight=st.booleans())
+def test_the_index_narrows_a_where_to_a_superset_of_its_matches(expr: tuple[Any, ...],
+                                                                rows: list[dict[str, Any]],
+                                                                tight: bool):
+    """Any expression: what its SQL admits (narrow.py: `and`, `or`, `not` of comparisons)
+    holds every run the reference matches; narrowing may admit too many, never drop one."""
+    text = render(expr, tight)
+    for _, admitted in _admitted(rows, [text]):
+        matched = {i for i, row in enumerate(rows) if evaluate(expr, row)}
+        assert matched <= admitted, (text, rows)
 
 
 def test_the_reference_is_not_vacuous():

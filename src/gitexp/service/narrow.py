@@ -12,24 +12,23 @@ its store shows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 Sql = tuple[str, list[Any]] | None  # None: every run may match
-Token = tuple[str, str, int]  # where.py's: (kind, text, position)
-Literal = Callable[[str, str], Any]  # where.py's: a token's value
+# A parsed --where (`where.parse_where`): ("cmp", name, op, value), ("not", node),
+# ("and", [node, ...]) or ("or", [node, ...]).
+Node = tuple[Any, ...]
 _SQL_OPS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "=", "=": "="}
 _COLUMN_FIELDS = ("status", "target")  # fields the runs table has a column for
 
 
-def narrow(where: list[Token], literal: Literal, fields: tuple[str, ...],
-           status: tuple[str, ...] = (), target: tuple[str, ...] = ()) -> Sql:
-    """The SQL condition on `runs` for a query (None: no narrowing): `where` is the tokens of
-    an expression `where.compile_where` took, `literal` its values' parser, `fields` the
-    names that are no metric or param."""
+def narrow(where: Node | None, fields: tuple[str, ...], status: tuple[str, ...] = (),
+           target: tuple[str, ...] = ()) -> Sql:
+    """The SQL condition on `runs` for a query (None: no narrowing): `where` the parsed
+    expression, `fields` the names that are no metric or param."""
     parts = []
-    if where:
-        parts.append(_Narrow(where, literal, fields).expr())
+    if where is not None:
+        parts.append(_sql(where, fields))
     for column, wanted in (("status", status), ("target", target)):
         if wanted:
             marks = ", ".join("?" for _ in wanted)
@@ -38,6 +37,15 @@ def narrow(where: list[Token], literal: Literal, fields: tuple[str, ...],
     if found is None:
         return None
     return f"status IS NULL OR ({found[0]})", found[1]
+
+
+def _sql(node: Node, fields: tuple[str, ...]) -> Sql:
+    if node[0] == "cmp":
+        return _compare(node[1], node[2], node[3], fields)
+    if node[0] == "not":
+        return None  # the complement of a superset is no superset
+    parts = [_sql(n, fields) for n in node[1]]
+    return _any(parts) if node[0] == "or" else _all(parts)
 
 
 def _all(parts: list[Sql]) -> Sql:
@@ -52,59 +60,6 @@ def _any(parts: list[Sql]) -> Sql:
         return None
     return " OR ".join(f"({c})" for c, _ in parts), [a for _, args in parts  # type: ignore[misc]
                                                      for a in args]
-
-
-class _Narrow:
-    """The grammar of `where._Parser`, giving SQL instead of predicates."""
-
-    def __init__(self, toks: list[Token], literal: Literal, fields: tuple[str, ...]) -> None:
-        self.tokens, self.i = toks, 0
-        self.literal, self.fields = literal, fields
-
-    def peek(self) -> Token | None:
-        return self.tokens[self.i] if self.i < len(self.tokens) else None
-
-    def take(self) -> Token:
-        tok = self.tokens[self.i]
-        self.i += 1
-        return tok
-
-    def is_word(self, word: str) -> bool:
-        tok = self.peek()
-        return tok is not None and tok[0] == "word" and tok[1].lower() == word
-
-    def expr(self) -> Sql:
-        parts = [self.conj()]
-        while self.is_word("or"):
-            self.take()
-            parts.append(self.conj())
-        return _any(parts)
-
-    def conj(self) -> Sql:
-        parts = [self.neg()]
-        while self.is_word("and"):
-            self.take()
-            parts.append(self.neg())
-        return _all(parts)
-
-    def neg(self) -> Sql:
-        if self.is_word("not"):
-            self.take()
-            self.neg()
-            return None  # the complement of a superset is no superset
-        tok = self.peek()
-        if tok is not None and tok[1] == "(":
-            self.take()
-            inner = self.expr()
-            self.take()  # ")"
-            return inner
-        return self.comparison()
-
-    def comparison(self) -> Sql:
-        name = self.take()[1]
-        op = self.take()[1]
-        kind, raw, _ = self.take()
-        return _compare(name, op, self.literal(kind, raw), self.fields)
 
 
 def _compare(name: str, op: str, want: Any, fields: tuple[str, ...]) -> Sql:

@@ -20,6 +20,7 @@ be Python's accident, not an order anyone meant; a boolean is never taken for 0 
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -32,7 +33,7 @@ from gitexp.model import ids
 from gitexp.model.record import STATUSES
 from gitexp.model.row import FIELDS, SUMMARY, Row, row_of
 from gitexp.service import index, params, runs
-from gitexp.service.narrow import narrow
+from gitexp.service.narrow import Node, narrow
 from gitexp.service.runs import Run
 
 Predicate = Callable[[Row], bool]
@@ -137,9 +138,7 @@ class Query:
         """Every name the query looks at (to know whether params are needed)."""
         out = [k for k, _ in sort_keys(self.sort)] + list(self.columns)
         if self.where:
-            parser = _Parser(self.where, _tokens(self.where))
-            parser.expr()
-            out += parser.names
+            out += _names(parse_where(self.where))
         return out
 
 
@@ -227,7 +226,7 @@ def _candidates(repo: Repo, query: Query, *, summary: bool) -> list[Row] | None:
         if name.startswith("params.") or not index.known(repo, name.removeprefix("metrics."),
                                                          0):
             return None
-    sql = narrow(_tokens(query.where) if query.where else [], _literal, COLUMNS,
+    sql = narrow(parse_where(query.where) if query.where else None, COLUMNS,
                  query.status, query.target)
     if sql is not None:
         return index.page(repo, summary=summary, narrow=sql)
@@ -350,13 +349,38 @@ def _sortable(v: Any) -> tuple[int, Any] | None:
     return (1, str(v))  # numbers before strings: never compare the two
 
 
-# -- the --where parser -----------------------------------------------------------------------
-def compile_where(text: str) -> Predicate:
+# -- the --where parser: text -> tree -> predicate (here) or SQL (narrow.py) -------------------
+@functools.lru_cache(maxsize=32)  # one query asks for its tree several times
+def parse_where(text: str) -> Node:
+    """The expression as a tree (`Node`), or GitexpError saying where it is wrong."""
     parser = _Parser(text, _tokens(text))
-    pred = parser.expr()
+    tree = parser.expr()
     if parser.peek() is not None:
         parser.fail(f"unexpected {parser.peek()[1]!r}")  # type: ignore[index]
-    return pred
+    return tree
+
+
+def compile_where(text: str) -> Predicate:
+    return _predicate(parse_where(text))
+
+
+def _predicate(node: Node) -> Predicate:
+    if node[0] == "cmp":
+        return _compare(node[1], node[2], node[3])
+    if node[0] == "not":
+        inner = _predicate(node[1])
+        return lambda r: not inner(r)
+    parts = [_predicate(n) for n in node[1]]
+    return _any(parts) if node[0] == "or" else _all(parts)
+
+
+def _names(node: Node) -> list[str]:
+    """The names compared, in order."""
+    if node[0] == "cmp":
+        return [node[1]]
+    if node[0] == "not":
+        return _names(node[1])
+    return [name for n in node[1] for name in _names(n)]
 
 
 def _tokens(text: str) -> list[tuple[str, str, int]]:
@@ -381,7 +405,6 @@ def _clip(text: str, width: int = 80) -> str:
 class _Parser:
     def __init__(self, text: str, tokens: list[tuple[str, str, int]]) -> None:
         self.text, self.tokens, self.i = text, tokens, 0
-        self.names: list[str] = []  # the names compared, in order
         self.depth = 0
 
     def peek(self) -> tuple[str, str, int] | None:
@@ -401,21 +424,21 @@ class _Parser:
         tok = self.peek()
         return tok is not None and tok[0] == "word" and tok[1].lower() == word
 
-    def expr(self) -> Predicate:
+    def expr(self) -> Node:
         parts = [self.conj()]
         while self.is_word("or"):
             self.take()
             parts.append(self.conj())
-        return parts[0] if len(parts) == 1 else _any(parts)
+        return parts[0] if len(parts) == 1 else ("or", parts)
 
-    def conj(self) -> Predicate:
+    def conj(self) -> Node:
         parts = [self.neg()]
         while self.is_word("and"):
             self.take()
             parts.append(self.neg())
-        return parts[0] if len(parts) == 1 else _all(parts)
+        return parts[0] if len(parts) == 1 else ("and", parts)
 
-    def neg(self) -> Predicate:
+    def neg(self) -> Node:
         self.depth += 1  # each `not` and `(` nests once: refuse before Python's stack ends
         if self.depth > MAX_DEPTH:
             self.fail(f"nested more than {MAX_DEPTH} deep")
@@ -423,7 +446,7 @@ class _Parser:
             self.take()
             inner = self.neg()
             self.depth -= 1
-            return lambda r: not inner(r)
+            return ("not", inner)
         tok = self.peek()
         if tok is not None and tok[1] == "(":
             self.take()
@@ -435,7 +458,7 @@ class _Parser:
         self.depth -= 1
         return self.comparison()
 
-    def comparison(self) -> Predicate:
+    def comparison(self) -> Node:
         kind, name, _ = self.take()
         if kind != "word" or name.lower() in ("and", "or", "not"):
             self.fail(f"expected a name (a field, metric or param) but found {name!r}")
@@ -443,11 +466,10 @@ class _Parser:
         if tok is None or tok[0] != "op":
             self.fail(f"expected a comparison (<, <=, >, >=, ==, !=) after {name!r}")
         op = self.take()[1]
-        self.names.append(name)
         kind, raw, _ = self.take()
         if kind not in ("num", "str", "word"):
             self.fail(f"expected a value after {op!r} but found {raw!r}")
-        return _compare(name, op, _literal(kind, raw))
+        return ("cmp", name, op, _literal(kind, raw))
 
 
 # Flat, not nested: `a or b or ...` with thousands of terms must not recurse once per term.
