@@ -5,6 +5,8 @@ while the snapshot is taken (issue 17)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import platform
 import shutil
@@ -15,7 +17,9 @@ from typing import Any
 
 import pytest
 
-from gitexp import secrets
+from gitexp import cli, secrets
+from gitexp.backends import local
+from gitexp.cli import _ahead
 from gitexp.git import Repo, snapshot
 from gitexp.git.config import Config
 from gitexp.model.runstate import RunState
@@ -176,3 +180,79 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError:
         return b""
+
+
+@pytest.mark.parametrize(("args", "plain"), [
+    (["--", "python", "train.py"], (None, None, ["python", "train.py"])),
+    (["python", "train.py", "--lr", "3"], (None, None, ["python", "train.py", "--lr", "3"])),
+    (["-n", "lr", "-t", "gpu", "-d", "--force", "--", "x"], ("lr", "gpu", ["x"])),
+    (["--name=lr", "--target=gpu", "--out", "m.pt", "--keep", "x", "-n", "y"],
+     ("lr", "gpu", ["x", "-n", "y"])),
+    (["--sweep", "lr=1,2", "--", "x"], None),  # a sweep: the launch decides
+    (["-dn", "lr", "--", "x"], None),  # a form the guess does not know
+    (["-h"], None), (["--"], None), (["-n"], None), ([], None),
+])
+def test_the_guess_at_runs_options_takes_plain_forms_only(args: list[str], plain: Any):
+    assert _ahead._plain(args) == plain
+
+
+def _spawns(monkeypatch: pytest.MonkeyPatch,
+            events: list[str] | None = None) -> list[subprocess.Popen[bytes]]:
+    """The agents started ahead, as they are; `events` gets "spawn" and "launch" (the
+    launch's own start: `record_runs`) in the order they come."""
+    spawned: list[subprocess.Popen[bytes]] = []
+    log = events if events is not None else []
+    spawn, record_runs = local.LocalBackend._spawn_ahead, launch.record_runs
+
+    def spied(self: local.LocalBackend, *args: Any) -> subprocess.Popen[bytes]:
+        log.append("spawn")
+        spawned.append(spawn(self, *args))
+        return spawned[-1]
+
+    def launching(*args: Any, **kwargs: Any) -> Any:
+        log.append("launch")
+        return record_runs(*args, **kwargs)
+
+    monkeypatch.setattr(local.LocalBackend, "_spawn_ahead", spied)
+    monkeypatch.setattr(launch, "record_runs", launching)
+    return spawned
+
+
+def test_run_starts_its_agent_before_its_verb_and_the_launch_takes_that_one(
+        repo: Path, monkeypatch: pytest.MonkeyPatch):
+    """`git exp run` starts the local agent before the verb's imports and parse (cli/_ahead):
+    the launch takes that very agent (one started, and it runs the job), and the verb uses
+    the repository and settings opened for it (no second read)."""
+    events: list[str] = []
+    spawned = _spawns(monkeypatch, events)
+    monkeypatch.chdir(repo)
+    loads = []
+    load = Config.load
+    monkeypatch.setattr(Config, "load", lambda r: loads.append(r) or load(r))
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert cli.main(["run", "-d", "-n", "early", "--", "echo", "hi"]) == 0
+    run_id = out.getvalue().strip()
+    assert run_id.startswith("early-") and events == ["spawn", "launch"] and len(loads) == 1
+    handle = RunState(open_store(runs.find(Repo.discover(repo), run_id,
+                                           Config.load(Repo.discover(repo))).record.store),
+                      run_id).handle()
+    assert handle is not None and handle["pid"] == spawned[0].pid
+    wait_for(lambda: "hi" in exp("logs", run_id, cwd=repo).stdout, what="the job's line")
+
+
+def test_an_early_agent_the_launch_would_not_start_is_dropped(
+        repo: Path, monkeypatch: pytest.MonkeyPatch):
+    """An agent started early from a wrong guess (here: another name) is not the run's: the
+    launch starts its own, and the early one ends without running anything."""
+    spawned = _spawns(monkeypatch)
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(_ahead, "_plain", lambda args: ("guessed", None, ["echo", "hi"]))
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert cli.main(["run", "-d", "--", "echo", "hi"]) == 0
+    run_id = out.getvalue().strip()
+    assert run_id.startswith("echo-") and len(spawned) == 2
+    assert spawned[0].wait(timeout=20) is not None  # ended: its stdin closed, no snapshot
+    assert not (repo / ".git/gitexp/store/runs" / f"guessed-{run_id[5:]}").exists()
+    wait_for(lambda: "hi" in exp("logs", run_id, cwd=repo).stdout, what="the job's line")
+    assert not [p for p in Path("/proc").iterdir() if p.name.isdigit()
+                and b"guessed-" in _read(p / "cmdline")]

@@ -148,9 +148,10 @@ def src(tmp_path: Path) -> Path:
 def test_a_warm_checkout_is_exactly_each_snapshot(tmp_path_factory: pytest.TempPathFactory,
                                                    first: dict, second: dict,
                                                    died: list[bool]) -> None:
-    """Random trees A then B then A through one slot, a job's mess between every two, and
-    the agent either giving the checkout back (put back, pristine: the next update is
-    two-tree) or dying with it (the next update resets every file): the tree is each
+    """Random trees A then B then A, then A's tree in another commit (its update writes
+    nothing), through one slot, a job's mess between every two, and the agent either giving
+    the checkout back (put back, pristine: the next update is two-tree) or dying with it
+    (the next update resets every file): the tree is each
     snapshot byte for byte (modes and symlinks too), nothing else is there, and nothing
     outside the tree was written through a symlink the job left."""
     tmp = tmp_path_factory.mktemp("warm")
@@ -160,9 +161,12 @@ def test_a_warm_checkout_is_exactly_each_snapshot(tmp_path_factory: pytest.TempP
     git("config", "user.name", "t", cwd=src)
     outside = tmp / "outside"
     outside.mkdir()
-    snaps = [_commit(src, first), _commit(src, second)]
+    # the last: A's tree again in another commit (a rerun, a sweep's next point)
+    snaps = [_commit(src, first), _commit(src, second), _commit(src, first)]
+    assert git("rev-parse", f"{snaps[2]}^{{tree}}", cwd=src) == \
+        git("rev-parse", f"{snaps[0]}^{{tree}}", cwd=src)
     pool = workspace.Pool(tmp / "pool", 1)
-    for snap, dies in zip([snaps[0], snaps[1], snaps[0], snaps[0]], died, strict=True):
+    for snap, dies in zip([snaps[0], snaps[1], snaps[0], snaps[2]], died, strict=True):
         held = pool.take(src / ".git", snap, say=print)
         assert held is not None and held.slot == tmp / "pool" / "0"
         assert _listing(held.tree) == _expected(src, snap)

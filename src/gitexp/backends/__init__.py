@@ -130,12 +130,18 @@ class KeepsLogs(Protocol):
 
 @runtime_checkable
 class StartsAhead(Protocol):
-    def start_ahead(self, *, run_id: str, heartbeat: float,
+    def start_ahead(self, *, name: str, heartbeat: float,
+                    max_checkpoint: int) -> tuple[str, Callable[[], None]]:
+        """Start the agent of the run to be recorded now, before its snapshot exists: its
+        start-up overlaps the snapshot. Returns the run id it was started for (named
+        `name`) and a function that, called when the launch stops before `submit` hands
+        the run's agent its snapshot, ends it having done nothing."""
+
+    def start_early(self, *, name: str, heartbeat: float,
                     max_checkpoint: int) -> Callable[[], None]:
-        """Start the agent of the run to be recorded as `run_id` now, before its snapshot
-        exists: its start-up overlaps the snapshot. `submit` of that run hands it the
-        snapshot; the function returned, called when the launch stops before, ends it
-        having done nothing."""
+        """The same, before the launch has begun (`git exp run`, as it starts): the
+        launch's `start_ahead` takes that agent if it is the one it would start. The
+        function returned ends it if it was never handed its snapshot."""
 
 
 @runtime_checkable

@@ -15,10 +15,14 @@ from typing import Any
 from gitexp.backends import Launch, job_mark, limits_for, warm_count
 from gitexp.git import Repo
 from gitexp.git.config import Target
+from gitexp.model import ids
 from gitexp.model.record import RunRecord
 from gitexp.model.runstate import Handle
 from gitexp.stores import run_key
 from gitexp.worker import agent_argv
+
+# Agents `start_early` started, by what `start_ahead` would start them with: taken once.
+_EARLY: dict[tuple[str, ...], tuple[str, subprocess.Popen[bytes]]] = {}
 
 
 class LocalBackend:
@@ -30,21 +34,48 @@ class LocalBackend:
     def store_url(self) -> str:
         return (self.repo.gitexp_dir / "store").as_uri()
 
-    def start_ahead(self, *, run_id: str, heartbeat: float,
+    def start_ahead(self, *, name: str, heartbeat: float,
+                    max_checkpoint: int) -> tuple[str, Callable[[], None]]:
+        """The agent of the run to be recorded, started while the launch takes the
+        snapshot: an interpreter's start and the agent's imports (~0.15 s) are then no
+        longer on the way to the job's first line. It waits for one line on its stdin, the
+        snapshot (`submit`); if the launch stops first, the pipe's end (our exit) ends it,
+        having written nothing. Its own output goes to its log only once it runs. The one
+        `start_early` started is taken when it is the same agent (its command, the run id
+        aside), else started now."""
+        key = self._ahead_key(name, heartbeat, max_checkpoint)
+        early = _EARLY.pop(key, None)
+        if early is None or early[1].poll() is not None:
+            run_id = ids.new_id(name)
+            early = (run_id, self._spawn_ahead(run_id, heartbeat, max_checkpoint))
+        self._ahead = early
+        proc = early[1]
+        return early[0], lambda: _drop(proc)
+
+    def start_early(self, *, name: str, heartbeat: float,
                     max_checkpoint: int) -> Callable[[], None]:
-        """The agent of `run_id`, started while the launch takes the snapshot: an
-        interpreter's start and the agent's imports (~0.3 s) are then no longer on the way
-        to the job's first line. It waits for one line on its stdin, the snapshot
-        (`submit`); if the launch stops first, the pipe's end (our exit) ends it, having
-        written nothing. Its own output goes to its log only once it runs."""
+        """`start_ahead` before the launch has begun (`git exp run` as it starts, from a
+        guess at its options: its own imports and parse then overlap the agent's); for the
+        launch's `start_ahead` to take. The function returned drops it unless it ran."""
+        run_id = ids.new_id(name)
+        proc = self._spawn_ahead(run_id, heartbeat, max_checkpoint)
+        _EARLY[self._ahead_key(name, heartbeat, max_checkpoint)] = (run_id, proc)
+        return lambda: _drop(proc)
+
+    def _ahead_key(self, name: str, heartbeat: float, max_checkpoint: int) -> tuple[str, ...]:
+        return (name, *self._ahead_argv("", heartbeat, max_checkpoint))
+
+    def _ahead_argv(self, run_id: str, heartbeat: float, max_checkpoint: int) -> list[str]:
         log = self.repo.gitexp_dir / "store" / run_key(run_id, "agent.log")
-        argv = self._argv(run_id=run_id, snapshot="-", heartbeat=heartbeat, log=str(log),
+        return self._argv(run_id=run_id, snapshot="-", heartbeat=heartbeat, log=str(log),
                           limits=limits_for(self.target, max_checkpoint))
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+
+    def _spawn_ahead(self, run_id: str, heartbeat: float,
+                     max_checkpoint: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self._ahead_argv(run_id, heartbeat, max_checkpoint),
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True,
                                 close_fds=True, cwd=self.repo.common_dir)
-        self._ahead = (run_id, proc)
-        return lambda: _drop(proc)
 
     def submit(self, *, launch: Launch) -> Handle:
         ahead, self._ahead = self._ahead, None

@@ -22,7 +22,6 @@ from typer.main import get_command
 from gitexp import __version__, disk, extras
 from gitexp.cli._app import GROUPS, HELP, app
 from gitexp.errors import GitexpError
-from gitexp.git import Repo
 from gitexp.printable import printable
 
 # Each subcommand module (cli/<verb>.py) registers itself on `app` when imported. Only the
@@ -69,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     forget: Callable[[], None] = _nothing
     try:
-        if args[:1] == ["run"]:
-            forget = _walk_ahead()
+        if args[:1] == ["run"]:  # by name, as the verbs are: for `run` alone
+            forget = import_module("gitexp.cli._ahead").start(args[1:])
         load(args)
         rv = get_command(app).main(args, prog_name="git exp", standalone_mode=False)
     except GitexpError as exc:
@@ -113,18 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         forget()
     return rv if isinstance(rv, int) else 0
-
-
-def _walk_ahead() -> Callable[[], None]:
-    """`git exp run`: its walk of the work tree (`snapshot.changes`) starts now, beside the
-    imports of what launches a run rather than after them (~0.1 s each at 20,000 files).
-    Anything amiss here is the verb's to say, in its own words. What drops the walk if the
-    verb never took it (the snapshot module is imported for `run` alone, as its verb is)."""
-    snapshot = import_module("gitexp.git.snapshot")
-    with contextlib.suppress(GitexpError, OSError):
-        snapshot.walk_ahead(Repo.discover(Path.cwd(), user_env=True))
-    forget: Callable[[], None] = snapshot.forget_ahead
-    return forget
 
 
 def _nothing() -> None:

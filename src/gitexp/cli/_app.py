@@ -92,7 +92,14 @@ def command_of(words: list[str] | None, verb: str) -> list[str]:
     return argv[1:] if argv[:1] == ["--"] else argv
 
 
+# The repository and settings `git exp run` opened before its verb (cli/_ahead.py): its
+# verb takes them rather than asking git again. Emptied when the command ends.
+OPENED: list[tuple[Repo, Config]] = []
+
+
 def open_repo() -> tuple[Repo, Config]:
+    if OPENED:
+        return OPENED.pop()
     repo = Repo.discover(Path.cwd(), user_env=True)
     return repo, Config.load(repo)
 

@@ -92,9 +92,8 @@ def record_runs(repo: Repo, config: Config, reqs: list[LaunchRequest], *,
     store = open_store(backend.store_url())
     first_id, drop = None, _nothing  # the id the agent started ahead was given
     if ahead and len(reqs) == 1 and isinstance(backend, StartsAhead):
-        first_id = ids.new_id(names[0])
-        drop = backend.start_ahead(run_id=first_id, heartbeat=config.heartbeat(),
-                                   max_checkpoint=max_checkpoint(config))
+        first_id, drop = backend.start_ahead(name=names[0], heartbeat=config.heartbeat(),
+                                             max_checkpoint=max_checkpoint(config))
     try:
         records = _record(repo, config, reqs, target, store, subdirs, names, first_id)
     except BaseException:

@@ -21,8 +21,9 @@ What the previous job left is never trusted:
 
 - the index that drives the reset is gitexp's own (`<k>/index`, outside the tree), so flags
   a job set in its `.git/index` (skip-worktree, assume-unchanged) change nothing;
-- the tree's `.git` is made anew each time (config, hooks, info/attributes, alternates: none
-  of the previous job's survives), with an empty template;
+- the tree's `.git` is made anew after every job (config, hooks, info/attributes,
+  alternates: none of the previous job's survives), with an empty template: by the put-back
+  (the next run keeps that one), or at take when the checkout is not pristine;
 - `git clean -ffdx` removes every file the snapshot does not have, ignored ones included;
 - a run holds its checkout under an exclusive `flock` (released by the kernel when the agent
   dies): concurrent runs never share one, and take a fresh checkout when all are taken;
@@ -173,10 +174,15 @@ def _update(slot: Path, objects_from: Path, snapshot: str) -> Path:
     pristine.unlink(missing_ok=True)
     ready.unlink(missing_ok=True)
     tree.mkdir(exist_ok=True)
-    # Pristine: only what differs between the two snapshots; else a look at every file.
+    # Pristine: only what differs between the two snapshots (nothing at all when they hold
+    # one tree: a rerun, a sweep's next point); else a look at every file.
     steps = [["read-tree", "-m", "-u", was, snapshot]] if was else _reset(snapshot, clean=warm)
+    if was and _one_tree(tree, was, snapshot):
+        steps = []
     try:
-        _populate(tree, objects_from, snapshot, index=_index(slot), steps=steps)
+        # A pristine tree's `.git` was made by the put-back, after its job ended: kept.
+        _populate(tree, objects_from, snapshot, index=_index(slot), steps=steps,
+                  keep_git=was is not None)
     except GitexpError:
         if not warm:
             raise
@@ -190,6 +196,17 @@ def _update(slot: Path, objects_from: Path, snapshot: str) -> Path:
                   steps=_reset(snapshot, clean=False))
     ready.touch()
     return tree
+
+
+def _one_tree(tree: Path, was: str, snapshot: str) -> bool:
+    """Whether two snapshots hold the same tree, asked in the pristine checkout (its `.git`
+    made by the put-back, under the lock; its index is then that tree's, as the reset left
+    it): git's two-tree update would write no file yet rewrite the whole index."""
+    proc = run_git(["-C", str(tree), *_SAFE, "rev-parse", f"{was}^{{tree}}",
+                    f"{snapshot}^{{tree}}"], check=False)
+    trees = proc.stdout.split()
+    return proc.returncode == 0 and len(trees) == 2 and trees[0] == trees[1] \
+        and is_object_id(trees[0].decode("ascii", "replace"))
 
 
 def _reset(snapshot: str, *, clean: bool = True) -> list[list[str]]:
@@ -208,16 +225,19 @@ def _read_pristine(path: Path) -> str | None:
 
 
 def _populate(tree: Path, objects_from: Path, snapshot: str, *, index: Path,
-              steps: list[list[str]]) -> None:
-    """Make `tree` exactly `snapshot`: a new `.git`, then `steps` (git commands driven by
-    `index`, gitexp's own: files it says are current are kept)."""
+              steps: list[list[str]], keep_git: bool = False) -> None:
+    """Make `tree` exactly `snapshot`: a new `.git` (unless `keep_git` and the one there
+    borrows from `objects_from` already), then `steps` (git commands driven by `index`,
+    gitexp's own: files it says are current are kept)."""
     git_dir = tree / ".git"
-    _remove(git_dir)
-    # Alternates only work between repositories of one object format: the snapshot's.
-    run_git(["init", "-q", "--template=", *init_options(format_of(snapshot)), str(tree)])
     objects = objects_from / "objects" if (objects_from / "objects").is_dir() else objects_from
-    (git_dir / "objects" / "info").mkdir(parents=True, exist_ok=True)
-    (git_dir / "objects" / "info" / "alternates").write_text(f"{objects.resolve()}\n")
+    alternates = git_dir / "objects" / "info" / "alternates"
+    if not (keep_git and _read(alternates) == f"{objects.resolve()}\n"):
+        _remove(git_dir)
+        # Alternates only work between repositories of one object format: the snapshot's.
+        run_git(["init", "-q", "--template=", *init_options(format_of(snapshot)), str(tree)])
+        alternates.parent.mkdir(parents=True, exist_ok=True)
+        alternates.write_text(f"{objects.resolve()}\n")
     _lfs(objects_from, snapshot, tree)
     for step in steps:
         try:
@@ -232,6 +252,13 @@ def _populate(tree: Path, objects_from: Path, snapshot: str, *, index: Path,
     run_git(["-C", str(tree), *_SAFE, "update-ref", "--no-deref", "HEAD",
              f"{snapshot}^{{commit}}"])
     verify(tree, snapshot)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _git(tree: Path, *args: str, index: Path) -> None:
