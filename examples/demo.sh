@@ -64,7 +64,7 @@ say "git exp outputs $run   (the model the run recorded, via DVC)"
 git exp outputs "$run"
 cat model.json
 
-say "git exp plot / git exp report: loss curves of both runs, one offline HTML page"
+say "git exp plot / git exp report: loss curves of the three runs, one offline HTML page"
 git exp plot --where 'status==succeeded' -m loss -o loss.png
 git exp report -o runs.html
 say "mail: one thread per run in the outbox Maildir (mutt -f .git/gitexp/outbox opens it)"
@@ -87,7 +87,7 @@ cat <<EOF
 
 Try next:
   export PATH="$bin:\$PATH"; cd $demo
-  git exp ls                      # both runs, their metrics and data version
+  git exp ls                      # the three runs, their metrics and data version
   git exp diff slow fast          # what differs: params, code, data, metrics
   git exp logs fast               # the log, kept in git
   git exp rerun slow              # the same snapshot and command again
