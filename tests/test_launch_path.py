@@ -256,3 +256,19 @@ def test_an_early_agent_the_launch_would_not_start_is_dropped(
     wait_for(lambda: "hi" in exp("logs", run_id, cwd=repo).stdout, what="the job's line")
     assert not [p for p in Path("/proc").iterdir() if p.name.isdigit()
                 and b"guessed-" in _read(p / "cmdline")]
+
+
+def test_a_dropped_early_agent_is_never_taken_later(repo: Path, monkeypatch: pytest.MonkeyPatch):
+    """In one process (an API user, the tests): an early agent dropped by a launch that
+    stopped is not taken by a later launch that would start the same agent."""
+    spawned = _spawns(monkeypatch)
+    found = Repo.discover(repo)
+    config = Config.load(found)
+    backend = local.LocalBackend(target=config.target(None), repo=found)
+    drop = backend.start_early(name="same", heartbeat=2.0, max_checkpoint=1 << 20)
+    drop()
+    run_id, drop_again = backend.start_ahead(name="same", heartbeat=2.0, max_checkpoint=1 << 20)
+    drop_again()
+    assert len(spawned) == 2 and run_id in " ".join(spawned[1].args)
+    for proc in spawned:
+        assert proc.wait(timeout=20) is not None  # both end: their stdin closed

@@ -45,7 +45,7 @@ class LocalBackend:
         aside), else started now."""
         key = self._ahead_key(name, heartbeat, max_checkpoint)
         early = _EARLY.pop(key, None)
-        if early is None or early[1].poll() is not None:
+        if early is None or early[1].poll() is not None or _dropped(early[1]):
             run_id = ids.new_id(name)
             early = (run_id, self._spawn_ahead(run_id, heartbeat, max_checkpoint))
         self._ahead = early
@@ -59,8 +59,15 @@ class LocalBackend:
         launch's `start_ahead` to take. The function returned drops it unless it ran."""
         run_id = ids.new_id(name)
         proc = self._spawn_ahead(run_id, heartbeat, max_checkpoint)
-        _EARLY[self._ahead_key(name, heartbeat, max_checkpoint)] = (run_id, proc)
-        return lambda: _drop(proc)
+        key = self._ahead_key(name, heartbeat, max_checkpoint)
+        _EARLY[key] = (run_id, proc)
+
+        def drop() -> None:
+            if _EARLY.get(key, ("", None))[1] is proc:
+                del _EARLY[key]
+            _drop(proc)
+
+        return drop
 
     def _ahead_key(self, name: str, heartbeat: float, max_checkpoint: int) -> tuple[str, ...]:
         return (name, *self._ahead_argv("", heartbeat, max_checkpoint))
@@ -138,6 +145,10 @@ def _drop(proc: subprocess.Popen[bytes]) -> None:
         proc.stdin.close()
 
 
+def _dropped(proc: subprocess.Popen[bytes]) -> bool:
+    return proc.stdin is None or proc.stdin.closed
+
+
 def _hand(proc: subprocess.Popen[bytes], launch: Launch) -> bool:
     """Give the agent started ahead its snapshot; False if it is gone (then the run's agent
     is started the usual way, and says why it failed, if it does)."""
@@ -145,6 +156,6 @@ def _hand(proc: subprocess.Popen[bytes], launch: Launch) -> bool:
     try:
         proc.stdin.write(launch.record.snapshot.encode() + b"\n")
         proc.stdin.close()
-    except OSError:  # it died starting (its output went nowhere: the next one shows it)
-        return False
+    except (OSError, ValueError):  # it died starting (its output went nowhere: the next
+        return False  # one shows it), or it was dropped (its stdin closed)
     return True
