@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.core import TyperOption
+from typer.main import get_command
 
 from gitexp import cli, secrets
 from gitexp.backends import local
@@ -194,6 +196,18 @@ def _read(path: Path) -> bytes:
 ])
 def test_the_guess_at_runs_options_takes_plain_forms_only(args: list[str], plain: Any):
     assert _ahead._plain(args) == plain
+
+
+def test_the_guess_knows_every_option_run_declares():
+    """An option added to `run` is added to the guess too (else a launch using it would
+    simply start its agent later, and no test would say so)."""
+    cli.load(["run"])
+    command = get_command(cli.app)
+    declared = {(name, bool(param.is_flag)) for param in command.commands["run"].params
+                if isinstance(param, TyperOption) for name in param.opts}
+    known = {*((name, True) for name in _ahead._FLAGS),
+             *((name, False) for name in [*_ahead._VALUED, *_ahead.SWEEP_OPTIONS])}
+    assert declared == known
 
 
 def _spawns(monkeypatch: pytest.MonkeyPatch,

@@ -21,8 +21,11 @@ from gitexp.git import Repo, snapshot
 from gitexp.git.config import Config
 from gitexp.model import ids
 
+# Every option of `run` (cli/run.py; a test holds the two together): flags, options with a
+# value (what the guess keeps of them), and the sweep's, for which it starts nothing.
 _FLAGS = frozenset({"-d", "--detach", "--commit-data", "--keep", "--force", "--allow-large"})
 _VALUED = {"-n": "name", "--name": "name", "-t": "target", "--target": "target", "--out": ""}
+SWEEP_OPTIONS = frozenset({"--sweep", "--max-parallel"})
 
 
 def start(args: list[str]) -> Callable[[], None]:
