@@ -6,6 +6,7 @@ Fast on purpose (see tests/test_core_inprocess.py): mutation testing relies on t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from dataclasses import replace
@@ -171,6 +172,25 @@ def test_an_unreadable_ref_is_kept_as_such_in_the_file_and_read_again_once_it_mo
     assert [e.commit for e in index.sync(grepo) if e.ref == bad["garbled"]] == [fixed.commit]
     assert db.execute("SELECT run_id, status, own FROM runs WHERE ref = ?",
                       (bad["garbled"],)).fetchall() == [("bad-1", "succeeded", 1)]
+    db.close()
+
+
+def test_unreadable_runs_are_found_by_an_index_made_in_place_in_an_older_file(
+        grepo: Repo) -> None:
+    """`ls` asks for the unreadable runs each time: an index answers, not a read of every
+    row. A file made before that index gets it in place, its rows kept (no rebuild)."""
+    bad = bad_refs(grepo)
+    index.sync(grepo)
+    db = sqlite3.connect(index.path_of(grepo))
+    db.execute("DROP INDEX runs_unreadable")
+    db.execute("UPDATE runs SET cwd = 'kept' WHERE ref = ?", (bad["garbled"],))
+    db.commit()
+    assert bad["garbled"] in index.unreadable(grepo)
+    with contextlib.closing(sqlite3.connect(index.path_of(grepo))) as fresh:  # its schema now
+        plan = fresh.execute("EXPLAIN QUERY PLAN SELECT ref FROM runs WHERE snapshot IS NULL")
+        assert "USING INDEX runs_unreadable" in str(plan.fetchall())
+    assert db.execute("SELECT cwd FROM runs WHERE ref = ?", (bad["garbled"],)).fetchall() == \
+        [("kept",)]
     db.close()
 
 
