@@ -307,9 +307,12 @@ def test_a_requeued_run_resumes_and_a_time_limit_ends_timeout(slurm_env: Any, re
     wait_for(lambda: pause.exists() and (c := state.checkpoint()) is not None and c.step == 4,
              timeout=60, what="checkpoint 'step 4' in the store")
     subprocess.run(["scontrol", "requeue", job], check=True)
-    # A requeued job waits ~2 minutes to be eligible again: now, for the test.
+    # A requeued job waits ~2 minutes to be eligible again (its old credential's lifetime):
+    # 2 s here, for the test. Not `now`: started within the second of its requeue, slurmd
+    # takes the new credential for the revoked one (it compares whole seconds) and the job
+    # ends "non-startable: Job credential revoked", never running the second attempt.
     wait_for(lambda: scontrol(job)["JobState"] == "PENDING", timeout=30, what="the requeue")
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now+2"], check=True)
     try:
         wait_for(lambda: re.search(rf"^{cut} +running \(attempt 2\)", exp("ls", cwd=repo).stdout,
                                    re.MULTILINE), timeout=60, what="ls to show the second attempt")
