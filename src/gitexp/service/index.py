@@ -64,7 +64,6 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_launched ON runs (launched_at);
 CREATE INDEX IF NOT EXISTS runs_live ON runs (status, own);
-CREATE INDEX IF NOT EXISTS runs_unreadable ON runs (ref) WHERE snapshot IS NULL;
 CREATE TABLE IF NOT EXISTS vals (  -- every metric (kind 0) and param (1) of every run
     ref TEXT NOT NULL,
     kind INTEGER NOT NULL,
@@ -426,14 +425,16 @@ def _connect(repo: Repo) -> Iterator[sqlite3.Connection]:
         db.close()
 
 
-# Without it, `ls` looked for unreadable runs by reading every row (0.13 s at 100,000).
-_ADDED = "CREATE INDEX IF NOT EXISTS runs_unreadable ON runs (ref) WHERE snapshot IS NULL"
+# Added since VERSION 7, in every file: made with a new one (`_reset`), in place in an older
+# one (`_connect`). Without it `ls` found unreadable runs by reading every row (0.13 s at
+# 100,000).
+_ADDED = "CREATE INDEX IF NOT EXISTS runs_unreadable ON runs (ref) WHERE snapshot IS NULL;"
 
 
 def _reset(db: sqlite3.Connection, keys: int) -> None:
     # every table: a `meta` stamp kept over an emptied `runs` would say it is up to date
     db.executescript("BEGIN IMMEDIATE; DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS params; "
-                     "DROP TABLE IF EXISTS vals; DROP TABLE IF EXISTS meta;" + _SCHEMA
+                     "DROP TABLE IF EXISTS vals; DROP TABLE IF EXISTS meta;" + _SCHEMA + _ADDED
                      + f"PRAGMA user_version = {VERSION}; "
                      f"PRAGMA application_id = {int(keys)}; COMMIT;")
 
