@@ -74,7 +74,7 @@ def launch(root: Path) -> float:
 
 def data_layer(root: Path, repeat: int) -> float:
     """What a launch in a DVC repo adds, timed without process start-up noise."""
-    from gitexp import data
+    from gitexp.data import dev as data
     from gitexp.git import Repo, snapshot
 
     repo = Repo.discover(root)

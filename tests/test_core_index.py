@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gitexp.cli._app import print_json
+from gitexp.cli._common import print_json
 from gitexp.cli._render import as_json, print_json_list
 from gitexp.git import Repo
 from gitexp.git.config import Config

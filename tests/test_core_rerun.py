@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gitexp import data
+from gitexp.data import dev as data
 from gitexp.data import version
 from gitexp.data.version import DataItem
 from gitexp.errors import GitexpError

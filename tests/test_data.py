@@ -147,7 +147,7 @@ def test_a_changed_file_inside_a_tracked_directory_is_named(project: Path) -> No
 def test_an_unchanged_work_tree_is_confirmed_without_importing_dvc(project: Path) -> None:
     """Small data is re-hashed against the cache's listing, then remembered by stat
     fingerprint: neither the first nor a later check pays for importing DVC."""
-    code = ("import sys; from gitexp import data; from gitexp.git import Repo; "
+    code = ("import sys; from gitexp.data import dev as data; from gitexp.git import Repo; "
             "r = Repo.discover('.'); data.check_worktree(r); "
             "print(any(m == 'dvc' or m.startswith('dvc.') for m in sys.modules))")
     for p in [project / "labels.csv", *(project / "data").iterdir()]:

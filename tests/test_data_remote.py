@@ -67,7 +67,7 @@ def test_worker_with_an_empty_cache_pulls_byte_identical_data_from_gcs(
     assert seen["labels.csv"][1] != dev_cache.stat().st_ino  # not linked from the dev cache
 
     # A second push of the same version sends nothing: only missing objects travel.
-    from gitexp import data
+    from gitexp.data import dev as data
     from gitexp.git import Repo
     from gitexp.service.runs import find
 
@@ -130,7 +130,7 @@ def test_a_second_clone_with_an_empty_cache_materialises_the_recorded_version(
         gcs_project: tuple[Path, object], tmp_path: Path) -> None:
     """The worker half on its own: a fresh clone (no DVC cache, no data) stands in for a
     remote machine and pulls exactly the run's version from the gs:// remote."""
-    from gitexp import data
+    from gitexp.data import plan, worker
     from gitexp.git import Repo
     from gitexp.service.runs import find
     from gitexp.stores.file import FileStore
@@ -145,9 +145,9 @@ def test_a_second_clone_with_an_empty_cache_materialises_the_recorded_version(
     assert not (clone / "labels.csv").exists() and not (clone / ".dvc" / "cache").exists()
     record = find(Repo.discover(project), run).record
     store = FileStore(tmp_path / "store")
-    data.write_plan(store, record.id, {"remote": "gcs", "cache": None, "verify": True})
+    plan.write_plan(store, record.id, {"remote": "gcs", "cache": None, "verify": True})
     lines: list[str] = []
-    data.materialise(record, clone, store=store, log=lines.append)
+    worker.materialise(record, clone, store=store, log=lines.append)
     for rel, text in FILES.items():
         assert (clone / rel).read_text() == text
     assert any("hashes verified" in line for line in lines)

@@ -261,13 +261,14 @@ def test_the_crash_log_on_a_full_disk(tmpfs: Disk, monkeypatch: pytest.MonkeyPat
                                       capsys: pytest.CaptureFixture[str]):
     """A bug, with nowhere to write its crash log: still one line, exit 3."""
     from gitexp import cli
+    from gitexp.cli import _app
 
     def bug(args: list[str] | None = None) -> None:
         raise RuntimeError("a bug")
 
     tmpfs.fill()
     monkeypatch.setattr(tempfile, "tempdir", str(tmpfs.root))
-    monkeypatch.setattr(cli, "load", bug)
+    monkeypatch.setattr(_app, "load", bug)
     assert cli.main(["ls"]) == 3
     err = capsys.readouterr().err
     assert err.startswith("error: internal error (a bug in gitexp); its crash log could not "

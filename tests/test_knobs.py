@@ -14,7 +14,7 @@ import pytest
 from typer.main import get_command
 
 from gitexp import knobs
-from gitexp.cli import app, load_all
+from gitexp.cli._app import app, load_all
 from gitexp.errors import ConfigError
 from gitexp.git.config import Config, Target
 from tests.helpers import assert_user_error, exp, git

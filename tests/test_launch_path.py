@@ -6,12 +6,14 @@ while the snapshot is taken (issue 17)."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +23,15 @@ from typer.main import get_command
 
 from gitexp import cli, secrets
 from gitexp.backends import local
-from gitexp.cli import _ahead
+from gitexp.cli import _ahead, _app, _run
+from gitexp.cli._ahead import RunOptions
 from gitexp.git import Repo, snapshot
 from gitexp.git.config import Config
 from gitexp.model.runstate import RunState
 from gitexp.notify.settings import SECRET_ENV
 from gitexp.service import environment, launch, runs
 from gitexp.stores import open_store
+from gitexp.worker import guard
 from tests.helpers import BIN, exp, exp_json, git, wait_for
 
 SHIM = """#!/bin/sh
@@ -132,9 +136,9 @@ def test_the_local_agent_is_started_while_the_snapshot_is_taken(
     take = snapshot.take
 
     def spied(*args: Any, **kwargs: Any) -> Any:
-        [agent] = [p for p in Path("/proc").iterdir() if p.name.isdigit() and all(
-            mark in _read(p / "cmdline") for mark in (b"gitexp.worker.agent", b"\0-\0",
-                                                      str(repo).encode()))]
+        [agent] = [p for p in Path("/proc").iterdir() if p.name.isdigit() and
+                   {b"gitexp.worker.agent", b"-"} <= set(words := _argv(p)) and
+                   any(str(repo).encode() in word for word in words)]
         seen["agent"] = int(agent.name)
         return take(*args, **kwargs)
 
@@ -177,6 +181,13 @@ def _cwd(proc: Path) -> Path | None:
         return None
 
 
+def _argv(proc: Path) -> list[bytes]:
+    """A process's command line, word by word: apart by NULs as exec'd, or by spaces as
+    a forked agent's title has them (backends.local.Forked)."""
+    raw = _read(proc / "cmdline").rstrip(b"\0")
+    return raw.split(b"\0") if b"\0" in raw else raw.split(b" ")
+
+
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
@@ -185,29 +196,67 @@ def _read(path: Path) -> bytes:
 
 
 @pytest.mark.parametrize(("args", "plain"), [
-    (["--", "python", "train.py"], (None, None, ["python", "train.py"])),
-    (["python", "train.py", "--lr", "3"], (None, None, ["python", "train.py", "--lr", "3"])),
-    (["-n", "lr", "-t", "gpu", "-d", "--force", "--", "x"], ("lr", "gpu", ["x"])),
-    (["--name=lr", "--target=gpu", "--out", "m.pt", "--keep", "x", "-n", "y"],
-     ("lr", "gpu", ["x", "-n", "y"])),
-    (["--sweep", "lr=1,2", "--", "x"], None),  # a sweep: the launch decides
-    (["-dn", "lr", "--", "x"], None),  # a form the guess does not know
-    (["-h"], None), (["--"], None), (["-n"], None), ([], None),
+    (["--", "python", "train.py"], RunOptions(command=["python", "train.py"])),
+    (["python", "train.py", "--lr", "3"], RunOptions(command=["python", "train.py", "--lr", "3"])),
+    (["-n", "lr", "-t", "gpu", "-d", "--force", "--", "x"],
+     RunOptions(command=["x"], name="lr", target="gpu", detach=True, force=True)),
+    (["--name=lr", "--target=gpu", "--out", "m.pt", "--out=b", "--keep", "x", "-n", "y"],
+     RunOptions(command=["x", "-n", "y"], name="lr", target="gpu", outs=("m.pt", "b"),
+                keep=True)),
+    (["--detach", "--commit-data", "--allow-large", "-n", "a", "--name", "b", "--", "x"],
+     RunOptions(command=["x"], name="b", detach=True, commit_data=True, allow_large=True)),
+    (["--", "-x"], None), (["-d", "--", "--", "x"], None),  # typer's to refuse, or not
+    (["--sweep", "lr=1,2", "--", "x"], None),  # a sweep: typer reads it
+    (["-dn", "lr", "--", "x"], None),  # bundled: typer's form
+    (["-n", "", "--", "x"], None), (["--target= ", "x"], None),  # blank: typer says so
+    (["--force=1", "x"], None), (["--bogus=1", "x"], None), (["-t=gpu", "x"], None),
+    (["-h"], None), (["--"], None), (["-n"], None), ([], None), (["--bogus", "x"], None),
 ])
-def test_the_guess_at_runs_options_takes_plain_forms_only(args: list[str], plain: Any):
-    assert _ahead._plain(args) == plain
+def test_runs_plain_forms_are_read_without_typer(args: list[str], plain: Any):
+    assert _ahead.plain(args) == plain
 
 
-def test_the_guess_knows_every_option_run_declares():
-    """An option added to `run` is added to the guess too (else a launch using it would
-    simply start its agent later, and no test would say so)."""
-    cli.load(["run"])
-    command = get_command(cli.app)
+@pytest.mark.parametrize("args", [
+    ["--", "python", "train.py"], ["python", "train.py", "--lr", "3"],
+    ["-n", "lr", "-t", "gpu", "-d", "--force", "--", "x"],
+    ["--name=lr", "--target=gpu", "--out", "m.pt", "--out=b", "--keep", "x", "-n", "y"],
+    ["--detach", "--commit-data", "--allow-large", "-n", "a", "--name", "b", "--", "x"],
+    ["-n", "-d", "x"], ["--out", "--force", "x"], ["--name", "--", "x"],
+])
+def test_a_plain_read_is_typers_read(args: list[str], monkeypatch: pytest.MonkeyPatch):
+    """What `plain` reads is what typer would: the same options, the same command."""
+    read: list[RunOptions] = []
+    monkeypatch.setattr(_run, "run", lambda options: read.append(options) or 0)
+    assert _app.main(["run", *args]) == 0
+    assert _ahead.plain(args) == read[0]
+
+
+def test_the_plain_read_knows_every_option_run_declares():
+    """An option added to `run` is added to the plain read too (else a launch using it would
+    go through typer, ~50 ms later, and no test would say so)."""
+    _app.load(["run"])
+    command = get_command(_app.app)
     declared = {(name, bool(param.is_flag)) for param in command.commands["run"].params
                 if isinstance(param, TyperOption) for name in param.opts}
     known = {*((name, True) for name in _ahead._FLAGS),
              *((name, False) for name in [*_ahead._VALUED, *_ahead.SWEEP_OPTIONS])}
     assert declared == known
+    fields = {f.name for f in dataclasses.fields(RunOptions)}
+    assert set(_ahead._FLAGS.values()) | set(_ahead._VALUED.values()) <= fields
+
+
+def test_a_plain_run_never_imports_typer(repo: Path):
+    """`git exp run` in its plain forms launches without typer (its import alone is tens of
+    ms); help still comes from typer."""
+    script = ("import sys\nfrom gitexp import cli\n"
+              "assert cli.main(['run', '-d', '--', 'true']) == 0\n"
+              "assert 'typer' not in sys.modules, 'typer imported'\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=repo, capture_output=True,
+                         text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    assert out.returncode == 0, out.stderr
+    helped = exp("run", "-h", cwd=repo)
+    assert "--max-parallel" in helped.stdout
 
 
 def _spawns(monkeypatch: pytest.MonkeyPatch,
@@ -256,11 +305,14 @@ def test_run_starts_its_agent_before_its_verb_and_the_launch_takes_that_one(
 
 def test_an_early_agent_the_launch_would_not_start_is_dropped(
         repo: Path, monkeypatch: pytest.MonkeyPatch):
-    """An agent started early from a wrong guess (here: another name) is not the run's: the
-    launch starts its own, and the early one ends without running anything."""
+    """An agent started early that is not the one the launch would start (here: another
+    name) is not the run's: the launch starts its own, and the early one ends without
+    running anything."""
     spawned = _spawns(monkeypatch)
     monkeypatch.chdir(repo)
-    monkeypatch.setattr(_ahead, "_plain", lambda args: ("guessed", None, ["echo", "hi"]))
+    early = _ahead._agent
+    monkeypatch.setattr(_ahead, "_agent", lambda repo, config, options: early(
+        repo, config, dataclasses.replace(options, name="guessed")))
     with contextlib.redirect_stdout(io.StringIO()) as out:
         assert cli.main(["run", "-d", "--", "echo", "hi"]) == 0
     run_id = out.getvalue().strip()
@@ -286,3 +338,74 @@ def test_a_dropped_early_agent_is_never_taken_later(repo: Path, monkeypatch: pyt
     assert len(spawned) == 2 and run_id in " ".join(spawned[1].args)
     for proc in spawned:
         assert proc.wait(timeout=20) is not None  # both end: their stdin closed
+
+
+def test_git_exp_run_forks_its_agent_under_the_agents_own_name(repo: Path):
+    """`git exp run` (a real `git-exp` process) forks the run's agent rather than starting
+    an interpreter for it: the agent is titled with the agent's command line, so `ps`, the
+    liveness check and the cleanup's search know it as one (`guard.agent_running`), and its
+    handle names that very process (pid, start, boot). The launcher's output is its own: a
+    reader of it sees the end when the launcher ends, not when the job does."""
+    began = time.monotonic()
+    out = subprocess.run([str(BIN / "git-exp"), "run", "-d", "--", "sleep", "30"], cwd=repo,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert time.monotonic() - began < 10  # the agent holds no end of the launcher's pipes
+    run_id = out.stdout.strip()
+    found = Repo.discover(repo)
+    config = Config.load(found)
+    run = runs.find(found, run_id, config)
+    handle = RunState(open_store(run.record.store), run_id).handle()
+    assert handle is not None and {"pid", "started", "boot"} <= set(handle)
+    title = _read(Path(f"/proc/{handle['pid']}/cmdline")).rstrip(b"\0")
+    assert b"\0" not in title  # a title, not an exec'd program's words
+    assert f" -m gitexp.worker.agent --store {found.gitexp_dir.as_uri()}/store".encode() \
+        in title and f" --run {run_id} ".encode() in title
+    backend = local.LocalBackend(target=config.target(None), repo=found)
+    assert backend.alive(record=run.record, handle=handle) is True
+    assert guard.agent_running(run_id) and not guard.agent_running(run_id[:-1])
+    assert not runs.drop_workdir(found, run_id)  # its agent is there: its directory stays
+    # A pid taken by another process later: another start, so not the agent.
+    assert backend.alive(record=run.record, handle={**handle, "started": 1}) is False
+    exp("cancel", run_id, cwd=repo)
+    wait_for(lambda: exp_json("show", run_id, cwd=repo)["status"] == "cancelled",
+             what="the cancel")
+    wait_for(lambda: backend.alive(record=run.record, handle=handle) is False,
+             what="the agent's end")
+    assert not guard.agent_running(run_id)
+
+
+def test_an_older_handle_is_still_known_by_its_agents_command_line(repo: Path):
+    """A handle written by an older gitexp (pid and host only) is alive while a process with
+    that pid names its run on its command line."""
+    found = Repo.discover(repo)
+    config = Config.load(found)
+    run_id = exp("run", "-d", "--", "true", cwd=repo).stdout.strip()
+    record = runs.find(found, run_id, config).record
+    backend = local.LocalBackend(target=config.target(None), repo=found)
+    named = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", run_id])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        host = platform.node()
+        assert backend.alive(record=record, handle={"pid": named.pid, "host": host}) is True
+        assert backend.alive(record=record, handle={"pid": other.pid, "host": host}) is False
+    finally:
+        for proc in (named, other):
+            proc.kill()
+            proc.wait()
+
+
+def test_with_other_threads_the_agent_is_started_as_a_program(
+        repo: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fork copies one thread: a lock another one holds would stay held in the child
+    forever. So a process with threads (an API user's) starts its agent as a program."""
+    found = Repo.discover(repo)
+    config = Config.load(found)
+    backend = local.LocalBackend(target=config.target(None), repo=found)
+    monkeypatch.setattr(local.threading, "active_count", lambda: 2)
+    proc = backend._spawn_ahead("threads-1202-0000-abcd", 2.0, 1 << 20)
+    try:
+        assert isinstance(proc, subprocess.Popen)
+    finally:
+        local._drop(proc)
+        assert proc.wait(timeout=20) is not None

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gitexp.cli import VERBS, app, load_all
-from gitexp.cli._app import GROUPS, HELP
+from gitexp.cli._app import GROUPS, HELP, VERBS, app, load_all
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -184,7 +184,7 @@ def test_gcs_store_run_survives_an_emulator_restart_mid_upload(
     the code upload and comes back a second later (empty, it is in memory); the upload is
     retried and the run completes with an intact result. The worker logs in as root here
     only because it needs google-cloud-storage, i.e. this venv's python."""
-    from gitexp.cli._app import open_repo
+    from gitexp.cli._common import open_repo
     from gitexp.service import launch
     from gitexp.stores.gcs import GCSStore
 

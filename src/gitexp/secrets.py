@@ -18,9 +18,12 @@ import fnmatch
 import json
 import re
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
-from gitexp.git.config import Config, Target
 from gitexp.stores import Store, run_key
+
+if TYPE_CHECKING:  # the worker redacts with what this module holds, never reading settings
+    from gitexp.git.config import Config, Target
 
 OWN = ("GITEXP_SMTP_PASSWORD", "GITEXP_MAILGUN_KEY")
 MASK = "***"

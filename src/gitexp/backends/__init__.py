@@ -13,17 +13,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from gitexp import extras
 from gitexp.git import Repo
 from gitexp.git.config import Config, Target
-from gitexp.model.record import RunRecord
-from gitexp.model.runstate import Handle
 from gitexp.model.sweepstate import slot_key, slot_name
 from gitexp.stores import Store, run_key
 from gitexp.stores import needs as store_needs
 from gitexp.worker import ATTEMPTS, CHECKPOINT_BYTES
+
+if TYPE_CHECKING:  # types only: the agent is started before these load (cli/_ahead)
+    from gitexp.model.record import RunRecord
+    from gitexp.model.runstate import Handle
 
 
 @dataclass(frozen=True)

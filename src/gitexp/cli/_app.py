@@ -1,20 +1,20 @@
-"""The typer app and the helpers every subcommand shares."""
+"""The typer app: every verb's registration, help and shared options, and the parse of a
+command line by typer (`main`). `git exp run` in its plain forms never comes here
+(cli/_ahead.py): typer's import alone is ~50 ms of its start."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import sys
+from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import typer
+from typer import Abort
+from typer._click import exceptions as click_exc
+from typer.main import get_command
 
-from gitexp.errors import UsageError
-from gitexp.git import Repo
-from gitexp.git.config import Config
-
-if TYPE_CHECKING:
-    from rich.console import Console
+from gitexp.cli._common import fail
 
 app = typer.Typer(
     name="git exp",
@@ -67,7 +67,7 @@ GROUPS = ("hooks", "image")  # verbs that are typer groups of their own (hooks i
 @app.callback()
 def _group() -> None:
     # A callback keeps `app` a group when only one verb is loaded (typer would otherwise make
-    # that verb the whole program): `cli.load` imports just the verb being run.
+    # that verb the whole program): `load` imports just the verb being run.
     pass
 
 
@@ -81,45 +81,66 @@ TRUST_OPTION = typer.Option(False, "--trust", help="Act on a run someone else la
                             "(its command, its outputs): you have read it and trust it.")
 
 
-def command_of(words: list[str] | None, verb: str) -> list[str]:
-    """CMD as typed after the verb's options, `--` dropped. A word like an option before it
-    is one the verb lacks: said so, rather than run as the command (taking `-d` along)."""
-    argv = list(words or [])
-    if argv[:1] and argv[0].startswith("-") and argv[0] != "--":
-        raise UsageError(f"no such option of `git exp {verb}`: {argv[0]}",
-                         hint=f"{verb}'s options come first, then `--` and the command "
-                              f"(`git exp {verb} -h` lists them)")
-    return argv[1:] if argv[:1] == ["--"] else argv
+# Each subcommand module (cli/<verb>.py) registers itself on `app` when imported. Only the
+# verb being run is imported, with the part of gitexp it needs: `git exp ls` never loads the
+# code that launches runs, and `git exp -h` lists the verbs by their help alone (`HELP`).
+# A verb that is a Python keyword lives in `<verb>_.py` (`import_.py`: `git exp import`).
+_MODULES = {m.stem.removesuffix("_"): m.stem for m in Path(__file__).parent.glob("[!_]*.py")}
+VERBS = tuple(sorted(_MODULES))
 
 
-# The repository and settings `git exp run` opened before its verb (cli/_ahead.py): its
-# verb takes them rather than asking git again. Emptied when the command ends.
-OPENED: list[tuple[Repo, Config]] = []
+def main(args: list[str]) -> int:
+    """`git exp ARGS` parsed by typer, and the verb it names run; click's own errors (a bad
+    option, a value not a number) in gitexp's one line and hint."""
+    load(args)
+    try:
+        rv = get_command(app).main(args, prog_name="git exp", standalone_mode=False)
+    except click_exc.NoArgsIsHelpError as exc:
+        exc.show()  # the help: not an error to put in one line
+        return exc.exit_code
+    except click_exc.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx else "git exp"
+        fail(exc.format_message(), f"`{where} -h` lists its options and what they take")
+        return exc.exit_code
+    except click_exc.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except Abort:
+        raise KeyboardInterrupt from None  # the one way an interruption is told (cli.main)
+    return rv if isinstance(rv, int) else 0
 
 
-def open_repo() -> tuple[Repo, Config]:
-    if OPENED:
-        return OPENED.pop()
-    repo = Repo.discover(Path.cwd(), user_env=True)
-    return repo, Config.load(repo)
+def load(args: list[str] | None = None) -> None:
+    """Register the verb `args` names (their first word); without one (help, a typo), list
+    every verb by name and help, importing none."""
+    verb = next((a for a in args or [] if not a.startswith("-")), None)
+    if verb in VERBS:
+        import_module(f"gitexp.cli.{_MODULES[verb]}")
+        return
+    for name, text in HELP.items():
+        if name in GROUPS:
+            app.add_typer(typer.Typer(help=text), name=name)
+        else:
+            app.command(name=name, help=text)(_listed)
 
 
-def job_dir(repo: Repo) -> Path:
-    """Where a job runs: the user's subdirectory, or the root for a user outside the work
-    tree (`git --work-tree=Y exp run`), as git's own commands then take the whole tree."""
-    here = Path.cwd()
-    return here if here.resolve().is_relative_to(repo.root.resolve()) else repo.root
+def load_all() -> None:
+    """Register every verb, whole (for tools that inspect the real commands)."""
+    for name in VERBS:
+        import_module(f"gitexp.cli.{_MODULES[name]}")
 
 
-def console(stderr: bool = False) -> Console:
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    # Piped output is for tools and files: never cut a column to fit an imaginary terminal.
-    width = None if stream.isatty() else 400
-    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+def _listed() -> None:
+    """Stands for a verb in the list of verbs; never runs (a named verb is imported)."""
 
 
-def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
-    sys.stdout.write("\n")
+def complete(shell: str, words: list[str]) -> int:
+    """What may come next after `words`, for `shell` (cli/completion.bash, .zsh)."""
+    # By name, as the verbs are: only a shell asking pays for it (run ids need model.ids).
+    completer = import_module("gitexp.cli._completer")
+    # A completion that fails offers nothing and says nothing: the user is typing.
+    with contextlib.suppress(Exception):
+        load(words[:-1])  # the verb being typed, or none (the verbs by their help)
+        found = completer.candidates(get_command(app), words)
+        sys.stdout.write(completer.render(found, shell))
+    return 0

@@ -16,7 +16,7 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gitexp.cli._app import console
+from gitexp.cli._common import console
 from gitexp.model import dvcyaml, ids
 from gitexp.model.record import format_duration
 from gitexp.model.row import as_json as json_of

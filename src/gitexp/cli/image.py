@@ -7,7 +7,8 @@ import typer
 from gitexp.backends import docker
 from gitexp.cli import _ranges as ranges
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, app, open_repo
+from gitexp.cli._app import HELP, app
+from gitexp.cli._common import open_repo
 from gitexp.errors import ConfigError
 from gitexp.git.config import Target
 

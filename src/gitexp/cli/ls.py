@@ -6,7 +6,8 @@ import typer
 
 from gitexp.cli import _ranges as ranges
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, JSON_OPTION, SWEEP_OPTION, WHERE_OPTION, app, open_repo
+from gitexp.cli._app import HELP, JSON_OPTION, SWEEP_OPTION, WHERE_OPTION, app
+from gitexp.cli._common import open_repo
 from gitexp.service import index, runs
 from gitexp.service import where as w
 
@@ -27,9 +28,8 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     limit: int = typer.Option(None, "--limit", metavar="N", help=f"At most N (default {PAGE}).",
                               callback=ranges.count(0, 10**9, "a number of runs")),
     every: bool = typer.Option(False, "--all", help="Show every run, not only a page."),
-    columns: str = typer.Option(None, "--columns", metavar="COLS",
-                                help="Columns to show, e.g. run,status,lr,loss "
-                                     "(default: the usual ones and all metrics)."),
+    columns: str = typer.Option(None, "--columns", metavar="COLS", help="Columns to show, "
+                                "e.g. run,status,lr,loss (default: usual ones, all metrics)."),
     csv: bool = typer.Option(False, "--csv", help="Print CSV: the columns, unabridged."),
     tsv: bool = typer.Option(False, "--tsv", help="Print tab-separated values, the same."),
 ) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, app, open_repo
+from gitexp.cli._app import HELP, app
+from gitexp.cli._common import open_repo
 from gitexp.service import runs, tagging
 
 

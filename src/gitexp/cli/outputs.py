@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from gitexp import data
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, TRUST_OPTION, app, open_repo
+from gitexp.cli._app import HELP, TRUST_OPTION, app
+from gitexp.cli._common import open_repo
+from gitexp.data import outputs as data
 from gitexp.service import rerun, runs, trust
 
 

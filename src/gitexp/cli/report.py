@@ -9,7 +9,8 @@ import typer
 
 from gitexp import disk
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, SWEEP_OPTION, WHERE_OPTION, app, open_repo
+from gitexp.cli._app import HELP, SWEEP_OPTION, WHERE_OPTION, app
+from gitexp.cli._common import open_repo
 from gitexp.service import plots
 from gitexp.service import where as w
 from gitexp.ui import report as core

@@ -9,7 +9,8 @@ import typer
 
 from gitexp.cli import _ranges as ranges
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, TRUST_OPTION, app, open_repo
+from gitexp.cli._app import HELP, TRUST_OPTION, app
+from gitexp.cli._common import open_repo
 from gitexp.notify import dev as notify
 from gitexp.service import launch, runs, trust
 from gitexp.service import rerun as replay

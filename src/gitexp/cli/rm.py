@@ -6,7 +6,8 @@ from __future__ import annotations
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, SWEEP_OPTION, app, open_repo
+from gitexp.cli._app import HELP, SWEEP_OPTION, app
+from gitexp.cli._common import open_repo
 from gitexp.service import gc, sharing
 
 

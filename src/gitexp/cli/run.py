@@ -1,16 +1,15 @@
-"""`git exp run`: snapshot, record, launch; follow the log unless detached."""
+"""`git exp run` as typer declares and reads it: its help, and every form the plain parse
+leaves to typer (cli/_ahead.py); the work is cli/_run.py's."""
 
 from __future__ import annotations
 
 import typer
 
 from gitexp.cli import _ranges as ranges
-from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, app, command_of, job_dir, open_repo
-from gitexp.cli._follow import follow_run, follow_sweep
-from gitexp.cli._sweep import launch_sweep
-from gitexp.notify import dev as notify
-from gitexp.service import launch
+from gitexp.cli import _run
+from gitexp.cli._ahead import RunOptions
+from gitexp.cli._app import HELP, app
+from gitexp.cli._common import command_of
 
 
 @app.command(help=HELP["run"], context_settings={"allow_interspersed_args": False,
@@ -37,21 +36,7 @@ def run(  # noqa: PLR0917 - typer reads options from the signature
     allow_large: bool = typer.Option(False, "--allow-large", help="Snapshot files over "
                                      "exp.maxUntrackedSize/maxFileSize anyway."),
 ) -> int:
-    repo, config = open_repo()
-    with r.data_progress() as progress:
-        req = launch.LaunchRequest(argv=command_of(command, "run"), cwd=job_dir(repo), name=name,
-                                   target=target, outs=tuple(out), commit_data=commit_data,
-                                   progress=progress, force=force, keep=keep,
-                                   allow_large=allow_large, say=r.note,
-                                   prepare=notify.preparer(repo, config, r.note))
-        if sweep or max_parallel:
-            launched = launch_sweep(repo, config, req, sweep, max_parallel, detach=detach)
-        else:
-            started = launch.start(repo, config, req)
-    if sweep or max_parallel:
-        return 0 if detach else follow_sweep(repo, config, launched)
-    if detach:
-        print(started.id)
-        return 0
-    return follow_run(repo, config, started)
-
+    return _run.run(RunOptions(
+        command=command_of(command, "run"), name=name, target=target, detach=detach,
+        outs=tuple(out), sweep=tuple(sweep), max_parallel=max_parallel,
+        commit_data=commit_data, keep=keep, force=force, allow_large=allow_large))

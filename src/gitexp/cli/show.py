@@ -5,7 +5,8 @@ from __future__ import annotations
 import typer
 
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, JSON_OPTION, app, open_repo, print_json
+from gitexp.cli._app import HELP, JSON_OPTION, app
+from gitexp.cli._common import open_repo, print_json
 from gitexp.service import params, runs, tagging
 
 

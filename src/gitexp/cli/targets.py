@@ -7,7 +7,8 @@ from typing import Any
 from gitexp import secrets
 from gitexp.backends import backend_for
 from gitexp.cli import _render as r
-from gitexp.cli._app import HELP, JSON_OPTION, app, open_repo, print_json
+from gitexp.cli._app import HELP, JSON_OPTION, app
+from gitexp.cli._common import open_repo, print_json
 from gitexp.errors import GitexpError
 from gitexp.extras import MissingExtraError
 from gitexp.git.config import DEFAULT_TARGET

@@ -7,12 +7,12 @@ It holds names and paths only, never credentials.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from gitexp.data import dvcrepo, status, verify, version
+from gitexp.data import is_dvc_project as is_dvc_root
 from gitexp.data.dvcrepo import Progress
 from gitexp.data.status import local_cache_dir
 from gitexp.data.version import DataItem
@@ -20,9 +20,6 @@ from gitexp.errors import GitexpError
 from gitexp.git import Repo
 from gitexp.git.config import Config, Target
 from gitexp.model.record import RunRecord
-from gitexp.stores import Store, run_key
-
-PLAN_KEY = "data.json"
 
 
 def check_worktree(repo: Repo, *, commit: bool = False,
@@ -40,7 +37,7 @@ def version_of(repo: Repo, tree: str) -> dict[str, Any] | None:
 
 
 def is_dvc_project(repo: Repo) -> bool:
-    return (repo.root / ".dvc").is_dir()
+    return is_dvc_root(repo.root)
 
 
 def dvc_remote_of(target: Target) -> str | None:
@@ -136,16 +133,3 @@ def push_for_target(repo: Repo, record: RunRecord, remote: str | None,
         return 0
     with dvcrepo.opened(repo.root) as dvc:
         return dvcrepo.push(dvc, items, remote, progress)
-
-
-def write_plan(store: Store, run_id: str, plan: dict[str, Any]) -> None:
-    store.write(run_key(run_id, PLAN_KEY), json.dumps(plan, sort_keys=True).encode())
-
-
-def read_plan(store: Store | None, run_id: str) -> dict[str, Any]:
-    raw = store.read(run_key(run_id, PLAN_KEY)) if store is not None else None
-    try:
-        plan = json.loads(raw) if raw else {}
-    except ValueError:
-        plan = {}
-    return plan if isinstance(plan, dict) else {}

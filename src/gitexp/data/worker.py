@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gitexp.data import dvcrepo, verify, version
-from gitexp.data.dev import read_plan
+from gitexp.data.plan import read_plan
 from gitexp.data.version import DataItem
 from gitexp.errors import GitexpError
 from gitexp.git import Repo

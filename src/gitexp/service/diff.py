@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeGuard
 
-from gitexp import data
+from gitexp.data import dev as data
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
 from gitexp.git.writeback import RESULTS_DIR

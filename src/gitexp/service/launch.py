@@ -16,8 +16,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from gitexp import data, faults, secrets
+from gitexp import faults, secrets
 from gitexp.backends import Backend, Launch, StartsAhead, backend_for, max_checkpoint
+from gitexp.data import dev as data
+from gitexp.data import plan
 from gitexp.errors import GitexpError
 from gitexp.git import NO_REF, Repo, lfs, snapshot
 from gitexp.git.config import Config, Target
@@ -106,10 +108,14 @@ def _record(repo: Repo, config: Config, reqs: list[LaunchRequest], target: Targe
             store: Store, subdirs: list[str], names: list[str],
             first_id: str | None) -> list[RunRecord]:
     """`record_runs` from the snapshot on (`first_id`: the id to try first)."""
-    listed = preflight.check(repo, config, allow_large=reqs[0].allow_large)
-    # `--commit-data` may have changed tracked files (dvc.lock, *.dvc): then list again.
-    committed = data.check_worktree(repo, commit=reqs[0].commit_data, say=reqs[0].say)
-    snap = snapshot.take(repo, None if committed else listed)
+    ahead = preflight.taken(repo, allow_large=reqs[0].allow_large)  # cli/_ahead's, if any
+    if ahead is not None:
+        listed, snap = ahead
+    else:
+        listed = preflight.check(repo, config, allow_large=reqs[0].allow_large)
+        # `--commit-data` may have changed tracked files (dvc.lock, *.dvc): then list again.
+        committed = data.check_worktree(repo, commit=reqs[0].commit_data, say=reqs[0].say)
+        snap = snapshot.take(repo, None if committed else listed)
     if snap.lfs:  # contents, never pointers, or refuse
         lfs.check_launch(repo, snap.tree, target.backend)
     if snap.secret_files and reqs[0].say:  # tracked, so shipped: say so, and launch anyway
@@ -172,7 +178,7 @@ def _commit(repo: Repo, store: Store, record: RunRecord, tree: str, name: str, *
     record = _commit_record(repo, record, tree, name, first_id)
     RunState(store, record.id).set_queued()
     if data_plan is not None:  # how the agent gets the data: names and paths, no secrets
-        data.write_plan(store, record.id, data_plan)
+        plan.write_plan(store, record.id, data_plan)
     return record
 
 

@@ -15,10 +15,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gitexp import data
 from gitexp.backends import templates
 from gitexp.data import compare, version
-from gitexp.data.outputs import Lock, check_restorable, run_lock
+from gitexp.data import dev as data
+from gitexp.data.outputs import Lock, check_restorable, restore_outputs, run_lock
 from gitexp.data.status import local_cache_dir
 from gitexp.errors import EXIT_ALREADY_SUCCEEDED, GitexpError
 from gitexp.git import Repo
@@ -206,7 +206,7 @@ def checkout(repo: Repo, run: Run, branch: str | None = None, *,
     if not outputs:
         return []
     try:
-        return data.restore_outputs(repo, run.id, run.outputs, lock=lock_of(repo, run))
+        return restore_outputs(repo, run.id, run.outputs, lock=lock_of(repo, run))
     except BaseException:
         if was_head is not None:  # the work tree was clean: going back loses nothing
             repo.git("-c", "advice.detachedHead=false", "checkout", "-q",

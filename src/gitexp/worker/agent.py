@@ -32,11 +32,11 @@ from gitexp import (
     MAX_CHECKPOINT_ENV,
     METRICS_ENV,
     RESUME_ENV,
-    data,
     disk,
     faults,
     secrets,
 )
+from gitexp.data import worker as data
 from gitexp.errors import GitexpError
 from gitexp.git import GIT_LOCATION, Commit, Repo, is_object_id, writeback
 from gitexp.model import dvcplots, ids, metrics
