@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from gitexp import extras
 from gitexp.git import Repo
 from gitexp.git.config import Config, Target
-from gitexp.model.sweepstate import slot_key, slot_name
-from gitexp.stores import Store, run_key
+from gitexp.model.ids import slot_name
+from gitexp.stores import Store, run_key, slot_key
 from gitexp.stores import needs as store_needs
 from gitexp.worker import ATTEMPTS, CHECKPOINT_BYTES
 

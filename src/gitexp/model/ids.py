@@ -96,3 +96,10 @@ def new_id(name: str, now: float | None = None) -> str:
     stamp = time.strftime("%m%d-%H%M", time.localtime(now))
     suffix = "".join(secrets.choice(_ALPHABET) for _ in range(4))
     return f"{name}-{stamp}-{suffix}"
+
+
+def slot_name(sweep: str, index: int) -> str:
+    """Slot `index` of `sweep` as an id-like name (a container, a VM, a Kubernetes Job):
+    unique per slot, at most 63 characters."""
+    tail = f"-s{index}"
+    return sweep[:63 - len(tail)].rstrip("-") + tail

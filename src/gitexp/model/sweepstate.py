@@ -18,7 +18,7 @@ from typing import Any
 
 from gitexp.model import ids
 from gitexp.model.runstate import Handle, fit_handle
-from gitexp.stores import Store, read_range
+from gitexp.stores import Store, read_range, slot_key
 
 MAX_PLAN = 16 << 20  # bytes: 100,000 runs take about 11 MB
 MAX_HANDLE = 64 << 10
@@ -40,17 +40,6 @@ class Plan:
 
 def plan_key(sweep: str) -> str:
     return f"sweeps/{sweep}.json"
-
-
-def slot_key(sweep: str, index: int, suffix: str = "json") -> str:
-    return f"sweeps/{sweep}/slot-{index}.{suffix}"
-
-
-def slot_name(sweep: str, index: int) -> str:
-    """Slot `index` of `sweep` as an id-like name (a container, a VM, a Kubernetes Job):
-    unique per slot, at most 63 characters."""
-    tail = f"-s{index}"
-    return sweep[:63 - len(tail)].rstrip("-") + tail
 
 
 def write_plan(store: Store, plan: Plan) -> None:

@@ -77,6 +77,11 @@ def run_key(run_id: str, name: str) -> str:
     return f"runs/{run_id}/{name}"
 
 
+def slot_key(sweep: str, index: int, suffix: str = "json") -> str:
+    """Slot `index` of `sweep`'s place in the store (its handle; `log`: its agent's log)."""
+    return f"sweeps/{sweep}/slot-{index}.{suffix}"
+
+
 Progress = Callable[[int, int], None]  # (bytes done, bytes in all)
 
 
