@@ -409,3 +409,30 @@ def test_with_other_threads_the_agent_is_started_as_a_program(
     finally:
         local._drop(proc)
         assert proc.wait(timeout=20) is not None
+
+
+def test_a_forked_agent_holds_no_other_agents_stdin(repo: Path):
+    """Two agents forked in turn by one (single-threaded) process, as a launch that does
+    not take the early one does: dropping the first ends it at once, though the second,
+    forked while the first's pipe was open here, still waits for its snapshot."""
+    script = """if True:
+        import sys, time
+        from gitexp.backends import local
+        from gitexp.git import Repo
+        from gitexp.git.config import Config
+        repo = Repo.discover(sys.argv[1])
+        backend = local.LocalBackend(target=Config.load(repo).target(None), repo=repo)
+        first = backend._spawn_ahead("first-1202-0000-abcd", 2.0, 1 << 20)
+        second = backend._spawn_ahead("second-1202-0000-abcd", 2.0, 1 << 20)
+        assert isinstance(first, local.Forked) and isinstance(second, local.Forked)
+        local._drop(first)
+        first.wait(timeout=20)  # TimeoutExpired if the second one kept its pipe open
+        assert second.poll() is None, "the second ended before its own stdin closed"
+        local._drop(second)
+        second.wait(timeout=20)
+        print("ok")
+    """
+    out = subprocess.run([sys.executable, "-c", script, str(repo)], capture_output=True,
+                         text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

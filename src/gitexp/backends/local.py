@@ -32,6 +32,9 @@ if TYPE_CHECKING:  # types only: the agent is started before these load (cli/_ah
 
 # Agents `start_early` started, by what `start_ahead` would start them with: taken once.
 _EARLY: dict[tuple[str, ...], tuple[str, Early]] = {}
+# Every agent started ahead whose stdin this process may still hold: a forked one must not
+# keep another's open, or that one would wait for its snapshot as long as it lives.
+_SPAWNED: list[Early] = []
 
 
 class LocalBackend:
@@ -88,12 +91,16 @@ class LocalBackend:
 
     def _spawn_ahead(self, run_id: str, heartbeat: float, max_checkpoint: int) -> Early:
         argv = self._ahead_argv(run_id, heartbeat, max_checkpoint)
+        _SPAWNED[:] = [p for p in _SPAWNED if not _dropped(p)]
+        proc: Early
         if threading.active_count() == 1 and hasattr(os, "fork"):
-            return Forked(argv, cwd=self.repo.common_dir)
-        # With other threads, a fork's child could inherit a lock held by one forever.
-        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True,
-                                close_fds=True, cwd=self.repo.common_dir)
+            proc = Forked(argv, cwd=self.repo.common_dir)
+        else:  # with other threads, a fork's child could inherit a lock held by one forever
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True,
+                                    close_fds=True, cwd=self.repo.common_dir)
+        _SPAWNED.append(proc)
+        return proc
 
     def submit(self, *, launch: Launch) -> Handle:
         ahead, self._ahead = self._ahead, None
@@ -158,8 +165,9 @@ def _exists(pid: int) -> bool:
 
 
 def _handle(pid: int) -> Handle:
-    """How this backend knows an agent: its pid, and where /proc is, when it started (a
-    forked agent's command line is its launcher's: `alive` asks the start, not the line)."""
+    """How this backend knows an agent: its pid, and where /proc is, when it started and on
+    which boot: together they name that one process for good (a title, as a forked agent
+    has, can be cut short; a pid is taken again)."""
     handle: Handle = {"pid": pid, "host": socket.gethostname()}
     start, boot = started_at(pid), boot_id()
     if start is not None and boot is not None:
@@ -228,8 +236,10 @@ def _be_agent(argv: list[str], cwd: Path, read: int, write: int) -> None:
         os.dup2(read, 0)
         os.close(read)
         null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
-        os.dup2(null, 2)
+        # The other agents' stdin, released; /dev/null in their place, so that a number
+        # this process's objects still hold is never another file of the agent's.
+        for fd in (1, 2, *(p.stdin.fileno() for p in _SPAWNED if p.stdin and not p.stdin.closed)):
+            os.dup2(null, fd)
         os.close(null)
         os.chdir(cwd)
         setproctitle.setproctitle(" ".join(argv))  # `ps`, liveness and cleanup know it by it
