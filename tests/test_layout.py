@@ -45,6 +45,8 @@ DEFERRED = {
     "rich": "~40 ms to import; only the commands that draw a table or a bar",
     "importlib.metadata": "~15 ms to import; only when the packages of a run are listed",
     "concurrent.futures": "threads: only when several remote runs are looked at together",
+    "multiprocessing": "~15 ms to import; only a first `ls` of thousands of runs, which "
+                       "reads them on every core",
     # gitexp's own, where a start-up path must not wait for them (the import graph and the
     # cycle check above still count these imports)
     "gitexp.notify.mailer": "the agent's mail (email, mailbox, html: tens of ms): loaded "

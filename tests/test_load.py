@@ -27,6 +27,7 @@ import pytest
 from benchmarks import bench_ls
 
 from gitexp.git import writeback
+from gitexp.service import index
 from gitexp.stores import Store, read_range, size_of
 from tests.helpers import exp, exp_json, git, wait_for
 from tests.test_slurm_target import configure as configure_slurm
@@ -340,6 +341,48 @@ def test_ls_at_ten_thousand_runs(big_repo: Path) -> None:
            for line in table.splitlines()[1:]]
     assert got == best
     assert took < WARM_LS
+
+
+INDEX_DUMP = """if True:
+    import hashlib, os, sqlite3, sys
+    from gitexp.git import Repo
+    from gitexp.service import index
+    repo = Repo.discover(sys.argv[1])
+    index.path_of(repo).unlink(missing_ok=True)
+    if sys.argv[2] == "serial":
+        index.PARALLEL = 10**9
+    worker, pids = index._index_in_worker, sys.argv[3]
+    def spied(batch):
+        with open(pids, "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        return worker(batch)
+    index._index_in_worker = spied
+    index.refresh(repo)
+    db = sqlite3.connect(index.path_of(repo))
+    for table, order in (("runs", "ref"), ("vals", "ref, kind, name")):
+        rows = db.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+        print(table, len(rows), hashlib.sha256(repr(rows).encode()).hexdigest())
+"""
+
+
+@pytest.mark.xdist_group("load-10k")
+def test_a_first_index_of_many_runs_is_read_on_every_core_and_is_the_same(
+        big_repo: Path, tmp_path: Path) -> None:
+    """A cold index of 10,000 runs is read by a process per core (forked, each with its own
+    connection), and holds exactly what one process reading them all writes."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    dumps = {}
+    for how in ("parallel", "serial"):
+        pids = tmp_path / f"{how}.pids"
+        out = subprocess.run([sys.executable, "-c", INDEX_DUMP, str(big_repo), how, str(pids)],
+                             capture_output=True, text=True, timeout=300, env=env)
+        assert out.returncode == 0, out.stderr
+        dumps[how] = out.stdout
+        workers = set(pids.read_text().split()) if pids.exists() else set()
+        cores = min(os.cpu_count() or 1, -(-N // index.BATCH), index.MAX_READERS)
+        assert len(workers) == (cores if how == "parallel" and cores > 1 else 0)
+    assert dumps["parallel"] == dumps["serial"]
+    assert f"runs {N} " in dumps["serial"]
 
 
 @pytest.mark.xdist_group("load-10k")

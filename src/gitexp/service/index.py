@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -466,6 +468,8 @@ def _picked(made: list[tuple[Any, ...]], columns: tuple[str, ...]) -> list[tuple
 
 Progress = Callable[[int, int], None]
 BATCH = 2000  # runs read and written at a time: progress to show, memory bounded
+PARALLEL = 4 * BATCH  # from this many runs to read, every core reads a share
+MAX_READERS = 8
 
 
 def _check_columns(columns: tuple[str, ...]) -> None:
@@ -492,32 +496,74 @@ def _refresh(repo: Repo, db: sqlite3.Connection, progress: Progress | None = Non
     gone = [(ref,) for ref in known if ref not in heads]
     if len(changed) <= BATCH:
         progress = None  # over in a moment: no bar (nor its imports)
-    if progress is not None:
-        progress(0, len(changed))
-    for at in range(0, max(len(changed), 1), BATCH):
-        batch = dict(changed[at:at + BATCH])
-        vals: list[tuple[Any, ...]] = []
-        made = _rows(repo, batch, vals)
-        last = at + BATCH >= len(changed)
-        meta = [("stamp", stamp or "-"), ("bad", json.dumps(bad))] if last else []
+    batches = [dict(changed[at:at + BATCH]) for at in range(0, len(changed), BATCH)]
+    done = 0
+    for count in _indexed(repo, db, batches):
+        if progress is not None:  # from the first count (0): after any fork, as a bar is
+            done += count         # drawn by a thread of its own
+            progress(done, len(changed))
+    meta = [("stamp", stamp or "-"), ("bad", json.dumps(bad))]
 
-        def write(made: list[tuple[Any, ...]] = made, batch: dict[str, str] = batch,
-                  meta: list[tuple[str, str]] = meta, first: bool = at == 0,
-                  vals: list[tuple[Any, ...]] = vals) -> None:
-            with _transaction(db):
-                if first:
-                    db.executemany("DELETE FROM runs WHERE ref = ?", gone)
-                    db.executemany("DELETE FROM vals WHERE ref = ?", gone)
-                # moved runs' old values go (and a concurrent refresh's, were it first)
-                db.executemany("DELETE FROM vals WHERE ref = ?", [(r,) for r in batch])
-                db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                               made)
-                db.executemany("INSERT INTO vals VALUES (?,?,?,?,?,?)", vals)
-                db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta)
-        if made or gone or meta:
-            _retry(write)
-        if progress is not None and changed:
-            progress(min(at + BATCH, len(changed)), len(changed))
+    def finish() -> None:
+        with _transaction(db):
+            db.executemany("DELETE FROM runs WHERE ref = ?", gone)
+            db.executemany("DELETE FROM vals WHERE ref = ?", gone)
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta)
+    _retry(finish)
+
+
+def _indexed(repo: Repo, db: sqlite3.Connection,
+             batches: list[dict[str, str]]) -> Iterator[int]:
+    """Each batch read and written: 0 once under way, then how many runs as each is done.
+    Many (a first `ls` of a shared remote's runs): on every core, each process with its own
+    connection; SQLite takes their writes in turn while the others decode."""
+    cores = min(os.cpu_count() or 1, len(batches), MAX_READERS)
+    # A fork copies one thread: a lock another one held would stay held in the worker.
+    if len(batches) * BATCH < PARALLEL or cores < 2 or threading.active_count() > 1 or \
+            not hasattr(os, "fork"):
+        yield 0
+        for batch in batches:
+            yield _index(repo, db, batch)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(
+            cores, initializer=_open_worker, initargs=(repo,)) as pool:
+        yield 0
+        yield from pool.imap_unordered(_index_in_worker, batches)
+
+
+def _index(repo: Repo, db: sqlite3.Connection, batch: dict[str, str]) -> int:
+    """One batch of runs read and written: their rows, and their values'."""
+    vals: list[tuple[Any, ...]] = []
+    made = _rows(repo, batch, vals)
+
+    def write() -> None:
+        with _transaction(db):
+            # moved runs' old values go (and a concurrent refresh's, were it first)
+            db.executemany("DELETE FROM vals WHERE ref = ?", [(r,) for r in batch])
+            db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                           made)
+            db.executemany("INSERT INTO vals VALUES (?,?,?,?,?,?)", vals)
+    if made:
+        _retry(write)
+    return len(batch)
+
+
+_WORKER: list[tuple[Repo, sqlite3.Connection]] = []  # a pool worker's own (`_open_worker`)
+
+
+def _open_worker(repo: Repo) -> None:
+    """A pool worker's connection: the parent's is never used across the fork."""
+    db = sqlite3.connect(path_of(repo), timeout=BUSY_MS / 1000, isolation_level=None)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
+    db.execute("PRAGMA synchronous = NORMAL")
+    _WORKER[:] = [(repo, db)]
+
+
+def _index_in_worker(batch: dict[str, str]) -> int:
+    repo, db = _WORKER[0]
+    return _index(repo, db, batch)
 
 
 def _vals(ref: str, row: dict[str, Any]) -> list[tuple[Any, ...]]:
