@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sqlite3
 import threading
 import time
@@ -554,7 +555,9 @@ _WORKER: list[tuple[Repo, sqlite3.Connection]] = []  # a pool worker's own (`_op
 
 
 def _open_worker(repo: Repo) -> None:
-    """A pool worker's connection: the parent's is never used across the fork."""
+    """A pool worker's connection (the parent's is never used across the fork). Ctrl-C is
+    the parent's to take: it ends the pool, so no worker prints its own traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     db = sqlite3.connect(path_of(repo), timeout=BUSY_MS / 1000, isolation_level=None)
     db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
     db.execute("PRAGMA synchronous = NORMAL")
