@@ -10,11 +10,13 @@ regressions, and the benchmarks check the goals themselves.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import mailbox
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -26,10 +28,10 @@ from typing import Any
 import pytest
 from benchmarks import bench_ls
 
-from gitexp.git import writeback
+from gitexp.git import Repo, writeback
 from gitexp.service import index
 from gitexp.stores import Store, read_range, size_of
-from tests.helpers import exp, exp_json, git, wait_for
+from tests.helpers import BIN, exp, exp_json, git, wait_for
 from tests.test_slurm_target import configure as configure_slurm
 from tests.test_store_contract import store as contract_store
 
@@ -383,6 +385,42 @@ def test_a_first_index_of_many_runs_is_read_on_every_core_and_is_the_same(
         assert len(workers) == (cores if how == "parallel" and cores > 1 else 0)
     assert dumps["parallel"] == dumps["serial"]
     assert f"runs {N} " in dumps["serial"]
+
+
+@pytest.mark.xdist_group("load-10k")
+def test_ctrl_c_during_a_first_sync_on_every_core_ends_it_all_quietly(big_repo: Path) -> None:
+    """Ctrl-C (SIGINT to the whole group, as a terminal sends it) while the index's workers
+    read: `ls` ends 130 at once, no worker prints a traceback, no process is left."""
+    index.path_of(Repo.discover(big_repo)).unlink(missing_ok=True)
+    proc = subprocess.Popen([str(BIN / "git-exp"), "ls"], cwd=big_repo, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def workers() -> list[int]:
+        return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                and _ppid(p) == proc.pid and b"git-exp" in _cmdline(p)]
+    try:
+        wait_for(lambda: len(workers()) >= 2, timeout=60, what="the index's workers")
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
+    wait_for(lambda: not workers(), timeout=10, what="the workers' end")
+
+
+def _ppid(proc: Path) -> int | None:
+    try:
+        return int((proc / "stat").read_text().rpartition(")")[2].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 @pytest.mark.xdist_group("load-10k")
