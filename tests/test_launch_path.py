@@ -13,6 +13,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -436,3 +437,20 @@ def test_a_forked_agent_holds_no_other_agents_stdin(repo: Path):
                          text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")})
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_the_snapshot_started_ahead_is_the_launchs_one(repo: Path,
+                                                       monkeypatch: pytest.MonkeyPatch):
+    """`git exp run` in a plain form takes the snapshot in the thread it started before the
+    launch's imports (`preflight.take_ahead`), once, and the launch records that one."""
+    made: list[str] = []
+    take = snapshot.take
+    monkeypatch.setattr(snapshot, "take", lambda *a, **k: made.append(
+        threading.current_thread().name) or take(*a, **k))
+    monkeypatch.chdir(repo)
+    (repo / "new.txt").write_text("taken ahead\n")
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert cli.main(["run", "-d", "--", "true"]) == 0
+    assert made == ["gitexp-snapshot"]
+    snap = exp_json("show", out.getvalue().strip(), cwd=repo)["snapshot"]
+    assert git("show", f"{snap}:new.txt", cwd=repo) == "taken ahead\n"

@@ -88,8 +88,9 @@ def plain(args: list[str]) -> RunOptions | None:
 
 
 def start(options: RunOptions | None) -> Callable[[], None]:
-    """The walk started for `run`, and its agent when its options were read (`options`);
-    the function returned drops what the launch did not take."""
+    """The walk started for `run`; when its options were read (`options`), its agent and
+    (outside DVC projects) the preflight and snapshot too. The function returned drops what
+    the launch did not take."""
     drops: list[Callable[[], None]] = [snapshot.forget_ahead, OPENED.clear]
     with contextlib.suppress(GitexpError, OSError):
         repo = Repo.discover(Path.cwd(), user_env=True)
@@ -100,6 +101,7 @@ def start(options: RunOptions | None) -> Callable[[], None]:
             if options is not None:
                 drops.append(_agent(repo, config, options))
         if options is not None and not is_dvc_project(repo.root):
+            # dropped first: the thread is done before the walk it takes is forgotten
             drops.insert(0, preflight.take_ahead(repo, config, allow_large=options.allow_large))
 
     def forget() -> None:
