@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import runpy
 import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import setproctitle
 
 from gitexp.backends import Launch, job_mark, limits_for, warm_count
 from gitexp.git import Repo
@@ -31,17 +25,14 @@ if TYPE_CHECKING:  # types only: the agent is started before these load (cli/_ah
     from gitexp.model.runstate import Handle
 
 # Agents `start_early` started, by what `start_ahead` would start them with: taken once.
-_EARLY: dict[tuple[str, ...], tuple[str, Early]] = {}
-# Every agent started ahead whose stdin this process may still hold: a forked one must not
-# keep another's open, or that one would wait for its snapshot as long as it lives.
-_SPAWNED: list[Early] = []
+_EARLY: dict[tuple[str, ...], tuple[str, subprocess.Popen[bytes]]] = {}
 
 
 class LocalBackend:
     def __init__(self, *, target: Target, repo: Repo) -> None:
         self.target = target
         self.repo = repo
-        self._ahead: tuple[str, Early] | None = None  # start_ahead's
+        self._ahead: tuple[str, subprocess.Popen[bytes]] | None = None  # start_ahead's
 
     def store_url(self) -> str:
         return (self.repo.gitexp_dir / "store").as_uri()
@@ -89,18 +80,12 @@ class LocalBackend:
         return self._argv(run_id=run_id, snapshot="-", heartbeat=heartbeat, log=str(log),
                           limits=limits_for(self.target, max_checkpoint))
 
-    def _spawn_ahead(self, run_id: str, heartbeat: float, max_checkpoint: int) -> Early:
-        argv = self._ahead_argv(run_id, heartbeat, max_checkpoint)
-        _SPAWNED[:] = [p for p in _SPAWNED if not _dropped(p)]
-        proc: Early
-        if threading.active_count() == 1 and hasattr(os, "fork"):
-            proc = Forked(argv, cwd=self.repo.common_dir)
-        else:  # with other threads, a fork's child could inherit a lock held by one forever
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL, start_new_session=True,
-                                    close_fds=True, cwd=self.repo.common_dir)
-        _SPAWNED.append(proc)
-        return proc
+    def _spawn_ahead(self, run_id: str, heartbeat: float,
+                     max_checkpoint: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self._ahead_argv(run_id, heartbeat, max_checkpoint),
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True,
+                                close_fds=True, cwd=self.repo.common_dir)
 
     def submit(self, *, launch: Launch) -> Handle:
         ahead, self._ahead = self._ahead, None
@@ -166,8 +151,8 @@ def _exists(pid: int) -> bool:
 
 def _handle(pid: int) -> Handle:
     """How this backend knows an agent: its pid, and where /proc is, when it started and on
-    which boot: together they name that one process for good (a title, as a forked agent
-    has, can be cut short; a pid is taken again)."""
+    which boot: together they name that one process for good (a pid is taken again; a
+    command line says what a process runs, not which one it is)."""
     handle: Handle = {"pid": pid, "host": socket.gethostname()}
     start, boot = started_at(pid), boot_id()
     if start is not None and boot is not None:
@@ -175,105 +160,18 @@ def _handle(pid: int) -> Handle:
     return handle
 
 
-class Forked:
-    """The run's agent as a fork of this process (`git exp run`, cli/_ahead.py): what its
-    interpreter's start and imports cost (~0.1 s of CPU, on the way to the job's first line)
-    it finds done. It is the agent `argv` names, in a new session, its stdin a pipe from
-    here (the snapshot, or nothing: then it ends), its output nowhere until it runs; it
-    never returns into this process's code. Reaped by the next fork or `poll`."""
-
-    _children: list[int] = []  # noqa: RUF012 - forked, never waited for yet
-
-    def __init__(self, argv: list[str], *, cwd: Path) -> None:
-        self.args = argv
-        self.returncode: int | None = None
-        Forked._reap()
-        read, write = os.pipe()
-        for stream in (sys.stdout, sys.stderr):  # else the child would write it out again
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                stream.flush()
-        self.pid = os.fork()
-        if self.pid == 0:  # the child: never returns
-            _be_agent(argv, cwd, read, write)
-        os.close(read)
-        Forked._children.append(self.pid)
-        self.stdin = os.fdopen(write, "wb")
-
-    def poll(self) -> int | None:
-        if self.returncode is None:
-            with contextlib.suppress(ChildProcessError):
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
-                if pid == 0:
-                    return None
-                self.returncode = os.waitstatus_to_exitcode(status)
-                Forked._children.remove(self.pid)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while (code := self.poll()) is None:
-            if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
-            time.sleep(0.01)
-        return code
-
-    @classmethod
-    def _reap(cls) -> None:
-        for pid in list(cls._children):
-            with contextlib.suppress(ChildProcessError):
-                if os.waitpid(pid, os.WNOHANG)[0] == 0:
-                    continue
-            cls._children.remove(pid)
-
-
-def _be_agent(argv: list[str], cwd: Path, read: int, write: int) -> None:
-    """The forked child: the agent `argv` starts (`python -m gitexp.worker.agent ARGS`),
-    named so, then the end of the process."""
-    code = 1
-    try:
-        os.setsid()  # as `start_new_session`: the agent outlives the terminal, ^C never reaches it
-        os.close(write)
-        os.dup2(read, 0)
-        os.close(read)
-        null = os.open(os.devnull, os.O_WRONLY)
-        # The other agents' stdin, released; /dev/null in their place, so that a number
-        # this process's objects still hold is never another file of the agent's.
-        for fd in (1, 2, *(p.stdin.fileno() for p in _SPAWNED if p.stdin and not p.stdin.closed)):
-            os.dup2(null, fd)
-        os.close(null)
-        os.chdir(cwd)
-        setproctitle.setproctitle(" ".join(argv))  # `ps`, liveness and cleanup know it by it
-        sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's stdin, for its life
-        sys.argv = argv[2:]
-        # What `python -m gitexp.worker.agent ARGS` runs, as it runs it (its imports are the
-        # child's: the launcher never waits for them).
-        runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
-    except SystemExit as exc:  # the agent's exit (its `sys.exit(main())`, argparse's)
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(OSError, ValueError):
-                stream.flush()
-        os._exit(code)
-
-
-Early = subprocess.Popen[bytes] | Forked
-
-
-def _drop(proc: Early) -> None:
+def _drop(proc: subprocess.Popen[bytes]) -> None:
     """An agent started ahead that is not needed: the end of its stdin ends it."""
     assert proc.stdin is not None
     with contextlib.suppress(OSError):
         proc.stdin.close()
 
 
-def _dropped(proc: Early) -> bool:
+def _dropped(proc: subprocess.Popen[bytes]) -> bool:
     return proc.stdin is None or proc.stdin.closed
 
 
-def _hand(proc: Early, launch: Launch) -> bool:
+def _hand(proc: subprocess.Popen[bytes], launch: Launch) -> bool:
     """Give the agent started ahead its snapshot; False if it is gone (then the run's agent
     is started the usual way, and says why it failed, if it does)."""
     assert proc.stdin is not None

@@ -294,18 +294,16 @@ def run_processes(run_id: str) -> list[int]:
 
 def agent_running(run_id: str, sweep: str | None = None) -> bool:
     """An agent of the run lives on this host: its command line names the run, or the
-    run's sweep (a slot, which may hold it); its words apart by NULs (an agent started as a
-    program) or by spaces (one forked, titled: backends.local.Forked)."""
-    named = [("--run", run_id), *([("--sweep", sweep)] if sweep else [])]
-    marks = [f"{sep}{option}{sep}{value}{sep}".encode()
-             for option, value in named for sep in ("\0", " ")]
+    run's sweep (a slot, which may hold it)."""
+    marks = [f"\0--run\0{run_id}\0".encode()]
+    if sweep:
+        marks.append(f"\0--sweep\0{sweep}\0".encode())
     for pid in _pids():
         try:
-            cmdline = _read(f"{PROC}/{pid}/cmdline").rstrip(b"\0")
+            cmdline = _read(f"{PROC}/{pid}/cmdline")
         except OSError:
             continue
-        if b"gitexp.worker.agent" in cmdline and \
-                any(m in b"\0" + cmdline + m[-1:] for m in marks):
+        if b"gitexp.worker.agent" in cmdline and any(m in b"\0" + cmdline for m in marks):
             return True
     return False
 
