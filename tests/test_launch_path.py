@@ -136,9 +136,9 @@ def test_the_local_agent_is_started_while_the_snapshot_is_taken(
     take = snapshot.take
 
     def spied(*args: Any, **kwargs: Any) -> Any:
-        [agent] = [p for p in Path("/proc").iterdir() if p.name.isdigit() and
-                   {b"gitexp.worker.agent", b"-"} <= set(words := _argv(p)) and
-                   any(str(repo).encode() in word for word in words)]
+        [agent] = [p for p in Path("/proc").iterdir() if p.name.isdigit() and all(
+            mark in _read(p / "cmdline") for mark in (b"gitexp.worker.agent", b"\0-\0",
+                                                      str(repo).encode()))]
         seen["agent"] = int(agent.name)
         return take(*args, **kwargs)
 
@@ -179,13 +179,6 @@ def _cwd(proc: Path) -> Path | None:
         return Path(os.readlink(proc / "cwd"))
     except OSError:
         return None
-
-
-def _argv(proc: Path) -> list[bytes]:
-    """A process's command line, word by word: apart by NULs as exec'd, or by spaces as
-    a forked agent's title has them (backends.local.Forked)."""
-    raw = _read(proc / "cmdline").rstrip(b"\0")
-    return raw.split(b"\0") if b"\0" in raw else raw.split(b" ")
 
 
 def _read(path: Path) -> bytes:

@@ -11,8 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from gitexp.data import dvcrepo, status, verify, version
-from gitexp.data import is_dvc_project as is_dvc_root
+from gitexp.data import dvcrepo, is_dvc_project, status, verify, version
 from gitexp.data.dvcrepo import Progress
 from gitexp.data.status import local_cache_dir
 from gitexp.data.version import DataItem
@@ -26,7 +25,7 @@ def check_worktree(repo: Repo, *, commit: bool = False,
                    say: Callable[[str], None] | None = None) -> list[str]:
     """Refuse on DVC-tracked data changed without `dvc add`/`dvc commit` (or record it, with
     `commit`); the paths recorded."""
-    if not is_dvc_project(repo):
+    if not is_dvc_project(repo.root):
         return []  # no DVC, no checks: a plain repository pays nothing here
     return [u.path for u in status.check(repo, commit=commit, say=say)]
 
@@ -34,10 +33,6 @@ def check_worktree(repo: Repo, *, commit: bool = False,
 def version_of(repo: Repo, tree: str) -> dict[str, Any] | None:
     """The data version of a snapshot tree, as it goes into `RunRecord.data`."""
     return version.to_record(version.of_tree(repo, tree))
-
-
-def is_dvc_project(repo: Repo) -> bool:
-    return is_dvc_root(repo.root)
 
 
 def dvc_remote_of(target: Target) -> str | None:
@@ -53,11 +48,11 @@ def prepare_launch(repo: Repo, config: Config, target: Target, tree: str, *, out
     remote the worker pulls from); a GitexpError listing what is missing otherwise. For a
     target that does not share this machine's DVC cache, what the cache holds is pushed to
     its DVC remote first. Either way nothing is recorded or started before this returns."""
-    if outs and not is_dvc_project(repo):
+    if outs and not is_dvc_project(repo.root):
         raise GitexpError("--out records outputs through DVC, but this is not a DVC project",
                           hint="`dvc init` here (and `dvc remote add -d NAME URL` to share "
                                "outputs beyond this machine)")
-    if not is_dvc_project(repo):
+    if not is_dvc_project(repo.root):
         return None, None
     data = version_of(repo, tree)
     plan = plan_for(config, target, local_cache_dir(repo), repo.root / ".dvc")

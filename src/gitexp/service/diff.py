@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeGuard
 
 from gitexp.data import dev as data
+from gitexp.data import is_dvc_project
 from gitexp.errors import GitexpError
 from gitexp.git import Repo
 from gitexp.git.writeback import RESULTS_DIR
@@ -84,7 +85,7 @@ def against_base(repo: Repo, a: Run, *, patch: bool = False,
         raise GitexpError(f"the base commit {rec.base[:12]} of run {rec.id} is not in this "
                           "repository", hint="fetch it (`git fetch origin`), or diff two runs: "
                                              f"`git exp diff {rec.id} OTHER`")
-    if rec.base and (data.is_dvc_project(repo) or rec.data):
+    if rec.base and (is_dvc_project(repo.root) or rec.data):
         base_data = data.version_of(repo, rec.base)
     base_params = params_mod.at_commit(repo, rec.base, rec.cwd) if rec.base else {}
     return Report(

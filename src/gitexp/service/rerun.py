@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gitexp.backends import templates
-from gitexp.data import compare, version
+from gitexp.data import compare, is_dvc_project, version
 from gitexp.data import dev as data
 from gitexp.data.outputs import Lock, check_restorable, restore_outputs, run_lock
 from gitexp.data.status import local_cache_dir
@@ -49,7 +49,7 @@ def check(original: Run, rerun: Run, *, rtol: float = RTOL, atol: float = ATOL,
             for name in sorted(a_mets.keys() | b_mets.keys())}
     a_outs = a_res.outputs if a_res else {}
     b_outs = b_res.outputs if b_res else {}
-    cache = local_cache_dir(repo) if repo is not None and data.is_dvc_project(repo) else None
+    cache = local_cache_dir(repo) if repo is not None and is_dvc_project(repo.root) else None
     outs = {path: _output(cache, path, a_outs.get(path), b_outs.get(path), rtol=rtol,
                           atol=atol)
             for path in sorted(a_outs.keys() | b_outs.keys())}
@@ -132,7 +132,7 @@ def refuse_if_succeeded(repo: Repo, tree: str, argv: list[str], cwd: str) -> Non
     candidates = index.succeeded_like(repo, argv, cwd)
     if not candidates:
         return
-    version = data.version_of(repo, tree) if data.is_dvc_project(repo) else None
+    version = data.version_of(repo, tree) if is_dvc_project(repo.root) else None
     for entry in candidates:
         same_data = (entry.record.data or None) == (version or None)
         if same_data and repo.rev_parse(f"{entry.record.snapshot}^{{tree}}") == tree:
