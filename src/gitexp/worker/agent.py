@@ -109,7 +109,8 @@ class Agent:
     _source: Path | None = None  # where the checkout came from (a new attempt's too)
     _resume_dir: Path | None = None  # the restored checkpoint's files, for this attempt
     _carried: dict[str, Any] = field(default_factory=dict)  # metrics of earlier agents' attempts
-    _last_step: int | None = None  # the job's latest `step`, for the log and mail
+    _last_step: int | None = None  # the job's latest `step`, for the log
+    _preempted_at: int | None = None  # `_last_step` when the platform stopped the last attempt
 
     def key(self, name: str) -> str:
         return run_key(self.run_id, name)
@@ -212,6 +213,7 @@ class Agent:
                                f"{self.max_attempts} (maxAttempts)")
             if self._signal is not None:
                 return None
+            self._preempted_at = self._last_step  # the mail's, before the next attempt moves on
             self.say(f"gitexp: attempt {n} preempted at step {self._last_step}: "
                      f"attempt {n + 1} of {self.max_attempts} resumes")
             checkout = self._fresh_checkout()
@@ -326,7 +328,7 @@ class Agent:
                                        spool=self.workdir, cwd=cwd, repo=self.repo)
         self._mailed_attempt = attempt
         if attempt > 1 and self._mailer is not None:  # "preempted at step N - resumed on 2"
-            step = self._last_step if self._last_step is not None else \
+            step = self._preempted_at if self._preempted_at is not None else \
                 self._carried.get("step")
             self._mailer.resumed(self._attempts, step if isinstance(step, int) else None)
 
