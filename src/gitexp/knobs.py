@@ -100,6 +100,9 @@ KNOBS: tuple[Knob, ...] = (
        low=0, high=PIB, example="200M"),
     _k("exp.maxFileSize", "size", "50M", "any one new or changed file (0: no limit)",
        low=0, high=PIB, example="200M"),
+    _k("exp.foldAt", "count", "600", "a remote holding more finished runs than this one ref "
+       "each has its oldest folded into archives by the next push (0: never)", low=0,
+       high=10**9, example="2000"),
     _k("exp.maxCheckpointSize", "size", "1GiB", "the files one `gitexp.checkpoint` may save "
        "to the store (over it: not saved, said in the log; 0: none)", low=0, high=PIB,
        example="200M"),

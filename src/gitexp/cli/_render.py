@@ -681,6 +681,9 @@ def pushed(report: PushReport) -> None:
     out, err = console(), console(stderr=True)
     out.print(f"{len(report.pushed)} ref(s) pushed to {escape(printable(report.remote))}, "
               f"{report.up_to_date} already there")
+    if report.folded:  # the remote's oldest runs, one ref each no more (service/archives.py)
+        out.print(f"{report.folded} older run(s) folded into {len(report.archived)} archive(s) "
+                  f"on {escape(printable(report.remote))}")
     if report.live:
         err.print(f"{len(report.live)} unfinished run(s) not pushed: they go once they end")
     for ref, why in report.rejected:  # `why` is the remote's own words

@@ -380,8 +380,10 @@ def pre_push(g: HookGit, args: list[str]) -> None:
         ref, why = report.rejected[0]
         say(f"{len(report.rejected)} run ref(s) not pushed to {remote} ({ref}: {why}); "
             f"your push goes on")
-    elif report.pushed:
-        say(f"pushed {len(report.pushed)} run ref(s) to {remote}")
+    elif report.pushed or report.folded:
+        folded = (f"; {report.folded} older run(s) folded into {len(report.archived)} "
+                  "archive(s)") if report.folded else ""
+        say(f"pushed {len(report.pushed)} run ref(s) to {remote}{folded}")
 
 
 HOOKS: dict[str, tuple[Callable[[HookGit, list[str]], None], tuple[str, ...]]] = {

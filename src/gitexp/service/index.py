@@ -141,6 +141,11 @@ def finished_refs(repo: Repo) -> dict[str, tuple[str, bool]] | None:
         return None
 
 
+def launch_times(repo: Repo) -> dict[str, float]:
+    """Every readable run's ref -> when it was launched (what folding orders runs by)."""
+    return {ref: at for ref, _, _, _, at in _current(repo, "launched_at")}
+
+
 def own_refs(repo: Repo) -> set[str]:
     """The refs of the runs this user launched here (sealed), no record decoded: what the
     pre-push hook may push."""

@@ -12,6 +12,10 @@ A shared run is immutable: `transitions` is the one rule, for fetch and push (an
 pre-push hook) alike. A new run must decode and have the shape gitexp makes; an existing
 run moves only snapshot -> results commit -> verdict commit, its code, command, data and
 result never changing. Whatever else a remote offers is refused, the local ref untouched.
+
+A remote's oldest finished runs are folded into archive refs (service/archives.py) by the
+push that finds too many one ref each; a fetch takes an archive's runs as if each were a ref
+of its own, all of them or, when one is refused, none.
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from dataclasses import dataclass, field, replace
 
 from gitexp.errors import GitexpError
 from gitexp.git import Commit, Object, Repo, run_git, tree_of
+from gitexp.git.config import Config
 from gitexp.git.writeback import RESULTS_DIR
 from gitexp.model import ids
 from gitexp.model.record import DecodedRun, Result, decode_run
-from gitexp.service import index
+from gitexp.service import archives, index
 from gitexp.service.tagging import NOTES_REF, merge_from
 
 PUSH_GUARD = "GITEXP_PUSHING_RUNS"  # == hooks.run.PUSH_GUARD: our own pre-push does nothing
@@ -40,6 +45,8 @@ class PushReport:
     up_to_date: int = 0
     rejected: list[tuple[str, str]] = field(default_factory=list)  # (ref, why)
     live: list[str] = field(default_factory=list)  # unfinished runs, not pushed
+    folded: int = 0  # runs folded into archives on the remote by this push
+    archived: list[str] = field(default_factory=list)  # the archive refs it created
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,7 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
     transition gitexp does not make (`transitions`)."""
     remote = _check_remote(remote or default_remote(repo, pushing=True))
     heads, finished, live = _run_refs(repo)
+    foldable = set(finished)  # folding takes any run both sides hold alike, not only ours
     tags = _refs(repo, ids.TAG_PREFIX, full=True)
     if own_only:  # the pre-push hook: what came from elsewhere is not passed on unasked
         own = index.own_refs(repo)
@@ -100,59 +108,158 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
     notes = {} if own_only else _refs(repo, NOTES_REF, full=True)  # tags and notes: by hand
     wanted += list(notes)
     ours = {**heads, **tags, **notes}
-    theirs = _remote_refs(repo, remote)
-    rejected = _refused_pushes(repo, {r: (theirs[r], ours[r]) for r in wanted
-                                      if r in theirs and r in ours and theirs[r] != ours[r]
+    theirs, offered = _split(_remote_refs(repo, remote))
+    listed = _listed(repo, remote, offered)
+    there = {**listed, **theirs}  # the remote's runs, whether one ref each or archived
+    rejected = _refused_pushes(repo, {r: (there[r], ours[r]) for r in wanted
+                                      if r in there and r in ours and there[r] != ours[r]
                                       and r != NOTES_REF})  # notes: git's fast-forward rule
-    todo = [r for r in wanted if r in ours and theirs.get(r) != ours[r] and r not in rejected]
+    todo = [r for r in wanted if r in ours and there.get(r) != ours[r] and r not in rejected]
     lives = [r[len(ids.PREFIX):] for r in live]
     done = len(wanted) - len(todo) - len(rejected)
-    if not todo:  # nothing to send: no second connection to the remote
-        return PushReport(remote, [], done, sorted(rejected.items()), lives)
-    named = bool(run_ids or live or rejected or own_only)  # a glob would take others along
-    specs = [f"{r}:{r}" for r in todo] if named else \
-        [f"{ns}*:{ns}*" for ns in NAMESPACES] + [f"{r}:{r}" for r in todo if r == NOTES_REF]
-    proc = _git(repo, "push", "--porcelain", "--no-verify", remote, *specs)
-    out = proc.stdout.decode(errors="replace")
-    report = _parse_push(remote, out, live=lives)
-    report = replace(report, rejected=[  # the remote's notes moved on: merge, then push
-        (ref, "the remote has tags or notes this clone lacks (`git exp fetch` merges them)")
-        if ref == NOTES_REF else (ref, why) for ref, why in report.rejected])
-    if proc.returncode != 0 and not report.rejected:
-        raise _failed(repo, "push to", remote, proc)
-    return PushReport(remote, report.pushed, report.up_to_date + (done if named else 0),
-                      sorted(rejected.items()) + report.rejected, lives)
+    sent = PushReport(remote, [], done, sorted(rejected.items()), lives)
+    if todo:
+        # A glob would take others along, and archived runs back to one ref each.
+        named = bool(run_ids or live or rejected or own_only or offered)
+        specs = [f"{r}:{r}" for r in todo] if named else \
+            [f"{ns}*:{ns}*" for ns in NAMESPACES] + [f"{r}:{r}" for r in todo if r == NOTES_REF]
+        proc = _git(repo, "push", "--porcelain", "--no-verify", remote, *specs)
+        out = proc.stdout.decode(errors="replace")
+        report = _parse_push(remote, out, live=lives)
+        report = replace(report, rejected=[  # the remote's notes moved on: merge, then push
+            (ref, "the remote has tags or notes this clone lacks (`git exp fetch` merges them)")
+            if ref == NOTES_REF else (ref, why) for ref, why in report.rejected])
+        if proc.returncode != 0 and not report.rejected:
+            raise _failed(repo, "push to", remote, proc)
+        sent = PushReport(remote, report.pushed, report.up_to_date + (done if named else 0),
+                          sorted(rejected.items()) + report.rejected, lives)
+    singles = {r: oid for r, oid in theirs.items() if r.startswith(ids.PREFIX)}
+    singles.update({r: ours[r] for r in sent.pushed if r.startswith(ids.PREFIX) and r in ours})
+    held = {r: oid for r, oid in singles.items()  # each archived run stays where it is
+            if r in foldable and ours.get(r) == oid and r not in listed}
+    return _fold(repo, sent, held)
+
+
+def _split(refs: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """A remote's refs as (runs, tags and notes; its archives)."""
+    return ({r: oid for r, oid in refs.items() if not archives.is_archive(r)},
+            {r: oid for r, oid in refs.items() if archives.is_archive(r)})
+
+
+def _listed(repo: Repo, remote: str, offered: dict[str, str]) -> dict[str, str]:
+    """The runs the remote's archives list (run ref -> commit); an archive that is not one
+    gitexp makes lists nothing."""
+    return {run: commit for a in _archives(repo, remote, offered) for run, commit in a.runs.items()}
+
+
+FOLDED_AT_ONCE = 5  # archives per atomic push: its command line stays ~1 MB
+
+
+def _fold(repo: Repo, sent: PushReport, held: dict[str, str]) -> PushReport:
+    """Fold the remote's oldest finished runs into archives once it holds more than
+    `exp.foldAt` one ref each (`held`: those this clone holds alike, ref -> commit):
+    each archive created only where none is, each run's ref deleted only where it is still
+    that commit, all in one atomic push (a remote changed meanwhile: no fold, the next push
+    tries again)."""
+    fold_at = Config.load(repo).count("exp.foldAt", archives.FOLD_AT) or 0
+    if not fold_at or len(held) <= fold_at:
+        return sent
+    times = index.launch_times(repo)
+    groups = archives.plan([(r, oid, times[r]) for r, oid in held.items() if r in times],
+                           fold_at)
+    made = [archives.make(repo, {r: oid for r, oid, _ in g}, min(t for *_, t in g))
+            for g in groups]
+    folded, created, rejected = 0, [], []
+    for at in range(0, len(made), FOLDED_AT_ONCE):
+        chunk = made[at:at + FOLDED_AT_ONCE]
+        leases, specs = [], []
+        for archive in chunk:
+            leases.append(f"--force-with-lease={archive.ref}:")  # created, never replaced
+            specs.append(f"{archive.oid}:{archive.ref}")
+            leases += [f"--force-with-lease={r}:{oid}" for r, oid in archive.runs.items()]
+            specs += [f":{r}" for r in archive.runs]
+        proc = _git(repo, "push", "--atomic", "--porcelain", "--no-verify", *leases,
+                    sent.remote, *specs)
+        if proc.returncode != 0:
+            rejected.append((chunk[0].ref, "not folded: the remote's runs changed meanwhile "
+                                            "(the next push folds them)"))
+            break
+        folded += sum(len(a.runs) for a in chunk)
+        created += [a.ref for a in chunk]
+    archives.remember(repo, {a.ref: a.oid for a in made if a.ref in created})
+    return replace(sent, folded=folded, archived=created, rejected=sent.rejected + rejected)
 
 
 def unpublish(repo: Repo, remote: str | None, run_ids: Sequence[str]) -> PushReport:
     """Delete runs (their refs and `exp/*` tags) from a remote: `pushed` lists what went,
     `up_to_date` counts what it did not have. Each deletion holds only while the remote's ref
     is still what it showed a moment before (`--force-with-lease`): a run someone moves
-    meanwhile stays."""
+    meanwhile stays. An archived run leaves by its archive being replaced with one that
+    lists the others (in one atomic push with the rest)."""
     remote = _check_remote(remote or default_remote(repo, pushing=True))
-    theirs = _remote_refs(repo, remote)
+    theirs, offered = _split(_remote_refs(repo, remote))
     wanted = [ref for i in run_ids for ref in (ids.ref_for(i), ids.TAG_PREFIX + i)]
     present = {ref: theirs[ref] for ref in wanted if ref in theirs}
-    absent = len([i for i in run_ids if ids.ref_for(i) not in present])
-    if not present:
+    gone = {ids.ref_for(i) for i in run_ids}
+    holding = [a for a in _archives(repo, remote, offered) if gone & a.runs.keys()]
+    archived = sorted({r for a in holding for r in a.runs} & gone)
+    absent = len([i for i in run_ids if ids.ref_for(i) not in present
+                  and ids.ref_for(i) not in archived])
+    if not present and not holding:
         return PushReport(remote, [], absent)
     leases = [f"--force-with-lease={ref}:{oid}" for ref, oid in present.items()]
-    proc = _git(repo, "push", "--porcelain", "--no-verify", *leases, remote,
-                *(f":{ref}" for ref in present))
+    specs = [f":{ref}" for ref in present]
+    made = {}
+    for a in holding:
+        rest = {r: c for r, c in a.runs.items() if r not in gone}
+        leases.append(f"--force-with-lease={a.ref}:{a.oid}")
+        if not rest:
+            specs.append(f":{a.ref}")
+            continue
+        b = archives.make(repo, rest, a.dated + 1)  # the same date: a second before the oldest
+        made[b.ref] = b.oid
+        if b.ref == a.ref:
+            specs.append(f"{b.oid}:{a.ref}")
+        else:
+            leases.append(f"--force-with-lease={b.ref}:")
+            specs += [f"{b.oid}:{b.ref}", f":{a.ref}"]
+    proc = _git(repo, "push", "--porcelain", "--no-verify", *(["--atomic"] if holding else []),
+                *leases, remote, *specs)
     report = _parse_push(remote, proc.stdout.decode(errors="replace"), live=[])
     if proc.returncode != 0 and not report.rejected:
         raise _failed(repo, "push to", remote, proc)
-    return PushReport(remote, report.pushed, absent, report.rejected)
+    pushed = [r for r in report.pushed if not archives.is_archive(r)]
+    rejected = [(r, why) for r, why in report.rejected if not archives.is_archive(r)]
+    if proc.returncode == 0:
+        pushed += archived
+        archives.remember(repo, made)
+    elif holding:  # atomic: no archive replaced, so every archived run is still there
+        why = next((w for r, w in report.rejected if archives.is_archive(r)), "refused")
+        rejected += [(r, f"its archive was not replaced ({why})") for r in archived]
+    return PushReport(remote, pushed, absent, rejected)
+
+
+def _archives(repo: Repo, remote: str, offered: dict[str, str]) -> list[archives.Archive]:
+    """The remote's archives `offered` that are ones gitexp makes, those this clone lacks
+    fetched first (by id)."""
+    if not offered:
+        return []
+    have = repo.read_objects(list(offered.values()), max_size=0)
+    lacking = [obj.spec for obj in have if not obj.found]
+    if lacking:
+        _fetch_ids(repo, remote, lacking, verb="push to")
+    return archives.read(repo, offered)[0]
 
 
 def _remote_refs(repo: Repo, remote: str, verb: str = "push to") -> dict[str, str]:
-    """The remote's run refs and `exp/*` tags (unpeeled), from one `git ls-remote`."""
+    """The remote's run refs, `exp/*` tags and archives (unpeeled), from one `ls-remote`."""
     proc = _git(repo, "ls-remote", "--refs", remote, *(f"{ns}*" for ns in NAMESPACES),
-                NOTES_REF)
+                f"{archives.PREFIX}*", NOTES_REF)
     if proc.returncode != 0:
         raise _failed(repo, verb, remote, proc)  # its first step
     pairs = (line.split("\t", 1) for line in proc.stdout.decode(errors="replace").splitlines())
-    refs = {ref: oid for oid, ref in pairs if ref.startswith(NAMESPACES) or ref == NOTES_REF}
+    refs = {ref: oid for oid, ref in pairs
+            if ref.startswith((*NAMESPACES, archives.PREFIX)) or ref == NOTES_REF}
     if any(len(oid) != repo.oid_hex for oid in refs.values()):
         raise _other_format(repo, remote)  # ls-remote shows the remote's own ids
     return refs
@@ -178,25 +285,34 @@ def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
     nothing new writes nothing and reads no run (staging every ref in a namespace of its own
     and deleting it again cost seconds per thousand runs)."""
     remote = _check_remote(remote or default_remote(repo, pushing=False))
-    theirs = _remote_refs(repo, remote, "fetch from")
+    theirs, offered = _split(_remote_refs(repo, remote, "fetch from"))
+    taken = archives.known(repo)
+    new = {ref: oid for ref, oid in offered.items() if taken.get(ref) != oid}
     ours = {**_refs(repo, ids.PREFIX, full=True), **_refs(repo, ids.TAG_PREFIX, full=True)}
     wanted = [ref for ref, oid in theirs.items() if ref != NOTES_REF and ours.get(ref) != oid]
     if NOTES_REF in theirs and not _has_notes(repo, theirs[NOTES_REF]):
         wanted.append(NOTES_REF)
-    if not wanted:
+    if not wanted and not new:
         return FetchReport(remote)
-    # By object id: git sends no ref advertisement again, writes no ref, and brings exactly
-    # what `ls-remote` showed (a ref that moved since makes git refuse: the next fetch gets it)
-    oids = list(dict.fromkeys(theirs[ref] for ref in wanted))
-    proc = _git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
-                "--no-recurse-submodules", "--stdin", remote,
-                input="".join(oid + "\n" for oid in oids).encode())
-    if proc.returncode != 0:
-        raise _failed(repo, "fetch from", remote, proc)
+    _fetch_ids(repo, remote, [theirs[ref] for ref in wanted] + list(new.values()))
     incoming = {ref: theirs[ref] for ref in wanted}
     notes = incoming.pop(NOTES_REF, None)
-    report = _merge(repo, remote, incoming, ours)
+    good, bad = archives.read(repo, new)
+    report = _merge(repo, remote, incoming, ours, [replace(a, runs={
+        r: c for r, c in a.runs.items() if r not in theirs}) for a in good])
+    report.refused.extend((ref, f"refused archive {ref[len(archives.PREFIX):]} from {remote}: "
+                                f"{why.partition(': ')[2]}") for ref, why in bad.items())
     return replace(report, notes=_merge_notes(repo, notes)) if notes else report
+
+
+def _fetch_ids(repo: Repo, remote: str, oids: list[str], verb: str = "fetch from") -> None:
+    # By object id: git sends no ref advertisement again, writes no ref, and brings exactly
+    # what `ls-remote` showed (a ref that moved since makes git refuse: the next fetch gets it)
+    proc = _git(repo, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                "--no-recurse-submodules", "--stdin", remote,
+                input="".join(oid + "\n" for oid in dict.fromkeys(oids)).encode())
+    if proc.returncode != 0:
+        raise _failed(repo, verb, remote, proc)
 
 
 def _has_notes(repo: Repo, oid: str) -> bool:
@@ -219,18 +335,30 @@ def _merge_notes(repo: Repo, incoming: str) -> str:
 JUDGED_AT_ONCE = 2000  # runs read and judged together: a first fetch's memory stays bounded
 
 
-def _merge(repo: Repo, remote: str, incoming: dict[str, str],
-           local: dict[str, str]) -> FetchReport:
+def _merge(repo: Repo, remote: str, incoming: dict[str, str], local: dict[str, str],
+           taken: Sequence[archives.Archive] = ()) -> FetchReport:
     """Judge the moves and make the accepted ones: runs first, a batch at a time (each one
-    `update-ref --stdin` transaction, every ref guarded by its old value), then the tags,
-    judged against the runs as they then are."""
+    `update-ref --stdin` transaction, every ref guarded by its old value), then the runs of
+    each archive in `taken` (checked already), all or, when one is refused, none, then the
+    tags, judged against the runs as they then are."""
     report = FetchReport(remote)
     moves = sorted((ref, (local.get(ref), new)) for ref, new in incoming.items()
                    if local.get(ref) != new)
     runs = [m for m in moves if m[0].startswith(ids.PREFIX)]
-    batches = [runs[at:at + JUDGED_AT_ONCE] for at in range(0, len(runs), JUDGED_AT_ONCE)]
-    for batch in [*batches, [m for m in moves if not m[0].startswith(ids.PREFIX)]]:
+    batches: list[tuple[archives.Archive | None, list[tuple[str, tuple[str | None, str]]]]] = [
+        (None, runs[at:at + JUDGED_AT_ONCE]) for at in range(0, len(runs), JUDGED_AT_ONCE)]
+    batches += [(a, [(ref, (local.get(ref), new)) for ref, new in a.runs.items()
+                     if local.get(ref) != new]) for a in taken]
+    batches.append((None, [m for m in moves if not m[0].startswith(ids.PREFIX)]))
+    for archive, batch in batches:
         refused = transitions(repo, dict(batch))
+        if archive is not None and (bad := [(ref, why) for ref, why in refused.items()
+                                            if why not in (BEHIND, UNREADABLE)]):
+            first, reason = min(bad)
+            report.refused.append((archive.ref, f"refused archive "
+                                   f"{archive.ref[len(archives.PREFIX):]} from {remote}: "
+                                   f"{_what(first)}: {reason}"))
+            continue
         commands = []
         for ref, (old, new) in batch:
             why = refused.get(ref)
@@ -248,6 +376,8 @@ def _merge(repo: Repo, remote: str, incoming: dict[str, str],
                 report.updated.append(ref)
         if commands:
             repo.git("update-ref", "--stdin", input="".join(commands).encode())
+        if archive is not None:  # taken: a fetch that finds it again reads nothing
+            archives.remember(repo, {archive.ref: archive.oid})
     return report
 
 
@@ -469,6 +599,8 @@ def _decode(ref: str, oid: str, obj: Object) -> _Seen:
 
 
 def _what(ref: str) -> str:
+    if archives.is_archive(ref):
+        return f"archive {ref[len(archives.PREFIX):]}"
     if ref.startswith(ids.PREFIX):
         return f"run {ref[len(ids.PREFIX):]}"
     return f"tag {ref[len('refs/tags/'):]}"

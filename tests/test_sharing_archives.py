@@ -1,0 +1,182 @@
+"""A remote's oldest finished runs folded into archive refs (issue 19): a push folds them, a
+fetch brings every run back as one ref each, plain git shares them by refspec, `rm --remote`
+takes one out, and nothing is read again once taken.
+
+Real git end to end: a bare remote, clones, `git exp` as a user types it. `exp.foldAt` is set
+low so that a handful of runs fold (its default, 600, is the same rule)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gitexp.git import Repo
+from gitexp.model import ids
+from gitexp.service import archives
+from tests.conftest import use_home
+from tests.helpers import exp, exp_json, git
+from tests.test_sharing import alice_and_remote, clone, launch, remote_refs
+
+ARCHIVES = "refs/exp-archive/"
+
+
+def archive_refs(repo: Path) -> dict[str, str]:
+    out = git("for-each-ref", "--format=%(refname) %(objectname)", ARCHIVES, cwd=repo)
+    return dict(line.split(" ") for line in out.splitlines())
+
+
+def listing(repo: Path, oid: str) -> list[tuple[str, str]]:
+    text = git("cat-file", "blob", f"{oid}:runs", cwd=repo)
+    return [tuple(line.split(" ")) for line in text.splitlines()]  # type: ignore[misc]
+
+
+def local_runs(repo: Path) -> dict[str, str]:
+    out = git("for-each-ref", "--format=%(refname) %(objectname)", ids.PREFIX, cwd=repo)
+    return dict(line.split(" ") for line in out.splitlines())
+
+
+@pytest.fixture(scope="module")
+def folded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[str]]:
+    """Alice's 7 runs pushed to a remote with exp.foldAt 6: the oldest 6 in one archive, the
+    newest (6 // 6 = 1) one ref of its own. Shared by the tests that only read it."""
+    tmp = tmp_path_factory.mktemp("folded")
+    with pytest.MonkeyPatch.context() as mp:  # before each test's own HOME: one of its own
+        use_home(mp, tmp_path_factory.mktemp("home"))
+        alice, remote = alice_and_remote(tmp)
+        git("config", "exp.foldAt", "6", cwd=alice)
+        made = [launch(alice) for _ in range(7)]
+        out = exp("push", cwd=alice).stdout
+    assert "7 ref(s) pushed to origin" in out and \
+        "6 older run(s) folded into 1 archive(s) on origin" in out, out
+    return alice, remote, made
+
+
+def test_a_push_folds_the_oldest_runs_into_one_archive_made_as_designed(
+        folded: tuple[Path, Path, list[str]]):
+    alice, remote, made = folded
+    by_launch = [r["id"] for r in sorted(exp_json("ls", "--all", cwd=alice),
+                                         key=lambda r: r["record"]["launched_at"])]
+    assert sorted(by_launch) == sorted(made)
+    assert remote_refs(remote) == {ids.ref_for(by_launch[-1])}  # the newest stays single
+    [(ref, oid)] = archive_refs(remote).items()
+    listed = listing(remote, oid)
+    assert [i for i, _ in listed] == sorted(by_launch[:6])  # sorted by id
+    assert ref == ARCHIVES + min(by_launch[:6])  # named by its first id
+    assert dict(listed) == {i: git("rev-parse", ids.ref_for(i), cwd=alice).strip()
+                            for i in by_launch[:6]}
+    parents = git("rev-list", "--parents", "-n1", oid, cwd=remote).split()[1:]
+    assert parents == [c for _, c in listed]  # every run stays reachable through it
+    # dated a second before its oldest run: git's date-ordered walks stay linear
+    dated = int(git("log", "-1", "--format=%ct", oid, cwd=remote))
+    oldest = min(r["record"]["launched_at"] for r in exp_json("ls", "--all", cwd=alice))
+    assert dated == int(oldest) - 1
+    # the same runs make the same archive, whoever folds them
+    again = archives.make(Repo.discover(alice), {ids.ref_for(i): c for i, c in listed}, oldest)
+    assert (again.ref, again.oid) == (ref, oid)
+    # this clone knows it: a push has nothing to send and sends no archived run back
+    assert "0 ref(s) pushed to origin, 7 already there" in exp("push", cwd=alice).stdout
+    assert remote_refs(remote) == {ids.ref_for(by_launch[-1])}
+    assert json.loads((alice / ".git/gitexp/archives.json").read_text()) == {ref: oid}
+
+
+def test_a_fresh_clone_fetches_every_run_and_a_second_fetch_reads_no_archive(
+        folded: tuple[Path, Path, list[str]], tmp_path: Path):
+    alice, remote, made = folded
+    bob = clone(remote, tmp_path / "bob")
+    out = exp("fetch", cwd=bob).stdout
+    assert "7 new run(s)" in out, out
+    assert local_runs(bob) == local_runs(alice)  # one ref per run here, as ever
+    assert archive_refs(bob) == {}  # the archive is remembered, not kept as a ref
+    shown = exp("show", made[0], cwd=bob).stdout
+    assert made[0] in shown and "succeeded" in shown
+    assert json.loads((bob / ".git/gitexp/archives.json").read_text()) == archive_refs(remote)
+    # nothing new: one ls-remote; the archive is not fetched nor read again
+    trace = tmp_path / "trace"
+    exp("fetch", cwd=bob, env={"GIT_TRACE": str(trace)})
+    said = trace.read_text()
+    assert "ls-remote" in said and " fetch " not in said and "cat-file" not in said, said
+    # a lost memory costs one read, not a wrong answer
+    (bob / ".git/gitexp/archives.json").unlink()
+    assert "0 new run(s)" in exp("fetch", cwd=bob).stdout
+    assert (bob / ".git/gitexp/archives.json").exists()
+
+
+def test_plain_git_shares_archives_by_refspec_and_an_old_clone_sees_the_rest(
+        folded: tuple[Path, Path, list[str]], tmp_path: Path):
+    alice, remote, _ = folded
+    old = clone(remote, tmp_path / "old")  # as a gitexp before archives fetched
+    git("fetch", "-q", "origin", "+refs/experiments/*:refs/experiments/*", cwd=old)
+    assert len(local_runs(old)) == 1  # only the run not archived
+    plain = clone(remote, tmp_path / "plain")
+    git("fetch", "-q", "origin", "+refs/experiments/*:refs/experiments/*",
+        "+refs/exp-archive/*:refs/exp-archive/*", cwd=plain)
+    assert archive_refs(plain) == archive_refs(remote)
+    # what plain git brought is checked and expanded by a fetch from this very clone
+    out = exp("fetch", ".", cwd=plain).stdout
+    assert "6 new run(s)" in out, out
+    assert local_runs(plain) == local_runs(alice)
+
+
+def test_rm_remote_of_an_archived_run_replaces_its_archive(tmp_path: Path):
+    alice, remote = alice_and_remote(tmp_path)
+    git("config", "exp.foldAt", "2", cwd=alice)  # 2 // 6 = 0 kept: all folded
+    first, second, third = launch(alice), launch(alice), launch(alice)
+    assert "3 older run(s) folded" in exp("push", cwd=alice).stdout
+    bob = clone(remote, tmp_path / "bob")
+    exp("fetch", cwd=bob)
+    [(_, before)] = archive_refs(remote).items()
+    dated = git("log", "-1", "--format=%ct", before, cwd=remote)
+
+    out = exp("rm", "--remote", second, cwd=alice).stdout
+    assert "1 ref(s) deleted from origin, 0 run(s) not there" in out, out
+    [(ref, after)] = archive_refs(remote).items()
+    assert [i for i, _ in listing(remote, after)] == sorted([first, third])
+    assert ref == ARCHIVES + min(first, third)
+    assert git("log", "-1", "--format=%ct", after, cwd=remote) == dated  # its date kept
+    assert ids.ref_for(second) not in local_runs(alice)
+    # a new clone no longer gets it; one that had it keeps it (as with one ref each)
+    carol = clone(remote, tmp_path / "carol")
+    assert "2 new run(s)" in exp("fetch", cwd=carol).stdout
+    assert ids.ref_for(second) not in local_runs(carol)
+    assert "0 new run(s)" in exp("fetch", cwd=bob).stdout
+    assert ids.ref_for(second) in local_runs(bob)
+    # the last runs of an archive: the archive goes
+    exp("rm", "--remote", first, third, cwd=alice)
+    assert archive_refs(remote) == {} and remote_refs(remote) == set()
+
+
+def test_the_pre_push_hook_folds_as_git_exp_push_does(tmp_path: Path):
+    alice, remote = alice_and_remote(tmp_path)
+    exp("hooks", "install", cwd=alice)
+    git("config", "exp.foldAt", "2", cwd=alice)
+    made = [launch(alice) for _ in range(3)]
+    proc = subprocess.run(["git", "push", "origin", "main"], cwd=alice, capture_output=True,
+                          text=True, check=True)
+    assert "3 older run(s) folded into 1 archive(s)" in proc.stderr, proc.stderr
+    [(_, oid)] = archive_refs(remote).items()
+    assert sorted(i for i, _ in listing(remote, oid)) == sorted(made)
+    assert remote_refs(remote) == set()
+
+
+def test_fold_at_zero_never_folds_and_a_bad_value_is_one_line(tmp_path: Path):
+    alice, remote = alice_and_remote(tmp_path)
+    git("config", "exp.foldAt", "0", cwd=alice)
+    made = [launch(alice) for _ in range(2)]
+    assert "folded" not in exp("push", cwd=alice).stdout
+    assert remote_refs(remote) == {ids.ref_for(i) for i in made}
+    git("config", "exp.foldAt", "-3", cwd=alice)
+    proc = exp("push", cwd=alice, check=False)
+    assert proc.returncode != 0 and "exp.foldAt" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_fold_plan_keeps_the_newest_and_splits_evenly() -> None:
+    runs = [(f"refs/experiments/r-{n:05d}", "c" * 40, float(n)) for n in range(2500)]
+    assert archives.plan(runs[:600]) == []  # up to exp.foldAt: nothing
+    assert archives.plan(runs, 0) == []  # 0: never
+    groups = archives.plan(runs)  # 600: all but the newest 100, <= 1000 an archive
+    assert [len(g) for g in groups] == [800, 800, 800]
+    assert [r for g in groups for r in g] == runs[:2400]  # oldest first
