@@ -180,3 +180,22 @@ def test_the_fold_plan_keeps_the_newest_and_splits_evenly() -> None:
     groups = archives.plan(runs)  # 600: all but the newest 100, <= 1000 an archive
     assert [len(g) for g in groups] == [800, 800, 800]
     assert [r for g in groups for r in g] == runs[:2400]  # oldest first
+
+
+def test_a_remote_in_the_old_layout_is_folded_by_the_first_push_and_stays_healed(
+        tmp_path: Path):
+    alice, remote = alice_and_remote(tmp_path)
+    made = [launch(alice) for _ in range(3)]
+    # as a gitexp before archives left it: one ref per run, pushed by plain git
+    git("push", "-q", "origin", "refs/experiments/*:refs/experiments/*", cwd=alice)
+    git("config", "exp.foldAt", "2", cwd=alice)
+    out = exp("push", cwd=alice).stdout  # nothing new to send: only the fold
+    assert "0 ref(s) pushed to origin, 3 already there" in out and \
+        "3 older run(s) folded into 1 archive(s)" in out, out
+    assert remote_refs(remote) == set()
+    # an old clone's hook pushes an archived run again, one ref: the next push deletes it,
+    # as its archive lists it with that very commit
+    git("push", "-q", "origin", f"{ids.ref_for(made[0])}:{ids.ref_for(made[0])}", cwd=alice)
+    assert remote_refs(remote) == {ids.ref_for(made[0])}
+    exp("push", cwd=alice)
+    assert remote_refs(remote) == set() and len(archive_refs(remote)) == 1
