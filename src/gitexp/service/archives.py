@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 
 from gitexp.errors import GitexpError
-from gitexp.git import Commit, Object, Repo, tree_of
+from gitexp.git import Commit, Object, Repo
 from gitexp.model import ids
 
 PREFIX = "refs/exp-archive/"
@@ -89,12 +89,9 @@ def _checked(repo: Repo, ref: str, oid: str, objects: list[Object]) -> Archive:
         raise _refused(ref, "it is no commit" if commit_obj.found else "its commit is missing")
     if tree_obj.type != "tree" or tree_obj.data is None:
         raise _refused(ref, "its tree cannot be read")
-    try:
-        entries = tree_of(tree_obj.data, len(tree_obj.oid) // 2)
-    except ValueError:
-        raise _refused(ref, "its tree cannot be read") from None
-    if list(entries) != [b"runs"] or entries[b"runs"][0] != b"100644" or \
-            listing_obj.type != "blob" or listing_obj.data is None:
+    # Byte for byte: a parsed tree would let a second `runs` entry hide behind the first
+    if listing_obj.type != "blob" or listing_obj.data is None or \
+            tree_obj.data != b"100644 runs\0" + bytes.fromhex(listing_obj.oid):
         raise _refused(ref, "its tree is not one `runs` listing")
     runs = _listing(ref, listing_obj.data, repo.oid_hex)
     if next(iter(runs)) != ids.ref_for(first):

@@ -245,15 +245,30 @@ def unpublish(repo: Repo, remote: str | None, run_ids: Sequence[str]) -> PushRep
 
 
 def _archives(repo: Repo, remote: str, offered: dict[str, str]) -> list[archives.Archive]:
-    """The remote's archives `offered` that are ones gitexp makes, those this clone lacks
-    fetched first (by id)."""
+    """The remote's archives `offered` that this clone may go by (those this clone lacks
+    fetched first, by id): each checked whole, and, unless this clone took it before, every
+    run it lists judged against this clone's runs as a fetch would (nothing written). A
+    forged archive lists nothing: it can neither hide a run from a push nor get one deleted."""
     if not offered:
         return []
     have = repo.read_objects(list(offered.values()), max_size=0)
     lacking = [obj.spec for obj in have if not obj.found]
     if lacking:
         _fetch_ids(repo, remote, lacking, verb="push to")
-    return archives.read(repo, offered)[0]
+    good, _ = archives.read(repo, offered)
+    taken = archives.known(repo)
+    local = _refs(repo, ids.PREFIX, full=True)
+    trusted = []
+    for a in good:
+        if taken.get(a.ref) != a.oid:
+            refused = transitions(repo, {r: (local.get(r), c) for r, c in a.runs.items()
+                                         if local.get(r) != c})
+            if any(why not in (BEHIND, UNREADABLE) for why in refused.values()):
+                continue
+        trusted.append(a)
+    chosen, torn = _chosen(repo, trusted)
+    return [replace(a, runs={r: c for r, c in a.runs.items()
+                             if r not in torn and chosen.get(r, c) == c}) for a in trusted]
 
 
 def _remote_refs(repo: Repo, remote: str, verb: str = "push to") -> dict[str, str]:
@@ -303,8 +318,7 @@ def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
     incoming = {ref: theirs[ref] for ref in wanted}
     notes = incoming.pop(NOTES_REF, None)
     good, bad = archives.read(repo, new)
-    report = _merge(repo, remote, incoming, ours, [replace(a, runs={
-        r: c for r, c in a.runs.items() if r not in theirs}) for a in good])
+    report = _merge(repo, remote, incoming, ours, good)
     report.refused.extend((ref, f"refused archive {ref[len(archives.PREFIX):]} from {remote}: "
                                 f"{why.partition(': ')[2]}") for ref, why in bad.items())
     return replace(report, notes=_merge_notes(repo, notes)) if notes else report
@@ -340,50 +354,98 @@ def _merge_notes(repo: Repo, incoming: str) -> str:
 JUDGED_AT_ONCE = 2000  # runs read and judged together: a first fetch's memory stays bounded
 
 
+Move = tuple[str, tuple[str | None, str]]  # (ref, (old or None, new))
+
+
 def _merge(repo: Repo, remote: str, incoming: dict[str, str], local: dict[str, str],
-           taken: Sequence[archives.Archive] = ()) -> FetchReport:
+           offered: Sequence[archives.Archive] = ()) -> FetchReport:
     """Judge the moves and make the accepted ones: runs first, a batch at a time (each one
     `update-ref --stdin` transaction, every ref guarded by its old value), then the runs of
-    each archive in `taken` (checked already), all or, when one is refused, none, then the
-    tags, judged against the runs as they then are."""
+    the archives `offered` (checked already: `_unfolded`), then the tags, judged against the
+    runs as they then are."""
     report = FetchReport(remote)
+    local = dict(local)
     moves = sorted((ref, (local.get(ref), new)) for ref, new in incoming.items()
                    if local.get(ref) != new)
     runs = [m for m in moves if m[0].startswith(ids.PREFIX)]
-    batches: list[tuple[archives.Archive | None, list[tuple[str, tuple[str | None, str]]]]] = [
-        (None, runs[at:at + JUDGED_AT_ONCE]) for at in range(0, len(runs), JUDGED_AT_ONCE)]
-    batches += [(a, [(ref, (local.get(ref), new)) for ref, new in a.runs.items()
-                     if local.get(ref) != new]) for a in taken]
-    batches.append((None, [m for m in moves if not m[0].startswith(ids.PREFIX)]))
-    for archive, batch in batches:
-        refused = transitions(repo, dict(batch))
-        if archive is not None and (bad := [(ref, why) for ref, why in refused.items()
-                                            if why not in (BEHIND, UNREADABLE)]):
-            first, reason = min(bad)
-            report.refused.append((archive.ref, f"refused archive "
-                                   f"{archive.ref[len(archives.PREFIX):]} from {remote}: "
-                                   f"{_what(first)}: {reason}"))
-            continue
-        commands = []
-        for ref, (old, new) in batch:
-            why = refused.get(ref)
-            if why == BEHIND:
-                report.kept.append((ref, "the local run is further along"))
-            elif why == UNREADABLE:
-                report.kept.append((ref, f"differs from {remote}'s; the local one stays"))
-            elif why:
-                report.refused.append((ref, f"refused {_what(ref)} from {remote}: {why}"))
-            elif old is None:
-                commands.append(f"create {ref} {new}\n")
-                report.new.append(ref)
-            else:
-                commands.append(f"update {ref} {new} {old}\n")
-                report.updated.append(ref)
-        if commands:
-            repo.git("update-ref", "--stdin", input="".join(commands).encode())
-        if archive is not None:  # taken: a fetch that finds it again reads nothing
-            archives.remember(repo, {archive.ref: archive.oid})
+    for at in range(0, len(runs), JUDGED_AT_ONCE):
+        _make(repo, report, runs[at:at + JUDGED_AT_ONCE], local)
+    _unfolded(repo, report, offered, local)
+    _make(repo, report, [m for m in moves if not m[0].startswith(ids.PREFIX)], local)
     return report
+
+
+def _make(repo: Repo, report: FetchReport, batch: list[Move], local: dict[str, str],
+          refused: dict[str, str] | None = None) -> None:
+    """One batch's moves judged (unless `refused` says already) and the accepted ones made,
+    in one transaction; `local` follows."""
+    refused = transitions(repo, dict(batch)) if refused is None else refused
+    remote, commands = report.remote, []
+    for ref, (old, new) in batch:
+        why = refused.get(ref)
+        if why == BEHIND:
+            report.kept.append((ref, "the local run is further along"))
+        elif why == UNREADABLE:
+            report.kept.append((ref, f"differs from {remote}'s; the local one stays"))
+        elif why:
+            report.refused.append((ref, f"refused {_what(ref)} from {remote}: {why}"))
+        else:
+            commands.append(f"create {ref} {new}\n" if old is None else
+                            f"update {ref} {new} {old}\n")
+            (report.new if old is None else report.updated).append(ref)
+            local[ref] = new
+    if commands:
+        repo.git("update-ref", "--stdin", input="".join(commands).encode())
+
+
+def _unfolded(repo: Repo, report: FetchReport, offered: Sequence[archives.Archive],
+              local: dict[str, str]) -> None:
+    """The runs of the archives `offered`, each archive all or none: every run it lists is
+    judged as a ref of its own would be, and one refused refuses the archive in one line.
+    A run two accepted archives list at commits no transition joins (one is forged, and
+    which cannot be told here) comes from neither, in one line; otherwise the furthest. An
+    archive is remembered once all its runs are taken: a fetch that finds it again reads
+    nothing."""
+    accepted: list[tuple[archives.Archive, dict[str, str]]] = []
+    for archive in offered:
+        moves = {ref: (local.get(ref), new) for ref, new in archive.runs.items()
+                 if local.get(ref) != new}
+        refused = transitions(repo, moves)
+        bad = sorted((ref, why) for ref, why in refused.items() if why not in (BEHIND, UNREADABLE))
+        if bad:
+            report.refused.append((archive.ref, f"refused {_what(archive.ref)} from "
+                                   f"{report.remote}: {_what(bad[0][0])}: {bad[0][1]}"))
+        else:
+            accepted.append((archive, refused))
+    chosen, torn = _chosen(repo, [a for a, _ in accepted])
+    report.refused.extend((ref, f"refused {_what(ref)} from {report.remote}: archives list "
+                                "commits of it that no move joins") for ref in sorted(torn))
+    for archive, refused in accepted:
+        batch = sorted((ref, (local.get(ref), new)) for ref, new in archive.runs.items()
+                       if local.get(ref) != new and chosen.get(ref, new) == new
+                       and ref not in torn and refused.get(ref) != BEHIND)  # older: no news
+        _make(repo, report, batch, local, refused)
+        if not torn & archive.runs.keys():
+            archives.remember(repo, {archive.ref: archive.oid})
+
+
+def _chosen(repo: Repo, listed: Sequence[archives.Archive]) -> tuple[dict[str, str], set[str]]:
+    """For each run that archives in `listed` list at two commits: the one further along when
+    a transition joins them (a results commit and its snapshot), else none (`torn`)."""
+    seen: dict[str, set[str]] = {}
+    for archive in listed:
+        for ref, commit in archive.runs.items():
+            seen.setdefault(ref, set()).add(commit)
+    twice = {ref: sorted(commits) for ref, commits in seen.items() if len(commits) > 1}
+    pairs = {ref: (c[0], c[1]) for ref, c in twice.items() if len(c) == 2}
+    said = transitions(repo, pairs) if pairs else {}
+    chosen: dict[str, str] = {}
+    for ref, (a, b) in pairs.items():
+        if ref not in said:
+            chosen[ref] = b
+        elif said[ref] == BEHIND:
+            chosen[ref] = a
+    return chosen, set(twice) - chosen.keys()
 
 
 # -- the one rule: which moves of a shared ref gitexp makes ------------------------------------
