@@ -199,3 +199,22 @@ def test_a_remote_in_the_old_layout_is_folded_by_the_first_push_and_stays_healed
     assert remote_refs(remote) == {ids.ref_for(made[0])}
     exp("push", cwd=alice)
     assert remote_refs(remote) == set() and len(archive_refs(remote)) == 1
+
+
+def test_a_push_downloads_no_archive_and_what_it_sends_again_is_healed(tmp_path: Path):
+    alice, remote = alice_and_remote(tmp_path)
+    made = [launch(alice) for _ in range(3)]
+    exp("push", cwd=alice)
+    bob = clone(remote, tmp_path / "bob")
+    exp("fetch", cwd=bob)  # the runs, one ref each, before they are folded
+    git("config", "exp.foldAt", "2", cwd=alice)
+    assert "3 older run(s) folded" in exp("push", cwd=alice).stdout
+    [(_, oid)] = archive_refs(remote).items()
+    # Bob never took the archive: his push does not fetch it (it could be 1,000 runs'
+    # objects) and sends his copies of the runs again, one ref each...
+    assert "3 ref(s) pushed to origin" in exp("push", cwd=bob).stdout
+    assert subprocess.run(["git", "cat-file", "-e", oid], cwd=bob).returncode != 0
+    assert remote_refs(remote) == {ids.ref_for(i) for i in made}
+    # ...which the next push of a clone that took the archive deletes: it lists them alike
+    exp("push", cwd=alice)
+    assert remote_refs(remote) == set() and archive_refs(remote) == {ARCHIVES + min(made): oid}

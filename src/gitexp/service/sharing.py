@@ -206,7 +206,8 @@ def unpublish(repo: Repo, remote: str | None, run_ids: Sequence[str]) -> PushRep
     wanted = [ref for i in run_ids for ref in (ids.ref_for(i), ids.TAG_PREFIX + i)]
     present = {ref: theirs[ref] for ref in wanted if ref in theirs}
     gone = {ids.ref_for(i) for i in run_ids}
-    holding = [a for a in _archives(repo, remote, offered) if gone & a.runs.keys()]
+    holding = [a for a in _archives(repo, remote, offered, fetching=True)
+               if gone & a.runs.keys()]
     archived = sorted({r for a in holding for r in a.runs} & gone)
     absent = len([i for i in run_ids if ids.ref_for(i) not in present
                   and ids.ref_for(i) not in archived])
@@ -244,17 +245,23 @@ def unpublish(repo: Repo, remote: str | None, run_ids: Sequence[str]) -> PushRep
     return PushReport(remote, pushed, absent, rejected)
 
 
-def _archives(repo: Repo, remote: str, offered: dict[str, str]) -> list[archives.Archive]:
-    """The remote's archives `offered` that this clone may go by (those this clone lacks
-    fetched first, by id): each checked whole, and, unless this clone took it before, every
-    run it lists judged against this clone's runs as a fetch would (nothing written). A
-    forged archive lists nothing: it can neither hide a run from a push nor get one deleted."""
+def _archives(repo: Repo, remote: str, offered: dict[str, str], *,
+              fetching: bool = False) -> list[archives.Archive]:
+    """The remote's archives `offered` that this clone may go by: each checked whole, and,
+    unless this clone took it before, every run it lists judged against this clone's runs as
+    a fetch would (nothing written). A forged archive lists nothing: it can neither hide a
+    run from a push nor get one deleted. Those this clone lacks are fetched (by id) when
+    `fetching`; else left out (a push does not download the remote's archives: a clone that
+    never fetched pushes its archived runs again, one ref each, and the next push of a clone
+    that took them deletes those)."""
     if not offered:
         return []
     have = repo.read_objects(list(offered.values()), max_size=0)
     lacking = [obj.spec for obj in have if not obj.found]
-    if lacking:
+    if lacking and fetching:
         _fetch_ids(repo, remote, lacking, verb="push to")
+    elif lacking:
+        offered = {ref: oid for ref, oid in offered.items() if oid not in lacking}
     good, _ = archives.read(repo, offered)
     taken = archives.known(repo)
     local = _refs(repo, ids.PREFIX, full=True)
