@@ -1,23 +1,35 @@
 """Team scale (issue 19): what `ls`, `fetch`, `push`, the pre-push hook, `gc` and `rm` cost
-with 100,000 shared runs, each beside the same operation on plain one-ref-per-run git.
+with 100,000 shared runs, gitexp's archive layout beside plain one-ref-per-run git.
 
-    .venv/bin/python benchmarks/bench_scale.py [--runs 100000] [--new 100] [--keep DIR]
+    .venv/bin/python benchmarks/bench_scale.py [--runs 100000] [--new 100] [--chunk 1000]
+        [--keep DIR] [--anatomy] [--migrate]
 
 Runs are generated with `git fast-import` as the very objects gitexp writes (bench_ls.py's
 stream: snapshot commit, results commit with `.gitexp-results/`), `--runs` + `--new` of them,
-in a producer repository that pushes them all to a bare remote (refs packed, as a server's
-`git gc` leaves them). The newest `--new` then leave the remote (their objects stay) and two
-clones fetch the rest: A through gitexp, B through plain git (the reference). Then the
-`--new` runs come back and both fetch again. `--keep DIR` keeps the repositories, and a
-second run with the same DIR reuses the producer and the remote (generating 100,000 runs
-and pushing them takes a while).
+in a producer repository. Two bare remotes get all but the newest `--new`:
+- `remote.git`, the reference: one plain glob push, one ref per run (refs packed, as a
+  server's `git gc` leaves them);
+- `archived.git`, gitexp's layout, made by gitexp: a producer holding `--chunk` runs at a
+  time (and the chunk before) pushes them with `git exp push`, which folds the remote's
+  oldest finished runs into `refs/exp-archive/*` once it holds more than exp.foldAt one ref
+  each (service/archives.py); then repacked and its refs packed.
+Clone A fetches from `archived.git` through `git exp fetch` (archives, one local ref per
+run), clone B from `remote.git` through plain git. Then the producer pushes the `--new`
+runs (`git exp push` / plain `git push`) and both clones fetch again. `--keep DIR` keeps the
+repositories, and a second run with the same DIR reuses the producer and `remote.git`
+(generating 100,000 runs takes a while; `archived.git` is made again).
 Ref advertisement is counted from GIT_TRACE_PACKET: the bytes of ref lines the client
-received. Goals (issue 19, at 100,000 runs): warm `ls` (default page, and a `--where`
-matching 50) <= 0.3 s; cold `ls` <= 10 s; no-op fetch/push and the pre-push hook <= 0.5 s and
-<= 100 KB of advertisement; gc and rm in time proportional to what they remove.
-Each fetch of the new runs is also taken apart (`fetch_anatomy`): git's negotiation knobs
-tried on copies of the clone, and where the wall time went by GIT_TRACE2 (docs/
-architecture.md, "Team scale": why a fetch of 100 new runs cost what the clone holds).
+received (a `git push` of a branch: its own and its pre-push hook's). Goals (issue 19, at
+100,000 runs): warm `ls` (default page, and a `--where` matching 50) <= 0.3 s; cold `ls` <=
+10 s; no-op fetch/push and the pre-push hook <= 0.5 s and <= 100 KB of advertisement; a
+fetch of 100 new runs about what they weigh; gc and rm in time proportional to what they
+remove.
+`--anatomy` takes the plain fetch of the new runs apart (`fetch_anatomy`: git's negotiation
+knobs tried on copies of clone B, where the wall time went by GIT_TRACE2; docs/
+architecture.md, "Team scale"). `--migrate` times the migration of an old remote: a copy of
+`remote.git` folded by one `git exp push` from a clone holding every run (~10 s at 3,000
+runs, but quadratic: git matches each of its refspecs and leases against every ref, ~1 hour
+at 100,000).
 """
 
 from __future__ import annotations
@@ -41,8 +53,6 @@ from bench_ls import ENV, gen_gitexp, make_repo, run_id
 TRACE_LINE = re.compile(rb"packet:\s+(\S+)< (.*)$")
 REF_LINE = re.compile(rb"^[0-9a-f]{40,64} refs/")
 ROWS: list[tuple[str, str, str, str]] = []  # (what, gitexp, plain git, goal)
-ARCHIVE_BATCH = 1000  # runs an archive ref holds (the layout measured at the end)
-ARCHIVE_KEEP = 500  # the newest runs, one ref each
 
 
 def sh(*argv: str, cwd: Path, stdin: bytes | None = None,
@@ -163,109 +173,155 @@ def fetch_anatomy(label: str, clone: Path, fetch: list[str], scratch: Path) -> N
     shutil.rmtree(scratch / "fetch-anatomy", ignore_errors=True)
 
 
-def archive_layout(root: Path, prod: Path, held: list[str], new: int) -> None:
-    """The layout issue 19 weighs (docs/architecture.md, "Team scale"), measured with plain
-    git: finished runs folded into immutable archive refs of BATCH runs each, an archive
-    commit having its runs' commits as parents (reachability: fetch, push and gc follow
-    parents, never gitlinks) and one blob `runs` listing `<id> <commit>`; only the newest
-    KEEP runs stay one ref each. What does a clone pay to share them?"""
-    print(f"== the archive layout ({ARCHIVE_BATCH} runs an archive, the newest {ARCHIVE_KEEP} "
-          "one ref each), plain git", flush=True)
-    heads = [line.split() for line in sh(
-        "git", "for-each-ref", "--sort=committerdate",
-        "--format=%(objectname) %(refname:lstrip=2) %(committerdate:unix)", "refs/experiments/",
-        cwd=prod).splitlines()]
-    heads = [h for h in heads if f"refs/experiments/{h[1]}" not in held]
-    folded, kept = heads[:-ARCHIVE_KEEP], heads[-ARCHIVE_KEEP:]
-    start = time.perf_counter()
-    archives = []
-    for at in range(0, len(folded), ARCHIVE_BATCH):
-        batch = sorted(folded[at:at + ARCHIVE_BATCH], key=lambda h: h[1])
-        listing = "".join(f"{rid} {oid}\n" for oid, rid, _ in batch).encode()
-        blob = sh("git", "hash-object", "-w", "--stdin", cwd=prod, stdin=listing).strip()
-        tree = sh("git", "mktree", cwd=prod, stdin=f"100644 blob {blob}\truns\n".encode()).strip()
-        parents = [arg for oid, _, _ in batch for arg in ("-p", oid)]
-        # dated before its oldest run: an archive newer than its runs makes git's date-ordered
-        # walks (the server's enumeration, the connectivity check) superlinear in the total
-        date = f"{min(int(when) for _, _, when in batch) - 1} +0000"
-        commit = sh("git", "commit-tree", tree, *parents, cwd=prod,
-                    stdin=f"gitexp archive: {len(batch)} runs\n".encode(),
-                    env={"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}).strip()
-        archives.append(f"create refs/exp-archive/{batch[0][1]} {commit}\n")
-    sh("git", "update-ref", "--stdin", cwd=prod, stdin="".join(
-        f"delete {line.split()[0]}\n" for line in sh(  # an earlier run's, on --keep
-            "git", "for-each-ref", "--format=%(refname)", "refs/exp-archive/", cwd=prod)
-        .splitlines()).encode())
-    sh("git", "update-ref", "--stdin", cwd=prod, stdin="".join(archives).encode())
-    print(f"  folded {len(folded)} runs into {len(archives)} archives in "
-          f"{time.perf_counter() - start:.1f}s", flush=True)
-    remote, clone = root / "archived.git", root / "c"
-    for path in (remote, clone):
-        shutil.rmtree(path, ignore_errors=True)
+def producer(root: Path, prod: Path, name: str) -> Path:
+    """An empty clone-to-be of the producer: its objects (an alternate), its branch, no run
+    ref (the caller gives it the runs it should hold)."""
+    path = root / name
+    shutil.rmtree(path, ignore_errors=True)
+    sh("git", "init", "-q", "-b", "main", str(path), cwd=root)
+    (path / ".git/objects/info/alternates").write_text(f"{prod / '.git/objects'}\n")
+    sh("git", "update-ref", "refs/heads/main", sh("git", "rev-parse", "HEAD", cwd=prod).strip(),
+       cwd=path)
+    sh("git", "reset", "-q", "--hard", cwd=path)
+    return path
+
+
+def hold(repo: Path, drop: list[str], take: list[str], oids: dict[str, str]) -> None:
+    """Delete the run refs `drop` and create `take` (ref names) in `repo`, one transaction."""
+    sh("git", "update-ref", "--stdin", cwd=repo, stdin="".join(
+        [f"delete {r}\n" for r in drop] + [f"create {r} {oids[r]}\n" for r in take]).encode())
+
+
+def build_archived(root: Path, prod: Path, remote: Path, runs: list[str],
+                   oids: dict[str, str], *, chunk: int) -> list[Took]:
+    """The archive layout, made by gitexp itself: a producer that holds CHUNK runs at a time
+    (the previous CHUNK too, so that the newest 100 stay alike on both sides) pushes them with
+    `git exp push`, which folds the remote's oldest runs once it holds more than exp.foldAt
+    one ref each: what a team's pushes leave. Not one producer with every run: git matches
+    each named refspec against every local ref (`count_refspec_match`), so a push of K runs
+    from a clone of L refs costs K x L (see the report's "slowness" section)."""
+    shutil.rmtree(remote, ignore_errors=True)
     sh("git", "init", "-q", "--bare", "-b", "main", str(remote), cwd=root)
-    sh("git", "push", "-q", str(remote), "HEAD:refs/heads/main",
-       "refs/exp-archive/*:refs/exp-archive/*",
-       *(f"refs/experiments/{rid}:refs/experiments/{rid}" for _, rid, _ in kept), cwd=prod)
+    for key, value in (("receive.autogc", "false"), ("gc.auto", "0")):
+        sh("git", "config", key, value, cwd=remote)
+    sh("git", "push", "-q", str(remote), "HEAD:refs/heads/main", cwd=prod)
+    p = producer(root, prod, "p")
+    pushes, held = [], []
+    for at in range(0, len(runs), chunk):
+        part = runs[at:at + chunk]
+        hold(p, held[:-chunk] if len(held) > chunk else [], part, oids)
+        held = held[-chunk:] + part
+        pushes.append(timed(["git", "exp", "push", str(remote)], p))
+    sh("git", "repack", "-adq", cwd=remote)  # what a server's `git gc` leaves
     sh("git", "pack-refs", "--all", cwd=remote)
-    sh("git", "clone", "-q", str(remote), str(clone), cwd=root)
-    fetch = ["git", "fetch", "-q", "origin", "+refs/exp-archive/*:refs/exp-archive/*",
-             "+refs/experiments/*:refs/experiments/*"]
-    row("archive layout: first fetch of every run", "", timed(fetch, clone))
-    listings = [line.split()[0] + ":runs" for line in sh(
-        "git", "for-each-ref", "--format=%(objectname)", "refs/exp-archive/",
-        cwd=clone).splitlines()]
-    row(f"archive layout: read every listing ({len(listings)} blobs, one cat-file)", "",
-        timed(["git", "cat-file", "--batch"], clone, "".join(f"{x}\n" for x in listings)
-              .encode()))
-    row("archive layout: no-op fetch", "", median(fetch, clone), "(goal <= 0.5 s)")
-    row("archive layout: no-op fetch, ref advertisement", "", kb(advertised(fetch, clone, root)),
-        "(goal <= 100 KB)")
-    sh("git", "push", "-q", str(remote), *(f"{r}:{r}" for r in held), cwd=prod)
-    fetch_anatomy(f"archive layout: fetch of {new} new runs", clone, fetch, root)
-    size = objects_bytes(clone)
-    row(f"archive layout: fetch of {new} new runs", "", timed(fetch, clone))
-    row(f"archive layout: fetch of {new} new runs, objects received", "",
-        kb(objects_bytes(clone) - size))
+    return pushes
+
+
+def namespaces(remote: Path) -> dict[str, int]:
+    counts = {"refs/exp-archive/": 0, "refs/experiments/": 0}
+    for ref in sh("git", "for-each-ref", "--format=%(refname)", cwd=remote).splitlines():
+        for prefix in counts:
+            counts[prefix] += ref.startswith(prefix)
+    return counts
+
+
+def commit(clone: Path, edit: str) -> list[str]:
+    """A commit on the branch, and the `git push` of it (nothing else new)."""
+    (clone / "train.py").write_text(f"# edit {edit}\n")
+    sh("git", "commit", "-qam", f"edit {edit}", cwd=clone)
+    return ["git", "push", "-q", "origin", "HEAD:main"]
+
+
+def migrate(root: Path, prod: Path, remote: Path, runs: list[str],
+            oids: dict[str, str]) -> None:
+    """The migration of a remote in the old layout (one ref per run): a copy of it, folded by
+    one `git exp push` from a clone that holds every run."""
+    old = root / "migrated.git"
+    shutil.rmtree(old, ignore_errors=True)
+    sh("cp", "-a", str(remote), str(old), cwd=root)
+    m = producer(root, prod, "m")
+    hold(m, [], runs, oids)
+    sh("git", "exp", "ls", cwd=m)  # the index, as a clone that fetched them has it
+    took = timed(["git", "exp", "push", str(old)], m)
+    after = namespaces(old)
+    row(f"migration: the first `git exp push` to a remote of {len(runs)} runs one ref each, "
+        f"folding them (then {after['refs/exp-archive/']} archives + "
+        f"{after['refs/experiments/']} runs)", took, "")
 
 
 def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=100_000)
     ap.add_argument("--new", type=int, default=100)
+    ap.add_argument("--chunk", type=int, default=1000,
+                    help="runs each `git exp push` of the producer carries")
     ap.add_argument("--keep", type=Path, help="build the repositories here and keep them")
+    ap.add_argument("--anatomy", action="store_true",
+                    help="also take the plain fetch of the new runs apart (fetch_anatomy)")
+    ap.add_argument("--migrate", action="store_true",
+                    help="also time the fold of a remote in the old layout (slow: an hour at "
+                         "100,000 runs, git's K x R refspec matching)")
     a = ap.parse_args()
     root = a.keep or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     n, new = a.runs, a.new
     try:
-        prod, remote, clone_a, clone_b = (root / x for x in ("prod", "remote.git", "a", "b"))
+        prod, remote, archived = root / "prod", root / "remote.git", root / "archived.git"
+        clone_a, clone_b = root / "a", root / "b"
+        plain_build: Took | str = "(reused)"
         if not (remote / "HEAD").exists():  # else: --keep DIR of an earlier run, reused
             base = make_repo(prod, dvc=False)
             took = gen_gitexp(prod, base, n + new)
             print(f"generated {n + new} runs in {took:.1f}s", flush=True)
             sh("git", "init", "-q", "--bare", "-b", "main", str(remote), cwd=root)
-            sh("git", "push", "-q", str(remote), "HEAD:refs/heads/main",
-               "refs/experiments/*:refs/experiments/*", cwd=prod)
+            plain_build = timed(["git", "push", "-q", str(remote), "HEAD:refs/heads/main",
+                                 "refs/experiments/*:refs/experiments/*"], prod)
             sh("git", "pack-refs", "--all", cwd=remote)
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
         # The newest `new` runs leave the remote (their objects stay), to come back later.
-        oids = dict(line.split()[::-1] for line in sh(
-            "git", "for-each-ref", "--sort=-committerdate", f"--count={new}",
-            "--format=%(objectname) %(refname)", "refs/experiments/", cwd=remote).splitlines())
-        held = list(oids)
-        sh("git", "update-ref", "--stdin", cwd=remote,
-           stdin="".join(f"delete {r} {o}\n" for r, o in oids.items()).encode())
-        n = len(sh("git", "for-each-ref", "refs/experiments/", cwd=remote).splitlines())
-        for clone in (clone_a, clone_b):
+        launched = [line.split() for line in sh(
+            "git", "for-each-ref", "--sort=committerdate", "--format=%(objectname) %(refname)",
+            "refs/experiments/", cwd=prod).splitlines()]
+        oids = {ref: oid for oid, ref in launched}
+        held = [ref for _, ref in launched[-new:]]
+        runs = [ref for _, ref in launched[:-new]]
+        there = dict(line.split()[::-1] for line in sh(
+            "git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/experiments/",
+            cwd=remote).splitlines())
+        sh("git", "update-ref", "--stdin", cwd=remote, stdin="".join(
+            f"delete {r} {there[r]}\n" for r in held if r in there).encode())
+        n = len(runs)
+
+        print(f"== building the archive layout: a producer pushes {n} runs, {a.chunk} a "
+              "`git exp push`", flush=True)
+        start = time.perf_counter()
+        pushes = build_archived(root, prod, archived, runs, oids, chunk=a.chunk)
+        built = Took(time.perf_counter() - start, sum(t.cpu for t in pushes))
+        row(f"pushing {n} runs to an empty remote: gitexp {len(pushes)} `git exp push` of "
+            f"{a.chunk} (folding as they go) / plain git one glob push", built, plain_build)
+        walls = sorted(t.wall for t in pushes)
+        mid = statistics.median(walls)
+        row(f"one `git exp push` of {a.chunk} runs (and its fold): median / max",
+            f"{mid:.3f} / {walls[-1]:.3f} s", "")
+        ours, plain = namespaces(archived), namespaces(remote)
+        row("refs on the remote: archives / single runs",
+            f"{ours['refs/exp-archive/']} / {ours['refs/experiments/']}",
+            f"0 / {plain['refs/experiments/']}")
+
+        for clone, origin in ((clone_a, archived), (clone_b, remote)):
             shutil.rmtree(clone, ignore_errors=True)
-            sh("git", "clone", "-q", "--no-local", str(remote), str(clone), cwd=root)
+            sh("git", "clone", "-q", "--no-local", str(origin), str(clone), cwd=root)
         plain_fetch = ["git", "fetch", "-q", "origin", "+refs/experiments/*:refs/experiments/*"]
         plain_push = ["git", "push", "-q", "origin", "refs/experiments/*:refs/experiments/*"]
 
         row("start-up: `git exp ls -h` (the floor of every figure below)",
             median(["git", "exp", "ls", "-h"], clone_a), median(["git", "--version"], clone_b))
-        print(f"== sharing, {n} runs on the remote", flush=True)
+        print(f"== sharing, {n} runs on the remote: gitexp's archives (clone A) / one ref per "
+              "run (clone B, plain git)", flush=True)
         row("first fetch of every run into a clone", timed(["git", "exp", "fetch"], clone_a),
             timed(plain_fetch, clone_b))
+        got = len(sh("git", "for-each-ref", "refs/experiments/", cwd=clone_a).splitlines())
+        row("runs in the clone after it", str(got),
+            str(len(sh("git", "for-each-ref", "refs/experiments/", cwd=clone_b).splitlines())))
         row("no-op fetch", median(["git", "exp", "fetch"], clone_a), median(plain_fetch, clone_b),
             "(goal <= 0.5 s)")
         row("no-op fetch: ref advertisement", kb(advertised(["git", "exp", "fetch"], clone_a,
@@ -279,27 +335,35 @@ def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
         sh("git", "exp", "hooks", "install", cwd=clone_a)
         pushes = []
         for clone in (clone_a, clone_b):
-            sh("git", "fetch", "-q", "origin", cwd=clone)  # the other clone's commits
-            sh("git", "reset", "-q", "--hard", "origin/main", cwd=clone)
-            times = []
-            for k in range(3):
-                (clone / "train.py").write_text(f"# edit {k}\n")
-                sh("git", "commit", "-qam", f"edit {k}", cwd=clone)
-                times.append(timed(["git", "push", "-q", "origin", "HEAD:main"], clone))
+            times = [timed(commit(clone, str(k)), clone) for k in range(3)]
             pushes.append(Took(statistics.median(t.wall for t in times),
                                statistics.median(t.cpu for t in times)))
         row("git push of a branch, pre-push hook on (A) / no hook (B)", *pushes,
             "(goal: hook <= 0.5 s more)")
+        row("git push of a branch: ref advertisement (the hook's included)",
+            kb(advertised(commit(clone_a, "adv"), clone_a, root)),
+            kb(advertised(commit(clone_b, "adv"), clone_b, root)), "(goal <= 100 KB)")
 
         print(f"== {new} new runs", flush=True)
-        sh("git", "update-ref", "--stdin", cwd=remote,
-           stdin="".join(f"create {r} {o}\n" for r, o in oids.items()).encode())
-        fetch_anatomy(f"fetch of {new} new runs, one ref per run", clone_b, plain_fetch, root)
+        # From the producer that holds every run (its index made first, untimed): git matches
+        # each named refspec against every local ref, so this is K x L (the chunks' producer
+        # holds 2 x --chunk runs).
+        sh("git", "exp", "ls", cwd=prod)
+        row(f"the producer (holding all {n + new} runs) pushes {new} new runs",
+            timed(["git", "exp", "push", str(archived)], prod),
+            timed(["git", "push", "-q", str(remote), "refs/experiments/*:refs/experiments/*"],
+                  prod))
+        if a.anatomy:
+            fetch_anatomy(f"fetch of {new} new runs, one ref per run", clone_b, plain_fetch, root)
         sizes = [objects_bytes(c) for c in (clone_a, clone_b)]
         row(f"fetch of {new} new runs", timed(["git", "exp", "fetch"], clone_a),
             timed(plain_fetch, clone_b))
         row(f"fetch of {new} new runs: objects received",
             kb(objects_bytes(clone_a) - sizes[0]), kb(objects_bytes(clone_b) - sizes[1]))
+        ours = namespaces(archived)
+        row("refs on the remote now: archives / single runs",
+            f"{ours['refs/exp-archive/']} / {ours['refs/experiments/']}",
+            f"0 / {namespaces(remote)['refs/experiments/']}")
 
         total = n + new
         print(f"== ls, {total} runs", flush=True)
@@ -340,9 +404,19 @@ def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
         row(f"gc removing {gone} runs", ours, timed(["git", "update-ref", "--stdin"], clone_b,
                                                     "".join(f"delete refs/experiments/{i}\n"
                                                             for i in victims).encode()))
-        archive_layout(root, prod, held, new)
+        victim = run_id(n // 2)  # archived on the remote: its archive is replaced
+        before = namespaces(archived)
+        ours = timed(["git", "exp", "rm", "--remote", victim], clone_a)
+        after = namespaces(archived)
+        row(f"rm --remote of an archived run (archives {before['refs/exp-archive/']} -> "
+            f"{after['refs/exp-archive/']})", ours,
+            timed(["git", "push", "-q", "origin", f":refs/experiments/{victim}"], clone_b))
+        if a.migrate:
+            print("== migration", flush=True)
+            migrate(root, prod, remote, runs, oids)
         print()
-        print(f"| at {total} runs | gitexp | plain git (one ref per run) | goal |")
+        print(f"| at {total} runs | gitexp (archives on the remote) | plain git (one ref per "
+              "run) | goal |")
         print("|---|---|---|---|")
         for what, ours_s, plain_s, goal in ROWS:
             print(f"| {what} | {ours_s} | {plain_s} | {goal.strip('()')} |")
