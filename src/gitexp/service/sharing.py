@@ -123,16 +123,20 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
         named = bool(run_ids or live or rejected or own_only or offered)
         specs = [f"{r}:{r}" for r in todo] if named else \
             [f"{ns}*:{ns}*" for ns in NAMESPACES] + [f"{r}:{r}" for r in todo if r == NOTES_REF]
-        proc = _git(repo, "push", "--porcelain", "--no-verify", remote, *specs)
-        out = proc.stdout.decode(errors="replace")
-        report = _parse_push(remote, out, live=lives)
-        report = replace(report, rejected=[  # the remote's notes moved on: merge, then push
-            (ref, "the remote has tags or notes this clone lacks (`git exp fetch` merges them)")
-            if ref == NOTES_REF else (ref, why) for ref, why in report.rejected])
-        if proc.returncode != 0 and not report.rejected:
-            raise _failed(repo, "push to", remote, proc)
-        sent = PushReport(remote, report.pushed, report.up_to_date + (done if named else 0),
-                          sorted(rejected.items()) + report.rejected, lives)
+        pushed, up_to_date, refused = [], 0, []
+        for at in range(0, len(specs), NAMED_AT_ONCE):  # a command line stays ~1 MB
+            proc = _git(repo, "push", "--porcelain", "--no-verify", remote,
+                        *specs[at:at + NAMED_AT_ONCE])
+            report = _parse_push(remote, proc.stdout.decode(errors="replace"), live=lives)
+            if proc.returncode != 0 and not report.rejected:
+                raise _failed(repo, "push to", remote, proc)
+            pushed += report.pushed
+            up_to_date += report.up_to_date
+            refused += [  # the remote's notes moved on: merge, then push
+                (ref, "the remote has tags or notes this clone lacks (`git exp fetch` merges "
+                      "them)") if ref == NOTES_REF else (ref, why) for ref, why in report.rejected]
+        sent = PushReport(remote, pushed, up_to_date + (done if named else 0),
+                          sorted(rejected.items()) + refused, lives)
     singles = {r: oid for r, oid in theirs.items() if r.startswith(ids.PREFIX)}
     singles.update({r: ours[r] for r in sent.pushed if r.startswith(ids.PREFIX) and r in ours})
     held = {r: oid for r, oid in singles.items()  # each archived run stays where it is
@@ -158,6 +162,7 @@ def _listed(repo: Repo, remote: str, offered: dict[str, str]) -> dict[str, str]:
 
 
 FOLDED_AT_ONCE = 5  # archives per atomic push: its command line stays ~1 MB
+NAMED_AT_ONCE = 10_000  # refspecs per push of named refs: ~1 MB too
 
 
 def _fold(repo: Repo, sent: PushReport, held: dict[str, str]) -> PushReport:
