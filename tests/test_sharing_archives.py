@@ -218,3 +218,30 @@ def test_a_push_downloads_no_archive_and_what_it_sends_again_is_healed(tmp_path:
     # ...which the next push of a clone that took the archive deletes: it lists them alike
     exp("push", cwd=alice)
     assert remote_refs(remote) == set() and archive_refs(remote) == {ARCHIVES + min(made): oid}
+
+
+def test_many_named_runs_go_staged_under_one_glob_and_the_staging_goes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    # Named refspecs cost git a scan of every local ref each (minutes for 10,000 at 100,000
+    # runs); past NAMED_AT_ONCE a push stages them and sends one glob. In-process, so that the
+    # threshold can be 1 here rather than 1,000 runs.
+    from gitexp.service import sharing
+
+    alice, remote = alice_and_remote(tmp_path)
+    git("config", "exp.foldAt", "1", cwd=alice)
+    folded = [launch(alice) for _ in range(2)]
+    first = folded[0]
+    git("tag", f"exp/{first}", "HEAD", cwd=alice)
+    assert "2 older run(s) folded" in exp("push", cwd=alice).stdout
+    made = [launch(alice) for _ in range(2)]
+    for run_id in made:
+        git("tag", f"exp/{run_id}", "HEAD", cwd=alice)
+    git("config", "exp.foldAt", "0", cwd=alice)
+    monkeypatch.setattr(sharing, "NAMED_AT_ONCE", 1)
+    monkeypatch.chdir(alice)
+    report = sharing.push(Repo.discover(alice))  # the remote has an archive: named refs
+    assert sorted(report.pushed) == sorted([*(ids.ref_for(i) for i in made),
+                                            *(f"refs/tags/exp/{i}" for i in made)])
+    assert remote_refs(remote) == {ids.ref_for(i) for i in made} | {
+        f"refs/tags/exp/{i}" for i in (first, *made)}
+    assert git("for-each-ref", sharing.STAGED, cwd=alice) == ""  # no staging left behind

@@ -20,9 +20,10 @@ of its own, all of them or, when one is refused, none.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from gitexp.errors import GitexpError
@@ -123,19 +124,18 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
         named = bool(run_ids or live or rejected or own_only or offered)
         specs = [f"{r}:{r}" for r in todo] if named else \
             [f"{ns}*:{ns}*" for ns in NAMESPACES] + [f"{r}:{r}" for r in todo if r == NOTES_REF]
-        pushed, up_to_date, refused = [], 0, []
-        for at in range(0, len(specs), NAMED_AT_ONCE):  # a command line stays ~1 MB
+        many = named and len(todo) > NAMED_AT_ONCE
+        with _staged(repo, {r: ours[r] for r in todo if r != NOTES_REF} if many else {}) as globs:
             proc = _git(repo, "push", "--porcelain", "--no-verify", remote,
-                        *specs[at:at + NAMED_AT_ONCE])
-            report = _parse_push(remote, proc.stdout.decode(errors="replace"), live=lives)
-            if proc.returncode != 0 and not report.rejected:
-                raise _failed(repo, "push to", remote, proc)
-            pushed += report.pushed
-            up_to_date += report.up_to_date
-            refused += [  # the remote's notes moved on: merge, then push
-                (ref, "the remote has tags or notes this clone lacks (`git exp fetch` merges "
-                      "them)") if ref == NOTES_REF else (ref, why) for ref, why in report.rejected]
-        sent = PushReport(remote, pushed, up_to_date + (done if named else 0),
+                        *(globs + [f"{r}:{r}" for r in todo if r == NOTES_REF] if many
+                          else specs))
+        report = _parse_push(remote, proc.stdout.decode(errors="replace"), live=lives)
+        if proc.returncode != 0 and not report.rejected:
+            raise _failed(repo, "push to", remote, proc)
+        refused = [  # the remote's notes moved on: merge, then push
+            (ref, "the remote has tags or notes this clone lacks (`git exp fetch` merges them)")
+            if ref == NOTES_REF else (ref, why) for ref, why in report.rejected]
+        sent = PushReport(remote, report.pushed, report.up_to_date + (done if named else 0),
                           sorted(rejected.items()) + refused, lives)
     singles = {r: oid for r, oid in theirs.items() if r.startswith(ids.PREFIX)}
     singles.update({r: ours[r] for r in sent.pushed if r.startswith(ids.PREFIX) and r in ours})
@@ -162,7 +162,28 @@ def _listed(repo: Repo, remote: str, offered: dict[str, str]) -> dict[str, str]:
 
 
 FOLDED_AT_ONCE = 5  # archives per atomic push: its command line stays ~1 MB
-NAMED_AT_ONCE = 10_000  # refspecs per push of named refs: ~1 MB too
+# More named refs than this go staged (`_staged`): git matches each named refspec against
+# every local ref, so 10,000 of them at 100,000 runs took minutes (and a command line of MBs).
+NAMED_AT_ONCE = 1000
+STAGED = "refs/gitexp-push/"
+
+
+@contextlib.contextmanager
+def _staged(repo: Repo, refs: dict[str, str]) -> Iterator[list[str]]:
+    """`refs` (ref -> commit) copied under STAGED for as long as a push takes, and the glob
+    refspecs that push them to their own names: one pattern matches in one pass."""
+    if not refs:
+        yield []
+        return
+    stale = _refs(repo, STAGED, full=True)  # an earlier push's, had it been killed
+    repo.git("update-ref", "--stdin", input="".join(
+        [f"delete {r} {oid}\n" for r, oid in stale.items()] +
+        [f"create {STAGED}{r[len('refs/'):]} {oid}\n" for r, oid in refs.items()]).encode())
+    try:
+        yield [f"{STAGED}{ns[len('refs/'):]}*:{ns}*" for ns in NAMESPACES]
+    finally:
+        repo.git("update-ref", "--stdin", input="".join(
+            f"delete {STAGED}{r[len('refs/'):]} {oid}\n" for r, oid in refs.items()).encode())
 
 
 def _fold(repo: Repo, sent: PushReport, held: dict[str, str]) -> PushReport:
