@@ -72,7 +72,12 @@ def test_run_sweep_follows_every_run_and_exits_as_the_first_that_failed(swept) -
 
 def test_a_sweep_is_named_by_any_unique_prefix_or_suffix(swept) -> None:
     repo, first, second, _ = swept
-    for spec in (first[-4:], first[:-3], first):
+    # the shortest prefix the other sweep does not share (ids made in one minute differ
+    # only in their random tail, which may begin alike)
+    shared = next((n for n, (a, b) in enumerate(zip(first, second, strict=False))
+                   if a != b), len(first))
+    prefix = first[:shared + 1]
+    for spec in (first[-4:], prefix, first):
         assert len(exp_json("ls", "--sweep", spec, cwd=repo)) == 3, spec
     assert len(exp_json("ls", "--sweep", second[-4:], cwd=repo)) == 2
     proc = exp("ls", "--sweep", "sweep-grid", cwd=repo, check=False)
