@@ -212,8 +212,11 @@ def build_archived(root: Path, prod: Path, remote: Path, runs: list[str],
         hold(p, held[:-chunk] if len(held) > chunk else [], part, oids)
         held = held[-chunk:] + part
         pushes.append(timed(["git", "exp", "push", str(remote)], p))
+    start = time.perf_counter()
     sh("git", "repack", "-adq", cwd=remote)  # what a server's `git gc` leaves
     sh("git", "pack-refs", "--all", cwd=remote)
+    print(f"  the remote repacked, its refs packed in {time.perf_counter() - start:.1f}s",
+          flush=True)
     return pushes
 
 
@@ -291,17 +294,24 @@ def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
             f"delete {r} {there[r]}\n" for r in held if r in there).encode())
         n = len(runs)
 
-        print(f"== building the archive layout: a producer pushes {n} runs, {a.chunk} a "
-              "`git exp push`", flush=True)
-        start = time.perf_counter()
-        pushes = build_archived(root, prod, archived, runs, oids, chunk=a.chunk)
-        built = Took(time.perf_counter() - start, sum(t.cpu for t in pushes))
-        row(f"pushing {n} runs to an empty remote: gitexp {len(pushes)} `git exp push` of "
-            f"{a.chunk} (folding as they go) / plain git one glob push", built, plain_build)
-        walls = sorted(t.wall for t in pushes)
-        mid = statistics.median(walls)
-        row(f"one `git exp push` of {a.chunk} runs (and its fold): median / max",
-            f"{mid:.3f} / {walls[-1]:.3f} s", "")
+        if a.keep and (archived / "HEAD").exists() and namespaces(archived)["refs/exp-archive/"]:
+            print("== the archive layout of an earlier run, reused", flush=True)
+            there = dict(line.split()[::-1] for line in sh(  # the new runs leave it again
+                "git", "for-each-ref", "--format=%(objectname) %(refname)",
+                "refs/experiments/", cwd=archived).splitlines())
+            sh("git", "update-ref", "--stdin", cwd=archived, stdin="".join(
+                f"delete {r} {there[r]}\n" for r in held if r in there).encode())
+        else:
+            print(f"== building the archive layout: a producer pushes {n} runs, {a.chunk} a "
+                  "`git exp push`", flush=True)
+            pushes = build_archived(root, prod, archived, runs, oids, chunk=a.chunk)
+            built = Took(sum(t.wall for t in pushes), sum(t.cpu for t in pushes))
+            row(f"pushing {n} runs to an empty remote: gitexp {len(pushes)} `git exp push` of "
+                f"{a.chunk} (folding as they go) / plain git one glob push", built, plain_build)
+            walls = sorted(t.wall for t in pushes)
+            mid = statistics.median(walls)
+            row(f"one `git exp push` of {a.chunk} runs (and its fold): median / max",
+                f"{mid:.3f} / {walls[-1]:.3f} s", "")
         ours, plain = namespaces(archived), namespaces(remote)
         row("refs on the remote: archives / single runs",
             f"{ours['refs/exp-archive/']} / {ours['refs/experiments/']}",
@@ -347,8 +357,11 @@ def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
         print(f"== {new} new runs", flush=True)
         # From the producer that holds every run (its index made first, untimed): git matches
         # each named refspec against every local ref, so this is K x L (the chunks' producer
-        # holds 2 x --chunk runs).
+        # holds 2 x --chunk runs). It takes the archives first: a push goes by the archives
+        # its clone took, and one that took none pushes every archived run again.
         sh("git", "exp", "ls", cwd=prod)
+        row(f"the producer takes the remote's archives (it holds their {n} runs): `git exp "
+            "fetch`", timed(["git", "exp", "fetch", str(archived)], prod), "")
         row(f"the producer (holding all {n + new} runs) pushes {new} new runs",
             timed(["git", "exp", "push", str(archived)], prod),
             timed(["git", "push", "-q", str(remote), "refs/experiments/*:refs/experiments/*"],

@@ -201,7 +201,8 @@ def test_a_remote_in_the_old_layout_is_folded_by_the_first_push_and_stays_healed
     assert remote_refs(remote) == set() and len(archive_refs(remote)) == 1
 
 
-def test_a_push_downloads_no_archive_and_what_it_sends_again_is_healed(tmp_path: Path):
+def test_a_clone_that_never_took_the_archives_fetches_them_before_sending_runs_again(
+        tmp_path: Path):
     alice, remote = alice_and_remote(tmp_path)
     made = [launch(alice) for _ in range(3)]
     exp("push", cwd=alice)
@@ -209,15 +210,17 @@ def test_a_push_downloads_no_archive_and_what_it_sends_again_is_healed(tmp_path:
     exp("fetch", cwd=bob)  # the runs, one ref each, before they are folded
     git("config", "exp.foldAt", "2", cwd=alice)
     assert "3 older run(s) folded" in exp("push", cwd=alice).stdout
-    [(_, oid)] = archive_refs(remote).items()
-    # Bob never took the archive: his push does not fetch it (it could be 1,000 runs'
-    # objects) and sends his copies of the runs again, one ref each...
-    assert "3 ref(s) pushed to origin" in exp("push", cwd=bob).stdout
-    assert subprocess.run(["git", "cat-file", "-e", oid], cwd=bob).returncode != 0
-    assert remote_refs(remote) == {ids.ref_for(i) for i in made}
-    # ...which the next push of a clone that took the archive deletes: it lists them alike
-    exp("push", cwd=alice)
-    assert remote_refs(remote) == set() and archive_refs(remote) == {ARCHIVES + min(made): oid}
+    [(ref, oid)] = archive_refs(remote).items()
+    # Bob never took the archive. A push with nothing to send reads none...
+    carol = tmp_path / "carol"  # --no-local: a local clone would copy every object
+    git("clone", "-q", "--no-local", str(remote), str(carol), cwd=tmp_path)
+    assert "0 ref(s) pushed" in exp("push", cwd=carol).stdout
+    assert subprocess.run(["git", "cat-file", "-e", oid], cwd=carol).returncode != 0
+    # ...but Bob's runs look missing from the remote: his push fetches the archive first
+    # and sends nothing again (else Alice's next push would delete them, and so on)
+    assert "0 ref(s) pushed to origin, 3 already there" in exp("push", cwd=bob).stdout
+    assert remote_refs(remote) == set() and archive_refs(remote) == {ref: oid}
+    assert sorted(i for i, _ in listing(remote, oid)) == sorted(made)
 
 
 def test_many_named_runs_go_staged_under_one_glob_and_the_staging_goes(

@@ -110,8 +110,13 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
     wanted += list(notes)
     ours = {**heads, **tags, **notes}
     theirs, offered = _split(_remote_refs(repo, remote))
-    listed = _listed(repo, remote, offered)
+    listed, partial = _listed(repo, remote, offered)
     there = {**listed, **theirs}  # the remote's runs, whether one ref each or archived
+    if partial and any(r in ours and there.get(r) != ours[r] for r in wanted):
+        # The archives this clone lacks may hold those runs (folded by another clone): else
+        # they would be sent again, one ref each, and deleted again by that clone's push.
+        listed, _ = _listed(repo, remote, offered, fetching=True)
+        there = {**listed, **theirs}
     rejected = _refused_pushes(repo, {r: (there[r], ours[r]) for r in wanted
                                       if r in there and r in ours and there[r] != ours[r]
                                       and r != NOTES_REF})  # notes: git's fast-forward rule
@@ -155,10 +160,12 @@ def _split(refs: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
             {r: oid for r, oid in refs.items() if archives.is_archive(r)})
 
 
-def _listed(repo: Repo, remote: str, offered: dict[str, str]) -> dict[str, str]:
-    """The runs the remote's archives list (run ref -> commit); an archive that is not one
-    gitexp makes lists nothing."""
-    return {run: commit for a in _archives(repo, remote, offered) for run, commit in a.runs.items()}
+def _listed(repo: Repo, remote: str, offered: dict[str, str], *,
+            fetching: bool = False) -> tuple[dict[str, str], bool]:
+    """The runs the remote's archives list (run ref -> commit), from those this clone may go
+    by (`_archives`), and whether some archive was left out, not held here."""
+    found, partial = _archives(repo, remote, offered, fetching=fetching)
+    return {run: commit for a in found for run, commit in a.runs.items()}, partial
 
 
 FOLDED_AT_ONCE = 5  # archives per atomic push: its command line stays ~1 MB
@@ -232,7 +239,7 @@ def unpublish(repo: Repo, remote: str | None, run_ids: Sequence[str]) -> PushRep
     wanted = [ref for i in run_ids for ref in (ids.ref_for(i), ids.TAG_PREFIX + i)]
     present = {ref: theirs[ref] for ref in wanted if ref in theirs}
     gone = {ids.ref_for(i) for i in run_ids}
-    holding = [a for a in _archives(repo, remote, offered, fetching=True)
+    holding = [a for a in _archives(repo, remote, offered, fetching=True)[0]
                if gone & a.runs.keys()]
     archived = sorted({r for a in holding for r in a.runs} & gone)
     absent = len([i for i in run_ids if ids.ref_for(i) not in present
@@ -272,36 +279,37 @@ def unpublish(repo: Repo, remote: str | None, run_ids: Sequence[str]) -> PushRep
 
 
 def _archives(repo: Repo, remote: str, offered: dict[str, str], *,
-              fetching: bool = False) -> list[archives.Archive]:
-    """The remote's archives `offered` that this clone may go by: each checked whole, and,
-    unless this clone took it before, every run it lists judged against this clone's runs as
-    a fetch would (nothing written). A forged archive lists nothing: it can neither hide a
-    run from a push nor get one deleted. Those this clone lacks are fetched (by id) when
-    `fetching`; else left out (a push does not download the remote's archives: a clone that
-    never fetched pushes its archived runs again, one ref each, and the next push of a clone
-    that took them deletes those)."""
+              fetching: bool = False) -> tuple[list[archives.Archive], bool]:
+    """The remote's archives `offered` that this clone may go by, and whether some were left
+    out because this clone lacks them (fetched by id instead when `fetching`). Those it took
+    before are read back as they were; every other one is checked whole and every run it
+    lists judged against this clone's runs as a fetch would (nothing written). A forged
+    archive lists nothing: it can neither hide a run from a push nor get one deleted."""
     if not offered:
-        return []
-    have = repo.read_objects(list(offered.values()), max_size=0)
-    lacking = [obj.spec for obj in have if not obj.found]
-    if lacking and fetching:
-        _fetch_ids(repo, remote, lacking, verb="push to")
-    elif lacking:
-        offered = {ref: oid for ref, oid in offered.items() if oid not in lacking}
-    good, _ = archives.read(repo, offered)
+        return [], False
     taken = archives.known(repo)
-    local = _refs(repo, ids.PREFIX, full=True)
-    trusted = []
-    for a in good:
-        if taken.get(a.ref) != a.oid:
+    again = {ref: oid for ref, oid in offered.items() if taken.get(ref) == oid}
+    others = {ref: oid for ref, oid in offered.items() if ref not in again}
+    have = repo.read_objects(list(others.values()), max_size=0) if others else []
+    lacking = {obj.spec for obj in have if not obj.found}
+    if lacking and fetching:
+        _fetch_ids(repo, remote, sorted(lacking), verb="push to")
+    elif lacking:
+        others = {ref: oid for ref, oid in others.items() if oid not in lacking}
+    trusted = archives.taken_again(repo, again)
+    if others:
+        good, _ = archives.read(repo, others)
+        local = _refs(repo, ids.PREFIX, full=True)
+        for a in good:
             refused = transitions(repo, {r: (local.get(r), c) for r, c in a.runs.items()
                                          if local.get(r) != c})
-            if any(why not in (BEHIND, UNREADABLE) for why in refused.values()):
-                continue
-        trusted.append(a)
-    chosen, torn = _chosen(repo, trusted)
-    return [replace(a, runs={r: c for r, c in a.runs.items()
-                             if r not in torn and chosen.get(r, c) == c}) for a in trusted]
+            if all(why in (BEHIND, UNREADABLE) for why in refused.values()):
+                trusted.append(a)
+        chosen, torn = _chosen(repo, trusted)
+        trusted = [replace(a, runs={r: c for r, c in a.runs.items()
+                                    if r not in torn and chosen.get(r, c) == c})
+                   for a in trusted]
+    return trusted, bool(lacking) and not fetching
 
 
 def _remote_refs(repo: Repo, remote: str, verb: str = "push to") -> dict[str, str]:
@@ -352,6 +360,8 @@ def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
     notes = incoming.pop(NOTES_REF, None)
     good, bad = archives.read(repo, new)
     report = _merge(repo, remote, incoming, ours, good)
+    if len(report.new) >= PACK_AFTER:  # loose, 100,000 refs took every later fetch 1 s to list
+        repo.git("pack-refs", "--all")
     report.refused.extend((ref, f"refused archive {ref[len(archives.PREFIX):]} from {remote}: "
                                 f"{why.partition(': ')[2]}") for ref, why in bad.items())
     return replace(report, notes=_merge_notes(repo, notes)) if notes else report
@@ -385,6 +395,7 @@ def _merge_notes(repo: Repo, incoming: str) -> str:
 
 
 JUDGED_AT_ONCE = 2000  # runs read and judged together: a first fetch's memory stays bounded
+PACK_AFTER = 1000  # refs a fetch made, from which it packs them (as `git gc` would)
 
 
 Move = tuple[str, tuple[str | None, str]]  # (ref, (old or None, new))
