@@ -110,7 +110,13 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
     wanted += list(notes)
     ours = {**heads, **tags, **notes}
     theirs, offered = _split(_remote_refs(repo, remote))
-    listed, partial = _listed(repo, remote, offered)
+    fold_at = Config.load(repo).count("exp.foldAt", archives.FOLD_AT) or 0
+    # The archives' listings (0.2 s at 100,000 runs) only where they can matter: for a run
+    # the remote holds otherwise than one ref alike, or for a fold.
+    alike = sum(1 for r in foldable if r in theirs and theirs[r] == ours.get(r))
+    needed = any(r in ours and theirs.get(r) != ours[r] for r in wanted) or \
+        0 < fold_at < alike
+    listed, partial = _listed(repo, remote, offered) if needed else ({}, False)
     there = {**listed, **theirs}  # the remote's runs, whether one ref each or archived
     if partial and any(r in ours and there.get(r) != ours[r] for r in wanted):
         # The archives this clone lacks may hold those runs (folded by another clone): else
@@ -124,24 +130,9 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
     lives = [r[len(ids.PREFIX):] for r in live]
     done = len(wanted) - len(todo) - len(rejected)
     sent = PushReport(remote, [], done, sorted(rejected.items()), lives)
-    if todo:
-        # A glob would take others along, and archived runs back to one ref each.
+    if todo:  # named: a glob would take others along, and archived runs back one ref each
         named = bool(run_ids or live or rejected or own_only or offered)
-        specs = [f"{r}:{r}" for r in todo] if named else \
-            [f"{ns}*:{ns}*" for ns in NAMESPACES] + [f"{r}:{r}" for r in todo if r == NOTES_REF]
-        many = named and len(todo) > NAMED_AT_ONCE
-        with _staged(repo, {r: ours[r] for r in todo if r != NOTES_REF} if many else {}) as globs:
-            proc = _git(repo, "push", "--porcelain", "--no-verify", remote,
-                        *(globs + [f"{r}:{r}" for r in todo if r == NOTES_REF] if many
-                          else specs))
-        report = _parse_push(remote, proc.stdout.decode(errors="replace"), live=lives)
-        if proc.returncode != 0 and not report.rejected:
-            raise _failed(repo, "push to", remote, proc)
-        refused = [  # the remote's notes moved on: merge, then push
-            (ref, "the remote has tags or notes this clone lacks (`git exp fetch` merges them)")
-            if ref == NOTES_REF else (ref, why) for ref, why in report.rejected]
-        sent = PushReport(remote, report.pushed, report.up_to_date + (done if named else 0),
-                          sorted(rejected.items()) + refused, lives)
+        sent = _send(repo, sent, {r: ours[r] for r in todo}, named)
     singles = {r: oid for r, oid in theirs.items() if r.startswith(ids.PREFIX)}
     singles.update({r: ours[r] for r in sent.pushed if r.startswith(ids.PREFIX) and r in ours})
     held = {r: oid for r, oid in singles.items()  # each archived run stays where it is
@@ -151,7 +142,28 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
         _git(repo, "push", "--porcelain", "--no-verify",
              *(f"--force-with-lease={r}:{oid}" for r, oid in twice.items()), sent.remote,
              *(f":{r}" for r in twice))  # a failure leaves them for the next push
-    return _fold(repo, sent, held)
+    return _fold(repo, sent, held, fold_at)
+
+
+def _send(repo: Repo, sent: PushReport, todo: dict[str, str], named: bool) -> PushReport:
+    """Push `todo` (ref -> commit), named or as globs, and `sent` with what the remote
+    said."""
+    remote, lives = sent.remote, sent.live
+    specs = [f"{r}:{r}" for r in todo] if named else \
+        [f"{ns}*:{ns}*" for ns in NAMESPACES] + [f"{r}:{r}" for r in todo if r == NOTES_REF]
+    many = named and len(todo) > NAMED_AT_ONCE
+    with _staged(repo, {r: c for r, c in todo.items() if r != NOTES_REF} if many else {}) \
+            as globs:
+        proc = _git(repo, "push", "--porcelain", "--no-verify", remote,
+                    *(globs + [f"{r}:{r}" for r in todo if r == NOTES_REF] if many else specs))
+    report = _parse_push(remote, proc.stdout.decode(errors="replace"), live=lives)
+    if proc.returncode != 0 and not report.rejected:
+        raise _failed(repo, "push to", remote, proc)
+    refused = [  # the remote's notes moved on: merge, then push
+        (ref, "the remote has tags or notes this clone lacks (`git exp fetch` merges them)")
+        if ref == NOTES_REF else (ref, why) for ref, why in report.rejected]
+    there = report.up_to_date + (sent.up_to_date if named else 0)  # a glob counts them all
+    return PushReport(remote, report.pushed, there, sent.rejected + refused, lives)
 
 
 def _split(refs: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -193,13 +205,12 @@ def _staged(repo: Repo, refs: dict[str, str]) -> Iterator[list[str]]:
             f"delete {STAGED}{r[len('refs/'):]} {oid}\n" for r, oid in refs.items()).encode())
 
 
-def _fold(repo: Repo, sent: PushReport, held: dict[str, str]) -> PushReport:
+def _fold(repo: Repo, sent: PushReport, held: dict[str, str], fold_at: int) -> PushReport:
     """Fold the remote's oldest finished runs into archives once it holds more than
-    `exp.foldAt` one ref each (`held`: those this clone holds alike, ref -> commit):
+    `fold_at` (exp.foldAt) one ref each (`held`: those this clone holds alike, ref -> commit):
     each archive created only where none is, each run's ref deleted only where it is still
     that commit, all in one atomic push (a remote changed meanwhile: no fold, the next push
     tries again)."""
-    fold_at = Config.load(repo).count("exp.foldAt", archives.FOLD_AT) or 0
     if not fold_at or len(held) <= fold_at:
         return sent
     times = index.launch_times(repo)
