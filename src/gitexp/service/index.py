@@ -129,14 +129,16 @@ def run_ids(repo: Repo) -> list[str]:
         return [ref[len(ids.PREFIX):] for ref in _ref_heads(repo)[0]]
 
 
-def finished_refs(repo: Repo) -> dict[str, tuple[str, bool]] | None:
-    """Every readable run's ref -> (its commit, written back), after a refresh: what a push
-    compares with the remote without reading a commit; None when the file is unusable."""
+def finished_refs(repo: Repo, *, own: bool = False) -> dict[str, tuple[str, bool]] | None:
+    """Every readable run's ref (`own`: of those this user launched here) -> (its commit,
+    written back), after a refresh: what a push compares with the remote without reading a
+    commit; None when the file is unusable."""
     try:
         with _connect(repo) as db:
             _refresh(repo, db)
             return {ref: (commit, status is not None) for ref, commit, status in db.execute(
-                "SELECT ref, commit_id, status FROM runs WHERE snapshot IS NOT NULL")}
+                "SELECT ref, commit_id, status FROM runs WHERE snapshot IS NOT NULL "
+                "AND own >= ?", (int(own),))}
     except (sqlite3.Error, OSError):
         return None
 

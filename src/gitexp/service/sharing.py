@@ -89,14 +89,13 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
     and their `exp/*` tags; never forces, and never moves a ref of the remote's along a
     transition gitexp does not make (`transitions`)."""
     remote = _check_remote(remote or default_remote(repo, pushing=True))
-    heads, finished, live = _run_refs(repo)
-    foldable = set(finished)  # folding takes any run both sides hold alike, not only ours
+    # own_only, the pre-push hook: what came from elsewhere is not passed on unasked
+    heads, finished, live = _run_refs(repo, own=own_only)
+    every, foldable = heads, set(finished)  # a fold takes any run both sides hold alike
     tags = _refs(repo, ids.TAG_PREFIX, full=True)
-    if own_only:  # the pre-push hook: what came from elsewhere is not passed on unasked
-        own = index.own_refs(repo)
-        finished, live = [r for r in finished if r in own], [r for r in live if r in own]
+    if own_only:
         tags = {t: oid for t, oid in tags.items()
-                if ids.PREFIX + t[len(ids.TAG_PREFIX):] in own}
+                if ids.PREFIX + t[len(ids.TAG_PREFIX):] in heads}
     if run_ids:
         wanted = [ids.ref_for(i) for i in run_ids]
         unfinished = [r for r in wanted if r in live]
@@ -111,9 +110,12 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
     ours = {**heads, **tags, **notes}
     theirs, offered = _split(_remote_refs(repo, remote))
     fold_at = Config.load(repo).count("exp.foldAt", archives.FOLD_AT) or 0
+    if own_only and 0 < fold_at < len(wanted) + sum(r.startswith(ids.PREFIX) for r in theirs):
+        every, ended, _ = _run_refs(repo)  # a fold may be due: every run counts (0.2 s)
+        foldable = set(ended)
     # The archives' listings (0.2 s at 100,000 runs) only where they can matter: for a run
     # the remote holds otherwise than one ref alike, or for a fold.
-    alike = sum(1 for r in foldable if r in theirs and theirs[r] == ours.get(r))
+    alike = sum(1 for r in foldable if r in theirs and theirs[r] == every.get(r))
     needed = any(r in ours and theirs.get(r) != ours[r] for r in wanted) or \
         0 < fold_at < alike
     listed, partial = _listed(repo, remote, offered) if needed else ({}, False)
@@ -136,7 +138,7 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
     singles = {r: oid for r, oid in theirs.items() if r.startswith(ids.PREFIX)}
     singles.update({r: ours[r] for r in sent.pushed if r.startswith(ids.PREFIX) and r in ours})
     held = {r: oid for r, oid in singles.items()  # each archived run stays where it is
-            if r in foldable and ours.get(r) == oid and r not in listed}
+            if r in foldable and every.get(r) == oid and r not in listed}
     twice = {r: oid for r, oid in singles.items() if listed.get(r) == oid}
     if twice:  # an older gitexp's hook pushed archived runs again: their archive has them
         _git(repo, "push", "--porcelain", "--no-verify",
@@ -728,11 +730,17 @@ def _what(ref: str) -> str:
     return f"tag {ref[len('refs/tags/'):]}"
 
 
-def _run_refs(repo: Repo) -> tuple[dict[str, str], list[str], list[str]]:
-    """Every run ref -> its commit, and the (finished, live) run refs: from the index (no
-    commit read; a ref that holds no readable run is neither), else from one listing, where
-    a results commit is titled `gitexp run <id>: <status>`."""
-    known = index.finished_refs(repo)
+def _run_refs(repo: Repo, *, own: bool = False) -> tuple[dict[str, str], list[str], list[str]]:
+    """Every run ref (`own`: of the runs this user launched here) -> its commit, and the
+    (finished, live) run refs: from the index (no commit read; a ref that holds no readable
+    run is neither), else from one listing, where a results commit is titled `gitexp run
+    <id>: <status>`."""
+    known = index.finished_refs(repo, own=own)
+    if known is None and own:  # no index: whose runs they are is read from their seals
+        mine = index.own_refs(repo)
+        every, ended, running = _run_refs(repo)
+        return ({r: c for r, c in every.items() if r in mine},
+                [r for r in ended if r in mine], [r for r in running if r in mine])
     if known is not None:
         return ({ref: commit for ref, (commit, _) in known.items()},
                 [ref for ref, (_, done) in known.items() if done],
