@@ -248,3 +248,23 @@ def test_many_named_runs_go_staged_under_one_glob_and_the_staging_goes(
     assert remote_refs(remote) == {ids.ref_for(i) for i in made} | {
         f"refs/tags/exp/{i}" for i in (first, *made)}
     assert git("for-each-ref", sharing.STAGED, cwd=alice) == ""  # no staging left behind
+
+
+def test_a_fold_the_remote_refuses_deletes_nothing(tmp_path: Path):
+    # Nothing lost: the archive and the deletions of its runs' refs go in one atomic push,
+    # so a remote that refuses the archive keeps every run one ref each.
+    alice, remote = alice_and_remote(tmp_path)
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nwhile read -r old new ref; do\n"
+                    "  case $ref in refs/exp-archive/*) echo 'no archives here' >&2; exit 1;;"
+                    " esac\ndone\n")
+    hook.chmod(0o755)
+    git("config", "exp.foldAt", "1", cwd=alice)
+    made = [launch(alice) for _ in range(2)]
+    proc = exp("push", cwd=alice, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "not folded (" in proc.stderr and "pre-receive hook declined" in proc.stderr, \
+        proc.stderr
+    assert remote_refs(remote) == {ids.ref_for(i) for i in made}
+    assert archive_refs(remote) == {}
+    assert not (alice / ".git/gitexp/archives.json").exists()

@@ -67,8 +67,8 @@ def make(repo: Repo, runs: dict[str, str], oldest: float) -> Archive:
 def read(repo: Repo, offered: dict[str, str]) -> tuple[list[Archive], dict[str, str]]:
     """The archives `offered` (ref -> commit), each checked whole, in one `cat-file`: those
     exactly as `make` writes them (but for date and message), and why each other one is
-    refused (one line). Their runs are not judged here: that is `sharing.transitions`', as
-    for any run ref."""
+    refused (one line, the reason alone). Their runs are not judged here: that is
+    `sharing.transitions`', as for any run ref."""
     specs = [s for oid in offered.values() for s in (oid, f"{oid}^{{tree}}", f"{oid}:runs")]
     objects = repo.read_objects(specs, max_size=MAX_LISTING + (MAX_RUNS + 8) * 80)
     good, bad = [], {}
@@ -92,7 +92,10 @@ def taken_again(repo: Repo, offered: dict[str, str]) -> list[Archive]:
         commit, listing = objects[2 * n:2 * n + 2]
         if commit.data is None or listing.data is None:
             continue
-        runs = dict(line.split(" ", 1) for line in listing.data.decode("ascii").splitlines())
+        try:
+            runs = dict(line.split(" ", 1) for line in listing.data.decode("ascii").splitlines())
+        except ValueError:  # not what was taken (archives.json edited by hand): left out
+            continue
         out.append(Archive(ref, oid, {ids.PREFIX + i: c for i, c in runs.items()},  # checked
                            _dated(commit.data)))
     return out
@@ -102,20 +105,20 @@ def _checked(repo: Repo, ref: str, oid: str, objects: list[Object]) -> Archive:
     commit_obj, tree_obj, listing_obj = objects  # the commit, its tree, its `runs`
     first = ref[len(PREFIX):] if is_archive(ref) else ""
     if not ids.is_valid_id(first):
-        raise _refused(ref, "its name is no run id")
+        raise GitexpError("its name is no run id")
     if commit_obj.type != "commit" or commit_obj.data is None:
-        raise _refused(ref, "it is no commit" if commit_obj.found else "its commit is missing")
+        raise GitexpError("it is no commit" if commit_obj.found else "its commit is missing")
     if tree_obj.type != "tree" or tree_obj.data is None:
-        raise _refused(ref, "its tree cannot be read")
+        raise GitexpError("its tree cannot be read")
     # Byte for byte: a parsed tree would let a second `runs` entry hide behind the first
     if listing_obj.type != "blob" or listing_obj.data is None or \
             tree_obj.data != b"100644 runs\0" + bytes.fromhex(listing_obj.oid):
-        raise _refused(ref, "its tree is not one `runs` listing")
-    runs = _listing(ref, listing_obj.data, repo.oid_hex)
+        raise GitexpError("its tree is not one `runs` listing")
+    runs = _listing(listing_obj.data, repo.oid_hex)
     if next(iter(runs)) != ids.ref_for(first):
-        raise _refused(ref, "its name is not its first run's id")
+        raise GitexpError("its name is not its first run's id")
     if Commit.parse(commit_obj.data).parents != list(runs.values()):
-        raise _refused(ref, "its parents are not the runs it lists")
+        raise GitexpError("its parents are not the runs it lists")
     return Archive(ref, oid, runs, _dated(commit_obj.data))
 
 
@@ -129,30 +132,26 @@ def _dated(data: bytes) -> int:
     return 0
 
 
-def _listing(ref: str, data: bytes, hex_len: int) -> dict[str, str]:
+def _listing(data: bytes, hex_len: int) -> dict[str, str]:
     if len(data) > MAX_LISTING or not data.endswith(b"\n"):
-        raise _refused(ref, "its listing is not one")
+        raise GitexpError("its listing is not one")
     try:
         lines = data.decode("ascii").split("\n")[:-1]
     except UnicodeDecodeError:
-        raise _refused(ref, "its listing is not ASCII") from None
+        raise GitexpError("its listing is not ASCII") from None
     if not 0 < len(lines) <= MAX_RUNS:
-        raise _refused(ref, f"it lists {len(lines)} runs (1 to {MAX_RUNS})")
+        raise GitexpError(f"it lists {len(lines)} runs (1 to {MAX_RUNS})")
     runs: dict[str, str] = {}
     last = ""
     for n, line in enumerate(lines, 1):
         run_id, _, commit = line.partition(" ")
         if not ids.is_valid_id(run_id) or len(commit) != hex_len or \
                 commit.strip("0123456789abcdef"):
-            raise _refused(ref, f"line {n} of its listing is no `<run id> <commit>`")
+            raise GitexpError(f"line {n} of its listing is no `<run id> <commit>`")
         if run_id <= last:
-            raise _refused(ref, f"line {n} of its listing is out of order or repeated")
+            raise GitexpError(f"line {n} of its listing is out of order or repeated")
         runs[ids.ref_for(run_id)], last = commit, run_id
     return runs
-
-
-def _refused(ref: str, why: str) -> GitexpError:
-    return GitexpError(f"archive {ref[len(PREFIX):] if is_archive(ref) else ref!r}: {why}")
 
 
 def plan(finished: list[tuple[str, str, float]],

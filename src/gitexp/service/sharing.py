@@ -231,9 +231,10 @@ def _fold(repo: Repo, sent: PushReport, held: dict[str, str], fold_at: int) -> P
             specs += [f":{r}" for r in archive.runs]
         proc = _git(repo, "push", "--atomic", "--porcelain", "--no-verify", *leases,
                     sent.remote, *specs)
-        if proc.returncode != 0:
-            rejected.append((chunk[0].ref, "not folded: the remote's runs changed meanwhile "
-                                            "(the next push folds them)"))
+        if proc.returncode != 0:  # e.g. a run moved meanwhile: its lease fails them all
+            said = _parse_push(sent.remote, proc.stdout.decode(errors="replace"), live=[])
+            why = said.rejected[0][1] if said.rejected else _why(proc)
+            rejected.append((chunk[0].ref, f"not folded ({why}); the next push tries again"))
             break
         folded += sum(len(a.runs) for a in chunk)
         created += [a.ref for a in chunk]
@@ -375,8 +376,8 @@ def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
     report = _merge(repo, remote, incoming, ours, good)
     if len(report.new) >= PACK_AFTER:  # loose, 100,000 refs took every later fetch 1 s to list
         repo.git("pack-refs", "--all")
-    report.refused.extend((ref, f"refused archive {ref[len(archives.PREFIX):]} from {remote}: "
-                                f"{why.partition(': ')[2]}") for ref, why in bad.items())
+    report.refused.extend((ref, f"refused {_what(ref)} from {remote}: {why}")
+                          for ref, why in bad.items())
     return replace(report, notes=_merge_notes(repo, notes)) if notes else report
 
 
