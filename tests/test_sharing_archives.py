@@ -8,6 +8,7 @@ low so that a handful of runs fold (its default, 600, is the same rule)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -15,9 +16,9 @@ import pytest
 
 from gitexp.git import Repo
 from gitexp.model import ids
-from gitexp.service import archives
+from gitexp.service import archives, sharing
 from tests.conftest import use_home
-from tests.helpers import exp, exp_json, git
+from tests.helpers import exp, exp_json, git, wait_done
 from tests.test_sharing import alice_and_remote, clone, launch, remote_refs
 
 ARCHIVES = "refs/exp-archive/"
@@ -148,6 +149,32 @@ def test_rm_remote_of_an_archived_run_replaces_its_archive(tmp_path: Path):
     assert archive_refs(remote) == {} and remote_refs(remote) == set()
 
 
+def test_rm_remote_of_many_runs_goes_a_bounded_push_at_a_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A sweep of 20,000 runs would not fit on one command line: `unpublish` pushes
+    UNPUBLISHED_AT_ONCE runs at a time (2 here), archived runs and single refs alike."""
+    alice, remote = alice_and_remote(tmp_path)
+    git("config", "exp.foldAt", "2", cwd=alice)  # 2 // 6 = 0 kept: all folded
+    made = [launch(alice) for _ in range(3)]
+    exp("push", cwd=alice)
+    git("config", "exp.foldAt", "0", cwd=alice)
+    made += [launch(alice) for _ in range(2)]
+    exp("push", cwd=alice)
+    assert len(archive_refs(remote)) == 1 and len(remote_refs(remote)) == 2
+    monkeypatch.setattr(sharing, "UNPUBLISHED_AT_ONCE", 2)
+    trace = tmp_path / "trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))
+
+    report = sharing.unpublish(Repo.discover(alice), None, [*made, "20990101-000000-0000"])
+
+    assert sorted(r for r in report.pushed if r.startswith(ids.PREFIX)) == \
+        sorted(ids.ref_for(i) for i in made)
+    assert report.up_to_date == 1 and report.rejected == []
+    assert archive_refs(remote) == {} and remote_refs(remote) == set()
+    pushes = [ln for ln in trace.read_text().splitlines() if "built-in: git push " in ln]
+    assert len(pushes) == 3, pushes  # 6 ids, 2 a push
+
+
 def test_the_pre_push_hook_folds_as_git_exp_push_does(tmp_path: Path):
     alice, remote = alice_and_remote(tmp_path)
     exp("hooks", "install", cwd=alice)
@@ -268,3 +295,52 @@ def test_a_fold_the_remote_refuses_deletes_nothing(tmp_path: Path):
     assert remote_refs(remote) == {ids.ref_for(i) for i in made}
     assert archive_refs(remote) == {}
     assert not (alice / ".git/gitexp/archives.json").exists()
+
+
+def _aged(repo: Path) -> None:
+    """Where the clone's run, tag and notes refs are stored, dated a minute back: a stamp
+    written this second cannot tell a later change in the same tick, so a push trusts none."""
+    for path in ("refs/experiments", "refs/tags/exp", "refs/notes", "packed-refs"):
+        if (repo / ".git" / path).exists():
+            old = (repo / ".git" / path).stat().st_mtime - 60
+            os.utime(repo / ".git" / path, (old, old))
+
+
+def test_a_push_in_sync_compares_nothing_until_either_side_changes(tmp_path: Path):
+    """A push that found both sides in sync records their state; the next push in that very
+    state (the remote's refs as advertised, this clone's refs' storage, the archives taken)
+    answers from it with one `ls-remote` and reports what a full comparison would. A change on
+    either side is seen."""
+    alice, remote = alice_and_remote(tmp_path)
+    git("config", "exp.foldAt", "6", cwd=alice)
+    made = [launch(alice) for _ in range(7)]
+    live = launch(alice, "import time; time.sleep(120)", wait=False)  # not pushed: said so
+    assert "folded into 1 archive(s)" in exp("push", cwd=alice).stdout
+    _aged(alice)
+    full = exp("push", cwd=alice)  # compares every run, finds nothing: records it
+    assert "0 ref(s) pushed to origin, 7 already there" in full.stdout, full.stdout
+    assert "1 unfinished run(s) not pushed" in full.stderr, full.stderr
+    trace = tmp_path / "trace"
+
+    settled = exp("push", cwd=alice, env={"GIT_TRACE": str(trace)})
+
+    assert (settled.stdout, settled.stderr) == (full.stdout, full.stderr)
+    said = trace.read_text()
+    assert "ls-remote" in said and "for-each-ref" not in said and "cat-file" not in said and \
+        " push " not in said, said
+    # the remote changes (a teammate deletes the newest run with plain git): pushed again
+    bob = clone(remote, tmp_path / "bob")
+    git("push", "-q", "origin", f":refs/experiments/{made[-1]}", cwd=bob)
+    again = exp("push", cwd=alice).stdout
+    assert "1 ref(s) pushed to origin" in again, again
+    assert f"refs/experiments/{made[-1]}" in remote_refs(remote)
+    # this clone changes: the live run ends (cancelled), then a new run
+    exp("cancel", live, cwd=alice)
+    assert wait_done(live, alice)["status"] == "cancelled"
+    assert "1 ref(s) pushed to origin" in exp("push", cwd=alice).stdout
+    _aged(alice)
+    exp("push", cwd=alice)
+    newer = launch(alice)
+    out = exp("push", cwd=alice).stdout
+    assert "1 ref(s) pushed to origin" in out, out
+    assert f"refs/experiments/{newer}" in remote_refs(remote)
