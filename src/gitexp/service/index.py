@@ -630,10 +630,18 @@ def _row(repo: Repo, ref: str, commit: str, run: DecodedRun | None,
     row = row_of(rec, res, commit, own=own)
     if vals is not None:
         vals += _vals(ref, row)
+    summary = _dumps({k: row[k] for k in SUMMARY})
+    rest = _dumps({k: v for k, v in row.items() if k not in _SUMMARY})
+    # The row is the summary and the rest, one text: each part encoded once (a cold sync
+    # of 100,000 runs spent 1 s encoding summaries twice)
+    whole = summary[:-1] + "," + rest[1:] if rest != "{}" else summary
     return (ref, commit, rec.id, rec.snapshot, rec.launched_at,
             res.status if res else None, rec.target, _argv_key(rec.argv), rec.cwd,
-            _dumps({k: row[k] for k in SUMMARY}), _dumps(row), run.message, int(own),
+            summary, whole, run.message, int(own),
             None)  # json: made by the first `listed` that needs it
+
+
+_SUMMARY = frozenset(SUMMARY)
 
 
 def _dumps(data: Any) -> str:
