@@ -254,7 +254,7 @@ def test_many_named_runs_go_staged_under_one_glob_and_the_staging_goes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     # Named refspecs cost git a scan of every local ref each (minutes for 10,000 at 100,000
     # runs); past NAMED_AT_ONCE a push stages them and sends one glob. In-process, so that the
-    # threshold can be 1 here rather than 1,000 runs.
+    # threshold can be 1 here rather than 20 runs.
     from gitexp.service import sharing
 
     alice, remote = alice_and_remote(tmp_path)
