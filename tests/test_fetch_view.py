@@ -48,6 +48,7 @@ def test_a_finished_run_arrives_through_a_view_that_knew_its_snapshot(tmp_path: 
     results = git("rev-parse", f"refs/experiments/{run_id}", cwd=alice).strip()
     assert git("rev-parse", f"refs/experiments/{run_id}", cwd=bob).strip() == results
     assert verbs(trace, "init") == 1 and verbs(trace, "fetch") == 1  # a view, no second try
+    assert verbs(trace, "maintenance") == 1  # the clone's housekeeping, as a fetch's
     [received] = packs(bob) - before  # moved in from the view
     got = objects_in(received, bob)
     assert results in got and snapshot not in got  # the view had it: not sent again

@@ -10,7 +10,8 @@ repository made for it under `.git/gitexp/`, borrowing every object of the repos
 (`core.alternateRefsPrefixes`, which both the negotiation and the check go by) and the
 commits the caller says it has (`haves`: the local runs the incoming ones extend). git
 checks the new objects' connectivity there as ever, against every object here; the pack it
-received is then moved into this repository (the index last: git finds a pack by it).
+received is then moved into this repository (the index last: git finds a pack by it), and
+git's automatic housekeeping runs there as after a plain fetch.
 
 The view reads this repository's config (an include), so remotes, URL rewrites and
 credentials are as for a plain fetch; a fetch that fails in the view (a setting that did
@@ -66,6 +67,9 @@ def fetch_ids(repo: Repo, remote: str, oids: Sequence[str], *, haves: Sequence[s
                            input=wanted, check=False)
             if proc.returncode == 0:
                 _adopt(view / "objects", repo.common_dir / "objects")
+                # as a plain fetch ends: git's own housekeeping (a pack a fetch adds up)
+                run_git(["--git-dir", str(repo.git_dir), "maintenance", "run", "--auto",
+                         "--quiet"], cwd=repo.root, env=env, check=False)
                 return proc
         finally:
             shutil.rmtree(view, ignore_errors=True)
