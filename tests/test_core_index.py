@@ -194,6 +194,29 @@ def test_unreadable_runs_are_found_by_an_index_made_in_place_in_an_older_file(
     db.close()
 
 
+def test_a_refresh_finding_vals_unindexed_by_another_ones_bulk_fill_indexes_them_first(
+        grepo: Repo) -> None:
+    """A refresh of many runs fills `vals` without its indexes; another process that opened
+    the file before they were dropped indexes them again before it deletes a moved run's
+    values (else each deletion reads the whole table), and its answers are right."""
+    commit_run(grepo, record("a-1", grepo), ok(loss=1.0))
+    with index._connect(grepo) as db:  # opened: its indexes checked, then dropped by another
+        with contextlib.closing(sqlite3.connect(index.path_of(grepo))) as other:
+            other.execute("DROP INDEX vals_ref")
+            other.execute("DROP INDEX vals_leaf")
+        commit_run(grepo, record("b-2", grepo), ok(acc=0.5))
+        said: list[str] = []
+        db.set_trace_callback(said.append)
+        index._refresh(grepo, db)
+        made = next(i for i, s in enumerate(said) if "EXISTS vals_ref" in s)
+        assert made < next(i for i, s in enumerate(said) if s.startswith("DELETE FROM vals"))
+        names = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        plan = str(db.execute("EXPLAIN QUERY PLAN DELETE FROM vals WHERE ref = 'x'").fetchall())
+    assert {"vals_ref", "vals_leaf"} <= names and "USING INDEX vals_ref" in plan
+    assert sorted(e.record.id for e in index.sync(grepo)) == ["a-1", "b-2"]
+    assert index.known(grepo, "acc", 0) and index.known(grepo, "loss", 0)
+
+
 def test_unreadable_names_only_bad_refs_even_with_no_run_at_all(grepo: Repo) -> None:
     assert index.unreadable(grepo) == []
     tree = head_tree(grepo)

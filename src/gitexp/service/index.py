@@ -79,8 +79,6 @@ CREATE TABLE IF NOT EXISTS vals (  -- every metric (kind 0) and param (1) of eve
     num REAL,            -- float(value) where Python's float() takes it (not a boolean)
     text TEXT            -- str(value) (not a boolean)
 );
-CREATE INDEX IF NOT EXISTS vals_leaf ON vals (leaf, num);
-CREATE INDEX IF NOT EXISTS vals_ref ON vals (ref);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS params (
     snapshot TEXT NOT NULL,
@@ -428,7 +426,7 @@ def _connect(repo: Repo) -> Iterator[sqlite3.Connection]:
                 db.execute("PRAGMA application_id").fetchone()[0] != keys:
             _retry(lambda: _reset(db, keys))
         else:  # an index added since the file was made: made in place, not by a rebuild
-            _retry(lambda: db.execute(_ADDED))  # (a no-op once there: 0.04 ms)
+            _retry(lambda: _add_indexes(db))  # (a no-op once there: 0.05 ms)
         yield db
     except sqlite3.DatabaseError as exc:
         db.close()
@@ -440,16 +438,26 @@ def _connect(repo: Repo) -> Iterator[sqlite3.Connection]:
         db.close()
 
 
-# Added since VERSION 7, in every file: made with a new one (`_reset`), in place in an older
-# one (`_connect`). Without it `ls` found unreadable runs by reading every row (0.13 s at
-# 100,000).
-_ADDED = "CREATE INDEX IF NOT EXISTS runs_unreadable ON runs (ref) WHERE snapshot IS NULL;"
+# Made in every file whenever missing (`_connect`, `_index`): `runs_unreadable`, added since
+# VERSION 7 (without it `ls` found unreadable runs by reading every row: 0.13 s at 100,000);
+# the `vals` indexes, which a refresh of many runs drops while it fills the table (`_bulk`).
+_ADDED = (
+    "CREATE INDEX IF NOT EXISTS runs_unreadable ON runs (ref) WHERE snapshot IS NULL",
+    "CREATE INDEX IF NOT EXISTS vals_leaf ON vals (leaf, num)",
+    "CREATE INDEX IF NOT EXISTS vals_ref ON vals (ref)",
+)
+
+
+def _add_indexes(db: sqlite3.Connection) -> None:
+    for statement in _ADDED:
+        db.execute(statement)
 
 
 def _reset(db: sqlite3.Connection, keys: int) -> None:
     # every table: a `meta` stamp kept over an emptied `runs` would say it is up to date
     db.executescript("BEGIN IMMEDIATE; DROP TABLE IF EXISTS runs; DROP TABLE IF EXISTS params; "
-                     "DROP TABLE IF EXISTS vals; DROP TABLE IF EXISTS meta;" + _SCHEMA + _ADDED
+                     "DROP TABLE IF EXISTS vals; DROP TABLE IF EXISTS meta;" + _SCHEMA
+                     + "".join(f"{statement};" for statement in _ADDED)
                      + f"PRAGMA user_version = {VERSION}; "
                      f"PRAGMA application_id = {int(keys)}; COMMIT;")
 
@@ -510,8 +518,15 @@ def _refresh(repo: Repo, db: sqlite3.Connection, progress: Progress | None = Non
     if len(changed) <= BATCH:
         progress = None  # over in a moment: no bar (nor its imports)
     batches = [dict(changed[at:at + BATCH]) for at in range(0, len(changed), BATCH)]
+    # Many (a first `ls` of a shared remote's runs): `vals` filled without its indexes,
+    # made again in one pass at the end (random inserts into two B-trees were half of
+    # SQLite's share, and SQLite's share is written one process at a time)
+    bulk = len(changed) >= PARALLEL
+    if bulk:
+        moved = [(ref,) for ref, _ in changed if ref in known]
+        _retry(lambda: _unindexed(db, moved))
     done = 0
-    for count in _indexed(repo, db, batches):
+    for count in _indexed(repo, db, batches, bulk=bulk):
         if progress is not None:  # from the first count (0): after any fork, as a bar is
             done += count         # drawn by a thread of its own
             progress(done, len(changed))
@@ -522,11 +537,22 @@ def _refresh(repo: Repo, db: sqlite3.Connection, progress: Progress | None = Non
             db.executemany("DELETE FROM runs WHERE ref = ?", gone)
             db.executemany("DELETE FROM vals WHERE ref = ?", gone)
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta)
+            _add_indexes(db)
     _retry(finish)
 
 
-def _indexed(repo: Repo, db: sqlite3.Connection,
-             batches: list[dict[str, str]]) -> Iterator[int]:
+def _unindexed(db: sqlite3.Connection, moved: list[tuple[str]]) -> None:
+    """The `vals` of runs about to be indexed again gone, and `vals`' indexes with them.
+    Another process that opens the file meanwhile makes them again (`_add_indexes`): the
+    fill is then slower, never wrong."""
+    with _transaction(db):
+        db.executemany("DELETE FROM vals WHERE ref = ?", moved)
+        db.execute("DROP INDEX IF EXISTS vals_leaf")
+        db.execute("DROP INDEX IF EXISTS vals_ref")
+
+
+def _indexed(repo: Repo, db: sqlite3.Connection, batches: list[dict[str, str]], *,
+             bulk: bool) -> Iterator[int]:
     """Each batch read and written: 0 once under way, then how many runs as each is done.
     Many (a first `ls` of a shared remote's runs): on every core, each process with its own
     connection; SQLite takes their writes in turn while the others decode."""
@@ -536,25 +562,27 @@ def _indexed(repo: Repo, db: sqlite3.Connection,
             not hasattr(os, "fork"):
         yield 0
         for batch in batches:
-            yield _index(repo, db, batch)
+            yield _index(repo, db, batch, bulk=bulk)
         return
     import multiprocessing
 
     with multiprocessing.get_context("fork").Pool(
             cores, initializer=_open_worker, initargs=(repo,)) as pool:
         yield 0
-        yield from pool.imap_unordered(_index_in_worker, batches)
+        yield from pool.imap_unordered(_index_in_worker, ((b, bulk) for b in batches))
 
 
-def _index(repo: Repo, db: sqlite3.Connection, batch: dict[str, str]) -> int:
-    """One batch of runs read and written: their rows, and their values'."""
+def _index(repo: Repo, db: sqlite3.Connection, batch: dict[str, str], *, bulk: bool) -> int:
+    """One batch of runs read and written: their rows, and their values' (`bulk`: the old
+    values went already, with the indexes a deletion needs)."""
     vals: list[tuple[Any, ...]] = []
     made = _rows(repo, batch, vals)
 
     def write() -> None:
         with _transaction(db):
-            # moved runs' old values go (and a concurrent refresh's, were it first)
-            db.executemany("DELETE FROM vals WHERE ref = ?", [(r,) for r in batch])
+            if not bulk:  # moved runs' old values go (and a concurrent refresh's)
+                _add_indexes(db)  # had a bulk refresh dropped them: else a scan a run
+                db.executemany("DELETE FROM vals WHERE ref = ?", [(r,) for r in batch])
             db.executemany("INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            made)
             db.executemany("INSERT INTO vals VALUES (?,?,?,?,?,?)", vals)
@@ -576,9 +604,10 @@ def _open_worker(repo: Repo) -> None:
     _WORKER[:] = [(repo, db)]
 
 
-def _index_in_worker(batch: dict[str, str]) -> int:
+def _index_in_worker(work: tuple[dict[str, str], bool]) -> int:
     repo, db = _WORKER[0]
-    return _index(repo, db, batch)
+    batch, bulk = work
+    return _index(repo, db, batch, bulk=bulk)
 
 
 def _vals(ref: str, row: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -644,8 +673,9 @@ def _row(repo: Repo, ref: str, commit: str, run: DecodedRun | None,
 _SUMMARY = frozenset(SUMMARY)
 
 
-def _dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"))
+# One encoder for every row: `json.dumps` with separators makes one a call (~1 us, twice
+# a row)
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _decode(ref: str, commit: str, snapshot: str, message: str, *,
