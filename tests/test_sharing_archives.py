@@ -16,7 +16,7 @@ import pytest
 
 from gitexp.git import Repo
 from gitexp.model import ids
-from gitexp.service import archives, sharing
+from gitexp.service import archives, index, sharing
 from tests.conftest import use_home
 from tests.helpers import exp, exp_json, git, wait_done
 from tests.test_sharing import alice_and_remote, clone, launch, remote_refs
@@ -344,3 +344,59 @@ def test_a_push_in_sync_compares_nothing_until_either_side_changes(tmp_path: Pat
     out = exp("push", cwd=alice).stdout
     assert "1 ref(s) pushed to origin" in out, out
     assert f"refs/experiments/{newer}" in remote_refs(remote)
+
+
+def test_runs_an_archive_taken_lists_alike_are_counted_by_the_index_not_compared(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Once every archive the remote offers was taken, its runs held here at the listed
+    commit are counted by one query of the index (listings kept there, read from git once);
+    only the others are compared. Every report is the one comparing each run gives: in sync,
+    a new run, an archived run moved here, one pushed again one ref by an older clone."""
+    alice, remote = alice_and_remote(tmp_path)
+    git("config", "exp.foldAt", "6", cwd=alice)
+    for _ in range(7):
+        launch(alice)
+    assert "folded into 1 archive(s)" in exp("push", cwd=alice).stdout
+    repo = Repo.discover(alice)
+    [(_, oid)] = archive_refs(remote).items()
+
+    def both() -> sharing.PushReport:
+        """The push as gitexp makes it, then as comparing each run (no archive kept) would
+        (what they would send: `_send` says it sent nothing)."""
+        (repo.gitexp_dir / sharing.SETTLED).unlink(missing_ok=True)
+        said: list[object] = []
+        with monkeypatch.context() as mp:
+            mp.setattr(archives, "taken_again", lambda *a: said.append(a) or [])  # kept: unread
+            mp.setattr(sharing, "_send", lambda _r, sent, *_a: sent)
+            kept = sharing.push(repo)
+        (repo.gitexp_dir / sharing.SETTLED).unlink(missing_ok=True)
+        with monkeypatch.context() as mp:
+            mp.setattr(sharing, "_kept", lambda *_: {})
+            mp.setattr(sharing, "_send", lambda _r, sent, *_a: sent)
+            each = sharing.push(repo)
+        assert kept == each and not said
+        return kept
+
+    (repo.gitexp_dir / sharing.SETTLED).unlink(missing_ok=True)
+    assert sharing.push(repo).up_to_date == 7  # the listing read once, then kept
+    assert index.kept_listings(repo, [oid]) == {oid}
+    assert both().up_to_date == 7
+    newer = launch(alice)
+    report = both()
+    assert (report.up_to_date, report.pushed) == (7, [])  # `_send` stubbed: it stays here
+    assert "1 ref(s) pushed to origin" in exp("push", cwd=alice).stdout
+    assert ids.ref_for(newer) in remote_refs(remote)
+    # an archived run moved here (its ref back at its snapshot): judged, as each run is
+    archived = sorted(i for i, _ in listing(remote, oid))[0]
+    git("update-ref", ids.ref_for(archived), f"{ids.ref_for(archived)}^", cwd=alice)
+    report = both()
+    assert archived in report.live and report.up_to_date == 7
+    git("update-ref", ids.ref_for(archived), dict(listing(remote, oid))[archived], cwd=alice)
+    # an older clone pushes an archived run again, one ref: compared, and deleted there
+    git("push", "-q", "origin", f"{ids.ref_for(archived)}:{ids.ref_for(archived)}", cwd=alice)
+    assert ids.ref_for(archived) in remote_refs(remote)
+    with monkeypatch.context() as mp:
+        mp.setattr(archives, "taken_again", lambda *a: pytest.fail("a kept listing read"))
+        assert sharing.push(repo).up_to_date == 8
+    assert ids.ref_for(archived) not in remote_refs(remote)
+    assert both().up_to_date == 8

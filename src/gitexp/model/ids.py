@@ -18,8 +18,12 @@ TAG_PREFIX = "refs/tags/exp/"
 # Dash-separated runs of letters and digits, the length looked ahead: linear, and twice as
 # fast as a lookahead a character (a cold `ls` checks 100,000 ref names). fullmatch: `$`
 # would allow "\n".
-_ID = re.compile(r"(?=[a-z0-9-]{1,63}\Z)[a-z0-9]+(?:-[a-z0-9]+)*")
-_NAME = re.compile(r"(?=[a-z0-9-]{1,40}\Z)[a-z0-9]+(?:-[a-z0-9]+)*")
+_WORDS = r"[a-z0-9]+(?:-[a-z0-9]+)*"
+_ID = re.compile(rf"(?=[a-z0-9-]{{1,63}}\Z){_WORDS}")
+_NAME = re.compile(rf"(?=[a-z0-9-]{{1,40}}\Z){_WORDS}")
+# A line `<run ref> <object id>` whose name is a run id: 100,000 of them found in one pass
+# (0.05 s, against 0.25 s a line at a time)
+_HEAD = re.compile(rf"^({re.escape(PREFIX)}(?=[a-z0-9-]{{1,63}} ){_WORDS}) ([0-9a-f]+)$", re.M)
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no look-alikes (l/1, o/0, i)
 
 
@@ -33,6 +37,17 @@ def id_from_ref(ref: str) -> str | None:
         return None
     run_id = ref[len(PREFIX):]
     return run_id if _ID.fullmatch(run_id) else None
+
+
+def heads_of(listing: str) -> tuple[dict[str, str], list[str]]:
+    """Of lines `<ref> <object id>` under PREFIX (`git for-each-ref`): run ref -> object id,
+    and the refs whose name is no run id."""
+    heads = dict(_HEAD.findall(listing))
+    lines = listing.splitlines()
+    if len(heads) == len(lines):
+        return heads, []
+    return heads, [ref for ref, _, _ in (line.rpartition(" ") for line in lines)
+                   if ref not in heads]
 
 
 def is_valid_id(run_id: str) -> bool:
