@@ -400,3 +400,8 @@ def test_runs_an_archive_taken_lists_alike_are_counted_by_the_index_not_compared
         assert sharing.push(repo).up_to_date == 8
     assert ids.ref_for(archived) not in remote_refs(remote)
     assert both().up_to_date == 8
+    # the pre-push hook's push (own runs only) still sends an archived run's `exp/*` tag
+    tag = ids.TAG_PREFIX + archived
+    git("update-ref", tag, "HEAD", cwd=alice)
+    assert tag in sharing.push(repo, own_only=True).pushed
+    assert tag in remote_refs(remote)
