@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -215,6 +217,76 @@ def test_a_refresh_finding_vals_unindexed_by_another_ones_bulk_fill_indexes_them
     assert {"vals_ref", "vals_leaf"} <= names and "USING INDEX vals_ref" in plan
     assert sorted(e.record.id for e in index.sync(grepo)) == ["a-1", "b-2"]
     assert index.known(grepo, "acc", 0) and index.known(grepo, "loss", 0)
+
+
+def _aged(repo: Repo) -> None:
+    """The run refs' storage dated back (a stamp of this very second says nothing): the
+    loose refs' folder a minute before now, packed-refs to one fixed time (as its own,
+    unless it is written again)."""
+    folder, packed = repo.common_dir / "refs" / "experiments", repo.common_dir / "packed-refs"
+    os.utime(folder, (time.time() - 60,) * 2)
+    if packed.exists():
+        os.utime(packed, (1_700_000_000,) * 2)
+
+
+def test_a_refresh_after_loose_refs_changed_reads_them_not_a_listing_of_every_ref(
+        grepo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While packed-refs is as it was, a refresh reads the loose run refs' files (a new run,
+    a moved one, a deleted one, a name that is no run id) and lists nothing; the rows are
+    those a listing makes. packed-refs rewritten: listed again."""
+    packed = [commit_run(grepo, record(f"p-{n}", grepo), ok(loss=n)) for n in range(3)]
+    grepo.git("pack-refs", "--all")
+    _aged(grepo)
+    index.refresh(grepo)  # listed: the loose refs of then are kept
+    listings: list[object] = []
+    real = index._ref_heads
+    monkeypatch.setattr(index, "_ref_heads", lambda r: listings.append(r) or real(r))
+
+    def rows() -> list[tuple[str, str, str | None]]:
+        with contextlib.closing(sqlite3.connect(index.path_of(grepo))) as db:
+            return db.execute("SELECT ref, commit_id, status FROM runs ORDER BY ref").fetchall()
+
+    def listed() -> tuple[list[tuple[str, str, str | None]], list[str]]:
+        """The rows and unreadable refs a refresh that lists every ref makes."""
+        with monkeypatch.context() as mp:
+            mp.setattr(index, "loose_refs", lambda *a: None)
+            index.path_of(grepo).unlink()
+            index.refresh(grepo)
+            made = rows(), index.unreadable(grepo)
+        index.path_of(grepo).unlink()
+        index.refresh(grepo)  # made again as ever: the loose refs of now kept
+        listings.clear()
+        return made
+
+    new = commit_run(grepo, record("n-1", grepo), None)  # loose: a new run, live
+    moved = commit_run(grepo, record("p-1", grepo), ok(loss=9.0))  # loose over its packed ref
+    grepo.git("update-ref", f"{ids.PREFIX}Bad_Name", new.commit)
+    _aged(grepo)
+    index.refresh(grepo)
+    assert listings == []
+    incremental = rows(), index.unreadable(grepo)
+    assert (ids.ref_for("p-1"), moved.commit, "succeeded") in incremental[0]
+    assert (ids.ref_for("n-1"), new.commit, None) in incremental[0]
+    assert incremental[1] == [f"{ids.PREFIX}Bad_Name"]
+    assert incremental == listed()
+    # deleted: a loose-only ref; a loose file removed by hand (its packed value is back)
+    grepo.git("update-ref", "-d", ids.ref_for("n-1"))
+    grepo.git("update-ref", "-d", f"{ids.PREFIX}Bad_Name")
+    _aged(grepo)
+    index.refresh(grepo)
+    assert listings == []
+    (grepo.common_dir / "refs" / "experiments" / "p-1").unlink()
+    _aged(grepo)
+    index.refresh(grepo)
+    assert listings == []
+    incremental = rows(), index.unreadable(grepo)
+    assert (ids.ref_for("p-1"), packed[1].commit, "succeeded") in incremental[0]
+    assert ids.ref_for("n-1") not in {r for r, _, _ in incremental[0]} and incremental[1] == []
+    assert incremental == listed()
+    grepo.git("pack-refs", "--all")  # packed-refs rewritten: listed
+    _aged(grepo)
+    index.refresh(grepo)
+    assert len(listings) == 1
 
 
 def test_unreadable_names_only_bad_refs_even_with_no_run_at_all(grepo: Repo) -> None:

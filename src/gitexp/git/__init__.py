@@ -431,6 +431,32 @@ def refs_stamp(repo: Repo, prefix: str) -> str | None:
     return ",".join(parts)
 
 
+def loose_refs(repo: Repo, prefix: str, limit: int) -> dict[str, str] | None:
+    """The refs stored as files directly under `prefix` (ref -> object id), read from those
+    files: with packed-refs as it was, they are all that may have changed (`refs_stamp`).
+    None when a listing must tell: more than `limit`, a directory or a symbolic ref among
+    them, a file git is writing, reftable."""
+    if (repo.common_dir / "reftable").exists():
+        return None
+    found = {}
+    try:
+        with os.scandir(repo.common_dir / prefix.rstrip("/")) as entries:
+            for n, entry in enumerate(entries):
+                if n >= limit or entry.name.endswith(".lock") or \
+                        not entry.is_file(follow_symlinks=False):
+                    return None
+                with Path(entry.path).open(encoding="ascii", errors="replace") as f:
+                    oid = f.read(repo.oid_hex + 2).rstrip("\n")
+                if not repo.is_oid(oid):  # `ref: ...`, or not a ref at all
+                    return None
+                found[prefix + entry.name] = oid
+    except FileNotFoundError:
+        return {}
+    except OSError:
+        return None
+    return found
+
+
 @dataclass(frozen=True)
 class Object:
     """One answer of `git cat-file --batch`."""

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from gitexp.errors import GitexpError
-from gitexp.git import Commit, Repo, refs_stamp
+from gitexp.git import Commit, Repo, loose_refs, refs_stamp
 from gitexp.model import ids
 from gitexp.model.record import MAX_MESSAGE, DecodedRun, Result, RunRecord, decode_run
 from gitexp.model.row import SUMMARY, as_json, json_text, row_of
@@ -568,6 +568,7 @@ def _picked(made: list[tuple[Any, ...]], columns: tuple[str, ...]) -> list[tuple
 
 
 Progress = Callable[[int, int], None]
+MAX_LOOSE = 1000  # loose run refs a refresh reads from their files; more: they are listed
 BATCH = 2000  # runs read and written at a time: progress to show, memory bounded
 PARALLEL = 4 * BATCH  # from this many runs to read, every core reads a share
 MAX_READERS = 8
@@ -586,17 +587,16 @@ def _meta(db: sqlite3.Connection, key: str) -> str | None:
 
 def _refresh(repo: Repo, db: sqlite3.Connection, progress: Progress | None = None) -> None:
     """Rows for exactly the runs the refs hold: nothing listed while the refs' storage is
-    unchanged since the last refresh, else one `for-each-ref`, and only commits new or
-    moved since are read."""
+    unchanged since the last refresh; only the loose refs read while packed-refs is (a new
+    run, a fetch of a few); else one `for-each-ref`. Only commits new or moved are read."""
     stamp = refs_stamp(repo, ids.PREFIX)
-    if stamp is not None and stamp == _meta(db, "stamp"):
+    last = _meta(db, "stamp")
+    if stamp is not None and stamp == last:
         return
-    heads, bad = _ref_heads(repo)
-    known = dict(db.execute(  # from the indexes, not from rows of ~2 KB (0.1 s, not 0.18)
-        "SELECT ref, commit_id FROM runs WHERE snapshot IS NOT NULL UNION ALL "
-        "SELECT ref, commit_id FROM runs WHERE snapshot IS NULL").fetchall())
-    changed = [(ref, c) for ref, c in heads.items() if known.get(ref) != c]
-    gone = [(ref,) for ref in known if ref not in heads]
+    # read before any listing: a ref deleted after it is still seen gone the next time
+    loose = loose_refs(repo, ids.PREFIX, MAX_LOOSE)
+    found = _loose_changes(repo, db, loose, stamp, last) or _listed_changes(repo, db)
+    changed, gone, bad, moved = found
     if len(changed) <= BATCH:
         progress = None  # over in a moment: no bar (nor its imports)
     batches = [dict(changed[at:at + BATCH]) for at in range(0, len(changed), BATCH)]
@@ -605,22 +605,72 @@ def _refresh(repo: Repo, db: sqlite3.Connection, progress: Progress | None = Non
     # SQLite's share, and SQLite's share is written one process at a time)
     bulk = len(changed) >= PARALLEL
     if bulk:
-        moved = [(ref,) for ref, _ in changed if ref in known]
-        _retry(lambda: _unindexed(db, moved))
+        _retry(lambda: _unindexed(db, [(ref,) for ref in moved]))
     done = 0
     for count in _indexed(repo, db, batches, bulk=bulk):
         if progress is not None:  # from the first count (0): after any fork, as a bar is
             done += count         # drawn by a thread of its own
             progress(done, len(changed))
-    meta = [("stamp", stamp or "-"), ("bad", json.dumps(bad))]
+    meta = [("stamp", stamp or "-"), ("bad", json.dumps(bad)), ("loose", json.dumps(loose))]
 
     def finish() -> None:
         with _transaction(db):
-            db.executemany("DELETE FROM runs WHERE ref = ?", gone)
-            db.executemany("DELETE FROM vals WHERE ref = ?", gone)
+            db.executemany("DELETE FROM runs WHERE ref = ?", [(r,) for r in gone])
+            db.executemany("DELETE FROM vals WHERE ref = ?", [(r,) for r in gone])
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", meta)
             _add_indexes(db)
     _retry(finish)
+
+
+Changes = tuple[list[tuple[str, str]], list[str], list[str], set[str]]  # `_listed_changes`
+
+
+def _listed_changes(repo: Repo, db: sqlite3.Connection) -> Changes:
+    """By one `for-each-ref`: (run ref, commit) new or moved since the rows were written,
+    the refs of rows gone, the refs whose name is no run id, and the moved refs."""
+    heads, bad = _ref_heads(repo)
+    known = dict(db.execute(  # from the indexes, not from rows of ~2 KB (0.1 s, not 0.18)
+        "SELECT ref, commit_id FROM runs WHERE snapshot IS NOT NULL UNION ALL "
+        "SELECT ref, commit_id FROM runs WHERE snapshot IS NULL").fetchall())
+    changed = [(ref, c) for ref, c in heads.items() if known.get(ref) != c]
+    return (changed, [ref for ref in known if ref not in heads], bad,
+            {ref for ref, _ in changed if ref in known})
+
+
+def _loose_changes(repo: Repo, db: sqlite3.Connection, loose: dict[str, str] | None,
+                   stamp: str | None, last: str | None) -> Changes | None:
+    """`_listed_changes` without listing every ref, when only loose refs changed since the
+    last refresh (packed-refs as it was, and the loose refs of then known): those read now
+    against those of then. None when the refs must be listed."""
+    if loose is None or stamp is None or last is None or \
+            stamp.rpartition(",")[2] != last.rpartition(",")[2]:  # packed-refs: rewritten
+        return None
+    try:
+        then = json.loads(_meta(db, "loose") or "null")
+    except ValueError:
+        return None
+    if not isinstance(then, dict):
+        return None
+    # A loose ref gone while packed-refs is unchanged was deleted (deleting a packed one
+    # rewrites it), unless its file was removed by hand: git says which.
+    vanished = [ref for ref in then if ref not in loose]
+    runs, bad_now = ids.heads_of("".join(f"{ref} {oid}\n" for ref, oid in loose.items()))
+    if vanished:
+        still, still_bad = ids.heads_of(repo.git(
+            "for-each-ref", "--format=%(refname) %(objectname)", *vanished))
+        runs.update(still)
+        bad_now += still_bad
+    known: dict[str, str] = {}
+    wanted = [*runs, *vanished]
+    for at in range(0, len(wanted), 500):  # SQLite's bound on arguments, with room
+        part = wanted[at:at + 500]
+        known.update(db.execute("SELECT ref, commit_id FROM runs WHERE ref IN "  # noqa: S608 - placeholders only
+                                f"({', '.join('?' for _ in part)})", part).fetchall())
+    changed = [(ref, c) for ref, c in runs.items() if known.get(ref) != c]
+    gone = [ref for ref in vanished if ref not in runs and ref in known]
+    before = json.loads(_meta(db, "bad") or "[]")
+    bad = sorted({*(r for r in before if r not in vanished), *bad_now})
+    return changed, gone, bad, {ref for ref, _ in changed if ref in known}
 
 
 def _unindexed(db: sqlite3.Connection, moved: list[tuple[str]]) -> None:
