@@ -94,6 +94,9 @@ def test_a_fresh_clone_fetches_every_run_and_a_second_fetch_reads_no_archive(
     shown = exp("show", made[0], cwd=bob).stdout
     assert made[0] in shown and "succeeded" in shown
     assert json.loads((bob / ".git/gitexp/archives.json").read_text()) == archive_refs(remote)
+    # its listing kept in the index: a push counts its runs by SQL, reading nothing
+    taken = set(archive_refs(remote).values())
+    assert index.kept_listings(Repo.discover(bob), taken) == taken
     # nothing new: one ls-remote; the archive is not fetched nor read again
     trace = tmp_path / "trace"
     exp("fetch", cwd=bob, env={"GIT_TRACE": str(trace)})

@@ -361,7 +361,7 @@ def _fold(repo: Repo, sent: PushReport, held: dict[str, str], fold_at: int) -> P
             break
         folded += sum(len(a.runs) for a in chunk)
         created += [a.ref for a in chunk]
-    archives.remember(repo, {a.ref: a.oid for a in made if a.ref in created})
+    _remember(repo, [a for a in made if a.ref in created])
     return replace(sent, folded=folded, archived=created, rejected=sent.rejected + rejected)
 
 
@@ -397,7 +397,7 @@ def _unpublish(repo: Repo, remote: str, run_ids: Sequence[str]) -> PushReport:
         return PushReport(remote, [], absent)
     leases = [f"--force-with-lease={ref}:{oid}" for ref, oid in present.items()]
     specs = [f":{ref}" for ref in present]
-    made = {}
+    made = []
     for a in holding:
         rest = {r: c for r, c in a.runs.items() if r not in gone}
         leases.append(f"--force-with-lease={a.ref}:{a.oid}")
@@ -405,7 +405,7 @@ def _unpublish(repo: Repo, remote: str, run_ids: Sequence[str]) -> PushReport:
             specs.append(f":{a.ref}")
             continue
         b = archives.make(repo, rest, a.dated + 1)  # the same date: a second before the oldest
-        made[b.ref] = b.oid
+        made.append(b)
         if b.ref == a.ref:
             specs.append(f"{b.oid}:{a.ref}")
         else:
@@ -420,7 +420,7 @@ def _unpublish(repo: Repo, remote: str, run_ids: Sequence[str]) -> PushReport:
     rejected = [(r, why) for r, why in report.rejected if not archives.is_archive(r)]
     if proc.returncode == 0:
         pushed += archived
-        archives.remember(repo, made)
+        _remember(repo, made)
     elif holding:  # atomic: no archive replaced, so every archived run is still there
         why = next((w for r, w in report.rejected if archives.is_archive(r)), "refused")
         rejected += [(r, f"its archive was not replaced ({why})") for r in archived]
@@ -618,13 +618,25 @@ def _unfolded(repo: Repo, report: FetchReport, offered: Sequence[archives.Archiv
     chosen, torn = _chosen(repo, [a for a, _ in accepted])
     report.refused.extend((ref, f"refused {_what(ref)} from {report.remote}: archives list "
                                 "commits of it that no move joins") for ref in sorted(torn))
-    for archive, refused in accepted:
-        batch = sorted((ref, (local.get(ref), new)) for ref, new in archive.runs.items()
-                       if local.get(ref) != new and chosen.get(ref, new) == new
-                       and ref not in torn and refused.get(ref) != BEHIND)  # older: no news
-        _make(repo, report, batch, local, refused)
-        if not torn & archive.runs.keys():
-            archives.remember(repo, {archive.ref: archive.oid})
+    taken = []
+    try:
+        for archive, refused in accepted:
+            batch = sorted((ref, (local.get(ref), new)) for ref, new in archive.runs.items()
+                           if local.get(ref) != new and chosen.get(ref, new) == new
+                           and ref not in torn and refused.get(ref) != BEHIND)  # older: no news
+            _make(repo, report, batch, local, refused)
+            if not torn & archive.runs.keys():
+                taken.append(archive)
+    finally:  # those whose runs were made, even if a later one's failed
+        _remember(repo, taken)
+
+
+def _remember(repo: Repo, taken: Sequence[archives.Archive]) -> None:
+    """Remember the archives taken (or made) here, and keep their listings in the index: a
+    push counts the runs they list by SQL (`_kept`), not reading them again."""
+    if taken:
+        archives.remember(repo, {a.ref: a.oid for a in taken})
+        index.keep_listings(repo, {a.oid: a.runs for a in taken}, archives.known(repo).values())
 
 
 def _chosen(repo: Repo, listed: Sequence[archives.Archive]) -> tuple[dict[str, str], set[str]]:
