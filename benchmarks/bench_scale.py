@@ -337,12 +337,14 @@ def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
         row("no-op fetch: ref advertisement", kb(advertised(["git", "exp", "fetch"], clone_a,
                                                             root)),
             kb(advertised(plain_fetch, clone_b, root)), "(goal <= 100 KB)")
-        # The first compares every run with the remote's and records the two sides in sync;
-        # the next ones, in that same state, go by the record (sharing._settled_key). The
-        # index first (untimed: the cold `ls` below is its figure), as any `ls` leaves it.
+        # The first compares the runs with the remote's (those the archives taken list alike
+        # counted by the index: sharing._kept) and records the two sides in sync; the next
+        # ones, in that same state, go by the record (sharing._settled_key). The index first
+        # (untimed: the cold `ls` below is its figure), as any `ls` leaves it.
         sh("git", "exp", "ls", cwd=clone_a)
         time.sleep(2.5)  # a ref stamp younger than 2 s tells nothing (git.refs_stamp)
-        row("no-op push, the first (compares every run)", timed(["git", "exp", "push"], clone_a),
+        row("no-op push, the first (no push in sync recorded yet)",
+            timed(["git", "exp", "push"], clone_a),
             timed(plain_push, clone_b), "(goal <= 0.5 s)")
         row("no-op push, again", median(["git", "exp", "push"], clone_a),
             median(plain_push, clone_b), "(goal <= 0.5 s)")
