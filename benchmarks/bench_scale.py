@@ -410,7 +410,7 @@ def main() -> int:  # noqa: PLR0915 - one measurement after another, in order
                     "refs/experiments/"], clone_b))
         # A run launched here: its ref is loose and packed-refs as it was, so the index
         # reads that ref's file (index._loose_changes), not a listing of every ref
-        sh("git", "exp", "run", "--", sys.executable, "-c", "pass", cwd=clone_a)
+        sh("git", "exp", "run", "--force", "--", sys.executable, "-c", "pass", cwd=clone_a)
         time.sleep(2.5)  # a ref stamp younger than 2 s tells nothing (git.refs_stamp)
         row("ls, the first after a new run", timed(["git", "exp", "ls"], clone_a),
             median(plain_ls, clone_b), "(goal <= 0.3 s)")
