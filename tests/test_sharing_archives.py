@@ -191,6 +191,27 @@ def test_the_pre_push_hook_folds_as_git_exp_push_does(tmp_path: Path):
     assert remote_refs(remote) == set()
 
 
+def test_the_pre_push_hook_leaves_a_backlog_of_many_archives_to_git_exp_push(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A remote in the old layout (more archives due than one atomic push makes): the hook's
+    push, own runs only, folds nothing and says how many wait (at 100,000 runs each archive
+    costs the remote minutes: a branch push must not wait hours); `git exp push` folds them.
+    Archives of one run and two a push stand in for 1,000 and five."""
+    alice, remote = alice_and_remote(tmp_path)
+    git("config", "exp.foldAt", "1", cwd=alice)
+    made = [launch(alice) for _ in range(3)]
+    git("push", "-q", "origin", "refs/experiments/*:refs/experiments/*", cwd=alice)
+    monkeypatch.setattr(archives, "MAX_RUNS", 1)
+    monkeypatch.setattr(sharing, "FOLDED_AT_ONCE", 2)
+    repo = Repo.discover(alice)
+    hooked = sharing.push(repo, own_only=True)
+    assert (hooked.unfolded, hooked.folded, hooked.rejected) == (3, 0, [])
+    assert remote_refs(remote) == {ids.ref_for(i) for i in made} and archive_refs(remote) == {}
+    whole = sharing.push(repo)
+    assert (whole.folded, len(whole.archived), whole.unfolded) == (3, 3, 0)
+    assert remote_refs(remote) == set() and len(archive_refs(remote)) == 3
+
+
 def test_fold_at_zero_never_folds_and_a_bad_value_is_one_line(tmp_path: Path):
     alice, remote = alice_and_remote(tmp_path)
     git("config", "exp.foldAt", "0", cwd=alice)

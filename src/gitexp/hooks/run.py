@@ -384,6 +384,9 @@ def pre_push(g: HookGit, args: list[str]) -> None:
         folded = (f"; {report.folded} older run(s) folded into {len(report.archived)} "
                   "archive(s)") if report.folded else ""
         say(f"pushed {len(report.pushed)} run ref(s) to {remote}{folded}")
+    if report.unfolded:  # a remote in the old layout: too long a wait for a branch push
+        say(f"{remote} holds {report.unfolded} older run(s) one ref each: `git exp push "
+            f"{remote}` folds them into archives (a long push, once)")
 
 
 HOOKS: dict[str, tuple[Callable[[HookGit, list[str]], None], tuple[str, ...]]] = {

@@ -51,6 +51,7 @@ class PushReport:
     live: list[str] = field(default_factory=list)  # unfinished runs, not pushed
     folded: int = 0  # runs folded into archives on the remote by this push
     archived: list[str] = field(default_factory=list)  # the archive refs it created
+    unfolded: int = 0  # runs due to fold that the pre-push hook left to `git exp push`
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
         _git(repo, "push", "--porcelain", "--no-verify",
              *(f"--force-with-lease={r}:{oid}" for r, oid in twice.items()), sent.remote,
              *(f":{r}" for r in twice))  # a failure leaves them for the next push
-    report = _fold(repo, sent, held, fold_at)
+    report = _fold(repo, sent, held, fold_at, whole=not own_only)
     if key is not None and not (report.pushed or report.rejected or report.folded or twice):
         _settle(repo, key, report)
     return report
@@ -330,17 +331,22 @@ def _staged(repo: Repo, refs: dict[str, str]) -> Iterator[list[str]]:
             f"delete {STAGED}{r[len('refs/'):]} {oid}\n" for r, oid in refs.items()).encode())
 
 
-def _fold(repo: Repo, sent: PushReport, held: dict[str, str], fold_at: int) -> PushReport:
+def _fold(repo: Repo, sent: PushReport, held: dict[str, str], fold_at: int, *,
+          whole: bool = True) -> PushReport:
     """Fold the remote's oldest finished runs into archives once it holds more than
     `fold_at` (exp.foldAt) one ref each (`held`: those this clone holds alike, ref -> commit):
     each archive created only where none is, each run's ref deleted only where it is still
     that commit, all in one atomic push (a remote changed meanwhile: no fold, the next push
-    tries again)."""
+    tries again). Not `whole` (the pre-push hook): a backlog of more archives than one
+    such push makes (a remote in the old layout) is left to `git exp push`, said in
+    `unfolded`: at 100,000 runs each archive costs minutes of the remote's time."""
     if not fold_at or len(held) <= fold_at:
         return sent
     times = index.launch_times(repo)
     groups = archives.plan([(r, oid, times[r]) for r, oid in held.items() if r in times],
                            fold_at)
+    if not whole and len(groups) > FOLDED_AT_ONCE:
+        return replace(sent, unfolded=sum(len(g) for g in groups))
     made = [archives.make(repo, {r: oid for r, oid, _ in g}, min(t for *_, t in g))
             for g in groups]
     folded, created, rejected = 0, [], []
