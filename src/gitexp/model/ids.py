@@ -39,7 +39,7 @@ def id_from_ref(ref: str) -> str | None:
     return run_id if _ID.fullmatch(run_id) else None
 
 
-def heads_of(listing: str) -> tuple[dict[str, str], list[str]]:
+def run_heads(listing: str) -> tuple[dict[str, str], list[str]]:
     """Of lines `<ref> <object id>` under PREFIX (`git for-each-ref`): run ref -> object id,
     and the refs whose name is no run id."""
     heads = dict(_HEAD.findall(listing))
