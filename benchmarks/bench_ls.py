@@ -87,9 +87,14 @@ def make_repo(path: Path, dvc: bool) -> str:
     return sh("git", "rev-parse", "HEAD", cwd=path).strip()
 
 
+EPOCH = 1782864000  # 2026-07-01 00:00 UTC
+
+
 def run_id(i: int) -> str:
+    """Run i's id as gitexp names it (`ids.new_id`): launched i minutes after EPOCH (runs
+    launch a minute apart), so ids sort in launch order as a real repository's do."""
     suffix = "".join(_ALPHABET[(i // len(_ALPHABET) ** k) % len(_ALPHABET)] for k in range(4))
-    return f"train-1127-{i // 60 % 24:02d}{i % 60:02d}-{suffix}"
+    return f"train-{time.strftime('%m%d-%H%M', time.gmtime(EPOCH + 60 * i))}-{suffix}"
 
 
 def _data(blob: bytes) -> bytes:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gitexp.git import Repo
+from gitexp.git import Repo, pushing
 from gitexp.model import ids
 from gitexp.service import archives, index, sharing
 from tests.conftest import use_home
@@ -207,9 +207,11 @@ def test_the_pre_push_hook_leaves_a_backlog_of_many_archives_to_git_exp_push(
     hooked = sharing.push(repo, own_only=True)
     assert (hooked.unfolded, hooked.folded, hooked.rejected) == (3, 0, [])
     assert remote_refs(remote) == {ids.ref_for(i) for i in made} and archive_refs(remote) == {}
-    whole = sharing.push(repo)
+    counted: list[tuple[int, int]] = []
+    whole = sharing.push(repo, progress=lambda done, total: counted.append((done, total)))
     assert (whole.folded, len(whole.archived), whole.unfolded) == (3, 3, 0)
     assert remote_refs(remote) == set() and len(archive_refs(remote)) == 3
+    assert counted == [(0, 3), (2, 3)]  # before each of its two pushes: how far it is
 
 
 def test_fold_at_zero_never_folds_and_a_bad_value_is_one_line(tmp_path: Path):
@@ -298,7 +300,7 @@ def test_many_named_runs_go_staged_under_one_glob_and_the_staging_goes(
                                             *(f"refs/tags/exp/{i}" for i in made)])
     assert remote_refs(remote) == {ids.ref_for(i) for i in made} | {
         f"refs/tags/exp/{i}" for i in (first, *made)}
-    assert git("for-each-ref", sharing.STAGED, cwd=alice) == ""  # no staging left behind
+    assert git("for-each-ref", pushing.STAGED, cwd=alice) == ""  # no staging left behind
 
 
 def test_a_fold_the_remote_refuses_deletes_nothing(tmp_path: Path):

@@ -270,13 +270,14 @@ def data_progress() -> Iterator[Callable[[str, int, int], None]]:
 
 
 @contextmanager
-def sync_progress() -> Iterator[Callable[[int, int], None] | None]:
-    """`data_progress` for the index's first sync of many runs, on a terminal only."""
+def count_progress(what: str) -> Iterator[Callable[[int, int], None] | None]:
+    """`data_progress` of one count (the index's first sync of many runs, a migration's
+    fold), on a terminal only."""
     if not sys.stderr.isatty():
         yield None
         return
     with data_progress() as bar:
-        yield lambda done, total: bar("reading runs", done, total)
+        yield lambda done, total: bar(what, done, total)
 
 
 # -- ls -----------------------------------------------------------------------------------

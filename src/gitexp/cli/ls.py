@@ -34,7 +34,7 @@ def ls(  # noqa: PLR0917 - typer reads options from the signature
     tsv: bool = typer.Option(False, "--tsv", help="Print tab-separated values, the same."),
 ) -> int:
     repo, config = open_repo()
-    with r.sync_progress() as bar:  # a first `ls` of many runs reads them all: how far?
+    with r.count_progress("reading runs") as bar:  # a first `ls` of many reads them all
         index.refresh(repo, bar)
     paged = limit is None and not every and not (as_json or csv or tsv)  # scripts: all
     split = [c.strip() for c in (columns or "").split(",") if c.strip()]

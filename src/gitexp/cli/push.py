@@ -19,6 +19,7 @@ def push(
     words = list(args or [])
     remote = words.pop(0) if words and sharing.is_remote(repo, words[0]) else None
     ids = [runs.find(repo, w, config).id for w in words]
-    report = sharing.push(repo, remote, ids)
+    with r.count_progress("folding runs into archives") as bar:  # a migration: minutes
+        report = sharing.push(repo, remote, ids, progress=bar)
     r.pushed(report)
     return 1 if report.rejected else 0

@@ -20,17 +20,16 @@ of its own, all of them or, when one is refused, none.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from gitexp import __version__
 from gitexp.errors import GitexpError
-from gitexp.git import Commit, Object, Repo, fetching, refs_stamp, run_git, tree_of
+from gitexp.git import Commit, Object, Repo, fetching, pushing, refs_stamp, run_git, tree_of
 from gitexp.git.config import Config
 from gitexp.git.writeback import RESULTS_DIR
 from gitexp.model import ids
@@ -38,6 +37,7 @@ from gitexp.model.record import DecodedRun, Result, decode_run
 from gitexp.service import archives, index
 from gitexp.service.tagging import NOTES_REF, merge_from
 
+Progress = Callable[[int, int], None]  # (done, total)
 PUSH_GUARD = "GITEXP_PUSHING_RUNS"  # == hooks.run.PUSH_GUARD: our own pre-push does nothing
 NAMESPACES = (ids.PREFIX, ids.TAG_PREFIX)
 
@@ -88,10 +88,11 @@ def is_remote(repo: Repo, word: str) -> bool:
 
 
 def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
-         own_only: bool = False) -> PushReport:
+         own_only: bool = False, progress: Progress | None = None) -> PushReport:
     """Push finished runs (all, or `run_ids`; with `own_only`, those this user launched here)
     and their `exp/*` tags; never forces, and never moves a ref of the remote's along a
-    transition gitexp does not make (`transitions`)."""
+    transition gitexp does not make (`transitions`). `progress(done, total)`: runs folded,
+    when a fold takes more than one push (a remote in the old layout)."""
     remote = _check_remote(remote or default_remote(repo, pushing=True))
     advertised = _remote_refs(repo, remote)
     fold_at = Config.load(repo).count("exp.foldAt", archives.FOLD_AT) or 0
@@ -147,11 +148,11 @@ def push(repo: Repo, remote: str | None = None, run_ids: Sequence[str] = (), *,
     held = {r: oid for r, oid in singles.items()  # each archived run stays where it is
             if r in foldable and every.get(r) == oid and r not in listed}
     twice = {r: oid for r, oid in singles.items() if listed.get(r) == oid}
+    there_now = {*advertised, *sent.pushed} - set(twice)  # the remote's refs, as we leave them
     if twice:  # an older gitexp's hook pushed archived runs again: their archive has them
-        _git(repo, "push", "--porcelain", "--no-verify",
-             *(f"--force-with-lease={r}:{oid}" for r, oid in twice.items()), sent.remote,
-             *(f":{r}" for r in twice))  # a failure leaves them for the next push
-    report = _fold(repo, sent, held, fold_at, whole=not own_only)
+        _push_leased(repo, sent.remote, {r: (oid, None) for r, oid in twice.items()},
+                     there_now, atomic=False)  # a failure leaves them for the next push
+    report = _fold(repo, sent, held, fold_at, there_now, whole=not own_only, progress=progress)
     if key is not None and not (report.pushed or report.rejected or report.folded or twice):
         _settle(repo, key, report)
     return report
@@ -272,10 +273,12 @@ def _send(repo: Repo, sent: PushReport, todo: dict[str, str], named: bool) -> Pu
     specs = [f"{r}:{r}" for r in todo] if named else \
         [f"{ns}*:{ns}*" for ns in NAMESPACES] + [f"{r}:{r}" for r in todo if r == NOTES_REF]
     many = named and len(todo) > NAMED_AT_ONCE
-    with _staged(repo, {r: c for r, c in todo.items() if r != NOTES_REF} if many else {}) \
-            as globs:
-        proc = _git(repo, "push", "--porcelain", "--no-verify", remote,
-                    *(globs + [f"{r}:{r}" for r in todo if r == NOTES_REF] if many else specs))
+    with pushing.staged(repo, {r: c for r, c in todo.items() if r != NOTES_REF} if many
+                        else {}) as space:
+        if many:
+            specs = pushing.globs(space, NAMESPACES) + [f"{r}:{r}" for r in todo
+                                                        if r == NOTES_REF]
+        proc = _git(repo, "push", "--porcelain", "--no-verify", remote, *specs)
     report = _parse_push(remote, proc.stdout.decode(errors="replace"), live=lives)
     if proc.returncode != 0 and not report.rejected:
         raise _failed(repo, "push to", remote, proc)
@@ -304,42 +307,24 @@ def _listed_from(found: Iterable[archives.Archive]) -> dict[str, str]:
     return {run: commit for a in found for run, commit in a.runs.items()}
 
 
-FOLDED_AT_ONCE = 5  # archives per atomic push: its command line stays ~1 MB
-# More named refs than this go staged (`_staged`): git matches each named refspec against
-# every local ref, so 10,000 of them at 100,000 runs took minutes (and a command line of MBs),
-# and 100 of them 13 s; from a clone of 2,000 runs, 1,000 named took 2.5 s, staged 0.6 s; 100
-# named 0.38 s, staged 0.25 s (two `update-ref`s are all staging adds).
+FOLDED_AT_ONCE = 5  # archives per atomic push (and per pre-push hook: a steady state's fold)
+# More named refs than this go staged: git matches each named refspec against every local
+# ref, so 10,000 of them at 100,000 runs took minutes (and a command line of MBs), and 100 of
+# them 13 s; from a clone of 2,000 runs, 1,000 named took 2.5 s, staged 0.6 s; 100 named
+# 0.38 s, staged 0.25 s (two `update-ref`s are all staging adds).
 NAMED_AT_ONCE = 20
-STAGED = "refs/gitexp-push/"
 
 
-@contextlib.contextmanager
-def _staged(repo: Repo, refs: dict[str, str]) -> Iterator[list[str]]:
-    """`refs` (ref -> commit) copied under STAGED for as long as a push takes, and the glob
-    refspecs that push them to their own names: one pattern matches in one pass."""
-    if not refs:
-        yield []
-        return
-    stale = _refs(repo, STAGED, full=True)  # an earlier push's, had it been killed
-    repo.git("update-ref", "--stdin", input="".join(
-        [f"delete {r} {oid}\n" for r, oid in stale.items()] +
-        [f"create {STAGED}{r[len('refs/'):]} {oid}\n" for r, oid in refs.items()]).encode())
-    try:
-        yield [f"{STAGED}{ns[len('refs/'):]}*:{ns}*" for ns in NAMESPACES]
-    finally:
-        repo.git("update-ref", "--stdin", input="".join(
-            f"delete {STAGED}{r[len('refs/'):]} {oid}\n" for r, oid in refs.items()).encode())
-
-
-def _fold(repo: Repo, sent: PushReport, held: dict[str, str], fold_at: int, *,
-          whole: bool = True) -> PushReport:
+def _fold(repo: Repo, sent: PushReport, held: dict[str, str], fold_at: int,
+          listed: set[str], *, whole: bool = True, progress: Progress | None = None,
+          ) -> PushReport:
     """Fold the remote's oldest finished runs into archives once it holds more than
-    `fold_at` (exp.foldAt) one ref each (`held`: those this clone holds alike, ref -> commit):
-    each archive created only where none is, each run's ref deleted only where it is still
-    that commit, all in one atomic push (a remote changed meanwhile: no fold, the next push
-    tries again). Not `whole` (the pre-push hook): a backlog of more archives than one
-    such push makes (a remote in the old layout) is left to `git exp push`, said in
-    `unfolded`: at 100,000 runs each archive costs minutes of the remote's time."""
+    `fold_at` (exp.foldAt) one ref each (`held`: those this clone holds alike, ref -> commit;
+    `listed`: the remote's refs): each archive created only where none is, each run's ref
+    deleted only where it is still that commit, FOLDED_AT_ONCE archives an atomic push (a
+    remote changed meanwhile: no fold, the next push tries again). Not `whole` (the pre-push
+    hook): a backlog of more than one such push (a remote in the old layout) is left to
+    `git exp push`, said in `unfolded`."""
     if not fold_at or len(held) <= fold_at:
         return sent
     times = index.launch_times(repo)
@@ -350,23 +335,27 @@ def _fold(repo: Repo, sent: PushReport, held: dict[str, str], fold_at: int, *,
     made = [archives.make(repo, {r: oid for r, oid, _ in g}, min(t for *_, t in g))
             for g in groups]
     folded, created, rejected = 0, [], []
+    total = sum(len(a.runs) for a in made)
+    if len(made) <= FOLDED_AT_ONCE:
+        progress = None  # one push: over in a moment
     for at in range(0, len(made), FOLDED_AT_ONCE):
+        if progress is not None:
+            progress(folded, total)
         chunk = made[at:at + FOLDED_AT_ONCE]
-        leases, specs = [], []
+        changes: dict[str, tuple[str | None, str | None]] = {}
         for archive in chunk:
-            leases.append(f"--force-with-lease={archive.ref}:")  # created, never replaced
-            specs.append(f"{archive.oid}:{archive.ref}")
-            leases += [f"--force-with-lease={r}:{oid}" for r, oid in archive.runs.items()]
-            specs += [f":{r}" for r in archive.runs]
-        proc = _git(repo, "push", "--atomic", "--porcelain", "--no-verify", *leases,
-                    sent.remote, *specs)
+            changes[archive.ref] = (None, archive.oid)  # created, never replaced
+            changes.update({r: (oid, None) for r, oid in archive.runs.items()})
+        proc = _push_leased(repo, sent.remote, changes, listed, atomic=True)
         if proc.returncode != 0:  # e.g. a run moved meanwhile: its lease fails them all
             said = _parse_push(sent.remote, proc.stdout.decode(errors="replace"), live=[])
-            why = said.rejected[0][1] if said.rejected else _why(proc)
+            why = next((w for _, w in said.rejected if "atomic push failed" not in w),
+                       _why(proc))
             rejected.append((chunk[0].ref, f"not folded ({why}); the next push tries again"))
             break
         folded += sum(len(a.runs) for a in chunk)
         created += [a.ref for a in chunk]
+        listed = (listed | {a.ref for a in chunk}) - {r for a in chunk for r in a.runs}
     _remember(repo, [a for a in made if a.ref in created])
     return replace(sent, folded=folded, archived=created, rejected=sent.rejected + rejected)
 
@@ -374,10 +363,9 @@ def _fold(repo: Repo, sent: PushReport, held: dict[str, str], fold_at: int, *,
 def unpublish(repo: Repo, remote: str | None, run_ids: Sequence[str]) -> PushReport:
     """Delete runs (their refs and `exp/*` tags) from a remote: `pushed` lists what went,
     `up_to_date` counts what it did not have. Each deletion holds only while the remote's ref
-    is still what it showed a moment before (`--force-with-lease`): a run someone moves
-    meanwhile stays. An archived run leaves by its archive being replaced with one that
-    lists the others (in one atomic push with the rest). UNPUBLISHED_AT_ONCE runs a push:
-    a sweep of 20,000 would not fit on one command line."""
+    is still what it showed a moment before (a lease: `pushing.push_leased`): a run someone
+    moves meanwhile stays. An archived run leaves by its archive being replaced with one that
+    lists the others (in one atomic push with the rest). UNPUBLISHED_AT_ONCE runs a push."""
     remote = _check_remote(remote or default_remote(repo, pushing=True))
     named = sorted(set(run_ids))  # ids sort by launch, as archives group runs
     parts = [_unpublish(repo, remote, named[at:at + UNPUBLISHED_AT_ONCE])
@@ -386,7 +374,7 @@ def unpublish(repo: Repo, remote: str | None, run_ids: Sequence[str]) -> PushRep
                       sum(p.up_to_date for p in parts), [r for p in parts for r in p.rejected])
 
 
-UNPUBLISHED_AT_ONCE = 2000  # runs a push deletes: with leases and tags, ~0.4 MB of arguments
+UNPUBLISHED_AT_ONCE = 2000  # runs a push deletes: what one atomic push stakes and stages
 
 
 def _unpublish(repo: Repo, remote: str, run_ids: Sequence[str]) -> PushReport:
@@ -401,29 +389,26 @@ def _unpublish(repo: Repo, remote: str, run_ids: Sequence[str]) -> PushReport:
                   and ids.ref_for(i) not in archived])
     if not present and not holding:
         return PushReport(remote, [], absent)
-    leases = [f"--force-with-lease={ref}:{oid}" for ref, oid in present.items()]
-    specs = [f":{ref}" for ref in present]
+    changes: dict[str, tuple[str | None, str | None]] = {
+        ref: (oid, None) for ref, oid in present.items()}
     made = []
     for a in holding:
         rest = {r: c for r, c in a.runs.items() if r not in gone}
-        leases.append(f"--force-with-lease={a.ref}:{a.oid}")
+        changes[a.ref] = (a.oid, None)
         if not rest:
-            specs.append(f":{a.ref}")
             continue
         b = archives.make(repo, rest, a.dated + 1)  # the same date: a second before the oldest
         made.append(b)
-        if b.ref == a.ref:
-            specs.append(f"{b.oid}:{a.ref}")
-        else:
-            leases.append(f"--force-with-lease={b.ref}:")
-            specs += [f"{b.oid}:{b.ref}", f":{a.ref}"]
-    proc = _git(repo, "push", "--porcelain", "--no-verify", *(["--atomic"] if holding else []),
-                *leases, remote, *specs)
+        changes[b.ref] = (a.oid if b.ref == a.ref else None, b.oid)
+    proc = _push_leased(repo, remote, changes, {*theirs, *offered}, atomic=bool(holding))
     report = _parse_push(remote, proc.stdout.decode(errors="replace"), live=[])
     if proc.returncode != 0 and not report.rejected:
         raise _failed(repo, "push to", remote, proc)
-    pushed = [r for r in report.pushed if not archives.is_archive(r)]
-    rejected = [(r, why) for r, why in report.rejected if not archives.is_archive(r)]
+    # a ref the remote has gained since its listing, under one of the push's globs, is
+    # refused by its lease: no business of this report
+    pushed = [r for r in report.pushed if r in changes and not archives.is_archive(r)]
+    rejected = [(r, why) for r, why in report.rejected
+                if r in changes and not archives.is_archive(r)]
     if proc.returncode == 0:
         pushed += archived
         _remember(repo, made)
@@ -939,6 +924,12 @@ def _parse_push(remote: str, out: str, live: list[str]) -> PushReport:
         else:
             report.pushed.append(ref)
     return PushReport(remote, report.pushed, up_to_date, report.rejected, live)
+
+
+def _push_leased(repo: Repo, remote: str, changes: dict[str, tuple[str | None, str | None]],
+                 listed: Iterable[str], *, atomic: bool) -> subprocess.CompletedProcess[bytes]:
+    return pushing.push_leased(repo, remote, changes, listed, atomic=atomic,
+                               env={PUSH_GUARD: "1"})
 
 
 def _git(repo: Repo, *args: str, input: bytes | None = None,
