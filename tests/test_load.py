@@ -30,6 +30,7 @@ from benchmarks import bench_ls
 
 from gitexp.git import Repo, writeback
 from gitexp.service import index
+from gitexp.service.cores import MAX_WORKERS
 from gitexp.stores import Store, read_range, size_of
 from tests.helpers import BIN, exp, exp_json, git, wait_for
 from tests.test_slurm_target import configure as configure_slurm
@@ -383,7 +384,7 @@ def test_a_first_index_of_many_runs_is_read_on_every_core_and_is_the_same(
         assert out.returncode == 0, out.stderr
         dumps[how] = out.stdout
         workers = set(pids.read_text().split()) if pids.exists() else set()
-        cores = min(os.cpu_count() or 1, -(-N // index.BATCH), index.MAX_READERS)
+        cores = min(os.cpu_count() or 1, -(-N // index.BATCH), MAX_WORKERS)
         assert len(workers) == (cores if how == "parallel" and cores > 1 else 0)
     assert dumps["parallel"] == dumps["serial"]
     assert f"runs {N} " in dumps["serial"] and "('vals_ref',)" in dumps["serial"]
@@ -407,7 +408,9 @@ def test_ctrl_c_during_a_first_sync_on_every_core_ends_it_all_quietly(big_repo: 
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.stderr is not None and b"Traceback" not in proc.stderr.read()
+    assert proc.stderr is not None
+    said = proc.stderr.read().decode(errors="replace")
+    assert "Traceback" not in said, said
     wait_for(lambda: not workers(), timeout=10, what="the workers' end")
 
 

@@ -4,9 +4,12 @@ ref transaction. The big figures are benchmarks/bench_scale.py's."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ from benchmarks import bench_ls
 
 from gitexp.git import Repo
 from gitexp.git.config import Config
-from gitexp.service import gc, index, runs, sharing, where
+from gitexp.service import archives, gc, index, runs, sharing, where
 from gitexp.service.where import Query
 from tests.conftest import use_home
 from tests.helpers import exp, exp_json, git
@@ -86,6 +89,66 @@ def test_a_fetch_takes_only_what_changed(team: tuple[Path, Path], tmp_path: Path
                                 "refs/experiments/", cwd=clone).split())
     assert len(git("for-each-ref", "refs/experiments/", cwd=clone).splitlines()) == N
     shutil.rmtree(clone)
+
+
+FETCH_REPORT = """if True:
+    import json, os, sys
+    from gitexp.git import Repo
+    from gitexp.service import sharing
+    clone, how, pids = sys.argv[1:]
+    sharing.JUDGED_AT_ONCE = 40
+    sharing.PARALLEL = 10**9 if how == "serial" else 80
+    judged = sharing.transitions
+    def spied(repo, moves):
+        with open(pids, "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        return judged(repo, moves)
+    sharing.transitions = spied
+    said = []
+    report = sharing.fetch(Repo.discover(clone), progress=lambda *a: said.append(a))
+    print(json.dumps({"new": sorted(report.new), "refused": sorted(report.refused),
+                      "kept": sorted(report.kept), "progress": said, "pid": str(os.getpid())}))
+"""
+
+
+def test_a_first_fetch_judges_on_every_core_what_one_process_judges(
+        mine: Path, team: tuple[Path, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch):
+    """A first fetch of many runs, some single refs (one forged), most in archives, is
+    judged by a process per core, counted on a progress bar, and takes and refuses exactly
+    what one process judging them all does."""
+    remote = Path(shutil.copytree(team[1], tmp_path / "remote.git", symlinks=True))
+    with monkeypatch.context() as mp:
+        mp.setattr(archives, "MAX_RUNS", 50)
+        git("config", "exp.foldAt", "60", cwd=mine)
+        folded = sharing.push(Repo.discover(mine), str(remote))
+    assert folded.folded == N - 10 and len(folded.archived) == 6
+    forged = git("commit-tree", "-m", "gitexp run: no record here", "HEAD^{tree}",
+                 cwd=mine).strip()
+    git("push", "-q", "--no-verify", str(remote),
+        f"{forged}:refs/experiments/{bench_ls.run_id(N + 5)}", cwd=mine)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    said, workers = {}, {}
+    for how in ("serial", "parallel"):
+        clone, pids = tmp_path / how, tmp_path / f"{how}.pids"
+        git("clone", "-q", "--no-local", str(remote), str(clone), cwd=tmp_path)
+        out = subprocess.run([sys.executable, "-c", FETCH_REPORT, str(clone), how, str(pids)],
+                             capture_output=True, text=True, timeout=300, env=env)
+        assert out.returncode == 0, out.stderr
+        said[how] = json.loads(out.stdout)
+        workers[how] = set(pids.read_text().split()) - {said[how].pop("pid")}
+        said[how]["refs"] = git("for-each-ref", "refs/experiments/", "refs/exp-archive/",
+                                cwd=clone)
+    progress = said["parallel"].pop("progress")
+    assert said["serial"].pop("progress") == []  # few runs for one process: no bar
+    assert said["parallel"] == said["serial"]
+    assert len(said["serial"]["new"]) == N
+    assert [r for r, _ in said["serial"]["refused"]] == [f"refs/experiments/"
+                                                          f"{bench_ls.run_id(N + 5)}"]
+    assert workers["serial"] == set()
+    assert len(workers["parallel"]) == min(os.cpu_count() or 1, 8) > 1
+    assert progress[0] == [0, N + 1] and progress[-1] == [N + 1, N + 1]
+    assert [d for d, _ in progress] == sorted(d for d, _ in progress)
 
 
 # -- ls: a page from the index, synced by what changed ------------------------------------------

@@ -271,8 +271,8 @@ def data_progress() -> Iterator[Callable[[str, int, int], None]]:
 
 @contextmanager
 def count_progress(what: str) -> Iterator[Callable[[int, int], None] | None]:
-    """`data_progress` of one count (the index's first sync of many runs, a migration's
-    fold), on a terminal only."""
+    """`data_progress` of one count (the index's first sync of many runs, a first fetch's
+    judging of them, a migration's fold), on a terminal only."""
     if not sys.stderr.isatty():
         yield None
         return

@@ -15,5 +15,7 @@ def fetch(
     remote: str = typer.Argument(None, help="Remote to fetch from (default: the branch's)."),
 ) -> int:
     repo, _ = open_repo()
-    r.fetched(sharing.fetch(repo, remote))
+    with r.count_progress("checking runs") as bar:  # a first fetch of a shared remote
+        report = sharing.fetch(repo, remote, progress=bar)
+    r.fetched(report)
     return 0

@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,7 +33,7 @@ from gitexp.git import Commit, Repo, loose_refs, refs_stamp
 from gitexp.model import ids
 from gitexp.model.record import MAX_MESSAGE, DecodedRun, Result, RunRecord, decode_run
 from gitexp.model.row import SUMMARY, as_json, json_text, row_of
-from gitexp.service import trust
+from gitexp.service import cores, trust
 
 FILE = "index.sqlite"
 # bump when the table changes (3: records type-checked; 4: one decoder, `body` the whole
@@ -569,7 +566,6 @@ Progress = Callable[[int, int], None]
 MAX_LOOSE = 1000  # loose run refs a refresh reads from their files; more: they are listed
 BATCH = 2000  # runs read and written at a time: progress to show, memory bounded
 PARALLEL = 4 * BATCH  # from this many runs to read, every core reads a share
-MAX_READERS = 8
 
 
 def _check_columns(columns: tuple[str, ...]) -> None:
@@ -683,20 +679,14 @@ def _indexed(repo: Repo, db: sqlite3.Connection, batches: list[dict[str, str]], 
     """Each batch read and written: 0 once under way, then how many runs as each is done.
     Many (a first `ls` of a shared remote's runs): on every core, each process with its own
     connection; SQLite takes their writes in turn while the others decode."""
-    cores = min(os.cpu_count() or 1, len(batches), MAX_READERS)
-    # A fork copies one thread: a lock another one held would stay held in the worker.
-    if len(batches) * BATCH < PARALLEL or cores < 2 or threading.active_count() > 1 or \
-            not hasattr(os, "fork"):
+    with cores.workers(len(batches), worth=len(batches) * BATCH >= PARALLEL, ordered=False,
+                       setup=_open_worker, args=(repo,)) as spread:
         yield 0
-        for batch in batches:
-            yield _index(repo, db, batch, bulk=bulk)
-        return
-    import multiprocessing
-
-    with multiprocessing.get_context("fork").Pool(
-            cores, initializer=_open_worker, initargs=(repo,)) as pool:
-        yield 0
-        yield from pool.imap_unordered(_index_in_worker, ((b, bulk) for b in batches))
+        if spread is None:
+            for batch in batches:
+                yield _index(repo, db, batch, bulk=bulk)
+        else:
+            yield from spread(_index_in_worker, ((b, bulk) for b in batches))
 
 
 def _index(repo: Repo, db: sqlite3.Connection, batch: dict[str, str], *, bulk: bool) -> int:
@@ -722,9 +712,7 @@ _WORKER: list[tuple[Repo, sqlite3.Connection]] = []  # a pool worker's own (`_op
 
 
 def _open_worker(repo: Repo) -> None:
-    """A pool worker's connection (the parent's is never used across the fork). Ctrl-C is
-    the parent's to take: it ends the pool, so no worker prints its own traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """A pool worker's connection (the parent's is never used across the fork)."""
     db = sqlite3.connect(path_of(repo), timeout=BUSY_MS / 1000, isolation_level=None)
     db.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
     db.execute("PRAGMA synchronous = NORMAL")

@@ -20,11 +20,12 @@ of its own, all of them or, when one is refused, none.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from gitexp import __version__
@@ -34,7 +35,7 @@ from gitexp.git.config import Config
 from gitexp.git.writeback import RESULTS_DIR
 from gitexp.model import ids
 from gitexp.model.record import DecodedRun, Result, decode_run
-from gitexp.service import archives, index
+from gitexp.service import archives, cores, index
 from gitexp.service.tagging import NOTES_REF, merge_from
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -478,13 +479,15 @@ def _refused_pushes(repo: Repo, moves: dict[str, tuple[str, str]]) -> dict[str, 
     return {ref: said.get(why, why) for ref, why in refused.items()}
 
 
-def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
+def fetch(repo: Repo, remote: str | None = None, *,
+          progress: Progress | None = None) -> FetchReport:
     """Fetch runs and `exp/*` tags; new ones appear, finished ones fast-forward.
 
     The remote's refs are listed first (one `ls-remote`) and only the commits of those that
     differ from ours are fetched, by id, and judged before any ref is written: a fetch with
     nothing new writes nothing and reads no run (staging every ref in a namespace of its own
-    and deleting it again cost seconds per thousand runs)."""
+    and deleting it again cost seconds per thousand runs). `progress(done, total)`: runs
+    judged, when there are many (a first fetch of a shared remote)."""
     remote = _check_remote(remote or default_remote(repo, pushing=False))
     theirs, offered = _split(_remote_refs(repo, remote, "fetch from"))
     taken = archives.known(repo)
@@ -504,7 +507,7 @@ def fetch(repo: Repo, remote: str | None = None) -> FetchReport:
     incoming = {ref: theirs[ref] for ref in wanted}
     notes = incoming.pop(NOTES_REF, None)
     good, bad = archives.read(repo, new)
-    report = _merge(repo, remote, incoming, ours, good)
+    report = _merge(repo, remote, incoming, ours, good, progress=progress)
     if len(report.new) >= PACK_AFTER:  # loose, 100,000 refs took every later fetch 1 s to list
         repo.git("pack-refs", "--all")
     report.refused.extend((ref, f"refused {_what(ref)} from {remote}: {why}")
@@ -540,28 +543,56 @@ def _merge_notes(repo: Repo, incoming: str) -> str:
 
 
 JUDGED_AT_ONCE = 2000  # runs read and judged together: a first fetch's memory stays bounded
+PARALLEL = 4 * JUDGED_AT_ONCE  # from this many runs to judge, every core judges a share
 PACK_AFTER = 1000  # refs a fetch made, from which it packs them (as `git gc` would)
 
 
 Move = tuple[str, tuple[str | None, str]]  # (ref, (old or None, new))
+Judge = Callable[[list[dict[str, tuple[str | None, str]]], list[int]], Iterator[dict[str, str]]]
 
 
 def _merge(repo: Repo, remote: str, incoming: dict[str, str], local: dict[str, str],
-           offered: Sequence[archives.Archive] = ()) -> FetchReport:
+           offered: Sequence[archives.Archive] = (), *,
+           progress: Progress | None = None) -> FetchReport:
     """Judge the moves and make the accepted ones: runs first, a batch at a time (each one
     `update-ref --stdin` transaction, every ref guarded by its old value), then the runs of
     the archives `offered` (checked already: `_unfolded`), then the tags, judged against the
-    runs as they then are."""
+    runs as they then are. Many runs are judged on every core (`_judging`)."""
     report = FetchReport(remote)
     local = dict(local)
     moves = sorted((ref, (local.get(ref), new)) for ref, new in incoming.items()
                    if local.get(ref) != new)
     runs = [m for m in moves if m[0].startswith(ids.PREFIX)]
-    for at in range(0, len(runs), JUDGED_AT_ONCE):
-        _make(repo, report, runs[at:at + JUDGED_AT_ONCE], local)
-    _unfolded(repo, report, offered, local)
+    batches = [dict(runs[at:at + JUDGED_AT_ONCE]) for at in range(0, len(runs), JUDGED_AT_ONCE)]
+    total = len(runs) + sum(len(a.runs) for a in offered)
+    with cores.workers(len(batches) + len(offered), worth=total >= PARALLEL) as spread:
+        judge = _judging(repo, spread, progress if total >= PARALLEL else None, total)
+        for batch, refused in zip(batches, judge(batches, [len(b) for b in batches]),
+                                  strict=True):
+            _make(repo, report, list(batch.items()), local, refused)
+        _unfolded(repo, report, offered, local, judge)
     _make(repo, report, [m for m in moves if not m[0].startswith(ids.PREFIX)], local)
     return report
+
+
+def _judging(repo: Repo, spread: cores.Mapper | None, progress: Progress | None,
+             total: int) -> Judge:
+    """`transitions` of batches of moves, in order, by `spread` (else here), counting the
+    runs judged (a batch's weight) on `progress`: started now, after any fork."""
+    done = 0
+    if progress is not None:
+        progress(0, total)
+
+    def judge(batches: list[dict[str, tuple[str | None, str]]],
+              weights: list[int]) -> Iterator[dict[str, str]]:
+        nonlocal done
+        found = (spread or map)(functools.partial(transitions, repo), batches)
+        for weight, refused in zip(weights, found, strict=True):
+            done += weight
+            if progress is not None:
+                progress(done, total)
+            yield refused
+    return judge
 
 
 def _make(repo: Repo, report: FetchReport, batch: list[Move], local: dict[str, str],
@@ -588,7 +619,7 @@ def _make(repo: Repo, report: FetchReport, batch: list[Move], local: dict[str, s
 
 
 def _unfolded(repo: Repo, report: FetchReport, offered: Sequence[archives.Archive],
-              local: dict[str, str]) -> None:
+              local: dict[str, str], judge: Judge) -> None:
     """The runs of the archives `offered`, each archive all or none: every run it lists is
     judged as a ref of its own would be, and one refused refuses the archive in one line.
     A run two accepted archives list at commits no transition joins (one is forged, and
@@ -596,10 +627,10 @@ def _unfolded(repo: Repo, report: FetchReport, offered: Sequence[archives.Archiv
     archive is remembered once all its runs are taken: a fetch that finds it again reads
     nothing."""
     accepted: list[tuple[archives.Archive, dict[str, str]]] = []
-    for archive in offered:
-        moves = {ref: (local.get(ref), new) for ref, new in archive.runs.items()
-                 if local.get(ref) != new}
-        refused = transitions(repo, moves)
+    every = [{ref: (local.get(ref), new) for ref, new in archive.runs.items()
+              if local.get(ref) != new} for archive in offered]
+    for archive, refused in zip(offered, judge(every, [len(a.runs) for a in offered]),
+                                strict=True):
         bad = sorted((ref, why) for ref, why in refused.items() if why not in (BEHIND, UNREADABLE))
         if bad:
             report.refused.append((archive.ref, f"refused {_what(archive.ref)} from "
