@@ -20,6 +20,7 @@ from benchmarks import bench_ls
 from gitexp.git import Repo
 from gitexp.git.config import Config
 from gitexp.service import archives, gc, index, runs, sharing, where
+from gitexp.service.cores import MAX_WORKERS
 from gitexp.service.where import Query
 from tests.conftest import use_home
 from tests.helpers import exp, exp_json, git
@@ -146,7 +147,7 @@ def test_a_first_fetch_judges_on_every_core_what_one_process_judges(
     assert [r for r, _ in said["serial"]["refused"]] == [f"refs/experiments/"
                                                           f"{bench_ls.run_id(N + 5)}"]
     assert workers["serial"] == set()
-    assert len(workers["parallel"]) == min(os.cpu_count() or 1, 8) > 1
+    assert len(workers["parallel"]) == min(os.cpu_count() or 1, MAX_WORKERS) > 1
     assert progress[0] == [0, N + 1] and progress[-1] == [N + 1, N + 1]
     assert [d for d, _ in progress] == sorted(d for d, _ in progress)
 
